@@ -1,0 +1,2 @@
+-- placeholder until the lead's SQL lands
+drop schema if exists audit cascade;

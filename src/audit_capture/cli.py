@@ -1,0 +1,244 @@
+"""``audit-capture``: the command line of audit_capture.
+
+    audit-capture --database-url postgresql://dba@db/crm migrate upgrade
+    audit-capture track clients --resource client --label-column name --status-column status
+    audit-capture status
+
+The database comes from ``--database-url`` or ``AUDIT_CAPTURE_DATABASE_URL``. Every
+failure (bad URL, server down, SQL error) is one line on stderr, ``Error: ...``, and a
+non-zero exit code; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import psycopg
+
+from audit_capture import database, migrate
+from audit_capture.database import DatabaseUnavailable
+
+URL_ENVVAR = "AUDIT_CAPTURE_DATABASE_URL"
+
+
+def one_line(exc: BaseException) -> str:
+    """A single readable line describing ``exc`` (a database error's primary message)."""
+    original = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if isinstance(original, BaseException):
+        exc = original
+    diag = getattr(exc, "diag", None)
+    message = getattr(diag, "message_primary", None) if diag is not None else None
+    if not message:
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
+    return message.strip()
+
+
+class AuditCaptureGroup(click.Group):
+    """A click group that turns expected failures into ``Error: <one line>``."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except DatabaseUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        except psycopg.Error as exc:
+            raise click.ClickException(one_line(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - narrowed below, re-raised otherwise
+            message = _known_failure(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+def _known_failure(exc: Exception) -> str | None:
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return one_line(exc)
+    if isinstance(exc, CommandError):
+        return one_line(exc)
+    if isinstance(exc, FileNotFoundError):
+        return one_line(exc)
+    return None
+
+
+def database_url(ctx: click.Context) -> str:
+    url = ctx.find_root().obj.get("database_url")
+    if not url:
+        raise click.ClickException(
+            f"no database URL: pass --database-url or set {URL_ENVVAR}"
+        )
+    return url
+
+
+@click.group(cls=AuditCaptureGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar=URL_ENVVAR,
+    metavar="URL",
+    help=f"libpq URL of the database, e.g. postgresql://user@host:5432/db (env: {URL_ENVVAR}).",
+)
+@click.version_option(package_name="audit-capture")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Action-level audit log for PostgreSQL."""
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+
+
+# -- migrate -----------------------------------------------------------------------
+
+
+@cli.group("migrate")
+def migrate_group() -> None:
+    """Install, upgrade or remove the audit schema (the package's own Alembic chain)."""
+
+
+@migrate_group.command("upgrade")
+@click.argument("revision", default="head")
+@click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
+@click.pass_context
+def migrate_upgrade(ctx: click.Context, revision: str, as_sql: bool) -> None:
+    """Install or upgrade the audit schema to REVISION (default: head)."""
+    if as_sql:
+        migrate.upgrade_sql(revision)
+        return
+    url = database_url(ctx)
+    before = migrate.current(url)
+    migrate.upgrade(url, revision)
+    after = migrate.current(url)
+    if before == after:
+        click.echo(f"audit schema already at {after}")
+    else:
+        click.echo(f"audit schema upgraded: {before or 'not installed'} -> {after}")
+
+
+@migrate_group.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+def migrate_downgrade(ctx: click.Context, revision: str) -> None:
+    """Downgrade the audit schema to REVISION; 'base' removes it (the log included)."""
+    url = database_url(ctx)
+    before = migrate.current(url)
+    migrate.downgrade(url, revision)
+    after = migrate.current(url)
+    click.echo(f"audit schema downgraded: {before or 'not installed'} -> {after or 'not installed'}")
+
+
+@migrate_group.command("current")
+@click.pass_context
+def migrate_current(ctx: click.Context) -> None:
+    """Print the installed revision ('not installed' when there is none)."""
+    revision = migrate.current(database_url(ctx))
+    head = migrate.head()
+    if revision is None:
+        click.echo(f"not installed (head is {head})")
+    elif revision == head:
+        click.echo(f"{revision} (head)")
+    else:
+        click.echo(f"{revision} (head is {head})")
+
+
+# -- track / untrack ---------------------------------------------------------------
+
+
+@cli.command("track")
+@click.argument("table")
+@click.option("--resource", "resource_type", required=True, help="resource_type of its actions, e.g. client.")
+@click.option("--label-column", help="Column whose value names a row (resource_label).")
+@click.option("--status-column", "status_columns", multiple=True, help="A change to it is a status_change. Repeatable.")
+@click.option("--ignore", "ignored_columns", multiple=True, help="Column left out of diffs. Repeatable.")
+@click.option("--redact", "redacted_columns", multiple=True, help="Column never stored in clear. Repeatable.")
+@click.option("--label", help='Singular display word, e.g. "Case task".')
+@click.option("--label-plural", help='Plural display word, e.g. "Case tasks".')
+@click.option("--labels", "labels_json", metavar="JSON", help="Label overrides, a JSON array (see audit.track).")
+@click.pass_context
+def track(ctx, table, resource_type, label_column, status_columns, ignored_columns,
+          redacted_columns, label, label_plural, labels_json) -> None:
+    """Start (or reconfigure) audit capture of TABLE (optionally schema-qualified)."""
+    labels = _parse_labels(labels_json)
+    with database.connect(database_url(ctx)) as conn:
+        conn.execute(
+            "select audit.track(%s::regclass, %s, %s, %s::text[], %s::text[], %s::text[],"
+            " %s::jsonb, %s, %s)",
+            (
+                table, resource_type, label_column, list(status_columns),
+                list(ignored_columns), list(redacted_columns), json.dumps(labels),
+                label, label_plural,
+            ),
+        )
+    click.echo(f"tracking {table} as {resource_type}")
+
+
+@cli.command("untrack")
+@click.argument("table")
+@click.pass_context
+def untrack(ctx, table) -> None:
+    """Stop audit capture of TABLE. Its logged actions stay in the log."""
+    with database.connect(database_url(ctx)) as conn:
+        conn.execute("select audit.untrack(%s::regclass)", (table,))
+    click.echo(f"no longer tracking {table}")
+
+
+def _parse_labels(labels_json: str | None):
+    if labels_json is None:
+        return []
+    try:
+        labels = json.loads(labels_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{labels_json!r} is not JSON: {exc}", param_hint="--labels")
+    if not isinstance(labels, list):
+        raise click.BadParameter(f"{labels_json!r} is not a JSON array", param_hint="--labels")
+    return labels
+
+
+# -- status ------------------------------------------------------------------------
+
+
+@cli.command("status")
+@click.pass_context
+def status(ctx) -> None:
+    """Compare the database with this version: migration, functions, triggers.
+
+    Exits with 1 when anything is outdated, modified, disabled or missing.
+    """
+    from audit_capture.status import read_status
+
+    with database.connect(database_url(ctx), autocommit=True) as conn:
+        result = read_status(conn)
+    _print_status(result)
+    if not result.ok:
+        ctx.exit(1)
+
+
+def _print_status(result) -> None:
+    m = result.migration
+    click.echo(f"migration: {m.installed or '-'} (package head {m.head}): {m.state}")
+    if result.functions:
+        click.echo("functions:")
+        for function in result.functions:
+            click.echo(f"  {function.signature}: {function.state}")
+    if result.tables:
+        click.echo("tracked tables:")
+        for table in result.tables:
+            click.echo(f"  {table.relation} ({table.resource_type}): {table.state}")
+            for trigger in table.triggers:
+                enabled = "enabled" if trigger.enabled else "disabled"
+                click.echo(f"    trigger {trigger.name} ({enabled}): {trigger.state}")
+    elif m.installed:
+        click.echo("tracked tables: none")
+    click.echo("status: ok" if result.ok else "status: NOT OK", err=not result.ok)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="audit-capture")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

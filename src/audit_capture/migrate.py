@@ -1,0 +1,83 @@
+"""Install, upgrade and remove the audit schema with the package's own Alembic chain.
+
+No alembic.ini is needed: the configuration is built here, pointing Alembic at the
+``migrations/`` folder shipped with the package. The version table is
+``audit.alembic_version``.
+
+    from audit_capture import migrate
+    migrate.upgrade("postgresql://app@db/crm")        # install or upgrade to head
+    migrate.current("postgresql://app@db/crm")        # '0001'
+    migrate.downgrade("postgresql://app@db/crm", "base")  # remove everything
+"""
+
+from __future__ import annotations
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from psycopg import sql
+
+from audit_capture import database, resources
+
+VERSION_SCHEMA = "audit"
+VERSION_TABLE = "alembic_version"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic ``Config`` for the package's chain, connecting to ``url``."""
+    config = Config()
+    # ConfigParser interpolates '%': escape it in the path.
+    config.set_main_option("script_location", str(resources.migrations_dir()).replace("%", "%%"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade (or install) the audit schema to ``revision`` (default: this package's head)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Downgrade the audit schema to ``revision``; ``"base"`` removes it entirely."""
+    command.downgrade(alembic_config(url), revision)
+
+
+def upgrade_sql(revision: str = "head", from_revision: str | None = None) -> None:
+    """Print the SQL of an upgrade instead of running it (Alembic offline mode)."""
+    target = f"{from_revision}:{revision}" if from_revision else revision
+    command.upgrade(alembic_config(None), target, sql=True)
+
+
+def current(url: str) -> str | None:
+    """The revision installed in the database, or None when the audit schema is not installed."""
+    with database.connect(url, autocommit=True) as conn:
+        return current_on(conn)
+
+
+def current_on(conn) -> str | None:
+    """``current()`` on an open psycopg connection; reads only, changes nothing."""
+    row = conn.execute(
+        "select to_regclass(%s) is not null", (f"{VERSION_SCHEMA}.{VERSION_TABLE}",)
+    ).fetchone()
+    if not row[0]:
+        return None
+    query = sql.SQL("select version_num from {}").format(sql.Identifier(VERSION_SCHEMA, VERSION_TABLE))
+    rows = conn.execute(query).fetchall()
+    if not rows:
+        return None
+    if len(rows) > 1:
+        return ",".join(sorted(r[0] for r in rows))
+    return rows[0][0]
+
+
+def head() -> str:
+    """This package's newest revision."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return script.get_current_head()
+
+
+def revisions() -> list[str]:
+    """This package's revisions, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+

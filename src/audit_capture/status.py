@@ -1,0 +1,199 @@
+"""Does the database hold what this version of audit_capture installs?
+
+Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
+
+- Migration: the revision in ``audit.alembic_version`` against this package's head.
+- Functions: every function of schema ``audit``. At install time the SQL stamps each
+  one's COMMENT with a last line ``audit_capture sha256:<hex>``, the hash of its body
+  (``encode(sha256(convert_to(prosrc, 'UTF8')), 'hex')``). A body that no longer
+  matches its stamp was edited by hand: ``modified``.
+- Tracked tables: each row of ``audit.tracked_table`` with its audit triggers (the
+  triggers that call a function of schema ``audit``). A trigger's COMMENT carries the
+  hash of ``pg_get_triggerdef(oid)``; a table without any audit trigger is ``missing``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from audit_capture import migrate
+
+STAMP = re.compile(r"audit_capture sha256:([0-9a-f]{64})\s*$")
+
+# States
+UP_TO_DATE = "up to date"
+OUTDATED = "outdated"
+NOT_INSTALLED = "not installed"
+UNKNOWN_REVISION = "unknown revision"
+INSTALLED = "installed"
+MODIFIED = "modified"
+UNSTAMPED = "unstamped"
+MISSING = "missing"
+DISABLED = "disabled"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    installed: str | None
+    head: str
+    state: str  # UP_TO_DATE, OUTDATED, NOT_INSTALLED, UNKNOWN_REVISION
+
+    @property
+    def ok(self) -> bool:
+        return self.state == UP_TO_DATE
+
+
+@dataclass(frozen=True)
+class FunctionStatus:
+    signature: str  # audit.track(regclass, text, ...)
+    state: str  # INSTALLED, MODIFIED, UNSTAMPED
+
+    @property
+    def ok(self) -> bool:
+        return self.state == INSTALLED
+
+
+@dataclass(frozen=True)
+class TriggerStatus:
+    name: str
+    enabled: bool
+    state: str  # INSTALLED, MODIFIED, UNSTAMPED, DISABLED
+
+    @property
+    def ok(self) -> bool:
+        return self.state == INSTALLED
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    relation: str
+    resource_type: str
+    triggers: tuple[TriggerStatus, ...]
+
+    @property
+    def state(self) -> str:
+        if not self.triggers:
+            return MISSING
+        bad = [t.state for t in self.triggers if not t.ok]
+        return bad[0] if bad else INSTALLED
+
+    @property
+    def ok(self) -> bool:
+        return self.state == INSTALLED
+
+
+@dataclass(frozen=True)
+class Status:
+    migration: MigrationStatus
+    functions: tuple[FunctionStatus, ...] = ()
+    tables: tuple[TableStatus, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.migration.ok
+            and all(f.ok for f in self.functions)
+            and all(t.ok for t in self.tables)
+        )
+
+
+def stamped_hash(comment: str | None) -> str | None:
+    """The hash in a COMMENT's last line ``audit_capture sha256:<hex>``, if any."""
+    if not comment:
+        return None
+    match = STAMP.search(comment.rstrip())
+    return match.group(1) if match else None
+
+
+def read_status(conn: psycopg.Connection) -> Status:
+    """The status of the audit schema in the database of ``conn`` (reads only)."""
+    migration = _migration_status(conn)
+    if not _schema_exists(conn):
+        return Status(migration=migration)
+    return Status(
+        migration=migration,
+        functions=tuple(_function_statuses(conn)),
+        tables=tuple(_table_statuses(conn)),
+    )
+
+
+def _migration_status(conn: psycopg.Connection) -> MigrationStatus:
+    head = migrate.head()
+    installed = migrate.current_on(conn)
+    if installed is None:
+        state = NOT_INSTALLED
+    elif installed == head:
+        state = UP_TO_DATE
+    elif installed in migrate.revisions():
+        state = OUTDATED
+    else:
+        state = UNKNOWN_REVISION
+    return MigrationStatus(installed=installed, head=head, state=state)
+
+
+def _schema_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute(
+        "select exists (select from pg_catalog.pg_namespace where nspname = 'audit')"
+    ).fetchone()[0]
+
+
+def _function_statuses(conn: psycopg.Connection):
+    rows = conn.execute(
+        """
+        select p.oid::regprocedure::text,
+               pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p.prosrc, 'UTF8')), 'hex'),
+               pg_catalog.obj_description(p.oid, 'pg_proc')
+        from pg_catalog.pg_proc p
+        where p.pronamespace = 'audit'::regnamespace
+        order by 1
+        """
+    ).fetchall()
+    for signature, actual, comment in rows:
+        stamped = stamped_hash(comment)
+        if stamped is None:
+            state = UNSTAMPED
+        elif stamped == actual:
+            state = INSTALLED
+        else:
+            state = MODIFIED
+        yield FunctionStatus(signature=signature, state=state)
+
+
+def _table_statuses(conn: psycopg.Connection):
+    if not conn.execute("select to_regclass('audit.tracked_table') is not null").fetchone()[0]:
+        return
+    tables = conn.execute(
+        "select relation::oid, relation::text, resource_type from audit.tracked_table order by 2"
+    ).fetchall()
+    for oid, relation, resource_type in tables:
+        triggers = conn.execute(
+            """
+            select t.tgname,
+                   t.tgenabled <> 'D',
+                   pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                       pg_catalog.pg_get_triggerdef(t.oid), 'UTF8')), 'hex'),
+                   pg_catalog.obj_description(t.oid, 'pg_trigger')
+            from pg_catalog.pg_trigger t
+            join pg_catalog.pg_proc p on p.oid = t.tgfoid
+            where t.tgrelid = %s and not t.tgisinternal
+              and p.pronamespace = 'audit'::regnamespace
+            order by t.tgname
+            """,
+            (oid,),
+        ).fetchall()
+        statuses = []
+        for name, enabled, actual, comment in triggers:
+            stamped = stamped_hash(comment)
+            if stamped is None:
+                state = UNSTAMPED
+            elif stamped != actual:
+                state = MODIFIED
+            elif not enabled:
+                state = DISABLED
+            else:
+                state = INSTALLED
+            statuses.append(TriggerStatus(name=name, enabled=enabled, state=state))
+        yield TableStatus(relation=relation, resource_type=resource_type, triggers=tuple(statuses))
