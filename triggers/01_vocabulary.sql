@@ -1,0 +1,38 @@
+-- The closed vocabularies of the log. Each list is written once, in a function; the
+-- domains below check against it, the context validation quotes it in its error
+-- messages, and the Python enums are tested against it.
+
+create or replace function audit.action_types() returns text[]
+language sql immutable parallel safe
+as $$
+  select array['create', 'update', 'delete', 'status_change', 'import',
+               'login', 'logout', 'export', 'send']
+$$;
+comment on function audit.action_types() is
+  'The allowed values of action_log.action_type and of audit.action_type.';
+
+create or replace function audit.actor_types() returns text[]
+language sql immutable parallel safe
+as $$ select array['admin', 'client', 'system'] $$;
+comment on function audit.actor_types() is
+  'The allowed values of action_log.actor_type and of audit.actor_type.';
+
+create or replace function audit.sources() returns text[]
+language sql immutable parallel safe
+as $$ select array['web', 'api', 'ai', 'mobile'] $$;
+comment on function audit.sources() is
+  'The allowed values of action_log.source and of audit.source (null: no context was set).';
+
+do $$
+begin
+  if not exists (select from pg_catalog.pg_type t join pg_catalog.pg_namespace n on n.oid = t.typnamespace
+                 where n.nspname = 'audit' and t.typname = 'action_type') then
+    create domain audit.action_type as text check (value = any (audit.action_types()));
+    create domain audit.actor_type as text check (value = any (audit.actor_types()));
+    create domain audit.source as text check (value = any (audit.sources()));
+  end if;
+end
+$$;
+comment on domain audit.action_type is 'One of audit.action_types().';
+comment on domain audit.actor_type is 'One of audit.actor_types().';
+comment on domain audit.source is 'One of audit.sources().';
