@@ -1,0 +1,145 @@
+"""Stating who acts, and through what, for the current transaction of a psycopg 3
+connection.
+
+The values go to the server as bound parameters of ``set_config(name, value, true)``:
+transaction-local, so a pooled connection never carries one request's actor into the
+next. ``''`` means unset, as the capture trigger reads it.
+
+    with conn.transaction():
+        set_context(conn, actor_id="7", actor_name="Alice", actor_type="admin", source="web")
+        conn.execute("update clients set status = 'closed' where id = 1")
+
+``context(...)`` does the same for a block and puts the outer values back when it exits;
+``batch(conn, label)`` makes the block's changes one action; ``importing(conn)`` marks
+its inserts as an import.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from audit_capture.enums import ActorType, Source, coerce
+from audit_capture.errors import NoTransaction
+
+#: The variables that make up an actor context, in the order they are read and written.
+CONTEXT_VARIABLES = (
+    "audit.actor_id",
+    "audit.actor_name",
+    "audit.actor_type",
+    "audit.source",
+    "audit.request_id",
+    "audit.context",
+)
+
+
+def context_values(
+    *,
+    actor_id: object = None,
+    actor_name: str | None = None,
+    actor_type: ActorType | str | None = None,
+    source: Source | str | None = None,
+    request_id: str | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> dict[str, str]:
+    """The audit variables for these values, validated; None becomes '' (unset)."""
+    if context is not None and not isinstance(context, Mapping):
+        raise TypeError(f"context must be a mapping, not {type(context).__name__}")
+    values = (
+        None if actor_id is None else str(actor_id),
+        actor_name,
+        coerce(ActorType, "audit.actor_type", actor_type),
+        coerce(Source, "audit.source", source),
+        request_id,
+        None if context is None else json.dumps(dict(context), default=str),
+    )
+    return {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
+
+
+def set_variables(conn: psycopg.Connection, variables: Mapping[str, str]) -> None:
+    """Set audit variables for the current transaction, in one round trip."""
+    _require_transaction(conn)
+    if not variables:
+        return
+    calls = ", ".join("set_config(%s, %s, true)" for _ in variables)
+    params = [p for item in variables.items() for p in item]
+    conn.execute(f"select {calls}", params)
+
+
+def read_variables(conn: psycopg.Connection, names: tuple[str, ...]) -> dict[str, str]:
+    """The current values of audit variables ('' for unset), in one round trip."""
+    _require_transaction(conn)
+    calls = ", ".join("coalesce(current_setting(%s, true), '')" for _ in names)
+    row = conn.execute(f"select {calls}", list(names)).fetchone()
+    return dict(zip(names, row))
+
+
+def set_context(conn: psycopg.Connection, **values: Any) -> None:
+    """Set the whole actor context of the connection's current transaction.
+
+    Keywords: actor_id, actor_name, actor_type ('admin', 'client', 'system'),
+    source ('web', 'api', 'ai', 'mobile'), request_id, context (a JSON-able mapping).
+    A value left out is cleared. Raises InvalidContextValue for an unknown actor_type
+    or source, before anything is sent.
+    """
+    set_variables(conn, context_values(**values))
+
+
+@contextmanager
+def context(conn: psycopg.Connection, **values: Any) -> Iterator[None]:
+    """Set the actor context for a block; the outer context is back when it exits."""
+    new = context_values(**values)
+    with _overriding(conn, new):
+        yield
+
+
+@contextmanager
+def batch(conn: psycopg.Connection, label: str) -> Iterator[None]:
+    """Make every tracked change of the block one action labelled ``label``.
+
+    An ORM that deletes 50 clients one statement at a time then logs one
+    "Batch client deletion" with 50 items.
+    """
+    if not label or not str(label).strip():
+        raise ValueError("batch label must not be empty")
+    # audit.batch_action_id is cleared on the way in and out, so two batch blocks of
+    # one transaction are two actions even when they share a label.
+    with _overriding(conn, {"audit.batch": str(label), "audit.batch_action_id": ""}):
+        yield
+
+
+@contextmanager
+def importing(conn: psycopg.Connection) -> Iterator[None]:
+    """Log the block's inserts as an import ("Clients imported (N)")."""
+    with _overriding(conn, {"audit.action_type": "import"}):
+        yield
+
+
+@contextmanager
+def _overriding(conn: psycopg.Connection, new: Mapping[str, str]) -> Iterator[None]:
+    names = tuple(new)
+    outer = read_variables(conn, names)
+    if "audit.batch_action_id" in outer:
+        outer["audit.batch_action_id"] = ""
+    set_variables(conn, new)
+    try:
+        yield
+    finally:
+        # Transaction-local values die with their transaction: if the block committed
+        # or rolled back, there is nothing to put back (and writing would open a new
+        # transaction). A failed transaction cannot take the restore either.
+        if conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+            set_variables(conn, outer)
+
+
+def _require_transaction(conn: psycopg.Connection) -> None:
+    if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        raise NoTransaction(
+            "the audit context is transaction-local, but this connection is in autocommit "
+            "mode outside a transaction; wrap the work in `with conn.transaction():`"
+        )
