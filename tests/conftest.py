@@ -76,12 +76,10 @@ def _drop_database(pg_server, name: str) -> None:
 @pytest.fixture(scope="session")
 def template_db_url(pg_server) -> str:
     """``audit_template``: the audit schema at head plus the sample CRM, tracked."""
+    from audit_capture.sample import install_crm
+
     url = _create_database(pg_server, TEMPLATE_DB, "template0")
     migrate.upgrade(url, "head")
-    try:  # TODO(before final): import unconditionally once the sample lands
-        from audit_capture.sample import install_crm
-    except ImportError:
-        return url
     with psycopg.connect(url) as conn:
         with conn.transaction():
             install_crm(conn)

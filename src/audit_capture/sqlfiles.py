@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from audit_capture import resources
 
@@ -93,7 +94,36 @@ def _run_in_migration(paths: list[Path]) -> None:
     driver_connection = op.get_bind().connection.driver_connection
     for path in paths:
         execute_file(driver_connection, path)
+        give_version_table_to_schema_owner(driver_connection)
     restore_role(driver_connection)
+
+
+def give_version_table_to_schema_owner(conn: psycopg.Connection) -> None:
+    """Make ``audit.alembic_version`` belong to the audit schema's owner.
+
+    Alembic creates its version table as the migrating user, before the SQL files run.
+    Once the files have made the schema belong to its owner role (``audit_owner``), the
+    version table follows, so statements run as that role ("revoke ... on all tables in
+    schema audit") may touch it like every other table of the schema. The files may
+    have switched role with ``set local role``; it is restored afterwards.
+    """
+    row = conn.execute(
+        """
+        select n.nspowner::regrole::text, c.relowner::regrole::text, current_user
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'audit' and c.relname = 'alembic_version'
+        """
+    ).fetchone()
+    if row is None or row[0] == row[1]:
+        return
+    schema_owner, _table_owner, role_in_use = row
+    conn.execute("reset role")
+    conn.execute(
+        sql.SQL("alter table audit.alembic_version owner to {}").format(sql.Identifier(schema_owner))
+    )
+    if conn.execute("select current_user").fetchone()[0] != role_in_use:
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role_in_use)))
 
 
 def apply_frozen_sql(revision: str) -> None:

@@ -4,12 +4,12 @@ Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
 
 - Migration: the revision in ``audit.alembic_version`` against this package's head.
 - Functions: every function of schema ``audit``. At install time the SQL stamps each
-  one's COMMENT with a last line ``audit_capture sha256:<hex>``, the hash of its body
-  (``encode(sha256(convert_to(prosrc, 'UTF8')), 'hex')``). A body that no longer
-  matches its stamp was edited by hand: ``modified``.
+  one's COMMENT with a last line ``audit_capture sha256:<hex>``, its fingerprint
+  (``audit.function_fingerprint(oid)``: body, security, settings, arguments). A
+  function that no longer matches its stamp was edited by hand: ``modified``.
 - Tracked tables: each row of ``audit.tracked_table`` with its audit triggers (the
-  triggers that call a function of schema ``audit``). A trigger's COMMENT carries the
-  hash of ``pg_get_triggerdef(oid)``; a table without any audit trigger is ``missing``.
+  triggers that call a function of schema ``audit``). A trigger's COMMENT carries
+  ``audit.trigger_fingerprint(oid)``; a table without any audit trigger is ``missing``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 from audit_capture import migrate
 
@@ -140,16 +141,46 @@ def _schema_exists(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
+# The fingerprints are computed by the installed SQL itself (audit.function_fingerprint,
+# audit.trigger_fingerprint: the same functions that stamped the COMMENTs), so the
+# definition of "unchanged" lives in one place. Without them, the plain body hash.
+FUNCTION_FINGERPRINT = sql.SQL(
+    "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p.prosrc, 'UTF8')), 'hex')"
+)
+TRIGGER_FINGERPRINT = sql.SQL(
+    "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to("
+    "pg_catalog.pg_get_triggerdef(t.oid), 'UTF8')), 'hex')"
+)
+
+
+def _has_function(conn: psycopg.Connection, signature: str) -> bool:
+    return conn.execute("select to_regprocedure(%s) is not null", (signature,)).fetchone()[0]
+
+
+def _function_fingerprint(conn: psycopg.Connection) -> sql.Composable:
+    if _has_function(conn, "audit.function_fingerprint(oid)"):
+        return sql.SQL("audit.function_fingerprint(p.oid)")
+    return FUNCTION_FINGERPRINT
+
+
+def _trigger_fingerprint(conn: psycopg.Connection) -> sql.Composable:
+    if _has_function(conn, "audit.trigger_fingerprint(oid)"):
+        return sql.SQL("audit.trigger_fingerprint(t.oid)")
+    return TRIGGER_FINGERPRINT
+
+
 def _function_statuses(conn: psycopg.Connection):
     rows = conn.execute(
-        """
-        select p.oid::regprocedure::text,
-               pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p.prosrc, 'UTF8')), 'hex'),
-               pg_catalog.obj_description(p.oid, 'pg_proc')
-        from pg_catalog.pg_proc p
-        where p.pronamespace = 'audit'::regnamespace
-        order by 1
-        """
+        sql.SQL(
+            """
+            select p.oid::regprocedure::text,
+                   {fingerprint},
+                   pg_catalog.obj_description(p.oid, 'pg_proc')
+            from pg_catalog.pg_proc p
+            where p.pronamespace = 'audit'::regnamespace
+            order by 1
+            """
+        ).format(fingerprint=_function_fingerprint(conn))
     ).fetchall()
     for signature, actual, comment in rows:
         stamped = stamped_hash(comment)
@@ -168,20 +199,22 @@ def _table_statuses(conn: psycopg.Connection):
     tables = conn.execute(
         "select relation::oid, relation::text, resource_type from audit.tracked_table order by 2"
     ).fetchall()
+    trigger_fingerprint = _trigger_fingerprint(conn)
     for oid, relation, resource_type in tables:
         triggers = conn.execute(
-            """
-            select t.tgname,
-                   t.tgenabled <> 'D',
-                   pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-                       pg_catalog.pg_get_triggerdef(t.oid), 'UTF8')), 'hex'),
-                   pg_catalog.obj_description(t.oid, 'pg_trigger')
-            from pg_catalog.pg_trigger t
-            join pg_catalog.pg_proc p on p.oid = t.tgfoid
-            where t.tgrelid = %s and not t.tgisinternal
-              and p.pronamespace = 'audit'::regnamespace
-            order by t.tgname
-            """,
+            sql.SQL(
+                """
+                select t.tgname,
+                       t.tgenabled <> 'D',
+                       {fingerprint},
+                       pg_catalog.obj_description(t.oid, 'pg_trigger')
+                from pg_catalog.pg_trigger t
+                join pg_catalog.pg_proc p on p.oid = t.tgfoid
+                where t.tgrelid = %s and not t.tgisinternal
+                  and p.pronamespace = 'audit'::regnamespace
+                order by t.tgname
+                """
+            ).format(fingerprint=trigger_fingerprint),
             (oid,),
         ).fetchall()
         statuses = []

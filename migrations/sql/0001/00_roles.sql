@@ -22,6 +22,8 @@ begin
   end if;
 end
 $$;
+-- an admin may read whatever a reader may
+grant audit_reader to audit_admin;
 
 create schema if not exists audit;
 alter schema audit owner to audit_owner;

@@ -116,20 +116,16 @@ $$;
 comment on function audit.refuse_change() is
   'Trigger function that keeps the log append-only: refuses UPDATE (except of an action the current transaction is still building), DELETE and TRUNCATE.';
 
-drop trigger if exists action_log_append_only on audit.action_log;
-create trigger action_log_append_only
+create or replace trigger action_log_append_only
   before update or delete on audit.action_log
   for each row execute function audit.refuse_change();
-drop trigger if exists action_log_no_truncate on audit.action_log;
-create trigger action_log_no_truncate
+create or replace trigger action_log_no_truncate
   before truncate on audit.action_log
   for each statement execute function audit.refuse_change();
-drop trigger if exists action_item_append_only on audit.action_item;
-create trigger action_item_append_only
+create or replace trigger action_item_append_only
   before update or delete on audit.action_item
   for each row execute function audit.refuse_change();
-drop trigger if exists action_item_no_truncate on audit.action_item;
-create trigger action_item_no_truncate
+create or replace trigger action_item_no_truncate
   before truncate on audit.action_item
   for each statement execute function audit.refuse_change();
 

@@ -26,13 +26,12 @@ set search_path = pg_catalog, pg_temp
 as $$
   -- the table's name is left out on purpose: renaming a tracked table is fine
   select encode(sha256(convert_to(
-           concat_ws(E'\n', t.tgname, t.tgtype::text, t.tgfoid::regprocedure::text,
-                     coalesce(t.tgoldtable, ''), coalesce(t.tgnewtable, ''),
-                     coalesce(pg_get_expr(t.tgqual, t.tgrelid), '')), 'UTF8')), 'hex')
+           replace(pg_get_triggerdef(t.oid), ' ON ' || t.tgrelid::regclass::text || ' ', ' ON '),
+           'UTF8')), 'hex')
   from pg_trigger t where t.oid = trigger_oid
 $$;
 comment on function audit.trigger_fingerprint(oid) is
-  'sha256 of a trigger''s name, events, function and condition; compared with the "audit_capture sha256:" line of its COMMENT.';
+  'sha256 of a trigger''s definition (less its table''s name); compared with the "audit_capture sha256:" line of its COMMENT.';
 
 create or replace function audit.track(
   target            regclass,

@@ -1,0 +1,235 @@
+"""``audit-capture``: migrate, track, untrack, status, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from audit_capture import migrate
+from audit_capture.cli import cli
+
+
+def run(url: str | None, *args: str):
+    runner = CliRunner()
+    argv = (["--database-url", url] if url else []) + list(args)
+    return runner.invoke(cli, argv, env={"AUDIT_CAPTURE_DATABASE_URL": None})
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    error_lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(error_lines) == 1, result.output
+    assert error_lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in error_lines[0], result.output
+
+
+def audit_cli_executable() -> str:
+    candidate = Path(sys.executable).parent / "audit-capture"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("audit-capture")
+    assert found, "the audit-capture console script is not installed in this environment"
+    return found
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def test_unreachable_server_is_one_line_in_a_real_process(tmp_path):
+    bad_url = "postgresql://nobody@127.0.0.1:1/nowhere"
+    completed = subprocess.run(
+        [audit_cli_executable(), "--database-url", bad_url, "migrate", "current"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"},
+    )
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr + completed.stdout
+    lines = completed.stderr.strip().splitlines()
+    assert lines == ["Error: cannot connect to 127.0.0.1:1: connection refused"], completed.stderr
+
+
+def test_missing_url_names_the_option_and_the_variable():
+    result = run(None, "migrate", "current")
+    assert_one_line_error(result, "--database-url", "AUDIT_CAPTURE_DATABASE_URL")
+
+
+def test_malformed_url_is_named():
+    result = run("mysql://root@localhost/crm", "status")
+    assert_one_line_error(result, "invalid database URL", "mysql://root@localhost/crm")
+
+
+def test_password_is_not_echoed(pg_server):
+    result = run("postgresql://app:s3cret@127.0.0.1:1/crm", "migrate", "current")
+    assert_one_line_error(result, "127.0.0.1:1")
+    assert "s3cret" not in result.output
+
+
+def test_unknown_database_is_one_line(pg_server):
+    result = run(pg_server.url("no_such_db"), "migrate", "current")
+    assert_one_line_error(result, 'database "no_such_db" does not exist')
+
+
+def test_url_from_environment_variable(empty_db_url):
+    result = CliRunner().invoke(
+        cli, ["migrate", "current"], env={"AUDIT_CAPTURE_DATABASE_URL": empty_db_url}
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("not installed")
+
+
+# -- migrate -----------------------------------------------------------------------
+
+
+def test_migrate_upgrade_current_downgrade(empty_db_url):
+    head = migrate.head()
+
+    result = run(empty_db_url, "migrate", "current")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"not installed (head is {head})"
+
+    result = run(empty_db_url, "migrate", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"audit schema upgraded: not installed -> {head}"
+
+    result = run(empty_db_url, "migrate", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"audit schema already at {head}"
+
+    result = run(empty_db_url, "migrate", "current")
+    assert result.output.strip() == f"{head} (head)"
+
+    result = run(empty_db_url, "migrate", "downgrade", "base")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"audit schema downgraded: {head} -> not installed"
+    assert migrate.current(empty_db_url) is None
+
+
+def test_migrate_upgrade_sql_prints_without_a_database():
+    result = run(None, "migrate", "upgrade", "--sql")
+    assert result.exit_code == 0, result.output
+    assert "create schema if not exists audit" in result.output.lower()
+    assert "audit.alembic_version" in result.output
+
+
+def test_downgrade_to_an_unknown_revision_is_one_line(db_url):
+    result = run(db_url, "migrate", "downgrade", "zzzz")
+    assert_one_line_error(result, "zzzz")
+
+
+# -- track / untrack ---------------------------------------------------------------
+
+
+@pytest.fixture
+def widgets(db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("create table widgets (id int primary key, name text, state text, secret text)")
+        conn.execute("create table loose_rows (name text)")
+    return db_url
+
+
+def _tracked(url: str, table: str):
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select resource_type, label_column, status_columns, ignored_columns,"
+            " redacted_columns, label, label_plural"
+            " from audit.tracked_table where relation = %s::regclass",
+            (table,),
+        ).fetchone()
+
+
+def test_track_and_untrack(widgets):
+    result = run(
+        widgets, "track", "widgets", "--resource", "widget", "--label-column", "name",
+        "--status-column", "state", "--ignore", "secret", "--redact", "secret",
+        "--label", "Widget", "--label-plural", "Widgets",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "tracking widgets as widget"
+    assert _tracked(widgets, "widgets") == (
+        "widget", "name", ["state"], ["secret"], ["secret"], "Widget", "Widgets",
+    )
+
+    with psycopg.connect(widgets) as conn:
+        conn.execute("insert into widgets (id, name, state) values (7, 'Gear', 'new')")
+        conn.commit()
+        logged = conn.execute(
+            "select action_type, resource_type, resource_id, resource_label"
+            " from audit.action_log order by id desc limit 1"
+        ).fetchone()
+    assert logged == ("create", "widget", "7", "Gear")
+
+    result = run(widgets, "untrack", "widgets")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "no longer tracking widgets"
+    assert _tracked(widgets, "widgets") is None
+
+
+def test_track_a_table_without_primary_key_is_one_line_error(widgets):
+    result = run(widgets, "track", "loose_rows", "--resource", "loose_row")
+    assert_one_line_error(result, "loose_rows")
+    assert _tracked(widgets, "loose_rows") is None
+
+
+def test_track_a_missing_table_is_one_line_error(widgets):
+    result = run(widgets, "track", "no_such_table", "--resource", "thing")
+    assert_one_line_error(result, "no_such_table")
+
+
+def test_track_requires_a_resource(widgets):
+    result = run(widgets, "track", "widgets")
+    assert result.exit_code != 0
+    assert "--resource" in result.output
+
+
+# -- status ------------------------------------------------------------------------
+
+
+def test_status_of_a_fresh_install_is_ok(widgets):
+    assert run(widgets, "track", "widgets", "--resource", "widget").exit_code == 0
+
+    result = run(widgets, "status")
+
+    assert result.exit_code == 0, result.output
+    head = migrate.head()
+    assert f"migration: {head} (package head {head}): up to date" in result.output
+    assert "audit.track(regclass," in result.output
+    assert "modified" not in result.output
+    assert "widgets (widget): installed" in result.output
+    assert "status: ok" in result.output
+
+
+def test_status_reports_a_hand_edited_function_as_modified(db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "create or replace function audit.sources() returns text[]"
+            " language sql immutable as $$ select array['web']::text[] $$"
+        )
+    result = run(db_url, "status")
+    assert result.exit_code != 0, result.output
+    assert "audit.sources(): modified" in result.output
+    assert "status: NOT OK" in result.output
+
+
+def test_status_reports_a_disabled_trigger(widgets):
+    assert run(widgets, "track", "widgets", "--resource", "widget").exit_code == 0
+    with psycopg.connect(widgets) as conn:
+        conn.execute("alter table widgets disable trigger all")
+    result = run(widgets, "status")
+    assert result.exit_code != 0, result.output
+    assert "widgets (widget): disabled" in result.output
+
+
+def test_status_of_a_database_without_audit(empty_db_url):
+    result = run(empty_db_url, "status")
+    assert result.exit_code != 0
+    assert f"migration: - (package head {migrate.head()}): not installed" in result.output

@@ -1,0 +1,244 @@
+"""The package's own Alembic chain, and the operations for a host application's chain."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+
+from audit_capture import migrate, resources, sqlfiles
+
+
+def _scalar(url: str, query: str, params=()):
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(query, params).fetchone()[0]
+
+
+def _audit_objects(url: str) -> dict[str, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {
+            "schema": conn.execute(
+                "select count(*) from pg_namespace where nspname = 'audit'"
+            ).fetchone()[0],
+            "functions": conn.execute(
+                "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+                " where n.nspname = 'audit'"
+            ).fetchone()[0],
+            "tables": conn.execute(
+                "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                " where n.nspname = 'audit'"
+            ).fetchone()[0],
+        }
+
+
+def test_upgrade_to_head_keeps_version_table_inside_audit_schema(empty_db_url):
+    assert migrate.current(empty_db_url) is None
+
+    migrate.upgrade(empty_db_url, "head")
+
+    assert migrate.current(empty_db_url) == migrate.head()
+    assert _scalar(empty_db_url, "select to_regclass('audit.alembic_version') is not null")
+    assert _scalar(empty_db_url, "select to_regclass('public.alembic_version') is null")
+    assert _scalar(empty_db_url, "select to_regclass('audit.action_log') is not null")
+    assert _scalar(empty_db_url, "select to_regclass('audit.tracked_table') is not null")
+
+
+def test_downgrade_to_base_removes_everything_and_upgrade_works_again(empty_db_url):
+    migrate.upgrade(empty_db_url, "head")
+    assert _audit_objects(empty_db_url)["functions"] > 0
+
+    migrate.downgrade(empty_db_url, "base")
+
+    assert migrate.current(empty_db_url) is None
+    assert _audit_objects(empty_db_url) == {"schema": 0, "functions": 0, "tables": 0}
+
+    migrate.upgrade(empty_db_url, "head")
+    assert migrate.current(empty_db_url) == migrate.head()
+    assert _scalar(empty_db_url, "select to_regclass('audit.action_log') is not null")
+
+
+def test_upgrade_leaves_a_host_alembic_version_table_alone(empty_db_url):
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.alembic_version (version_num varchar(32) primary key)")
+        conn.execute("insert into public.alembic_version values ('hostrev1')")
+
+    migrate.upgrade(empty_db_url, "head")
+    migrate.downgrade(empty_db_url, "base")
+
+    assert _scalar(empty_db_url, "select version_num from public.alembic_version") == "hostrev1"
+
+
+def test_current_changes_nothing_on_a_database_without_audit(empty_db_url):
+    assert migrate.current(empty_db_url) is None
+    assert _audit_objects(empty_db_url)["schema"] == 0
+
+
+def test_head_revision_freezes_current_triggers():
+    """triggers/*.sql must equal the copy frozen for the head revision.
+
+    A change to triggers/ needs a new revision (alembic revision with the package's
+    script template) and `scripts/freeze-sql`; released revisions never change.
+    """
+    head = migrate.head()
+    frozen_dir = resources.migrations_dir() / "sql" / head
+    assert frozen_dir.is_dir(), f"{frozen_dir} is missing: run scripts/freeze-sql"
+
+    current = {p.name: p.read_text() for p in resources.triggers_dir().glob("*.sql")}
+    frozen = {p.name: p.read_text() for p in frozen_dir.glob("*.sql")}
+
+    assert sorted(current) == sorted(frozen), (
+        f"triggers/ and migrations/sql/{head}/ hold different files; "
+        "add a revision and run scripts/freeze-sql"
+    )
+    changed = sorted(name for name in current if current[name] != frozen[name])
+    assert not changed, (
+        f"triggers/ differs from the SQL frozen for revision {head}: {changed}; "
+        "add a revision and run scripts/freeze-sql"
+    )
+    assert (frozen_dir / sqlfiles.UNINSTALL_FILE).is_file()
+
+
+def test_every_revision_has_its_frozen_sql():
+    for revision in migrate.revisions():
+        folder = sqlfiles.frozen_sql_dir(revision)
+        assert sqlfiles.install_files(folder), f"no SQL frozen for revision {revision}"
+
+
+def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
+    migrate.upgrade_sql("head")
+    out = capsys.readouterr().out
+    assert "audit.alembic_version" in out
+    first_file = sqlfiles.install_files(sqlfiles.frozen_sql_dir(migrate.head()))[0]
+    assert first_file.read_text().strip().splitlines()[-1] in out
+
+
+# -- a host application's own chain ---------------------------------------------------
+
+HOST_ENV = '''
+from alembic import context
+from sqlalchemy import create_engine
+
+import audit_capture.alembic_ops  # noqa: F401  registers op.track_table / op.untrack_table
+
+config = context.config
+engine = create_engine(config.attributes["sqlalchemy_url"])
+with engine.connect() as connection:
+    context.configure(connection=connection, transactional_ddl=True)
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()
+'''
+
+HOST_REVISION = '''
+"""widgets"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "h001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        "widgets",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.Text),
+    )
+    op.track_table("widgets", "widget", label_column="name")
+
+
+def downgrade():
+    op.untrack_table("widgets")
+    op.drop_table("widgets")
+'''
+
+
+@pytest.fixture
+def host_chain(tmp_path: Path, db_url: str) -> Config:
+    """A host application's Alembic chain (own env.py, public.alembic_version)."""
+    script_dir = tmp_path / "host_migrations"
+    (script_dir / "versions").mkdir(parents=True)
+    (script_dir / "env.py").write_text(textwrap.dedent(HOST_ENV))
+    (script_dir / "versions" / "h001_widgets.py").write_text(textwrap.dedent(HOST_REVISION))
+    config = Config()
+    config.set_main_option("script_location", str(script_dir))
+    from audit_capture.database import sqlalchemy_url
+
+    config.attributes["sqlalchemy_url"] = sqlalchemy_url(db_url)
+    return config
+
+
+def test_host_chain_tracks_and_untracks_with_alembic_operations(host_chain, db_url):
+    command.upgrade(host_chain, "head")
+
+    assert _scalar(db_url, "select version_num from public.alembic_version") == "h001"
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "select resource_type, label_column from audit.tracked_table"
+            " where relation = 'widgets'::regclass"
+        ).fetchone()
+        assert row == ("widget", "name")
+        before = conn.execute("select coalesce(max(id), 0) from audit.action_log").fetchone()[0]
+        conn.execute("insert into widgets (id, name) values (1, 'Sprocket')")
+        conn.commit()
+        action = conn.execute(
+            "select action_type, resource_type, resource_id, resource_label"
+            " from audit.action_log where id > %s",
+            (before,),
+        ).fetchall()
+    assert action == [("create", "widget", "1", "Sprocket")]
+
+    command.downgrade(host_chain, "base")
+
+    assert _scalar(db_url, "select to_regclass('public.widgets') is null")
+    assert _scalar(
+        db_url,
+        "select count(*) from audit.tracked_table where relation::text = 'widgets'",
+    ) == 0
+
+
+def test_untrack_operation_reverses_to_the_settings_it_read(db_url):
+    from alembic.runtime.migration import MigrationContext
+    from alembic.operations import Operations
+    from sqlalchemy import create_engine
+
+    from audit_capture.alembic_ops import TrackTableOp, UntrackTableOp
+    from audit_capture.database import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(db_url))
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("create table gadgets (id int primary key, name text, state text)")
+            op = Operations(MigrationContext.configure(connection))
+            op.track_table(
+                "gadgets", "gadget", label_column="name", status_columns=["state"],
+                label="Gadget", label_plural="Gadgets",
+            )
+            untrack = UntrackTableOp("gadgets")
+            op.invoke(untrack)
+            again = untrack.reverse()
+            assert isinstance(again, TrackTableOp)
+            assert again.settings.resource_type == "gadget"
+            assert again.settings.status_columns == ("state",)
+            op.invoke(again)
+            tracked = connection.exec_driver_sql(
+                "select resource_type, label_column, status_columns from audit.tracked_table"
+                " where relation = 'gadgets'::regclass"
+            ).one()
+            assert tuple(tracked) == ("gadget", "name", ["state"])
+            assert isinstance(again.reverse(), UntrackTableOp)
+    finally:
+        engine.dispose()
+
+
+def test_untrack_without_known_settings_cannot_be_reversed():
+    from audit_capture.alembic_ops import UntrackTableOp
+
+    with pytest.raises(ValueError, match="widgets"):
+        UntrackTableOp("widgets").reverse()
