@@ -1,0 +1,101 @@
+"""Capture keeps working through ALTER TABLE; TRUNCATE is logged; primary-key updates
+are paired by key, never by position."""
+
+from __future__ import annotations
+
+from audit_log import actions, items, only_action
+
+
+def test_add_drop_and_rename_column_need_no_reinstall(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) values (1, 'Jane')")
+        conn.execute("alter table clients add column language text")
+        conn.execute("update clients set language = 'es' where id = 1")
+        conn.execute("alter table clients rename column phone to mobile_phone")
+        conn.execute("update clients set mobile_phone = '555-0100' where id = 1")
+        conn.execute("alter table clients drop column email")
+        conn.execute("delete from clients where id = 1")
+    created, language, phone, deleted = actions(conn, resource_type="client")
+    assert language["changes"] == {"language": {"old": None, "new": "es"}}
+    assert phone["changes"] == {"mobile_phone": {"old": None, "new": "555-0100"}}
+    assert deleted["action"] == "Client deleted"
+    assert "email" not in deleted["changes"] and deleted["changes"]["language"] == "es"
+
+
+def test_renaming_a_tracked_table_keeps_it_tracked(conn):
+    with conn.transaction():
+        conn.execute("alter table campaigns rename to marketing_campaigns")
+        conn.execute("insert into marketing_campaigns (name) values ('Renamed')")
+    action = only_action(conn, action="Campaign created")
+    assert action["table_name"] == "public.marketing_campaigns"
+
+
+def test_truncate_is_logged_as_a_delete(conn):
+    with conn.transaction():
+        conn.execute("insert into campaigns (name) values ('a'), ('b')")
+        conn.execute("select audit.set_context(actor_name => 'DBA Dan', actor_type => 'admin')")
+        conn.execute("truncate campaigns cascade")
+    action = only_action(conn, action="Campaigns table truncated")
+    assert (action["action_type"], action["resource_type"], action["actor_name"]) == ("delete", "campaign", "DBA Dan")
+    assert action["changes"] == {"truncated": "public.campaigns"}
+
+
+def test_single_row_primary_key_update_is_one_update(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) values (1, 'Jane'), (2, 'John')")
+        conn.execute("update clients set id = 100, notes = 'moved' where id = 1")
+    action = only_action(conn, action="Client updated")
+    assert action["resource_id"] == "100" and action["row_count"] == 1
+    assert action["changes"] == {"id": {"old": 1, "new": 100}, "notes": {"old": None, "new": "moved"}}
+    (item,) = items(conn, action["id"])
+    assert (item["old"]["id"], item["new"]["id"]) == (1, 100)
+
+
+def test_multi_row_primary_key_update_pairs_every_row(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) select i, 'Client ' || i from generate_series(1, 200) i")
+        conn.execute("update clients set id = id * 1000 where id % 2 = 0")
+    shift = actions(conn, resource_type="client")[-1]
+    assert shift["row_count"] == 100
+    shifted = items(conn, shift["id"])
+    assert sorted(i["old"]["id"] for i in shifted) == list(range(2, 201, 2))
+    for item in shifted:
+        assert item["new"]["id"] == item["old"]["id"] * 1000
+        assert item["new"]["name"] == item["old"]["name"]
+        assert item["resource_id"] == str(item["new"]["id"])
+
+
+def test_swapping_keys_between_rows_pairs_by_key_not_position(conn):
+    """Each row's new key is another row's old key: pairing by key alone would mix the
+    rows up; the pairing follows each row."""
+    with conn.transaction():
+        conn.execute("create table slots (id int primary key deferrable initially deferred, name text)")
+        conn.execute("select audit.track('slots', 'slot', label_column => 'name')")
+        conn.execute("insert into slots select i, 'Slot ' || i from generate_series(1, 200) i")
+        conn.execute("update slots set id = case when id <= 100 then id + 100 else id - 100 end")
+    swap = actions(conn, resource_type="slot")[-1]
+    assert swap["row_count"] == 200
+    swapped = items(conn, swap["id"])
+    assert len(swapped) == 200
+    assert sorted(i["old"]["id"] for i in swapped) == list(range(1, 201))
+    for item in swapped:
+        assert item["new"]["name"] == item["old"]["name"] == f"Slot {item['old']['id']}"
+        assert item["new"]["id"] == (item["old"]["id"] + 100 if item["old"]["id"] <= 100
+                                     else item["old"]["id"] - 100)
+    # the key-change bookkeeping is left empty
+    assert conn.execute("select count(*) from audit.pending_key_change").fetchone()[0] == 0
+
+
+def test_composite_and_text_primary_keys(conn):
+    with conn.transaction():
+        conn.execute("create table assignments (case_id int, lawyer text, role text, primary key (case_id, lawyer))")
+        conn.execute("select audit.track('assignments', 'assignment', label_column => 'lawyer')")
+        conn.execute("insert into assignments values (1, 'O''Brien, Pat', 'lead'), (1, 'Kim', 'second')")
+        conn.execute("update assignments set role = 'co-lead' where lawyer = 'Kim'")
+        conn.execute("update assignments set lawyer = 'Kim Lee' where lawyer = 'Kim'")
+    created, role, renamed = actions(conn, resource_type="assignment")
+    assert created["row_count"] == 2
+    assert sorted(i["resource_id"] for i in items(conn, created["id"])) == ['(1,"O\'Brien, Pat")', "(1,Kim)"]
+    assert role["resource_id"] == "(1,Kim)" and role["changes"] == {"role": {"old": "second", "new": "co-lead"}}
+    assert renamed["resource_id"] == '(1,"Kim Lee")'
+    assert renamed["changes"] == {"lawyer": {"old": "Kim", "new": "Kim Lee"}}
