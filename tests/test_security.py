@@ -1,0 +1,196 @@
+"""The security model: applications write business tables and record events but cannot
+touch the log, the triggers or the registry; the log is append-only for everyone; the
+functions run as a role nobody logs in as, with a pinned search_path."""
+
+from __future__ import annotations
+
+import itertools
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+
+from audit_capture import record_action, set_context
+from audit_log import only_action
+
+_role_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_role(conn, db_url):
+    """Creates LOGIN roles for one test (roles are cluster-wide) and drops them after."""
+    made = []
+
+    def make(*grants: str) -> str:
+        name = f"role_{next(_role_numbers)}_{conn.info.dbname}"
+        with conn.transaction():
+            conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+            for grant in grants:
+                conn.execute(sql.SQL(grant).format(role=sql.Identifier(name)))
+        made.append(name)
+        return make_conninfo(db_url, user=name)
+
+    yield make
+    conn.rollback()
+    for name in made:
+        with conn.transaction():
+            conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name)))
+
+
+APP_GRANTS = (
+    "grant usage on schema public to {role}",
+    "grant select, insert, update, delete on all tables in schema public to {role}",
+    "grant usage on all sequences in schema public to {role}",
+)
+
+
+@pytest.fixture
+def app(make_role):
+    """A connection as an application role: DML on the CRM tables, nothing else."""
+    with psycopg.connect(make_role(*APP_GRANTS)) as connection:
+        yield connection
+
+
+def test_application_role_writes_business_tables_and_records_events(app, conn):
+    with app.transaction():
+        set_context(app, actor_id="3", actor_name="Alice", actor_type="admin", source="web")
+        app.execute("insert into clients (name) values ('From the app')")
+        record_action(app, "login", "LawRuler login", resource_type="integration")
+    created = only_action(conn, action="Client created")
+    assert created["db_user"] == app.info.user
+    assert created["actor_name"] == "Alice"
+    assert only_action(conn, action="LawRuler login")["db_user"] == app.info.user
+
+
+@pytest.mark.parametrize("statement", [
+    "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id) "
+    "values ('Forged', 'create', 'admin', 'x', 1)",
+    "update audit.action_log set actor_name = 'Someone else'",
+    "delete from audit.action_log",
+    "truncate audit.action_log",
+    "insert into audit.action_item (action_id, item_no, new) values (1, 1, '{}')",
+    "delete from audit.action_item",
+    "insert into audit.tracked_table (relation, resource_type, label, label_plural) "
+    "values ('clients', 'x', 'x', 'x')",
+    "update audit.tracked_table set redacted_columns = '{}'",
+    "delete from audit.tracked_table",
+    "select audit.untrack('clients')",
+    "select audit.track('clients', 'client')",
+    "alter table clients disable trigger audit_capture_update",
+    "alter table clients disable trigger all",
+    "drop trigger audit_capture_delete on clients",
+    "set session_replication_role = replica",
+    "alter function audit.capture() owner to current_user",
+    "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
+])
+def test_application_role_cannot_touch_the_log_triggers_or_registry(app, statement):
+    with pytest.raises(errors.InsufficientPrivilege):
+        app.execute(statement)
+    app.rollback()
+
+
+def test_application_role_changes_are_still_logged_after_failed_attempts(app, conn):
+    for statement in ["alter table clients disable trigger all", "delete from audit.action_log"]:
+        with pytest.raises(errors.InsufficientPrivilege):
+            app.execute(statement)
+        app.rollback()
+    with app.transaction():
+        app.execute("delete from clients")  # nothing to delete: no action
+        app.execute("insert into clients (name) values ('Still logged')")
+    assert only_action(conn, action="Client created")["resource_label"] == "Still logged"
+
+
+def test_the_log_is_append_only_even_for_a_superuser(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('x')")
+    for statement in ["update audit.action_log set actor_name = 'x'", "delete from audit.action_log",
+                      "truncate audit.action_log", "update audit.action_item set new = '{}'",
+                      "delete from audit.action_item", "truncate audit.action_item"]:
+        with pytest.raises(errors.InsufficientPrivilege, match="append-only"):
+            conn.execute(statement)
+        conn.rollback()
+
+
+def test_schema_and_log_belong_to_a_role_that_cannot_log_in(conn):
+    owners = conn.execute(
+        "select n.nspowner::regrole::text, "
+        "       (select array_agg(distinct c.relowner::regrole::text) from pg_class c "
+        "        where c.relnamespace = n.oid), "
+        "       (select array_agg(distinct p.proowner::regrole::text) from pg_proc p "
+        "        where p.pronamespace = n.oid) "
+        "from pg_namespace n where n.nspname = 'audit'").fetchone()
+    assert owners[0] == "audit_owner"
+    # the Alembic version table is the only thing the migrating role owns
+    assert set(owners[1]) <= {"audit_owner", "postgres"}
+    assert owners[2] == ["audit_owner"]
+    assert conn.execute(
+        "select rolcanlogin from pg_roles where rolname = 'audit_owner'").fetchone()[0] is False
+    assert conn.execute(
+        "select array_agg(c.relname order by c.relname) from pg_class c "
+        "where c.relnamespace = 'audit'::regnamespace and c.relowner <> 'audit_owner'::regrole"
+    ).fetchone()[0] in (None, ["alembic_version", "alembic_version_pkc"])
+
+
+def test_functions_pin_their_search_path_and_define_security(conn):
+    rows = conn.execute(
+        "select p.proname, p.prosecdef, p.proconfig from pg_proc p "
+        "where p.pronamespace = 'audit'::regnamespace").fetchall()
+    assert rows
+    # the vocabulary lists reference no object at all, and a SET clause would stop
+    # PostgreSQL from inlining them into the log's CHECK domains
+    constants = {"action_types", "actor_types", "sources"}
+    for name, definer, config in rows:
+        if name in constants:
+            assert config is None and not definer
+        else:
+            assert config == ["search_path=pg_catalog, pg_temp"], name
+    definers = {name for name, definer, _ in rows if definer}
+    assert {"capture", "capture_key_change", "capture_truncate", "log_action", "set_context",
+            "action_items", "refuse_change"} <= definers
+    # tracking runs with the caller's rights: creating triggers is the table owner's call
+    assert {"track", "untrack", "drop_triggers"}.isdisjoint(definers)
+
+
+def test_db_user_is_the_set_role_not_the_function_owner(make_role, conn):
+    url = make_role(*APP_GRANTS)
+    role = psycopg.conninfo.conninfo_to_dict(url)["user"]
+    with conn.transaction():
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role)))
+        conn.execute("insert into clients (name) values ('Via set role')")
+    assert only_action(conn, action="Client created")["db_user"] == role
+
+
+def test_reader_role_reads_the_log_and_nothing_more(make_role, conn):
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('Readable')")
+    url = make_role("grant audit_reader to {role}")
+    with psycopg.connect(url) as reader:
+        action = reader.execute("select id, action from audit.action_log").fetchone()
+        assert action[1] == "Client created"
+        (item,) = reader.execute("select * from audit.action_items(%s)", (action[0],)).fetchall()
+        assert item[2] == "1"
+        with pytest.raises(errors.InsufficientPrivilege):
+            reader.execute("insert into audit.action_log (action, action_type, actor_type, db_user, "
+                           "transaction_id) values ('x', 'create', 'admin', 'x', 1)")
+        reader.rollback()
+        with pytest.raises(errors.InsufficientPrivilege):
+            reader.execute("select audit.track('clients', 'client')")
+
+
+def test_application_role_cannot_read_items_through_the_function(app, conn):
+    with pytest.raises(errors.InsufficientPrivilege):
+        app.execute("select * from audit.action_items(1)")
+
+
+def test_audit_admin_tracks_its_own_tables(make_role, conn):
+    url = make_role("grant audit_admin to {role}", "grant create on schema public to {role}")
+    with psycopg.connect(url) as admin:
+        with admin.transaction():
+            admin.execute("create table leads (id int primary key, name text)")
+            admin.execute("select audit.track('leads', 'lead', label_column => 'name')")
+            admin.execute("insert into leads values (1, 'Lead one')")
+        with admin.transaction():
+            admin.execute("select audit.untrack('leads')")
+            admin.execute("insert into leads values (2, 'Not logged')")
+    assert only_action(conn, action="Lead created")["resource_label"] == "Lead one"
