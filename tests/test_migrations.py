@@ -242,3 +242,27 @@ def test_untrack_without_known_settings_cannot_be_reversed():
 
     with pytest.raises(ValueError, match="widgets"):
         UntrackTableOp("widgets").reverse()
+
+
+def test_operations_render_in_offline_sql_mode():
+    import io
+
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    import audit_capture.alembic_ops  # noqa: F401
+
+    buffer = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql",
+        opts={"as_sql": True, "output_buffer": buffer, "literal_binds": True},
+    )
+    op = Operations(context)
+    op.track_table("widgets", "widget", label_column="name", status_columns=["state"],
+                   labels=[{"label": "it's"}], schema="crm")
+    op.untrack_table("widgets")
+    out = buffer.getvalue()
+    assert "select audit.track(cast(quote_ident('crm') || '.' || quote_ident('widgets') as regclass)" in out
+    assert "cast(ARRAY[] as text[])" in out
+    assert """cast('[{"label": "it''s"}]' as jsonb)""" in out
+    assert "select audit.untrack(cast(quote_ident('widgets') as regclass))" in out

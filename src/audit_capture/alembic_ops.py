@@ -27,7 +27,7 @@ from typing import Any
 
 from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 
 
@@ -158,13 +158,14 @@ def _track_table(operations: Operations, operation: TrackTableOp) -> None:
     statement = text(
         "select audit.track("
         f"{_target_expression(operation.schema)}, "
-        ":resource_type, :label_column, :status_columns, :ignored_columns, "
-        ":redacted_columns, :labels, :label, :label_plural)"
+        ":resource_type, :label_column, cast(:status_columns as text[]), "
+        "cast(:ignored_columns as text[]), cast(:redacted_columns as text[]), "
+        "cast(:labels as jsonb), :label, :label_plural)"
     ).bindparams(
         bindparam("status_columns", type_=ARRAY(Text)),
         bindparam("ignored_columns", type_=ARRAY(Text)),
         bindparam("redacted_columns", type_=ARRAY(Text)),
-        bindparam("labels", type_=JSONB),
+        bindparam("labels", type_=Text),
         bindparam("resource_type", type_=Text),
         bindparam("label_column", type_=Text),
         bindparam("label", type_=Text),
@@ -177,7 +178,7 @@ def _track_table(operations: Operations, operation: TrackTableOp) -> None:
         "status_columns": list(s.status_columns),
         "ignored_columns": list(s.ignored_columns),
         "redacted_columns": list(s.redacted_columns),
-        "labels": s.labels,
+        "labels": json.dumps(s.labels),
         "label": s.label,
         "label_plural": s.label_plural,
     }
