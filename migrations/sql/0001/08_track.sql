@@ -171,7 +171,7 @@ language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  trigger_name text;
+  trigger_name name;
 begin
   for trigger_name in
     select t.tgname from pg_trigger t
