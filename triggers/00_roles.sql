@@ -20,10 +20,12 @@ begin
   if not exists (select from pg_catalog.pg_roles where rolname = 'audit_admin') then
     create role audit_admin nologin;
   end if;
+  -- an admin may read whatever a reader may
+  if not pg_has_role('audit_admin', 'audit_reader', 'member') then
+    grant audit_reader to audit_admin;
+  end if;
 end
 $$;
--- an admin may read whatever a reader may
-grant audit_reader to audit_admin;
 
 create schema if not exists audit;
 alter schema audit owner to audit_owner;

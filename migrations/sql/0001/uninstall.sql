@@ -11,9 +11,6 @@ begin
 end
 $$;
 
-drop view if exists audit.tracked_tables;
-drop table if exists audit.tracked_table, audit.action_item, audit.action_log,
-  audit.pending_key_change;
 drop function if exists
   audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text),
   audit.untrack(regclass),
@@ -30,8 +27,12 @@ drop function if exists
   audit.primary_key_columns(oid),
   audit.set_context(text, text, text, text, text, jsonb),
   audit.current_context(),
-  audit.reject_value(text, text, text[]),
-  audit.refuse_change();
+  audit.reject_value(text, text, text[]);
+drop view if exists audit.tracked_tables;
+drop table if exists audit.tracked_table, audit.action_item, audit.action_log,
+  audit.pending_key_change;
+drop function if exists audit.refuse_change();
 drop type if exists audit.context;
 drop domain if exists audit.action_type, audit.actor_type, audit.source;
 drop function if exists audit.action_types(), audit.actor_types(), audit.sources();
+-- the schema itself stays: the Alembic version table lives in it
