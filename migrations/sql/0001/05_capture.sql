@@ -176,19 +176,32 @@ begin
   else
     -- Old and new versions are paired by primary key, never by position. A row whose
     -- key the statement changed was noted by audit.capture_key_change(), so its old
-    -- version is looked up under its new key.
+    -- version is looked up under its new key. A row moved to another partition fires
+    -- no row trigger; when exactly one old and one new version are left unpaired they
+    -- are that row. Anything else left unpaired is kept as it is, never invented.
     keys_moved := coalesce(current_setting('audit.keys_moved', true), '') = 'on';
     rows_query := format(
-      $q$select coalesce(n.k, o.k) as k, o.j as old, n.j as new
-         from (select coalesce(m.new_key, o.k) as k, o.j
-               from (select %s as k, to_jsonb(r) as j from audit_old_rows r) o
-               left join (select old_key, new_key from audit.pending_key_change
-                          where %L and backend_pid = pg_backend_pid() and relation = %s) m
-                      on m.old_key = o.k) o
-         full join (select %s as k, to_jsonb(r) as j from audit_new_rows r) n
-                on n.k = o.k$q$,
-      audit.key_expression(pk_columns, 'r'), keys_moved, tg_relid,
-      audit.key_expression(pk_columns, 'r'));
+      $q$with o as (
+           select coalesce(m.new_key, o.k) as k, o.j
+           from (select %1$s as k, to_jsonb(r) as j from audit_old_rows r) o
+           left join (select old_key, new_key from audit.pending_key_change
+                      where %2$L and backend_pid = pg_backend_pid() and relation = %3$s) m
+                  on m.old_key = o.k),
+         n as (select %1$s as k, to_jsonb(r) as j from audit_new_rows r),
+         paired as materialized (
+           select coalesce(n.k, o.k) as k, o.j as old, n.j as new
+           from o full join n on n.k = o.k),
+         lone_pair as (
+           select n.k, o.old, n.new
+           from (select old from paired where new is null) o,
+                (select k, new from paired where old is null) n
+           where (select count(*) from paired where new is null) = 1
+             and (select count(*) from paired where old is null) = 1)
+       select k, old, new from paired
+       where (old is not null and new is not null) or not exists (select from lone_pair)
+       union all
+       select k, old, new from lone_pair$q$,
+      audit.key_expression(pk_columns, 'r'), keys_moved, tg_relid);
   end if;
 
   -- Batch: every tracked change of the transaction joins one action labelled
