@@ -142,3 +142,7 @@ create index if not exists pending_key_change_lookup_idx
   on audit.pending_key_change (backend_pid, relation);
 comment on table audit.pending_key_change is
   'Internal: primary-key changes of the running UPDATE statement, written by audit.capture_key_change() and consumed by audit.capture().';
+comment on column audit.pending_key_change.backend_pid is 'The session (pg_backend_pid()) whose statement changed the key.';
+comment on column audit.pending_key_change.relation is 'The tracked table.';
+comment on column audit.pending_key_change.old_key is 'The row''s primary key before the UPDATE, as text.';
+comment on column audit.pending_key_change.new_key is 'The row''s primary key after the UPDATE, as text.';
