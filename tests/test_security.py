@@ -81,6 +81,8 @@ def test_application_role_writes_business_tables_and_records_events(app, conn):
     "alter table clients disable trigger all",
     "drop trigger audit_capture_delete on clients",
     "set session_replication_role = replica",
+    "select * from audit.action_log",
+    "select * from audit.action_item",
     "alter function audit.capture() owner to current_user",
     "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
 ])
