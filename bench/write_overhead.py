@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.types.string import TextLoader
 
 from audit_capture import migrate
 from audit_capture.embedded import EmbeddedPostgresql, server_bin_dir
@@ -356,9 +357,12 @@ def time_read_in_server(conn: psycopg.Connection, action_id: int) -> float:
     return time.perf_counter() - started
 
 
-def time_fetch_to_client(url: str, action_id: int, rows: int) -> float:
-    """All items through a server-side cursor, 10,000 at a time."""
+def time_fetch_to_client(url: str, action_id: int, rows: int, parse_json: bool = True) -> float:
+    """All items through a server-side cursor, 10,000 at a time. Without parse_json the
+    jsonb columns arrive as str: the time without psycopg's json.loads of every row."""
     with connect(url, autocommit=False) as conn:
+        if not parse_json:
+            conn.adapters.register_loader("jsonb", TextLoader)
         started = time.perf_counter()
         with conn.cursor(name="items") as cursor:
             cursor.itersize = 10_000
@@ -371,10 +375,13 @@ def time_fetch_to_client(url: str, action_id: int, rows: int) -> float:
     return seconds
 
 
-def measure_read_side(url: str, conn: psycopg.Connection, rows: int) -> tuple[float, float]:
-    """After the tracked bulk UPDATE: its items read in the server, then fetched."""
+def measure_read_side(url: str, conn: psycopg.Connection, rows: int) -> tuple[float, float, float]:
+    """After the tracked bulk UPDATE: its items read in the server, then fetched (jsonb
+    parsed into Python objects, then as text)."""
     action_id = check_bulk_action(conn, rows)
-    return time_read_in_server(conn, action_id), time_fetch_to_client(url, action_id, rows)
+    return (time_read_in_server(conn, action_id),
+            time_fetch_to_client(url, action_id, rows),
+            time_fetch_to_client(url, action_id, rows, parse_json=False))
 
 
 def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list[Row]:
@@ -387,6 +394,7 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
                       target=Target("tracked", "<", 1, "s"))
     read_client = Row(f"fetch {n:,} items to the client (s)", "s",
                       target=Target("tracked", "<", 1, "s"))
+    read_text = Row(f"  fetch {n:,} items, jsonb as text (s)", "s")
     delete = Row(f"DELETE {n:,} rows (s)", "s", target=Target("ratio", "<=", 6))
     delete_wal = Row(f"  WAL, DELETE {n:,} rows (MB)", "MB")
 
@@ -407,8 +415,9 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
                 if times:
                     read_server.tracked.append(times[0])
                     read_client.tracked.append(times[1])
-                    log(f"  read side: {times[0]:.3f} s in the server, "
-                        f"{times[1]:.3f} s to the client")
+                    read_text.tracked.append(times[2])
+                    log(f"  read side: {times[0]:.3f} s in the server, {times[1]:.3f} s to "
+                        f"the client ({times[2]:.3f} s with jsonb as text)")
         for table in (PLAIN, TRACKED):
             side = 1 if table == TRACKED else 0
             result = guarded(delete, lambda: run_bulk(conn, table, "delete from {table}", n))
@@ -420,7 +429,8 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
                 f"WAL {result.wal_bytes / 1e6:.1f} MB")
     for table in (PLAIN, TRACKED):
         reset_table(conn, table, n)
-    return [update, update_wal, storage, delete, delete_wal, read_server, read_client]
+    return [update, update_wal, storage, delete, delete_wal, read_server, read_client,
+            read_text]
 
 
 def guarded(row: Row, measure: Callable):
