@@ -33,7 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from audit_capture import migrate
+from audit_capture import migrate, sqlfiles
 from audit_capture.embedded import EmbeddedPostgresql, server_bin_dir
 
 HERE = Path(__file__).resolve().parent
@@ -175,12 +175,23 @@ def connect(url: str, autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=autocommit, application_name="write_overhead")
 
 
-def prepare_database(server: EmbeddedPostgresql, rows: int) -> str:
+def install_audit_schema(url: str, working_triggers: bool) -> None:
+    """The head revision through the migration chain, or the working tree's triggers/."""
+    if not working_triggers:
+        log("installing the audit schema (migrate.upgrade to head)")
+        migrate.upgrade(url)
+        return
+    log("installing the audit schema from the working tree's triggers/*.sql")
+    with connect(url, autocommit=False) as conn:
+        sqlfiles.install(conn)
+        conn.commit()
+
+
+def prepare_database(server: EmbeddedPostgresql, rows: int, working_triggers: bool) -> str:
     with connect(server.url("postgres")) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(DATABASE)))
     url = server.url(DATABASE)
-    log("installing the audit schema")
-    migrate.upgrade(url)
+    install_audit_schema(url, working_triggers)
     with connect(url) as conn:
         log(f"loading {rows:,} rows into {PLAIN} and {TRACKED}")
         run_file(conn, "create_seed.sql", seed=SEED, rows=rows)
@@ -201,8 +212,14 @@ def reset_table(conn: psycopg.Connection, table: str, rows: int) -> None:
 
 
 def settle(conn: psycopg.Connection) -> None:
-    """Every measured bulk statement starts alike: audit tables vacuumed, a fresh checkpoint."""
-    conn.execute("vacuum analyze audit.action_log, audit.action_item")
+    """Every measured bulk statement starts alike: audit tables vacuumed, a fresh checkpoint.
+    The audit tables are found, not named: their storage may change, action_items() stays."""
+    tables = conn.execute(
+        "select relname from pg_class where relnamespace = 'audit'::regnamespace and relkind = 'r'"
+    ).fetchall()
+    if tables:
+        conn.execute(sql.SQL("vacuum analyze {}").format(
+            sql.SQL(", ").join(sql.Identifier("audit", name) for (name,) in tables)))
     conn.execute("checkpoint")
 
 
@@ -345,9 +362,12 @@ def check_bulk_action(conn: psycopg.Connection, rows: int) -> int:
     ).fetchone() or (None, None)
     if row_count != rows:
         raise BenchError(f"the last action ({action_id}) has row_count {row_count}, not {rows}")
-    items = conn.execute("select count(*) from audit.action_items(%s)", (action_id,)).fetchone()[0]
+    items, status_changes = run_file(conn, "check_items.sql", action_id=action_id).fetchone()
     if items != rows:
         raise BenchError(f"audit.action_items({action_id}) returns {items} rows, not {rows}")
+    if status_changes != rows:
+        raise BenchError(f"audit.action_items({action_id}): only {status_changes} of {rows} "
+                         "items show the status change to 'closed'")
     return action_id
 
 
@@ -495,6 +515,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a smoke check: 10,000 rows, short blocks, one run of each bulk op")
     parser.add_argument("--rows", type=int, help="rows per table (default 100,000; 10,000 quick)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--working-triggers", action="store_true",
+                        help="install triggers/*.sql as they are now instead of the head "
+                             "revision's frozen SQL (to iterate before scripts/freeze-sql)")
     parser.add_argument("--keep", action="store_true",
                         help="leave the server running at the end, until Ctrl-C (for profiling)")
     return parser.parse_args(argv)
@@ -507,8 +530,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return base
 
 
-def run(server: EmbeddedPostgresql, settings: Settings) -> list[Row]:
-    url = prepare_database(server, settings.rows)
+def run(server: EmbeddedPostgresql, settings: Settings, working_triggers: bool) -> list[Row]:
+    url = prepare_database(server, settings.rows, working_triggers)
     rows: list[Row] = []
     with connect(url) as conn, tempfile.TemporaryDirectory(prefix="pgbench-") as workdir:
         scripts = render_scripts(conn, Path(workdir), settings.rows)
@@ -542,11 +565,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = start_server()
     try:
-        rows = run(server, settings)
+        rows = run(server, settings, args.working_triggers)
         print(render_table(rows, settings), flush=True)
         if args.json:
             args.json.write_text(json.dumps(
                 {"settings": asdict(settings), "server_args": SERVER_ARGS,
+                 "audit_sql": "triggers/" if args.working_triggers else "migrate.upgrade(head)",
                  "server_version": server.server_version(),
                  "results": [row.as_json() for row in rows]}, indent=2) + "\n")
             log(f"results written to {args.json}")
