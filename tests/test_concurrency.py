@@ -80,8 +80,10 @@ def test_concurrent_transactions_are_logged_exactly_once(db_url, conn):
     assert logged == expected
     assert sum(expected.values()) > 1000  # the workload really wrote
     assert rolled_back and not rolled_back & {request_id for request_id, _, _ in logged}
-    # one item per single-row action, none orphaned
+    # every action reads back as exactly its rows, and no chunk of items is orphaned
     assert conn.execute(
-        "select count(*) from audit.action_item i "
-        "where not exists (select from audit.action_log l where l.id = i.action_id)").fetchone()[0] == 0
-    assert conn.execute("select count(*) from audit.action_item").fetchone()[0] == sum(expected.values())
+        "select count(*) from audit.action_log l "
+        "where (select count(*) from audit.action_items(l.id)) <> l.row_count").fetchone()[0] == 0
+    assert conn.execute(
+        "select count(*) from audit.action_item_chunk c "
+        "where not exists (select from audit.action_log l where l.id = c.action_id)").fetchone()[0] == 0

@@ -21,7 +21,7 @@ def test_a_rolled_back_transaction_leaves_nothing(conn):
             record_action(conn, "login", "LawRuler login", resource_type="integration")
             raise RuntimeError("roll back")
     assert count_actions(conn) == before
-    assert conn.execute("select count(*) from audit.action_item").fetchone()[0] == 0
+    assert conn.execute("select count(*) from audit.action_item_chunk").fetchone()[0] == 0
 
 
 def test_set_local_does_not_leak_into_the_next_transaction(conn):

@@ -54,14 +54,16 @@ def test_single_row_primary_key_update_is_one_update(conn):
 def test_multi_row_primary_key_update_pairs_every_row(conn):
     with conn.transaction():
         conn.execute("insert into clients (id, name) select i, 'Client ' || i from generate_series(1, 200) i")
-        conn.execute("update clients set id = id * 1000 where id % 2 = 0")
+        conn.execute("update clients set id = id * 1000, name = name || ' moved' where id % 2 = 0")
     shift = actions(conn, resource_type="client")[-1]
     assert shift["row_count"] == 100
     shifted = items(conn, shift["id"])
     assert sorted(i["old"]["id"] for i in shifted) == list(range(2, 201, 2))
     for item in shifted:
+        # each item is one row: its old key, old name, new key and new name agree
         assert item["new"]["id"] == item["old"]["id"] * 1000
-        assert item["new"]["name"] == item["old"]["name"]
+        assert item["old"]["name"] == f"Client {item['old']['id']}"
+        assert item["new"]["name"] == f"Client {item['old']['id']} moved"
         assert item["resource_id"] == str(item["new"]["id"])
 
 
@@ -72,14 +74,16 @@ def test_swapping_keys_between_rows_pairs_by_key_not_position(conn):
         conn.execute("create table slots (id int primary key deferrable initially deferred, name text)")
         conn.execute("select audit.track('slots', 'slot', label_column => 'name')")
         conn.execute("insert into slots select i, 'Slot ' || i from generate_series(1, 200) i")
-        conn.execute("update slots set id = case when id <= 100 then id + 100 else id - 100 end")
+        conn.execute("update slots set id = case when id <= 100 then id + 100 else id - 100 end, "
+                     "name = name || ' moved'")
     swap = actions(conn, resource_type="slot")[-1]
     assert swap["row_count"] == 200
     swapped = items(conn, swap["id"])
     assert len(swapped) == 200
     assert sorted(i["old"]["id"] for i in swapped) == list(range(1, 201))
     for item in swapped:
-        assert item["new"]["name"] == item["old"]["name"] == f"Slot {item['old']['id']}"
+        assert item["old"]["name"] == f"Slot {item['old']['id']}"
+        assert item["new"]["name"] == f"Slot {item['old']['id']} moved"
         assert item["new"]["id"] == (item["old"]["id"] + 100 if item["old"]["id"] <= 100
                                      else item["old"]["id"] - 100)
     # the key-change bookkeeping is left empty

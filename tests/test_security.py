@@ -69,8 +69,9 @@ def test_application_role_writes_business_tables_and_records_events(app, conn):
     "update audit.action_log set actor_name = 'Someone else'",
     "delete from audit.action_log",
     "truncate audit.action_log",
-    "insert into audit.action_item (action_id, item_no, new) values (1, 1, '{}')",
-    "delete from audit.action_item",
+    "insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, "
+    "operation, columns, items) values (1, 1, 1, 'client', 'INSERT', '{id}', '[]')",
+    "delete from audit.action_item_chunk",
     "insert into audit.tracked_table (relation, resource_type, label, label_plural) "
     "values ('clients', 'x', 'x', 'x')",
     "update audit.tracked_table set redacted_columns = '{}'",
@@ -82,7 +83,7 @@ def test_application_role_writes_business_tables_and_records_events(app, conn):
     "drop trigger audit_capture_delete on clients",
     "set session_replication_role = replica",
     "select * from audit.action_log",
-    "select * from audit.action_item",
+    "select * from audit.action_item_chunk",
     "alter function audit.capture() owner to current_user",
     "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
 ])
@@ -105,10 +106,10 @@ def test_application_role_changes_are_still_logged_after_failed_attempts(app, co
 
 def test_the_log_is_append_only_even_for_a_superuser(conn):
     with conn.transaction():
-        conn.execute("insert into clients (name) values ('x')")
+        conn.execute("insert into clients (name) values ('x'), ('y')")  # an action with a chunk of items
     for statement in ["update audit.action_log set actor_name = 'x'", "delete from audit.action_log",
-                      "truncate audit.action_log", "update audit.action_item set new = '{}'",
-                      "delete from audit.action_item", "truncate audit.action_item"]:
+                      "truncate audit.action_log", "update audit.action_item_chunk set items = '[]'",
+                      "delete from audit.action_item_chunk", "truncate audit.action_item_chunk"]:
         with pytest.raises(errors.InsufficientPrivilege, match="append-only"):
             conn.execute(statement)
         conn.rollback()

@@ -23,13 +23,19 @@ as $$ select array['web', 'api', 'ai', 'mobile'] $$;
 comment on function audit.sources() is
   'The allowed values of action_log.source and of audit.source (null: no context was set).';
 
+-- The domains check against the lists above, copied in as constants when they are
+-- created: a CHECK that calls a function is evaluated through that call on every row,
+-- which would tax every write of the log for nothing.
 do $$
 begin
   if not exists (select from pg_catalog.pg_type t join pg_catalog.pg_namespace n on n.oid = t.typnamespace
                  where n.nspname = 'audit' and t.typname = 'action_type') then
-    create domain audit.action_type as text check (value = any (audit.action_types()));
-    create domain audit.actor_type as text check (value = any (audit.actor_types()));
-    create domain audit.source as text check (value = any (audit.sources()));
+    execute format('create domain audit.action_type as text check (value = any (%L::text[]))',
+                   audit.action_types());
+    execute format('create domain audit.actor_type as text check (value = any (%L::text[]))',
+                   audit.actor_types());
+    execute format('create domain audit.source as text check (value = any (%L::text[]))',
+                   audit.sources());
   end if;
 end
 $$;

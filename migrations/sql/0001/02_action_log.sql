@@ -32,6 +32,8 @@ create table if not exists audit.action_log (
   context           jsonb,
   -- the tracked table, schema-qualified, as it was named when the action happened
   table_name        text,
+  -- INSERT, UPDATE, DELETE or TRUNCATE for a table change; null for an event
+  operation         text check (operation in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')),
   application_name  text,
   client_addr       inet,
   -- an action about many rows names none of them
@@ -55,43 +57,61 @@ comment on column audit.action_log.actor_type is 'admin, client or system (syste
 comment on column audit.action_log.source is 'web, api, ai or mobile; null when no context was set (a direct database change).';
 comment on column audit.action_log.changes is 'Update: only the changed columns as {"col": {"old": .., "new": ..}}; create: the new row; delete: the old row; many rows: a summary. Redacted values read "[redacted]".';
 comment on column audit.action_log.db_user is 'The database role that made the change: the SET ROLE role if any, else the session user. Not the function owner.';
-comment on column audit.action_log.transaction_id is 'pg_current_xact_id() of the transaction that made the change.';
+comment on column audit.action_log.transaction_id is 'txid_current() of the transaction that made the change (the same number as pg_current_xact_id()).';
 comment on column audit.action_log.request_id is 'audit.request_id of the transaction: a correlation id.';
 comment on column audit.action_log.context is 'Free application metadata: audit.context merged with the event''s own context.';
 comment on column audit.action_log.table_name is 'The tracked table, schema-qualified, at the time of the action; null for events.';
+comment on column audit.action_log.operation is 'The statement behind a table change: INSERT, UPDATE, DELETE or TRUNCATE (for a batch, its first statement); null for an application event.';
 comment on column audit.action_log.application_name is 'The session''s application_name.';
 comment on column audit.action_log.client_addr is 'The session''s client address (inet_client_addr()); null over a Unix socket.';
 
 create index if not exists action_log_occurred_at_idx
   on audit.action_log (occurred_at desc, id desc);
 
--- Items: every row an action affected. One table row per item; audit.action_items(id)
--- is the contract, so the storage can change without users noticing.
-create table if not exists audit.action_item (
+-- Items: every row an action affected, read with audit.action_items(action_id), which is
+-- the contract; this storage is a performance choice. A single-row action stores no
+-- item: its one item is its `changes`. A many-row action (or a batch) stores its items
+-- in chunks of up to 1,000, one table row per chunk, as compact JSON that TOAST
+-- compresses: a bulk statement writes a few dozen rows here, not one per affected row.
+create table if not exists audit.action_item_chunk (
   action_id      bigint not null,
-  -- 1..row_count within the action
-  item_no        integer not null,
-  resource_type  text,
-  resource_id    text,
-  -- the row before the change (null for a create), redacted columns masked
-  old            jsonb,
-  -- the row after the change (null for a delete), redacted columns masked
-  new            jsonb,
-  primary key (action_id, item_no),
-  constraint action_item_has_a_row check (old is not null or new is not null)
+  -- item_no of the chunk's first item (items are numbered 1..row_count per action)
+  first_item     integer not null check (first_item >= 1),
+  item_count     integer not null check (item_count between 1 and 1000),
+  resource_type  text not null,
+  -- the statement that affected these rows
+  operation      text not null check (operation in ('INSERT', 'UPDATE', 'DELETE')),
+  -- the column names that the value lists of items follow, as of the capture
+  columns        text[] not null,
+  -- [[resource_id, old values, new values], ...]: INSERT has no old values, DELETE no
+  -- new ones; an UPDATE lists only the changed columns' values, the others are null
+  -- on both sides. Redacted columns hold "[redacted]".
+  items          json not null,
+  primary key (action_id, first_item)
 );
--- No foreign key to action_log on purpose: the capture function writes the items and
--- the action in one trigger call, and a per-row foreign-key check would double the
--- cost of a bulk statement. Both tables are append-only, so nothing can orphan an item.
+-- No foreign key to action_log on purpose: the capture function writes both in one
+-- trigger call, and both tables are append-only, so nothing can orphan a chunk.
 
-comment on table audit.action_item is
-  'audit_capture: the rows affected by each action (read them with audit.action_items(action_id)). Append-only.';
-comment on column audit.action_item.action_id is 'The action (audit.action_log.id).';
-comment on column audit.action_item.item_no is 'Position of the item within its action, from 1.';
-comment on column audit.action_item.resource_type is 'Resource type of the row''s table.';
-comment on column audit.action_item.resource_id is 'Primary key of the row, as text.';
-comment on column audit.action_item.old is 'The row before the change; null for a create. Redacted columns read "[redacted]".';
-comment on column audit.action_item.new is 'The row after the change; null for a delete. Redacted columns read "[redacted]".';
+do $$
+begin
+  -- lz4 compresses several times faster than the default pglz; use it where the
+  -- server was built with it
+  if exists (select from pg_settings where name = 'default_toast_compression'
+             and 'lz4' = any (enumvals)) then
+    alter table audit.action_item_chunk alter column items set compression lz4;
+  end if;
+end
+$$;
+
+comment on table audit.action_item_chunk is
+  'audit_capture: the rows affected by many-row actions, up to 1,000 per chunk. Read them with audit.action_items(action_id). Append-only.';
+comment on column audit.action_item_chunk.action_id is 'The action (audit.action_log.id).';
+comment on column audit.action_item_chunk.first_item is 'item_no of the first item in this chunk; items are numbered from 1 within their action.';
+comment on column audit.action_item_chunk.item_count is 'How many items the chunk holds.';
+comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
+comment on column audit.action_item_chunk.operation is 'INSERT, UPDATE or DELETE: the statement that affected the rows.';
+comment on column audit.action_item_chunk.columns is 'Column names, in the order of each item''s value lists.';
+comment on column audit.action_item_chunk.items is 'JSON array of [resource_id, old values, new values]; an UPDATE keeps only changed columns (unchanged ones are null on both sides); redacted values read "[redacted]".';
 
 -- Append-only. DELETE and TRUNCATE are refused to everyone, the owner included. UPDATE
 -- is refused too, except on an action that the current transaction itself is still
@@ -103,7 +123,7 @@ as $$
 begin
   -- nested ifs: OLD does not exist in the statement-level (TRUNCATE) case
   if tg_op = 'UPDATE' and tg_table_name = 'action_log' then
-    if old.transaction_id = pg_current_xact_id()::text::bigint
+    if old.transaction_id = txid_current()
        and new.id = old.id and new.transaction_id = old.transaction_id then
       return new;
     end if;
@@ -122,11 +142,11 @@ create or replace trigger action_log_append_only
 create or replace trigger action_log_no_truncate
   before truncate on audit.action_log
   for each statement execute function audit.refuse_change();
-create or replace trigger action_item_append_only
-  before update or delete on audit.action_item
+create or replace trigger action_item_chunk_append_only
+  before update or delete on audit.action_item_chunk
   for each row execute function audit.refuse_change();
-create or replace trigger action_item_no_truncate
-  before truncate on audit.action_item
+create or replace trigger action_item_chunk_no_truncate
+  before truncate on audit.action_item_chunk
   for each statement execute function audit.refuse_change();
 
 -- Rows whose primary key an UPDATE changed, noted by a row trigger so that the

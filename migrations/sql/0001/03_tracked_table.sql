@@ -19,6 +19,8 @@ create table if not exists audit.tracked_table (
   redacted_columns  text[] not null default '{}',
   -- label overrides, tried in order on single-row actions; see audit.track()
   labels            jsonb not null default '[]' check (jsonb_typeof(labels) = 'array'),
+  -- the primary-key columns the installed triggers were made for
+  key_columns       text[] not null default '{}',
   tracked_at        timestamptz not null default pg_catalog.now(),
   tracked_by        text not null default pg_catalog.session_user()
 );
@@ -34,5 +36,6 @@ comment on column audit.tracked_table.status_columns is 'A change to any of thes
 comment on column audit.tracked_table.ignored_columns is 'Columns left out of diffs; an update that changes only these is not logged.';
 comment on column audit.tracked_table.redacted_columns is 'Columns whose values are stored as "[redacted]", never in clear.';
 comment on column audit.tracked_table.labels is 'Label overrides for single-row actions, first match wins: [{"on": "create", "when": {"kind": "sms"}, "changed": ["col"], "label": "Batch send SMS", "action_type": "send"}]; "{col}" in a label is replaced by the row''s value.';
+comment on column audit.tracked_table.key_columns is 'The primary-key columns the installed capture triggers were made for.';
 comment on column audit.tracked_table.tracked_at is 'When audit.track() last configured the table.';
 comment on column audit.tracked_table.tracked_by is 'The role that last configured it.';

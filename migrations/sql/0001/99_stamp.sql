@@ -19,3 +19,25 @@ end
 $$;
 
 reset role;
+
+-- The event triggers of 11_ddl.sql need a superuser. Without them tracked tables use
+-- the generic capture function, which is slower but needs nothing to follow ALTER TABLE.
+do $$
+begin
+  if not (select rolsuper from pg_roles where rolname = current_user) then
+    raise notice 'audit_capture: installed without event triggers (they need a superuser); tracked tables use the generic capture function';
+    return;
+  end if;
+  if not exists (select from pg_event_trigger where evtname = 'audit_capture_alter_table') then
+    create event trigger audit_capture_alter_table on ddl_command_end
+      when tag in ('ALTER TABLE') execute function audit.on_alter_table();
+    comment on event trigger audit_capture_alter_table is
+      'audit_capture: rewrites the capture function of a tracked table after ALTER TABLE.';
+  end if;
+  if not exists (select from pg_event_trigger where evtname = 'audit_capture_drop') then
+    create event trigger audit_capture_drop on sql_drop execute function audit.on_drop();
+    comment on event trigger audit_capture_drop is
+      'audit_capture: forgets dropped tracked tables.';
+  end if;
+end
+$$;

@@ -1,38 +1,33 @@
 -- Removes audit_capture from this database: the triggers of every tracked table, the
--- functions, the registry and the log. The roles stay (they are cluster-wide).
+-- event triggers, the functions, the registry and the log. The schema stays (the
+-- Alembic version table lives in it) and so do the roles (they are cluster-wide).
 
 do $$
 declare
   target regclass;
 begin
+  drop event trigger if exists audit_capture_alter_table;
+  drop event trigger if exists audit_capture_drop;
   for target in select relation from audit.tracked_table loop
     perform audit.drop_triggers(target);
   end loop;
 end
 $$;
 
-drop function if exists
-  audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text),
-  audit.untrack(regclass),
-  audit.drop_triggers(regclass),
-  audit.trigger_fingerprint(oid),
-  audit.function_fingerprint(oid),
-  audit.action_items(bigint),
-  audit.log_action(text, text, text, text, text, jsonb, jsonb, integer),
-  audit.capture(), audit.capture_key_change(), audit.capture_truncate(),
-  audit.merge_action_types(text, text),
-  audit.label_override(jsonb, text, jsonb, text[]),
-  audit.default_label(audit.tracked_table, text, integer, text[]),
-  audit.key_expression(text[], text),
-  audit.primary_key_columns(oid),
-  audit.set_context(text, text, text, text, text, jsonb),
-  audit.current_context(),
-  audit.reject_value(text, text, text[]);
 drop view if exists audit.tracked_tables;
-drop table if exists audit.tracked_table, audit.action_item, audit.action_log,
+drop table if exists audit.tracked_table, audit.action_item_chunk, audit.action_log,
   audit.pending_key_change;
-drop function if exists audit.refuse_change();
+
+-- every function of the schema, the generated capture functions included
+do $$
+declare
+  fn regprocedure;
+begin
+  for fn in select p.oid::regprocedure from pg_proc p where p.pronamespace = 'audit'::regnamespace loop
+    execute format('drop function %s', fn);
+  end loop;
+end
+$$;
+
 drop type if exists audit.context;
 drop domain if exists audit.action_type, audit.actor_type, audit.source;
-drop function if exists audit.action_types(), audit.actor_types(), audit.sources();
--- the schema itself stays: the Alembic version table lives in it

@@ -45,7 +45,7 @@ begin
   values (
     action, action_type, resource_type, resource_id, resource_label, row_count,
     ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source, coalesce(changes, '{}'),
-    ctx.db_user, pg_current_xact_id()::text::bigint, ctx.request_id,
+    ctx.db_user, txid_current(), ctx.request_id,
     -- the transaction's audit.context, with the event's own keys on top
     case when ctx.context is null and log_action.context is null then null
          else coalesce(ctx.context, '{}') || coalesce(log_action.context, '{}') end,

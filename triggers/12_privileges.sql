@@ -12,11 +12,14 @@ grant execute on function
   audit.current_context(),
   audit.log_action(text, text, text, text, text, jsonb, jsonb, integer),
   audit.action_types(), audit.actor_types(), audit.sources(),
-  audit.reject_value(text, text, text[])
+  audit.reject_value(text, text, text[]),
+  -- the ALTER TABLE event trigger runs as whoever altered the table; regenerating a
+  -- tracked table's capture function from the catalog is harmless for anyone
+  audit.generate_capture(regclass)
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else
-grant select on audit.action_log, audit.action_item, audit.tracked_table, audit.tracked_tables
+grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, audit.tracked_tables
   to audit_reader;
 grant execute on function audit.action_items(bigint) to audit_reader;
 
@@ -26,6 +29,9 @@ grant execute on function
   audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text),
   audit.untrack(regclass),
   audit.drop_triggers(regclass),
+  audit.drop_generated_capture(regclass),
+  audit.make_key_change_trigger(regclass),
+  audit.stamp_triggers(regclass),
   audit.primary_key_columns(oid),
   audit.trigger_fingerprint(oid),
   audit.function_fingerprint(oid),

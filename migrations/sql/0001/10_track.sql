@@ -33,6 +33,45 @@ $$;
 comment on function audit.trigger_fingerprint(oid) is
   'sha256 of a trigger''s definition (less its table''s name); compared with the "audit_capture sha256:" line of its COMMENT.';
 
+-- The row trigger that notes primary-key changes (see audit.capture_key_change()); its
+-- WHEN clause names the key columns, so it is remade when the key changes.
+create or replace function audit.make_key_change_trigger(target regclass) returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  key_changed text;
+begin
+  select string_agg(format('old.%1$I is distinct from new.%1$I', c), ' or ') into key_changed
+  from unnest(audit.primary_key_columns(target)) c;
+  execute format('create or replace trigger audit_capture_key_change after update on %s
+                    for each row when (%s) execute function audit.capture_key_change()',
+                 target, key_changed);
+  perform audit.stamp_triggers(target);
+end
+$$;
+comment on function audit.make_key_change_trigger(regclass) is
+  'Internal: (re)creates the row trigger that notes primary-key changes of a tracked table.';
+
+-- Stamps each audit trigger of a table with its fingerprint, for `audit-capture status`.
+create or replace function audit.stamp_triggers(target regclass) returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  t record;
+begin
+  for t in select oid, tgname from pg_trigger
+           where tgrelid = target and tgname like 'audit\_capture\_%' and not tgisinternal loop
+    execute format('comment on trigger %I on %s is %L', t.tgname, target,
+      'audit_capture: logs changes of this table to audit.action_log. Remove with audit.untrack().'
+      || E'\naudit_capture sha256:' || audit.trigger_fingerprint(t.oid));
+  end loop;
+end
+$$;
+comment on function audit.stamp_triggers(regclass) is
+  'Internal: writes each audit trigger''s fingerprint into its COMMENT.';
+
 create or replace function audit.track(
   target            regclass,
   resource_type     text,
@@ -53,8 +92,7 @@ declare
   missing      text;
   rule         jsonb;
   display      text;
-  key_changed  text;
-  trigger_name text;
+  capture      text;
 begin
   select * into rel from pg_class where oid = target;
   if rel.relkind not in ('r', 'p') then
@@ -134,33 +172,30 @@ begin
     redacted_columns = excluded.redacted_columns, labels = excluded.labels,
     tracked_at = now(), tracked_by = session_user;
 
+  -- The fast mode needs the event trigger that remakes the function after ALTER TABLE
+  -- (11_ddl.sql; a superuser installs it); without it, the generic function.
+  if exists (select from pg_event_trigger where evtname = 'audit_capture_alter_table') then
+    perform audit.generate_capture(target);
+    capture := format('audit.%I', 'capture_' || target::oid);
+  else
+    capture := 'audit.capture';
+  end if;
+
   -- (Re)create the triggers, so a second call also picks up a changed primary key.
   perform audit.drop_triggers(target);
   execute format('create trigger audit_capture_insert after insert on %s
                     referencing new table as audit_new_rows
-                    for each statement execute function audit.capture()', target);
+                    for each statement execute function %s()', target, capture);
   execute format('create trigger audit_capture_update after update on %s
                     referencing old table as audit_old_rows new table as audit_new_rows
-                    for each statement execute function audit.capture()', target);
+                    for each statement execute function %s()', target, capture);
   execute format('create trigger audit_capture_delete after delete on %s
                     referencing old table as audit_old_rows
-                    for each statement execute function audit.capture()', target);
+                    for each statement execute function %s()', target, capture);
   execute format('create trigger audit_capture_truncate after truncate on %s
                     for each statement execute function audit.capture_truncate()', target);
-  select string_agg(format('old.%1$I is distinct from new.%1$I', c), ' or ') into key_changed
-  from unnest(pk_columns) c;
-  execute format('create trigger audit_capture_key_change after update on %s
-                    for each row when (%s) execute function audit.capture_key_change()',
-                 target, key_changed);
-
-  for trigger_name in select unnest(array['audit_capture_insert', 'audit_capture_update',
-                                          'audit_capture_delete', 'audit_capture_truncate',
-                                          'audit_capture_key_change']) loop
-    execute format('comment on trigger %I on %s is %L', trigger_name, target,
-      'audit_capture: logs changes of this table to audit.action_log. Remove with audit.untrack().'
-      || E'\naudit_capture sha256:' || audit.trigger_fingerprint(
-        (select t.oid from pg_trigger t where t.tgrelid = target and t.tgname = trigger_name)));
-  end loop;
+  perform audit.make_key_change_trigger(target);
+  perform audit.stamp_triggers(target);
 end
 $$;
 comment on function audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text) is
@@ -184,12 +219,25 @@ $$;
 comment on function audit.drop_triggers(regclass) is
   'Internal: drops the audit_capture_* triggers of a table.';
 
+-- Drops audit.capture_<oid>() once no trigger uses it any more.
+create or replace function audit.drop_generated_capture(target regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format('drop function if exists audit.%I()', 'capture_' || target::oid);
+end
+$$;
+comment on function audit.drop_generated_capture(regclass) is
+  'Internal: drops the generated capture function of a table that is no longer tracked.';
+
 create or replace function audit.untrack(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform audit.drop_triggers(target);
+  perform audit.drop_generated_capture(target);
   delete from audit.tracked_table where relation = target;
   if not found then
     raise notice '% was not tracked', target;

@@ -1,0 +1,248 @@
+-- The SQL that captures one statement on one tracked table, written out for that table.
+--
+-- audit.capture_query() returns the text of one query, made from the table as it is now
+-- (its columns, primary key) and from its settings in audit.tracked_table (ignored,
+-- redacted, status and label columns, label overrides). Comparing the table's own
+-- columns directly is what keeps the per-row cost low: no row is turned into jsonb just
+-- to diff it, and the items of a bulk statement are written as compact JSON arrays.
+--
+-- The same texts serve both capture modes (see 07_capture.sql): a function generated
+-- per table embeds them as static SQL, whose plans PostgreSQL caches; the generic
+-- fallback runs them with EXECUTE. They take these parameters:
+--   $1 actor_id  $2 actor_name  $3 actor_type  $4 source  $5 request_id  $6 context
+--   $7 action_type override  $8 db_user  $9 action id  $10 items already in the action
+--
+-- variants:
+--   'one'   a statement on one row: writes the whole action (diff or row in `changes`,
+--           no item row) and nothing when the statement touched 0 or many rows
+--   'many'  any statement: writes its items in chunks of 1,000 under action $9 and
+--           returns (items written, changed columns, one key, one label)
+--   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
+--           versions through audit.pending_key_change
+
+-- json_build_array takes at most 100 arguments; wider lists are built in pieces.
+create or replace function audit.json_array_sql(expressions text[]) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when cardinality(expressions) = 0 then '''[]''::json'
+    when cardinality(expressions) <= 99 then
+      format('json_build_array(%s)', array_to_string(expressions, ', '))
+    else format('(%s)::json', (
+      select string_agg(format('jsonb_build_array(%s)', array_to_string(expressions[i:i + 98], ', ')),
+                        ' || ' order by i)
+      from generate_series(1, cardinality(expressions), 99) i))
+  end
+$$;
+comment on function audit.json_array_sql(text[]) is
+  'Internal: SQL building a JSON array of the given expressions, in pieces when there are more than 99.';
+
+create or replace function audit.capture_query(target regclass, operation text, variant text)
+returns text
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  reg          audit.tracked_table;
+  all_columns  text[];     -- every live column, in table order
+  compared     text[];     -- the columns an UPDATE compares (all but the ignored)
+  redacted     text[];
+  status       text[];
+  pk           text[];
+  label_column text;
+  table_name   text;
+  redaction    text;       -- '{"ssn": "[redacted]"}'::jsonb merged over whole rows
+  changed      text;       -- does this row pair differ in a compared column?
+  status_hit   text;       -- ... in a status column?
+  label_words  text;       -- 'Client', 'Clients' as SQL literals
+  rules        text;
+  source_rows  text;
+  alias        text;
+  row_json     text;
+  single_label text;
+  kind_sql     text;
+  label_sql    text;
+  type_sql     text;
+  rules_join   text := '';
+  pairs        text;
+  changes_sql  text;
+begin
+  select * into reg from audit.tracked_table where relation = target;
+  if not found then
+    raise exception '% is not tracked', target using errcode = 'undefined_object';
+  end if;
+  select array_agg(a.attname::text order by a.attnum) into all_columns
+  from pg_attribute a
+  where a.attrelid = target and a.attnum > 0 and not a.attisdropped;
+  compared := array(select c from unnest(all_columns) c where not c = any (reg.ignored_columns));
+  redacted := array(select c from unnest(all_columns) c where c = any (reg.redacted_columns));
+  status := array(select c from unnest(compared) c where c = any (reg.status_columns));
+  label_column := case when reg.label_column = any (all_columns) then reg.label_column end;
+  pk := audit.primary_key_columns(target);
+  if pk is null then
+    raise exception 'cannot capture changes of %: it has no primary key', target
+      using errcode = 'invalid_table_definition';
+  end if;
+  select format('%I.%I', n.nspname, c.relname) into table_name
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = target;
+  label_words := format('%L, %L', reg.label, reg.label_plural);
+  rules := case when reg.labels <> '[]' then quote_literal(reg.labels::text) || '::jsonb' end;
+  redaction := case when cardinality(redacted) > 0 then
+    format(' || %L::jsonb', (select jsonb_object_agg(c, '[redacted]') from unnest(redacted) c)) else '' end;
+  changed := coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I', c), ' or ')
+                       from unnest(compared) c), 'false');
+  status_hit := coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I', c), ' or ')
+                          from unnest(status) c), 'false');
+
+  -- ---- one row: the whole action in one INSERT ... SELECT --------------------------
+  if variant = 'one' then
+    if operation in ('INSERT', 'DELETE') then
+      source_rows := case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end;
+      alias := case operation when 'INSERT' then 'n' else 'o' end;
+      -- an explicit audit.action_type wins; 'import' applies to inserts only
+      kind_sql := case operation when 'INSERT' then 'coalesce($7, ''create'')'
+                  else 'case when $7 is null or $7 = ''import'' then ''delete'' else $7 end' end;
+      row_json := format('to_jsonb(%s)%s', alias, redaction);
+      single_label := case operation
+        when 'INSERT' then format('case k.kind when ''create'' then %L when ''import'' then %L else audit.default_label(%s, k.kind, 1, null) end',
+                                  reg.label || ' created', reg.label_plural || ' imported (1)', label_words)
+        else format('case k.kind when ''delete'' then %L else audit.default_label(%s, k.kind, 1, null) end',
+                    reg.label || ' deleted', label_words) end;
+      if rules is not null then
+        rules_join := format(' cross join lateral audit.label_override(%s, k.kind, k.changes, null) r', rules);
+        label_sql := format('coalesce(r.label, %s)', single_label);
+        type_sql := 'coalesce(r.override_type, k.kind)';
+      else
+        label_sql := single_label;
+        type_sql := 'k.kind';
+      end if;
+      return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
+  resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
+  transaction_id, request_id, context, table_name, operation, application_name, client_addr)
+select %1$s, %2$s, %3$L, %4$s, %5$s, 1, $1, $2, $3, $4, k.changes, $8, txid_current(), $5, $6,
+       %6$L, %7$L, nullif(current_setting('application_name'), ''), inet_client_addr()
+from %8$s %9$s
+cross join lateral (select %10$s as kind, %11$s as changes) k%12$s
+where (select count(*) from %8$s) = 1$q$,
+        label_sql, type_sql, reg.resource_type, audit.key_expression(pk, alias),
+        case when label_column is null then 'null' else format('%s.%I::text', alias, label_column) end, table_name, operation,
+        source_rows, alias, kind_sql, row_json, rules_join);
+    end if;
+
+    -- UPDATE of one row: its one old and one new version are the same row, so they
+    -- pair without a key (a changed primary key included)
+    kind_sql := format('case when $7 is null or $7 = ''import'' then case when %s then ''status_change'' else ''update'' end else $7 end',
+                       status_hit);
+    single_label := format('case k.kind when ''update'' then %L when ''status_change'' then %L else audit.default_label(%s, k.kind, 1, null) end',
+                           reg.label || ' updated', reg.label || ' status change', label_words);
+    changes_sql := coalesce((
+      select string_agg(format('case when o.%1$I is distinct from n.%1$I then jsonb_build_object(%2$L, jsonb_build_object(''old'', %3$s, ''new'', %4$s)) else ''{}''::jsonb end',
+                               c, c,
+                               case when c = any (redacted) then '''[redacted]''::text' else format('o.%I', c) end,
+                               case when c = any (redacted) then '''[redacted]''::text' else format('n.%I', c) end),
+                        ' || ')
+      from unnest(compared) c), '''{}''::jsonb');
+    if rules is not null then
+      rules_join := format(
+        ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n)%s, array_remove(array[%s], null)) r',
+        rules, redaction,
+        (select string_agg(format('case when o.%1$I is distinct from n.%1$I then %1$L end', c), ', ')
+         from unnest(compared) c));
+      label_sql := format('coalesce(r.label, %s)', single_label);
+      type_sql := 'coalesce(r.override_type, k.kind)';
+    else
+      label_sql := single_label;
+      type_sql := 'k.kind';
+    end if;
+    return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
+  resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
+  transaction_id, request_id, context, table_name, operation, application_name, client_addr)
+select %1$s, %2$s, %3$L, %4$s, %5$s, 1, $1, $2, $3, $4, %6$s, $8, txid_current(), $5, $6,
+       %7$L, 'UPDATE', nullif(current_setting('application_name'), ''), inet_client_addr()
+from audit_old_rows o cross join audit_new_rows n
+cross join lateral (select %8$s as kind) k%9$s
+where (select count(*) from audit_new_rows) = 1 and (%10$s)$q$,
+      label_sql, type_sql, reg.resource_type, audit.key_expression(pk, 'n'),
+      case when label_column is null then 'null' else format('n.%I::text', label_column) end, changes_sql, table_name,
+      kind_sql, rules_join, changed);
+  end if;
+
+  -- ---- many rows: items in chunks, the action is written by the caller ------------
+  if operation in ('INSERT', 'DELETE') then
+    alias := case operation when 'INSERT' then 'n' else 'o' end;
+    return format($q$with d as materialized (
+  select row_number() over () as item_no, %1$s as k, %2$s as label, %3$s as vals
+  from %4$s %5$s),
+chunks as (
+  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, columns, items)
+  select $9, $10 + min(item_no), count(*), %6$L, %7$L, %8$L::text[],
+         json_agg(json_build_array(k, %9$s) order by item_no)
+  from d group by (item_no - 1) / 1000
+  returning item_count)
+select (select coalesce(sum(item_count), 0) from chunks)::integer, null::text[], min(k), min(label)
+from d$q$,
+      audit.key_expression(pk, alias),
+      case when label_column is null then 'null::text' else format('%s.%I::text', alias, label_column) end,
+      audit.json_array_sql(array(
+        select case when c = any (redacted) then '''[redacted]''::text' else format('%s.%I', alias, c) end
+        from unnest(all_columns) c)),
+      case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias,
+      reg.resource_type, operation, all_columns,
+      case operation when 'INSERT' then 'null, vals' else 'vals, null' end);
+  end if;
+
+  -- UPDATE: pair old and new versions by primary key. A full join keeps a version
+  -- whose partner cannot be found (a row moved across partitions) as an item of its
+  -- own rather than losing it.
+  if variant = 'moved' then
+    pairs := format($q$(select o.*, coalesce(m.new_key, %1$s) as "audit.key"
+       from audit_old_rows o
+       left join audit.pending_key_change m
+              on m.backend_pid = pg_backend_pid() and m.relation = %2$s and m.old_key = %1$s) o
+      full join (select n.*, %3$s as "audit.key" from audit_new_rows n) n
+              on o."audit.key" = n."audit.key"$q$,
+      audit.key_expression(pk, 'o'), target::oid, audit.key_expression(pk, 'n'));
+  else
+    pairs := format('audit_old_rows o full join audit_new_rows n on %s',
+      (select string_agg(format('o.%1$I = n.%1$I', c), ' and ') from unnest(pk) c));
+  end if;
+  return format($q$with d as materialized (
+  select row_number() over () as item_no, x.*
+  from (select coalesce(%1$s, %2$s) as k,
+               %3$s as label,
+               %4$s,
+               %5$s as old_vals,
+               %6$s as new_vals
+        from %7$s) x
+  where %8$s),
+chunks as (
+  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, columns, items)
+  select $9, $10 + min(item_no), count(*), %9$L, 'UPDATE', %10$L::text[],
+         json_agg(json_build_array(k, old_vals, new_vals) order by item_no)
+  from d group by (item_no - 1) / 1000
+  returning item_count)
+select (select coalesce(sum(item_count), 0) from chunks)::integer,
+       array_remove(array[%11$s]::text[], null), min(k), min(label)
+from d$q$,
+    audit.key_expression(pk, 'n'), audit.key_expression(pk, 'o'),
+    case when label_column is null then 'null::text' else format('coalesce(n.%1$I, o.%1$I)::text', label_column) end,
+    coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I as "changed %2$s"', c, i), ', ')
+              from unnest(compared) with ordinality u(c, i)), 'false as "changed 0"'),
+    audit.json_array_sql(array(
+      select format('case when o.%1$I is distinct from n.%1$I then %2$s end', c,
+                    case when c = any (redacted) then '''[redacted]''::text' else format('o.%I', c) end)
+      from unnest(compared) c)),
+    audit.json_array_sql(array(
+      select format('case when o.%1$I is distinct from n.%1$I then %2$s end', c,
+                    case when c = any (redacted) then '''[redacted]''::text' else format('n.%I', c) end)
+      from unnest(compared) c)),
+    pairs,
+    coalesce((select string_agg(format('x."changed %s"', i), ' or ') from generate_series(1, cardinality(compared)) i), 'false'),
+    reg.resource_type, compared,
+    coalesce((select string_agg(format('case when bool_or("changed %s") then %L end', i, c), ', ')
+              from unnest(compared) with ordinality u(c, i)), ''));
+end
+$$;
+comment on function audit.capture_query(regclass, text, text) is
+  'Internal: the SQL that captures one INSERT, UPDATE or DELETE statement on a tracked table (variant one, many or moved), written out for the table as it is now.';
