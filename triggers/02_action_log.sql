@@ -7,7 +7,7 @@ create table if not exists audit.action_log (
   -- when the statement (or the event) happened
   occurred_at       timestamptz not null default pg_catalog.statement_timestamp(),
   -- display label: "Client updated", "Batch client deletion", "LawRuler login"
-  action            text not null check (action <> ''),
+  action            audit.label not null,
   action_type       audit.action_type not null,
   -- what kind of thing was acted on: client, campaign, case, call, ...
   resource_type     text,
@@ -16,7 +16,7 @@ create table if not exists audit.action_log (
   -- the affected row's label column (a client's name, say)
   resource_label    text,
   -- how many rows the action covers; 0 for an event that changed no row
-  row_count         integer not null default 0 check (row_count >= 0),
+  row_count         audit.row_count not null default 0,
   actor_id          text,
   actor_name        text,
   actor_type        audit.actor_type not null,
@@ -33,12 +33,11 @@ create table if not exists audit.action_log (
   -- the tracked table, schema-qualified, as it was named when the action happened
   table_name        text,
   -- INSERT, UPDATE, DELETE or TRUNCATE for a table change; null for an event
-  operation         text check (operation in ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')),
+  operation         audit.operation,
   application_name  text,
-  client_addr       inet,
-  -- an action about many rows names none of them
-  constraint action_log_many_rows_have_no_resource_id
-    check (row_count <= 1 or resource_id is null)
+  client_addr       inet
+  -- No table CHECK here: see 01_vocabulary.sql. That an action about many rows names
+  -- none of them (resource_id null when row_count > 1) is the capture functions' rule.
 );
 
 comment on table audit.action_log is

@@ -38,6 +38,24 @@ $$;
 comment on function audit.json_array_sql(text[]) is
   'Internal: SQL building a JSON array of the given expressions, in pieces when there are more than 99.';
 
+-- concat_ws(',', ...) of the given expressions (nulls skipped), in pieces of 99.
+create or replace function audit.concat_ws_sql(expressions text[]) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when cardinality(expressions) = 0 then ''''''
+    when cardinality(expressions) <= 99 then
+      format('concat_ws('','', %s)', array_to_string(expressions, ', '))
+    else format('concat_ws('','', %s)', (
+      select string_agg(format('nullif(concat_ws('','', %s), '''')', array_to_string(expressions[i:i + 98], ', ')),
+                        ', ' order by i)
+      from generate_series(1, cardinality(expressions), 99) i))
+  end
+$$;
+comment on function audit.concat_ws_sql(text[]) is
+  'Internal: SQL joining the given text expressions with commas, skipping nulls, in pieces when there are more than 99.';
+
 create or replace function audit.capture_query(target regclass, operation text, variant text)
 returns text
 language plpgsql stable
@@ -136,13 +154,14 @@ where (select count(*) from %8$s) = 1$q$,
                        status_hit);
     single_label := format('case k.kind when ''update'' then %L when ''status_change'' then %L else audit.default_label(%s, k.kind, 1, null) end',
                            reg.label || ' updated', reg.label || ' status change', label_words);
-    changes_sql := coalesce((
-      select string_agg(format('case when o.%1$I is distinct from n.%1$I then jsonb_build_object(%2$L, jsonb_build_object(''old'', %3$s, ''new'', %4$s)) else ''{}''::jsonb end',
-                               c, c,
-                               case when c = any (redacted) then '''[redacted]''::text' else format('o.%I', c) end,
-                               case when c = any (redacted) then '''[redacted]''::text' else format('n.%I', c) end),
-                        ' || ')
-      from unnest(compared) c), '''{}''::jsonb');
+    -- {"col": {"old": .., "new": ..}} for the changed columns, written as JSON text
+    -- and parsed once: cheaper than merging one jsonb object per column
+    changes_sql := format('(''{'' || %s || ''}'')::jsonb', audit.concat_ws_sql(array(
+      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s || '',"new":'' || %4$s || ''}'' end',
+                    c, to_json(c)::text || ':{"old":',
+                    case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(o.%I)::text, ''null'')', c) end,
+                    case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(n.%I)::text, ''null'')', c) end)
+      from unnest(compared) c)));
     if rules is not null then
       rules_join := format(
         ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n)%s, array_remove(array[%s], null)) r',

@@ -30,4 +30,5 @@ end
 $$;
 
 drop type if exists audit.context;
-drop domain if exists audit.action_type, audit.actor_type, audit.source;
+drop domain if exists audit.action_type, audit.actor_type, audit.source, audit.operation,
+  audit.label, audit.row_count;
