@@ -16,27 +16,9 @@
 --   'one'   a statement on one row: writes the whole action (diff or row in `changes`,
 --           no item row) and nothing when the statement touched 0 or many rows
 --   'many'  any statement: writes its items in chunks of 1,000 under action $9 and
---           returns (items written, changed columns, one key, one label)
+--           returns (items written, changed columns)
 --   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
 --           versions through audit.pending_key_change
-
--- json_build_array takes at most 100 arguments; wider lists are built in pieces.
-create or replace function audit.json_array_sql(expressions text[]) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case
-    when cardinality(expressions) = 0 then '''[]''::json'
-    when cardinality(expressions) <= 99 then
-      format('json_build_array(%s)', array_to_string(expressions, ', '))
-    else format('(%s)::json', (
-      select string_agg(format('jsonb_build_array(%s)', array_to_string(expressions[i:i + 98], ', ')),
-                        ' || ' order by i)
-      from generate_series(1, cardinality(expressions), 99) i))
-  end
-$$;
-comment on function audit.json_array_sql(text[]) is
-  'Internal: SQL building a JSON array of the given expressions, in pieces when there are more than 99.';
 
 -- concat_ws(',', ...) of the given expressions (nulls skipped), in pieces of 99.
 create or replace function audit.concat_ws_sql(expressions text[]) returns text
@@ -188,32 +170,33 @@ where (select count(*) from audit_new_rows) = 1 and (%10$s)$q$,
   end if;
 
   -- ---- many rows: items in chunks, the action is written by the caller ------------
+  -- Each item is written as JSON text, [resource_id, old, new], and items are gathered
+  -- 1,000 to a chunk row (a hash aggregate: no sort). An item's number is its chunk's
+  -- first_item plus its position in the chunk.
   if operation in ('INSERT', 'DELETE') then
     alias := case operation when 'INSERT' then 'n' else 'o' end;
-    return format($q$with d as materialized (
-  select row_number() over () as item_no, %1$s as k, %2$s as label, %3$s as vals
-  from %4$s %5$s),
+    row_json := case when redaction = '' then format('row_to_json(%s)::text', alias)
+                     else format('(to_jsonb(%s)%s)::text', alias, redaction) end;
+    return format($q$with d as (
+  select row_number() over () - 1 as i,
+         '[' || to_json(%1$s)::text || ',' || %2$s || ']' as item
+  from %3$s %4$s),
 chunks as (
-  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, columns, items)
-  select $9, $10 + min(item_no), count(*), %6$L, %7$L, %8$L::text[],
-         json_agg(json_build_array(k, %9$s) order by item_no)
-  from d group by (item_no - 1) / 1000
+  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, items)
+  select $9, $10 + (i / 1000)::integer * 1000 + 1, count(*), %5$L, %6$L, '[' || string_agg(item, ',') || ']'
+  from d group by i / 1000
   returning item_count)
-select (select coalesce(sum(item_count), 0) from chunks)::integer, null::text[], min(k), min(label)
-from d$q$,
+select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
       audit.key_expression(pk, alias),
-      case when label_column is null then 'null::text' else format('%s.%I::text', alias, label_column) end,
-      audit.json_array_sql(array(
-        select case when c = any (redacted) then '''[redacted]''::text' else format('%s.%I', alias, c) end
-        from unnest(all_columns) c)),
+      case operation when 'INSERT' then format($s$'null,' || %s$s$, row_json)
+                     else format($s$%s || ',null'$s$, row_json) end,
       case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias,
-      reg.resource_type, operation, all_columns,
-      case operation when 'INSERT' then 'null, vals' else 'vals, null' end);
+      reg.resource_type, operation);
   end if;
 
   -- UPDATE: pair old and new versions by primary key. A full join keeps a version
   -- whose partner cannot be found (a row moved across partitions) as an item of its
-  -- own rather than losing it.
+  -- own rather than losing it. An item keeps the changed columns only.
   if variant = 'moved' then
     pairs := format($q$(select o.*, coalesce(m.new_key, %1$s) as "audit.key"
        from audit_old_rows o
@@ -226,39 +209,36 @@ from d$q$,
     pairs := format('audit_old_rows o full join audit_new_rows n on %s',
       (select string_agg(format('o.%1$I = n.%1$I', c), ' and ') from unnest(pk) c));
   end if;
-  return format($q$with d as materialized (
-  select row_number() over () as item_no, x.*
-  from (select coalesce(%1$s, %2$s) as k,
-               %3$s as label,
-               %4$s,
-               %5$s as old_vals,
-               %6$s as new_vals
-        from %7$s) x
-  where %8$s),
+  return format($q$with d as (
+  select row_number() over () - 1 as i, x.*
+  from (select '[' || to_json(coalesce(%1$s, %2$s))::text
+               || ',{' || %3$s || '},{' || %4$s || '}]' as item,
+               %5$s
+        from %6$s) x
+  where %7$s),
 chunks as (
-  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, columns, items)
-  select $9, $10 + min(item_no), count(*), %9$L, 'UPDATE', %10$L::text[],
-         json_agg(json_build_array(k, old_vals, new_vals) order by item_no)
-  from d group by (item_no - 1) / 1000
-  returning item_count)
-select (select coalesce(sum(item_count), 0) from chunks)::integer,
-       array_remove(array[%11$s]::text[], null), min(k), min(label)
-from d$q$,
+  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, changed_columns, items)
+  select $9, $10 + (i / 1000)::integer * 1000 + 1, count(*), %8$L, 'UPDATE',
+         array_remove(array[%9$s]::text[], null), '[' || string_agg(item, ',') || ']'
+  from d group by i / 1000
+  returning item_count, changed_columns)
+select coalesce(sum(item_count), 0)::integer,
+       array(select distinct c from chunks, unnest(chunks.changed_columns) c order by c)
+from chunks$q$,
     audit.key_expression(pk, 'n'), audit.key_expression(pk, 'o'),
-    case when label_column is null then 'null::text' else format('coalesce(n.%1$I, o.%1$I)::text', label_column) end,
+    audit.concat_ws_sql(array(
+      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s end', c, to_json(c)::text || ':',
+                    case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end)
+      from unnest(compared) c)),
+    audit.concat_ws_sql(array(
+      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s end', c, to_json(c)::text || ':',
+                    case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(n.%I)::text, 'null')$s$, c) end)
+      from unnest(compared) c)),
     coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I as "changed %2$s"', c, i), ', ')
               from unnest(compared) with ordinality u(c, i)), 'false as "changed 0"'),
-    audit.json_array_sql(array(
-      select format('case when o.%1$I is distinct from n.%1$I then %2$s end', c,
-                    case when c = any (redacted) then '''[redacted]''::text' else format('o.%I', c) end)
-      from unnest(compared) c)),
-    audit.json_array_sql(array(
-      select format('case when o.%1$I is distinct from n.%1$I then %2$s end', c,
-                    case when c = any (redacted) then '''[redacted]''::text' else format('n.%I', c) end)
-      from unnest(compared) c)),
     pairs,
     coalesce((select string_agg(format('x."changed %s"', i), ' or ') from generate_series(1, cardinality(compared)) i), 'false'),
-    reg.resource_type, compared,
+    reg.resource_type,
     coalesce((select string_agg(format('case when bool_or("changed %s") then %L end', i, c), ', ')
               from unnest(compared) with ordinality u(c, i)), ''));
 end

@@ -1,37 +1,16 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
--- One stored item's value lists as objects. For an UPDATE only the changed columns are
--- kept: the others are null on both sides, and a changed column never is.
-create or replace function audit.item_objects(
-  operation text, columns text[], old_values jsonb, new_values jsonb,
-  out old jsonb, out new jsonb
-)
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case when operation <> 'INSERT' then
-           coalesce(jsonb_object_agg(columns[i], old_values -> (i - 1)) filter (where keep), '{}') end,
-         case when operation <> 'DELETE' then
-           coalesce(jsonb_object_agg(columns[i], new_values -> (i - 1)) filter (where keep), '{}') end
-  from generate_series(1, cardinality(columns)) i
-  cross join lateral (
-    select operation <> 'UPDATE'
-           or jsonb_typeof(old_values -> (i - 1)) <> 'null'
-           or jsonb_typeof(new_values -> (i - 1)) <> 'null' as keep) k
-$$;
-comment on function audit.item_objects(text, text[], jsonb, jsonb) is
-  'Internal: turns a stored item''s value lists into old and new objects.';
-
 create or replace function audit.action_items(action_id bigint)
 returns table (item_no integer, resource_type text, resource_id text, old jsonb, new jsonb)
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
   -- a many-row action (or a batch): its chunks, in order
-  select c.first_item + (e.i - 1)::integer, c.resource_type, e.item ->> 0, o.old, o.new
+  select c.first_item + (e.i - 1)::integer, c.resource_type, e.item ->> 0,
+         case when c.operation <> 'INSERT' then e.item -> 1 end,
+         case when c.operation <> 'DELETE' then e.item -> 2 end
   from audit.action_item_chunk c
   cross join lateral jsonb_array_elements(c.items::jsonb) with ordinality as e(item, i)
-  cross join lateral audit.item_objects(c.operation, c.columns, e.item -> 1, e.item -> 2) o
   where c.action_id = action_items.action_id
   union all
   -- a single-row action stores no item: its one item is its changes

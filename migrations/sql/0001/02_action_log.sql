@@ -80,12 +80,12 @@ create table if not exists audit.action_item_chunk (
   resource_type  text not null,
   -- the statement that affected these rows
   operation      text not null check (operation in ('INSERT', 'UPDATE', 'DELETE')),
-  -- the column names that the value lists of items follow, as of the capture
-  columns        text[] not null,
-  -- [[resource_id, old values, new values], ...]: INSERT has no old values, DELETE no
-  -- new ones; an UPDATE lists only the changed columns' values, the others are null
-  -- on both sides. Redacted columns hold "[redacted]".
-  items          json not null,
+  -- for an UPDATE, the columns that its items changed
+  changed_columns text[],
+  -- JSON text, [[resource_id, old, new], ...]: old is null for an INSERT, new for a
+  -- DELETE; an UPDATE's old and new hold the changed columns only. Redacted columns
+  -- read "[redacted]". Text rather than json: it is written without being parsed.
+  items          text not null,
   primary key (action_id, first_item)
 );
 -- No foreign key to action_log on purpose: the capture function writes both in one
@@ -109,8 +109,8 @@ comment on column audit.action_item_chunk.first_item is 'item_no of the first it
 comment on column audit.action_item_chunk.item_count is 'How many items the chunk holds.';
 comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
 comment on column audit.action_item_chunk.operation is 'INSERT, UPDATE or DELETE: the statement that affected the rows.';
-comment on column audit.action_item_chunk.columns is 'Column names, in the order of each item''s value lists.';
-comment on column audit.action_item_chunk.items is 'JSON array of [resource_id, old values, new values]; an UPDATE keeps only changed columns (unchanged ones are null on both sides); redacted values read "[redacted]".';
+comment on column audit.action_item_chunk.changed_columns is 'For an UPDATE: the columns its items changed.';
+comment on column audit.action_item_chunk.items is 'JSON text: [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]".';
 
 -- Append-only. DELETE and TRUNCATE are refused to everyone, the owner included. UPDATE
 -- is refused too, except on an action that the current transaction itself is still

@@ -35,7 +35,7 @@ comment on function audit.open_batch(text) is
 -- query has just written: a many-row statement, or any statement inside audit.batch.
 create or replace function audit.finish_statement(
   target regclass, operation text, action_id bigint, batch_exists boolean,
-  item_count integer, changed_columns text[], one_key text, one_label text
+  item_count integer, changed_columns text[]
 ) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -44,6 +44,7 @@ declare
   ctx   audit.context := audit.current_context();
   reg   audit.tracked_table;
   kind  text;
+  item  jsonb;
 begin
   if operation = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
     delete from audit.pending_key_change
@@ -78,6 +79,11 @@ begin
   if ctx.batch is not null then
     perform set_config('audit.batch_action_id', action_id::text, true);
   end if;
+  if item_count = 1 then
+    -- a batch that so far holds one row names it, as a single-row action would
+    select (c.items::jsonb) -> 0 into item from audit.action_item_chunk c
+    where c.action_id = finish_statement.action_id;
+  end if;
 
   insert into audit.action_log (
     id, action, action_type, resource_type, resource_id, resource_label, row_count,
@@ -88,8 +94,8 @@ begin
     action_id,
     coalesce(ctx.batch, audit.default_label(reg.label, reg.label_plural, kind, item_count, changed_columns)),
     kind, reg.resource_type,
-    case when item_count = 1 then one_key end,
-    case when item_count = 1 then one_label end,
+    item ->> 0,
+    coalesce(item -> 2, item -> 1) ->> reg.label_column,
     item_count, ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('rows', item_count)
       || case when operation = 'UPDATE' then jsonb_build_object('changed_columns', changed_columns) else '{}' end,
@@ -99,7 +105,7 @@ begin
     operation, nullif(current_setting('application_name'), ''), inet_client_addr());
 end
 $$;
-comment on function audit.finish_statement(regclass, text, bigint, boolean, integer, text[], text, text) is
+comment on function audit.finish_statement(regclass, text, bigint, boolean, integer, text[]) is
   'Internal: writes the action of a many-row statement (or grows the transaction''s audit.batch action) after its items were written.';
 
 -- Replaces the $1..$10 parameters of a capture query with the names of the capture
@@ -139,7 +145,7 @@ as $$
 declare
   query_args constant text := 'p_actor_id, p_actor_name, p_actor_type, p_source, p_request_id, '
     'p_context, p_kind_override, p_db_user, p_action_id, p_items_before';
-  many_into constant text := 'v_item_count, v_changed, v_one_key, v_one_label';
+  many_into constant text := 'v_item_count, v_changed';
   slot jsonb := '{}'::jsonb;
   op text;
   variant text;
@@ -176,8 +182,7 @@ declare
   v_written       bigint;
   v_item_count    integer;
   v_changed       text[];
-  v_one_key       text;
-  v_one_label     text;
+  v_work_mem      text;
 begin
   -- A wrong value, or a JSON context to parse, goes through audit.current_context(),
   -- which raises the contract's error; the common case costs three comparisons.
@@ -207,9 +212,12 @@ begin
     from audit.open_batch(p_batch) b;
   end if;
 
-  -- many rows (or none, or a batch): items first, then the action
+  -- many rows (or none, or a batch): items first, then the action. The items are
+  -- gathered in memory: give the statement room for that, then put work_mem back.
   p_items_before := coalesce(p_items_before, 0);
   p_action_id := coalesce(p_action_id, nextval('audit.action_log_id_seq'));
+  v_work_mem := current_setting('work_mem');
+  perform set_config('work_mem', '64MB', true);
   if tg_op = 'INSERT' then
     INSERT many;
   elsif tg_op = 'DELETE' then
@@ -219,8 +227,9 @@ begin
   else
     UPDATE many;
   end if;
+  perform set_config('work_mem', v_work_mem, true);
   perform audit.finish_statement(tg_relid, tg_op, p_action_id, p_items_before > 0,
-                                 v_item_count, v_changed, v_one_key, v_one_label);
+                                 v_item_count, v_changed);
   return null;
 end
 $body$;
