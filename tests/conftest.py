@@ -86,12 +86,40 @@ def template_db_url(pg_server) -> str:
     return url
 
 
+# Capture runs in one of two modes (triggers/07_capture.sql): functions generated per
+# table, kept in step by an ALTER TABLE event trigger (the default, installed by a
+# superuser), or the generic function that writes its SQL out at every statement (where
+# no event trigger could be installed). A test module that sets
+# CAPTURE_MODES = ("generated", "generic") runs every test in both.
+GENERIC_MODE_SQL = """
+drop event trigger audit_capture_alter_table;
+drop event trigger audit_capture_drop;
+select audit.track(t.relation, t.resource_type, t.label_column, t.status_columns,
+                   t.ignored_columns, t.redacted_columns, t.labels, t.label, t.label_plural)
+from audit.tracked_table t;
+"""
+
+
+def pytest_generate_tests(metafunc):
+    modes = getattr(metafunc.module, "CAPTURE_MODES", None)
+    if modes and "capture_mode" in metafunc.fixturenames:
+        metafunc.parametrize("capture_mode", modes)
+
+
 @pytest.fixture
-def db_url(pg_server, template_db_url):
+def capture_mode() -> str:
+    return "generated"
+
+
+@pytest.fixture
+def db_url(pg_server, template_db_url, capture_mode):
     """A fresh database copied from ``audit_template``; dropped after the test."""
     name = f"test_{next(_database_numbers)}"
     url = _create_database(pg_server, name, TEMPLATE_DB)
     try:
+        if capture_mode == "generic":
+            with psycopg.connect(url) as conn:
+                conn.execute(GENERIC_MODE_SQL)
         yield url
     finally:
         _drop_database(pg_server, name)

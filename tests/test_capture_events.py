@@ -8,6 +8,9 @@ import pytest
 from audit_capture import ActionType, batch, importing, record_action, set_context
 from audit_log import actions, items
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 ADMIN = dict(actor_id="7", actor_name="Alice Admin", actor_type="admin", source="web")
 
 

@@ -9,6 +9,9 @@ from psycopg import errors
 from audit_capture import batch, importing, set_context
 from audit_log import actions, count_actions, items, only_action
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 
 def test_upsert_logs_the_inserts_and_the_updates_separately(conn):
     with conn.transaction():
@@ -152,3 +155,13 @@ def test_track_and_untrack_are_idempotent(conn):
                         "and tgname like 'audit_capture_%'").fetchone()[0] == 0
     before = count_actions(conn)
     assert before == 1
+
+
+def test_the_capture_mode_under_test_is_the_one_installed(conn, capture_mode):
+    functions = {name for (name,) in conn.execute(
+        "select distinct t.tgfoid::regproc::text from pg_trigger t "
+        "where t.tgrelid = 'clients'::regclass and t.tgname in "
+        "('audit_capture_insert', 'audit_capture_update', 'audit_capture_delete')")}
+    clients_oid = conn.execute("select 'clients'::regclass::oid").fetchone()[0]
+    expected = {"generated": f"audit.capture_{clients_oid}", "generic": "audit.capture"}[capture_mode]
+    assert functions == {expected}

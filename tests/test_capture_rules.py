@@ -8,6 +8,9 @@ import json
 from audit_capture import batch, set_context
 from audit_log import actions, count_actions, items, only_action
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 
 def add_clients(conn, n, start=1):
     conn.execute(

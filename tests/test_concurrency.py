@@ -13,6 +13,9 @@ import psycopg
 
 from audit_capture import set_context
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 THREADS = 8
 TRANSACTIONS_PER_THREAD = 250
 ROW_IDS = range(1, 41)  # small, so transactions fight over the same rows

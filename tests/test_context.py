@@ -11,6 +11,9 @@ from audit_capture import (ActionType, ActorType, InvalidContextValue, NoTransac
                            context, record_action, set_context)
 from audit_log import actions, count_actions, only_action
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 
 def test_a_rolled_back_transaction_leaves_nothing(conn):
     before = count_actions(conn)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from audit_log import actions, items, only_action
 
+# every test here runs against both capture modes (see conftest.py)
+CAPTURE_MODES = ("generated", "generic")
+
 
 def test_add_drop_and_rename_column_need_no_reinstall(conn):
     with conn.transaction():

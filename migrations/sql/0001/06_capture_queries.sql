@@ -38,6 +38,40 @@ $$;
 comment on function audit.concat_ws_sql(text[]) is
   'Internal: SQL joining the given text expressions with commas, skipping nulls, in pieces when there are more than 99.';
 
+-- Whether values of a type can be compared with = (IS DISTINCT FROM): base types and
+-- enums with a default btree or hash operator class, arrays of those, domains over
+-- those. Others (json, xml, point, composites...) are compared as text.
+create or replace function audit.has_equality(type_oid oid) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when t.typtype = 'd' then audit.has_equality(t.typbasetype)
+    when t.typtype = 'e' then true
+    when t.typtype = 'b' and t.typcategory = 'A' and t.typelem <> 0 then audit.has_equality(t.typelem)
+    when t.typtype = 'b' then exists (
+      select from pg_opclass c join pg_am a on a.oid = c.opcmethod
+      where a.amname in ('btree', 'hash') and c.opcdefault and c.opcintype = t.oid)
+    else false
+  end
+  from pg_type t where t.oid = type_oid
+$$;
+comment on function audit.has_equality(oid) is
+  'Internal: true when values of the type compare with =; capture compares other types as text.';
+
+-- SQL telling whether column c differs between the old (o) and new (n) version.
+create or replace function audit.differs_sql(target regclass, c text) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when audit.has_equality(a.atttypid)
+              then format('o.%1$I is distinct from n.%1$I', c)
+              else format('o.%1$I::text is distinct from n.%1$I::text', c) end
+  from pg_attribute a where a.attrelid = target and a.attname = c
+$$;
+comment on function audit.differs_sql(regclass, text) is
+  'Internal: SQL comparing a column''s old and new value, with = where the type has it, as text otherwise.';
+
 create or replace function audit.capture_query(target regclass, operation text, variant text)
 returns text
 language plpgsql stable
@@ -90,9 +124,9 @@ begin
   rules := case when reg.labels <> '[]' then quote_literal(reg.labels::text) || '::jsonb' end;
   redaction := case when cardinality(redacted) > 0 then
     format(' || %L::jsonb', (select jsonb_object_agg(c, '[redacted]') from unnest(redacted) c)) else '' end;
-  changed := coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I', c), ' or ')
+  changed := coalesce((select string_agg(audit.differs_sql(target, c), ' or ')
                        from unnest(compared) c), 'false');
-  status_hit := coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I', c), ' or ')
+  status_hit := coalesce((select string_agg(audit.differs_sql(target, c), ' or ')
                           from unnest(status) c), 'false');
 
   -- ---- one row: the whole action in one INSERT ... SELECT --------------------------
@@ -139,8 +173,8 @@ where (select count(*) from %8$s) = 1$q$,
     -- {"col": {"old": .., "new": ..}} for the changed columns, written as JSON text
     -- and parsed once: cheaper than merging one jsonb object per column
     changes_sql := format('(''{'' || %s || ''}'')::jsonb', audit.concat_ws_sql(array(
-      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s || '',"new":'' || %4$s || ''}'' end',
-                    c, to_json(c)::text || ':{"old":',
+      select format('case when %1$s then %2$L || %3$s || '',"new":'' || %4$s || ''}'' end',
+                    audit.differs_sql(target, c), to_json(c)::text || ':{"old":',
                     case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(o.%I)::text, ''null'')', c) end,
                     case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(n.%I)::text, ''null'')', c) end)
       from unnest(compared) c)));
@@ -148,7 +182,7 @@ where (select count(*) from %8$s) = 1$q$,
       rules_join := format(
         ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n)%s, array_remove(array[%s], null)) r',
         rules, redaction,
-        (select string_agg(format('case when o.%1$I is distinct from n.%1$I then %1$L end', c), ', ')
+        (select string_agg(format('case when %s then %L end', audit.differs_sql(target, c), c), ', ')
          from unnest(compared) c));
       label_sql := format('coalesce(r.label, %s)', single_label);
       type_sql := 'coalesce(r.override_type, k.kind)';
@@ -227,14 +261,14 @@ select coalesce(sum(item_count), 0)::integer,
 from chunks$q$,
     audit.key_expression(pk, 'n'), audit.key_expression(pk, 'o'),
     audit.concat_ws_sql(array(
-      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s end', c, to_json(c)::text || ':',
+      select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
                     case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end)
       from unnest(compared) c)),
     audit.concat_ws_sql(array(
-      select format('case when o.%1$I is distinct from n.%1$I then %2$L || %3$s end', c, to_json(c)::text || ':',
+      select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
                     case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(n.%I)::text, 'null')$s$, c) end)
       from unnest(compared) c)),
-    coalesce((select string_agg(format('o.%1$I is distinct from n.%1$I as "changed %2$s"', c, i), ', ')
+    coalesce((select string_agg(format('%s as "changed %s"', audit.differs_sql(target, c), i), ', ')
               from unnest(compared) with ordinality u(c, i)), 'false as "changed 0"'),
     pairs,
     coalesce((select string_agg(format('x."changed %s"', i), ' or ') from generate_series(1, cardinality(compared)) i), 'false'),
