@@ -108,15 +108,13 @@ $$;
 comment on function audit.finish_statement(regclass, text, bigint, boolean, integer, text[]) is
   'Internal: writes the action of a many-row statement (or grows the transaction''s audit.batch action) after its items were written.';
 
--- Replaces the $1..$10 parameters of a capture query with the names of the capture
+-- Replaces the $1 and $2 parameters of a capture query with the names of the capture
 -- function's variables, leaving quoted literals and identifiers alone.
 create or replace function audit.bind_names(query text) returns text
 language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  names constant text[] := array['p_actor_id', 'p_actor_name', 'p_actor_type', 'p_source',
-    'p_request_id', 'p_context', 'p_kind_override', 'p_db_user', 'p_action_id', 'p_items_before'];
   result text := '';
   part text;
 begin
@@ -124,9 +122,7 @@ begin
     select m[1] from regexp_matches(query, $r$('(?:[^']|'')*'|"(?:[^"]|"")*"|[^'"]+)$r$, 'g') m
   loop
     if left(part, 1) not in ('''', '"') then
-      for i in reverse cardinality(names)..1 loop
-        part := replace(part, '$' || i, names[i]);
-      end loop;
+      part := replace(replace(part, '$1', 'p_action_id'), '$2', 'p_items_before');
     end if;
     result := result || part;
   end loop;
@@ -134,7 +130,7 @@ begin
 end
 $$;
 comment on function audit.bind_names(text) is
-  'Internal: turns the $n parameters of a capture query into the capture function''s variable names.';
+  'Internal: turns the $1 and $2 parameters of a capture query into the capture function''s variable names.';
 
 -- The body of a capture trigger function: for one table (static queries), or for any
 -- table when target is null (the generic fallback, which EXECUTEs the queries).
@@ -143,8 +139,7 @@ language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  query_args constant text := 'p_actor_id, p_actor_name, p_actor_type, p_source, p_request_id, '
-    'p_context, p_kind_override, p_db_user, p_action_id, p_items_before';
+  query_args constant text := 'p_action_id, p_items_before';
   many_into constant text := 'v_item_count, v_changed';
   slot jsonb := '{}'::jsonb;
   op text;
@@ -156,8 +151,8 @@ begin
       continue when variant = 'moved' and op <> 'UPDATE';
       slot := slot || jsonb_build_object(op || ' ' || variant, case
         when target is null then
-          format('execute audit.capture_query(tg_relid, %L, %L)%s using %s', op, variant,
-                 case when variant = 'one' then '' else ' into ' || many_into end, query_args)
+          format('execute audit.capture_query(tg_relid, %L, %L)%s', op, variant,
+                 case when variant = 'one' then '' else ' into ' || many_into || ' using ' || query_args end)
         else
           audit.bind_names(audit.capture_query(target, op, variant))
           || case when variant = 'one' then '' else E'\n    into ' || many_into end
@@ -167,53 +162,35 @@ begin
 
   body := $body$
 declare
-  -- the transaction's audit context (see audit.current_context() for the rules)
-  p_actor_id      text := nullif(current_setting('audit.actor_id', true), '');
-  p_actor_name    text := nullif(current_setting('audit.actor_name', true), '');
-  p_actor_type    text := coalesce(nullif(current_setting('audit.actor_type', true), ''), 'system');
-  p_source        text := nullif(current_setting('audit.source', true), '');
-  p_request_id    text := nullif(current_setting('audit.request_id', true), '');
-  p_context       jsonb;
-  p_kind_override text := nullif(current_setting('audit.action_type', true), '');
-  p_db_user       text := coalesce(nullif(current_setting('role'), 'none'), session_user::text);
-  p_batch         text := nullif(current_setting('audit.batch', true), '');
+  p_batch         text;
   p_action_id     bigint;
-  p_items_before  integer := 0;
+  p_items_before  integer;
   v_written       bigint;
   v_item_count    integer;
   v_changed       text[];
   v_work_mem      text;
 begin
-  -- A wrong value, or a JSON context to parse, goes through audit.current_context(),
-  -- which raises the contract's error; the common case costs three comparisons.
-  if not p_actor_type = any (ACTOR_TYPES)
-     or not coalesce(p_source = any (SOURCES), true)
-     or not coalesce(p_kind_override = any (ACTION_TYPES), true)
-     or coalesce(current_setting('audit.context', true), '') <> '' then
-    p_context := (audit.current_context()).context;
-  end if;
-  p_actor_name := coalesce(p_actor_name, p_actor_id, p_db_user);
-
-  if p_batch is null then
-    -- a statement on one row: the whole action in one statement
-    if tg_op = 'INSERT' then
+  -- a statement on one row: the whole action in one statement (nothing inside a batch,
+  -- or when a context value is wrong)
+  if tg_op = 'INSERT' then
     INSERT one;
-    elsif tg_op = 'UPDATE' then
+  elsif tg_op = 'UPDATE' then
     UPDATE one;
-    else
-    DELETE one;
-    end if;
-    get diagnostics v_written = row_count;
-    if v_written > 0 then
-      return null;
-    end if;
   else
+    DELETE one;
+  end if;
+  get diagnostics v_written = row_count;
+  if v_written > 0 then
+    return null;
+  end if;
+
+  -- many rows (or none, a batch, a wrong value): items first, then the action. The
+  -- items are gathered in memory: give the statement room, then put work_mem back.
+  p_batch := nullif(current_setting('audit.batch', true), '');
+  if p_batch is not null then
     select b.action_id, b.row_count into p_action_id, p_items_before
     from audit.open_batch(p_batch) b;
   end if;
-
-  -- many rows (or none, or a batch): items first, then the action. The items are
-  -- gathered in memory: give the statement room for that, then put work_mem back.
   p_items_before := coalesce(p_items_before, 0);
   p_action_id := coalesce(p_action_id, nextval('audit.action_log_id_seq'));
   v_work_mem := current_setting('work_mem');
@@ -233,9 +210,6 @@ begin
   return null;
 end
 $body$;
-  body := replace(body, 'ACTOR_TYPES', quote_literal(audit.actor_types()::text));
-  body := replace(body, 'SOURCES', quote_literal(audit.sources()::text));
-  body := replace(body, 'ACTION_TYPES', quote_literal(audit.action_types()::text));
   foreach op in array array['INSERT', 'UPDATE', 'DELETE'] loop
     foreach variant in array array['one', 'many', 'moved'] loop
       continue when variant = 'moved' and op <> 'UPDATE';

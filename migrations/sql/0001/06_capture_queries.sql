@@ -8,14 +8,13 @@
 --
 -- The same texts serve both capture modes (see 07_capture.sql): a function generated
 -- per table embeds them as static SQL, whose plans PostgreSQL caches; the generic
--- fallback runs them with EXECUTE. They take these parameters:
---   $1 actor_id  $2 actor_name  $3 actor_type  $4 source  $5 request_id  $6 context
---   $7 action_type override  $8 db_user  $9 action id  $10 items already in the action
+-- fallback runs them with EXECUTE. The many-row queries take two parameters:
+--   $1 the action's id   $2 the items the action already holds (a batch)
 --
 -- variants:
 --   'one'   a statement on one row: writes the whole action (diff or row in `changes`,
 --           no item row) and nothing when the statement touched 0 or many rows
---   'many'  any statement: writes its items in chunks of 1,000 under action $9 and
+--   'many'  any statement: writes its items in chunks of 1,000 under action $1 and
 --           returns (items written, changed columns)
 --   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
 --           versions through audit.pending_key_change
@@ -101,6 +100,8 @@ declare
   rules_join   text := '';
   pairs        text;
   changes_sql  text;
+  context_sql  text;
+  context_ok   text;
 begin
   select * into reg from audit.tracked_table where relation = target;
   if not found then
@@ -130,13 +131,32 @@ begin
                           from unnest(status) c), 'false');
 
   -- ---- one row: the whole action in one INSERT ... SELECT --------------------------
+  -- It reads the context itself (see audit.current_context() for the rules) and
+  -- writes nothing inside an audit.batch or when a value is wrong: the caller then
+  -- takes the many-row path, whose audit.current_context() raises the contract's
+  -- error. One statement instead of a PL/pgSQL variable per setting is what keeps a
+  -- single-row statement cheap.
   if variant = 'one' then
+    context_sql := $c$(select nullif(current_setting('audit.actor_id', true), '') as actor_id,
+        nullif(current_setting('audit.actor_name', true), '') as actor_name,
+        coalesce(nullif(current_setting('audit.actor_type', true), ''), 'system') as actor_type,
+        nullif(current_setting('audit.source', true), '') as source,
+        nullif(current_setting('audit.request_id', true), '') as request_id,
+        nullif(current_setting('audit.action_type', true), '') as kind_override,
+        case when current_setting('audit.context', true) <> ''
+             then (audit.current_context()).context end as context,
+        coalesce(nullif(current_setting('role'), 'none'), session_user::text) as db_user) c$c$;
+    context_ok := format(
+      $c$coalesce(current_setting('audit.batch', true), '') = ''
+  and c.actor_type = any (%L) and (c.source is null or c.source = any (%L))
+  and (c.kind_override is null or c.kind_override = any (%L))$c$,
+      audit.actor_types(), audit.sources(), audit.action_types());
     if operation in ('INSERT', 'DELETE') then
       source_rows := case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end;
       alias := case operation when 'INSERT' then 'n' else 'o' end;
       -- an explicit audit.action_type wins; 'import' applies to inserts only
-      kind_sql := case operation when 'INSERT' then 'coalesce($7, ''create'')'
-                  else 'case when $7 is null or $7 = ''import'' then ''delete'' else $7 end' end;
+      kind_sql := case operation when 'INSERT' then 'coalesce(c.kind_override, ''create'')'
+                  else 'case when c.kind_override is null or c.kind_override = ''import'' then ''delete'' else c.kind_override end' end;
       row_json := format('to_jsonb(%s)%s', alias, redaction);
       single_label := case operation
         when 'INSERT' then format('case k.kind when ''create'' then %L when ''import'' then %L else audit.default_label(%s, k.kind, 1, null) end',
@@ -154,19 +174,21 @@ begin
       return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
   resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
   transaction_id, request_id, context, table_name, operation, application_name, client_addr)
-select %1$s, %2$s, %3$L, %4$s, %5$s, 1, $1, $2, $3, $4, k.changes, $8, txid_current(), $5, $6,
+select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
+       c.actor_type, c.source, k.changes, c.db_user, txid_current(), c.request_id, c.context,
        %6$L, %7$L, nullif(current_setting('application_name'), ''), inet_client_addr()
 from %8$s %9$s
+cross join %13$s
 cross join lateral (select %10$s as kind, %11$s as changes) k%12$s
-where (select count(*) from %8$s) = 1$q$,
+where (select count(*) from %8$s) = 1 and %14$s$q$,
         label_sql, type_sql, reg.resource_type, audit.key_expression(pk, alias),
         case when label_column is null then 'null' else format('%s.%I::text', alias, label_column) end, table_name, operation,
-        source_rows, alias, kind_sql, row_json, rules_join);
+        source_rows, alias, kind_sql, row_json, rules_join, context_sql, context_ok);
     end if;
 
     -- UPDATE of one row: its one old and one new version are the same row, so they
     -- pair without a key (a changed primary key included)
-    kind_sql := format('case when $7 is null or $7 = ''import'' then case when %s then ''status_change'' else ''update'' end else $7 end',
+    kind_sql := format('case when c.kind_override is null or c.kind_override = ''import'' then case when %s then ''status_change'' else ''update'' end else c.kind_override end',
                        status_hit);
     single_label := format('case k.kind when ''update'' then %L when ''status_change'' then %L else audit.default_label(%s, k.kind, 1, null) end',
                            reg.label || ' updated', reg.label || ' status change', label_words);
@@ -193,14 +215,16 @@ where (select count(*) from %8$s) = 1$q$,
     return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
   resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
   transaction_id, request_id, context, table_name, operation, application_name, client_addr)
-select %1$s, %2$s, %3$L, %4$s, %5$s, 1, $1, $2, $3, $4, %6$s, $8, txid_current(), $5, $6,
+select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
+       c.actor_type, c.source, %6$s, c.db_user, txid_current(), c.request_id, c.context,
        %7$L, 'UPDATE', nullif(current_setting('application_name'), ''), inet_client_addr()
 from audit_old_rows o cross join audit_new_rows n
+cross join %11$s
 cross join lateral (select %8$s as kind) k%9$s
-where (select count(*) from audit_new_rows) = 1 and (%10$s)$q$,
+where (select count(*) from audit_new_rows) = 1 and %12$s and (%10$s)$q$,
       label_sql, type_sql, reg.resource_type, audit.key_expression(pk, 'n'),
       case when label_column is null then 'null' else format('n.%I::text', label_column) end, changes_sql, table_name,
-      kind_sql, rules_join, changed);
+      kind_sql, rules_join, changed, context_sql, context_ok);
   end if;
 
   -- ---- many rows: items in chunks, the action is written by the caller ------------
@@ -217,7 +241,7 @@ where (select count(*) from audit_new_rows) = 1 and (%10$s)$q$,
   from %3$s %4$s),
 chunks as (
   insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, items)
-  select $9, $10 + (i / 1000)::integer * 1000 + 1, count(*), %5$L, %6$L, '[' || string_agg(item, ',') || ']'
+  select $1, $2 + (i / 1000)::integer * 1000 + 1, count(*), %5$L, %6$L, '[' || string_agg(item, ',') || ']'
   from d group by i / 1000
   returning item_count)
 select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
@@ -252,7 +276,7 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
   where %7$s),
 chunks as (
   insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, changed_columns, items)
-  select $9, $10 + (i / 1000)::integer * 1000 + 1, count(*), %8$L, 'UPDATE',
+  select $1, $2 + (i / 1000)::integer * 1000 + 1, count(*), %8$L, 'UPDATE',
          array_remove(array[%9$s]::text[], null), '[' || string_agg(item, ',') || ']'
   from d group by i / 1000
   returning item_count, changed_columns)
