@@ -140,3 +140,19 @@ def test_mixed_types_round_trip_through_bulk_items(conn):
         changed = {c for c in before[code] if before[code][c] != after[code][c]}
         assert item["old"] == {c: before[code][c] for c in changed}
         assert item["new"] == {c: after[code][c] for c in changed}
+
+
+def test_a_window_of_items_reads_only_what_it_asks_for(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) select i, 'c' || i from generate_series(1, 2500) i")
+    action = only_action(conn, action="Batch client creation")
+    window = conn.execute("select item_no, resource_id from audit.action_items(%s, 995, 10)",
+                          (action["id"],)).fetchall()
+    assert [n for n, _ in window] == list(range(995, 1005))  # across a chunk boundary
+    everything = {n: r for n, r in conn.execute(
+        "select item_no, resource_id from audit.action_items(%s)", (action["id"],))}
+    assert all(everything[n] == r for n, r in window)
+    assert conn.execute("select count(*) from audit.action_items(%s, 2500, 50)",
+                        (action["id"],)).fetchone()[0] == 1
+    single = only_action(conn, id=action["id"] - 0)  # the same action read as a single window
+    assert single["row_count"] == 2500

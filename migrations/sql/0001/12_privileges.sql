@@ -21,7 +21,8 @@ grant execute on function
 -- readers (the viewer): the log, its items and the registry, nothing else
 grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, audit.tracked_tables
   to audit_reader;
-grant execute on function audit.action_items(bigint) to audit_reader;
+grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
+  to audit_reader;
 
 -- admins (the DBA): everything a reader may (00_roles.sql), plus tracking tables
 grant select, insert, update, delete on audit.tracked_table to audit_admin;
