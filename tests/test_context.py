@@ -145,10 +145,11 @@ def test_nested_context_restores_the_outer_one(conn):
         conn.execute("insert into clients (name) values ('Outer again')")
     got = [(a["resource_label"], a["actor_name"], a["actor_type"], a["source"], a["request_id"])
            for a in actions(conn, resource_type="client")]
+    # the actor and source are replaced; the request id carries over
     assert got == [
-        ("Inner", "Agent Smith", "system", "ai", None),
-        ("Innermost", "Innermost", "client", "mobile", None),
-        ("Inner again", "Agent Smith", "system", "ai", None),
+        ("Inner", "Agent Smith", "system", "ai", "r-outer"),
+        ("Innermost", "Innermost", "client", "mobile", "r-outer"),
+        ("Inner again", "Agent Smith", "system", "ai", "r-outer"),
         ("Outer again", "Outer", "admin", "web", "r-outer"),
     ]
 

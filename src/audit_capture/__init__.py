@@ -5,7 +5,7 @@ Triggers installed through Alembic log every change to tracked tables into
 transaction-local session variables, which these helpers set.
 """
 
-from audit_capture.context import batch, context, importing, set_context
+from audit_capture.context import apply_context, batch, context, importing, set_context
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.errors import AuditCaptureError, InvalidContextValue, NoTransaction
 from audit_capture.events import record_action
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActionType",
     "ActorType",
+    "apply_context",
     "AuditCaptureError",
     "InvalidContextValue",
     "NoTransaction",

@@ -9,9 +9,21 @@ next. ``''`` means unset, as the capture trigger reads it.
         set_context(conn, actor_id="7", actor_name="Alice", actor_type="admin", source="web")
         conn.execute("update clients set status = 'closed' where id = 1")
 
-``context(...)`` does the same for a block and puts the outer values back when it exits;
-``batch(conn, label)`` makes the block's changes one action; ``importing(conn)`` marks
-its inserts as an import.
+``context(conn, ...)`` does the same for a block and puts the outer values back when it
+exits; ``batch(conn, label)`` makes the block's changes one action; ``importing(conn)``
+marks its inserts as an import.
+
+Without a connection, ``context(...)`` states the *ambient* context of the running code
+(a ``contextvars`` value, so threads and asyncio tasks each have their own): the
+SQLAlchemy integration sends it at the start of every transaction, ``apply_context(conn)``
+sends it on a plain psycopg connection.
+
+    with audit_capture.context(actor_type="system", actor_name="Nightly import", source="ai"):
+        run_the_import()
+
+A context states the actor and the source completely (what it leaves out is unset);
+the request id and the ``context`` metadata carry over from the outer context unless
+given.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import psycopg
@@ -26,6 +39,13 @@ from psycopg import pq
 
 from audit_capture.enums import ActorType, Source, coerce
 from audit_capture.errors import NoTransaction
+
+#: Keyword arguments that carry over from the outer context when a context leaves them out.
+INHERITED = ("request_id", "context")
+
+#: The ambient context: the audit variables stated by the innermost ``context(...)``
+#: without a connection, or None.
+_ambient: ContextVar[Mapping[str, str] | None] = ContextVar("audit_capture_context", default=None)
 
 #: The variables that make up an actor context, in the order they are read and written.
 CONTEXT_VARIABLES = (
@@ -91,11 +111,43 @@ def set_context(conn: psycopg.Connection, **values: Any) -> None:
 
 
 @contextmanager
-def context(conn: psycopg.Connection, **values: Any) -> Iterator[None]:
-    """Set the actor context for a block; the outer context is back when it exits."""
+def context(conn: psycopg.Connection | None = None, /, **values: Any) -> Iterator[None]:
+    """State the actor context for a block; the outer context is back when it exits.
+
+    With a psycopg connection, the values are set on its current transaction at once.
+    Without one, they become the ambient context (see the module's docstring).
+    """
     new = context_values(**values)
-    with _overriding(conn, new):
+    for name in INHERITED:
+        if name not in values:
+            del new[f"audit.{name}"]
+    if conn is not None:
+        with _overriding(conn, new):
+            yield
+        return
+    token = _ambient.set({**(_ambient.get() or {}), **new})
+    try:
         yield
+    finally:
+        _ambient.reset(token)
+
+
+def ambient_variables() -> Mapping[str, str] | None:
+    """The audit variables of the ambient context, or None when none was stated."""
+    return _ambient.get()
+
+
+def apply_context(conn: psycopg.Connection) -> bool:
+    """Send the ambient context to the connection's current transaction.
+
+    One round trip when there is an ambient context, none otherwise; returns whether
+    anything was sent.
+    """
+    variables = _ambient.get()
+    if not variables:
+        return False
+    set_variables(conn, variables)
+    return True
 
 
 @contextmanager

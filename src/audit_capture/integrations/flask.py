@@ -1,0 +1,124 @@
+"""Flask (the host application): each request states the ambient audit context.
+
+    audit = AuditContext(
+        app,
+        current_actor=lambda: Actor(id=current_user.id, name=current_user.name,
+                                    type="admin" if current_user.is_staff else "client"),
+        api_prefixes=("/api/",),             # these paths are the API
+    )
+
+For each request the extension asks the application who acts (``current_actor``: any
+callable returning an ``Actor``, a mapping with id/name/type, or None for nobody signed
+in: then the system acts), decides the source (``source=`` a callable taking the request,
+else the rules below) and the request id (``X-Request-ID`` when the client sent a
+sensible one, a new one otherwise, echoed in the response), and states them as the
+ambient context for the request. The SQLAlchemy integration and
+``audit_capture.apply_context(conn)`` send it to the database; no login library is
+assumed.
+
+Source rules, first match wins: the ``X-Audit-Source`` header when it names a source
+(``mobile`` or ``ai`` clients send it), a blueprint in ``api_blueprints`` or a path under
+``api_prefixes`` is ``api``, everything else ``web``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Request, g, request
+
+from audit_capture.context import context
+from audit_capture.enums import ActorType, Source
+
+SOURCE_HEADER = "X-Audit-Source"
+REQUEST_ID_HEADER = "X-Request-ID"
+# a request id from a client is kept only when it looks like one
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: an id, a display name, and admin, client or system."""
+
+    id: object
+    name: str
+    type: ActorType | str
+
+
+class AuditContext:
+    """The Flask extension. ``AuditContext(app, ...)`` or ``init_app(app)`` later."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        current_actor: Callable[[], Actor | Mapping[str, Any] | None] | None = None,
+        source: Callable[[Request], Source | str] | None = None,
+        api_prefixes: tuple[str, ...] = ("/api/",),
+        api_blueprints: tuple[str, ...] = (),
+        context: Callable[[Request], Mapping[str, Any] | None] | None = None,
+    ):
+        self.current_actor = current_actor or (lambda: None)
+        self.source = source or self.default_source
+        self.api_prefixes = api_prefixes
+        self.api_blueprints = api_blueprints
+        self.context = context
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        app.before_request(self._enter)
+        app.after_request(self._echo_request_id)
+        app.teardown_request(self._exit)
+        app.extensions["audit_capture"] = self
+
+    def default_source(self, req: Request) -> str:
+        stated = (req.headers.get(SOURCE_HEADER) or "").strip().lower()
+        if stated in {s.value for s in Source}:
+            return stated
+        if req.blueprint in self.api_blueprints or req.path.startswith(self.api_prefixes):
+            return Source.API.value
+        return Source.WEB.value
+
+    def values_for(self, req: Request) -> dict[str, Any]:
+        """The context keywords for one request."""
+        actor = self.current_actor()
+        if isinstance(actor, Mapping):
+            actor = Actor(actor.get("id"), actor.get("name"), actor.get("type"))
+        stated = (req.headers.get(REQUEST_ID_HEADER) or "").strip()
+        values: dict[str, Any] = {
+            "source": self.source(req),
+            "request_id": stated if _REQUEST_ID.match(stated) else uuid.uuid4().hex,
+        }
+        if actor is None:
+            values.update(actor_type=ActorType.SYSTEM.value)
+        else:
+            values.update(actor_id=actor.id, actor_name=actor.name, actor_type=actor.type)
+        if self.context is not None:
+            extra = self.context(req)
+            if extra is not None:
+                values["context"] = extra
+        return values
+
+    def _enter(self) -> None:
+        values = self.values_for(request)
+        stack = ExitStack()
+        stack.enter_context(context(**values))
+        g._audit_capture_context = stack
+        g.audit_request_id = values["request_id"]
+
+    def _echo_request_id(self, response):
+        request_id = g.get("audit_request_id")
+        if request_id:
+            response.headers.setdefault(REQUEST_ID_HEADER, request_id)
+        return response
+
+    def _exit(self, exc: BaseException | None) -> None:
+        stack = g.pop("_audit_capture_context", None)
+        if stack is not None:
+            stack.close()

@@ -1,0 +1,153 @@
+"""The SQLAlchemy integration: one call wires an Engine (or sessionmaker) so that every
+transaction carries the ambient audit context."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+import audit_capture
+from audit_capture.database import sqlalchemy_url
+from audit_capture.integrations.sqlalchemy import instrument, uninstrument
+from audit_log import actions, only_action
+
+ALICE = dict(actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = sa.create_engine(sqlalchemy_url(db_url))
+    instrument(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def statements(engine, tmp_path):
+    """What the engine's connections send to the server: libpq's own protocol trace."""
+    trace = open(tmp_path / "libpq.trace", "w")
+    event.listen(engine, "connect", lambda dbapi_conn, record: dbapi_conn.pgconn.trace(trace.fileno()))
+    engine.dispose()  # new connections from now on are traced
+
+    class Sent:
+        def __iter__(self):
+            trace.flush()
+            text = (tmp_path / "libpq.trace").read_text()
+            # one Parse (or Query) message per statement sent
+            return iter(line for line in text.splitlines() if "\tParse\t" in line or "\tQuery\t" in line)
+
+    yield Sent()
+    engine.dispose()
+    trace.close()
+
+
+def test_session_writes_carry_the_context(engine, conn):
+    with audit_capture.context(**ALICE):
+        with Session(engine) as session, session.begin():
+            session.execute(sa.text("insert into clients (name) values ('Via ORM session')"))
+    action = only_action(conn, action="Client created")
+    assert (action["actor_id"], action["actor_name"], action["actor_type"], action["source"]) == (
+        "7", "Alice Admin", "admin", "web")
+
+
+def test_core_connection_and_engine_begin(engine, conn):
+    with audit_capture.context(**ALICE):
+        with engine.connect() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('core')"))
+            connection.commit()
+            connection.execute(sa.text("insert into clients (name) values ('core, second transaction')"))
+            connection.commit()
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('engine.begin')"))
+    assert [a["actor_name"] for a in actions(conn, resource_type="client")] == ["Alice Admin"] * 3
+
+
+def test_sessionmaker_is_accepted(db_url, conn):
+    engine = sa.create_engine(sqlalchemy_url(db_url))
+    factory = sessionmaker(bind=engine)
+    assert instrument(factory) is engine
+    try:
+        with audit_capture.context(actor_name="Importer", actor_type="system", source="api"):
+            with factory.begin() as session:
+                session.execute(sa.text("insert into clients (name) values ('x')"))
+        assert only_action(conn, action="Client created")["actor_name"] == "Importer"
+    finally:
+        engine.dispose()
+    with pytest.raises(TypeError, match="Engine or a sessionmaker bound to one"):
+        instrument(sessionmaker())
+
+
+def test_nested_contexts_inside_one_transaction(engine, conn):
+    with audit_capture.context(**ALICE, request_id="req-1"):
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('outer')"))
+            with audit_capture.context(actor_name="Intake agent", actor_type="system", source="ai"):
+                connection.execute(sa.text("insert into clients (name) values ('inner')"))
+            connection.execute(sa.text("insert into clients (name) values ('outer again')"))
+    got = [(a["resource_label"], a["actor_name"], a["source"], a["request_id"])
+           for a in actions(conn, resource_type="client")]
+    assert got == [("outer", "Alice Admin", "web", "req-1"),
+                   ("inner", "Intake agent", "ai", "req-1"),
+                   ("outer again", "Alice Admin", "web", "req-1")]
+
+
+def test_no_context_sends_nothing(engine, statements, conn):
+    with engine.begin() as connection:
+        connection.execute(sa.text("insert into clients (name) values ('no context')"))
+    sent = list(statements)
+    assert any("insert into clients" in s for s in sent)  # the trace sees the statements
+    assert not any("set_config" in s for s in sent)
+    assert only_action(conn, action="Client created")["actor_type"] == "system"
+
+
+def test_one_round_trip_per_transaction(engine, statements):
+    with audit_capture.context(**ALICE):
+        with engine.begin() as connection:
+            for i in range(3):
+                connection.execute(sa.text("select :i"), {"i": i})
+        with engine.begin() as connection:
+            connection.execute(sa.text("select 1"))
+    sent = list(statements)
+    assert sum("set_config" in s for s in sent) == 2
+    # bound parameters, never values spliced into the text
+    assert all("Alice" not in s for s in sent if "set_config" in s)
+
+
+def test_values_do_not_outlive_the_transaction(engine, conn):
+    with audit_capture.context(**ALICE):
+        with engine.begin() as connection:
+            connection.execute(sa.text("select 1"))
+    # same pooled connection, no context now
+    with engine.begin() as connection:
+        connection.execute(sa.text("insert into clients (name) values ('after')"))
+        assert connection.execute(sa.text("select current_setting('audit.actor_name', true)")).scalar() == ""
+    assert only_action(conn, action="Client created")["actor_type"] == "system"
+
+
+def test_rollback_then_a_new_transaction_sets_the_context_again(engine, conn):
+    with audit_capture.context(**ALICE):
+        with engine.connect() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('rolled back')"))
+            connection.rollback()
+            connection.execute(sa.text("insert into clients (name) values ('kept')"))
+            connection.commit()
+    action = only_action(conn, action="Client created")
+    assert (action["resource_label"], action["actor_name"]) == ("kept", "Alice Admin")
+
+
+def test_uninstrument(engine, statements):
+    uninstrument(engine)
+    with audit_capture.context(**ALICE):
+        with engine.begin() as connection:
+            connection.execute(sa.text("select 1"))
+    sent = list(statements)
+    assert any("select 1" in s for s in sent)
+    assert not any("set_config" in s for s in sent)
+
+
+def test_bad_values_fail_before_anything_is_sent(engine):
+    with pytest.raises(audit_capture.InvalidContextValue, match="audit.source is 'webb'"):
+        with audit_capture.context(actor_type="admin", source="webb"):
+            pass
