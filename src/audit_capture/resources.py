@@ -1,8 +1,8 @@
 """Where the package's SQL and migration files live.
 
-An installed wheel carries copies of the top-level ``triggers/`` and
-``migrations/`` folders inside the package (``audit_capture/_triggers``,
-``audit_capture/_migrations``). An editable or source checkout has no such copies,
+An installed wheel carries copies of the top-level ``triggers/``, ``migrations/`` and
+``viewer/`` folders inside the package (``audit_capture/_triggers``,
+``audit_capture/_migrations``, ``audit_capture/_viewer``). An editable or source checkout has no such copies,
 so we fall back to the folders at the root of the source tree.
 """
 
@@ -35,3 +35,8 @@ def triggers_dir() -> Path:
 def migrations_dir() -> Path:
     """The package's own Alembic script folder (``migrations/``)."""
     return _resource_dir("_migrations", "migrations")
+
+
+def viewer_dir() -> Path:
+    """The viewer's templates and static files (``viewer/templates``, ``viewer/static``)."""
+    return _resource_dir("_viewer", "viewer")
