@@ -66,12 +66,27 @@ def _drop_version_table_if_unused(connection) -> None:
 
 
 def _run(connection) -> None:
-    outer = nullcontext() if connection.in_transaction() else connection.begin()
-    with outer:
+    """Run the migrations on ``connection``.
+
+    On a connection of our own, Alembic manages the transaction itself, so that a
+    revision may use ``op.get_context().autocommit_block()`` (revision 0002 builds its
+    indexes with CREATE INDEX CONCURRENTLY, which cannot run inside a transaction).
+    On a caller's connection already in a transaction, everything runs inside it.
+    """
+    if connection.in_transaction():
+        with nullcontext():
+            connection.execute(text("create schema if not exists audit"))
+            _configure(connection=connection)
+            with context.begin_transaction():
+                context.run_migrations()
+            _drop_version_table_if_unused(connection)
+        return
+    with connection.begin():
         connection.execute(text("create schema if not exists audit"))
-        _configure(connection=connection)
-        with context.begin_transaction():
-            context.run_migrations()
+    _configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+    with connection.begin():
         _drop_version_table_if_unused(connection)
 
 

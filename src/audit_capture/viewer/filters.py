@@ -1,0 +1,389 @@
+"""The viewer's filters: URL parameters in, a bound SQL condition and a sentence out.
+
+The URL is the API. A filtered view is a link::
+
+    /?source=api&resource=client&from=2025-01-01&q=alice
+
+``parse_filters(request.args, tz)`` validates every parameter against ONE declarative
+list, ``FILTERS``: each entry knows its parameter, its label, how to check a value,
+what the value looks like to a person and the SQL it adds. The same entry therefore
+produces the WHERE clause (``Filters.where()``), the sentence above the table
+(``Filters.sentence()``: "Source is API, Resource is Clients") and the error a bad
+value gets (``BadRequest``: "source is 'webb'; expected one of web, api, ai, mobile,
+database"). Adding a filter is adding an entry.
+
+SQL is composed only with ``psycopg.sql`` objects and named placeholders; values are
+always bound parameters, never text pasted into a statement.
+
+Parameters (all optional):
+
+``action_type``  create, update, delete, status_change, import, login, logout, export, send
+``actor``        ``id:<actor_id>``, or ``name:<actor_name>`` for an actor without an id
+``actor_type``   admin, client, system
+``source``       web, api, ai, mobile, database (database: no context was set, source IS NULL)
+``resource``     a resource_type (client, campaign, ...)
+``from``, ``to`` YYYY-MM-DD, whole days in the viewer's time zone, both inclusive
+``q``            1..100 characters: words matched as prefixes against the action label,
+                 the actor name and the resource label (full-text index, ``'simple'``
+                 configuration: no stemming, case-insensitive)
+
+Parameters starting with ``_`` (``_cursor``, ``_dir``, ``_size``, ``_format``) belong to
+the page, not to the filter, and are ignored here (``page_size()`` and ``direction()``
+check the two that the query layer takes). Any other parameter is a BadRequest: a typo
+in a shared link must not silently show the whole log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from psycopg import sql
+
+from audit_capture.enums import ActionType, ActorType, Source
+
+
+class BadRequest(Exception):
+    """A bad input from the URL. ``str(exc)`` is one sentence for a person, naming the
+    bad value and what was expected: "source is 'webb'; expected one of web, api, ai,
+    mobile, database". The app shows it on a 400 page."""
+
+
+class TooBroad(Exception):
+    """A query hit the connection's statement_timeout. The app shows a 400/503 page."""
+
+    MESSAGE = "This filter took too long; narrow it (a date range or an actor) and try again."
+
+    def __init__(self, message: str = MESSAGE):
+        super().__init__(message)
+
+
+# -- the text search document ----------------------------------------------------------
+
+#: The searched text of one action, exactly as the full-text index of
+#: triggers/13_viewer_indexes.sql is defined: the planner uses the index only when the
+#: query's expression is the index's expression, character for character.
+TEXT_DOCUMENT = sql.SQL(
+    "to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' '"
+    " || coalesce(resource_label, ''))"
+)
+
+Q_MAX_LENGTH = 100
+# letters and digits: what the 'simple' text search parser makes words of
+_WORD = re.compile(r"[^\W_]+")
+
+
+def text_query(q: str) -> str:
+    """``q`` as a tsquery (for ``to_tsquery('simple', ...)``): every word a prefix.
+
+    "Alice ad" -> "'alice':* & 'ad':*". Words hold letters and digits only, so they need
+    no escaping inside the quotes. Raises BadRequest when q holds no word.
+    """
+    words = [w.lower() for w in _WORD.findall(q)]
+    if not words:
+        raise BadRequest(f"q is {q!r}; it needs at least one letter or digit to search for")
+    return " & ".join(f"'{w}':*" for w in dict.fromkeys(words))
+
+
+# -- one active filter -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActiveFilter:
+    """One filter in use: ("source", "api", "Source", "API").
+
+    ``phrase`` is its part of the sentence ("Source is API", "Text matches “ali”");
+    ``condition`` and ``params`` its part of the WHERE clause.
+    """
+
+    param: str
+    value: str
+    label: str
+    display: str
+    phrase: str = ""
+    condition: sql.Composable = field(default_factory=lambda: sql.SQL("true"), compare=False,
+                                      repr=False)
+    params: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What a definition may use to check and show a value."""
+
+    tz: ZoneInfo
+    # resource_type -> plural label, and actor key -> display name, when known
+    # (load_options gives both); without them, any well-formed value is accepted
+    resources: Mapping[str, str] | None = None
+    actors: Mapping[str, str] | None = None
+
+
+# -- the declarative list --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterDef:
+    """A filter: its URL parameter, its label, and a parser from a raw value to an
+    ActiveFilter (which holds the display value, the sentence phrase and the SQL)."""
+
+    param: str
+    label: str
+    parse: Callable[["FilterDef", str, ParseContext], ActiveFilter]
+    help: str = ""
+
+    def active(self, value: str, display: str, condition: sql.Composable,
+               params: Mapping[str, object], phrase: str | None = None) -> ActiveFilter:
+        return ActiveFilter(self.param, value, self.label, display,
+                            phrase or f"{self.label} is {display}", condition, params)
+
+
+def _ph(fdef: FilterDef, suffix: str = "") -> tuple[str, sql.Placeholder]:
+    """A parameter name private to one filter, and its placeholder."""
+    name = "f_" + fdef.param + suffix
+    return name, sql.Placeholder(name)
+
+
+def _choices(param: str, value: str, allowed: list[str]) -> str:
+    if value not in allowed:
+        raise BadRequest(f"{param} is {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _parse_action_type(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    kind = ActionType(_choices(fdef.param, value, [m.value for m in ActionType]))
+    name, ph = _ph(fdef)
+    return fdef.active(value, kind.label, sql.SQL("action_type = {}").format(ph), {name: value})
+
+
+def _parse_actor_type(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    kind = ActorType(_choices(fdef.param, value, [m.value for m in ActorType]))
+    name, ph = _ph(fdef)
+    return fdef.active(value, kind.label, sql.SQL("actor_type = {}").format(ph), {name: value})
+
+
+DATABASE_SOURCE = "database"
+SOURCE_CHOICES = [m.value for m in Source] + [DATABASE_SOURCE]
+
+
+def source_label(value: str) -> str:
+    return "Database" if value == DATABASE_SOURCE else Source(value).label
+
+
+def _parse_source(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    _choices(fdef.param, value, SOURCE_CHOICES)
+    if value == DATABASE_SOURCE:
+        # no context was set: a direct database change
+        return fdef.active(value, "Database", sql.SQL("source is null"), {})
+    name, ph = _ph(fdef)
+    return fdef.active(value, source_label(value), sql.SQL("source = {}").format(ph), {name: value})
+
+
+RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def resource_plural(resource_type: str) -> str:
+    """A plural label for a resource type no registry names: "call" -> "Calls"."""
+    words = resource_type.replace("_", " ").strip()
+    return (words[:1].upper() + words[1:]) + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def _parse_resource(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    if not RESOURCE_TYPE.match(value):
+        raise BadRequest(
+            f"resource is {value!r}; expected a resource type such as client or campaign "
+            "(lower-case letters, digits and _)"
+        )
+    if ctx.resources is not None and value not in ctx.resources:
+        raise BadRequest(
+            f"resource is {value!r}; expected one of {', '.join(sorted(ctx.resources))}"
+        )
+    display = (ctx.resources or {}).get(value) or resource_plural(value)
+    name, ph = _ph(fdef)
+    return fdef.active(value, display, sql.SQL("resource_type = {}").format(ph), {name: value})
+
+
+ACTOR_MAX_LENGTH = 200
+
+
+def _parse_actor(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    kind, sep, key = value.partition(":")
+    if not sep or kind not in ("id", "name") or not key or len(key) > ACTOR_MAX_LENGTH:
+        raise BadRequest(
+            f"actor is {value!r}; expected id:<actor id> or name:<actor name> "
+            f"(at most {ACTOR_MAX_LENGTH} characters after the colon)"
+        )
+    display = (ctx.actors or {}).get(value) or key
+    name, ph = _ph(fdef)
+    if kind == "id":
+        condition = sql.SQL("actor_id = {}").format(ph)
+    else:
+        # an actor without id (a database role, say) is known by its name alone
+        condition = sql.SQL("actor_id is null and actor_name = {}").format(ph)
+    return fdef.active(value, display, condition, {name: key})
+
+
+def parse_day(param: str, value: str) -> date:
+    """A YYYY-MM-DD date, or BadRequest naming what is wrong with it."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise BadRequest(f"{param} is {value!r}; expected a date as YYYY-MM-DD, e.g. 2025-01-31")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{param} is {value!r}, which is not a date in the calendar") from None
+
+
+def day_start(day: date, tz: ZoneInfo) -> datetime:
+    """The first instant of ``day`` in ``tz`` (an aware datetime; DST-safe)."""
+    return datetime.combine(day, time.min, tzinfo=tz)
+
+
+def _parse_from(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    day = parse_day(fdef.param, value)
+    name, ph = _ph(fdef)
+    return fdef.active(value, day.isoformat(), sql.SQL("occurred_at >= {}").format(ph),
+                       {name: day_start(day, ctx.tz)}, phrase=f"Date from {day.isoformat()}")
+
+
+def _parse_to(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    day = parse_day(fdef.param, value)
+    if day == date.max:
+        raise BadRequest(f"{fdef.param} is {value!r}, which is too far in the future")
+    name, ph = _ph(fdef)
+    # inclusive day: everything before the next day starts
+    return fdef.active(value, day.isoformat(), sql.SQL("occurred_at < {}").format(ph),
+                       {name: day_start(day + timedelta(days=1), ctx.tz)},
+                       phrase=f"Date until {day.isoformat()}")
+
+
+def _parse_q(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
+    text = value.strip()
+    if not text or len(value) > Q_MAX_LENGTH:
+        raise BadRequest(
+            f"q is {len(value)} characters long; expected 1 to {Q_MAX_LENGTH} characters"
+            if text else "q is empty; type a word to search for, or remove the search"
+        )
+    name, ph = _ph(fdef)
+    condition = sql.SQL("{} @@ to_tsquery('simple', {})").format(TEXT_DOCUMENT, ph)
+    return fdef.active(text, text, condition, {name: text_query(text)},
+                       phrase=f"Text matches “{text}”")
+
+
+#: THE list. Order is the order of the sentence and of the query string.
+FILTERS: tuple[FilterDef, ...] = (
+    FilterDef("action_type", "Action type", _parse_action_type),
+    FilterDef("actor", "Actor", _parse_actor),
+    FilterDef("actor_type", "Actor type", _parse_actor_type),
+    FilterDef("source", "Source", _parse_source),
+    FilterDef("resource", "Resource", _parse_resource),
+    FilterDef("from", "From", _parse_from),
+    FilterDef("to", "To", _parse_to),
+    FilterDef("q", "Text", _parse_q),
+)
+FILTER_PARAMS = tuple(f.param for f in FILTERS)
+
+
+# -- the parsed filter set -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The filters of one URL, validated; ``active`` in FILTERS order."""
+
+    active: tuple[ActiveFilter, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.active)
+
+    def get(self, param: str) -> ActiveFilter | None:
+        return next((a for a in self.active if a.param == param), None)
+
+    def sentence(self) -> str:
+        """"Source is API, Resource is Clients"; "" when no filter is set."""
+        return ", ".join(a.phrase for a in self.active)
+
+    def where(self) -> tuple[sql.Composable, dict]:
+        """The bound condition over audit.action_log (unqualified column names) and its
+        parameters: ``(sql.SQL("true"), {})`` when no filter is set."""
+        if not self.active:
+            return sql.SQL("true"), {}
+        params: dict = {}
+        for a in self.active:
+            params.update(a.params)
+        return sql.SQL(" and ").join(a.condition for a in self.active), params
+
+    def query_args(self) -> dict[str, str]:
+        """URL parameters that reproduce these filters."""
+        return {a.param: a.value for a in self.active}
+
+    def without(self, param: str) -> dict[str, str]:
+        """The URL parameters with the filter ``param`` removed: the one-click clear link."""
+        return {a.param: a.value for a in self.active if a.param != param}
+
+    def slug(self) -> str:
+        """A file-name-safe summary for exports: "source-api_resource-client"; "all"."""
+        parts = []
+        for a in self.active:
+            value = re.sub(r"[^A-Za-z0-9]+", "-", a.value).strip("-").lower()[:40] or "x"
+            parts.append(f"{a.param}-{value}")
+        return "_".join(parts) or "all"
+
+
+def parse_filters(args: Mapping[str, str], tz: ZoneInfo, *,
+                  options: "FilterOptions | None" = None) -> Filters:
+    """Validate the URL parameters ``args`` into Filters; BadRequest on any bad value.
+
+    ``tz`` is the viewer's time zone (``from``/``to`` are whole days there). With
+    ``options`` (from ``load_options``), a resource must be one the log knows and the
+    actor is shown by name; without, any well-formed value is accepted. Empty values
+    mean "not set" (what an HTML form sends for "All").
+    """
+    unknown = sorted(k for k in args if not k.startswith("_") and k not in FILTER_PARAMS)
+    if unknown:
+        raise BadRequest(
+            f"{unknown[0]} is not a filter; expected one of {', '.join(FILTER_PARAMS)}"
+        )
+    ctx = ParseContext(
+        tz=tz,
+        resources=dict(options.resources) if options is not None else None,
+        actors={key: name for key, name, _type in options.actors} if options is not None else None,
+    )
+    active = []
+    for fdef in FILTERS:
+        value = args.get(fdef.param)
+        if value is None or value == "":
+            continue
+        active.append(fdef.parse(fdef, value, ctx))
+    filters = Filters(tuple(active))
+    start, end = filters.get("from"), filters.get("to")
+    if start and end and end.value < start.value:
+        raise BadRequest(f"to is {end.value}, which is before from ({start.value})")
+    return filters
+
+
+# -- the page parameters the query layer takes -----------------------------------------
+
+DEFAULT_SIZE, MIN_SIZE, MAX_SIZE = 50, 10, 200
+DIRECTIONS = ("next", "prev")
+
+
+def page_size(value: str | None) -> int:
+    """``_size``: 10..200, default 50."""
+    if value is None or value == "":
+        return DEFAULT_SIZE
+    if not re.fullmatch(r"\d{1,4}", value) or not MIN_SIZE <= int(value) <= MAX_SIZE:
+        raise BadRequest(f"_size is {value!r}; expected a number from {MIN_SIZE} to {MAX_SIZE}")
+    return int(value)
+
+
+def direction(value: str | None) -> str:
+    """``_dir``: next (older rows, the default) or prev (newer rows)."""
+    if value is None or value == "":
+        return "next"
+    return _choices("_dir", value, list(DIRECTIONS))
+
+
+# -- the choices the filter controls offer --------------------------------------------
+
+from audit_capture.viewer.options import FilterOptions, load_options  # noqa: E402,F401

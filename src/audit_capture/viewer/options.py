@@ -1,0 +1,136 @@
+"""What the filter controls offer: action types, actors, sources and resources.
+
+``load_options(conn)`` must stay cheap on a log of ten million actions, so it never
+scans the log:
+
+* action types, actor types and sources are the fixed vocabularies (audit_capture.enums);
+  the event types (login, logout, export, send) are offered when the planner's
+  statistics or the newest rows show them;
+* actors come from a *skip scan* of the actor indexes of triggers/13_viewer_indexes.sql:
+  a recursive query that jumps from one distinct actor_id to the next (one index probe
+  per actor, not one per row), capped at ``MAX_ACTORS``; then each actor's newest row
+  gives its current name and type;
+* resources are the registry (audit.tracked_table, with its plural labels) plus the
+  resource types of events, found in the planner's statistics (pg_stats, which a
+  reader may see for the columns it may read) and in the newest rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from audit_capture.enums import ActionType, ActorType
+from audit_capture.viewer.filters import SOURCE_CHOICES, resource_plural, source_label
+
+MAX_ACTORS = 500
+RECENT_ROWS = 10_000
+TABLE_CHANGE_TYPES = (ActionType.CREATE, ActionType.UPDATE, ActionType.DELETE,
+                      ActionType.STATUS_CHANGE, ActionType.IMPORT)
+
+
+@dataclass
+class FilterOptions:
+    """Choices for the filter controls, as (value, label) pairs.
+
+    ``actors`` holds (key as in the ``actor`` parameter, display name, actor_type),
+    e.g. ("id:7", "Alice Admin", "admin") or ("name:postgres", "postgres", "system").
+    """
+
+    action_types: list[tuple[str, str]]
+    actors: list[tuple[str, str, str]]
+    actor_types: list[tuple[str, str]]
+    sources: list[tuple[str, str]]
+    resources: list[tuple[str, str]]
+
+
+# distinct actor ids, one index probe each (action_log_actor_idx), newest row of each
+ACTORS_BY_ID = """
+with recursive ids(actor_id, n) as (
+  (select actor_id, 1 from audit.action_log where actor_id is not null
+   order by actor_id limit 1)
+  union all
+  select (select l.actor_id from audit.action_log l
+          where l.actor_id > ids.actor_id order by l.actor_id limit 1), ids.n + 1
+  from ids where ids.actor_id is not null and ids.n < %(max)s
+)
+select 'id:' || ids.actor_id, coalesce(newest.actor_name, ids.actor_id), newest.actor_type
+from ids
+cross join lateral (
+  select l.actor_name, l.actor_type from audit.action_log l
+  where l.actor_id = ids.actor_id order by l.occurred_at desc, l.id desc limit 1
+) newest
+where ids.actor_id is not null
+"""
+
+# actors without id (database roles), through action_log_actor_name_idx
+ACTORS_BY_NAME = """
+with recursive names(actor_name, n) as (
+  (select actor_name, 1 from audit.action_log where actor_id is null and actor_name is not null
+   order by actor_name limit 1)
+  union all
+  select (select l.actor_name from audit.action_log l
+          where l.actor_id is null and l.actor_name > names.actor_name
+          order by l.actor_name limit 1), names.n + 1
+  from names where names.actor_name is not null and names.n < %(max)s
+)
+select 'name:' || names.actor_name, names.actor_name, newest.actor_type
+from names
+cross join lateral (
+  select l.actor_type from audit.action_log l
+  where l.actor_id is null and l.actor_name = names.actor_name
+  order by l.occurred_at desc, l.id desc limit 1
+) newest
+where names.actor_name is not null
+"""
+
+# values of a column seen in the planner's statistics or in the newest rows
+SEEN_VALUES = """
+select v from (
+  select unnest(most_common_vals::text::text[]) as v
+  from pg_catalog.pg_stats
+  where schemaname = 'audit' and tablename = 'action_log' and attname = %(column)s
+  union
+  select {column}::text from (
+    select {column} from audit.action_log order by occurred_at desc, id desc limit %(recent)s
+  ) recent
+) seen where v is not null
+"""
+
+
+def _seen(conn: psycopg.Connection, column: str) -> set[str]:
+    from psycopg import sql
+
+    query = sql.SQL(SEEN_VALUES).format(column=sql.Identifier(column))
+    return {row[0] for row in conn.execute(query, {"column": column, "recent": RECENT_ROWS})}
+
+
+def load_options(conn: psycopg.Connection) -> FilterOptions:
+    """The choices of every filter control, read in a few bounded queries."""
+    from audit_capture.viewer.query import translate_errors
+
+    with translate_errors(), conn.transaction():
+        seen_types = _seen(conn, "action_type")
+        action_types = [(t.value, t.label) for t in TABLE_CHANGE_TYPES]
+        action_types += [(t.value, t.label) for t in ActionType
+                         if t not in TABLE_CHANGE_TYPES and t.value in seen_types]
+
+        actors = [tuple(r) for r in conn.execute(ACTORS_BY_ID, {"max": MAX_ACTORS})]
+        actors += [tuple(r) for r in conn.execute(ACTORS_BY_NAME, {"max": MAX_ACTORS})]
+        actors.sort(key=lambda a: (a[1].casefold(), a[0]))
+
+        registry = dict(conn.execute(
+            "select resource_type, min(label_plural) from audit.tracked_table group by 1"
+        ).fetchall())
+        for resource_type in _seen(conn, "resource_type") - set(registry):
+            registry[resource_type] = resource_plural(resource_type)
+        resources = sorted(registry.items(), key=lambda r: r[1].casefold())
+
+    return FilterOptions(
+        action_types=action_types,
+        actors=actors,
+        actor_types=[(t.value, t.label) for t in ActorType],
+        sources=[(s, source_label(s)) for s in SOURCE_CHOICES],
+        resources=resources,
+    )

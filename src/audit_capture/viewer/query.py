@@ -1,0 +1,359 @@
+"""The viewer's reads: pages of the log, one action, its items, and exports.
+
+Every read is shaped so that it stays fast at ten million actions (see the measurements
+in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
+
+* **Keyset pages, never OFFSET.** Rows come newest first, ordered by
+  (occurred_at DESC, id DESC), the order of the log's time index and of each
+  composite index (column, occurred_at DESC, id DESC). A page is "the ``size`` rows
+  after this cursor" plus one more to learn whether another page follows. A ``prev``
+  page runs the reversed order from its cursor and is flipped back.
+* **No full count.** ``count_text`` is exact only when it is cheap: a small first page,
+  or a probe capped at 1,001 rows when the planner expects few; otherwise it is the
+  planner's estimate ("about 1.2 million actions").
+* **Text search is steered.** The full-text index finds rare words at once, but for a
+  word in ~1% of the log the planner likes to fetch all its rows and sort them, where
+  walking the time index finds the newest 50 in a few milliseconds. So a text search
+  first walks a bounded window of the newest candidate rows (``TEXT_WINDOW``); only when
+  that does not fill the page does the planner's own plan (the index) run.
+* **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
+  a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
+* Statements are not prepared (``prepare=False``): a generic plan, chosen once for all
+  values, is exactly what fails on a skewed log (a rare actor planned like a common one).
+
+Functions take an open psycopg connection and run inside ``conn.transaction()``, so
+they work in autocommit mode and in a caller's transaction alike (a failure rolls back
+only its own savepoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from audit_capture.viewer import cursor as cursors
+from audit_capture.viewer.filters import (
+    DEFAULT_SIZE,
+    DIRECTIONS,
+    MAX_SIZE,
+    MIN_SIZE,
+    BadRequest,
+    Filters,
+    TooBroad,
+)
+
+LOG = sql.Identifier("audit", "action_log")
+TEXT_PARAM = "q"
+TEXT_WINDOW = 20_000  # rows of the time walk tried before the full-text index
+EXACT_COUNT_LIMIT = 1_000
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a statement_timeout cancellation into TooBroad."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise TooBroad() from exc
+
+
+# -- rows --------------------------------------------------------------------------------
+
+
+@dataclass
+class LogRow:
+    """One line of the Single Actions table."""
+
+    id: int
+    occurred_at: datetime
+    action: str
+    action_type: str
+    resource_type: str | None
+    resource_id: str | None
+    resource_label: str | None
+    row_count: int
+    actor_id: str | None
+    actor_name: str | None
+    actor_type: str
+    source: str | None
+
+    @property
+    def cursor(self) -> str:
+        return cursors.encode(self.occurred_at, self.id)
+
+
+@dataclass
+class Action(LogRow):
+    """Every column of one action (audit.action_log)."""
+
+    changes: Any
+    db_user: str
+    transaction_id: int
+    request_id: str | None
+    context: Any
+    table_name: str | None
+    operation: str | None
+    application_name: str | None
+    client_addr: Any
+
+
+LIST_COLUMNS = tuple(f.name for f in fields(LogRow))
+ACTION_COLUMNS = tuple(f.name for f in fields(Action))
+
+
+def _columns(names: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL(", ").join(map(sql.Identifier, names))
+
+
+@dataclass
+class Page:
+    """One page of the log, newest first. Cursors are None where there is no page."""
+
+    rows: list[LogRow]
+    next_cursor: str | None
+    prev_cursor: str | None
+    count_text: str
+
+
+# -- the page query ------------------------------------------------------------------------
+
+
+def _order(direction: str) -> sql.Composable:
+    return sql.SQL("occurred_at desc, id desc" if direction == "next" else "occurred_at, id")
+
+
+def _keyset(position: tuple[datetime, int] | None, direction: str) -> tuple[sql.Composable, dict]:
+    if position is None:
+        return sql.SQL("true"), {}
+    op = "<" if direction == "next" else ">"
+    condition = sql.SQL("(occurred_at, id) {} ({}, {})").format(
+        sql.SQL(op), sql.Placeholder("k_at"), sql.Placeholder("k_id"))
+    return condition, {"k_at": position[0], "k_id": position[1]}
+
+
+def _split_text(filters: Filters) -> tuple[Filters, Filters]:
+    """(the filters without the text search, the text search alone)."""
+    rest = tuple(a for a in filters.active if a.param != TEXT_PARAM)
+    text = tuple(a for a in filters.active if a.param == TEXT_PARAM)
+    return Filters(rest), Filters(text)
+
+
+def fetch_rows(conn: psycopg.Connection, filters: Filters,
+               position: tuple[datetime, int] | None, direction: str, limit: int) -> list[LogRow]:
+    """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc)."""
+    keyset, keyset_params = _keyset(position, direction)
+    rest, text = _split_text(filters)
+    rest_where, rest_params = rest.where()
+    cur = conn.cursor(row_factory=class_row(LogRow))
+    if text:
+        # 1. walk the time (or composite) index through a bounded window, text test on top
+        text_where, text_params = text.where()
+        query = sql.SQL(
+            "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
+            " order by {order} limit {window}) w"
+            " where {text} order by {order} limit {limit}"
+        ).format(cols=_columns(LIST_COLUMNS), log=LOG, rest=rest_where, keyset=keyset,
+                 order=_order(direction), window=sql.Literal(TEXT_WINDOW), text=text_where,
+                 limit=sql.Literal(limit))
+        rows = cur.execute(query, {**rest_params, **text_params, **keyset_params},
+                           prepare=False).fetchall()
+        if len(rows) >= limit:
+            return rows
+        # 2. not enough among the newest rows: a rare word, which the full-text index
+        #    finds at once (or a window that held all candidates: then this is cheap too)
+    where, params = filters.where()
+    query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
+                    " order by {order} limit {limit}").format(
+        cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
+        order=_order(direction), limit=sql.Literal(limit))
+    return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+
+
+def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = None,
+              direction: str = "next", size: int = DEFAULT_SIZE) -> Page:
+    """The page of ``size`` rows after ``cursor`` (older rows for ``next``, newer for
+    ``prev``); the first page when ``cursor`` is None. BadRequest for a bad cursor,
+    direction or size; TooBroad when the statement_timeout cancels the query.
+
+    A ``prev`` page that reaches the newest row is the first page itself (full, with no
+    previous page), so going back always ends where the user started.
+    """
+    if direction not in DIRECTIONS:
+        raise BadRequest(f"_dir is {direction!r}; expected one of {', '.join(DIRECTIONS)}")
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise BadRequest(f"_size is {size!r}; expected a number from {MIN_SIZE} to {MAX_SIZE}")
+    position = cursors.decode(cursor) if cursor else None
+    if position is None:
+        direction = "next"
+    with translate_errors(), conn.transaction():
+        fetched = fetch_rows(conn, filters, position, direction, size + 1)
+        more = len(fetched) > size
+        rows = fetched[:size]
+        if direction == "prev":
+            if not more:
+                return list_page(conn, filters, None, "next", size)
+            rows.reverse()
+            next_cursor, prev_cursor = rows[-1].cursor, rows[0].cursor
+        else:
+            next_cursor = rows[-1].cursor if more and rows else None
+            prev_cursor = rows[0].cursor if position is not None and rows else None
+        if position is None and not more:
+            count = _count_words(len(rows))
+        else:
+            count = count_text(conn, filters)
+    return Page(rows, next_cursor, prev_cursor, count)
+
+
+# -- counting without counting ---------------------------------------------------------------
+
+
+def _count_words(n: int) -> str:
+    return "No actions" if n == 0 else f"{n:,} action" + ("" if n == 1 else "s")
+
+
+def about(n: float) -> str:
+    """A rounded count for people: "about 1.2 million actions", "about 45,000 actions"."""
+    if n >= 1_000_000:
+        return f"about {n / 1_000_000:.1f} million actions".replace(".0 million", " million")
+    digits = len(str(int(n))) - 2
+    rounded = int(round(n, -digits)) if digits > 0 else int(n)
+    return f"about {rounded:,} actions"
+
+
+def estimate(conn: psycopg.Connection, filters: Filters) -> float:
+    """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs)."""
+    where, params = filters.where()
+    query = sql.SQL("explain (format json) select 1 from {} where {}").format(LOG, where)
+    plan = conn.execute(query, params, prepare=False).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def count_text(conn: psycopg.Connection, filters: Filters) -> str:
+    """"12 actions" (exact, when few), "about 1.2 million actions", or "1,000+ actions".
+
+    The planner estimates first (cheap); when it expects few rows, a probe capped at
+    1,001 rows counts them exactly. The whole table is never counted.
+    """
+    expected = estimate(conn, filters)
+    if expected > 10 * EXACT_COUNT_LIMIT:
+        return about(expected)
+    where, params = filters.where()
+    probe = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
+        LOG, where, sql.Literal(EXACT_COUNT_LIMIT + 1))
+    found = conn.execute(probe, params, prepare=False).fetchone()[0]
+    if found <= EXACT_COUNT_LIMIT:
+        return _count_words(found)
+    return about(expected) if expected > EXACT_COUNT_LIMIT else f"{EXACT_COUNT_LIMIT:,}+ actions"
+
+
+# -- one action --------------------------------------------------------------------------------
+
+MAX_ID = 2**63 - 1
+
+
+def parse_action_id(value: object) -> int:
+    """An action id from a URL: a positive bigint, or BadRequest."""
+    text = str(value)
+    if not text.isascii() or not text.isdigit() or len(text) > 19 or not 0 < int(text) <= MAX_ID:
+        raise BadRequest(f"the action id is {text[:30]!r}; expected a positive whole number")
+    return int(text)
+
+
+def get_action(conn: psycopg.Connection, action_id: int | str) -> Action | None:
+    """Every column of one action, or None when there is no such action."""
+    action_id = parse_action_id(action_id)
+    query = sql.SQL("select {} from {} where id = %s").format(_columns(ACTION_COLUMNS), LOG)
+    with translate_errors(), conn.transaction():
+        cur = conn.cursor(row_factory=class_row(Action))
+        return cur.execute(query, (action_id,)).fetchone()
+
+
+def _is_diff(changes: Any) -> bool:
+    return isinstance(changes, dict) and bool(changes) and all(
+        isinstance(v, dict) and set(v) == {"old", "new"} for v in changes.values())
+
+
+def change_rows(action: Action) -> list[tuple[str, object, object]]:
+    """What changed, as (column, old, new) rows for the detail table.
+
+    A single-row update: its changed columns, old and new. A create: the new row
+    (old None). A delete: the old row (new None). Events, bulk summaries and batches:
+    their ``changes`` keys, with old None. Redacted values stay "[redacted]".
+    """
+    changes = action.changes
+    if not isinstance(changes, dict):
+        return [] if changes is None else [("value", None, changes)]
+    single = action.row_count == 1 and action.operation is not None
+    if single and action.operation == "UPDATE" and _is_diff(changes):
+        return [(col, v["old"], v["new"]) for col, v in changes.items()]
+    if single and action.operation == "DELETE":
+        return [(col, value, None) for col, value in changes.items()]
+    return [(col, None, value) for col, value in changes.items()]
+
+
+# -- an action's items -------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One row an action affected (audit.action_items)."""
+
+    item_no: int
+    resource_type: str | None
+    resource_id: str | None
+    old: Any
+    new: Any
+
+    def change_rows(self) -> list[tuple[str, object, object]]:
+        """(column, old, new) over the columns in old or new."""
+        old, new = self.old or {}, self.new or {}
+        columns = list(dict.fromkeys([*old, *new]))
+        return [(c, old.get(c) if self.old is not None else None,
+                 new.get(c) if self.new is not None else None) for c in columns]
+
+
+@dataclass
+class ItemsPage:
+    """A window of an action's items; ``next_after``/``prev_after`` are the ``after``
+    values of the neighbouring windows (None where there is none)."""
+
+    items: list[Item]
+    next_after: int | None
+    prev_after: int | None
+
+
+def items_page(conn: psycopg.Connection, action_id: int | str, after: int = 0,
+               size: int = 50) -> ItemsPage:
+    """Items ``after + 1`` .. ``after + size`` of an action, through
+    audit.action_items(action_id, first_item, max_items), which reads only the chunks
+    that overlap the window."""
+    action_id = parse_action_id(action_id)
+    if not isinstance(after, int) or not 0 <= after < 2**31 - MAX_SIZE - 1:
+        raise BadRequest(f"the item position is {after!r}; expected a whole number from 0")
+    if not isinstance(size, int) or not 1 <= size <= MAX_SIZE:
+        raise BadRequest(f"the item page size is {size!r}; expected 1 to {MAX_SIZE}")
+    with translate_errors(), conn.transaction():
+        cur = conn.cursor(row_factory=class_row(Item))
+        items = cur.execute(
+            "select item_no, resource_type, resource_id, old, new"
+            " from audit.action_items(%s, %s, %s)",
+            (action_id, after + 1, size + 1),
+        ).fetchall()
+    more = len(items) > size
+    return ItemsPage(items[:size], after + size if more else None,
+                     max(after - size, 0) if after > 0 else None)
+
+
+# -- exports (in their own module; named here as the contract has it) --------------------------
+
+from audit_capture.viewer.export import EXPORT_COLUMNS, export_csv, export_json  # noqa: E402,F401
