@@ -151,3 +151,19 @@ def test_bad_values_fail_before_anything_is_sent(engine):
     with pytest.raises(audit_capture.InvalidContextValue, match="audit.source is 'webb'"):
         with audit_capture.context(actor_type="admin", source="webb"):
             pass
+
+
+def test_batch_and_importing_through_a_session(engine, conn):
+    from audit_capture.integrations.sqlalchemy import batch, importing
+
+    with audit_capture.context(**ALICE):
+        with Session(engine) as session, session.begin():
+            with importing(session):
+                session.execute(sa.text("insert into clients (id, name) select i, 'c' || i from generate_series(1, 3) i"))
+            with batch(session, "Batch client deletion"):
+                for client_id in (1, 2, 3):
+                    session.execute(sa.text("delete from clients where id = :id"), {"id": client_id})
+    imported = only_action(conn, action="Clients imported (3)")
+    deleted = only_action(conn, action="Batch client deletion")
+    assert (imported["action_type"], imported["actor_name"]) == ("import", "Alice Admin")
+    assert (deleted["row_count"], deleted["actor_name"]) == (3, "Alice Admin")

@@ -18,13 +18,16 @@ outlive it (use a transaction).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from audit_capture.context import ambient_variables
+from audit_capture.context import batch as connection_batch
+from audit_capture.context import importing as connection_importing
 
 #: Where a connection remembers what it set in its current transaction.
 APPLIED = "audit_capture.applied"
@@ -85,3 +88,26 @@ def _set_config(variables: Mapping[str, str]) -> tuple[str, list[str]]:
 def _cleared(applied: Mapping[str, str] | None) -> dict[str, str]:
     # the ambient context ended mid-transaction: unset what this transaction set
     return {name: "" for name in (applied or {})}
+
+
+@contextmanager
+def batch(connection: Connection | Session, label: str) -> Iterator[None]:
+    """``audit_capture.batch`` for a SQLAlchemy Connection or Session in a transaction:
+    every tracked change of the block becomes one action labelled ``label``."""
+    with connection_batch(_driver_connection(connection), label):
+        yield
+
+
+@contextmanager
+def importing(connection: Connection | Session) -> Iterator[None]:
+    """``audit_capture.importing`` for a SQLAlchemy Connection or Session: the block's
+    inserts are logged as an import."""
+    with connection_importing(_driver_connection(connection)):
+        yield
+
+
+def _driver_connection(connection: Connection | Session):
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    # the psycopg connection under SQLAlchemy's, in the same transaction
+    return connection.connection.driver_connection
