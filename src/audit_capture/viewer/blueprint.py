@@ -1,0 +1,153 @@
+"""The viewer as a Flask blueprint, to mount in a host application.
+
+    from audit_capture.viewer import make_blueprint
+
+    def may_see_audit_log() -> bool:          # your rule, with your own login
+        return current_user.is_authenticated and current_user.is_admin
+
+    app.register_blueprint(
+        make_blueprint(may_see_audit_log, database_url="postgresql://viewer@db/crm",
+                       timezone="Europe/Paris"),
+        url_prefix="/admin/audit",
+    )
+
+``authorize`` is called before every viewer request (pages and exports; not the
+package's own CSS and script) and decides who may see the log: False answers ``unauthorized()`` (by default
+a 403 page). Without an ``authorize`` hook nobody is let in: a host says who may read
+its log. The viewer connects with ``database_url`` (a role granted ``audit_reader``), in
+a read-only session with a statement timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from flask import Blueprint, Response, abort, g, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
+
+from audit_capture.database import DatabaseUnavailable
+from audit_capture.resources import viewer_dir
+from audit_capture.viewer import config, db, present, security, views
+from audit_capture.viewer.filters import BadRequest, TooBroad
+
+DEFAULT_NAME = "audit_viewer"
+
+TOO_BROAD = (
+    "This filter took too long; narrow it (a date range or an actor) and try again."
+)
+
+
+def deny() -> Response:
+    abort(403, description="You are not allowed to see the audit log.")
+
+
+def make_blueprint(
+    authorize: Callable[[], bool] | None = None,
+    *,
+    database_url: str | None = None,
+    timezone: str = "UTC",
+    page_size: int = 50,
+    statement_timeout_ms: int = 5000,
+    unauthorized: Callable[[], Any] | None = None,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    name: str = DEFAULT_NAME,
+) -> Blueprint:
+    """A viewer blueprint: ``/`` (the list and its exports) and ``/actions/<id>``.
+
+    - ``authorize()``: True lets the request in. None: nobody is let in (403).
+    - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
+    - ``database_url``: libpq URL of a role granted ``audit_reader``; or ``connect``, a
+      function returning a new psycopg connection (closed by the viewer after each request).
+    - ``timezone``, ``page_size``, ``statement_timeout_ms``: as in the settings file.
+    """
+    settings = config.ViewerSettings(
+        database_url=database_url,
+        timezone=timezone,
+        page_size=config.page_size(page_size),
+        statement_timeout_ms=config.statement_timeout(statement_timeout_ms),
+        connect=connect,
+    )
+    settings.zone  # an unknown zone fails here, at setup
+    deny_response = unauthorized or deny
+
+    bp = Blueprint(
+        name,
+        __name__,
+        template_folder=str(viewer_dir() / "templates"),
+        static_folder=str(viewer_dir() / "static"),
+        static_url_path="/static",
+    )
+
+    @bp.before_request
+    def check_access():
+        g.audit_viewer_settings = settings
+        if request.endpoint == f"{bp.name}.static":
+            return None  # the stylesheet and script ship with the package: nothing secret
+        if authorize is None or not authorize():
+            return deny_response()
+        return None
+
+    bp.after_request(security.add_headers)
+    bp.teardown_app_request(db.close_conn)
+
+    @bp.context_processor
+    def helpers():
+        return template_helpers(".", settings)
+
+    bp.add_url_rule("/", "actions", views.actions)
+    bp.add_url_rule("/actions/<action_id>", "action", views.action)
+
+    register_error_pages(bp)
+    return bp
+
+
+def template_helpers(endpoint_prefix: str, settings: config.ViewerSettings) -> dict[str, Any]:
+    """What the templates use besides the page's own values.
+
+    ``endpoint_prefix`` names the viewer blueprint: "." inside it, "audit_viewer." elsewhere.
+    """
+    return {
+        **present.HELPERS,
+        "zone": settings.zone,
+        "timezone_name": settings.timezone,
+        "viewer_static": lambda filename: url_for(f"{endpoint_prefix}static", filename=filename),
+        "viewer_home": lambda: url_for(f"{endpoint_prefix}actions"),
+    }
+
+
+def error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    return render_template(
+        "audit_viewer/error.html", status=status, title=title, message=message
+    ), status
+
+
+def register_error_pages(bp: Blueprint) -> None:
+    """Every failure of a viewer page is a page saying what was wrong; never a traceback."""
+
+    @bp.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest):
+        return error_page(400, "This request cannot be shown", str(exc))
+
+    @bp.errorhandler(TooBroad)
+    def too_broad(exc: TooBroad):
+        return error_page(400, "Filter too broad", TOO_BROAD)
+
+    @bp.errorhandler(DatabaseUnavailable)
+    def unavailable(exc: DatabaseUnavailable):
+        bp_logger().error("audit viewer: %s", exc)
+        return error_page(503, "The audit database is unavailable",
+                          "The viewer cannot reach the audit database right now. Try again shortly.")
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        return error_page(exc.code, exc.name, exc.description or exc.name)
+
+
+def bp_logger():
+    from flask import current_app
+
+    return current_app.logger

@@ -1,0 +1,197 @@
+"""The viewer's settings: defaults, a TOML file, environment variables, checks.
+
+A settings file (``audit-capture viewer --config viewer.toml``)::
+
+    secret_key = "a long random string"     # signs the session cookie
+    timezone = "Europe/Paris"               # dates shown in this zone (default UTC)
+    page_size = 50                          # rows per page, 10..200
+    statement_timeout_ms = 5000             # a query running longer is cancelled
+
+    [users]                                 # name = password HASH, never a password
+    alice = "scrypt:32768:8:1$...$..."      # made by `audit-capture viewer hash-password`
+
+Environment variables override the file: ``AUDIT_CAPTURE_VIEWER_SECRET_KEY``,
+``AUDIT_CAPTURE_VIEWER_USERS`` (a JSON object ``{"alice": "scrypt:..."}``),
+``AUDIT_CAPTURE_VIEWER_TIMEZONE``, ``AUDIT_CAPTURE_VIEWER_PAGE_SIZE``,
+``AUDIT_CAPTURE_VIEWER_STATEMENT_TIMEOUT_MS``. Keys are case-insensitive
+(``SECRET_KEY`` or ``secret_key``). A missing secret key, no users, a plain password
+where a hash belongs or an unknown time zone is a ``ConfigError`` with one readable line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "AUDIT_CAPTURE_VIEWER_"
+
+DEFAULTS: dict[str, Any] = {
+    "TIMEZONE": "UTC",
+    "PAGE_SIZE": 50,
+    "STATEMENT_TIMEOUT_MS": 5000,
+    "USERS": {},
+    # failed sign-ins allowed per client address within the window, then 429
+    "SIGNIN_MAX_FAILURES": 5,
+    "SIGNIN_WINDOW_SECONDS": 900,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,  # set true behind HTTPS
+    "SESSION_COOKIE_NAME": "audit_viewer_session",
+    "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
+}
+
+# settings read from the environment, and how to read each
+ENV_SETTINGS = {
+    "SECRET_KEY": str,
+    "USERS": json.loads,
+    "TIMEZONE": str,
+    "PAGE_SIZE": int,
+    "STATEMENT_TIMEOUT_MS": int,
+    "DATABASE_URL": str,
+    "SESSION_COOKIE_SECURE": lambda value: value.strip().lower() in ("1", "true", "yes", "on"),
+}
+
+PAGE_SIZE_RANGE = (10, 200)
+HASH_METHODS = ("scrypt:", "pbkdf2:")
+
+
+class ConfigError(Exception):
+    """The viewer cannot start with these settings; ``str(exc)`` says why in one line."""
+
+
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The settings of a TOML file, keys upper-cased."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {str(path)!r} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {str(path)!r} is not valid TOML: {exc}") from None
+    return {key.upper(): value for key, value in data.items()}
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``AUDIT_CAPTURE_VIEWER_*`` environment variables."""
+    settings: dict[str, Any] = {}
+    for key, parse in ENV_SETTINGS.items():
+        name = ENV_PREFIX + key
+        if name not in environ:
+            continue
+        try:
+            settings[key] = parse(environ[name])
+        except ValueError:
+            raise ConfigError(f"{name} is not valid: {environ[name]!r}") from None
+    return settings
+
+
+def load(
+    config: Mapping[str, Any] | None = None,
+    *,
+    path: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Defaults, then the file, then the environment, then ``config``; checked."""
+    settings = dict(DEFAULTS)
+    if path is not None:
+        settings.update(read_file(path))
+    if environ is not None:
+        settings.update(read_env(environ))
+    if config:
+        settings.update({key.upper(): value for key, value in config.items()})
+    return check(settings)
+
+
+def check(settings: dict[str, Any], *, standalone: bool = True) -> dict[str, Any]:
+    """``settings`` with types checked; raises ConfigError naming the first problem."""
+    settings["TIMEZONE"] = str(settings.get("TIMEZONE") or "UTC")
+    zone(settings["TIMEZONE"])
+    settings["PAGE_SIZE"] = page_size(settings.get("PAGE_SIZE"))
+    settings["STATEMENT_TIMEOUT_MS"] = statement_timeout(settings.get("STATEMENT_TIMEOUT_MS"))
+    if standalone:
+        if not settings.get("SECRET_KEY"):
+            raise ConfigError(
+                "no secret key: set secret_key in the settings file or "
+                f"{ENV_PREFIX}SECRET_KEY (a long random string)"
+            )
+        settings["USERS"] = users(settings.get("USERS"))
+    return settings
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {name!r} (expected a name like UTC or Europe/Paris)") from None
+
+
+def page_size(value: Any) -> int:
+    low, high = PAGE_SIZE_RANGE
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"page size {value!r} is not a number") from None
+    if not low <= size <= high:
+        raise ConfigError(f"page size {size} is out of range ({low} to {high})")
+    return size
+
+
+def statement_timeout(value: Any) -> int:
+    try:
+        milliseconds = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"statement timeout {value!r} is not a number of milliseconds") from None
+    if milliseconds <= 0:
+        raise ConfigError(f"statement timeout must be positive, got {milliseconds}")
+    return milliseconds
+
+
+def users(value: Any) -> dict[str, str]:
+    """The user table ``{name: password hash}``; refuses plain passwords."""
+    if not value:
+        raise ConfigError(
+            "no users: add a [users] table (name = password hash) to the settings file or set "
+            f"{ENV_PREFIX}USERS; make a hash with `audit-capture viewer hash-password`"
+        )
+    if not isinstance(value, Mapping):
+        raise ConfigError("users must be a table of name = password hash")
+    checked = {}
+    for name, password_hash in value.items():
+        if not isinstance(password_hash, str) or not password_hash.startswith(HASH_METHODS) \
+                or "$" not in password_hash:
+            raise ConfigError(
+                f"user {name!r}: the password must be a hash made by "
+                "`audit-capture viewer hash-password`, not a plain password"
+            )
+        checked[str(name)] = password_hash
+    return checked
+
+
+@dataclass(frozen=True)
+class ViewerSettings:
+    """What one mounted viewer blueprint needs; kept in ``app.extensions``."""
+
+    database_url: str | None
+    timezone: str = "UTC"
+    page_size: int = 50
+    statement_timeout_ms: int = 5000
+    # application-level connection factory, for hosts that manage their own connections
+    connect: Callable[[], Any] | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.timezone)
+
+
+def current() -> ViewerSettings:
+    """The settings of the viewer blueprint handling this request (set by its before_request)."""
+    from flask import g
+
+    return g.audit_viewer_settings

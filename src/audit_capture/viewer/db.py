@@ -1,0 +1,53 @@
+"""The viewer's database connection: one per request, read-only, with a statement timeout.
+
+``get_conn()`` opens it on first use and keeps it on ``flask.g``; ``close_conn`` (a
+teardown hook) closes it when the request ends, after a streamed export has finished.
+The session is read-only (``default_transaction_read_only=on``): even a role that could
+write cannot write through the viewer. A query longer than the statement timeout is
+cancelled (the query layer turns that into ``TooBroad``).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from flask import g
+
+from audit_capture import database
+from audit_capture.database import DatabaseUnavailable
+from audit_capture.viewer.config import ViewerSettings, current
+
+APPLICATION_NAME = "audit-capture viewer"
+
+
+def session_options(statement_timeout_ms: int) -> str:
+    return (
+        "-c default_transaction_read_only=on "
+        f"-c statement_timeout={int(statement_timeout_ms)}"
+    )
+
+
+def connect(settings: ViewerSettings) -> psycopg.Connection:
+    """A new read-only connection for ``settings``; DatabaseUnavailable when it fails."""
+    if settings.connect is not None:
+        return settings.connect()
+    if not settings.database_url:
+        raise DatabaseUnavailable("the viewer has no database URL configured")
+    return database.connect(
+        settings.database_url,
+        options=session_options(settings.statement_timeout_ms),
+        application_name=APPLICATION_NAME,
+    )
+
+
+def get_conn() -> psycopg.Connection:
+    """This request's connection (opened on first use)."""
+    if "audit_viewer_conn" not in g:
+        g.audit_viewer_conn = connect(current())
+    return g.audit_viewer_conn
+
+
+def close_conn(exc: BaseException | None = None) -> None:
+    """Teardown hook: roll back and close this request's connection, if one was opened."""
+    conn = g.pop("audit_viewer_conn", None)
+    if conn is not None:
+        conn.close()

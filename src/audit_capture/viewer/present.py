@@ -1,0 +1,141 @@
+"""How log values look on the pages: labels, badges, dates, cell values.
+
+Only words and CSS class names come from here; every value from the log still goes
+through Jinja's autoescaping in the templates.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from audit_capture.enums import ActionType, ActorType, Source
+
+REDACTED = "[redacted]"
+DATABASE_SOURCE = "database"
+
+
+def _label(enum, value: str | None, default: str = "") -> str:
+    if value is None:
+        return default
+    try:
+        return enum(value).label
+    except ValueError:
+        return str(value)
+
+
+def source_label(source: str | None) -> str:
+    """"Web", "API", "AI", "Mobile App"; "Database" where no source was set."""
+    return _label(Source, source, default="Database")
+
+
+def source_key(source: str | None) -> str:
+    """A CSS-safe key for the source badge."""
+    return source if source in Source.__members__.values() else DATABASE_SOURCE
+
+
+def actor_type_label(actor_type: str | None) -> str:
+    return _label(ActorType, actor_type, default="Unknown")
+
+
+def actor_type_key(actor_type: str | None) -> str:
+    return actor_type if actor_type in ActorType.__members__.values() else "unknown"
+
+
+def action_type_label(action_type: str | None) -> str:
+    return _label(ActionType, action_type)
+
+
+def action_type_key(action_type: str | None) -> str:
+    return action_type if action_type in ActionType.__members__.values() else "other"
+
+
+def resource_type_label(resource_type: str | None) -> str:
+    """"case_task" -> "Case task"."""
+    if not resource_type:
+        return ""
+    words = resource_type.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return moment.astimezone(zone) if moment is not None else None
+
+
+def date_text(moment: datetime | None, zone: ZoneInfo) -> str:
+    """"26 Nov 2026" in the viewer's zone."""
+    moment = local(moment, zone)
+    return f"{moment.day} {moment:%b %Y}" if moment else ""
+
+
+def time_text(moment: datetime | None, zone: ZoneInfo) -> str:
+    """"14:05:09" in the viewer's zone."""
+    moment = local(moment, zone)
+    return f"{moment:%H:%M:%S}" if moment else ""
+
+
+def datetime_text(moment: datetime | None, zone: ZoneInfo) -> str:
+    """"26 Nov 2026, 14:05:09 CET"."""
+    moment = local(moment, zone)
+    return f"{moment.day} {moment:%b %Y, %H:%M:%S %Z}" if moment else ""
+
+
+def iso(moment: datetime | None) -> str:
+    """The exact instant, ISO 8601 with its offset (for ``<time datetime>`` and hovers)."""
+    return moment.isoformat() if moment is not None else ""
+
+
+def value_kind(value: Any) -> str:
+    """How a cell value is drawn: null, redacted, bool, number, json or text."""
+    if value is None:
+        return "null"
+    if value == REDACTED:
+        return "redacted"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (dict, list)):
+        return "json"
+    return "text"
+
+
+def value_text(value: Any) -> str:
+    """A cell value as text (JSON for objects and arrays); never called for redacted values."""
+    kind = value_kind(value)
+    if kind == "null":
+        return ""
+    if kind == "bool":
+        return "true" if value else "false"
+    if kind == "json":
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+HELPERS = {
+    "source_label": source_label,
+    "source_key": source_key,
+    "actor_type_label": actor_type_label,
+    "actor_type_key": actor_type_key,
+    "action_type_label": action_type_label,
+    "action_type_key": action_type_key,
+    "resource_type_label": resource_type_label,
+    "date_text": date_text,
+    "time_text": time_text,
+    "datetime_text": datetime_text,
+    "iso": iso,
+    "value_kind": value_kind,
+    "value_text": value_text,
+    "pretty_json": pretty_json,
+    "plural": plural,
+}

@@ -1,0 +1,136 @@
+"""The viewer's pages: the Single Actions list (with its exports) and one action's page.
+
+The URL is the API: the list's filters, cursor and page size are query parameters
+(``audit_capture.viewer.filters``), so a filtered view is a link one can send, and an
+export is the same URL plus ``_format=csv`` or ``_format=json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from flask import Response, abort, render_template, request, stream_with_context, url_for
+
+from audit_capture.viewer import db
+from audit_capture.viewer import filters as filter_args
+from audit_capture.viewer.config import current
+from audit_capture.viewer.filters import BadRequest, load_options, parse_filters
+from audit_capture.viewer.query import (
+    change_rows,
+    export_csv,
+    export_json,
+    get_action,
+    items_page,
+    list_page,
+)
+
+ITEMS_PAGE_SIZE = 50
+MAX_BIGINT = 2**63 - 1
+EXPORTS = {
+    "csv": (export_csv, "text/csv; charset=utf-8", "csv"),
+    "json": (export_json, "application/json", "json"),
+}
+
+
+def actions():
+    """``/``: the Single Actions page, or its export when ``_format`` is given."""
+    settings = current()
+    export_format = request.args.get("_format")
+    if export_format is not None:
+        return export(parse_filters(request.args, settings.zone), export_format)
+
+    direction = filter_args.direction(request.args.get("_dir"))
+    raw_size = request.args.get("_size")
+    size = filter_args.page_size(raw_size) if raw_size else settings.page_size
+    cursor = request.args.get("_cursor") or None
+
+    conn = db.get_conn()
+    options = load_options(conn)
+    filters = parse_filters(request.args, settings.zone, options=options)
+    page = list_page(conn, filters, cursor=cursor, direction=direction, size=size)
+
+    base = dict(filters.query_args())
+    if size != settings.page_size:
+        base["_size"] = str(size)
+    return render_template(
+        "audit_viewer/actions.html",
+        page=page,
+        filters=filters,
+        options=options,
+        resource_labels=dict(options.resources),
+        selected={f.param: f.value for f in filters.active},
+        size=size,
+        default_size=settings.page_size,
+        next_url=page.next_cursor and url_for(
+            ".actions", **base, _cursor=page.next_cursor, _dir="next"),
+        prev_url=page.prev_cursor and url_for(
+            ".actions", **base, _cursor=page.prev_cursor, _dir="prev"),
+        first_url=url_for(".actions", **base) if cursor else None,
+        clear_urls={f.param: url_for(".actions", **filters.without(f.param)) for f in filters.active},
+        clear_all_url=url_for(".actions"),
+        csv_url=url_for(".actions", **filters.query_args(), _format="csv"),
+        json_url=url_for(".actions", **filters.query_args(), _format="json"),
+    )
+
+
+def export(filters, export_format: str) -> Response:
+    """The current filter's rows as a streamed CSV or JSON download."""
+    if export_format not in EXPORTS:
+        raise BadRequest(f"_format is {export_format!r}; expected csv or json")
+    produce, mimetype, extension = EXPORTS[export_format]
+    chunks = produce(db.get_conn(), filters)
+    # the first chunk runs the query: a bad or too broad filter fails here, as a page
+    first = next(chunks, b"")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    filename = f"audit-actions_{filters.slug()}_{stamp}.{extension}"
+    return Response(
+        stream_with_context(_chain(first, chunks)),
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield from itertools.chain([first], rest)
+
+
+ACTION_ID = re.compile(r"[0-9]{1,30}")
+
+
+def action(action_id: str):
+    """``/actions/<id>``: one action, what it changed, its items, where it came from."""
+    if not ACTION_ID.fullmatch(action_id):
+        raise BadRequest(f"the action id {action_id!r} is not a number")
+    number = int(action_id)
+    if number == 0 or number > MAX_BIGINT:
+        abort(404, description=f"There is no action {number}.")
+    after = item_offset(request.args.get("items_after"))
+
+    conn = db.get_conn()
+    found = get_action(conn, number)
+    if found is None:
+        abort(404, description=f"There is no action {number}.")
+    items = items_page(conn, number, after=after, size=ITEMS_PAGE_SIZE)
+    return render_template(
+        "audit_viewer/action.html",
+        action=found,
+        changes=change_rows(found),
+        items=items,
+        items_after=after,
+        items_size=ITEMS_PAGE_SIZE,
+        next_items_url=items.next_after is not None and url_for(
+            ".action", action_id=number, items_after=items.next_after, _anchor="items"),
+        prev_items_url=items.prev_after is not None and url_for(
+            ".action", action_id=number, items_after=items.prev_after or None, _anchor="items"),
+    )
+
+
+def item_offset(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 9:
+        raise BadRequest(f"items_after is {raw!r}; expected an item number")
+    return int(raw)

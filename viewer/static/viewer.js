@@ -1,0 +1,23 @@
+// audit_capture viewer: optional niceties; every page works without this file.
+// - the filter form sends only the filters that are set (no "?source=&actor=&..." noise);
+// - choosing a value in a filter list applies it at once.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.querySelector("form.filter-form");
+    if (!form) { return; }
+    window.addEventListener("pageshow", function () {  // back to a page whose fields were disabled
+      Array.prototype.forEach.call(form.elements, function (el) { el.disabled = false; });
+    });
+    form.addEventListener("submit", function () {
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (el.name && el.value === "" && el.tagName !== "BUTTON") { el.disabled = true; }
+      });
+    });
+    Array.prototype.forEach.call(form.querySelectorAll("select"), function (select) {
+      select.addEventListener("change", function () {
+        if (form.requestSubmit) { form.requestSubmit(); } else { form.submit(); }
+      });
+    });
+  });
+}());
