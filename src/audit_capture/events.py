@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from audit_capture.enums import ActionType, coerce
 
@@ -28,22 +28,41 @@ def record_action(
         record_action(conn, ActionType.LOGIN, "LawRuler login",
                       resource_type="integration", resource_id=3, resource_label="LawRuler")
     """
+    arguments = log_action_arguments(
+        action_type, action, resource_type=resource_type, resource_id=resource_id,
+        resource_label=resource_label, changes=changes, context=context, row_count=row_count)
+    row = conn.execute(
+        "select audit.log_action(%(action_type)s, %(action)s, %(resource_type)s, %(resource_id)s, "
+        "%(resource_label)s, %(changes)s::jsonb, %(context)s::jsonb, %(row_count)s)",
+        arguments,
+    ).fetchone()
+    return row[0]
+
+
+def log_action_arguments(
+    action_type: ActionType | str,
+    action: str,
+    *,
+    resource_type: str | None = None,
+    resource_id: object = None,
+    resource_label: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    row_count: int = 0,
+) -> dict[str, Any]:
+    """The validated arguments of ``audit.log_action``, JSON as text."""
     kind = coerce(ActionType, "action_type", action_type)
     if kind is None:
         raise ValueError("action_type is required")
     if not action or not str(action).strip():
         raise ValueError("action (the label) must not be empty")
-    row = conn.execute(
-        "select audit.log_action(%s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            kind,
-            action,
-            resource_type,
-            None if resource_id is None else str(resource_id),
-            resource_label,
-            Jsonb(dict(changes or {})),
-            None if context is None else Jsonb(dict(context)),
-            row_count,
-        ),
-    ).fetchone()
-    return row[0]
+    return {
+        "action_type": kind,
+        "action": action,
+        "resource_type": resource_type,
+        "resource_id": None if resource_id is None else str(resource_id),
+        "resource_label": resource_label,
+        "changes": json.dumps(dict(changes or {}), default=str),
+        "context": None if context is None else json.dumps(dict(context), default=str),
+        "row_count": row_count,
+    }

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,3 +111,16 @@ def _driver_connection(connection: Connection | Session):
         connection = connection.connection()
     # the psycopg connection under SQLAlchemy's, in the same transaction
     return connection.connection.driver_connection
+
+
+def record_action(connection: Connection | Session, action_type, action: str, **details) -> int:
+    """``audit_capture.record_action`` for a SQLAlchemy Connection or Session: the event
+    goes through SQLAlchemy, so it carries the ambient context like any statement."""
+    from audit_capture.events import log_action_arguments
+
+    arguments = log_action_arguments(action_type, action, **details)
+    return connection.execute(
+        text("select audit.log_action(:action_type, :action, :resource_type, :resource_id, "
+             ":resource_label, cast(:changes as jsonb), cast(:context as jsonb), :row_count)"),
+        arguments,
+    ).scalar_one()
