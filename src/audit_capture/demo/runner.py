@@ -1,0 +1,71 @@
+"""What ``audit-capture demo`` does, step by step.
+
+``prepare(url)`` installs the audit schema with the package's migrations, creates the
+sample CRM and tracks it, runs a month of activity and spreads it over the last 30 days.
+``serve(...)`` serves the viewer on 127.0.0.1 until Ctrl-C. The CLI adds a throwaway
+PostgreSQL around them (``audit_capture.embedded``) unless it is given a database.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+from audit_capture import migrate
+from audit_capture.database import sqlalchemy_url
+from audit_capture.demo.activity import generate, spread_over_days
+from audit_capture.demo.crm_app import make_crm_app
+from audit_capture.sample import install_crm
+
+Step = Callable[[str], None]
+
+#: The login role the viewer reads through: audit_reader and nothing else.
+VIEWER_ROLE = "audit_demo_viewer"
+
+
+@dataclass
+class Prepared:
+    actions: int
+    seconds: float
+    viewer_url: str
+
+
+def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> Prepared:
+    """Make ``url``'s database a demo: schema, CRM, activity, a read-only viewer role."""
+    started = time.monotonic()
+    step("installing the audit schema (audit-capture migrate upgrade)")
+    migrate.upgrade(url, "head")
+    with psycopg.connect(url) as conn:
+        step("creating the sample CRM and tracking its tables")
+        with conn.transaction():
+            already = conn.execute("select count(*) from audit.tracked_table").fetchone()[0]
+            if not already:
+                install_crm(conn)
+        viewer_password = secrets.token_urlsafe(18)
+        with conn.transaction():
+            _viewer_role(conn, viewer_password)
+    step("generating a month of activity through the CRM application")
+    engine = sa.create_engine(sqlalchemy_url(url))
+    try:
+        generate(make_crm_app(engine), url, step=lambda part: step(f"  {part}"))
+    finally:
+        engine.dispose()
+    step(f"spreading the actions over the last {spread_days} days")
+    actions = spread_over_days(url, spread_days)
+    viewer_url = psycopg.conninfo.make_conninfo(url, user=VIEWER_ROLE, password=viewer_password)
+    return Prepared(actions=actions, seconds=time.monotonic() - started, viewer_url=viewer_url)
+
+
+def _viewer_role(conn: psycopg.Connection, password: str) -> None:
+    role = sql.Identifier(VIEWER_ROLE)
+    exists = conn.execute("select 1 from pg_roles where rolname = %s", (VIEWER_ROLE,)).fetchone()
+    verb = sql.SQL("alter") if exists else sql.SQL("create")
+    conn.execute(sql.SQL("{} role {} login password {}").format(verb, role, sql.Literal(password)))
+    conn.execute(sql.SQL("grant audit_reader to {}").format(role))
+    conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
