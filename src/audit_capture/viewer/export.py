@@ -47,7 +47,7 @@ ORDER = sql.SQL("order by occurred_at desc, id desc")
 def _value(column: str) -> sql.Composable:
     """A column as exported: ISO 8601 for the timestamp, the rest as stored."""
     if column == "occurred_at":
-        return sql.SQL("to_json(occurred_at) #>> '{{}}'")
+        return sql.SQL("to_json(occurred_at) #>> '{}'")
     return sql.Identifier(column)
 
 

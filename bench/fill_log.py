@@ -1,0 +1,78 @@
+"""Fill audit.action_log with N realistic actions, set-based, for the viewer's benchmark.
+
+    python3 -m uv run --frozen python bench/fill_log.py --database-url URL --rows 1000000
+
+The audit schema must be installed. Two statements do the work (bench/sql/):
+
+* ``fill_log.sql``: one ``INSERT ... SELECT ... FROM generate_series(1, N)``: a mix of
+  admins, clients, system actors and database roles, all four sources and none,
+  every resource type and action type, recent rows denser than old ones, and five
+  departed admins whose rows are all old (see the file's header for the shape);
+* ``fill_items.sql``: the items of the many-row actions, written straight into
+  audit.action_item_chunk in its storage format (chunks of up to 1,000 items).
+
+Rows go in with plain INSERTs: the log's append-only triggers refuse only UPDATE,
+DELETE and TRUNCATE, so nothing is disabled. What keeps 10 million rows to minutes is
+inserting before the viewer's indexes exist: the benchmark installs revision 0001,
+fills, then upgrades to head, which builds the indexes concurrently over the filled log
+(as a real upgrade on a big log would). ``fill()`` works at any revision, only slower
+with the GIN index present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+DEFAULT_DAYS = 730
+
+
+def _render(name: str, **values: int) -> str:
+    """A file of bench/sql/ with its ``{name}`` markers replaced by whole numbers. (Not
+    psycopg.sql formatting: the files hold JSON braces. Only ints go in.)"""
+    text = (SQL_DIR / name).read_text()
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", str(int(value)))
+    return text
+
+
+def fill(conn: psycopg.Connection, rows: int, *, days: int = DEFAULT_DAYS,
+         seed: float = 0.42, log=lambda message: None) -> dict[str, float]:
+    """Append ``rows`` actions (and their items) in one transaction; seconds per step."""
+    timings = {}
+    with conn.transaction():
+        after_id = conn.execute("select coalesce(max(id), 0) from audit.action_log").fetchone()[0]
+        conn.execute("select setseed(%s)", (seed,))
+        # the statement builds large sorts and hashes only for the items; give it room
+        conn.execute("set local work_mem = '256MB'")
+        started = time.perf_counter()
+        conn.execute(_render("fill_log.sql", rows=rows, days=days))
+        timings["actions"] = time.perf_counter() - started
+        log(f"  {rows:,} actions in {timings['actions']:.1f} s")
+        started = time.perf_counter()
+        chunks = conn.execute(_render("fill_items.sql", after_id=after_id)).rowcount
+        timings["items"] = time.perf_counter() - started
+        log(f"  {chunks:,} item chunks in {timings['items']:.1f} s")
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=DEFAULT_DAYS)
+    args = parser.parse_args(argv)
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        fill(conn, args.rows, days=args.days, log=lambda m: print(m, file=sys.stderr))
+        conn.execute("vacuum analyze audit.action_log")
+        conn.execute("vacuum analyze audit.action_item_chunk")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
