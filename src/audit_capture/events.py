@@ -11,30 +11,20 @@ import psycopg
 from audit_capture.enums import ActionType, coerce
 
 
-def record_action(
-    conn: psycopg.Connection,
-    action_type: ActionType | str,
-    action: str,
-    *,
-    resource_type: str | None = None,
-    resource_id: object = None,
-    resource_label: str | None = None,
-    changes: Mapping[str, Any] | None = None,
-    context: Mapping[str, Any] | None = None,
-    row_count: int = 0,
-) -> int:
+def record_action(conn: psycopg.Connection, action_type: ActionType | str, action: str,
+                  **details: Any) -> int:
     """Record one application event with the transaction's audit context; its id.
 
         record_action(conn, ActionType.LOGIN, "LawRuler login",
                       resource_type="integration", resource_id=3, resource_label="LawRuler")
+
+    ``details``: resource_type, resource_id, resource_label, changes (a mapping),
+    context (a mapping merged over audit.context), row_count (default 0).
     """
-    arguments = log_action_arguments(
-        action_type, action, resource_type=resource_type, resource_id=resource_id,
-        resource_label=resource_label, changes=changes, context=context, row_count=row_count)
     row = conn.execute(
         "select audit.log_action(%(action_type)s, %(action)s, %(resource_type)s, %(resource_id)s, "
         "%(resource_label)s, %(changes)s::jsonb, %(context)s::jsonb, %(row_count)s)",
-        arguments,
+        log_action_arguments(action_type, action, **details),
     ).fetchone()
     return row[0]
 
