@@ -236,6 +236,82 @@ def _print_status(result) -> None:
     click.echo("status: ok" if result.ok else "status: NOT OK", err=not result.ok)
 
 
+# -- viewer ------------------------------------------------------------------------
+
+
+@cli.group("viewer", invoke_without_command=True)
+@click.option("--database-url", "viewer_database_url", metavar="URL",
+              help="libpq URL of a role granted audit_reader (default: the group's --database-url).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Settings file (TOML): secret_key, [users], timezone, page_size, "
+                   "statement_timeout_ms. AUDIT_CAPTURE_VIEWER_* variables override it.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Worker threads of the server.")
+@click.pass_context
+def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
+    """Serve the Single Actions viewer (waitress), sign-in required.
+
+    \b
+    audit-capture --database-url postgresql://viewer@db/crm viewer --config viewer.toml
+    audit-capture viewer hash-password      # a password hash for the [users] table
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+
+    import waitress
+
+    from audit_capture.viewer import config as viewer_config
+    from audit_capture.viewer.app import create_app
+    from audit_capture.viewer.config import ConfigError
+
+    url = viewer_database_url or database_url(ctx)
+    try:
+        settings = viewer_config.load(path=config_file, environ=os.environ)
+        settings["DATABASE_URL"] = url
+        app = create_app(settings)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    _check_viewer_database(url)
+    click.echo(f"audit-capture viewer: serving http://{_url_host(host)}:{port}/ (Ctrl-C stops)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="audit-capture-viewer",
+                   _quiet=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _check_viewer_database(url: str) -> None:
+    """Fail at start, in one line, when the viewer could not read the log."""
+    with database.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute("select 1 from audit.action_log limit 1")
+        except psycopg.errors.UndefinedTable:
+            raise click.ClickException(
+                "the audit schema is not installed in this database "
+                "(run audit-capture migrate upgrade)") from None
+        except psycopg.errors.InsufficientPrivilege:
+            raise click.ClickException(
+                f"role {conn.info.user!r} cannot read audit.action_log: "
+                f"grant audit_reader to {conn.info.user}") from None
+
+
+@viewer.command("hash-password")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The password (prompted for when absent; better than on the command line).")
+def hash_password(password: str) -> None:
+    """Print a password hash for the viewer's [users] table."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.ClickException("use a password of at least 8 characters")
+    click.echo(generate_password_hash(password))
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="audit-capture")
 

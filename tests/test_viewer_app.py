@@ -1,0 +1,790 @@
+"""The viewer through Flask's test client, against a real log made by the sample CRM.
+
+The viewer connects as a LOGIN role granted only audit_reader, as in production.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime, timezone
+from html import unescape
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import pytest
+from flask import Flask, session
+
+from audit_capture.viewer import create_app, make_blueprint
+from audit_capture.viewer.config import ConfigError
+from viewer_data import (
+    BULK_CLIENTS,
+    PASSWORD,
+    XSS_LABEL,
+    XSS_NAME,
+    app_config,
+    drop_role,
+    make_reader,
+    old_action,
+    seed,
+)
+
+# -- fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seeded(conn):
+    return seed(conn)
+
+
+@pytest.fixture
+def reader_url(conn, db_url):
+    name, url = make_reader(conn, db_url)
+    yield url
+    drop_role(conn, name)
+
+
+@pytest.fixture
+def app(seeded, reader_url):
+    return create_app(app_config(reader_url))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token(client, path="/sign-in") -> str:
+    page = client.get(path)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def sign_in(client, username="alice", password=PASSWORD, next_url="/"):
+    token = csrf_token(client)
+    return client.post("/sign-in", data={
+        "csrf_token": token, "username": username, "password": password, "next": next_url})
+
+
+@pytest.fixture
+def user(client):
+    """The test client, signed in as alice."""
+    response = sign_in(client)
+    assert response.status_code == 302, response.text
+    return client
+
+
+def rows(page) -> list[dict]:
+    """The list page's table: one dict per row (link, action, actor, source, resource)."""
+    body = page.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in page.text else ""
+    found = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = re.findall(r'<td data-label="([^"]+)"[^>]*>(.*?)</td>', tr, re.S)
+        text = {unescape(label): " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+                for label, html in cells}
+        text["id"] = int(re.search(r'href="/actions/(\d+)"', tr).group(1))
+        text["html"] = tr
+        found.append(text)
+    return found
+
+
+def link(page, rel: str) -> str | None:
+    match = re.search(rf'rel="{rel}" href="([^"]+)"', page.text)
+    return unescape(match.group(1)) if match else None
+
+
+def all_ids(conn) -> list[int]:
+    return [r[0] for r in conn.execute(
+        "select id from audit.action_log order by occurred_at desc, id desc")]
+
+
+def message(page) -> str:
+    return unescape(re.search(r'<p class="message">(.*?)</p>', page.text, re.S).group(1))
+
+
+# -- access --------------------------------------------------------------------------
+
+
+def test_no_session_redirects_to_sign_in(client, seeded):
+    for path in ("/", "/?source=web", f"/actions/{seeded['bulk']}", "/?_format=csv"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        location = urlsplit(response.headers["Location"])
+        assert location.path == "/sign-in"
+        assert parse_qs(location.query)["next"] == [path]
+
+
+def test_sign_in_then_back_to_the_page_asked_for(client, seeded):
+    response = sign_in(client, next_url="/?source=api")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/?source=api"
+    page = client.get("/?source=api")
+    assert page.status_code == 200
+    assert "Signed in as <strong>alice</strong>" in page.text
+
+
+def test_sign_in_never_redirects_to_another_site(client, seeded):
+    response = sign_in(client, next_url="//evil.example/")
+    assert response.headers["Location"] == "/"
+
+
+def test_wrong_password_is_refused(client, seeded):
+    response = sign_in(client, password="wrong")
+    assert response.status_code == 401
+    assert "Wrong user name or password." in response.text
+    assert client.get("/").status_code == 302
+    assert sign_in(client, username="mallory", password=PASSWORD).status_code == 401
+
+
+def test_repeated_failures_are_rate_limited(client, seeded):
+    for _ in range(5):
+        assert sign_in(client, password="wrong").status_code == 401
+    limited = sign_in(client, password="wrong")
+    assert limited.status_code == 429
+    assert "Too many failed sign-ins" in limited.text
+    assert int(limited.headers["Retry-After"]) > 0
+    # even the right password waits until the window has passed
+    assert sign_in(client).status_code == 429
+
+
+def test_sign_in_needs_the_csrf_token(client, seeded):
+    client.get("/sign-in")
+    for token in (None, "forged"):
+        data = {"username": "alice", "password": PASSWORD}
+        if token:
+            data["csrf_token"] = token
+        response = client.post("/sign-in", data=data)
+        assert response.status_code == 400
+        assert "security token" in response.text
+    assert client.get("/").status_code == 302
+
+
+def test_sign_out(user):
+    token = csrf_token(user, "/")
+    assert user.post("/sign-out", data={"csrf_token": token}).status_code == 302
+    assert user.get("/").status_code == 302
+
+
+def test_sign_out_needs_the_csrf_token(user):
+    assert user.post("/sign-out").status_code == 400
+    assert user.get("/").status_code == 200
+
+
+def test_session_cookie_is_http_only_and_same_site(client, seeded):
+    response = sign_in(client)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_missing_secret_key_or_users_is_a_clear_error(reader_url):
+    with pytest.raises(ConfigError, match="no secret key"):
+        create_app(app_config(reader_url, SECRET_KEY=""))
+    with pytest.raises(ConfigError, match="no users"):
+        create_app(app_config(reader_url, USERS={}))
+    with pytest.raises(ConfigError, match="not a plain password"):
+        create_app(app_config(reader_url, USERS={"alice": "hunter2"}))
+    with pytest.raises(ConfigError, match="unknown time zone"):
+        create_app(app_config(reader_url, TIMEZONE="Mars/Olympus"))
+
+
+# -- the list page -------------------------------------------------------------------
+
+
+def test_list_shows_every_action_newest_first(user, conn, seeded):
+    page = user.get("/")
+    assert page.status_code == 200
+    shown = rows(page)
+    assert [r["id"] for r in shown] == all_ids(conn)
+    first = shown[0]
+    assert first["id"] == seeded["xss"]
+    assert first["Action"].startswith("Campaign updated")
+    assert "Client" in first["Actor"] and first["Source"] == "Web"
+    by_id = {r["id"]: r for r in shown}
+    assert by_id[seeded["client_created"]]["Actor"] == "Alice Admin Admin"
+    assert by_id[seeded["client_created"]]["Resource"].startswith("Jane Roe")
+    assert by_id[seeded["case_created"]]["Source"] == "AI"
+    assert by_id[seeded["direct_change"]]["Source"] == "Database"
+    assert "System" in by_id[seeded["direct_change"]]["Actor"]
+    assert by_id[seeded["bulk"]]["Resource"] == f"{BULK_CLIENTS} rows Clients"
+    assert "Mobile App" in {r["Source"] for r in shown}
+    assert "API" in {r["Source"] for r in shown}
+    assert f'href="/actions/{seeded["bulk"]}"' in page.text
+    assert f"{len(shown)} actions" in page.text
+
+
+def test_dates_are_shown_in_the_configured_time_zone_with_iso_on_hover(seeded, reader_url, conn):
+    app = create_app(app_config(reader_url, TIMEZONE="Asia/Kolkata"))
+    client = app.test_client()
+    sign_in(client)
+    page = client.get("/")
+    occurred = conn.execute("select occurred_at from audit.action_log where id = %s",
+                            (seeded["xss"],)).fetchone()[0]
+    row = rows(page)[0]
+    iso = occurred.isoformat()
+    assert f'datetime="{iso}" title="{iso}"' in row["html"]
+    local = occurred.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
+    assert f"{local:%H:%M:%S}" in row["Date & Time"]
+    assert "Times in Asia/Kolkata" in page.text
+
+
+def test_the_filter_controls_offer_the_log_s_values(user):
+    page = user.get("/")
+    for label in ("Action type", "Actor", "Actor type", "Source", "Resource", "From", "To", "Search"):
+        assert f">{label}</label>" in page.text
+    assert '<option value="status_change">Status Change</option>' in page.text
+    assert '<option value="login">Login</option>' in page.text
+    assert '<option value="id:7">Alice Admin (Admin)</option>' in page.text
+    assert '<option value="database">Database</option>' in page.text
+    assert '<option value="mobile">Mobile App</option>' in page.text
+    assert '<option value="client">Clients</option>' in page.text
+    assert '<option value="batch_job">Batch Jobs</option>' in page.text or "Batch jobs" in page.text
+
+
+FILTER_CASES = {
+    "action_type=status_change": ("Action type is Status Change",
+                                  "select id from audit.action_log where action_type = 'status_change'"),
+    "actor=id:7": ("Actor is Alice Admin", "select id from audit.action_log where actor_id = '7'"),
+    "actor_type=client": ("Actor type is Client",
+                          "select id from audit.action_log where actor_type = 'client'"),
+    "source=api": ("Source is API", "select id from audit.action_log where source = 'api'"),
+    "source=database": ("Source is Database", "select id from audit.action_log where source is null"),
+    "resource=case": ("Resource is Cases", "select id from audit.action_log where resource_type = 'case'"),
+    "q=jane": ("Text matches “jane”",
+               "select id from audit.action_log where actor_name ilike '%jane%'"
+               " or resource_label ilike '%jane%' or action ilike '%jane%'"),
+}
+
+
+@pytest.mark.parametrize("query", FILTER_CASES)
+def test_each_filter_alone(user, conn, query):
+    sentence, expected_sql = FILTER_CASES[query]
+    page = user.get(f"/?{query}")
+    assert page.status_code == 200, page.text
+    expected = {r[0] for r in conn.execute(expected_sql)}
+    assert expected, "the seed should give every filter something to find"
+    assert {r["id"] for r in rows(page)} == expected
+    assert f'<span class="sentence">{sentence}</span>'.replace("“", "&#34;") in page.text \
+        or sentence in unescape(page.text)
+    param = query.split("=")[0]
+    # one click clears it
+    clear = re.search(rf'href="([^"]*)" title="Clear [^"]+" aria-label="Clear', page.text).group(1)
+    assert param not in parse_qs(urlsplit(unescape(clear)).query)
+    assert 'class="clear-all" href="/"' in page.text
+
+
+def test_filters_combined(user, conn):
+    page = user.get("/?source=web&actor_type=admin&resource=client&action_type=update")
+    assert page.status_code == 200
+    expected = {r[0] for r in conn.execute(
+        "select id from audit.action_log where source = 'web' and actor_type = 'admin'"
+        " and resource_type = 'client' and action_type = 'update'")}
+    assert {r["id"] for r in rows(page)} == expected and expected
+    assert "Action type is Update, Actor type is Admin, Source is Web, Resource is Clients" in page.text
+    # clearing one keeps the others
+    clears = dict(re.findall(r'href="([^"]*)" title="Clear ([^"]+)"', page.text))
+    without_source = parse_qs(urlsplit(unescape(
+        next(href for href, label in clears.items() if label == "Source"))).query)
+    assert without_source == {"action_type": ["update"], "actor_type": ["admin"], "resource": ["client"]}
+
+
+def test_filters_that_match_nothing(user):
+    page = user.get("/?source=mobile&action_type=delete")
+    assert page.status_code == 200
+    assert rows(page) == []
+    assert "No actions match these filters." in page.text
+
+
+def test_date_range(user, conn, seeded):
+    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc))
+    older = old_action(conn, datetime(2024, 3, 9, 12, 0, tzinfo=timezone.utc))
+    page = user.get("/?from=2024-03-10&to=2024-03-10")
+    assert [r["id"] for r in rows(page)] == [old]
+    assert "Date from 2024-03-10, Date until 2024-03-10" in page.text
+    assert [r["id"] for r in rows(user.get("/?to=2024-03-10"))] == [old, older]
+    assert older not in {r["id"] for r in rows(user.get("/?from=2024-03-10"))}
+
+
+def test_date_range_is_in_the_viewer_time_zone(seeded, reader_url, conn):
+    # 23:30 UTC on the 10th is already the 11th in Kolkata (UTC+5:30)
+    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc))
+    client = create_app(app_config(reader_url, TIMEZONE="Asia/Kolkata")).test_client()
+    sign_in(client)
+    assert [r["id"] for r in rows(client.get("/?from=2024-03-11&to=2024-03-11"))] == [old]
+    assert rows(client.get("/?from=2024-03-10&to=2024-03-10")) == []
+
+
+def test_the_form_s_empty_values_mean_all(user, conn):
+    page = user.get("/?action_type=&actor=&actor_type=&source=api&resource=&from=&to=&q=")
+    assert page.status_code == 200
+    assert "Source is API" in page.text
+    assert {r["id"] for r in rows(page)} == {
+        r[0] for r in conn.execute("select id from audit.action_log where source = 'api'")}
+
+
+# -- pagination ----------------------------------------------------------------------
+
+
+def test_pages_forward_and_back_across_equal_timestamps(user, conn, seeded):
+    same = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    for _ in range(25):
+        old_action(conn, same)
+    expected = all_ids(conn)
+    assert len(expected) > 30
+
+    first = user.get("/?_size=10")
+    assert link(first, "prev") is None
+    pages, page = [first], first
+    while link(page, "next"):
+        page = user.get(link(page, "next"))
+        assert page.status_code == 200
+        pages.append(page)
+    seen = [r["id"] for p in pages for r in rows(p)]
+    assert seen == expected  # every action once, in order, none lost at a boundary
+    assert all(len(rows(p)) == 10 for p in pages[:-1])
+
+    # and back again, page by page, to the first page
+    back = [pages[-1]]
+    while link(back[-1], "prev"):
+        back.append(user.get(link(back[-1], "prev")))
+    assert [[r["id"] for r in rows(p)] for p in back] == \
+        [[r["id"] for r in rows(p)] for p in reversed(pages)]
+
+
+def test_pages_keep_the_filter(user, conn, seeded):
+    for day in range(1, 16):
+        old_action(conn, datetime(2024, 2, day, tzinfo=timezone.utc))
+    page = user.get("/?resource=client&_size=10")
+    following = link(page, "next")
+    assert "resource=client" in following and "_size=10" in following
+    assert all("Client" in r["Resource"] for r in rows(user.get(following)))
+
+
+def test_export_links_carry_the_filter(user):
+    page = user.get("/?source=web&resource=client")
+    links = re.findall(r'href="([^"]*_format=(?:csv|json)[^"]*)"', page.text)
+    assert len(links) == 2
+    for href in links:
+        query = parse_qs(urlsplit(unescape(href)).query)
+        assert query["source"] == ["web"] and query["resource"] == ["client"]
+
+
+# -- the action page ------------------------------------------------------------------
+
+
+def test_action_page_of_an_update(user, conn, seeded):
+    page = user.get(f"/actions/{seeded['client_updated']}")
+    assert page.status_code == 200
+    text = unescape(page.text)
+    assert "<h1>Client updated</h1>" in text
+    assert "Alice Admin" in text and "badge actor-admin" in text and "source-web" in text
+    assert "Jane Roe" in text
+    # what changed: email old and new, the SSN only as "redacted"
+    assert re.search(r"<code>email</code></td>\s*<td class=\"old\">jane@example.com</td>\s*"
+                     r"<td class=\"new\">jane.roe@example.com</td>", text)
+    assert "<code>ssn</code>" in text
+    assert "badge redacted" in text
+    assert "123-45-6789" not in text and "987-65-4321" not in text
+    # where it came from
+    action = conn.execute("select db_user, transaction_id from audit.action_log where id = %s",
+                          (seeded["client_updated"],)).fetchone()
+    assert f"<code>{action[0]}</code>" in text
+    assert f"<code>{action[1]}</code>" in text
+    assert "<code>req-1003</code>" in text
+    assert "<code>public.clients</code>" in text or "<code>clients</code>" in text
+    assert "<code>UPDATE</code>" in text
+
+
+def test_action_page_of_a_create_shows_the_row(user, seeded):
+    text = unescape(user.get(f"/actions/{seeded['client_created']}").text)
+    assert "The row as it was created" in text
+    assert "jane@example.com" in text and "123-45-6789" not in text
+    assert "badge redacted" in text
+
+
+def test_action_page_shows_the_context(user, seeded):
+    text = unescape(user.get(f"/actions/{seeded['campaign_created']}").text)
+    assert '"page": "/campaigns/new"' in text and '"ip": "203.0.113.9"' in text
+    ai = unescape(user.get(f"/actions/{seeded['case_created']}").text)
+    assert '"model": "intake-v2"' in ai and "source-ai" in ai
+
+
+def test_action_page_of_a_direct_database_change(user, seeded):
+    text = unescape(user.get(f"/actions/{seeded['direct_change']}").text)
+    assert "source-database" in text and ">Database<" in text.replace("</svg>", ">")
+    assert "merged duplicate" in text
+
+
+def test_action_page_of_an_event(user, seeded):
+    text = unescape(user.get(f"/actions/{seeded['export']}").text)
+    assert "<h1>Call export to file</h1>" in text
+    assert "<code>calls</code>" in text and "42" in text
+    assert "none (application event)" in text
+
+
+def test_bulk_action_items_are_paged(user, conn, seeded):
+    page = user.get(f"/actions/{seeded['bulk']}")
+    text = unescape(page.text)
+    assert "Affected items" in text
+    assert f"Items 1–50 of {BULK_CLIENTS}" in text
+    assert text.count('<span class="old">new</span>') == 50
+    assert text.count('<span class="new">contacted</span>') == 50
+    following = link(page, "next")
+    assert following and "items_after=50" in following
+    second = user.get(following)
+    assert f"Items 51–{BULK_CLIENTS} of {BULK_CLIENTS}" in unescape(second.text)
+    assert link(second, "next") is None
+    back = link(second, "prev")
+    assert f"Items 1–50 of {BULK_CLIENTS}" in unescape(user.get(back).text)
+
+
+def test_import_items_show_the_created_rows(user, seeded):
+    text = unescape(user.get(f"/actions/{seeded['import']}").text)
+    assert "Lead 1" in text and "created" in text
+
+
+# -- exports --------------------------------------------------------------------------
+
+
+def export(user, query: str, fmt: str):
+    response = user.get(f"/?{query}&_format={fmt}" if query else f"/?_format={fmt}")
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.mark.parametrize("query", ["", "source=web&resource=client", "q=lead"])
+def test_csv_export_has_the_page_s_rows(user, query):
+    page_ids = [r["id"] for r in rows(user.get(f"/?{query}&_size=200"))]
+    response = export(user, query, "csv")
+    assert response.mimetype == "text/csv"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith("attachment; filename=") and disposition.endswith('.csv"')
+    if query.startswith("source"):
+        assert "source-web_resource-client" in disposition
+    table = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [int(r["id"]) for r in table] == page_ids
+    for r in table:  # changes is JSON, not a Python repr
+        json.loads(r["changes"])
+
+
+def test_csv_export_never_holds_a_redacted_value(user):
+    body = export(user, "resource=client", "csv").get_data(as_text=True)
+    assert "[redacted]" in body
+    assert "123-45-6789" not in body and "987-65-4321" not in body
+
+
+@pytest.mark.parametrize("query", ["", "actor=id:7&action_type=create"])
+def test_json_export_has_the_page_s_rows(user, query):
+    page_ids = [r["id"] for r in rows(user.get(f"/?{query}&_size=200"))]
+    response = export(user, query, "json")
+    assert response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"].endswith('.json"')
+    if query:
+        assert "action_type-create_actor-id-7" in response.headers["Content-Disposition"]
+    data = json.loads(response.get_data(as_text=True))
+    assert [item["id"] for item in data] == page_ids
+    assert {"action", "actor_name", "source", "changes", "occurred_at"} <= set(data[0])
+
+
+def test_export_requires_sign_in(client, seeded):
+    assert client.get("/?_format=csv").status_code == 302
+
+
+# -- read-only ---------------------------------------------------------------------------
+
+
+def test_the_viewer_s_connection_cannot_write(app, seeded):
+    from audit_capture.viewer import db
+
+    with app.test_request_context("/"):
+        from flask import g
+
+        from audit_capture.viewer.config import ViewerSettings
+
+        g.audit_viewer_settings = ViewerSettings(app.config["DATABASE_URL"],
+                                                 statement_timeout_ms=1234)
+        conn = db.get_conn()
+        assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
+        assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("create temporary table t (x int)")
+        conn.rollback()
+        with pytest.raises(psycopg.Error):
+            conn.execute("insert into audit.action_log (action, action_type, actor_type, db_user,"
+                         " transaction_id) values ('Forged', 'create', 'admin', 'x', 1)")
+        conn.rollback()
+        db.close_conn()
+        assert "audit_viewer_conn" not in g
+        assert conn.closed
+
+
+def test_the_read_only_setting_holds_even_for_a_role_that_could_write(app, seeded, db_url):
+    from audit_capture.viewer import db
+    from audit_capture.viewer.config import ViewerSettings
+
+    with db.connect(ViewerSettings(db_url)) as conn:  # the superuser: it could write
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("update clients set notes = 'via the viewer'")
+
+
+# -- escaping and headers --------------------------------------------------------------
+
+
+def test_log_values_are_escaped(user, seeded):
+    page = user.get("/")
+    assert XSS_NAME not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert XSS_LABEL not in page.text
+    detail = user.get(f"/actions/{seeded['xss']}")
+    assert XSS_NAME not in detail.text and XSS_LABEL not in detail.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in detail.text
+    assert "&lt;img src=x onerror=" in detail.text
+    # the only script is the viewer's own file
+    assert re.findall(r"<script[^>]*>", detail.text) == ['<script src="/static/viewer.js" defer>']
+
+
+@pytest.mark.parametrize("path", ["/", "/sign-in", "/actions/1", "/?source=webb", "/nowhere"])
+def test_security_headers(user, path):
+    response = user.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_pages_have_no_inline_script_or_style(user, seeded):
+    for path in ("/", f"/actions/{seeded['bulk']}", "/sign-in"):
+        text = user.get(path).text
+        assert "<script>" not in text and " style=" not in text and "<style" not in text
+        assert not re.search(r"<[^>]*\son[a-z]+=", text)
+
+
+def test_static_files_are_served_without_sign_in(client):
+    css = client.get("/static/viewer.css")
+    assert css.status_code == 200 and css.mimetype == "text/css"
+    assert client.get("/static/viewer.js").status_code == 200
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+
+BAD_INPUTS = {
+    "/?source=webb": (400, "source is 'webb'; expected one of web, api, ai, mobile, database"),
+    "/?action_type=explode": (400, "action_type is 'explode'"),
+    "/?actor_type=robot": (400, "actor_type is 'robot'"),
+    "/?actor=7": (400, "actor is '7'"),
+    "/?resource=planet": (400, "resource is 'planet'"),
+    "/?from=2024-13-01": (400, "from is '2024-13-01'"),
+    "/?to=yesterday": (400, "to is 'yesterday'; expected a date as YYYY-MM-DD"),
+    "/?from=2024-05-02&to=2024-05-01": (400, "before from"),
+    "/?q=" + "x" * 101: (400, "q is 101 characters long"),
+    "/?colour=red": (400, "colour is not a filter"),
+    "/?_cursor=not-a-cursor": (400, "_cursor is 'not-a-cursor'"),
+    "/?_cursor=AQAGDp2cgXQAAAAAAAAAAAAAAACAAAAAAAA": (400, "_cursor is"),
+    "/?_dir=sideways": (400, "_dir is 'sideways'"),
+    "/?_size=5000": (400, "_size is '5000'"),
+    "/?_size=ten": (400, "_size is 'ten'"),
+    "/?_format=xml": (400, "_format is 'xml'; expected csv or json"),
+    "/actions/abc": (400, "the action id 'abc' is not a number"),
+    "/actions/-1": (400, "is not a number"),
+    "/actions/999999999": (404, "There is no action 999999999."),
+    "/actions/99999999999999999999": (404, "There is no action"),
+    "/actions/0": (404, "There is no action 0."),
+    "/nowhere": (404, "Not Found"),
+}
+
+
+@pytest.mark.parametrize("path", BAD_INPUTS)
+def test_bad_input_is_a_page_that_says_what_was_wrong(user, path):
+    status, words = BAD_INPUTS[path]
+    response = user.get(path)
+    assert response.status_code == status, response.text
+    assert words in message(response) or words in unescape(response.text)
+    assert "Traceback" not in response.text
+    assert "Back to all actions" in response.text
+
+
+def test_a_forged_cursor_from_a_real_one(user):
+    real = link(user.get("/?_size=10"), "next")
+    cursor = parse_qs(urlsplit(real).query)["_cursor"][0]
+    forged = cursor[:-3] + ("AAA" if not cursor.endswith("AAA") else "BBB")
+    response = user.get(f"/?_size=10&_cursor={forged}")
+    assert response.status_code == 400
+    assert "_cursor is" in message(response)
+
+
+def test_bad_item_position(user, seeded):
+    response = user.get(f"/actions/{seeded['bulk']}?items_after=ten")
+    assert response.status_code == 400
+    assert "items_after is 'ten'" in message(response)
+
+
+def test_a_query_past_the_statement_timeout_asks_to_narrow_the_filter(user, monkeypatch):
+    from audit_capture.viewer import views
+    from audit_capture.viewer.filters import TooBroad
+
+    def too_slow(*args, **kwargs):
+        raise TooBroad()
+
+    monkeypatch.setattr(views, "list_page", too_slow)
+    response = user.get("/?q=lead")
+    assert response.status_code == 400
+    assert "narrow it" in message(response)
+
+
+def test_database_down_is_a_503_page(seeded):
+    app = create_app(app_config("postgresql://nobody@127.0.0.1:1/none"))
+    client = app.test_client()
+    sign_in(client)
+    response = client.get("/")
+    assert response.status_code == 503
+    assert "cannot reach the audit database" in response.text
+    assert "127.0.0.1" not in response.text  # no connection details for the browser
+
+
+def test_an_unexpected_error_is_a_plain_500_page(user, monkeypatch):
+    from audit_capture.viewer import views
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(views, "list_page", broken)
+    user.application.config["PROPAGATE_EXCEPTIONS"] = False
+    response = user.get("/")
+    assert response.status_code == 500
+    assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+# -- the blueprint in a host application ---------------------------------------------------
+
+
+def host_app(reader_url, allowed: dict) -> Flask:
+    host = Flask("crm_host")
+    host.config.update(SECRET_KEY="host secret", TESTING=True)
+
+    def may_see_audit_log() -> bool:
+        return session.get("role") == "admin"
+
+    @host.route("/login/<role>")
+    def login(role):
+        session["role"] = role
+        return "ok"
+
+    @host.route("/")
+    def home():
+        return "CRM home"
+
+    host.register_blueprint(
+        make_blueprint(may_see_audit_log, database_url=reader_url, timezone="Europe/Paris",
+                       page_size=10),
+        url_prefix="/admin/audit",
+    )
+    return host
+
+
+def test_blueprint_under_a_prefix_with_the_host_s_authorize_hook(reader_url, seeded, conn):
+    client = host_app(reader_url, {}).test_client()
+    assert client.get("/admin/audit/").status_code == 403
+    client.get("/login/agent")
+    denied = client.get(f"/admin/audit/actions/{seeded['bulk']}")
+    assert denied.status_code == 403
+    assert "not allowed to see the audit log" in denied.text
+    assert client.get("/admin/audit/?_format=csv").status_code == 403
+
+    client.get("/login/admin")
+    page = client.get("/admin/audit/")
+    assert page.status_code == 200
+    assert "Times in Europe/Paris" in page.text
+    assert 'href="/admin/audit/static/viewer.css"' in page.text
+    assert f'href="/admin/audit/actions/{seeded["bulk"]}"' in page.text
+    assert len(re.findall(r'<td data-label="Action"', page.text)) == 10  # the host's page size
+    following = re.search(r'rel="next" href="([^"]+)"', page.text).group(1)
+    assert unescape(following).startswith("/admin/audit/?")
+    assert client.get(unescape(following)).status_code == 200
+    detail = client.get(f"/admin/audit/actions/{seeded['bulk']}")
+    assert detail.status_code == 200 and "Affected items" in detail.text
+    assert "Sign out" not in detail.text  # the host owns sign-in
+    assert client.get("/admin/audit/static/viewer.css").status_code == 200
+    assert client.get("/admin/audit/?source=webb").status_code == 400
+    assert detail.headers["X-Frame-Options"] == "DENY"
+    assert client.get("/").text == "CRM home"
+
+
+def test_blueprint_without_authorize_lets_nobody_in(reader_url, seeded):
+    host = Flask("bare_host")
+    host.register_blueprint(make_blueprint(database_url=reader_url), url_prefix="/audit")
+    assert host.test_client().get("/audit/").status_code == 403
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def run_cli(*args, input=None, env=None):
+    from click.testing import CliRunner
+
+    from audit_capture.cli import cli
+
+    return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def test_cli_hash_password_prints_a_hash_that_checks():
+    from werkzeug.security import check_password_hash
+
+    result = run_cli("viewer", "hash-password", input="s3cret-pass\ns3cret-pass\n")
+    assert result.exit_code == 0, result.output
+    password_hash = result.output.strip().splitlines()[-1]
+    assert password_hash.startswith("scrypt:")
+    assert check_password_hash(password_hash, "s3cret-pass")
+
+
+def test_cli_viewer_without_secret_or_users_is_one_line(tmp_path, reader_url):
+    env = {"AUDIT_CAPTURE_VIEWER_SECRET_KEY": None, "AUDIT_CAPTURE_VIEWER_USERS": None}
+    result = run_cli("--database-url", reader_url, "viewer", env=env)
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("Error: no secret key")
+    assert len(result.output.strip().splitlines()) == 1
+
+    settings = tmp_path / "viewer.toml"
+    settings.write_text('secret_key = "abc"\n')
+    result = run_cli("--database-url", reader_url, "viewer", "--config", str(settings), env=env)
+    assert result.exit_code == 1 and result.output.startswith("Error: no users")
+
+    settings.write_text('secret_key = "abc"\n[users]\nalice = "plain password"\n')
+    result = run_cli("--database-url", reader_url, "viewer", "--config", str(settings), env=env)
+    assert result.exit_code == 1 and "not a plain password" in result.output
+
+
+def test_cli_viewer_checks_the_role_can_read_the_log(tmp_path, conn, db_url, monkeypatch):
+    import waitress
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"not_a_reader_{conn.info.dbname}"
+    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    conn.commit()
+    try:
+        settings = tmp_path / "viewer.toml"
+        settings.write_text(f'secret_key = "abc"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        served = []
+        monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append(kw))
+        result = run_cli("--database-url", make_conninfo(db_url, user=name), "viewer",
+                         "--config", str(settings))
+        assert result.exit_code == 1
+        assert f"cannot read audit.action_log: grant audit_reader to {name}" in result.output
+        assert not served
+
+        reader, url = make_reader(conn, db_url)
+        try:
+            result = run_cli("viewer", "--database-url", url, "--config", str(settings),
+                             "--port", "8123")
+            assert result.exit_code == 0, result.output
+            assert "serving http://127.0.0.1:8123/" in result.output
+            assert served[0]["host"] == "127.0.0.1" and served[0]["port"] == 8123
+        finally:
+            drop_role(conn, reader)
+    finally:
+        conn.rollback()
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+        conn.commit()
