@@ -266,3 +266,57 @@ def test_operations_render_in_offline_sql_mode():
     assert "cast(ARRAY[] as text[])" in out
     assert """cast('[{"label": "it''s"}]' as jsonb)""" in out
     assert "select audit.untrack(cast(quote_ident('widgets') as regclass))" in out
+
+
+# -- revision 0002: the viewer's indexes ------------------------------------------------
+
+VIEWER_INDEXES = ["action_log_actor_idx", "action_log_actor_name_idx", "action_log_text_idx"]
+
+
+def _viewer_indexes(url: str) -> dict[str, bool]:
+    """{index name: valid} of the viewer's indexes present on audit.action_log."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return dict(conn.execute(
+            "select c.relname, i.indisvalid and i.indisready from pg_index i"
+            " join pg_class c on c.oid = i.indexrelid"
+            " where i.indrelid = 'audit.action_log'::regclass and c.relname = any(%s)",
+            (VIEWER_INDEXES,)).fetchall())
+
+
+def test_viewer_indexes_come_with_0002_and_go_with_its_downgrade(empty_db_url):
+    migrate.upgrade(empty_db_url, "0001")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
+            " actor_id, actor_name) values ('Client updated', 'update', 'admin', 'x', 1, '7', 'Alice')")
+    assert _viewer_indexes(empty_db_url) == {}
+
+    migrate.upgrade(empty_db_url, "head")
+    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
+    assert _scalar(empty_db_url, "select count(*) from audit.action_log") == 1
+    assert _scalar(empty_db_url, "select obj_description('audit.action_log_text_idx'::regclass)")
+
+    migrate.downgrade(empty_db_url, "0001")
+    assert migrate.current(empty_db_url) == "0001"
+    assert _viewer_indexes(empty_db_url) == {}
+    assert _scalar(empty_db_url, "select count(*) from audit.action_log") == 1
+
+    migrate.upgrade(empty_db_url, "head")
+    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
+
+
+def test_0002_replaces_an_invalid_index_left_by_a_failed_concurrent_build(empty_db_url):
+    migrate.upgrade(empty_db_url, "0001")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        # a unique index over duplicates fails concurrently and stays behind, INVALID
+        conn.execute(
+            "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
+            " actor_id) select 'Client updated', 'update', 'admin', 'x', 1, '7'"
+            " from generate_series(1, 2)")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("create unique index concurrently action_log_actor_idx"
+                         " on audit.action_log (actor_id)")
+    assert _viewer_indexes(empty_db_url) == {"action_log_actor_idx": False}
+
+    migrate.upgrade(empty_db_url, "head")
+    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}

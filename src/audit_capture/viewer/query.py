@@ -229,7 +229,7 @@ def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = N
         if position is None and not more:
             count = _count_words(len(rows))
         else:
-            count = count_text(conn, filters)
+            count = count_text(conn, filters, seen=len(rows))
     return Page(rows, next_cursor, prev_cursor, count)
 
 
@@ -259,22 +259,44 @@ def estimate(conn: psycopg.Connection, filters: Filters) -> float:
     return float(plan[0]["Plan"]["Plan Rows"])
 
 
-def count_text(conn: psycopg.Connection, filters: Filters) -> str:
-    """"12 actions" (exact, when few), "about 1.2 million actions", or "1,000+ actions".
+COUNT_PROBE_MS = 20  # the most an exact count may cost
 
-    The planner estimates first (cheap); when it expects few rows, a probe capped at
-    1,001 rows counts them exactly. The whole table is never counted.
+# lower this transaction's statement_timeout to the cap (never raise it); the old value
+# is returned, to be put back (SET LOCAL outlives a released savepoint)
+PROBE_TIMEOUT = """
+select old, set_config('statement_timeout',
+  case when old::interval = '0'::interval or old::interval > %(cap)s::text::interval
+       then %(cap)s::text else old end, true)
+from (select pg_catalog.current_setting('statement_timeout') as old) s
+"""
+
+
+def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0) -> str:
+    """"12 actions" (exact, when few), "about 1.2 million actions", or "50+ actions".
+
+    The planner estimates first (cheap). Only when it expects at most 1,000 rows does a
+    probe count them, capped at 1,001 rows and at ``COUNT_PROBE_MS`` (a local
+    statement_timeout): a filter whose rows are rare but spread over the whole log would
+    otherwise walk far more than its page did. Past the cap: the estimate, or "N+
+    actions" from the ``seen`` rows the page already found. The whole table is never
+    counted.
     """
     expected = estimate(conn, filters)
-    if expected > 10 * EXACT_COUNT_LIMIT:
+    if expected > EXACT_COUNT_LIMIT:
         return about(expected)
     where, params = filters.where()
     probe = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
         LOG, where, sql.Literal(EXACT_COUNT_LIMIT + 1))
-    found = conn.execute(probe, params, prepare=False).fetchone()[0]
+    try:
+        with conn.transaction():
+            previous = conn.execute(PROBE_TIMEOUT, {"cap": f"{COUNT_PROBE_MS}ms"}).fetchone()[0]
+            found = conn.execute(probe, params, prepare=False).fetchone()[0]
+            conn.execute("select set_config('statement_timeout', %s, true)", (previous,))
+    except psycopg.errors.QueryCanceled:
+        return f"{seen:,}+ actions" if seen else "Many actions"
     if found <= EXACT_COUNT_LIMIT:
         return _count_words(found)
-    return about(expected) if expected > EXACT_COUNT_LIMIT else f"{EXACT_COUNT_LIMIT:,}+ actions"
+    return f"{EXACT_COUNT_LIMIT:,}+ actions"
 
 
 # -- one action --------------------------------------------------------------------------------
