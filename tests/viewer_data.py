@@ -50,17 +50,18 @@ def _last_id(conn: psycopg.Connection, action: str) -> int:
     ).fetchone()[0]
 
 
-def seed(conn: psycopg.Connection) -> Seeded:
-    """Writes the morning's actions, each in its own committed transaction."""
+def seed(conn: psycopg.Connection, *, xss: bool = True) -> Seeded:
+    """Writes the morning's actions, each in its own committed transaction (and the
+    XSS attempt unless ``xss`` is false)."""
     conn.rollback()
     conn.autocommit = True  # conn.transaction() blocks are then real transactions
     try:
-        return _seed(conn)
+        return _seed(conn, xss)
     finally:
         conn.autocommit = False
 
 
-def _seed(conn: psycopg.Connection) -> Seeded:
+def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
     seeded = Seeded()
     alice = dict(actor_id="7", actor_name="Alice Admin", actor_type="admin", source="web")
 
@@ -130,6 +131,8 @@ def _seed(conn: psycopg.Connection) -> Seeded:
             conn, "export", "Call export to file", resource_type="call", row_count=0,
             changes={"calls": 42, "format": "csv"})
 
+    if not xss:
+        return seeded
     with conn.transaction():
         set_context(conn, actor_id="x-1", actor_name=XSS_NAME, actor_type="client", source="web")
         conn.execute("update campaigns set name = %s where name = 'Spring intake'", (XSS_LABEL,))

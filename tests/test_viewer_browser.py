@@ -1,0 +1,185 @@
+"""The viewer in a real browser: Playwright drives Debian's Chromium against the viewer
+served by waitress from a thread on 127.0.0.1.
+
+Sign in, filter through the controls, follow a row to its action, download a CSV, and
+screenshots of the list and of a bulk action (tests/artifacts/; the list's is also
+docs/viewer.png for the README). Without /usr/bin/chromium the tests are skipped, except
+under CI (CI=true), where that is a failure: scripts/test installs it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from audit_capture.viewer import create_app
+from viewer_data import PASSWORD, app_config, drop_role, make_reader, old_action, seed
+
+CHROMIUM = os.environ.get("AUDIT_CAPTURE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+README_SCREENSHOT = REPO_ROOT / "docs" / "viewer.png"
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} not found: scripts/test installs chromium", pytrace=False)
+    pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def viewer_url(conn, db_url):
+    """The viewer, served by waitress in a thread, over a realistic log."""
+    from waitress.server import create_server
+
+    seed(conn, xss=False)
+    # some history, so the list has older pages and dates that differ
+    from datetime import datetime, timedelta, timezone
+
+    start = datetime.now(timezone.utc) - timedelta(days=3)
+    for n, (name, actor, source) in enumerate([
+        ("Bulk case status update", "Alice Admin", "web"),
+        ("Campaign status change", "Bob Ortiz", "web"),
+        ("Case updated", "Intake agent", "ai"),
+        ("Client updated", "LawRuler sync", "api"),
+    ] * 5):
+        old_action(conn, start - timedelta(hours=7 * n), name, actor_name=actor,
+                   actor_id=actor.split()[0].lower(), source=source,
+                   actor_type="system" if source in ("ai", "api") else "admin")
+    role, url = make_reader(conn, db_url)
+    app = create_app(app_config(url, TIMEZONE="Europe/Paris"))
+    port = free_port()
+    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        thread.join(timeout=10)
+        drop_role(conn, role)
+
+
+@pytest.fixture
+def page(viewer_url):
+    """A Chromium tab (closed before the server stops); fails on any browser error."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 900},
+                                      accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(15_000)
+        errors = []
+        tab.on("pageerror", lambda exc: errors.append(str(exc)))
+        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        try:
+            yield tab
+        finally:
+            context.close()
+            browser.close()
+        assert errors == [], f"the browser reported errors: {errors}"
+
+
+def sign_in(page, base: str) -> None:
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/sign-in")
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
+def test_sign_in_filter_open_an_action_and_export(page, viewer_url):
+    sign_in(page, viewer_url)
+    assert page.locator("table.log tbody tr").count() > 20
+    page.screenshot(path=str(ARTIFACTS / "viewer-list.png"), full_page=False)
+    README_SCREENSHOT.parent.mkdir(exist_ok=True)
+    shutil.copyfile(ARTIFACTS / "viewer-list.png", README_SCREENSHOT)
+
+    # filter through the controls: choosing a value applies it (a little JS) ...
+    page.select_option("#f-source", "web")
+    page.wait_for_url("**/?source=web")
+    assert page.locator(".active-filters .sentence").inner_text() == "Source is Web"
+    sources = page.locator("table.log td[data-label=Source]").all_inner_texts()
+    assert sources and {s.strip() for s in sources} == {"Web"}
+
+    # ... and the Apply button sends the other fields, empty ones left out
+    page.fill("#f-q", "client")
+    page.click("button[type=submit]:has-text('Apply')")
+    page.wait_for_url("**/?source=web&q=client")
+    assert page.locator(".active-filters .sentence").inner_text() == \
+        "Source is Web, Text matches “client”"
+    page.select_option("#f-actor_type", "admin")
+    page.wait_for_url("**/?actor_type=admin&source=web&q=client")
+
+    # one click clears a filter
+    page.click("a[aria-label='Clear Text']")
+    page.wait_for_url("**/?actor_type=admin&source=web")
+    assert "Text matches" not in page.locator(".active-filters").inner_text()
+
+    # download what is shown as CSV
+    shown = page.locator("table.log tbody tr").count()
+    with page.expect_download() as download_info:
+        page.click("a.button:has-text('CSV')")
+    download = download_info.value
+    assert download.suggested_filename.startswith("audit-actions_actor_type-admin_source-web_")
+    path = ARTIFACTS / "export.csv"
+    download.save_as(str(path))
+    with path.open(newline="", encoding="utf-8") as handle:
+        exported = list(csv.DictReader(handle))
+    assert len(exported) == shown
+    assert {r["source"] for r in exported} == {"web"}
+
+    # follow a row to its action
+    page.click("a[aria-label='Clear Actor type']")
+    page.wait_for_url("**/?source=web")
+    page.locator("table.log tbody tr", has_text="Clients imported").locator("a.action-name").click()
+    page.wait_for_url("**/actions/*")
+    assert page.locator("h1").inner_text().startswith("Clients imported")
+    assert page.locator("#items table.items tbody tr").count() == 50
+    page.click("a:has-text('Next items')")
+    page.wait_for_url("**items_after=50*")
+    assert page.locator("#items table.items tbody tr").count() == 10
+    page.click("a:has-text('Previous items')")
+    assert page.locator("#items table.items tbody tr").count() == 50
+
+
+def test_screenshot_of_an_action(page, viewer_url):
+    sign_in(page, viewer_url)
+    page.locator("table.log tbody tr", has_text="Client updated") \
+        .filter(has_text="Alice Admin").first.locator("a.action-name").click()
+    page.wait_for_url("**/actions/*")
+    assert page.locator("table.changes").is_visible()
+    assert page.locator(".badge.redacted").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "viewer-action.png"), full_page=True)
+
+    page.goto(viewer_url + "/")
+    page.locator("table.log tbody tr", has_text="Bulk client status update").first \
+        .locator("a.action-name").click()
+    page.wait_for_url("**/actions/*")
+    page.screenshot(path=str(ARTIFACTS / "viewer-bulk-action.png"), full_page=True)
+
+
+def test_small_screen(page, viewer_url):
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, viewer_url)
+    assert page.locator("table.log tbody tr").first.is_visible()
+    page.screenshot(path=str(ARTIFACTS / "viewer-mobile.png"), full_page=False)
