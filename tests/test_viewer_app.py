@@ -788,3 +788,59 @@ def test_cli_viewer_checks_the_role_can_read_the_log(tmp_path, conn, db_url, mon
         conn.rollback()
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
         conn.commit()
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_from_a_toml_file_and_the_environment(tmp_path):
+    from audit_capture.viewer import config
+
+    password_hash = app_config("")["USERS"]["alice"]
+    path = tmp_path / "viewer.toml"
+    path.write_text(
+        'secret_key = "from the file"\ntimezone = "Europe/Paris"\npage_size = 25\n'
+        f'statement_timeout_ms = 3000\n[users]\nalice = "{password_hash}"\n'
+    )
+    settings = config.load(path=path, environ={})
+    assert settings["SECRET_KEY"] == "from the file"
+    assert settings["TIMEZONE"] == "Europe/Paris"
+    assert settings["PAGE_SIZE"] == 25 and settings["STATEMENT_TIMEOUT_MS"] == 3000
+    assert settings["USERS"] == {"alice": password_hash}
+
+    environ = {
+        "AUDIT_CAPTURE_VIEWER_SECRET_KEY": "from the environment",
+        "AUDIT_CAPTURE_VIEWER_USERS": json.dumps({"bob": password_hash}),
+        "AUDIT_CAPTURE_VIEWER_PAGE_SIZE": "100",
+    }
+    settings = config.load(path=path, environ=environ)
+    assert settings["SECRET_KEY"] == "from the environment"
+    assert settings["USERS"] == {"bob": password_hash}
+    assert settings["PAGE_SIZE"] == 100 and settings["TIMEZONE"] == "Europe/Paris"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("secret_key = ", "is not valid TOML"),
+    ('secret_key = "x"\npage_size = 5000\n[users]\na = "scrypt:1$2$3"', "page size 5000 is out of range"),
+    ('secret_key = "x"\nstatement_timeout_ms = "soon"\n[users]\na = "scrypt:1$2$3"', "statement timeout"),
+])
+def test_bad_settings_files(tmp_path, text, error):
+    from audit_capture.viewer import config
+
+    path = tmp_path / "viewer.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=error):
+        config.load(path=path, environ={})
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(path=tmp_path / "missing.toml", environ={})
+
+
+def test_a_host_s_own_connection_is_made_read_only(db_url, seeded):
+    from audit_capture.viewer import db
+    from audit_capture.viewer.config import ViewerSettings
+
+    settings = ViewerSettings(None, statement_timeout_ms=2500, connect=lambda: psycopg.connect(db_url))
+    with db.connect(settings) as conn:
+        assert conn.execute("show statement_timeout").fetchone()[0] == "2500ms"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("update clients set notes = 'via the viewer'")

@@ -29,7 +29,14 @@ def session_options(statement_timeout_ms: int) -> str:
 def connect(settings: ViewerSettings) -> psycopg.Connection:
     """A new read-only connection for ``settings``; DatabaseUnavailable when it fails."""
     if settings.connect is not None:
-        return settings.connect()
+        conn = settings.connect()  # the host's connection: made read-only all the same
+        conn.execute(
+            "select set_config('default_transaction_read_only', 'on', false),"
+            " set_config('statement_timeout', %s, false)",
+            (str(int(settings.statement_timeout_ms)),),
+        )
+        conn.commit()
+        return conn
     if not settings.database_url:
         raise DatabaseUnavailable("the viewer has no database URL configured")
     return database.connect(
