@@ -120,7 +120,8 @@ def sample(conn):
     ({"from": "2025-03-11", "to": "2025-03-12"}, ["ai_import", "client_status"]),
     ({"q": "cleo"}, ["bob_create"]),            # resource label
     ({"q": "Intake"}, ["ai_import"]),            # actor name
-    ({"q": "lawrul"}, ["login"]),                # action label, as a prefix
+    ({"q": "lawrul*"}, ["login"]),               # action label, word* as a prefix
+    ({"q": "lawrul"}, []),                       # words match whole
     ({"q": "alice  LAWRULER!"}, ["login"]),      # every word, any case, punctuation ignored
     ({"q": "zebra"}, []),
 ])
@@ -197,6 +198,7 @@ def test_options_name_the_values_the_controls_offer(conn, sample):
     ({"q": "x" * 101}, "q is 101 characters long; expected 1 to 100 characters"),
     ({"q": "  "}, "q is empty"),
     ({"q": "%%"}, "q is '%%'; it needs at least one letter or digit"),
+    ({"q": "**"}, "q is '**'; it needs at least one letter or digit"),
     ({"colour": "red"}, "colour is not a filter; expected one of action_type, actor"),
 ])
 def test_bad_filter_values_say_what_is_wrong(args, message):

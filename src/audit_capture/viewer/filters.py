@@ -23,9 +23,9 @@ Parameters (all optional):
 ``source``       web, api, ai, mobile, database (database: no context was set, source IS NULL)
 ``resource``     a resource_type (client, campaign, ...)
 ``from``, ``to`` YYYY-MM-DD, whole days in the viewer's time zone, both inclusive
-``q``            1..100 characters: words matched as prefixes against the action label,
-                 the actor name and the resource label (full-text index, ``'simple'``
-                 configuration: no stemming, case-insensitive)
+``q``            1..100 characters: words matched against the action label, the actor
+                 name and the resource label (full-text index, ``'simple'``
+                 configuration: no stemming, case-insensitive); ``word*`` is a prefix
 
 Parameters starting with ``_`` (``_cursor``, ``_dir``, ``_size``, ``_format``) belong to
 the page, not to the filter, and are ignored here (``page_size()`` and ``direction()``
@@ -72,20 +72,25 @@ TEXT_DOCUMENT = sql.SQL(
 )
 
 Q_MAX_LENGTH = 100
-# letters and digits: what the 'simple' text search parser makes words of
-_WORD = re.compile(r"[^\W_]+")
+# letters and digits (what the 'simple' text search parser makes words of), each
+# optionally ending with * for a prefix
+_WORD = re.compile(r"([^\W_]+)(\*?)")
 
 
 def text_query(q: str) -> str:
-    """``q`` as a tsquery (for ``to_tsquery('simple', ...)``): every word a prefix.
+    """``q`` as a tsquery (for ``to_tsquery('simple', ...)``): every word must appear.
 
-    "Alice ad" -> "'alice':* & 'ad':*". Words hold letters and digits only, so they need
-    no escaping inside the quotes. Raises BadRequest when q holds no word.
+    "Alice Adm*" -> "'alice' & 'adm':*". Words match whole, case-insensitively; a word
+    ending with * matches as a prefix. Whole words are the fast default: the full-text
+    index intersects their posting lists at once, where a prefix must first gather every
+    word it starts (measured at 10M: 2 whole words 30 ms, the same as prefixes 200 ms).
+    Words hold letters and digits only, so they need no escaping inside the quotes.
+    Raises BadRequest when q holds no word.
     """
-    words = [w.lower() for w in _WORD.findall(q)]
-    if not words:
+    terms = [f"'{word.lower()}'" + (":*" if star else "") for word, star in _WORD.findall(q)]
+    if not terms:
         raise BadRequest(f"q is {q!r}; it needs at least one letter or digit to search for")
-    return " & ".join(f"'{w}':*" for w in dict.fromkeys(words))
+    return " & ".join(dict.fromkeys(terms))
 
 
 # -- one active filter -----------------------------------------------------------------
