@@ -12,6 +12,7 @@ non-zero exit code; never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -318,3 +319,85 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+# -- demo --------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
+              help="Port of the viewer, on 127.0.0.1.")
+@click.option("--keep", "keep_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Keep the demo database in DIR between runs (prepared once, reused after).")
+@click.option("--prepare-only", is_flag=True, help="Prepare the demo, print what it holds, and stop.")
+@click.option("--timezone", default="UTC", show_default=True, help="Time zone the viewer shows.")
+@click.pass_context
+def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
+    """The sample CRM, a month of realistic activity, and the viewer: one command.
+
+    Starts a throwaway PostgreSQL (or uses --database-url), installs the audit schema
+    and the CRM, generates activity through the CRM application, and serves the viewer
+    on http://127.0.0.1:PORT/ until Ctrl-C, then stops and removes everything.
+    """
+    import signal
+    import time
+
+    from audit_capture.demo import runner
+
+    # Ctrl-C, or a SIGTERM from a supervisor, stops the demo through the same cleanup,
+    # even when the shell started us with SIGINT ignored (in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.monotonic()
+    total = 4
+
+    def step(number: int, text: str) -> None:
+        click.echo(f"[{number}/{total}] {text}", err=True)
+
+    url = ctx.find_root().obj.get("database_url")
+    server = None
+    try:
+        if url is None:
+            step(1, "starting a throwaway PostgreSQL on 127.0.0.1" + (f" (data kept in {keep_dir})" if keep_dir else ""))
+            server = _start_demo_server(keep_dir)
+            url = runner.demo_database(server)
+        else:
+            step(1, f"using {database.describe_url(url)}")
+        if keep_dir and server is not None and runner.is_prepared(url):
+            step(2, "reusing the kept demo database")
+            viewer_url = runner.reset_viewer_password(url)
+            prepared = None
+        else:
+            step(2, "preparing the demo")
+            prepared = runner.prepare(url, step=lambda text: click.echo(f"      {text}", err=True))
+            viewer_url = prepared.viewer_url
+        step(3, "building the viewer")
+        demo = runner.viewer_app(url, viewer_url, timezone=timezone)
+        summary = f"{prepared.actions} actions" if prepared else "the kept log"
+        click.echo(f"ready in {time.monotonic() - started:.1f} s: {summary}", err=True)
+        if prepare_only:
+            return
+        import waitress
+
+        step(4, "serving the viewer (Ctrl-C stops it and removes the demo)")
+        click.echo(f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n")
+        waitress.serve(demo.app, host="127.0.0.1", port=port, threads=4, _quiet=True)
+        click.echo("stopping the demo", err=True)
+    except KeyboardInterrupt:
+        click.echo("stopping the demo", err=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _start_demo_server(keep_dir: str | None):
+    from audit_capture.embedded import EmbeddedPostgresql, server_bin_dir
+
+    if server_bin_dir() is None:
+        raise click.ClickException(
+            "PostgreSQL's server binaries (initdb, postgres) are not installed: "
+            "on Debian or Ubuntu, sudo apt-get install postgresql (or pass --database-url)")
+    if keep_dir:
+        os.makedirs(keep_dir, exist_ok=True)
+        return EmbeddedPostgresql(base_dir=os.path.abspath(keep_dir))
+    return EmbeddedPostgresql()

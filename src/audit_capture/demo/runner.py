@@ -69,3 +69,59 @@ def _viewer_role(conn: psycopg.Connection, password: str) -> None:
     conn.execute(sql.SQL("{} role {} login password {}").format(verb, role, sql.Literal(password)))
     conn.execute(sql.SQL("grant audit_reader to {}").format(role))
     conn.execute(sql.SQL("alter role {} set default_transaction_read_only = on").format(role))
+
+
+# -- the whole demo: a server, the preparation, the viewer ----------------------------
+
+DEMO_DATABASE = "crm"
+
+
+@dataclass
+class Demo:
+    """A prepared demo: the viewer app and how to sign in."""
+
+    app: object
+    username: str
+    password: str
+    prepared: Prepared | None
+
+
+def viewer_app(prepared_url: str, viewer_url: str, *, timezone: str = "UTC") -> Demo:
+    """The standalone viewer over the demo database, with a generated sign-in."""
+    from werkzeug.security import generate_password_hash
+
+    from audit_capture.viewer.app import create_app
+
+    password = secrets.token_urlsafe(12)
+    app = create_app({
+        "DATABASE_URL": viewer_url,
+        "SECRET_KEY": secrets.token_hex(32),
+        "USERS": {"admin": generate_password_hash(password)},
+        "TIMEZONE": timezone,
+    })
+    return Demo(app=app, username="admin", password=password, prepared=None)
+
+
+def demo_database(server) -> str:
+    """The demo's database on an embedded server, created when missing."""
+    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (DEMO_DATABASE,)).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DATABASE)))
+    return server.url(DEMO_DATABASE)
+
+
+def is_prepared(url: str) -> bool:
+    """True when the database already holds a demo (a kept data folder)."""
+    with psycopg.connect(url) as conn:
+        return bool(conn.execute(
+            "select to_regclass('audit.action_log') is not null "
+            "and exists (select from pg_roles where rolname = %s)", (VIEWER_ROLE,)).fetchone()[0]
+            and conn.execute("select exists (select from audit.action_log)").fetchone()[0])
+
+
+def reset_viewer_password(url: str) -> str:
+    """A fresh password for the viewer role of a kept demo database; its URL."""
+    password = secrets.token_urlsafe(18)
+    with psycopg.connect(url) as conn, conn.transaction():
+        _viewer_role(conn, password)
+    return psycopg.conninfo.make_conninfo(url, user=VIEWER_ROLE, password=password)
