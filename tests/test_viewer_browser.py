@@ -2,58 +2,26 @@
 served by waitress from a thread on 127.0.0.1.
 
 Sign in, filter through the controls, follow a row to its action, download a CSV, and
-screenshots of the list and of actions in tests/artifacts/ (a temporary folder where
-the checkout is not writable). The list's is also docs/viewer.png, the README's picture:
-written when missing or when AUDIT_CAPTURE_UPDATE_DOCS=1, so that a test run does not
-leave a changed picture behind each time. Without /usr/bin/chromium the tests fail with a
-message saying so: scripts/test installs it.
+screenshots of the list and of actions in tests/artifacts/ (see browser.py).
 """
 
 from __future__ import annotations
 
 import csv
-import os
-import shutil
-import socket
-import threading
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from audit_capture.viewer import create_app
+from browser import artifacts_dir, chromium_page, served
 from viewer_data import PASSWORD, app_config, drop_role, make_reader, old_action, seed
-
-CHROMIUM = os.environ.get("AUDIT_CAPTURE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-REPO_ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-README_SCREENSHOT = REPO_ROOT / "docs" / "viewer.png"
-
-if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} not found: scripts/test installs chromium (apt-get install chromium)",
-                pytrace=False)
-
-from playwright import sync_api  # noqa: E402 - after the check that says what is missing
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def viewer_url(conn, db_url):
     """The viewer, served by waitress in a thread, over a realistic log."""
-    from waitress.server import create_server
-
     seed(conn, xss=False)
     # some history, so the list has older pages and dates that differ
-    from datetime import datetime, timedelta, timezone
-
     start = datetime.now(timezone.utc) - timedelta(days=3)
     for n, (name, actor, source) in enumerate([
         ("Bulk case status update", "Alice Admin", "web"),
@@ -66,58 +34,23 @@ def viewer_url(conn, db_url):
                    actor_type="system" if source in ("ai", "api") else "admin")
     role, url = make_reader(conn, db_url)
     app = create_app(app_config(url, TIMEZONE="Europe/Paris"))
-    port = free_port()
-    server = create_server(app, host="127.0.0.1", port=port, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        with served(app) as base:
+            yield base
     finally:
-        server.close()
-        thread.join(timeout=10)
         drop_role(conn, role)
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory) -> Path:
-    try:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        probe = ARTIFACTS / ".writable"
-        probe.touch()
-        probe.unlink()
-        return ARTIFACTS
-    except OSError:
-        return tmp_path_factory.mktemp("artifacts")
-
-
-def update_readme_picture(screenshot: Path) -> None:
-    if README_SCREENSHOT.exists() and os.environ.get("AUDIT_CAPTURE_UPDATE_DOCS") != "1":
-        return
-    try:
-        README_SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(screenshot, README_SCREENSHOT)
-    except OSError:
-        pass  # a read-only checkout keeps its picture
+def artifacts(tmp_path_factory):
+    return artifacts_dir(tmp_path_factory)
 
 
 @pytest.fixture
 def page(viewer_url):
-    """A Chromium tab (closed before the server stops); fails on any browser error."""
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900},
-                                      accept_downloads=True)
-        tab = context.new_page()
-        tab.set_default_timeout(15_000)
-        errors = []
-        tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        try:
-            yield tab
-        finally:
-            context.close()
-            browser.close()
-        assert errors == [], f"the browser reported errors: {errors}"
+    """A Chromium tab, closed before the server stops."""
+    with chromium_page() as tab:
+        yield tab
 
 
 def sign_in(page, base: str) -> None:
@@ -133,7 +66,6 @@ def test_sign_in_filter_open_an_action_and_export(page, viewer_url, artifacts):
     sign_in(page, viewer_url)
     assert page.locator("table.log tbody tr").count() > 20
     page.screenshot(path=str(artifacts / "viewer-list.png"), full_page=False)
-    update_readme_picture(artifacts / "viewer-list.png")
 
     # filter through the controls: choosing a value applies it (a little JS) ...
     page.select_option("#f-source", "web")
