@@ -205,7 +205,15 @@ def test_status_of_a_fresh_install_is_ok(widgets):
     assert "audit.track(regclass," in result.output
     assert "modified" not in result.output
     assert "widgets (widget): installed" in result.output
+    assert "capture: fast" in result.output
     assert "status: ok" in result.output
+
+
+def test_status_says_which_capture_mode_runs(db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("drop event trigger audit_capture_alter_table")
+    result = run(db_url, "status")
+    assert "capture: generic (no ALTER TABLE event trigger" in result.output
 
 
 def test_status_reports_a_hand_edited_function_as_modified(db_url):

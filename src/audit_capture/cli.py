@@ -221,6 +221,11 @@ def status(ctx) -> None:
 def _print_status(result) -> None:
     m = result.migration
     click.echo(f"migration: {m.installed or '-'} (package head {m.head}): {m.state}")
+    if result.capture_mode == "fast":
+        click.echo("capture: fast (a function per tracked table, remade after ALTER TABLE by an event trigger)")
+    elif result.capture_mode == "generic":
+        click.echo("capture: generic (no ALTER TABLE event trigger: installed without a superuser; "
+                   "see the README, \"Fast capture and ALTER TABLE\")")
     if result.functions:
         click.echo("functions:")
         for function in result.functions:

@@ -86,11 +86,19 @@ class TableStatus:
         return self.state == INSTALLED
 
 
+#: Capture modes (triggers/07_capture.sql)
+FAST = "fast"
+GENERIC = "generic"
+
+
 @dataclass(frozen=True)
 class Status:
     migration: MigrationStatus
     functions: tuple[FunctionStatus, ...] = ()
     tables: tuple[TableStatus, ...] = ()
+    # FAST when the ALTER TABLE event trigger is installed (capture functions generated
+    # per table), GENERIC otherwise (installed without a superuser); None: no schema
+    capture_mode: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,7 +126,16 @@ def read_status(conn: psycopg.Connection) -> Status:
         migration=migration,
         functions=tuple(_function_statuses(conn)),
         tables=tuple(_table_statuses(conn)),
+        capture_mode=_capture_mode(conn),
     )
+
+
+def _capture_mode(conn: psycopg.Connection) -> str:
+    fast = conn.execute(
+        "select exists (select from pg_catalog.pg_event_trigger "
+        "where evtname = 'audit_capture_alter_table' and evtenabled <> 'D')"
+    ).fetchone()[0]
+    return FAST if fast else GENERIC
 
 
 def _migration_status(conn: psycopg.Connection) -> MigrationStatus:
