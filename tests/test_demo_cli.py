@@ -7,16 +7,18 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import psycopg
+import pytest
 
 AUDIT_CAPTURE = str(Path(sys.executable).with_name("audit-capture"))
 
@@ -82,3 +84,41 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
     wait_for(lambda: not (temp_servers() - before), 15, "the demo's PostgreSQL to stop")
     for data_dir in servers:
         assert not Path(data_dir).exists()
+
+
+@pytest.fixture
+def reachable_dir():
+    """A folder that the server's user ('nobody' under root) can reach, removed after."""
+    path = Path(tempfile.mkdtemp(prefix="audit-demo-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_keep_reuses_the_demo_database(reachable_dir):
+    keep = reachable_dir / "demo-data"
+    env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
+    first = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "preparing the demo" in first.stderr and re.search(r"ready in [0-9.]+ s: \d+ actions", first.stderr)
+    assert (keep / "data" / "PG_VERSION").exists()  # the data folder stays
+    second = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "reusing the kept demo database" in second.stderr
+    assert "preparing the demo" not in second.stderr
+
+
+def test_an_unreachable_keep_folder_is_one_clear_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
+    blocked = tmp_path / "blocked"
+    blocked.mkdir(mode=0o700)
+    result = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(blocked / "data"), "--prepare-only"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    if os.geteuid() != 0:
+        assert result.returncode == 0  # our own folder: reachable
+        return
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Error: PostgreSQL did not start" in result.stderr and "nobody" in result.stderr

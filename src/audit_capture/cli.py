@@ -402,7 +402,13 @@ def _start_demo_server(keep_dir: str | None):
         raise click.ClickException(
             "PostgreSQL's server binaries (initdb, postgres) are not installed: "
             "on Debian or Ubuntu, sudo apt-get install postgresql (or pass --database-url)")
-    if keep_dir:
-        os.makedirs(keep_dir, exist_ok=True)
-        return EmbeddedPostgresql(base_dir=os.path.abspath(keep_dir))
-    return EmbeddedPostgresql()
+    try:
+        if keep_dir:
+            os.makedirs(keep_dir, exist_ok=True)
+            return EmbeddedPostgresql(base_dir=os.path.abspath(keep_dir))
+        return EmbeddedPostgresql()
+    except RuntimeError as exc:
+        # e.g. as root, a --keep folder inside a directory the server's user cannot enter
+        hint = (" (the server runs as 'nobody' when started by root: choose a folder it can reach)"
+                if os.geteuid() == 0 and keep_dir else "")
+        raise click.ClickException(f"PostgreSQL did not start: {one_line(exc)}{hint}") from None
