@@ -122,3 +122,15 @@ def test_an_unreachable_keep_folder_is_one_clear_line(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "Error: PostgreSQL did not start" in result.stderr and "nobody" in result.stderr
+
+
+def test_a_port_in_use_is_one_clear_line():
+    env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run([AUDIT_CAPTURE, "demo", "--port", str(port)],
+                                capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"Error: cannot serve on 127.0.0.1:{port}" in result.stderr

@@ -382,11 +382,18 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
         click.echo(f"ready in {time.monotonic() - started:.1f} s: {summary}", err=True)
         if prepare_only:
             return
-        import waitress
+        from waitress.server import create_server
 
         step(4, "serving the viewer (Ctrl-C stops it and removes the demo)")
+        try:
+            web = create_server(demo.app, host="127.0.0.1", port=port, threads=4)  # listening from here
+        except OSError as exc:
+            raise click.ClickException(f"cannot serve on 127.0.0.1:{port}: {exc.strerror} (choose another --port)") from None
         click.echo(f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n")
-        waitress.serve(demo.app, host="127.0.0.1", port=port, threads=4, _quiet=True)
+        try:
+            web.run()
+        finally:
+            web.close()
         click.echo("stopping the demo", err=True)
     except KeyboardInterrupt:
         click.echo("stopping the demo", err=True)
