@@ -270,7 +270,8 @@ def test_operations_render_in_offline_sql_mode():
 
 # -- revision 0002: the viewer's indexes ------------------------------------------------
 
-VIEWER_INDEXES = ["action_log_actor_idx", "action_log_actor_name_idx", "action_log_text_idx"]
+VIEWER_INDEXES = ["action_log_actor_idx", "action_log_actor_name_idx", "action_log_kind_idx",
+                  "action_log_text_idx"]
 
 
 def _viewer_indexes(url: str) -> dict[str, bool]:

@@ -19,6 +19,15 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
   the window falls short) it takes every match from the full-text index in a
   MATERIALIZED CTE and sorts those (the planner, left alone, walks the time index and
   runs to_tsvector on every row it passes: 400 ms for a word pair in 0.09% of 10M).
+* **Rare combinations of low-cardinality filters are probed.** Two common values that
+  rarely or never occur together (mobile + system) would make the planner walk the whole
+  time index for a page it cannot fill. So low-cardinality filters (without an actor or
+  a text search) first count their matches on the small action_log_kind_idx alone,
+  index-only and capped at ``KIND_PROBE_LIMIT`` + 1 entries: none is an empty page at
+  once; a few are fetched through that index and sorted; more take the time walk, which
+  then finds a page within a few thousand rows. An actor with a source (a busy admin +
+  a source they never use) takes the page's ids from action_log_actor_idx alone, which
+  INCLUDEs source, and then those rows by id.
 * **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
   a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
 * Statements are not prepared (``prepare=False``): a generic plan, chosen once for all
@@ -42,6 +51,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
 
+from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer import cursor as cursors
 from audit_capture.viewer.filters import (
     DEFAULT_SIZE,
@@ -172,12 +182,140 @@ def _has_prefix(text: Filters) -> bool:
     return any(":*" in str(value) for a in text.active for value in a.params.values())
 
 
+@contextlib.contextmanager
+def _planner(conn: psycopg.Connection, **settings: str) -> Iterator[None]:
+    """Planner settings for the statements of the block only: set local, then put back
+    (a SET LOCAL would outlive the block in a caller's transaction)."""
+    names = list(settings)
+    previous = conn.execute(
+        sql.SQL("select {}").format(sql.SQL(", ").join(
+            sql.SQL("pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)").format(
+                sql.Literal(name), sql.Literal(name), sql.Literal(value))
+            for name, value in settings.items()))).fetchone()[0::2]
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(
+                sql.SQL("pg_catalog.set_config({}, {}, true)").format(
+                    sql.Literal(name), sql.Literal(old))
+                for name, old in zip(names, previous))))
+
+
+# -- rare combinations of the low-cardinality filters ------------------------------------
+
+#: The key columns of action_log_kind_idx (triggers/13_viewer_indexes.sql), in order,
+#: and the closed vocabularies of the first three (resource_type, last, is open).
+KIND_COLUMNS = ("actor_type", "action_type", "source", "resource_type")
+KIND_PARAMS = {"actor_type": "actor_type", "action_type": "action_type", "source": "source",
+               "resource": "resource_type"}
+_VOCABULARY = {"actor_type": [m.value for m in ActorType],
+               "action_type": [m.value for m in ActionType],
+               "source": [m.value for m in Source]}
+KIND_PROBE_LIMIT = 1_000  # more matches than this: the time walk finds a page at once
+ACTOR_PARAM = "actor"
+#: the filters action_log_actor_idx answers alone (its keys, and source INCLUDEd)
+ACTOR_SOURCE_PARAMS = ("actor", "source", "from", "to")
+
+
+def _kind_branches(filters: Filters) -> list[sql.Composable]:
+    """The low-cardinality filters as quals on the leading columns of
+    action_log_kind_idx: every key column up to the last filtered one gets a condition
+    (an unfiltered one: any value of its vocabulary), so each branch is a few exact
+    descents into the index. An unfiltered source before a filtered resource_type
+    needs two branches (a value, or null). [] when no such filter is set."""
+    kind = {KIND_PARAMS[a.param]: a for a in filters.active if a.param in KIND_PARAMS}
+    if not kind:
+        return []
+    last = max(KIND_COLUMNS.index(column) for column in kind)
+    branches: list[list[sql.Composable]] = [[]]
+    for column in KIND_COLUMNS[:last + 1]:
+        if column in kind:
+            branches = [b + [kind[column].condition] for b in branches]
+            continue
+        any_value = sql.SQL("{} = any({}::text[])").format(
+            sql.Identifier(column), sql.Literal(_VOCABULARY[column]))
+        if column == "source":  # null: a direct database change
+            branches = ([b + [any_value] for b in branches]
+                        + [b + [sql.SQL("source is null")] for b in branches])
+        else:
+            branches = [b + [any_value] for b in branches]
+    return [sql.SQL("({})").format(sql.SQL(" and ").join(b)) for b in branches]
+
+
+def _kind_probe(conn: psycopg.Connection, filters: Filters, branches: list[sql.Composable]) -> int:
+    """How many rows (at most KIND_PROBE_LIMIT + 1) the low-cardinality filters match,
+    counted on action_log_kind_idx alone (an index-only scan: a few descents, and at
+    most KIND_PROBE_LIMIT + 1 entries read however common the combination is). The
+    planner, which multiplies the filters' frequencies as if independent, would walk
+    the table instead, so the other scans are priced out here (and JIT, which their
+    disabled cost would set off). The time walk, left open, prices far above it."""
+    params: dict = {}
+    for a in filters.active:
+        if a.param in KIND_PARAMS:
+            params.update(a.params)
+    probe = sql.SQL("select count(*) from ({} limit {}) p").format(
+        sql.SQL(" union all ").join(
+            sql.SQL("select 1 from {} where {}").format(LOG, b) for b in branches),
+        sql.Literal(KIND_PROBE_LIMIT + 1))
+    with _planner(conn, enable_seqscan="off", enable_bitmapscan="off", jit="off"):
+        return conn.execute(probe, params, prepare=False).fetchone()[0]
+
+
+def _probed(filters: Filters) -> list[sql.Composable]:
+    """The kind index branches of filters that the probe steers (low-cardinality
+    filters, perhaps with dates, but no actor and no text search); [] for others."""
+    if any(a.param in (ACTOR_PARAM, TEXT_PARAM) for a in filters.active):
+        return []
+    return _kind_branches(filters)
+
+
+def kind_probe(conn: psycopg.Connection, filters: Filters) -> int | None:
+    """The probe's count for filters it steers (see ``_kind_probe``), else None."""
+    branches = _probed(filters)
+    return _kind_probe(conn, filters, branches) if branches else None
+
+
 def fetch_rows(conn: psycopg.Connection, filters: Filters,
-               position: tuple[datetime, int] | None, direction: str, limit: int) -> list[LogRow]:
-    """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc)."""
+               position: tuple[datetime, int] | None, direction: str, limit: int, *,
+               probe: int | None = None) -> list[LogRow]:
+    """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc).
+    ``probe``: ``kind_probe(conn, filters)``, when the caller has it already."""
     keyset, keyset_params = _keyset(position, direction)
     rest, text = _split_text(filters)
     cur = conn.cursor(row_factory=class_row(LogRow))
+    actor = filters.get(ACTOR_PARAM)
+    branches = _probed(filters)
+    if branches:
+        found = _kind_probe(conn, filters, branches) if probe is None else probe
+        if found == 0:
+            return []
+        if found <= KIND_PROBE_LIMIT:
+            # a rare combination: its few rows through action_log_kind_idx, then sorted
+            # (the time walk would pass nearly every row of the log to find them)
+            where, params = filters.where()
+            query = sql.SQL(
+                "with hits as materialized (select {cols} from {log}"
+                " where ({branches}) and {where} and {keyset})"
+                " select {cols} from hits order by {order} limit {limit}").format(
+                cols=_columns(LIST_COLUMNS), log=LOG, branches=sql.SQL(" or ").join(branches),
+                where=where, keyset=keyset, order=_order(direction), limit=sql.Literal(limit))
+            with _planner(conn, enable_seqscan="off", enable_indexscan="off", jit="off"):
+                return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+        # common: the time walk below finds a page's rows within a few thousand entries
+    if (actor is not None and actor.value.startswith("id:") and filters.get("source")
+            and all(a.param in ACTOR_SOURCE_PARAMS for a in filters.active)):
+        # an actor and a source: the page's ids from action_log_actor_idx alone (it
+        # INCLUDEs source: an index-only scan tests it without a heap fetch for each of
+        # the actor's rows, which a source they never use would take), then those rows
+        where, params = filters.where()
+        query = sql.SQL(
+            "select {cols} from {log} where id = any(array(select id from {log}"
+            " where {where} and {keyset} order by {order} limit {limit}))"
+            " order by {order}").format(
+            cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
+            order=_order(direction), limit=sql.Literal(limit))
+        return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
     window = _walk_window(conn, filters, text, limit) if text else 0
     if window:
         # a common word: walk the newest candidates (time or composite index) through a
@@ -235,7 +373,8 @@ def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = N
     if position is None:
         direction = "next"
     with translate_errors(), conn.transaction():
-        fetched = fetch_rows(conn, filters, position, direction, size + 1)
+        probe = kind_probe(conn, filters)
+        fetched = fetch_rows(conn, filters, position, direction, size + 1, probe=probe)
         more = len(fetched) > size
         rows = fetched[:size]
         if direction == "prev":
@@ -249,7 +388,7 @@ def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = N
         if position is None and not more:
             count = _count_words(len(rows))
         else:
-            count = count_text(conn, filters, seen=len(rows))
+            count = count_text(conn, filters, seen=len(rows), probe=probe)
     return Page(rows, next_cursor, prev_cursor, count)
 
 
@@ -291,7 +430,8 @@ from (select pg_catalog.current_setting('statement_timeout') as old) s
 """
 
 
-def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0) -> str:
+def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0, *,
+               probe: int | None = None) -> str:
     """"12 actions" (exact, when few), "about 1.2 million actions", or "50+ actions".
 
     The planner estimates first (cheap). Only when it expects at most 1,000 rows does a
@@ -299,8 +439,15 @@ def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0) -> str
     statement_timeout): a filter whose rows are rare but spread over the whole log would
     otherwise walk far more than its page did. Past the cap: the estimate, or "N+
     actions" from the ``seen`` rows the page already found. The whole table is never
-    counted.
+    counted. Low-cardinality filters alone are counted by the kind probe first (exact up
+    to ``KIND_PROBE_LIMIT``; ``probe``: its count, when the caller has it already).
     """
+    if filters and all(a.param in KIND_PARAMS for a in filters.active):
+        # low-cardinality filters only: the probe counts a rare combination exactly
+        # (the planner, multiplying their frequencies, may guess thousands for none)
+        found = kind_probe(conn, filters) if probe is None else probe
+        if found <= KIND_PROBE_LIMIT:
+            return _count_words(found)
     expected = estimate(conn, filters)
     if expected > EXACT_COUNT_LIMIT:
         return about(expected)
