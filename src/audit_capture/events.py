@@ -11,6 +11,13 @@ import psycopg
 from audit_capture.enums import ActionType, coerce
 
 
+#: The call of audit.log_action, with the named parameters of log_action_arguments().
+LOG_ACTION_SQL = (
+    "select audit.log_action(%(action_type)s, %(action)s, %(resource_type)s, %(resource_id)s, "
+    "%(resource_label)s, %(changes)s::jsonb, %(context)s::jsonb, %(row_count)s)"
+)
+
+
 def record_action(conn: psycopg.Connection, action_type: ActionType | str, action: str,
                   **details: Any) -> int:
     """Record one application event with the transaction's audit context; its id.
@@ -21,11 +28,7 @@ def record_action(conn: psycopg.Connection, action_type: ActionType | str, actio
     ``details``: resource_type, resource_id, resource_label, changes (a mapping),
     context (a mapping merged over audit.context), row_count (default 0).
     """
-    row = conn.execute(
-        "select audit.log_action(%(action_type)s, %(action)s, %(resource_type)s, %(resource_id)s, "
-        "%(resource_label)s, %(changes)s::jsonb, %(context)s::jsonb, %(row_count)s)",
-        log_action_arguments(action_type, action, **details),
-    ).fetchone()
+    row = conn.execute(LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).fetchone()
     return row[0]
 
 

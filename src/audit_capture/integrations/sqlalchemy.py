@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -116,11 +116,10 @@ def _driver_connection(connection: Connection | Session):
 def record_action(connection: Connection | Session, action_type, action: str, **details) -> int:
     """``audit_capture.record_action`` for a SQLAlchemy Connection or Session: the event
     goes through SQLAlchemy, so it carries the ambient context like any statement."""
-    from audit_capture.events import log_action_arguments
+    from audit_capture.events import LOG_ACTION_SQL, log_action_arguments
 
-    arguments = log_action_arguments(action_type, action, **details)
-    return connection.execute(
-        text("select audit.log_action(:action_type, :action, :resource_type, :resource_id, "
-             ":resource_label, cast(:changes as jsonb), cast(:context as jsonb), :row_count)"),
-        arguments,
-    ).scalar_one()
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    # through SQLAlchemy's driver-level execute, so the context is applied first
+    return connection.exec_driver_sql(
+        LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).scalar_one()
