@@ -106,3 +106,14 @@ def test_composite_and_text_primary_keys(conn):
     assert role["resource_id"] == "(1,Kim)" and role["changes"] == {"role": {"old": "second", "new": "co-lead"}}
     assert renamed["resource_id"] == '(1,"Kim Lee")'
     assert renamed["changes"] == {"lawyer": {"old": "Kim", "new": "Kim Lee"}}
+
+
+def test_dropping_a_tracked_table_forgets_it(conn, capture_mode):
+    oid = conn.execute("select 'case_tasks'::regclass::oid").fetchone()[0]
+    with conn.transaction():
+        conn.execute("drop table case_tasks")
+    assert conn.execute("select count(*) from audit.tracked_table where relation::oid = %s",
+                        (oid,)).fetchone()[0] == (0 if capture_mode == "generated" else 1)
+    # its generated capture function went with it
+    assert conn.execute("select to_regprocedure(%s)", (f"audit.capture_{oid}()",)).fetchone()[0] is None
+    assert conn.execute("select count(*) from audit.action_log").fetchone()[0] == 0  # history unaffected

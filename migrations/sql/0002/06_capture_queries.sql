@@ -71,6 +71,19 @@ $$;
 comment on function audit.differs_sql(regclass, text) is
   'Internal: SQL comparing a column''s old and new value, with = where the type has it, as text otherwise.';
 
+-- The label (or action type) expression of a one-row action: the label rules' result
+-- when the table has rules (rules_join is not empty), the default otherwise.
+create or replace function audit.overridden_sql(rules_join text, default_sql text, field text default 'label')
+returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when rules_join = '' then default_sql
+              else format('coalesce(r.%I, %s)', field, default_sql) end
+$$;
+comment on function audit.overridden_sql(text, text, text) is
+  'Internal: SQL choosing a label rule''s label or action type over the default, when the table has rules.';
+
 create or replace function audit.capture_query(target regclass, operation text, variant text)
 returns text
 language plpgsql stable
@@ -165,12 +178,9 @@ begin
                     reg.label || ' deleted', label_words) end;
       if rules is not null then
         rules_join := format(' cross join lateral audit.label_override(%s, k.kind, k.changes, null) r', rules);
-        label_sql := format('coalesce(r.label, %s)', single_label);
-        type_sql := 'coalesce(r.override_type, k.kind)';
-      else
-        label_sql := single_label;
-        type_sql := 'k.kind';
       end if;
+      label_sql := audit.overridden_sql(rules_join, single_label);
+      type_sql := audit.overridden_sql(rules_join, 'k.kind', 'override_type');
       return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
   resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
   transaction_id, request_id, context, table_name, operation, application_name, client_addr)
@@ -206,12 +216,9 @@ where (select count(*) from %8$s) = 1 and %14$s$q$,
         rules, redaction,
         (select string_agg(format('case when %s then %L end', audit.differs_sql(target, c), c), ', ')
          from unnest(compared) c));
-      label_sql := format('coalesce(r.label, %s)', single_label);
-      type_sql := 'coalesce(r.override_type, k.kind)';
-    else
-      label_sql := single_label;
-      type_sql := 'k.kind';
     end if;
+    label_sql := audit.overridden_sql(rules_join, single_label);
+    type_sql := audit.overridden_sql(rules_join, 'k.kind', 'override_type');
     return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
   resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
   transaction_id, request_id, context, table_name, operation, application_name, client_addr)

@@ -196,6 +196,10 @@ begin
                     for each statement execute function audit.capture_truncate()', target);
   perform audit.make_key_change_trigger(target);
   perform audit.stamp_triggers(target);
+  if capture = 'audit.capture' then
+    -- back to the generic mode: the function generated earlier is no longer used
+    perform audit.drop_generated_capture(target);
+  end if;
 end
 $$;
 comment on function audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text) is

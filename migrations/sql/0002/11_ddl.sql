@@ -44,7 +44,7 @@ begin
     where d.classid = 'pg_class'::regclass and d.objsubid = 0
   loop
     delete from audit.tracked_table where relation::oid = dropped;
-    execute format('drop function if exists audit.%I()', 'capture_' || dropped);
+    perform audit.drop_generated_capture(dropped::regclass);
   end loop;
 end
 $$;
