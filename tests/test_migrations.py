@@ -321,3 +321,29 @@ def test_0002_replaces_an_invalid_index_left_by_a_failed_concurrent_build(empty_
 
     migrate.upgrade(empty_db_url, "head")
     assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
+
+
+# -- revision 0003: capture functions without JIT ---------------------------------------
+
+def _capture_config(url: str) -> list[str] | None:
+    return _scalar(url, "select proconfig from pg_proc where pronamespace = 'audit'::regnamespace"
+                        " and proname = 'capture_' || 'public.widgets'::regclass::oid")
+
+
+def test_0003_rewrites_the_capture_functions_of_tables_tracked_before_it(empty_db_url):
+    migrate.upgrade(empty_db_url, "0002")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.widgets (id int primary key, name text)")
+        conn.execute("select audit.track('public.widgets', 'widget')")
+    assert _capture_config(empty_db_url) == ["search_path=pg_catalog, pg_temp"]
+
+    migrate.upgrade(empty_db_url, "head")
+
+    assert _capture_config(empty_db_url) == ["search_path=pg_catalog, pg_temp", "jit=off"]
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("insert into public.widgets values (1, 'a')")
+        conn.execute("update public.widgets set name = 'b'")
+        actions = conn.execute(
+            "select action, changes from audit.action_log order by id").fetchall()
+    assert actions == [("Widget created", {"id": 1, "name": "a"}),
+                       ("Widget updated", {"name": {"old": "a", "new": "b"}})]
