@@ -3,6 +3,8 @@
     python3 -m uv run --frozen python bench/viewer_speed.py                  # 1,000,000 actions
     python3 -m uv run --frozen python bench/viewer_speed.py --rows 10000000  # the full report
     ... --runs 7 --json results.json --keep (leave the server running; Ctrl-C stops it)
+    ... --data DIR      keep the filled server in DIR and reuse it on the next run
+    ... --only 'q='     time only the cases whose name holds this text (repeatable)
 
 It starts its own PostgreSQL, installs revision 0001 of the audit schema, fills the log
 with bench/fill_log.py, upgrades to head (which builds the viewer's indexes
@@ -291,6 +293,29 @@ def report(results: list[Result], facts: dict) -> str:
     return "\n".join(out)
 
 
+FACTS_FILE = "viewer_bench_facts.json"
+
+
+def start_server(data: Path | None, rows: int) -> tuple[EmbeddedPostgresql, str, dict | None]:
+    """The server, the viewer database's URL, and the facts of an earlier fill of
+    ``rows`` actions in ``data`` (None: the database must be prepared)."""
+    if data is None:
+        server = EmbeddedPostgresql(postgres_args=SERVER_ARGS, boot_timeout=60)
+        return server, server.url(DATABASE), None
+    data.mkdir(parents=True, exist_ok=True)
+    facts_file = data / FACTS_FILE
+    facts = json.loads(facts_file.read_text()) if facts_file.exists() else None
+    if facts is not None and facts.get("rows") != rows:
+        raise SystemExit(f"--data {data} holds a log of {facts['rows']:,} actions, not "
+                         f"{rows:,}; pass --rows {facts['rows']} or another folder")
+    if facts is None and (data / "data").exists():
+        raise SystemExit(f"--data {data} holds a server whose fill did not finish; "
+                         "remove the folder and run again")
+    server = EmbeddedPostgresql(postgres_args=SERVER_ARGS, boot_timeout=60,
+                                base_dir=str(data.resolve()))
+    return server, server.url(DATABASE), facts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -298,25 +323,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true",
                         help="leave the server running after the report (Ctrl-C stops it)")
+    parser.add_argument("--data", type=Path, metavar="DIR",
+                        help="keep the server's files in DIR (reachable by the server's user) "
+                             "and reuse a log filled there by an earlier run of the same --rows")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help="time only the cases whose name holds TEXT (repeatable)")
     args = parser.parse_args(argv)
 
-    log("starting PostgreSQL")
-    server = EmbeddedPostgresql(postgres_args=SERVER_ARGS, boot_timeout=60)
+    def wanted(name: str) -> bool:
+        return not args.only or any(text in name for text in args.only)
+
+    log("starting PostgreSQL" + (f" in {args.data}" if args.data else ""))
+    server, url, facts = start_server(args.data, args.rows)
     try:
-        url, facts = prepare(server, args.rows)
+        if facts is None:
+            url, facts = prepare(server, args.rows)
+            if args.data:
+                (args.data / FACTS_FILE).write_text(json.dumps(facts))
+        else:
+            log(f"reusing the log of {args.rows:,} actions filled earlier")
         facts["runs"] = args.runs
         results: list[Result] = []
         with viewer_connection(server) as conn:
             for name, params in page_cases(conn):
-                results.append(time_page(conn, name, params, args.runs))
-                log(f"  {name}: {results[-1].median or 0:.1f} ms {results[-1].error or ''}")
+                if wanted(name):
+                    results.append(time_page(conn, name, params, args.runs))
+                    log(f"  {name}: {results[-1].median or 0:.1f} ms {results[-1].error or ''}")
             for depth in (100_000, 5_000_000):
                 real = min(depth, args.rows - 200)
                 name = f"keyset page {real:,} rows deep"
-                results.append(time_page(conn, name, {}, args.runs, deep_cursor(conn, real)))
-                log(f"  {name}: {results[-1].median or 0:.1f} ms")
-            results.append(time_csv(conn, csv_filter(conn, 100_000), args.runs))
-            log(f"  {results[-1].case}: {results[-1].median or 0:.1f} ms")
+                if wanted(name):
+                    results.append(time_page(conn, name, {}, args.runs, deep_cursor(conn, real)))
+                    log(f"  {name}: {results[-1].median or 0:.1f} ms")
+            if wanted("CSV export"):
+                results.append(time_csv(conn, csv_filter(conn, 100_000), args.runs))
+                log(f"  {results[-1].case}: {results[-1].median or 0:.1f} ms")
         print(report(results, facts))
         if args.json:
             args.json.write_text(json.dumps(
