@@ -71,6 +71,15 @@ TEXT_DOCUMENT = sql.SQL(
     " || coalesce(resource_label, ''))"
 )
 
+#: The same text in lower case, unparsed: a cheap sieve for the walk of the query layer.
+#: Every lexeme that ``to_tsvector('simple', ...)`` makes is a piece of the text
+#: lower-cased the same way (the parser cuts words out of the text; the 'simple'
+#: dictionary lower-cases them), so a row whose lower-cased text does not hold a word
+#: of the query cannot match it. The sieve costs ~0.3 µs a row, to_tsvector ~7 µs.
+TEXT_LOWER = sql.SQL(
+    "lower(action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, ''))"
+)
+
 Q_MAX_LENGTH = 100
 # letters and digits (what the 'simple' text search parser makes words of), each
 # optionally ending with * for a prefix

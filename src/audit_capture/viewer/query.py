@@ -11,14 +11,17 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
 * **No full count.** ``count_text`` is exact only when it is cheap: a small first page,
   or a probe capped at 1,001 rows when the planner expects few; otherwise it is the
   planner's estimate ("about 1.2 million actions").
-* **Text search is steered.** The full-text index finds rare words at once, but for a
-  word in ~1% of the log the planner likes to fetch all its rows and sort them, where
-  walking the time index finds the newest 50 in a few milliseconds. So when the
-  planner's estimate says the page's rows lie within ``TEXT_WINDOW`` rows of the top,
-  a text search walks that bounded window of the newest candidates; otherwise (and when
-  the window falls short) it takes every match from the full-text index in a
-  MATERIALIZED CTE and sorts those (the planner, left alone, walks the time index and
-  runs to_tsvector on every row it passes: 400 ms for a word pair in 0.09% of 10M).
+* **Text search is steered.** The full-text index finds every match at once, but the
+  page wants only the newest 50, and fetching every match from the table to sort them
+  is the cost (8,000 matches: 60 ms at 10M). So, by the planner's estimate of how deep
+  the page's rows lie: within ``TEXT_WINDOW`` rows of the top (a common word, or
+  prefixes), a walk of the newest candidates tests a cheap sieve first (the lower-cased
+  text holds each word: ``filters.TEXT_LOWER``) and to_tsvector only on the rows that
+  pass it; deeper, whole words are taken from the full-text index ANDed with a recent
+  window of time (a second bitmap on the time index) that grows until it holds a page,
+  and, when the matches are few, all of them in a MATERIALIZED CTE, sorted. Prefixes
+  past the walk keep the planner's own plan (the index gathers every word a prefix
+  starts before anything else: 150 ms and more for ``mar*`` at 10M).
 * **Rare combinations of low-cardinality filters are probed.** Two common values that
   rarely or never occur together (mobile + system) would make the planner walk the whole
   time index for a page it cannot fill. So low-cardinality filters (without an actor or
@@ -41,7 +44,9 @@ only its own savepoint).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -60,12 +65,15 @@ from audit_capture.viewer.filters import (
     MIN_SIZE,
     BadRequest,
     Filters,
+    TEXT_LOWER,
     TooBroad,
 )
 
 LOG = sql.Identifier("audit", "action_log")
 TEXT_PARAM = "q"
-TEXT_WINDOW = 30_000  # most rows of the time walk tried before the full-text index
+TEXT_WINDOW = 40_000  # most rows of the (sieved) time walk tried before the full-text index
+TEXT_WINDOW_TRIES = 3  # time windows over the full-text index before all its matches
+TEXT_FEW_MATCHES = 2_000  # estimated matches few enough to fetch and sort them all
 EXACT_COUNT_LIMIT = 1_000
 
 
@@ -159,27 +167,125 @@ def _split_text(filters: Filters) -> tuple[Filters, Filters]:
     return Filters(rest), Filters(text)
 
 
-def _walk_window(conn: psycopg.Connection, filters: Filters, text: Filters, limit: int) -> int:
+def _log_size(conn: psycopg.Connection) -> float:
+    """The planner's count of the log's rows (pg_class.reltuples: no scan)."""
+    return conn.execute(
+        "select greatest(reltuples, 1) from pg_catalog.pg_class"
+        " where oid = 'audit.action_log'::regclass").fetchone()[0]
+
+
+def _walk_window(conn: psycopg.Connection, text: Filters, limit: int, total: float) -> int:
     """How many of the newest candidate rows to walk for a text search, or 0 to let the
     full-text index answer.
 
     The planner's estimate of the rows the words match (EXPLAIN over the GIN index's
-    statistics, no execution), against the log's size, says how far down the time
-    index the page's rows should lie: ``limit * rows / matches``. Within
-    ``TEXT_WINDOW`` rows (a common word) the walk wins; beyond it (a rare or absent
-    word) the index does. A window of 2x the expectation leaves room for chance.
+    statistics, no execution), against the log's size ``total``, says how far down
+    the time index the page's rows should lie: ``limit * total / matches``. When twice
+    that is within ``TEXT_WINDOW`` rows the (sieved) walk wins; beyond it the index does.
+    The window, a cap on the walk and not its cost, leaves room for a wrong estimate
+    (a prefix's often is).
     """
-    matches = estimate(conn, text)
-    total = conn.execute(
-        "select greatest(reltuples, 1) from pg_catalog.pg_class"
-        " where oid = 'audit.action_log'::regclass").fetchone()[0]
-    expected = limit * total / max(matches, 1.0)
-    return 0 if 2 * expected > TEXT_WINDOW else int(2 * expected) + limit
+    expected = limit * total / max(estimate(conn, text), 1.0)
+    # the sieved walk: ~0.75 µs a row at 10M (time index, heap, sieve), against ~20 ms
+    # for the full-text index to intersect two words of 3% each
+    return 0 if 2 * expected > TEXT_WINDOW else int(min(4 * expected + limit, TEXT_WINDOW))
 
 
 def _has_prefix(text: Filters) -> bool:
     """Whether the text search holds a prefix term (word*)."""
     return any(":*" in str(value) for a in text.active for value in a.params.values())
+
+
+_LEXEME = re.compile(r"'([^']*)'(?::\*)?")
+
+
+def _sieve(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dict]:
+    """A cheap necessary condition of the text search for the walk: the lower-cased
+    text (``TEXT_LOWER``) holds every word of the query (LIKE '%word%'), tested before
+    the exact match so that to_tsvector runs on the few rows that pass.
+
+    Only when PostgreSQL's tsquery is exactly the words as ``text_query`` wrote them
+    (one lexeme per word, as typed); otherwise ``true`` (no sieve: the exact test
+    alone). One round trip, no table read."""
+    (value,) = text.active[0].params.values()
+    built = conn.execute("select pg_catalog.to_tsquery('simple', %s)::text", (value,),
+                         prepare=False).fetchone()[0]
+    if built != value:
+        return sql.SQL("true"), {}
+    patterns = ["%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                for word in _LEXEME.findall(value)]
+    return sql.SQL("{} like all({})").format(TEXT_LOWER, sql.Placeholder("t_sieve")), {
+        "t_sieve": patterns}
+
+
+def _time_bound(conn: psycopg.Connection, position: tuple[datetime, int] | None,
+                direction: str, rows: int) -> datetime | None:
+    """A time about ``rows`` rows past the page's start in ``direction``: the
+    occurred_at of the row ``rows`` ids away (ids grow with time, so id distance is a
+    cheap measure of rows, read on the primary key). None when the log ends first.
+    Only a guess of the window's size: the window itself is a range of occurred_at,
+    so the page is exact whatever the ids say."""
+    if direction == "next":
+        query = sql.SQL(
+            "select occurred_at from {log} where id <= coalesce({anchor},"
+            " (select max(id) from {log})) - {rows} order by id desc limit 1")
+    else:
+        query = sql.SQL(
+            "select occurred_at from {log} where id >= coalesce({anchor},"
+            " (select max(id) from {log})) + {rows} order by id limit 1")
+    found = conn.execute(query.format(log=LOG, anchor=sql.Placeholder("anchor"),
+                                      rows=sql.Placeholder("rows")),
+                         {"anchor": position[1] if position else None, "rows": rows},
+                         prepare=False).fetchone()
+    return found[0] if found else None
+
+
+def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
+                  position: tuple[datetime, int] | None, direction: str, limit: int,
+                  total: float) -> list[LogRow]:
+    """Up to ``limit`` rows of a text search (whole words) from the full-text index,
+    ANDed with a recent window of time that grows until it holds a page.
+
+    The index finds every match of the words at once, but fetching every match from
+    the table to sort them by time is the cost (8,000 rows: 60 ms at 10M). A window
+    ``occurred_at >= T`` (the time index as a second bitmap, ANDed with the words'
+    bitmap) fetches only the matches of the window. T comes from ``_time_bound``: the
+    window starts at twice the rows the page should span (the planner's estimate of all
+    the filters' matches), and a window that holds too few grows by the density it
+    found. Exact: a match outside the window is older than T, and every row of the
+    window is T or newer. When the estimate says the matches are few
+    (``TEXT_FEW_MATCHES``), when a window holds none, or at the ``TEXT_WINDOW_TRIES``th
+    try, the whole index answers (a MATERIALIZED CTE: left alone, the planner walks the time index and runs
+    to_tsvector on every row it passes: 400 ms for a word pair in 0.09% of 10M).
+    """
+    where, params = filters.where()
+    keyset, keyset_params = _keyset(position, direction)
+    matches = estimate(conn, filters)
+    size: float | None = 2 * limit * total / max(matches, 1.0)
+    if matches <= TEXT_FEW_MATCHES:
+        size = None
+    for tries in itertools.count(1):
+        bound = None if size is None else _time_bound(conn, position, direction, int(size))
+        window = sql.SQL("true") if bound is None else sql.SQL(
+            "occurred_at >= {}" if direction == "next" else "occurred_at <= {}").format(
+            sql.Placeholder("w_at"))
+        query = sql.SQL(
+            "with hits as materialized (select {cols} from {log}"
+            " where {where} and {keyset} and {window})"
+            " select {cols} from hits order by {order} limit {limit}").format(
+            cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset, window=window,
+            order=_order(direction), limit=sql.Literal(limit))
+        rows = cur.execute(query, {**params, **keyset_params, "w_at": bound},
+                           prepare=False).fetchall()
+        if bound is None or len(rows) >= limit:
+            return rows
+        # too few in the window: grow it by the density found; none found (rarer near
+        # the top than the estimate said) or the last try: the whole index
+        if not rows or tries + 1 >= TEXT_WINDOW_TRIES:
+            size = None
+        else:
+            size *= max(2.0, 2.0 * limit / len(rows))
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
@@ -282,7 +388,6 @@ def fetch_rows(conn: psycopg.Connection, filters: Filters,
     """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc).
     ``probe``: ``kind_probe(conn, filters)``, when the caller has it already."""
     keyset, keyset_params = _keyset(position, direction)
-    rest, text = _split_text(filters)
     cur = conn.cursor(row_factory=class_row(LogRow))
     actor = filters.get(ACTOR_PARAM)
     branches = _probed(filters)
@@ -316,38 +421,49 @@ def fetch_rows(conn: psycopg.Connection, filters: Filters,
             cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
             order=_order(direction), limit=sql.Literal(limit))
         return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
-    window = _walk_window(conn, filters, text, limit) if text else 0
+    if filters.get(TEXT_PARAM):
+        return _text_rows(conn, cur, filters, position, direction, limit)
+    where, params = filters.where()
+    query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
+                    " order by {order} limit {limit}").format(
+        cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
+        order=_order(direction), limit=sql.Literal(limit))
+    return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+
+
+def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
+               position: tuple[datetime, int] | None, direction: str,
+               limit: int) -> list[LogRow]:
+    """``fetch_rows`` for a text search: the sieved walk when the page's rows should lie
+    near the top, else the full-text index (in time windows for whole words)."""
+    keyset, keyset_params = _keyset(position, direction)
+    rest, text = _split_text(filters)
+    total = _log_size(conn)
+    window = _walk_window(conn, text, limit, total)
     if window:
         # a common word: walk the newest candidates (time or composite index) through a
-        # bounded window, and test the words on those rows only
+        # bounded window; on those rows, the sieve first, then the words themselves
         rest_where, rest_params = rest.where()
         text_where, text_params = text.where()
+        sieve, sieve_params = _sieve(conn, text)
         query = sql.SQL(
             "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
             " order by {order} limit {window}) w"
-            " where {text} order by {order} limit {limit}"
+            " where {sieve} and {text} order by {order} limit {limit}"
         ).format(cols=_columns(LIST_COLUMNS), log=LOG, rest=rest_where, keyset=keyset,
-                 order=_order(direction), window=sql.Literal(window), text=text_where,
-                 limit=sql.Literal(limit))
-        rows = cur.execute(query, {**rest_params, **text_params, **keyset_params},
-                           prepare=False).fetchall()
+                 order=_order(direction), window=sql.Literal(window), sieve=sieve,
+                 text=text_where, limit=sql.Literal(limit))
+        rows = cur.execute(query, {**rest_params, **text_params, **sieve_params,
+                                   **keyset_params}, prepare=False).fetchall()
         if len(rows) >= limit:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
-    if text and not _has_prefix(text):
-        # rare whole words: all their matches from the full-text index, then the newest.
-        # The MATERIALIZED CTE keeps the planner from walking the time index instead,
-        # which it prefers (it underprices to_tsvector on every row): 400 ms where this
-        # takes 50 at 10M. Not for prefixes (word*): a prefix's matches can be many
-        # times the estimate, too many to gather (measured: over 5 s for "mar* smi*",
-        # 270 ms on the planner's own plan below)
-        where, params = filters.where()
-        query = sql.SQL(
-            "with hits as materialized (select {cols} from {log} where {where} and {keyset})"
-            " select {cols} from hits order by {order} limit {limit}").format(
-            cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
-            order=_order(direction), limit=sql.Literal(limit))
-        return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+    if not _has_prefix(text):
+        return _text_windows(conn, cur, filters, position, direction, limit, total)
+    # a prefix (word*) with few matches near the top: the planner's own plan. The
+    # full-text index gathers every word a prefix starts into a bitmap before anything
+    # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
+    # gathering every match (over 5 s for "mar* smi*") are better
     where, params = filters.where()
     query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
                     " order by {order} limit {limit}").format(

@@ -1,0 +1,210 @@
+"""The viewer's text search strategies against a real PostgreSQL: the sieved walk of the
+newest rows and the time windows over the full-text index must give exactly the
+matches, newest first in (occurred_at desc, id desc) order, page after page, forward and
+back, whatever the ids say about time.
+
+Which strategy runs depends on the planner's estimates over a big log, so each test
+pins the choice (``TEXT_WINDOW``, ``TEXT_FEW_MATCHES`` and the estimate the query layer
+reads) and checks every page against a plain query of the same words."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from psycopg import sql
+
+from audit_capture.viewer import query
+from audit_capture.viewer.filters import (
+    TEXT_DOCUMENT,
+    Filters,
+    ActiveFilter,
+    parse_filters,
+    text_query,
+)
+from audit_capture.viewer.query import list_page
+
+UTC = ZoneInfo("UTC")
+T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
+FILLER = 20_000
+SIZE = 10
+#: depths (0: the newest filler row) of the filler rows labelled "Maria Smith": three at
+#: the top, then a gap, then groups ever older, the last in the oldest tenth of the log
+MATCH_DEPTHS = ([10, 20, 30] + list(range(1500, 2000, 100)) + list(range(5000, 6000, 100))
+                + list(range(19000, 20000, 100)))
+
+
+def put(conn, occurred_at, resource_label, actor_name="Alice Admin", source="web") -> int:
+    return conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
+        " resource_label, actor_id, actor_name, actor_type, db_user, transaction_id, source)"
+        " values (%s, 'Client updated', 'update', 'client', %s, '7', %s, 'admin',"
+        " 'crm_app', 1, %s) returning id",
+        (occurred_at, resource_label, actor_name, source)).fetchone()[0]
+
+
+@pytest.fixture
+def text_log(conn):
+    """20,000 filler actions a second apart (ids growing with time), "Maria Smith" at
+    MATCH_DEPTHS, decoys that hold the words inside longer ones ("Smithson Mariano",
+    "Amaria Blacksmith"), and rows whose ids disagree with their time: the newest
+    action has the lowest id, an old one the highest, three share one instant."""
+    newest = put(conn, T0 + timedelta(hours=1), "Maria Smith", source="api")
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
+        " resource_label, actor_id, actor_name, actor_type, db_user, transaction_id, source)"
+        " select %(t0)s - (%(n)s + 1 - g) * interval '1 second', 'Client updated', 'update',"
+        " 'client', case when %(n)s - g = any(%(depths)s) then 'Maria Smith'"
+        "                when g %% 97 = 0 then 'Smithson Mariano'"
+        "                when g %% 89 = 0 then 'Amaria Blacksmith' else 'Ann Lee' end,"
+        " '7', 'Alice Admin', 'admin', 'crm_app', 1, case when g %% 3 = 0 then 'api' else 'web' end"
+        " from generate_series(1, %(n)s) g",
+        {"t0": T0, "n": FILLER, "depths": MATCH_DEPTHS})
+    same = [put(conn, T0 - timedelta(seconds=7000.5), label, source="api")
+            for label in ("maria smith", "Smith, Maria", "MARIA-SMITH")]
+    oldest_time_highest_id = put(conn, T0 - timedelta(seconds=10000.5), "x",
+                                 actor_name="MARIA SMITH")
+    conn.commit()
+    conn.execute("analyze audit.action_log")
+    conn.commit()
+    return {"newest": newest, "same": same, "late": oldest_time_highest_id}
+
+
+def expected_ids(conn, args) -> list[int]:
+    """Every match of ``args``, newest first: one plain query, no strategy."""
+    where, params = parse_filters(args, UTC).where()
+    return [r[0] for r in conn.execute(
+        sql.SQL("select id from audit.action_log where {}"
+                " order by occurred_at desc, id desc").format(where), params)]
+
+
+def every_page(conn, args) -> list[list[int]]:
+    """The ids of every page forward, then checks each page again going back."""
+    filters = parse_filters(args, UTC)
+    pages, page = [], list_page(conn, filters, size=SIZE)
+    assert page.prev_cursor is None
+    while True:
+        pages.append([r.id for r in page.rows])
+        if page.next_cursor is None:
+            break
+        page = list_page(conn, filters, cursor=page.next_cursor, size=SIZE)
+    for number in range(len(pages) - 2, -1, -1):
+        page = list_page(conn, filters, cursor=page.prev_cursor, direction="prev", size=SIZE)
+        assert [r.id for r in page.rows] == pages[number], (args, number)
+    assert page.prev_cursor is None
+    return pages
+
+
+def flat(pages):
+    return [i for p in pages for i in p]
+
+
+@pytest.fixture
+def pinned_estimate(monkeypatch):
+    """The planner's estimate of a text search's matches, pinned to 440: the first
+    window is then 2 * 11 * 20,004 / 440 = ~1,000 rows, holding four of the matches."""
+    real = query.estimate
+
+    def estimate(conn, filters):
+        return 440.0 if filters.get("q") else real(conn, filters)
+
+    monkeypatch.setattr(query, "estimate", estimate)
+
+
+@pytest.fixture
+def bounds(monkeypatch):
+    """Every window's time bound, per call of fetch_rows (None: the whole index)."""
+    seen: list[list] = []
+    real_bound, real_windows = query._time_bound, query._text_windows
+
+    def windows(*args, **kwargs):
+        seen.append([])
+        return real_windows(*args, **kwargs)
+
+    def time_bound(*args, **kwargs):
+        bound = real_bound(*args, **kwargs)
+        seen[-1].append(bound)
+        return bound
+
+    monkeypatch.setattr(query, "_text_windows", windows)
+    monkeypatch.setattr(query, "_time_bound", time_bound)
+    return seen
+
+
+@pytest.mark.parametrize("args", [
+    {"q": "maria smith"},
+    {"q": "Smith"},
+    {"q": "MARIA"},
+    {"q": "maria smith", "source": "api"},
+])
+def test_time_windows_over_the_full_text_index_give_every_match_in_order(
+        conn, text_log, monkeypatch, pinned_estimate, bounds, args):
+    monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
+    pages = every_page(conn, args)
+    assert flat(pages) == expected_ids(conn, args)
+    assert all(len(p) == SIZE for p in pages[:-1])
+    if "source" not in args:
+        assert pages[0][0] == text_log["newest"]  # the newest action, with the lowest id
+        assert len(pages) >= 4
+        # the first page grew its window once (four matches in the first), and a later
+        # page reached the matches older than any window through the whole index
+        assert len(bounds[0]) == 2 and all(bounds[0])
+        assert any(b and b[-1] is None for b in bounds)
+
+
+@pytest.mark.parametrize("args", [
+    {"q": "maria smith"},
+    {"q": "mar* smi*"},  # also the decoys: Mariano, Smithson
+    {"q": "SMITH mar*"},
+    {"q": "smith"},
+    {"q": "amaria"},
+    {"q": "mar* smi*", "source": "api"},
+])
+def test_the_sieved_walk_gives_every_match_in_order(conn, text_log, monkeypatch,
+                                                    pinned_estimate, args):
+    # the walk of ~2,000 rows first, whatever the estimate; past it, the index
+    monkeypatch.setattr(query, "TEXT_WINDOW", 10**9)
+    pages = every_page(conn, args)
+    expected = expected_ids(conn, args)
+    assert flat(pages) == expected and expected
+    assert all(len(p) == SIZE for p in pages[:-1])
+
+
+def test_the_decoys_match_prefixes_but_not_whole_words(conn, text_log):
+    whole = set(expected_ids(conn, {"q": "maria smith"}))
+    prefix = set(expected_ids(conn, {"q": "mar* smi*"}))
+    assert len(whole) == len(MATCH_DEPTHS) + 5  # the newest, 3 at one instant, the late one
+    assert whole < prefix  # Smithson Mariano
+    assert not whole & set(expected_ids(conn, {"q": "amaria"}))
+
+
+def test_the_default_strategies_give_every_match_in_order(conn, text_log):
+    for args in ({"q": "maria smith"}, {"q": "mar* smi*"}, {"q": "ann lee"}, {"q": "zebra"}):
+        assert flat(every_page(conn, args)) == expected_ids(conn, args), args
+
+
+def test_the_sieve_holds_only_the_words_postgresql_searches(conn):
+    text = parse_filters({"q": "Maria smi*"}, UTC)
+    sieve, params = query._sieve(conn, text)
+    assert params == {"t_sieve": ["%maria%", "%smi%"]}
+    assert "like all" in sieve.as_string(conn)
+    # a tsquery PostgreSQL would build otherwise (here: lower-cased) gets no sieve
+    odd = Filters((ActiveFilter("q", "x", "Text", "x", params={"f_q": "'Maria'"}),))
+    assert query._sieve(conn, odd) == (sql.SQL("true"), {})
+    assert text_query("Maria smi*") == "'maria' & 'smi':*"
+
+
+def test_the_sieve_is_a_necessary_condition_of_the_match(conn, text_log):
+    """On every row, a match of the words implies that the sieve passes."""
+    for q in ("maria smith", "mar* smi*", "amaria", "smith"):
+        text = parse_filters({"q": q}, UTC)
+        sieve, sieve_params = query._sieve(conn, text)
+        where, params = text.where()
+        missed = conn.execute(sql.SQL(
+            "select count(*) from audit.action_log where {} and not ({})").format(
+            where, sieve), {**params, **sieve_params}).fetchone()[0]
+        assert missed == 0, q
+    # and the document the sieve reads is the one the index reads
+    assert "coalesce(resource_label, '')" in TEXT_DOCUMENT.as_string(conn)
