@@ -141,6 +141,7 @@ def bounds(monkeypatch):
 def test_time_windows_over_the_full_text_index_give_every_match_in_order(
         conn, text_log, monkeypatch, pinned_estimate, bounds, args):
     monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
     monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
     pages = every_page(conn, args)
     assert flat(pages) == expected_ids(conn, args)

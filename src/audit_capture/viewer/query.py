@@ -73,7 +73,12 @@ LOG = sql.Identifier("audit", "action_log")
 TEXT_PARAM = "q"
 TEXT_WINDOW = 40_000  # most rows of the (sieved) time walk tried before the full-text index
 TEXT_WINDOW_TRIES = 3  # time windows over the full-text index before all its matches
-TEXT_FEW_MATCHES = 2_000  # estimated matches few enough to fetch and sort them all
+TEXT_FEW_MATCHES = 3_000  # estimated matches few enough to fetch and sort them all (an
+# absent word is estimated at ~2,800 at 10M: the rarest common word's frequency, halved)
+TEXT_PROBE_WALK = 5_000  # the short walk tried before the full-text index (~4 ms at 10M)
+# a time window's bitmap costs ~0.15 µs a row, fetching one match ~5 µs: wider than this
+# many rows per match of the words, fetch all matches instead
+TEXT_WINDOW_ROWS_PER_MATCH = 30
 EXACT_COUNT_LIMIT = 1_000
 
 
@@ -174,21 +179,27 @@ def _log_size(conn: psycopg.Connection) -> float:
         " where oid = 'audit.action_log'::regclass").fetchone()[0]
 
 
-def _walk_window(conn: psycopg.Connection, text: Filters, limit: int, total: float) -> int:
+def _walk_window(words: float, limit: int, total: float) -> int:
     """How many of the newest candidate rows to walk for a text search, or 0 to let the
     full-text index answer.
 
     The planner's estimate of the rows the words match (EXPLAIN over the GIN index's
-    statistics, no execution), against the log's size ``total``, says how far down
-    the time index the page's rows should lie: ``limit * total / matches``. When twice
+    statistics, no execution: ``words``), against the log's size ``total``, says how far down
+    the time index the page's rows should lie: ``limit * total / words``. When twice
     that is within ``TEXT_WINDOW`` rows the (sieved) walk wins; beyond it the index does.
     The window, a cap on the walk and not its cost, leaves room for a wrong estimate
-    (a prefix's often is).
+    (a prefix's often is). Deeper, a short walk of ``TEXT_PROBE_WALK`` rows still goes
+    first: the planner multiplies the words' frequencies as if they were independent,
+    and words that come together ("lawruler login": 167,000 matches at 10M, estimated
+    15,000) fill a page near the top. Not when the words are rare (the index answers
+    those at once).
     """
-    expected = limit * total / max(estimate(conn, text), 1.0)
+    expected = limit * total / max(words, 1.0)
     # the sieved walk: ~0.75 µs a row at 10M (time index, heap, sieve), against ~20 ms
     # for the full-text index to intersect two words of 3% each
-    return 0 if 2 * expected > TEXT_WINDOW else int(min(4 * expected + limit, TEXT_WINDOW))
+    if 2 * expected <= TEXT_WINDOW:
+        return int(min(4 * expected + limit, TEXT_WINDOW))
+    return 0 if words <= TEXT_FEW_MATCHES else TEXT_PROBE_WALK
 
 
 def _has_prefix(text: Filters) -> bool:
@@ -242,7 +253,7 @@ def _time_bound(conn: psycopg.Connection, position: tuple[datetime, int] | None,
 
 def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
                   position: tuple[datetime, int] | None, direction: str, limit: int,
-                  total: float) -> list[LogRow]:
+                  total: float, words: float) -> list[LogRow]:
     """Up to ``limit`` rows of a text search (whole words) from the full-text index,
     ANDed with a recent window of time that grows until it holds a page.
 
@@ -253,16 +264,19 @@ def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filter
     window starts at twice the rows the page should span (the planner's estimate of all
     the filters' matches), and a window that holds too few grows by the density it
     found. Exact: a match outside the window is older than T, and every row of the
-    window is T or newer. When the estimate says the matches are few
-    (``TEXT_FEW_MATCHES``), when a window holds none, or at the ``TEXT_WINDOW_TRIES``th
-    try, the whole index answers (a MATERIALIZED CTE: left alone, the planner walks the time index and runs
-    to_tsvector on every row it passes: 400 ms for a word pair in 0.09% of 10M).
+    window is T or newer. When the words alone match few rows (``words``, the
+    estimate, at most ``TEXT_FEW_MATCHES``), when a window holds none, or at the
+    ``TEXT_WINDOW_TRIES``th try, the whole index answers (a MATERIALIZED CTE: left
+    alone, the planner walks the time index and runs to_tsvector on every row it
+    passes: 400 ms for a word pair in 0.09% of 10M).
     """
     where, params = filters.where()
     keyset, keyset_params = _keyset(position, direction)
-    matches = estimate(conn, filters)
-    size: float | None = 2 * limit * total / max(matches, 1.0)
-    if matches <= TEXT_FEW_MATCHES:
+    size: float | None = 2 * limit * total / max(estimate(conn, filters), 1.0)
+    if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
+        # few matches of the words (each one fetched from the table before any other
+        # filter can be tested), or a window so wide that its bitmap would cost more
+        # than fetching them all (the other filters leave few): all of them
         size = None
     for tries in itertools.count(1):
         bound = None if size is None else _time_bound(conn, position, direction, int(size))
@@ -439,7 +453,8 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
     keyset, keyset_params = _keyset(position, direction)
     rest, text = _split_text(filters)
     total = _log_size(conn)
-    window = _walk_window(conn, text, limit, total)
+    words = estimate(conn, text)
+    window = _walk_window(words, limit, total)
     if window:
         # a common word: walk the newest candidates (time or composite index) through a
         # bounded window; on those rows, the sieve first, then the words themselves
@@ -459,7 +474,7 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
     if not _has_prefix(text):
-        return _text_windows(conn, cur, filters, position, direction, limit, total)
+        return _text_windows(conn, cur, filters, position, direction, limit, total, words)
     # a prefix (word*) with few matches near the top: the planner's own plan. The
     # full-text index gathers every word a prefix starts into a bitmap before anything
     # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
