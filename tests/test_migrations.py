@@ -377,3 +377,29 @@ def test_0003_reads_chunks_written_before_it_beside_its_own(empty_db_url):
                                             (2, "2", None, {"id": 2, "name": "b"})]
     assert _items(empty_db_url, after) == [(1, "1", {"id": 1, "name": "a"}, None),
                                            (2, "2", {"id": 2, "name": "b"}, None)]
+
+
+def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(empty_db_url):
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.widgets (id int primary key, code text not null)")
+        conn.execute("select audit.track('public.widgets', 'widget')")
+        conn.execute("drop event trigger audit_capture_alter_table")
+        conn.execute("alter table public.widgets drop constraint widgets_pkey,"
+                     " add primary key (code)")
+    assert _scalar(empty_db_url, "select key_columns from audit.tracked_table") == ["id"]
+
+    with psycopg.connect(empty_db_url) as conn:
+        sqlfiles.install(conn)
+        conn.commit()
+
+    assert _scalar(empty_db_url, "select key_columns from audit.tracked_table") == ["code"]
+    when = _scalar(empty_db_url, "select pg_get_triggerdef(oid) from pg_trigger"
+                                 " where tgname = 'audit_capture_key_change'")
+    assert "old.code IS DISTINCT FROM new.code" in when and "old.id" not in when
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("insert into public.widgets values (1, 'a'), (2, 'b')")
+        conn.execute("update public.widgets set code = code || '2'")
+        moved = conn.execute("select resource_id, old, new from audit.action_items("
+                             "(select max(id) from audit.action_log)) order by 1").fetchall()
+    assert moved == [("a2", {"code": "a"}, {"code": "a2"}), ("b2", {"code": "b"}, {"code": "b2"})]
