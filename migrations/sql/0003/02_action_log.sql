@@ -92,9 +92,10 @@ create table if not exists audit.action_item_chunk (
 );
 
 -- Bulk INSERT and DELETE chunks keep their rows as json_agg() writes them and the rows'
--- ids beside them: 25% cheaper per row than pasting each row into a [resource_id, old,
--- new] triple (measured on a 100,000-row DELETE). Chunks written before this column
--- existed, and every UPDATE chunk, have it null and keep the triples.
+-- ids beside them, rather than pasting each row into a [resource_id, old, new] triple:
+-- building the chunks of 100,000 rows took 25% less time (the whole DELETE, about 5%).
+-- Chunks written before this column existed, and every UPDATE chunk, have it null and
+-- keep the triples.
 alter table audit.action_item_chunk add column if not exists resource_ids text[];
 -- No foreign key to action_log on purpose: the capture function writes both in one
 -- trigger call, and both tables are append-only, so nothing can orphan a chunk.
