@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from audit_capture import batch, set_context
 from audit_log import actions, count_actions, items, only_action
 
@@ -72,6 +74,21 @@ def test_statements_after_a_batch_are_their_own_actions(conn):
         conn.execute("delete from clients where id = 2")
     assert only_action(conn, action="Cleanup")["row_count"] == 1
     assert only_action(conn, action="Client deleted")["resource_id"] == "2"
+
+
+@pytest.mark.parametrize("statement, resource_id, label", [
+    ("insert into clients (id, name) values (7, 'Client 7')", "7", "Client 7"),
+    ("update clients set name = 'Renamed' where id = 1", "1", "Renamed"),
+    ("delete from clients where id = 1", "1", "Client 1"),
+])
+def test_a_batch_that_holds_one_row_names_it(conn, statement, resource_id, label):
+    with conn.transaction():
+        add_clients(conn, 2)
+        with batch(conn, "Cleanup"):
+            conn.execute(statement)
+    cleanup = only_action(conn, action="Cleanup")
+    assert (cleanup["row_count"], cleanup["resource_id"], cleanup["resource_label"]) == (
+        1, resource_id, label)
 
 
 def test_a_batch_mixing_updates_and_status_changes_is_a_status_change(conn):

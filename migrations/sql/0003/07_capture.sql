@@ -52,7 +52,8 @@ declare
   ctx   audit.context := audit.current_context();
   reg   audit.tracked_table;
   kind  text;
-  item  jsonb;
+  item_id  text;     -- the one item of a batch that so far holds one row
+  item_row jsonb;
 begin
   if operation = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
     delete from audit.pending_key_change
@@ -89,11 +90,9 @@ begin
   end if;
   if item_count = 1 then
     -- a batch that so far holds one row names it, as a single-row action would
-    select case when c.resource_ids is null then c.items::jsonb -> 0
-                when c.operation = 'INSERT' then jsonb_build_array(c.resource_ids[1], null, c.items::jsonb -> 0)
-                else jsonb_build_array(c.resource_ids[1], c.items::jsonb -> 0, null) end
-    into item from audit.action_item_chunk c
-    where c.action_id = finish_statement.action_id;
+    -- (read through audit.action_items(), which knows every chunk format)
+    select i.resource_id, coalesce(i.new, i.old) into item_id, item_row
+    from audit.action_items(finish_statement.action_id, 1, 1) i;
   end if;
 
   insert into audit.action_log (
@@ -105,8 +104,8 @@ begin
     action_id,
     coalesce(ctx.batch, audit.default_label(reg.label, reg.label_plural, kind, item_count, changed_columns)),
     kind, reg.resource_type,
-    item ->> 0,
-    coalesce(item -> 2, item -> 1) ->> reg.label_column,
+    item_id,
+    item_row ->> reg.label_column,
     item_count, ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('rows', item_count)
       || case when operation = 'UPDATE' then jsonb_build_object('changed_columns', changed_columns) else '{}' end,
