@@ -5,7 +5,6 @@ functions run as a role nobody logs in as, with a pinned search_path."""
 from __future__ import annotations
 
 import itertools
-
 import re
 
 import psycopg
