@@ -437,6 +437,12 @@ def fetch_rows(conn: psycopg.Connection, filters: Filters,
         return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
     if filters.get(TEXT_PARAM):
         return _text_rows(conn, cur, filters, position, direction, limit)
+    return _planned_rows(cur, filters, keyset, keyset_params, direction, limit)
+
+
+def _planned_rows(cur: psycopg.Cursor, filters: Filters, keyset: sql.Composable,
+                  keyset_params: dict, direction: str, limit: int) -> list[LogRow]:
+    """``fetch_rows`` on the planner's own plan: every filter in one WHERE, in page order."""
     where, params = filters.where()
     query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
                     " order by {order} limit {limit}").format(
@@ -479,12 +485,7 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
     # full-text index gathers every word a prefix starts into a bitmap before anything
     # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
     # gathering every match (over 5 s for "mar* smi*") are better
-    where, params = filters.where()
-    query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
-                    " order by {order} limit {limit}").format(
-        cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
-        order=_order(direction), limit=sql.Literal(limit))
-    return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+    return _planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 
 def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = None,
