@@ -14,6 +14,12 @@ it into audit.action_log itself, with the viewer's indexes. Blocks alternate bet
 the tables so that machine noise hits them alike; medians are reported, as the
 throughput ratio to the untracked table and as the time each trigger adds to a
 transaction.
+
+Then the same for the 100,000-row DELETE (median of 3, each on freshly reset data): the
+empty trigger (the transition table alone), one that copies the deleted rows as they are
+into an unindexed table of the same row type (the cheapest way to keep them), and one
+that turns them into JSON in chunks of 1,000 as audit_capture does but stores nothing
+(the price of the format audit.action_items speaks).
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ TRIGGERS = (  # (table, reference trigger function or None, what it shows)
     ("clients_log_full", "audit.bench_floor_log_full", "+ insert a constant action into audit.action_log (viewer's indexes)"),
     ("clients_tracked", None, "audit_capture (audit.track)"),
 )
+BULK_TRIGGERS = (  # the same for one DELETE of every row (DELETE triggers only)
+    ("clients_plain", None, "untracked"),
+    ("clients_empty", "audit.bench_floor_empty", "empty statement trigger (transition table)"),
+    ("clients_rows_copy", "audit.bench_floor_rows_copy", "copy the rows as they are into an unindexed table"),
+    ("clients_rows_json", "audit.bench_floor_rows_json", "turn the rows into JSON in chunks of 1,000, store nothing"),
+    ("clients_tracked", None, "audit_capture (audit.track)"),
+)
+DELETE_TARGET = 6.0  # the issue's bound for the 100,000-row DELETE, as a time ratio
 
 
 def prepare(server, rows: int) -> str:
@@ -55,6 +69,17 @@ def prepare(server, rows: int) -> str:
                 " audit_new_rows for each statement execute function {1}()"
             ).format(sql.Identifier(table), sql.SQL(function)))
             bench.reset_table(conn, table, rows)
+        for table, function, _ in BULK_TRIGGERS:
+            if function is None:
+                continue
+            if table not in (t for t, _, _ in TRIGGERS):
+                bench.run_file(conn, "create_table.sql", table=table, email_index=f"{table}_email_idx",
+                               owner_index=f"{table}_owner_id_idx")
+                bench.reset_table(conn, table, rows)
+            conn.execute(sql.SQL(
+                "create trigger floor_delete after delete on {} referencing old table as"
+                " audit_old_rows for each statement execute function {}()"
+            ).format(sql.Identifier(table), sql.SQL(function)))
     return url
 
 
@@ -88,6 +113,30 @@ def measure(server, url: str, settings: bench.Settings) -> Tps:
     return tps
 
 
+def measure_delete(url: str, settings: bench.Settings) -> dict[str, list[float]]:
+    """One DELETE of every row per table and run, on freshly reset data, tables interleaved."""
+    seconds: dict[str, list[float]] = {table: [] for table, _, _ in BULK_TRIGGERS}
+    with bench.connect(url) as conn:
+        for run in range(1, settings.bulk_runs + 1):
+            for table, _, _ in BULK_TRIGGERS:
+                result = bench.run_bulk(conn, table, "delete from {table}", settings.rows)
+                seconds[table].append(result.seconds)
+                bench.log(f"  DELETE run {run}, {table}: {result.seconds:.3f} s")
+            for table, _, _ in BULK_TRIGGERS:
+                bench.reset_table(conn, table, settings.rows)
+    return seconds
+
+
+def report_delete(seconds: dict[str, list[float]], rows: int) -> str:
+    plain = statistics.median(seconds[bench.PLAIN])
+    lines = [f"{f'DELETE of {rows:,} rows':<72}  {'s':>7}  ratio", "-" * 100]
+    for table, _, what in BULK_TRIGGERS:
+        median = statistics.median(seconds[table])
+        lines.append(f"{what:<72}  {median:>7.3f}  {median / plain:5.2f}")
+    lines.append(f"{'':<72}  {'target':>7}  {DELETE_TARGET:5.2f}")
+    return "\n".join(lines)
+
+
 def report(tps: Tps, clients: int) -> str:
     lines = []
     for workload in bench.PGBENCH_WORKLOADS:
@@ -111,13 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10,000 rows, short blocks")
     args = parser.parse_args(argv)
     settings = bench.QUICK if args.quick else bench.Settings(
-        rows=100_000, pgbench_blocks=5, block_seconds=4, warmup_seconds=2, bulk_runs=0)
+        rows=100_000, pgbench_blocks=5, block_seconds=4, warmup_seconds=2, bulk_runs=3)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = bench.start_server()
     try:
         url = prepare(server, settings.rows)
-        print(report(measure(server, url, settings), settings.clients), flush=True)
+        tps = measure(server, url, settings)
+        bench.log("bulk DELETE")
+        seconds = measure_delete(url, settings)
+        print(report(tps, settings.clients), flush=True)
+        print(report_delete(seconds, settings.rows), flush=True)
         return 0
     except KeyboardInterrupt:
         bench.log("interrupted")

@@ -45,3 +45,41 @@ $$;
 alter function audit.bench_floor_empty() owner to audit_owner;
 alter function audit.bench_floor_log_bare() owner to audit_owner;
 alter function audit.bench_floor_log_full() owner to audit_owner;
+
+-- The bulk DELETE's floor: what keeping 100,000 deleted rows costs before any audit
+-- design choice. bench/write_floor.py attaches these to copies of the table as DELETE
+-- triggers (bench_floor_empty above is the price of the transition table alone).
+--
+--   rows_copy  copies the rows as they are into an unindexed table of the same row
+--              type: the cheapest way to keep them (a history table per tracked table)
+--   rows_json  turns them into JSON in chunks of 1,000, as audit_capture does, and
+--              stores nothing: the price of the format audit.action_items speaks
+
+create table if not exists audit.bench_rows_copy (like public.clients_plain);
+alter table audit.bench_rows_copy owner to audit_owner;
+
+create or replace function audit.bench_floor_rows_copy() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as $$
+begin
+  insert into audit.bench_rows_copy select * from audit_old_rows;
+  return null;
+end
+$$;
+
+create or replace function audit.bench_floor_rows_json() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as $$
+declare
+  chunk_bytes bigint;
+begin
+  perform set_config('work_mem', '64MB', true);  -- as audit_capture gives its chunk query
+  select sum(length(items)) into chunk_bytes
+  from (select array_agg(k) as ids, json_agg(r)::text as items
+        from (select row_number() over () - 1 as i, o.id::text as k, o as r
+              from audit_old_rows o) d
+        group by i / 1000) chunks;
+  return null;
+end
+$$;
+
+alter function audit.bench_floor_rows_copy() owner to audit_owner;
+alter function audit.bench_floor_rows_json() owner to audit_owner;
