@@ -443,6 +443,18 @@ def test_import_items_show_the_created_rows(user, seeded):
     assert "Lead 1" in text and "created" in text
 
 
+def test_items_are_named_by_their_label_column(user, seeded):
+    # created rows hold the clients' name (the label column): each item is named by it
+    text = user.get(f"/actions/{seeded['import']}").text
+    assert '<span class="item-label" title="Lead 1">Lead 1</span>' in text
+    assert text.count('class="item-label"') == 50
+    assert "Client · created" in unescape(text)
+    # a status change's items hold the changed columns only: no name, the type and id
+    bulk = user.get(f"/actions/{seeded['bulk']}").text
+    assert 'class="item-label"' not in bulk
+    assert re.search(r"Client <code>#\d+</code>\s*<div class=\"subtle\">updated</div>", bulk)
+
+
 # -- exports --------------------------------------------------------------------------
 
 

@@ -28,10 +28,12 @@ from audit_capture.viewer.filters import (
 )
 from audit_capture.viewer.query import (
     EXPORT_COLUMNS,
+    Item,
     change_rows,
     export_csv,
     export_json,
     get_action,
+    item_label,
     items_page,
     list_page,
 )
@@ -574,3 +576,19 @@ def test_an_actor_with_a_source_it_never_uses(conn, common_log):
     assert ids(second) == made[10:] and second.next_cursor is None
     assert ids(list_page(conn, filters, cursor=second.prev_cursor, direction="prev",
                          size=10)) == made[:10]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    (None, {"id": 1, "name": "Ana Diaz"}, "Ana Diaz"),            # created
+    ({"id": 1, "name": "Ana Diaz"}, None, "Ana Diaz"),            # deleted
+    ({"name": "Ana"}, {"name": "Ana Diaz"}, "Ana Diaz"),          # renamed: the new name
+    ({"status": "new"}, {"status": "won"}, None),                 # the name did not change
+    (None, {"id": 1, "name": "[redacted]"}, None),                # never show a redacted value
+    (None, {"id": 1, "name": None}, None),
+    (None, {"id": 1, "name": {"first": "Ana"}}, None),            # not a plain value
+    (None, {"id": 1, "name": 42}, "42"),
+])
+def testitem_label(old, new, expected):
+    item = Item(item_no=1, resource_type="client", resource_id="1", old=old, new=new)
+    assert item_label(item, "name") == expected
+    assert item_label(item, None) is None  # a type without a label column

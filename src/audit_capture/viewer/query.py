@@ -58,6 +58,7 @@ from psycopg.rows import class_row
 
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer import cursor as cursors
+from audit_capture.viewer.present import REDACTED
 from audit_capture.viewer.filters import (
     DEFAULT_SIZE,
     DIRECTIONS,
@@ -655,6 +656,7 @@ class Item:
     resource_id: str | None
     old: Any
     new: Any
+    label: str | None = None  # the row's label column, when the item holds it (items_page)
 
     def change_rows(self) -> list[tuple[str, object, object]]:
         """(column, old, new) over the columns in old or new."""
@@ -674,6 +676,27 @@ class ItemsPage:
     prev_after: int | None
 
 
+def _label_columns(conn: psycopg.Connection) -> dict[str, str]:
+    """The label column of each tracked resource type (audit.tracked_table.label_column)."""
+    return dict(conn.execute(
+        "select resource_type, min(label_column) from audit.tracked_table"
+        " where label_column is not null group by resource_type").fetchall())
+
+
+def item_label(item: Item, column: str | None) -> str | None:
+    """What names the item's row, as the list names a single-row action: the value of
+    its table's label column in the row the item holds (a created or deleted row; an
+    update's item holds it only when it changed). None when absent, redacted or not a
+    plain value."""
+    row = item.new if item.new is not None else item.old
+    if column is None or not isinstance(row, dict):
+        return None
+    value = row.get(column)
+    if value is None or isinstance(value, (dict, list, bool)) or value == REDACTED:
+        return None
+    return str(value)
+
+
 def items_page(conn: psycopg.Connection, action_id: int | str, after: int = 0,
                size: int = 50) -> ItemsPage:
     """Items ``after + 1`` .. ``after + size`` of an action, through
@@ -691,6 +714,10 @@ def items_page(conn: psycopg.Connection, action_id: int | str, after: int = 0,
             " from audit.action_items(%s, %s, %s)",
             (action_id, after + 1, size + 1),
         ).fetchall()
+        if items:
+            columns = _label_columns(conn)
+            for item in items:
+                item.label = item_label(item, columns.get(item.resource_type))
     more = len(items) > size
     return ItemsPage(items[:size], after + size if more else None,
                      max(after - size, 0) if after > 0 else None)
