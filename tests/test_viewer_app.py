@@ -12,6 +12,7 @@ import re
 from datetime import datetime, timezone
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -19,6 +20,7 @@ from flask import Flask, session
 
 from audit_capture.viewer import create_app, make_blueprint
 from audit_capture.viewer.config import ConfigError
+from audit_capture.viewer.present import instant
 from viewer_data import (
     BULK_CLIENTS,
     PASSWORD,
@@ -223,9 +225,36 @@ def test_dates_are_shown_in_the_configured_time_zone_with_iso_on_hover(seeded, r
     row = rows(page)[0]
     iso = occurred.isoformat()
     assert f'datetime="{iso}" title="{iso}"' in row["html"]
-    local = occurred.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Kolkata"))
+    local = occurred.astimezone(ZoneInfo("Asia/Kolkata"))
     assert f"{local:%H:%M:%S}" in row["Date & Time"]
     assert "Times in Asia/Kolkata" in page.text
+
+
+def test_logged_timestamps_are_shown_in_the_configured_time_zone(seeded, reader_url, conn):
+    # a created client's row holds created_at (timestamptz), logged in UTC as JSON text
+    created_at = conn.execute("select changes ->> 'created_at' from audit.action_log where id = %s",
+                              (seeded["client_created"],)).fetchone()[0]
+    assert created_at.endswith("+00:00")
+    client = create_app(app_config(reader_url, TIMEZONE="Asia/Kolkata")).test_client()
+    sign_in(client)
+    page = client.get(f"/actions/{seeded['client_created']}").text
+    moment = datetime.fromisoformat(created_at).astimezone(ZoneInfo("Asia/Kolkata"))
+    shown = f"{moment.day} {moment:%b %Y, %H:%M:%S} IST"
+    assert f'<time datetime="{created_at}" title="{created_at}">{shown}</time>' in page
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2026-11-26T04:28:56.02965+00:00", datetime(2026, 11, 26, 4, 28, 56, 29650, timezone.utc)),
+    ("2026-11-26T04:28:56-05:00", datetime(2026, 11, 26, 9, 28, 56, tzinfo=timezone.utc)),
+    ("2026-11-26T04:28:56", None),         # no offset: no single instant, shown as logged
+    ("2026-11-26", None),
+    ("2026-02-30T04:28:56+00:00", None),   # looks like one, is not a date
+    ("call back 2026-11-26T04:28:56+00:00", None),
+    (42, None),
+    (None, None),
+])
+def test_instant_reads_only_whole_timestamps_with_an_offset(value, expected):
+    assert instant(value) == expected
 
 
 def test_the_filter_controls_offer_the_log_s_values(user):

@@ -7,6 +7,7 @@ through Jinja's autoescaping in the templates.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -87,8 +88,24 @@ def iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment is not None else ""
 
 
+# A timestamp with time zone as PostgreSQL writes it in JSON: 2026-11-26T04:28:56.02965+00:00
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?[+-]\d{2}:\d{2}(?::\d{2})?")
+
+
+def instant(value: Any) -> datetime | None:
+    """The moment a logged value names, when it is a timestamp with its offset (a
+    ``timestamptz`` column); None for anything else, dates and zoneless times included
+    (they name no single instant)."""
+    if not isinstance(value, str) or not _INSTANT.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:  # 2026-02-30...: text that only looks like a timestamp
+        return None
+
+
 def value_kind(value: Any) -> str:
-    """How a cell value is drawn: null, redacted, bool, number, json or text."""
+    """How a cell value is drawn: null, redacted, bool, number, json, instant or text."""
     if value is None:
         return "null"
     if value == REDACTED:
@@ -99,6 +116,8 @@ def value_kind(value: Any) -> str:
         return "number"
     if isinstance(value, (dict, list)):
         return "json"
+    if instant(value) is not None:
+        return "instant"
     return "text"
 
 
@@ -134,6 +153,7 @@ HELPERS = {
     "time_text": time_text,
     "datetime_text": datetime_text,
     "iso": iso,
+    "instant": instant,
     "value_kind": value_kind,
     "value_text": value_text,
     "pretty_json": pretty_json,
