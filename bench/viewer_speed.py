@@ -190,6 +190,11 @@ def page_cases(conn: psycopg.Connection) -> list[tuple[str, dict]]:
         ("text ~1%, 2 words: q=maria smith", {"q": "maria smith"}),
         ("text common: q=updated", {"q": "updated"}),
         ("text + filter: q=maria + source=api", {"q": "maria", "source": "api"}),
+        ("text 2 words + filter: q=maria smith + source=api",
+         {"q": "maria smith", "source": "api"}),
+        ("text prefix + word: q=mari* smith", {"q": "mari* smith"}),
+        ("text prefix + absent word: q=mar* zzz", {"q": "mar* zzz"}),
+        ("text 2 words, no match together: q=smith johnson", {"q": "smith johnson"}),
     ]
     return cases
 

@@ -173,6 +173,42 @@ def test_the_sieved_walk_gives_every_match_in_order(conn, text_log, monkeypatch,
     assert all(len(p) == SIZE for p in pages[:-1])
 
 
+@pytest.mark.parametrize("args", [
+    {"q": "smith mari*"},   # the windows over "smith" (Smithson and Blacksmith are not it)
+    {"q": "alice smi*"},    # "alice" is on every row: the prefix keeps about one in forty
+    {"q": "SMI* maria"},
+    {"q": "smith mari*", "source": "api"},
+])
+def test_prefixes_beside_whole_words_take_windows_over_the_whole_words(
+        conn, text_log, monkeypatch, pinned_estimate, bounds, args):
+    monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
+    monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
+    pages = every_page(conn, args)
+    expected = expected_ids(conn, args)
+    assert flat(pages) == expected and expected
+    assert all(len(p) == SIZE for p in pages[:-1])
+    assert all(bounds) and any(all(b) for b in bounds)  # pages came through time windows
+
+
+def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, text_log,
+                                                                         bounds):
+    assert expected_ids(conn, {"q": "smith zeb*"}) == []
+    assert every_page(conn, {"q": "smith zeb*"}) == [[]]
+    assert bounds  # through the windows over "smith", not a bitmap of every zeb* word
+
+
+def test_whole_words_leave_out_prefixes_only_beside_whole_words():
+    def words(q):
+        found = query._whole_words(parse_filters({"q": q}, UTC))
+        return None if found is None else found.active[0].params
+
+    assert words("mari* Smith") == {"t_words": "'smith'"}
+    assert words("a* b c*") == {"t_words": "'b'"}
+    assert words("mar* smi*") is None  # prefixes only: the planner's own plan
+    assert words("maria smith") is None  # whole words only: the windows as they are
+
+
 def test_the_decoys_match_prefixes_but_not_whole_words(conn, text_log):
     whole = set(expected_ids(conn, {"q": "maria smith"}))
     prefix = set(expected_ids(conn, {"q": "mar* smi*"}))
@@ -182,7 +218,8 @@ def test_the_decoys_match_prefixes_but_not_whole_words(conn, text_log):
 
 
 def test_the_default_strategies_give_every_match_in_order(conn, text_log):
-    for args in ({"q": "maria smith"}, {"q": "mar* smi*"}, {"q": "ann lee"}, {"q": "zebra"}):
+    for args in ({"q": "maria smith"}, {"q": "mar* smi*"}, {"q": "mari* smith"},
+                 {"q": "ann lee"}, {"q": "zebra"}, {"q": "smith zeb*"}):
         assert flat(every_page(conn, args)) == expected_ids(conn, args), args
 
 

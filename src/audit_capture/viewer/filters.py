@@ -86,6 +86,13 @@ Q_MAX_LENGTH = 100
 _WORD = re.compile(r"([^\W_]+)(\*?)")
 
 
+def text_match(placeholder: str) -> sql.Composable:
+    """The condition "the text matches the tsquery in parameter ``placeholder``", the one
+    the full-text index answers."""
+    return sql.SQL("{} @@ to_tsquery('simple', {})").format(
+        TEXT_DOCUMENT, sql.Placeholder(placeholder))
+
+
 def text_query(q: str) -> str:
     """``q`` as a tsquery (for ``to_tsquery('simple', ...)``): every word must appear.
 
@@ -278,9 +285,8 @@ def _parse_q(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
             f"q is {len(value)} characters long; expected 1 to {Q_MAX_LENGTH} characters"
             if text else "q is empty; type a word to search for, or remove the search"
         )
-    name, ph = _ph(fdef)
-    condition = sql.SQL("{} @@ to_tsquery('simple', {})").format(TEXT_DOCUMENT, ph)
-    return fdef.active(text, text, condition, {name: text_query(text)},
+    name, _ = _ph(fdef)
+    return fdef.active(text, text, text_match(name), {name: text_query(text)},
                        phrase=f"Text matches “{text}”")
 
 
