@@ -289,11 +289,20 @@ def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filter
 
     ``recheck``: the whole filters, when ``filters`` search only part of the text (the
     whole words of "mari* smith"): the index and the windows work on ``filters``, and
-    ``recheck`` is tested on the rows they bring, sizing the windows by its estimate.
+    ``recheck``'s text search is tested on the rows they bring (its sieve first), sizing
+    the windows by its estimate. At 10M, "mari* smith" then takes ~85 ms, most of it the
+    index gathering the 281,000 rows of "smith" (a bitmap of every word "mari" starts
+    took 185 ms), and "mar* zzz" 2 ms instead of 67.
     """
     where, params = filters.where()
     keyset, keyset_params = _keyset(position, direction)
-    outer, outer_params = _split_text(recheck)[1].where() if recheck else (sql.SQL("true"), {})
+    outer, outer_params = sql.SQL("true"), {}
+    if recheck is not None:
+        # on the window's rows: the sieve first, to_tsvector on the rows that pass it
+        text = _split_text(recheck)[1]
+        (sieve, sieve_params), (match, match_params) = _sieve(conn, text), text.where()
+        outer, outer_params = sql.SQL("{} and {}").format(sieve, match), {**sieve_params,
+                                                                          **match_params}
     size: float | None = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
     if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
         # few matches of the words (each one fetched from the table before any other
