@@ -11,6 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from audit_capture import migrate
 from audit_capture.cli import cli
@@ -174,6 +176,12 @@ def test_track_and_untrack(widgets):
     assert _tracked(widgets, "widgets") is None
 
 
+def test_untrack_of_a_table_that_is_not_tracked_says_so(widgets):
+    result = run(widgets, "untrack", "widgets")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "widgets was not tracked: nothing to do"
+
+
 def test_track_a_table_without_primary_key_is_one_line_error(widgets):
     result = run(widgets, "track", "loose_rows", "--resource", "loose_row")
     assert_one_line_error(result, "loose_rows")
@@ -207,6 +215,24 @@ def test_status_of_a_fresh_install_is_ok(widgets):
     assert "widgets (widget): installed" in result.output
     assert "capture: fast" in result.output
     assert "status: ok" in result.output
+
+
+@pytest.mark.parametrize("role", ["audit_reader", "audit_admin"])
+def test_status_runs_as_a_monitoring_login_of_an_audit_role(widgets, role):
+    with psycopg.connect(widgets, autocommit=True) as conn:
+        login = f"monitor_{role}_{conn.info.dbname}"
+        conn.execute(sql.SQL("create role {} login in role {}").format(
+            sql.Identifier(login), sql.Identifier(role)))
+    try:
+        url = make_conninfo(widgets, user=login)
+        result = run(url, "status")
+        assert result.exit_code == 0, result.output
+        assert "status: ok" in result.output
+        current = run(url, "migrate", "current")
+        assert current.exit_code == 0 and migrate.head() in current.output, current.output
+    finally:
+        with psycopg.connect(widgets, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop role {}").format(sql.Identifier(login)))
 
 
 def test_status_says_which_capture_mode_runs(db_url):

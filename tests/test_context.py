@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import errors, pq
+from psycopg import errors, pq, sql
 
 from audit_capture import (ActionType, ActorType, InvalidContextValue, NoTransaction, Source,
                            context, record_action, set_context)
@@ -98,6 +98,22 @@ def test_invalid_context_json_is_a_clear_error(conn):
             conn.execute("set local audit.context = '{not json'")
             conn.execute("insert into clients (name) values ('Never')")
     assert conn.execute("select count(*) from clients").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("value", "kind"), [("[1]", "array"), ("42", "number"),
+                                           ('"ticket 4312"', "string")])
+def test_a_context_that_is_not_an_object_is_a_clear_error(conn, value, kind):
+    message = f"audit.context is a JSON {kind}, not an object"
+    with pytest.raises(errors.InvalidParameterValue, match=message):
+        with conn.transaction():
+            conn.execute(sql.SQL("set local audit.context = {}").format(sql.Literal(value)))
+            conn.execute("insert into clients (name) values ('Never')")
+    assert conn.execute("select count(*) from clients").fetchone()[0] == 0
+    with pytest.raises(errors.InvalidParameterValue, match=message):
+        conn.execute("select audit.set_context(actor_type => 'system', context => %s::jsonb)",
+                     (value,))
+    conn.rollback()
+    assert conn.execute("select count(*) from audit.action_log").fetchone()[0] == 0
 
 
 def test_python_rejects_wrong_values_before_sending_anything(conn):

@@ -117,3 +117,16 @@ def test_dropping_a_tracked_table_forgets_it(conn, capture_mode):
     # its generated capture function went with it
     assert conn.execute("select to_regprocedure(%s)", (f"audit.capture_{oid}()",)).fetchone()[0] is None
     assert conn.execute("select count(*) from audit.action_log").fetchone()[0] == 0  # history unaffected
+
+
+def test_drop_table_prints_no_notice(conn, capture_mode):
+    """The event trigger that forgets dropped tables says nothing about tables it has
+    nothing to do with (a NOTICE per dropped table, index and sequence before 0004)."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda notice: notices.append(notice.message_primary))
+    with conn.transaction():
+        conn.execute("create table scratch (id int generated always as identity primary key,"
+                     " name text unique)")
+        conn.execute("drop table scratch")     # never tracked
+        conn.execute("drop table case_tasks")  # tracked
+    assert notices == []

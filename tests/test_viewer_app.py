@@ -498,6 +498,7 @@ def test_csv_export_has_the_page_s_rows(user, query):
     page_ids = [r["id"] for r in rows(user.get(f"/?{query}&_size=200"))]
     response = export(user, query, "csv")
     assert response.mimetype == "text/csv"
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     disposition = response.headers["Content-Disposition"]
     assert disposition.startswith("attachment; filename=") and disposition.endswith('.csv"')
     if query.startswith("source"):

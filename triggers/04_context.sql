@@ -44,6 +44,24 @@ $$;
 comment on function audit.reject_value(text, text, text[]) is
   'Internal: raises "audit.source is ''webb''; expected one of web, api, ai, mobile".';
 
+-- audit.context is free application metadata, but a JSON object: its keys are what the
+-- viewer shows (and what the Python helpers accept: a mapping).
+create or replace function audit.check_context_object(context jsonb) returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if context is not null and jsonb_typeof(context) <> 'object' then
+    raise exception 'audit.context is a JSON %, not an object: %', jsonb_typeof(context),
+        left(context::text, 200)
+      using errcode = 'invalid_parameter_value',
+            hint = 'Give the context as an object of keys and values, for example {"ticket": 4312}.';
+  end if;
+end
+$$;
+comment on function audit.check_context_object(jsonb) is
+  'Internal: raises when audit.context is valid JSON but not an object ([1], "x", 42).';
+
 -- The current transaction's context, validated, with the defaults of the contract:
 -- no context gives actor_type system, actor_name the database role, source null.
 create or replace function audit.current_context() returns audit.context
@@ -82,6 +100,7 @@ begin
       raise exception 'audit.context is not valid JSON: %', left(raw_context, 200)
         using errcode = 'invalid_parameter_value';
     end;
+    perform audit.check_context_object(c.context);
   end if;
   return c;
 end
@@ -109,6 +128,7 @@ begin
   if source is not null and not source = any (audit.sources()) then
     perform audit.reject_value('audit.source', source, audit.sources());
   end if;
+  perform audit.check_context_object(context);
   perform set_config('audit.actor_id', coalesce(actor_id, ''), true);
   perform set_config('audit.actor_name', coalesce(actor_name, ''), true);
   perform set_config('audit.actor_type', coalesce(actor_type, ''), true);

@@ -229,7 +229,11 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  execute format('drop function if exists audit.%I()', 'capture_' || target::oid);
+  -- only when there is one: DROP FUNCTION IF EXISTS would print a NOTICE for every
+  -- table, index and sequence of every DROP TABLE (through audit.on_drop())
+  if to_regprocedure(format('audit.%I()', 'capture_' || target::oid)) is not null then
+    execute format('drop function audit.%I()', 'capture_' || target::oid);
+  end if;
 end
 $$;
 comment on function audit.drop_generated_capture(regclass) is

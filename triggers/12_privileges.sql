@@ -12,7 +12,7 @@ grant execute on function
   audit.current_context(),
   audit.log_action(text, text, text, text, text, jsonb, jsonb, integer),
   audit.action_types(), audit.actor_types(), audit.sources(),
-  audit.reject_value(text, text, text[]),
+  audit.reject_value(text, text, text[]), audit.check_context_object(jsonb),
   -- the ALTER TABLE event trigger runs as whoever altered the table; regenerating a
   -- tracked table's capture function from the catalog is harmless for anyone
   audit.generate_capture(regclass)
@@ -22,6 +22,9 @@ grant execute on function
 grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, audit.tracked_tables
   to audit_reader;
 grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
+  to audit_reader;
+-- ... and what audit-capture status compares (a monitoring login granted audit_reader)
+grant execute on function audit.function_fingerprint(oid), audit.trigger_fingerprint(oid)
   to audit_reader;
 
 -- admins (the DBA): everything a reader may (00_roles.sql), plus tracking tables

@@ -183,8 +183,11 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
 def untrack(ctx, table) -> None:
     """Stop audit capture of TABLE. Its logged actions stay in the log."""
     with database.connect(database_url(ctx)) as conn:
+        tracked = conn.execute(
+            "select exists (select from audit.tracked_table where relation = %s::regclass)",
+            (table,)).fetchone()[0]
         conn.execute("select audit.untrack(%s::regclass)", (table,))
-    click.echo(f"no longer tracking {table}")
+    click.echo(f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do")
 
 
 def _parse_labels(labels_json: str | None):

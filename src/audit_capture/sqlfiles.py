@@ -99,13 +99,17 @@ def _run_in_migration(paths: list[Path]) -> None:
 
 
 def give_version_table_to_schema_owner(conn: psycopg.Connection) -> None:
-    """Make ``audit.alembic_version`` belong to the audit schema's owner.
+    """Make ``audit.alembic_version`` belong to the audit schema's owner, readable by
+    the audit roles.
 
     Alembic creates its version table as the migrating user, before the SQL files run.
     Once the files have made the schema belong to its owner role (``audit_owner``), the
     version table follows, so statements run as that role ("revoke ... on all tables in
-    schema audit") may touch it like every other table of the schema. The files may
-    have switched role with ``set local role``; it is restored afterwards.
+    schema audit") may touch it like every other table of the schema. The files revoke
+    everything on the schema's tables from public, so ``audit_reader`` and
+    ``audit_admin`` (and a monitoring login granted one of them) are given SELECT on it
+    back: ``audit-capture status`` and ``migrate current`` read the revision there. The
+    files may have switched role with ``set local role``; it is restored afterwards.
     """
     row = conn.execute(
         """
@@ -115,13 +119,17 @@ def give_version_table_to_schema_owner(conn: psycopg.Connection) -> None:
         where n.nspname = 'audit' and c.relname = 'alembic_version'
         """
     ).fetchone()
-    if row is None or row[0] == row[1]:
+    if row is None:
         return
-    schema_owner, _table_owner, role_in_use = row
+    schema_owner, table_owner, role_in_use = row
     conn.execute("reset role")
-    conn.execute(
-        sql.SQL("alter table audit.alembic_version owner to {}").format(sql.Identifier(schema_owner))
-    )
+    if schema_owner != table_owner:
+        conn.execute(sql.SQL("alter table audit.alembic_version owner to {}").format(
+            sql.Identifier(schema_owner)))
+    if conn.execute(
+        "select count(*) = 2 from pg_catalog.pg_roles where rolname in ('audit_reader', 'audit_admin')"
+    ).fetchone()[0]:
+        conn.execute("grant select on audit.alembic_version to audit_reader, audit_admin")
     if conn.execute("select current_user").fetchone()[0] != role_in_use:
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role_in_use)))
 

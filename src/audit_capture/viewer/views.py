@@ -30,7 +30,7 @@ from audit_capture.viewer.query import (
 ITEMS_PAGE_SIZE = 50
 MAX_BIGINT = 2**63 - 1
 EXPORTS = {
-    "csv": (export_csv, "text/csv; charset=utf-8", "csv"),
+    "csv": (export_csv, "text/csv", "csv"),  # Flask adds "; charset=utf-8" to text types
     "json": (export_json, "application/json", "json"),
 }
 
