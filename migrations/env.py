@@ -37,6 +37,9 @@ def run_migrations_offline() -> None:
     url = config.attributes.get("database_url") or "postgresql://"
     _configure(url=database.sqlalchemy_url(url), literal_binds=True, dialect_name="postgresql")
     with context.begin_transaction():
+        # the version table lives in the audit schema, which the first revision makes:
+        # the script must create it first, as _run() does online
+        context.execute("create schema if not exists audit")
         context.run_migrations()
 
 

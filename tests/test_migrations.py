@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -11,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 
 from audit_capture import migrate, resources, sqlfiles
+from audit_capture.embedded import server_bin_dir
 
 
 def _scalar(url: str, query: str, params=()):
@@ -114,6 +117,42 @@ def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
     assert "audit.alembic_version" in out
     first_file = sqlfiles.install_files(sqlfiles.frozen_sql_dir(migrate.head()))[0]
     assert first_file.read_text().strip().splitlines()[-1] in out
+
+
+def psql(url: str, script: str) -> None:
+    """Apply a script as a DBA applies ``migrate upgrade --sql``: psql, stop at an error."""
+    binary = shutil.which("psql") or str(server_bin_dir() / "psql")
+    done = subprocess.run([binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                          input=script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_upgrade_sql_script_installs_the_chain_in_psql(empty_db_url, capsys):
+    migrate.upgrade_sql("head")
+    psql(empty_db_url, capsys.readouterr().out)
+    assert migrate.current(empty_db_url) == migrate.head()
+    with psycopg.connect(empty_db_url) as conn:
+        # the version table went to the schema's owner, readable by the audit roles
+        assert conn.execute(
+            "select relowner::regrole::text from pg_class"
+            " where oid = 'audit.alembic_version'::regclass").fetchone()[0] == "audit_owner"
+        for role in ("audit_reader", "audit_admin"):
+            assert conn.execute("select has_table_privilege(%s, 'audit.alembic_version', 'select')",
+                                (role,)).fetchone()[0]
+        conn.execute("create table widgets (id int primary key, name text)")
+        conn.execute("select audit.track('widgets', 'widget', label_column => 'name')")
+        conn.execute("insert into widgets values (1, 'Gear')")
+        assert conn.execute("select action, resource_label from audit.action_log").fetchall() == [
+            ("Widget created", "Gear")]
+        assert conn.execute("select current_user").fetchone()[0] == conn.info.user
+
+
+def test_an_upgrade_sql_step_upgrades_one_revision_in_psql(empty_db_url, capsys):
+    previous = migrate.revisions()[-2]
+    migrate.upgrade(empty_db_url, previous)
+    migrate.upgrade_sql("head", from_revision=previous)
+    psql(empty_db_url, capsys.readouterr().out)
+    assert migrate.current(empty_db_url) == migrate.head()
 
 
 # -- a host application's own chain ---------------------------------------------------

@@ -17,11 +17,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 from audit_capture import resources
 
 UNINSTALL_FILE = "uninstall.sql"
+VERSION_TABLE_FILE = "version_table.sql"
 
 
 def install_files(folder: Path) -> list[Path]:
@@ -87,9 +87,14 @@ def _run_in_migration(paths: list[Path]) -> None:
     from alembic import context, op
 
     if context.is_offline_mode():
+        # the script runs in psql exactly what an online upgrade runs, file by file
+        output = op.get_context().impl.static_output
+        after_each = version_table_file().read_text(encoding="utf-8")
         for path in paths:
-            op.get_context().impl.static_output(f"-- {path.parent.name}/{path.name}")
-            op.get_context().impl.static_output(path.read_text(encoding="utf-8"))
+            output(f"-- {path.parent.name}/{path.name}")
+            output(path.read_text(encoding="utf-8"))
+            output(after_each)
+        output("reset role;")
         return
     driver_connection = op.get_bind().connection.driver_connection
     for path in paths:
@@ -98,40 +103,15 @@ def _run_in_migration(paths: list[Path]) -> None:
     restore_role(driver_connection)
 
 
-def give_version_table_to_schema_owner(conn: psycopg.Connection) -> None:
-    """Make ``audit.alembic_version`` belong to the audit schema's owner, readable by
-    the audit roles.
+def version_table_file() -> Path:
+    """``migrations/version_table.sql``: run after each SQL file of a revision."""
+    return resources.migrations_dir() / VERSION_TABLE_FILE
 
-    Alembic creates its version table as the migrating user, before the SQL files run.
-    Once the files have made the schema belong to its owner role (``audit_owner``), the
-    version table follows, so statements run as that role ("revoke ... on all tables in
-    schema audit") may touch it like every other table of the schema. The files revoke
-    everything on the schema's tables from public, so ``audit_reader`` and
-    ``audit_admin`` (and a monitoring login granted one of them) are given SELECT on it
-    back: ``audit-capture status`` and ``migrate current`` read the revision there. The
-    files may have switched role with ``set local role``; it is restored afterwards.
-    """
-    row = conn.execute(
-        """
-        select n.nspowner::regrole::text, c.relowner::regrole::text, current_user
-        from pg_catalog.pg_class c
-        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = 'audit' and c.relname = 'alembic_version'
-        """
-    ).fetchone()
-    if row is None:
-        return
-    schema_owner, table_owner, role_in_use = row
-    conn.execute("reset role")
-    if schema_owner != table_owner:
-        conn.execute(sql.SQL("alter table audit.alembic_version owner to {}").format(
-            sql.Identifier(schema_owner)))
-    if conn.execute(
-        "select count(*) = 2 from pg_catalog.pg_roles where rolname in ('audit_reader', 'audit_admin')"
-    ).fetchone()[0]:
-        conn.execute("grant select on audit.alembic_version to audit_reader, audit_admin")
-    if conn.execute("select current_user").fetchone()[0] != role_in_use:
-        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(role_in_use)))
+
+def give_version_table_to_schema_owner(conn: psycopg.Connection) -> None:
+    """Make ``audit.alembic_version`` belong to the audit schema's owner and readable by
+    the audit roles (``migrations/version_table.sql`` says why)."""
+    execute_file(conn, version_table_file())
 
 
 def apply_frozen_sql(revision: str) -> None:
