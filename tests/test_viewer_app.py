@@ -8,9 +8,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import datetime, timezone
 from html import unescape
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -830,6 +838,45 @@ def test_cli_viewer_checks_the_role_can_read_the_log(tmp_path, conn, db_url, mon
         conn.rollback()
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
         conn.commit()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_cli_viewer_stops_cleanly_even_started_with_ctrl_c_ignored(tmp_path, conn, db_url, stop):
+    """A script's background job starts with SIGINT ignored: Ctrl-C (or a supervisor's
+    SIGTERM) still stops the viewer, with a line saying so and exit code 0."""
+    reader, url = make_reader(conn, db_url)
+    try:
+        settings = tmp_path / "viewer.toml"
+        settings.write_text(f'secret_key = "abc"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
+        viewer = subprocess.Popen(
+            [str(Path(sys.executable).with_name("audit-capture")), "viewer", "--database-url", url,
+             "--config", str(settings), "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=2) as page:
+                        assert page.status == 200
+                        break
+                except OSError:
+                    assert viewer.poll() is None and time.monotonic() < deadline, viewer.stderr.read()
+                    time.sleep(0.2)
+            viewer.send_signal(stop)
+            out, err = viewer.communicate(timeout=15)
+        finally:
+            if viewer.poll() is None:
+                viewer.kill()
+                viewer.wait()
+        assert viewer.returncode == 0, err
+        assert out.splitlines()[-1] == "audit-capture viewer: stopped", out
+    finally:
+        drop_role(conn, reader)
 
 
 # -- settings ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import click
@@ -285,9 +286,20 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _check_viewer_database(url)
+    _stop_on_interrupt()
     click.echo(f"audit-capture viewer: serving http://{_url_host(host)}:{port}/ (Ctrl-C stops)")
+    # returns on Ctrl-C or SIGTERM: waitress takes the KeyboardInterrupt and closes
     waitress.serve(app, host=host, port=port, threads=threads, ident="audit-capture-viewer",
                    _quiet=True)
+    click.echo("audit-capture viewer: stopped")
+
+
+def _stop_on_interrupt() -> None:
+    """Ctrl-C, or a SIGTERM from a supervisor, ends a long-running command through its
+    cleanup (KeyboardInterrupt), even when the shell started it with SIGINT ignored (a
+    background job of a script)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _url_host(host: str) -> str:
@@ -347,15 +359,11 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
     and the CRM, generates activity through the CRM application, and serves the viewer
     on http://127.0.0.1:PORT/ until Ctrl-C, then stops and removes everything.
     """
-    import signal
     import time
 
     from audit_capture.demo import runner
 
-    # Ctrl-C, or a SIGTERM from a supervisor, stops the demo through the same cleanup,
-    # even when the shell started us with SIGINT ignored (in the background).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _stop_on_interrupt()
     started = time.monotonic()
     total = 4
 
