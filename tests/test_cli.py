@@ -254,6 +254,51 @@ def test_status_reports_a_hand_edited_function_as_modified(db_url):
     assert "status: NOT OK" in result.output
 
 
+# -- migrate repair ----------------------------------------------------------------
+
+
+def test_repair_puts_back_a_hand_edited_function_and_keeps_the_log(widgets):
+    assert run(widgets, "track", "widgets", "--resource", "widget").exit_code == 0
+    with psycopg.connect(widgets) as conn:
+        conn.execute("insert into widgets (id, name) values (1, 'Gear')")
+        conn.execute("create or replace function audit.sources() returns text[]"
+                     " language sql immutable as $$ select array['web']::text[] $$")
+    assert run(widgets, "status").exit_code != 0
+
+    result = run(widgets, "migrate", "repair")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        f"audit schema {migrate.head()} applied again: run audit-capture status to check")
+    status = run(widgets, "status")
+    assert status.exit_code == 0 and "status: ok" in status.output, status.output
+    with psycopg.connect(widgets) as conn:
+        assert conn.execute("select audit.sources()").fetchone()[0] == ["web", "api", "ai", "mobile"]
+        assert conn.execute("select action from audit.action_log").fetchall() == [("Widget created",)]
+        conn.execute("insert into widgets (id, name) values (2, 'Cog')")  # still captured
+        assert conn.execute("select count(*) from audit.action_log").fetchone()[0] == 2
+
+
+def test_repair_by_a_superuser_adds_the_event_triggers_of_fast_capture(db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("drop event trigger audit_capture_alter_table")
+    assert "capture: generic" in run(db_url, "status").output
+
+    assert run(db_url, "migrate", "repair").exit_code == 0
+
+    assert "capture: fast" in run(db_url, "status").output
+
+
+@pytest.mark.parametrize("installed", [None, "previous"])
+def test_repair_below_head_is_one_line_error(empty_db_url, installed):
+    if installed:
+        migrate.upgrade(empty_db_url, migrate.revisions()[-2])
+    result = run(empty_db_url, "migrate", "repair")
+    assert_one_line_error(result)
+    assert "run audit-capture migrate upgrade instead" in result.output
+    assert migrate.current(empty_db_url) == (migrate.revisions()[-2] if installed else None)
+
+
 def test_status_reports_a_disabled_trigger(widgets):
     assert run(widgets, "track", "widgets", "--resource", "widget").exit_code == 0
     with psycopg.connect(widgets) as conn:

@@ -21,6 +21,7 @@ import psycopg
 
 from audit_capture import database, migrate
 from audit_capture.database import DatabaseUnavailable
+from audit_capture.errors import AuditCaptureError
 
 URL_ENVVAR = "AUDIT_CAPTURE_DATABASE_URL"
 
@@ -131,6 +132,18 @@ def migrate_downgrade(ctx: click.Context, revision: str) -> None:
     migrate.downgrade(url, revision)
     after = migrate.current(url)
     click.echo(f"audit schema downgraded: {before or 'not installed'} -> {after or 'not installed'}")
+
+
+@migrate_group.command("repair")
+@click.pass_context
+def migrate_repair(ctx: click.Context) -> None:
+    """Apply the head SQL again at head: restores modified or dropped audit functions and,
+    run by a superuser, the event triggers of fast capture. The log stays."""
+    try:
+        revision = migrate.repair(database_url(ctx))
+    except AuditCaptureError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"audit schema {revision} applied again: run audit-capture status to check")
 
 
 @migrate_group.command("current")

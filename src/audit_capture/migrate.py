@@ -7,6 +7,7 @@ No alembic.ini is needed: the configuration is built here, pointing Alembic at t
     from audit_capture import migrate
     migrate.upgrade("postgresql://app@db/crm")        # install or upgrade to head
     migrate.current("postgresql://app@db/crm")        # '0001'
+    migrate.repair("postgresql://app@db/crm")         # head's SQL again, at head
     migrate.downgrade("postgresql://app@db/crm", "base")  # remove everything
 """
 
@@ -17,7 +18,8 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from psycopg import sql
 
-from audit_capture import database, resources
+from audit_capture import database, resources, sqlfiles
+from audit_capture.errors import AuditCaptureError
 
 VERSION_SCHEMA = "audit"
 VERSION_TABLE = "alembic_version"
@@ -40,6 +42,30 @@ def upgrade(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str) -> None:
     """Downgrade the audit schema to ``revision``; ``"base"`` removes it entirely."""
     command.downgrade(alembic_config(url), revision)
+
+
+def repair(url: str) -> str:
+    """Apply the head revision's SQL again to a database already at head, in one
+    transaction; returns the revision.
+
+    ``upgrade`` does nothing at head; this puts back what the SQL files make when
+    something changed it behind the chain's back: a hand-edited or dropped audit
+    function (``audit-capture status`` says ``modified``), the event triggers of fast
+    capture when a superuser runs it after a non-superuser install, the generated
+    capture function of every table tracked in the fast mode. The files are idempotent:
+    the log, its items and the tracked tables stay as they are. Raises
+    ``AuditCaptureError`` when the database is not at this package's head.
+    """
+    with database.connect(url) as conn:
+        installed, target = current_on(conn), head()
+        if installed != target:
+            raise AuditCaptureError(
+                f"the audit schema is at {installed or 'no revision (not installed)'}, not at "
+                f"this package's head {target}: run audit-capture migrate upgrade instead")
+        sqlfiles.install(conn, sqlfiles.frozen_sql_dir(target))
+        sqlfiles.give_version_table_to_schema_owner(conn)
+        conn.commit()
+    return target
 
 
 def upgrade_sql(revision: str = "head", from_revision: str | None = None) -> None:
