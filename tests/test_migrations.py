@@ -442,3 +442,64 @@ def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(em
         moved = conn.execute("select resource_id, old, new from audit.action_items("
                              "(select max(id) from audit.action_log)) order by 1").fetchall()
     assert moved == [("a2", {"code": "a"}, {"code": "a2"}), ("b2", {"code": "b"}, {"code": "b2"})]
+
+
+# -- a database restored from pg_dump ------------------------------------------------
+
+
+def restore_dump_of(source_url: str, target_url: str) -> None:
+    """pg_dump of ``source_url`` applied with psql to the empty ``target_url``: the
+    tables come back with new oids, their triggers and functions with their old names."""
+    binary = shutil.which("pg_dump") or str(server_bin_dir() / "pg_dump")
+    dump = subprocess.run([binary, "-d", source_url], capture_output=True, text=True)
+    assert dump.returncode == 0, dump.stderr
+    psql(target_url, dump.stdout)
+
+
+def _capture_function_of(conn, table: str) -> str:
+    return conn.execute("select tgfoid::regproc::text from pg_trigger"
+                        " where tgrelid = %s::regclass and tgname = 'audit_capture_update'",
+                        (table,)).fetchone()[0]
+
+
+def test_a_restored_table_moves_to_its_own_capture_function_at_alter_table(db_url, empty_db_url):
+    restore_dump_of(db_url, empty_db_url)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        oid = conn.execute("select 'clients'::regclass::oid").fetchone()[0]
+        assert _capture_function_of(conn, "clients") != f"audit.capture_{oid}"  # the old oid's
+        # before 0004, the stale function kept the dropped column: every UPDATE failed
+        conn.execute("alter table clients drop column notes")
+        conn.execute("insert into clients (name) values ('Ann')")
+        conn.execute("update clients set name = 'Ann Lee' where name = 'Ann'")
+        assert conn.execute("select action, changes from audit.action_log order by id desc limit 1"
+                            ).fetchone() == ("Client updated", {"name": {"old": "Ann", "new": "Ann Lee"}})
+        assert _capture_function_of(conn, "clients") == f"audit.capture_{oid}"
+        generated = conn.execute("select count(*) from pg_proc where proname ~ '^capture_[0-9]+$'"
+                                 " and not exists (select from pg_trigger where tgfoid = pg_proc.oid)"
+                                 ).fetchone()[0]
+        assert generated == 0  # the stale copy went with its last trigger
+
+
+def test_status_reports_restored_tables_and_repair_moves_them(db_url, empty_db_url):
+    from click.testing import CliRunner
+
+    from audit_capture.cli import cli
+
+    restore_dump_of(db_url, empty_db_url)
+
+    def status():
+        return CliRunner().invoke(cli, ["--database-url", empty_db_url, "status"],
+                                  env={"AUDIT_CAPTURE_DATABASE_URL": None})
+
+    before = status()
+    assert before.exit_code == 1
+    assert "clients (client): stale (calls the capture function of the table it was restored from)" in before.output
+    repaired = CliRunner().invoke(cli, ["--database-url", empty_db_url, "migrate", "repair"],
+                                  env={"AUDIT_CAPTURE_DATABASE_URL": None})
+    assert repaired.exit_code == 0, repaired.output
+    after = status()
+    assert after.exit_code == 0 and "stale" not in after.output, after.output
+    with psycopg.connect(empty_db_url) as conn:
+        for table in ("clients", "campaigns", "cases"):
+            oid = conn.execute("select %s::regclass::oid", (table,)).fetchone()[0]
+            assert _capture_function_of(conn, table) == f"audit.capture_{oid}"

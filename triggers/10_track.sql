@@ -53,6 +53,63 @@ $$;
 comment on function audit.make_key_change_trigger(regclass) is
   'Internal: (re)creates the row trigger that notes primary-key changes of a tracked table.';
 
+-- The three statement triggers that capture a table's INSERT, UPDATE and DELETE, calling
+-- capture (audit.capture_<oid> in the fast mode, audit.capture in the generic one).
+create or replace function audit.make_capture_triggers(target regclass, capture regproc)
+returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format('create or replace trigger audit_capture_insert after insert on %s
+                    referencing new table as audit_new_rows
+                    for each statement execute function %s()', target, capture);
+  execute format('create or replace trigger audit_capture_update after update on %s
+                    referencing old table as audit_old_rows new table as audit_new_rows
+                    for each statement execute function %s()', target, capture);
+  execute format('create or replace trigger audit_capture_delete after delete on %s
+                    referencing old table as audit_old_rows
+                    for each statement execute function %s()', target, capture);
+end
+$$;
+comment on function audit.make_capture_triggers(regclass, regproc) is
+  'Internal: (re)creates the INSERT, UPDATE and DELETE statement triggers of a tracked table, calling the given capture function.';
+
+-- A table restored by pg_dump into another database has a new oid, but its triggers
+-- still call the generated function named for its old one, restored with them: ALTER
+-- TABLE would write audit.capture_<new oid>() and leave the triggers on the stale
+-- copy, whose column list no longer matches (an UPDATE after a dropped column failed).
+-- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
+-- at the function named for the table's oid and drops the stale one once unused.
+-- Runs as the caller: recreating triggers takes the table owner's rights.
+create or replace function audit.adopt_capture_function(target regclass) returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  own   text := format('audit.%I', 'capture_' || target::oid);
+  stale oid;
+begin
+  select p.oid into stale
+  from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+  where t.tgrelid = target and t.tgname = 'audit_capture_insert'
+    and p.pronamespace = 'audit'::regnamespace and p.proname ~ '^capture_[0-9]+$'
+    and p.proname <> 'capture_' || target::oid;
+  if stale is null or to_regprocedure(own || '()') is null then
+    return;
+  end if;
+  perform audit.make_capture_triggers(target, own::regproc);
+  perform audit.stamp_triggers(target);
+  if not exists (select from pg_trigger where tgfoid = stale) then
+    -- drop_generated_capture() names the function by the oid it was written for
+    perform audit.drop_generated_capture(
+      substr((select proname from pg_proc where oid = stale), 9)::oid::regclass);
+  end if;
+end
+$$;
+comment on function audit.adopt_capture_function(regclass) is
+  'Internal: moves a restored table''s capture triggers from the function named for its old oid to audit.capture_<oid>().';
+
 -- Stamps each audit trigger of a table with its fingerprint, for `audit-capture status`.
 create or replace function audit.stamp_triggers(target regclass) returns void
 language plpgsql security invoker
@@ -183,15 +240,7 @@ begin
 
   -- (Re)create the triggers, so a second call also picks up a changed primary key.
   perform audit.drop_triggers(target);
-  execute format('create trigger audit_capture_insert after insert on %s
-                    referencing new table as audit_new_rows
-                    for each statement execute function %s()', target, capture);
-  execute format('create trigger audit_capture_update after update on %s
-                    referencing old table as audit_old_rows new table as audit_new_rows
-                    for each statement execute function %s()', target, capture);
-  execute format('create trigger audit_capture_delete after delete on %s
-                    referencing old table as audit_old_rows
-                    for each statement execute function %s()', target, capture);
+  perform audit.make_capture_triggers(target, capture::regproc);
   execute format('create trigger audit_capture_truncate after truncate on %s
                     for each statement execute function audit.capture_truncate()', target);
   perform audit.make_key_change_trigger(target);

@@ -34,6 +34,9 @@ MODIFIED = "modified"
 UNSTAMPED = "unstamped"
 MISSING = "missing"
 DISABLED = "disabled"
+# calls a generated capture function written for another oid: the table was restored
+# from a dump (audit-capture migrate repair moves the triggers to the table's own)
+STALE = "stale (calls the capture function of the table it was restored from)"
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class FunctionStatus:
 class TriggerStatus:
     name: str
     enabled: bool
-    state: str  # INSTALLED, MODIFIED, UNSTAMPED, DISABLED
+    state: str  # INSTALLED, MODIFIED, UNSTAMPED, DISABLED, STALE
 
     @property
     def ok(self) -> bool:
@@ -224,7 +227,8 @@ def _table_statuses(conn: psycopg.Connection):
                 select t.tgname,
                        t.tgenabled <> 'D',
                        {fingerprint},
-                       pg_catalog.obj_description(t.oid, 'pg_trigger')
+                       pg_catalog.obj_description(t.oid, 'pg_trigger'),
+                       p.proname ~ '^capture_[0-9]+$' and p.proname <> 'capture_' || t.tgrelid
                 from pg_catalog.pg_trigger t
                 join pg_catalog.pg_proc p on p.oid = t.tgfoid
                 where t.tgrelid = %s and not t.tgisinternal
@@ -235,9 +239,11 @@ def _table_statuses(conn: psycopg.Connection):
             (oid,),
         ).fetchall()
         statuses = []
-        for name, enabled, actual, comment in triggers:
+        for name, enabled, actual, comment, stale in triggers:
             stamped = stamped_hash(comment)
-            if stamped is None:
+            if stale:
+                state = STALE
+            elif stamped is None:
                 state = UNSTAMPED
             elif stamped != actual:
                 state = MODIFIED

@@ -14,8 +14,10 @@ grant execute on function
   audit.action_types(), audit.actor_types(), audit.sources(),
   audit.reject_value(text, text, text[]), audit.check_context_object(jsonb),
   -- the ALTER TABLE event trigger runs as whoever altered the table; regenerating a
-  -- tracked table's capture function from the catalog is harmless for anyone
-  audit.generate_capture(regclass)
+  -- tracked table's capture function from the catalog is harmless for anyone, and the
+  -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
+  audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
+  audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass)
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else
@@ -35,7 +37,6 @@ grant execute on function
   audit.drop_triggers(regclass),
   audit.drop_generated_capture(regclass),
   audit.make_key_change_trigger(regclass),
-  audit.stamp_triggers(regclass),
   audit.primary_key_columns(oid),
   audit.trigger_fingerprint(oid),
   audit.function_fingerprint(oid),

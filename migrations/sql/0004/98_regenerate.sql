@@ -1,8 +1,9 @@
 -- Rewrites the generated capture function of every table tracked in the fast mode
 -- (audit.capture_<oid>() exists), so that an upgrade that changed how those functions
 -- are written (06_capture_queries.sql, 07_capture.sql) reaches the tables tracked
--- before it. Tables in the generic mode use audit.capture(), already rewritten above.
--- Idempotent: a fresh install has nothing to rewrite.
+-- before it, and of every table restored from a dump (see below). Tables in the generic
+-- mode use audit.capture(), already rewritten above. Idempotent: a fresh install has
+-- nothing to rewrite.
 --
 -- As in audit.on_alter_table(), a primary key that changed behind the event trigger's
 -- back (generate_capture() returns true) also gets its key-change trigger remade. That
@@ -16,5 +17,15 @@ from audit.tracked_table t
 where case when pg_catalog.to_regprocedure(
                   pg_catalog.format('audit.%I()', 'capture_' || t.relation::oid)) is not null
            then audit.generate_capture(t.relation) else false end;
+
+-- A table restored by pg_dump into this database (a new oid) whose triggers still call
+-- the capture function written for its old oid: write its own, move the triggers to it
+-- (audit.adopt_capture_function() in 10_track.sql says why).
+select audit.generate_capture(t.relation), audit.adopt_capture_function(t.relation)
+from audit.tracked_table t
+join pg_catalog.pg_trigger g on g.tgrelid = t.relation and g.tgname = 'audit_capture_insert'
+join pg_catalog.pg_proc p on p.oid = g.tgfoid
+where p.pronamespace = 'audit'::regnamespace and p.proname ~ '^capture_[0-9]+$'
+  and p.proname <> 'capture_' || t.relation::oid;
 
 set local role audit_owner;

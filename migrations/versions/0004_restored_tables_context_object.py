@@ -1,0 +1,42 @@
+"""tables restored from pg_dump keep capturing; context is a JSON object; quiet DROP TABLE
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-26 04:39:56.442159
+
+Installs the SQL frozen in migrations/sql/0004/.
+
+- A table restored by pg_dump into another database gets a new oid, while its triggers
+  still call the generated capture function named for the old one. ALTER TABLE wrote
+  audit.capture_<new oid>() and left the triggers on the stale copy: after a dropped
+  column every UPDATE of the table failed. The ALTER TABLE event trigger now moves the
+  triggers to the table's own function (audit.adopt_capture_function()), and so does
+  this install (98_regenerate.sql) for every restored table; `audit-capture status`
+  reports such triggers as stale.
+- audit.context must be a JSON object (audit.check_context_object(), called by
+  audit.set_context() and audit.current_context(), so by capture and log_action too):
+  "[1]" or "42" was accepted before and is now refused with the value in the message.
+- DROP TABLE no longer prints a NOTICE per dropped relation.
+- audit_reader may run the fingerprints that `audit-capture status` compares.
+
+Downgrade restores revision 0003's SQL (the new functions stay, unused).
+"""
+
+from __future__ import annotations
+
+from audit_capture.sqlfiles import apply_frozen_sql
+
+
+# revision identifiers, used by Alembic.
+revision = '0004'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    apply_frozen_sql(revision)
+
+
+def downgrade() -> None:
+    apply_frozen_sql(down_revision)
