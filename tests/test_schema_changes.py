@@ -130,3 +130,42 @@ def test_drop_table_prints_no_notice(conn, capture_mode):
         conn.execute("drop table scratch")     # never tracked
         conn.execute("drop table case_tasks")  # tracked
     assert notices == []
+
+
+def test_renamed_columns_keep_their_role_in_the_settings(conn, capture_mode):
+    """RENAME COLUMN of a column a setting names: a redacted column stays redacted, a
+    status column keeps making status changes, the label column keeps naming rows, label
+    rules follow; a dropped one is forgotten. The event trigger does it (fast mode)."""
+    with conn.transaction():
+        conn.execute("select audit.track('clients', 'client', label_column => 'name',"
+                     " status_columns => '{status}', ignored_columns => '{updated_at}',"
+                     " redacted_columns => '{ssn}', labels => %s::jsonb)",
+                     ('[{"on": "update", "changed": ["phone"], "when": {"status": "new"},'
+                      ' "label": "Phone of {name} changed"}]',))
+        conn.execute("insert into clients (name, ssn, phone) values ('Ann', '123-45', '555')")
+    with conn.transaction():
+        conn.execute("alter table clients rename column ssn to social_security_number")
+        conn.execute("alter table clients rename column status to stage")
+        conn.execute("alter table clients rename column name to full_name")
+        conn.execute("alter table clients rename column phone to telephone")
+        conn.execute("alter table clients drop column updated_at")
+    followed = ("full_name", ["stage"], [], ["social_security_number"],
+                [{"on": "update", "changed": ["telephone"], "when": {"stage": "new"},
+                  "label": "Phone of {full_name} changed"}])
+    settings = ("select label_column, status_columns, ignored_columns, redacted_columns, labels"
+                " from {} where relation = 'clients'::regclass")
+    # capture reads them under the new names in both modes; the fast mode's event
+    # trigger also writes them into the registry (the generic mode has no event trigger)
+    assert conn.execute(settings.format("audit.current_settings('clients')")).fetchone() == followed
+    in_registry = conn.execute(settings.format("audit.tracked_table")).fetchone()
+    assert (in_registry == followed) == (capture_mode == "generated")
+    with conn.transaction():
+        conn.execute("update clients set telephone = '556' where full_name = 'Ann'")
+    with conn.transaction():
+        conn.execute("update clients set social_security_number = '999-99', stage = 'contacted'"
+                     " where full_name = 'Ann'")
+    phone, status = actions(conn)[-2:]
+    assert (phone["action"], phone["resource_label"]) == ("Phone of Ann changed", "Ann")
+    assert status["action_type"] == "status_change"
+    assert status["changes"]["social_security_number"] == {"old": "[redacted]", "new": "[redacted]"}
+    assert "999-99" not in str(status["changes"]) and "123-45" not in str(actions(conn))

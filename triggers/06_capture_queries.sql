@@ -116,8 +116,10 @@ declare
   context_sql  text;
   context_ok   text;
 begin
-  select * into reg from audit.tracked_table where relation = target;
-  if not found then
+  -- the settings under the columns' current names (a column renamed without the event
+  -- trigger, in the generic mode, keeps its role: see audit.current_settings())
+  reg := audit.current_settings(target);
+  if reg.relation is null then
     raise exception '% is not tracked', target using errcode = 'undefined_object';
   end if;
   select array_agg(a.attname::text order by a.attnum) into all_columns

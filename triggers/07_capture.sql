@@ -63,7 +63,7 @@ begin
   if item_count = 0 then
     return;  -- nothing really changed: no action
   end if;
-  select * into reg from audit.tracked_table where relation = target;
+  reg := audit.current_settings(target);
 
   kind := case operation
     when 'INSERT' then coalesce(ctx.action_type, 'create')

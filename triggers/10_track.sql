@@ -53,6 +53,128 @@ $$;
 comment on function audit.make_key_change_trigger(regclass) is
   'Internal: (re)creates the row trigger that notes primary-key changes of a tracked table.';
 
+-- The columns a tracked table's label rules name: keys of "when", entries of "changed",
+-- "{column}" placeholders of "label".
+create or replace function audit.rule_columns(rules jsonb) returns text[]
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(array_agg(distinct c), '{}')
+  from jsonb_array_elements(rules) r,
+  lateral (
+    select jsonb_object_keys(case jsonb_typeof(r -> 'when') when 'object' then r -> 'when' else '{}' end)
+    union all
+    select jsonb_array_elements_text(case jsonb_typeof(r -> 'changed')
+                                       when 'array' then r -> 'changed'
+                                       when 'string' then jsonb_build_array(r -> 'changed')
+                                       else '[]' end)
+    union all
+    select m[1] from regexp_matches(coalesce(r ->> 'label', ''), '\{([A-Za-z_][A-Za-z0-9_]*)\}', 'g') m
+  ) named(c)
+$$;
+comment on function audit.rule_columns(jsonb) is
+  'Internal: the column names the label rules refer to (when, changed, {column} placeholders).';
+
+-- The label rules with one column renamed everywhere they name it.
+create or replace function audit.rename_in_rules(rules jsonb, old_name text, new_name text)
+returns jsonb
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(jsonb_agg(
+    r
+    || case when jsonb_typeof(r -> 'when') = 'object' then jsonb_build_object('when', (
+         select jsonb_object_agg(case when k = old_name then new_name else k end, v)
+         from jsonb_each(r -> 'when') w(k, v))) else '{}' end
+    || case jsonb_typeof(r -> 'changed')
+         when 'array' then jsonb_build_object('changed', (
+           select coalesce(jsonb_agg(case when c = old_name then new_name else c end order by i), '[]')
+           from jsonb_array_elements_text(r -> 'changed') with ordinality ch(c, i)))
+         when 'string' then jsonb_build_object('changed',
+           case when r ->> 'changed' = old_name then new_name else r ->> 'changed' end)
+         else '{}' end
+    || case when r ? 'label' then jsonb_build_object('label',
+         replace(r ->> 'label', '{' || old_name || '}', '{' || new_name || '}')) else '{}' end
+    order by i), '[]')
+  from jsonb_array_elements(rules) with ordinality e(r, i)
+$$;
+comment on function audit.rename_in_rules(jsonb, text, text) is
+  'Internal: label rules with a renamed column''s old name replaced by its new one.';
+
+-- A tracked table's settings as they apply to the table now: a column renamed since
+-- they were written (found by its attribute number in setting_columns) under its new
+-- name, a dropped one left out, the numbers taken again. Capture reads the settings
+-- through this (audit.capture_query(), audit.finish_statement()), so a renamed
+-- redacted column stays redacted in both capture modes, even before the registry
+-- itself is updated (audit.follow_column_renames()). Null when the table is not tracked.
+create or replace function audit.current_settings(target regclass)
+returns audit.tracked_table
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  reg      audit.tracked_table;
+  old_name text;
+  number   integer;
+  new_name name;
+begin
+  select * into reg from audit.tracked_table where relation = target;
+  if not found then
+    return null;
+  end if;
+  for old_name, number in select key, value::integer from jsonb_each_text(reg.setting_columns) loop
+    select a.attname into new_name from pg_attribute a
+    where a.attrelid = target and a.attnum = number and not a.attisdropped;
+    if new_name is null then  -- dropped
+      reg.label_column := nullif(reg.label_column, old_name);
+      reg.status_columns := array_remove(reg.status_columns, old_name);
+      reg.ignored_columns := array_remove(reg.ignored_columns, old_name);
+      reg.redacted_columns := array_remove(reg.redacted_columns, old_name);
+    elsif new_name <> old_name then
+      reg.label_column := case when reg.label_column = old_name then new_name else reg.label_column end;
+      reg.status_columns := array_replace(reg.status_columns, old_name, new_name);
+      reg.ignored_columns := array_replace(reg.ignored_columns, old_name, new_name);
+      reg.redacted_columns := array_replace(reg.redacted_columns, old_name, new_name);
+      reg.labels := audit.rename_in_rules(reg.labels, old_name, new_name);
+    end if;
+  end loop;
+  select coalesce(jsonb_object_agg(a.attname, a.attnum), '{}') into reg.setting_columns
+  from pg_attribute a
+  where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+    and (a.attname = reg.label_column or a.attname = any (reg.status_columns)
+         or a.attname = any (reg.ignored_columns) or a.attname = any (reg.redacted_columns)
+         or a.attname = any (audit.rule_columns(reg.labels)));
+  return reg;
+end
+$$;
+comment on function audit.current_settings(regclass) is
+  'A tracked table''s settings with the columns renamed since they were written under their new names (dropped ones left out); null when not tracked.';
+
+-- Writes audit.current_settings() into the registry: called by audit.track(), by the
+-- ALTER TABLE event trigger before the capture function is rewritten, and at every
+-- install. SECURITY DEFINER: whoever altered the table may not write the registry, and
+-- this writes only what the catalog says.
+create or replace function audit.follow_column_renames(target regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  reg audit.tracked_table := audit.current_settings(target);
+begin
+  update audit.tracked_table t set
+    label_column = reg.label_column, status_columns = reg.status_columns,
+    ignored_columns = reg.ignored_columns, redacted_columns = reg.redacted_columns,
+    labels = reg.labels, setting_columns = reg.setting_columns
+  where t.relation = target
+    and (t.label_column, t.status_columns, t.ignored_columns, t.redacted_columns, t.labels,
+         t.setting_columns)
+        is distinct from (reg.label_column, reg.status_columns, reg.ignored_columns,
+                          reg.redacted_columns, reg.labels, reg.setting_columns);
+end
+$$;
+comment on function audit.follow_column_renames(regclass) is
+  'Internal: writes audit.current_settings() into the registry (columns renamed or dropped since the settings were written).';
+
 -- The three statement triggers that capture a table's INSERT, UPDATE and DELETE, calling
 -- capture (audit.capture_<oid> in the fast mode, audit.capture in the generic one).
 create or replace function audit.make_capture_triggers(target regclass, capture regproc)
@@ -228,6 +350,8 @@ begin
     status_columns = excluded.status_columns, ignored_columns = excluded.ignored_columns,
     redacted_columns = excluded.redacted_columns, labels = excluded.labels,
     tracked_at = now(), tracked_by = session_user;
+
+  perform audit.follow_column_renames(target);  -- takes the columns' numbers
 
   -- The fast mode needs the event trigger that remakes the function after ALTER TABLE
   -- (11_ddl.sql; a superuser installs it); without it, the generic function.

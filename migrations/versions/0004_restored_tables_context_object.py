@@ -17,14 +17,20 @@ Installs the SQL frozen in migrations/sql/0004/.
   audit.set_context() and audit.current_context(), so by capture and log_action too):
   "[1]" or "42" was accepted before and is now refused with the value in the message.
 - DROP TABLE no longer prints a NOTICE per dropped relation.
+- RENAME COLUMN of a column a setting names (label, status, ignored, redacted columns,
+  label rules) is followed: capture reads the settings through audit.current_settings()
+  (attribute numbers kept in tracked_table.setting_columns, a new column), and the
+  event trigger writes the new names into the registry. A renamed redacted column was
+  logged in clear before.
 - audit_reader may run the fingerprints that `audit-capture status` compares.
 
-Downgrade restores revision 0003's SQL (the new functions stay, unused).
+Downgrade restores revision 0003's SQL, then migrations/downgrade/0004.sql removes the
+functions and the registry column 0004 added.
 """
 
 from __future__ import annotations
 
-from audit_capture.sqlfiles import apply_frozen_sql
+from audit_capture.sqlfiles import apply_downgrade_sql, apply_frozen_sql
 
 
 # revision identifiers, used by Alembic.
@@ -40,3 +46,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     apply_frozen_sql(down_revision)
+    apply_downgrade_sql(revision)

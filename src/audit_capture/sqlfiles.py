@@ -119,6 +119,12 @@ def apply_frozen_sql(revision: str) -> None:
     _run_in_migration(install_files(frozen_sql_dir(revision)))
 
 
+def apply_downgrade_sql(revision: str) -> None:
+    """In a revision's downgrade(), after the previous revision's SQL: run
+    ``migrations/downgrade/<revision>.sql``, which removes what ``revision`` added."""
+    _run_in_migration([resources.migrations_dir() / "downgrade" / f"{revision}.sql"])
+
+
 def uninstall_frozen_sql(revision: str) -> None:
     """In a revision's downgrade() to base: run ``uninstall.sql`` frozen for ``revision``.
 

@@ -22,7 +22,10 @@ begin
     -- the table itself, or one of its columns (RENAME COLUMN names the column)
     where c.classid = 'pg_class'::regclass
   loop
-    -- false for a table that is not tracked; true when its primary key changed
+    -- settings first (a renamed status or redacted column keeps its role), then the
+    -- function from them: false for a table that is not tracked; true when its primary
+    -- key changed
+    perform audit.follow_column_renames(target);
     if audit.generate_capture(target) then
       perform audit.make_key_change_trigger(target);
     end if;

@@ -17,7 +17,8 @@ grant execute on function
   -- tracked table's capture function from the catalog is harmless for anyone, and the
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
   audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
-  audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass)
+  audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
+  audit.follow_column_renames(regclass)
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else

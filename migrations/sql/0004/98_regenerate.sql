@@ -12,6 +12,10 @@
 
 reset role;
 
+-- the columns the settings name, by number (new in 0004: taken here for tables tracked
+-- before it, so that their next RENAME COLUMN is followed)
+select audit.follow_column_renames(t.relation) from audit.tracked_table t;
+
 select audit.make_key_change_trigger(t.relation)
 from audit.tracked_table t
 where case when pg_catalog.to_regprocedure(

@@ -14,6 +14,20 @@ begin
 end
 $$;
 
+-- functions that return a table's row type (audit.current_settings()) go before the
+-- tables; the others after them (the tables' own triggers call some)
+do $$
+declare
+  fn regprocedure;
+begin
+  for fn in select p.oid::regprocedure from pg_proc p
+            join pg_class c on c.reltype = p.prorettype
+            where p.pronamespace = 'audit'::regnamespace and c.relnamespace = 'audit'::regnamespace loop
+    execute format('drop function %s', fn);
+  end loop;
+end
+$$;
+
 drop view if exists audit.tracked_tables;
 drop table if exists audit.tracked_table, audit.action_item_chunk, audit.action_log,
   audit.pending_key_change;
