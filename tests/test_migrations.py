@@ -503,3 +503,20 @@ def test_status_reports_restored_tables_and_repair_moves_them(db_url, empty_db_u
         for table in ("clients", "campaigns", "cases"):
             oid = conn.execute("select %s::regclass::oid", (table,)).fetchone()[0]
             assert _capture_function_of(conn, table) == f"audit.capture_{oid}"
+
+
+def test_0004_follows_renames_in_tables_tracked_before_it(empty_db_url):
+    migrate.upgrade(empty_db_url, "0003")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.people (id int primary key, name text, ssn text)")
+        conn.execute("select audit.track('public.people', 'person', label_column => 'name',"
+                     " redacted_columns => '{ssn}')")
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        # the install took the numbers of the columns the settings name
+        assert conn.execute("select setting_columns from audit.tracked_table").fetchone()[0] == {
+            "name": 2, "ssn": 3}
+        conn.execute("alter table public.people rename column ssn to national_id")
+        conn.execute("insert into public.people values (1, 'Ann', '123-45-6789')")
+        changes = conn.execute("select changes from audit.action_log").fetchone()[0]
+    assert changes == {"id": 1, "name": "Ann", "national_id": "[redacted]"}
