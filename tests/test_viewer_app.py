@@ -134,8 +134,22 @@ def test_sign_in_then_back_to_the_page_asked_for(client, seeded):
     assert "Signed in as <strong>alice</strong>" in page.text
 
 
-def test_sign_in_never_redirects_to_another_site(client, seeded):
-    response = sign_in(client, next_url="//evil.example/")
+# browsers drop tabs and line breaks from a URL: "/\t/evil.example" is "//evil.example"
+OTHER_SITES = ["//evil.example/", "/\t/evil.example/", "/\n/evil.example/",
+               "/\r\n/evil.example/", "/\\evil.example/", "https://evil.example/"]
+
+
+@pytest.mark.parametrize("next_url", OTHER_SITES)
+def test_sign_in_never_redirects_to_another_site(client, seeded, next_url):
+    response = sign_in(client, next_url=next_url)
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("next_url", OTHER_SITES)
+def test_signed_in_sign_in_page_never_redirects_to_another_site(user, next_url):
+    response = user.get("/sign-in", query_string={"next": next_url})
+    assert response.status_code == 302
     assert response.headers["Location"] == "/"
 
 

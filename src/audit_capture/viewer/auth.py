@@ -57,8 +57,14 @@ def to_sign_in() -> Response:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this site, never another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Where to go after signing in: a path on this site, never another site.
+
+    Browsers read a backslash as a slash and drop tabs and line breaks from a URL ("/",
+    a tab, then "/evil.example" is "//evil.example"), so a target holding a backslash or
+    any character that is not printable is refused too.
+    """
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and target.isprintable()):
         return target
     return url_for("audit_viewer.actions")
 
