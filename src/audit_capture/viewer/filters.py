@@ -374,6 +374,8 @@ def parse_filters(args: Mapping[str, str], tz: ZoneInfo, *,
         value = args.get(fdef.param)
         if value is None or value == "":
             continue
+        if "\x00" in value:  # PostgreSQL text cannot hold it: the query would fail
+            raise BadRequest(f"{fdef.param} holds a NUL character (%00); remove it")
         active.append(fdef.parse(fdef, value, ctx))
     filters = Filters(tuple(active))
     start, end = filters.get("from"), filters.get("to")
