@@ -653,6 +653,9 @@ BAD_INPUTS = {
     "/?_dir=sideways": (400, "_dir is 'sideways'"),
     "/?_size=5000": (400, "_size is '5000'"),
     "/?_size=ten": (400, "_size is 'ten'"),
+    "/?_size=%D9%A5%D9%A0": (400, "_size is '٥٠'"),  # Arabic-Indic digits: not ASCII
+    "/?from=%D9%A2%D9%A0%D9%A2%D9%A5-%D9%A0%D9%A1-%D9%A0%D9%A1":
+        (400, "from is '٢٠٢٥-٠١-٠١'; expected a date as YYYY-MM-DD"),
     "/?_format=xml": (400, "_format is 'xml'; expected csv or json"),
     "/actions/abc": (400, "the action id 'abc' is not a number"),
     "/actions/-1": (400, "is not a number"),
@@ -682,10 +685,11 @@ def test_a_forged_cursor_from_a_real_one(user):
     assert "_cursor is" in message(response)
 
 
-def test_bad_item_position(user, seeded):
-    response = user.get(f"/actions/{seeded['bulk']}?items_after=ten")
+@pytest.mark.parametrize("position", ["ten", "-1", "²", "٥"])  # ² and ٥ are digits to str.isdigit
+def test_bad_item_position(user, seeded, position):
+    response = user.get(f"/actions/{seeded['bulk']}", query_string={"items_after": position})
     assert response.status_code == 400
-    assert "items_after is 'ten'" in message(response)
+    assert f"items_after is '{position}'" in message(response)
 
 
 def test_a_query_past_the_statement_timeout_asks_to_narrow_the_filter(user, monkeypatch):

@@ -247,7 +247,7 @@ def _parse_actor(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter
 
 def parse_day(param: str, value: str) -> date:
     """A YYYY-MM-DD date, or BadRequest naming what is wrong with it."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):  # \d takes any script's digits
         raise BadRequest(f"{param} is {value!r}; expected a date as YYYY-MM-DD, e.g. 2025-01-31")
     try:
         return date.fromisoformat(value)
@@ -394,7 +394,7 @@ def page_size(value: str | None) -> int:
     """``_size``: 10..200, default 50."""
     if value is None or value == "":
         return DEFAULT_SIZE
-    if not re.fullmatch(r"\d{1,4}", value) or not MIN_SIZE <= int(value) <= MAX_SIZE:
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not MIN_SIZE <= int(value) <= MAX_SIZE:
         raise BadRequest(f"_size is {value!r}; expected a number from {MIN_SIZE} to {MAX_SIZE}")
     return int(value)
 

@@ -131,6 +131,6 @@ def action(action_id: str):
 def item_offset(raw: str | None) -> int:
     if raw is None or raw == "":
         return 0
-    if not raw.isdigit() or len(raw) > 9:
+    if not re.fullmatch(r"[0-9]{1,9}", raw):  # isdigit() takes "²" and other scripts' digits
         raise BadRequest(f"items_after is {raw!r}; expected an item number")
     return int(raw)
