@@ -640,6 +640,7 @@ BAD_INPUTS = {
     "/?actor_type=robot": (400, "actor_type is 'robot'"),
     "/?actor=7": (400, "actor is '7'"),
     "/?resource=planet": (400, "resource is 'planet'"),
+    "/?resource=client%0A&_format=csv": (400, "resource is 'client\\n'; expected a resource type"),
     "/?from=2024-13-01": (400, "from is '2024-13-01'"),
     "/?to=yesterday": (400, "to is 'yesterday'; expected a date as YYYY-MM-DD"),
     "/?from=2024-05-02&to=2024-05-01": (400, "before from"),

@@ -201,7 +201,7 @@ def _parse_source(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilte
     return fdef.active(value, source_label(value), sql.SQL("source = {}").format(ph), {name: value})
 
 
-RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+RESOURCE_TYPE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def resource_plural(resource_type: str) -> str:
@@ -211,7 +211,7 @@ def resource_plural(resource_type: str) -> str:
 
 
 def _parse_resource(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
-    if not RESOURCE_TYPE.match(value):
+    if not RESOURCE_TYPE.fullmatch(value):  # match() with $ let a final line break through
         raise BadRequest(
             f"resource is {value!r}; expected a resource type such as client or campaign "
             "(lower-case letters, digits and _)"
