@@ -646,6 +646,8 @@ BAD_INPUTS = {
     "/?from=2024-05-02&to=2024-05-01": (400, "before from"),
     "/?q=" + "x" * 101: (400, "q is 101 characters long"),
     "/?colour=red": (400, "colour is not a filter"),
+    "/?source=web&source=api": (400, "source is given 2 times ('web', 'api'); expected it once"),
+    "/?_format=json&_format=csv": (400, "_format is given 2 times"),
     "/?actor=name:a%00b": (400, "actor holds a NUL character"),
     "/?actor=id:a%00b&_format=csv": (400, "actor holds a NUL character"),
     "/?q=lead%00&_format=json": (400, "q holds a NUL character"),

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from werkzeug.datastructures import MultiDict
 
 from audit_capture import record_action, set_context
 from audit_capture.viewer import cursor as cursors
@@ -202,6 +203,7 @@ def test_options_name_the_values_the_controls_offer(conn, sample):
     ({"q": "%%"}, "q is '%%'; it needs at least one letter or digit"),
     ({"q": "**"}, "q is '**'; it needs at least one letter or digit"),
     ({"colour": "red"}, "colour is not a filter; expected one of action_type, actor"),
+    (MultiDict([("q", "alice"), ("q", "bob")]), "q is given 2 times ('alice', 'bob'); expected it once"),
 ])
 def test_bad_filter_values_say_what_is_wrong(args, message):
     with pytest.raises(BadRequest) as raised:

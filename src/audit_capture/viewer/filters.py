@@ -350,6 +350,19 @@ class Filters:
         return "_".join(parts) or "all"
 
 
+def given_once(args: Mapping[str, str]) -> None:
+    """BadRequest when a parameter is repeated: "?source=web&source=api" would otherwise
+    show web alone, where its reader may expect web or api."""
+    getlist = getattr(args, "getlist", None)  # a MultiDict, as request.args is
+    if getlist is None:
+        return
+    for key in args:
+        values = getlist(key)
+        if len(values) > 1:
+            shown = ", ".join(repr(v[:40]) for v in values[:5])
+            raise BadRequest(f"{key} is given {len(values)} times ({shown}); expected it once")
+
+
 def parse_filters(args: Mapping[str, str], tz: ZoneInfo, *,
                   options: "FilterOptions | None" = None) -> Filters:
     """Validate the URL parameters ``args`` into Filters; BadRequest on any bad value.
@@ -357,8 +370,10 @@ def parse_filters(args: Mapping[str, str], tz: ZoneInfo, *,
     ``tz`` is the viewer's time zone (``from``/``to`` are whole days there). With
     ``options`` (from ``load_options``), a resource must be one the log knows and the
     actor is shown by name; without, any well-formed value is accepted. Empty values
-    mean "not set" (what an HTML form sends for "All").
+    mean "not set" (what an HTML form sends for "All"). Every parameter, the page's
+    own too, may be given once.
     """
+    given_once(args)
     unknown = sorted(k for k in args if not k.startswith("_") and k not in FILTER_PARAMS)
     if unknown:
         raise BadRequest(
