@@ -136,3 +136,14 @@ def test_small_screen(page, viewer_url, artifacts):
     sign_in(page, viewer_url)
     assert page.locator("table.log tbody tr").first.is_visible()
     page.screenshot(path=str(artifacts / "viewer-mobile.png"), full_page=False)
+
+
+def test_long_filter_values_wrap_instead_of_widening_the_page(page, viewer_url):
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, viewer_url)
+    word = "x" * 190
+    # the sentence and chip of a long search or actor
+    for path in (f"/?q={word[:100]}", f"/?actor=name:{word}"):
+        page.goto(viewer_url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
