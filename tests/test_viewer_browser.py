@@ -147,3 +147,12 @@ def test_long_filter_values_wrap_instead_of_widening_the_page(page, viewer_url):
         page.goto(viewer_url + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
 
+
+def test_the_panels_of_an_action_do_not_touch(page, viewer_url):
+    sign_in(page, viewer_url)
+    page.locator("table.log tbody tr", has_text="Clients imported").locator("a.action-name").click()
+    page.wait_for_url("**/actions/*")
+    boxes = [page.locator(selector).bounding_box()
+             for selector in ("section[aria-labelledby=h-summary]", ".two-col", "#items")]
+    for upper, lower in zip(boxes, boxes[1:]):
+        assert lower["y"] >= upper["y"] + upper["height"] + 10
