@@ -156,3 +156,15 @@ def test_the_panels_of_an_action_do_not_touch(page, viewer_url):
              for selector in ("section[aria-labelledby=h-summary]", ".two-col", "#items")]
     for upper, lower in zip(boxes, boxes[1:]):
         assert lower["y"] >= upper["y"] + upper["height"] + 10
+
+
+def test_a_filter_list_stepped_through_with_the_keyboard_waits_for_enter(page, viewer_url):
+    sign_in(page, viewer_url)
+    page.focus("#f-source")
+    page.keyboard.press("ArrowDown")  # each arrow key is a change: it must not reload the page
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(500)
+    assert page.url == viewer_url + "/"
+    assert page.evaluate("document.activeElement.id") == "f-source"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/?source=api")
