@@ -688,6 +688,14 @@ def test_a_forged_cursor_from_a_real_one(user):
     assert "_cursor is" in message(response)
 
 
+def test_an_item_position_past_the_last_item(user, seeded):
+    # an edited link: "No items here" with a Previous link 50 items back, again and again
+    response = user.get(f"/actions/{seeded['bulk']}?items_after=500")
+    assert response.status_code == 400
+    assert message(response) == (
+        f"items_after is 500, past the last of this action's {BULK_CLIENTS} items")
+
+
 @pytest.mark.parametrize("position", ["ten", "-1", "²", "٥"])  # ² and ٥ are digits to str.isdigit
 def test_bad_item_position(user, seeded, position):
     response = user.get(f"/actions/{seeded['bulk']}", query_string={"items_after": position})

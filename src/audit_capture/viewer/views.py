@@ -18,6 +18,7 @@ from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
 from audit_capture.viewer.config import current
 from audit_capture.viewer.filters import BadRequest, load_options, parse_filters
+from audit_capture.viewer.present import plural
 from audit_capture.viewer.query import (
     change_rows,
     export_csv,
@@ -114,6 +115,9 @@ def action(action_id: str):
     if found is None:
         abort(404, description=f"There is no action {number}.")
     items = items_page(conn, number, after=after, size=ITEMS_PAGE_SIZE)
+    if after and not items.items:
+        # the log is append-only, so only an edited link gets here
+        raise BadRequest(past_the_last_item(after, found.row_count))
     return render_template(
         "audit_viewer/action.html",
         action=found,
@@ -126,6 +130,12 @@ def action(action_id: str):
         prev_items_url=items.prev_after is not None and url_for(
             ".action", action_id=number, items_after=items.prev_after or None, _anchor="items"),
     )
+
+
+def past_the_last_item(after: int, row_count: int) -> str:
+    if not row_count:
+        return f"items_after is {after}, but this action has no items"
+    return f"items_after is {after}, past the last of this action's {plural(row_count, 'item')}"
 
 
 def item_offset(raw: str | None) -> int:
