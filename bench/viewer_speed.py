@@ -338,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     def wanted(name: str) -> bool:
         return not args.only or any(text in name for text in args.only)
 
+    # Ctrl-C or SIGTERM stops the server through the finally below, even when the run was
+    # started in the background with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     log("starting PostgreSQL" + (f" in {args.data}" if args.data else ""))
     server, url, facts = start_server(args.data, args.rows)
     try:
