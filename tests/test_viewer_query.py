@@ -391,6 +391,29 @@ def test_csv_export_parses_and_matches_the_page(conn, sample):
     assert datetime.fromisoformat(by_name[sample["alice_update"]]["occurred_at"]) == T0
 
 
+def test_csv_cells_never_run_as_spreadsheet_formulas_and_json_keeps_them(conn):
+    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)",
+               "\tTab", "\rCR"]
+    for label in hostile:
+        conn.execute(
+            "insert into audit.action_log (occurred_at, action, action_type, resource_label,"
+            " actor_name, actor_type, db_user, transaction_id) values (%s, 'Client updated',"
+            " 'update', %s, %s, 'admin', 'crm_app', 1)", (T0, label, label))
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_label,"
+        " actor_type, db_user, transaction_id) values (%s, 'Client updated', 'update',"
+        " 'Ann - the second', 'admin', 'crm_app', 1)", (T0,))
+    conn.commit()
+    data = b"".join(export_csv(conn, parse_filters({}, UTC))).decode()
+    rows = list(csv.DictReader(io.StringIO(data, newline="")))
+    assert sorted(r["resource_label"] for r in rows) == sorted(
+        ["'" + label for label in hostile] + ["Ann - the second"])
+    assert sorted(r["actor_name"] for r in rows if r["actor_name"]) == sorted(
+        "'" + label for label in hostile)
+    exact = json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))
+    assert sorted(r["resource_label"] for r in exact) == sorted(hostile + ["Ann - the second"])
+
+
 def test_json_export_validates_and_matches_the_page(conn, sample):
     filters = parse_filters({"source": "web"}, UTC)
     exported = json.loads(b"".join(export_json(conn, filters)))

@@ -3,7 +3,9 @@
 Both hold the same rows in the same order as the pages (newest first, by
 (occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``.
 
-* CSV is written by the server: ``COPY (select ...) TO STDOUT WITH (FORMAT csv, HEADER)``
+* CSV is written by the server: ``COPY (select ...) TO STDOUT WITH (FORMAT csv, HEADER)``,
+  free text that a spreadsheet would run as a formula led by an apostrophe
+  (``_csv_value``).
   streamed through psycopg's copy. jsonb columns (``changes``, ``context``) come out as
   JSON text (a cursor feeding csv.writer would write Python reprs of the loaded
   objects, and be several times slower). COPY takes no server-side parameters, so
@@ -44,11 +46,31 @@ LOG = sql.Identifier("audit", "action_log")
 ORDER = sql.SQL("order by occurred_at desc, id desc")
 
 
+#: Free-text columns, written by applications, actors and DBAs: what a CSV cell could
+#: carry into a spreadsheet as a formula (the others are numbers, times, JSON objects
+#: or closed vocabularies).
+FREE_TEXT_COLUMNS = frozenset({
+    "action", "resource_id", "resource_label", "actor_id", "actor_name", "db_user",
+    "request_id", "table_name", "application_name",
+})
+#: SQL: the column with an apostrophe before a leading =, +, -, @, tab or carriage return
+FORMULA_SAFE = sql.SQL("case when {0} ~ '^[-=+@\\t\\r]' then chr(39) || {0} else {0} end")
+
+
 def _value(column: str) -> sql.Composable:
     """A column as exported: ISO 8601 for the timestamp, the rest as stored."""
     if column == "occurred_at":
         return sql.SQL("to_json(occurred_at) #>> '{}'")
     return sql.Identifier(column)
+
+
+def _csv_value(column: str) -> sql.Composable:
+    """A column as the CSV holds it: as ``_value``, except that free text a spreadsheet
+    would run as a formula (a client named =HYPERLINK(...)) gets a leading apostrophe,
+    which spreadsheets show as text. The JSON export keeps every value exact."""
+    if column not in FREE_TEXT_COLUMNS:
+        return _value(column)
+    return FORMULA_SAFE.format(sql.Identifier(column))
 
 
 def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composable, dict]:
@@ -82,7 +104,7 @@ def export_csv(conn: psycopg.Connection, filters: Filters, *,
     from audit_capture.viewer.query import translate_errors
 
     columns = sql.SQL(", ").join(
-        sql.SQL("{} as {}").format(_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS)
+        sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS)
     select, params = _select(filters, columns)
     copy = sql.SQL("copy ({}) to stdout with (format csv, header)").format(select)
 
