@@ -168,3 +168,16 @@ def test_a_filter_list_stepped_through_with_the_keyboard_waits_for_enter(page, v
     assert page.evaluate("document.activeElement.id") == "f-source"
     page.keyboard.press("Enter")
     page.wait_for_url("**/?source=api")
+
+
+def test_keyboard_focus_is_outlined_in_the_accent_colour(page, viewer_url):
+    sign_in(page, viewer_url)
+    page.keyboard.press("Tab")  # keyboard focus: :focus-visible applies
+    for _ in range(12):
+        if page.evaluate("document.activeElement.id") == "f-source":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "f-source"
+    style = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
+                          " return [s.outlineStyle, s.outlineWidth, s.outlineColor]; })()")
+    assert style == ["solid", "2px", "rgb(47, 91, 211)"]  # --accent, not the pale tint
