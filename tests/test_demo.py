@@ -3,6 +3,8 @@ event of DESIGN.md's table, from several actors over all four sources and Databa
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 
 from audit_capture.demo.runner import prepare
@@ -54,6 +56,15 @@ def test_demo_preparation_covers_every_event(empty_db_url):
         assert named >= 4
         span = conn.execute("select max(occurred_at) - min(occurred_at) from audit.action_log").fetchone()[0]
         assert span.days >= 25
+        # the timestamps the activity wrote moved with their actions: a client created in an
+        # action of 27 Oct says created_at 27 Oct, in its row and in the logged row
+        created = conn.execute(
+            "select l.occurred_at, (l.changes ->> 'created_at')::timestamptz, c.created_at"
+            " from audit.action_log l join clients c on c.id = l.resource_id::bigint"
+            " where l.action = 'Client created'").fetchall()
+        assert created
+        for occurred, logged, row in created:
+            assert abs(logged - occurred) < timedelta(seconds=5) and row == logged
         # bulk actions keep their items; redacted values stay redacted
         batch = conn.execute("select id, row_count from audit.action_log "
                              "where action = 'Batch client deletion'").fetchone()

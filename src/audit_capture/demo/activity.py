@@ -4,16 +4,24 @@ Named admins, clients, the nightly scheduler and an AI intake agent act over Web
 AI and the mobile app, covering every event of DESIGN.md's table, plus one change made
 directly in SQL with no context (it shows as "Database"). The requests run now; then
 ``spread_over_days`` moves the log's timestamps back across the last ``days`` days, in
-order, as the demo's own data preparation.
+order, as the demo's own data preparation, and the timestamps the activity wrote (the
+CRM rows' own, those inside logged rows and diffs) with them.
 """
 
 from __future__ import annotations
 
+import bisect
+import json
 import random
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import psycopg
 from flask import Flask
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from audit_capture.viewer.present import instant
 
 FIRST_NAMES = ["Jane", "John", "Luis", "Amara", "Chen", "Fatima", "Noah", "Olivia", "Ravi", "Sofia",
                "Tomas", "Yara", "Ethan", "Mei", "Kwame", "Ines", "Marco", "Leila", "Sam", "Grace"]
@@ -124,18 +132,76 @@ def generate(app: Flask, superuser_url: str, *, seed: int = 7, step: Step = lamb
 
 def spread_over_days(superuser_url: str, days: int = 30) -> int:
     """Move the log's timestamps back over the last ``days`` days, keeping their order
-    (more recent days busier). Demo data preparation only: it needs a superuser, which
-    may switch the log's append-only triggers off for its own session."""
+    (more recent days busier), and every timestamp the activity wrote with them: the
+    CRM rows' own (created_at, updated_at, ...) and those inside logged rows and diffs,
+    each moved as far as the action that wrote it, so that a client created in an
+    action dated 27 Oct says created_at 27 Oct. Demo data preparation only: it needs a
+    superuser, which may switch the log's append-only triggers off (and, for the CRM
+    tables, the audit triggers) for its own session."""
     with psycopg.connect(superuser_url) as conn:
         conn.execute("set session_replication_role = replica")
         count = conn.execute("select count(*) from audit.action_log").fetchone()[0]
-        conn.execute("""
+        moves = conn.execute("""
             with ranked as (
-              select id, row_number() over (order by id) as n, count(*) over () as total
-              from audit.action_log)
-            update audit.action_log l
-            set occurred_at = now() - make_interval(days => %(days)s)
-                              * power(1 - (r.n - 0.5) / r.total, 1.6)
-                              + make_interval(secs => (l.id * 7919) %% 3600)
-            from ranked r where r.id = l.id""", {"days": days})
+              select id, occurred_at, row_number() over (order by id) as n,
+                     count(*) over () as total
+              from audit.action_log),
+            moved as (
+              update audit.action_log l
+              set occurred_at = now() - make_interval(days => %(days)s)
+                                * power(1 - (r.n - 0.5) / r.total, 1.6)
+                                + make_interval(secs => (l.id * 7919) %% 3600)
+              from ranked r where r.id = l.id
+              returning r.occurred_at as before, l.occurred_at as after)
+            select before, after from moved order by before""", {"days": days}).fetchall()
+        if moves:
+            _move_written_timestamps(conn, moves)
         return count
+
+
+def _moved(moves: list[tuple[datetime, datetime]], moment: datetime) -> datetime:
+    """Where ``moment`` goes: as far as the first action logged at or after it (a row's
+    now() is its transaction's start, the action's time a statement of that transaction),
+    or as far as the last action when it is newer than all of them."""
+    index = min(bisect.bisect_left([before for before, _ in moves], moment), len(moves) - 1)
+    before, after = moves[index]
+    return moment + (after - before)
+
+
+def _move_in_json(value, move):
+    """``value`` (loaded JSON) with every timestamp string that lies within the activity
+    moved by ``move``; other values as they are."""
+    if isinstance(value, dict):
+        return {key: _move_in_json(item, move) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_move_in_json(item, move) for item in value]
+    moment = instant(value)
+    return value if moment is None else move(moment).isoformat()
+
+
+def _move_written_timestamps(conn: psycopg.Connection, moves: list[tuple[datetime, datetime]]) -> None:
+    first, last = moves[0][0] - timedelta(hours=1), moves[-1][0] + timedelta(hours=1)
+
+    def move(moment: datetime) -> datetime:
+        return _moved(moves, moment) if first <= moment <= last else moment
+
+    for table, column in conn.execute("""
+            select c.table_name, c.column_name from information_schema.columns c
+            join audit.tracked_table t
+              on t.relation = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
+            where c.data_type = 'timestamp with time zone'""").fetchall():
+        rows = conn.execute(sql.SQL("select ctid, {} from {} where {} is not null").format(
+            sql.Identifier(column), sql.Identifier(table), sql.Identifier(column))).fetchall()
+        for ctid, moment in rows:
+            conn.execute(sql.SQL("update {} set {} = %s where ctid = %s").format(
+                sql.Identifier(table), sql.Identifier(column)), (move(moment), ctid))
+    for action_id, changes, context in conn.execute(
+            "select id, changes, context from audit.action_log").fetchall():
+        conn.execute("update audit.action_log set changes = %s, context = %s where id = %s",
+                     (Jsonb(_move_in_json(changes, move)),
+                      None if context is None else Jsonb(_move_in_json(context, move)), action_id))
+    for action_id, first_item, items in conn.execute(
+            "select action_id, first_item, items from audit.action_item_chunk").fetchall():
+        conn.execute("update audit.action_item_chunk set items = %s"
+                     " where action_id = %s and first_item = %s",
+                     (json.dumps(_move_in_json(json.loads(items), move)), action_id, first_item))
