@@ -451,6 +451,9 @@ def test_action_page_of_a_create_shows_the_row(user, seeded):
     assert "The row as it was created" in text
     assert "jane@example.com" in text and "123-45-6789" not in text
     assert "badge redacted" in text
+    # one side only: a Value column, no empty Old column
+    assert '<table class="changes row">' in text and '<th scope="col">Old</th>' not in text
+    assert '<td class="new">jane@example.com</td>' in text
 
 
 def test_action_page_shows_the_context(user, seeded):
