@@ -111,8 +111,19 @@ def test_one_round_trip_per_transaction(engine, statements):
             connection.execute(sa.text("select 1"))
     sent = list(statements)
     assert sum("set_config" in s for s in sent) == 2
+    # nothing else of ours: no isolation level asked of the server, no extra rollback
+    assert not any("isolation level" in s or "ROLLBACK" in s for s in sent)
     # bound parameters, never values spliced into the text
     assert all("Alice" not in s for s in sent if "set_config" in s)
+
+
+def test_autocommit_connections_send_nothing(engine, statements, conn):
+    with audit_capture.context(**ALICE):
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(sa.text("insert into clients (name) values ('autocommit')"))
+    sent = list(statements)
+    assert any("autocommit" in s for s in sent)
+    assert not any("set_config" in s for s in sent)
 
 
 def test_values_do_not_outlive_the_transaction(engine, conn):

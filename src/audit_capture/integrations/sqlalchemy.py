@@ -69,10 +69,16 @@ def _apply_before_statement(conn: Connection, cursor, statement, parameters, con
     applied = conn.info.get(APPLIED)
     if variables == applied:
         return  # nothing stated, or already set in this transaction
-    if conn.get_isolation_level() == "AUTOCOMMIT":
+    if _autocommit(conn):
         return
     cursor.execute(*_set_config(variables or _cleared(applied)))
     conn.info[APPLIED] = variables
+
+
+def _autocommit(conn: Connection) -> bool:
+    # the DBAPI connection's own flag: Connection.get_isolation_level() never reports
+    # AUTOCOMMIT, and asks the server (a round trip, and a rollback) every time
+    return bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
 
 
 def _forget_applied(conn: Connection, *args) -> None:
