@@ -148,6 +148,38 @@ def test_rollback_then_a_new_transaction_sets_the_context_again(engine, conn):
     assert (action["resource_label"], action["actor_name"]) == ("kept", "Alice Admin")
 
 
+
+def test_a_failed_savepoint_rolls_back_and_the_transaction_goes_on(engine, conn):
+    conn.execute("create unique index on clients (email)")
+    conn.commit()
+    with audit_capture.context(**ALICE):
+        with Session(engine) as session, session.begin():
+            session.execute(sa.text("insert into clients (name, email) values ('Jane', 'j@x')"))
+            # get-or-create: try the insert in a savepoint, take the duplicate error
+            with pytest.raises(sa.exc.IntegrityError):
+                with session.begin_nested():
+                    session.execute(sa.text("insert into clients (name, email) values ('Jane again', 'j@x')"))
+            session.execute(sa.text("insert into clients (name) values ('after the savepoint')"))
+    got = [(a["resource_label"], a["actor_name"]) for a in actions(conn, resource_type="client")]
+    assert got == [("Jane", "Alice Admin"), ("after the savepoint", "Alice Admin")]
+
+
+def test_a_savepoint_rollback_brings_back_what_was_set_before_it(engine, conn):
+    with Session(engine) as session, session.begin():
+        with audit_capture.context(**ALICE):
+            session.execute(sa.text("insert into clients (name) values ('by Alice')"))
+            with pytest.raises(RuntimeError):
+                with session.begin_nested():
+                    with audit_capture.context(actor_name="Bob", actor_type="client", source="mobile"):
+                        session.execute(sa.text("select 1"))
+                        raise RuntimeError("undo the savepoint")
+            session.execute(sa.text("insert into clients (name) values ('Alice, after the savepoint')"))
+        # the context ended; the server still had Alice's values from before the savepoint
+        session.execute(sa.text("insert into clients (name) values ('nobody')"))
+    got = [(a["resource_label"], a["actor_name"]) for a in actions(conn, resource_type="client")]
+    assert got == [("by Alice", "Alice Admin"), ("Alice, after the savepoint", "Alice Admin"),
+                   ("nobody", "postgres")]
+
 def test_uninstrument(engine, statements):
     uninstrument(engine)
     with audit_capture.context(**ALICE):

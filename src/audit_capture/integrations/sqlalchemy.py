@@ -24,13 +24,18 @@ from contextlib import contextmanager
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import RollbackToSavepointClause
 
-from audit_capture.context import ambient_variables
+from audit_capture.context import CONTEXT_VARIABLES, ambient_variables
 from audit_capture.context import batch as connection_batch
 from audit_capture.context import importing as connection_importing
 
 #: Where a connection remembers what it set in its current transaction.
 APPLIED = "audit_capture.applied"
+#: What APPLIED holds after a savepoint was rolled back: the server has undone some of
+#: what was set (not always back to the values of the savepoint's start, when they were
+#: set again inside it), so the next statement states everything again.
+UNKNOWN = object()
 
 
 def instrument(target: Engine | sessionmaker) -> Engine:
@@ -39,8 +44,9 @@ def instrument(target: Engine | sessionmaker) -> Engine:
     engine = _engine_of(target)
     if not event.contains(engine, "before_cursor_execute", _apply_before_statement):
         event.listen(engine, "before_cursor_execute", _apply_before_statement)
-        for name in ("commit", "rollback", "rollback_savepoint"):
+        for name in ("commit", "rollback"):
             event.listen(engine, name, _forget_applied)
+        event.listen(engine, "rollback_savepoint", _unknown_after_savepoint)
     return engine
 
 
@@ -49,8 +55,9 @@ def uninstrument(target: Engine | sessionmaker) -> None:
     engine = _engine_of(target)
     if event.contains(engine, "before_cursor_execute", _apply_before_statement):
         event.remove(engine, "before_cursor_execute", _apply_before_statement)
-        for name in ("commit", "rollback", "rollback_savepoint"):
+        for name in ("commit", "rollback"):
             event.remove(engine, name, _forget_applied)
+        event.remove(engine, "rollback_savepoint", _unknown_after_savepoint)
 
 
 def _engine_of(target: Engine | sessionmaker) -> Engine:
@@ -69,7 +76,7 @@ def _apply_before_statement(conn: Connection, cursor, statement, parameters, con
     applied = conn.info.get(APPLIED)
     if variables == applied:
         return  # nothing stated, or already set in this transaction
-    if _autocommit(conn):
+    if _autocommit(conn) or _rolls_back_to_savepoint(context):
         return
     cursor.execute(*_set_config(variables or _cleared(applied)))
     conn.info[APPLIED] = variables
@@ -81,9 +88,24 @@ def _autocommit(conn: Connection) -> bool:
     return bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
 
 
+def _rolls_back_to_savepoint(context) -> bool:
+    # Values set now would be undone by the statement itself, and after an error it
+    # is the only statement the server takes: a set_config would fail in its place
+    # and leave the transaction aborted.
+    compiled = getattr(context, "compiled", None)
+    return isinstance(getattr(compiled, "statement", None), RollbackToSavepointClause)
+
+
 def _forget_applied(conn: Connection, *args) -> None:
-    # transaction-local values end with the transaction (or the savepoint that set them)
+    # transaction-local values end with the transaction
     conn.info.pop(APPLIED, None)
+
+
+def _unknown_after_savepoint(conn: Connection, *args) -> None:
+    # the values set inside the savepoint are undone, those set before it are not:
+    # the next statement states the context again (or clears it) whatever it was
+    if APPLIED in conn.info:
+        conn.info[APPLIED] = UNKNOWN
 
 
 def _set_config(variables: Mapping[str, str]) -> tuple[str, list[str]]:
@@ -91,9 +113,10 @@ def _set_config(variables: Mapping[str, str]) -> tuple[str, list[str]]:
     return f"select {calls}", [p for item in variables.items() for p in item]
 
 
-def _cleared(applied: Mapping[str, str] | None) -> dict[str, str]:
+def _cleared(applied: Mapping[str, str] | object) -> dict[str, str]:
     # the ambient context ended mid-transaction: unset what this transaction set
-    return {name: "" for name in (applied or {})}
+    names = CONTEXT_VARIABLES if applied is UNKNOWN else applied
+    return {name: "" for name in names}
 
 
 @contextmanager
