@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import audit_capture
 from audit_capture.database import sqlalchemy_url
@@ -14,6 +14,16 @@ from audit_capture.integrations.sqlalchemy import instrument, uninstrument
 from audit_log import actions, only_action
 
 ALICE = dict(actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Client(Base):
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
 
 
 @pytest.fixture
@@ -210,3 +220,22 @@ def test_batch_and_importing_through_a_session(engine, conn):
     deleted = only_action(conn, action="Batch client deletion")
     assert (imported["action_type"], imported["actor_name"]) == ("import", "Alice Admin")
     assert (deleted["row_count"], deleted["actor_name"]) == (3, "Alice Admin")
+
+
+def test_batch_and_importing_take_the_orm_changes_made_in_the_block(engine, conn):
+    from audit_capture.integrations.sqlalchemy import batch, importing
+
+    with audit_capture.context(**ALICE):
+        with Session(engine) as session, session.begin():
+            session.add(Client(name="Added before the import"))  # pending, not the import's
+            with importing(session):
+                session.add_all([Client(name=f"Imported {i}") for i in range(3)])
+        with Session(engine) as session, session.begin():
+            clients = session.scalars(sa.select(Client)).all()
+            session.add(Client(name="Added before the batch"))
+            with batch(session, "Batch client deletion"):
+                for client in clients:
+                    session.delete(client)  # sent at the next flush, not at once
+    got = [(a["action"], a["row_count"]) for a in actions(conn, resource_type="client")]
+    assert got == [("Client created", 1), ("Clients imported (3)", 3),
+                   ("Client created", 1), ("Batch client deletion", 4)]

@@ -122,17 +122,32 @@ def _cleared(applied: Mapping[str, str] | object) -> dict[str, str]:
 @contextmanager
 def batch(connection: Connection | Session, label: str) -> Iterator[None]:
     """``audit_capture.batch`` for a SQLAlchemy Connection or Session in a transaction:
-    every tracked change of the block becomes one action labelled ``label``."""
+    every tracked change of the block becomes one action labelled ``label``.
+
+    A Session is flushed on the way in and out, so the batch holds exactly the
+    changes made in the block: ``session.delete(obj)`` in a loop is one action."""
+    _flush(connection)
     with connection_batch(_driver_connection(connection), label):
         yield
+        _flush(connection)
 
 
 @contextmanager
 def importing(connection: Connection | Session) -> Iterator[None]:
     """``audit_capture.importing`` for a SQLAlchemy Connection or Session: the block's
-    inserts are logged as an import."""
+    inserts are logged as an import (a Session is flushed on the way in and out)."""
+    _flush(connection)
     with connection_importing(_driver_connection(connection)):
         yield
+        _flush(connection)
+
+
+def _flush(connection: Connection | Session) -> None:
+    # the ORM sends its changes when it likes (autoflush, commit): pending changes
+    # from before the block are not the block's, and the block's must not wait for
+    # a flush after it
+    if isinstance(connection, Session):
+        connection.flush()
 
 
 def _driver_connection(connection: Connection | Session):
