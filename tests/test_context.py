@@ -126,6 +126,21 @@ def test_python_rejects_wrong_values_before_sending_anything(conn):
     assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # no round trip made
 
 
+
+def test_ids_names_and_labels_that_are_not_strings_are_sent_as_text(conn):
+    import uuid
+
+    request_id = uuid.UUID(int=42)
+    with conn.transaction():
+        set_context(conn, actor_id=7, actor_name=1234, actor_type="client", source="mobile",
+                    request_id=request_id)
+        conn.execute("insert into clients (name) values ('By number')")
+        event_id = record_action(conn, "export", "Call export to file", resource_type="call",
+                                 resource_id=9, resource_label=2024)
+    created = only_action(conn, action="Client created")
+    assert (created["actor_name"], created["request_id"]) == ("1234", str(request_id))
+    assert only_action(conn, id=event_id)["resource_label"] == "2024"
+
 def test_enums_match_the_sql_vocabularies(conn):
     for enum, function in [(ActionType, "action_types"), (ActorType, "actor_types"), (Source, "sources")]:
         assert [m.value for m in enum] == conn.execute(f"select audit.{function}()").fetchone()[0]

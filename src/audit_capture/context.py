@@ -61,24 +61,31 @@ CONTEXT_VARIABLES = (
 def context_values(
     *,
     actor_id: object = None,
-    actor_name: str | None = None,
+    actor_name: object = None,
     actor_type: ActorType | str | None = None,
     source: Source | str | None = None,
-    request_id: str | None = None,
+    request_id: object = None,
     context: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The audit variables for these values, validated; None becomes '' (unset)."""
+    """The audit variables for these values, validated; None becomes '' (unset).
+
+    Ids and names are text (a user's numeric id or a UUID request id is written as
+    its str), so every value is sent as text."""
     if context is not None and not isinstance(context, Mapping):
         raise TypeError(f"context must be a mapping, not {type(context).__name__}")
     values = (
-        None if actor_id is None else str(actor_id),
-        actor_name,
+        _text(actor_id),
+        _text(actor_name),
         coerce(ActorType, "audit.actor_type", actor_type),
         coerce(Source, "audit.source", source),
-        request_id,
+        _text(request_id),
         None if context is None else json.dumps(dict(context), default=str),
     )
     return {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def set_variables(conn: psycopg.Connection, variables: Mapping[str, str]) -> None:
