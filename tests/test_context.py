@@ -203,6 +203,24 @@ def test_autocommit_outside_a_transaction_is_refused(db_url):
         assert only_action(conn, action="Client created")["actor_name"] == "Alice"
 
 
+
+def test_an_asyncio_connection_is_refused_rather_than_ignored(db_url):
+    import asyncio
+
+    from audit_capture import apply_context
+
+    async def use_helpers():
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            async with conn.transaction():
+                for helper in (lambda: set_context(conn, actor_type="admin"),
+                               lambda: record_action(conn, "login", "LawRuler login")):
+                    with pytest.raises(TypeError, match="not an AsyncConnection"):
+                        helper()
+                with context(actor_type="admin"), pytest.raises(TypeError, match="audit.set_context"):
+                    apply_context(conn)
+
+    asyncio.run(use_helpers())
+
 def test_record_action_uses_the_context_and_merges_its_metadata(conn):
     with conn.transaction():
         set_context(conn, actor_id="7", actor_name="Alice", actor_type="admin", source="api",

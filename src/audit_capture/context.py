@@ -196,7 +196,19 @@ def _overriding(conn: psycopg.Connection, new: Mapping[str, str]) -> Iterator[No
             set_variables(conn, outer)
 
 
+def require_sync_connection(conn: object) -> None:
+    """Refuse an asyncio connection, whose execute() would only make a coroutine that
+    nobody awaits: the values would silently never reach the server."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        raise TypeError(
+            "audit_capture's helpers take a psycopg.Connection, not an AsyncConnection; "
+            "with asyncio, state the context in SQL: "
+            "`await conn.execute(\"select audit.set_context(actor_id => %s, ...)\", ...)`"
+        )
+
+
 def _require_transaction(conn: psycopg.Connection) -> None:
+    require_sync_connection(conn)
     if conn.autocommit and conn.info.transaction_status == pq.TransactionStatus.IDLE:
         raise NoTransaction(
             "the audit context is transaction-local, but this connection is in autocommit "

@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from audit_capture.context import require_sync_connection
 from audit_capture.enums import ActionType, coerce
 
 
@@ -28,6 +29,7 @@ def record_action(conn: psycopg.Connection, action_type: ActionType | str, actio
     ``details``: resource_type, resource_id, resource_label, changes (a mapping),
     context (a mapping merged over audit.context), row_count (default 0).
     """
+    require_sync_connection(conn)
     row = conn.execute(LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).fetchone()
     return row[0]
 
