@@ -190,6 +190,27 @@ def test_a_savepoint_rollback_brings_back_what_was_set_before_it(engine, conn):
     assert got == [("by Alice", "Alice Admin"), ("Alice, after the savepoint", "Alice Admin"),
                    ("nobody", "postgres")]
 
+
+def test_a_connection_dropped_without_close_leaves_nothing_applied(db_url, conn):
+    import gc
+
+    engine = sa.create_engine(sqlalchemy_url(db_url), pool_size=1, max_overflow=0)
+    instrument(engine)
+    job = dict(actor_name="Nightly import", actor_type="system", source="ai")
+
+    def leak_a_connection():
+        engine.connect().execute(sa.text("select 1"))  # context sent; neither committed nor closed
+
+    try:
+        with audit_capture.context(**job):
+            leak_a_connection()
+            gc.collect()  # the pool rolls it back and takes it again
+            with engine.begin() as connection:  # the same connection, the same context
+                connection.execute(sa.text("insert into clients (name) values ('next job')"))
+    finally:
+        engine.dispose()
+    assert only_action(conn, action="Client created")["actor_name"] == "Nightly import"
+
 def test_uninstrument(engine, statements):
     uninstrument(engine)
     with audit_capture.context(**ALICE):

@@ -47,6 +47,7 @@ def instrument(target: Engine | sessionmaker) -> Engine:
         for name in ("commit", "rollback"):
             event.listen(engine, name, _forget_applied)
         event.listen(engine, "rollback_savepoint", _unknown_after_savepoint)
+        event.listen(engine, "checkin", _forget_on_checkin)
     return engine
 
 
@@ -58,6 +59,7 @@ def uninstrument(target: Engine | sessionmaker) -> None:
         for name in ("commit", "rollback"):
             event.remove(engine, name, _forget_applied)
         event.remove(engine, "rollback_savepoint", _unknown_after_savepoint)
+        event.remove(engine, "checkin", _forget_on_checkin)
 
 
 def _engine_of(target: Engine | sessionmaker) -> Engine:
@@ -99,6 +101,13 @@ def _rolls_back_to_savepoint(context) -> bool:
 def _forget_applied(conn: Connection, *args) -> None:
     # transaction-local values end with the transaction
     conn.info.pop(APPLIED, None)
+
+
+def _forget_on_checkin(dbapi_connection, connection_record) -> None:
+    # A Connection dropped without close() goes back through the pool's own rollback,
+    # which fires no Connection event: conn.info (the pooled record's) would still
+    # say "applied" to the next checkout, and a context equal to it would not be sent.
+    connection_record.info.pop(APPLIED, None)
 
 
 def _unknown_after_savepoint(conn: Connection, *args) -> None:
