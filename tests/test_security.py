@@ -202,3 +202,48 @@ def test_audit_admin_tracks_its_own_tables(make_role, conn):
             admin.execute("select audit.untrack('leads')")
             admin.execute("insert into leads values (2, 'Not logged')")
     assert only_action(conn, action="Lead created")["resource_label"] == "Lead one"
+
+
+@pytest.fixture
+def owning_app(make_role, conn):
+    """An application role that OWNS a tracked table (as migration tools make it), and
+    its connection: tracked by the superuser, as a DBA would."""
+    url = make_role("grant usage, create on schema public to {role}")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table owned_notes (id int primary key, body text)")
+    with conn.transaction():
+        conn.execute("select audit.track('owned_notes', 'note')")
+    with psycopg.connect(url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.mark.parametrize("statement", [
+    "alter table owned_notes disable trigger audit_capture_update",
+    "alter table owned_notes disable trigger all",
+    "alter table owned_notes disable trigger user",
+    "alter table owned_notes enable replica trigger audit_capture_insert",
+    "drop trigger audit_capture_delete on owned_notes",
+])
+def test_a_table_owner_cannot_silence_its_audit_triggers(owning_app, conn, statement):
+    with pytest.raises(errors.InsufficientPrivilege, match="only a superuser or a member of audit_admin"):
+        owning_app.execute(statement)
+    owning_app.execute("insert into owned_notes values (1, 'still logged')")
+    assert only_action(conn, action="Note created")["resource_id"] == "1"
+
+
+def test_a_table_owner_may_still_drop_its_table(owning_app, conn):
+    owning_app.execute("drop table owned_notes")
+    assert conn.execute("select count(*) from audit.tracked_table"
+                        " where relation::text = 'owned_notes'").fetchone()[0] == 0
+
+
+def test_an_audit_admin_may_switch_off_the_audit_triggers_of_its_table(make_role, conn):
+    url = make_role("grant audit_admin to {role}", "grant usage, create on schema public to {role}")
+    with psycopg.connect(url, autocommit=True) as dba:
+        dba.execute("create table admin_notes (id int primary key)")
+        dba.execute("select audit.track('admin_notes', 'note')")
+        dba.execute("alter table admin_notes disable trigger audit_capture_update")
+        dba.execute("alter table admin_notes enable trigger audit_capture_update")
+        dba.execute("drop trigger audit_capture_truncate on admin_notes")
+        assert dba.execute("select count(*) from pg_trigger where tgrelid = 'admin_notes'::regclass"
+                           " and tgname like 'audit_capture_%' and tgenabled = 'O'").fetchone()[0] == 4

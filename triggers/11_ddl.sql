@@ -4,7 +4,25 @@
 -- After every ALTER TABLE on a tracked table (add, drop, rename a column, change a type,
 -- rename the table), its generated capture function is written again in the same
 -- statement, so capture keeps working with nothing to reinstall. Dropping a tracked
--- table removes it from the registry.
+-- table removes it from the registry. Switching off or dropping its audit triggers is
+-- refused to anyone but a superuser or a member of audit_admin.
+
+-- Whether the role running the statement may switch off or drop a tracked table's audit
+-- triggers: a superuser or a member of audit_admin, the DBA who tracks tables. Anyone
+-- else, a table's owner included, is refused by the event triggers below: an
+-- application that owns its tables (common with migration tools) cannot silence its
+-- own audit. The role is the SET ROLE role, else the login role (inside a SECURITY
+-- DEFINER function current_user is the function's owner).
+create or replace function audit.may_change_audit_triggers() returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(bool_or(r.rolsuper or pg_has_role(r.oid, 'audit_admin', 'MEMBER')), false)
+  from pg_roles r
+  where r.rolname = coalesce(nullif(current_setting('role'), 'none'), session_user)
+$$;
+comment on function audit.may_change_audit_triggers() is
+  'Internal: true when the role running the statement is a superuser or a member of audit_admin (who may disable or drop audit triggers).';
 
 -- Runs as the role that altered the table: remaking the key-change trigger needs the
 -- table owner's rights; the function itself is rewritten by audit.generate_capture()
@@ -22,6 +40,16 @@ begin
     -- the table itself, or one of its columns (RENAME COLUMN names the column)
     where c.classid = 'pg_class'::regclass
   loop
+    -- DISABLE TRIGGER (or ENABLE REPLICA TRIGGER, which fires only under replication)
+    -- on an audit trigger: refused unless the role may (the statement is rolled back)
+    if exists (select from pg_trigger g
+               where g.tgrelid = target and g.tgname like 'audit\_capture\_%'
+                 and g.tgenabled in ('D', 'R'))
+       and not audit.may_change_audit_triggers() then
+      raise exception 'cannot switch off the audit triggers of %: only a superuser or a member of audit_admin may', target
+        using errcode = 'insufficient_privilege',
+              hint = 'To stop auditing the table, a DBA runs audit-capture untrack.';
+    end if;
     -- settings first (a renamed status or redacted column keeps its role), then the
     -- function from them: false for a table that is not tracked; true when its primary
     -- key changed
@@ -51,6 +79,18 @@ as $$
 declare
   dropped oid;
 begin
+  -- DROP TRIGGER on an audit trigger (not the table's own DROP TABLE, which takes its
+  -- triggers with it): refused unless the role may
+  if exists (select from pg_event_trigger_dropped_objects() d
+             where d.object_type = 'trigger' and d.address_names[3] like 'audit\_capture\_%'
+               and not exists (select from pg_event_trigger_dropped_objects() t
+                               where t.object_type = 'table'
+                                 and t.address_names = d.address_names[1:2]))
+     and not audit.may_change_audit_triggers() then
+    raise exception 'cannot drop the audit triggers of a tracked table: only a superuser or a member of audit_admin may'
+      using errcode = 'insufficient_privilege',
+            hint = 'To stop auditing the table, a DBA runs audit-capture untrack.';
+  end if;
   for dropped in
     select d.objid from pg_event_trigger_dropped_objects() d
     where d.classid = 'pg_class'::regclass and d.objsubid = 0

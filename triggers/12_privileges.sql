@@ -18,7 +18,7 @@ grant execute on function
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
   audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
   audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
-  audit.follow_column_renames(regclass)
+  audit.follow_column_renames(regclass), audit.may_change_audit_triggers()
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else

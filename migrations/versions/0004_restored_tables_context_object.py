@@ -22,6 +22,9 @@ Installs the SQL frozen in migrations/sql/0004/.
   (attribute numbers kept in tracked_table.setting_columns, a new column), and the
   event trigger writes the new names into the registry. A renamed redacted column was
   logged in clear before.
+- A tracked table's owner cannot switch off (DISABLE TRIGGER, ENABLE REPLICA TRIGGER) or
+  drop its audit triggers unless it is a superuser or a member of audit_admin
+  (audit.may_change_audit_triggers(), checked by the event triggers).
 - audit_reader may run the fingerprints that `audit-capture status` compares.
 
 Downgrade restores revision 0003's SQL, then migrations/downgrade/0004.sql removes the
