@@ -247,3 +247,16 @@ def test_an_audit_admin_may_switch_off_the_audit_triggers_of_its_table(make_role
         dba.execute("drop trigger audit_capture_truncate on admin_notes")
         assert dba.execute("select count(*) from pg_trigger where tgrelid = 'admin_notes'::regclass"
                            " and tgname like 'audit_capture_%' and tgenabled = 'O'").fetchone()[0] == 4
+
+
+def test_an_owner_s_alter_table_waits_while_a_dba_left_the_audit_triggers_off(owning_app, conn):
+    with conn.transaction():
+        conn.execute("alter table owned_notes disable trigger audit_capture_insert")
+    with pytest.raises(errors.InsufficientPrivilege, match="ENABLE TRIGGER") as refused:
+        owning_app.execute("alter table owned_notes add column tag text")
+    assert "would be switched off" in str(refused.value)
+    with conn.transaction():
+        conn.execute("alter table owned_notes enable trigger audit_capture_insert")
+    owning_app.execute("alter table owned_notes add column tag text")
+    owning_app.execute("insert into owned_notes values (1, 'x', 'y')")
+    assert only_action(conn, action="Note created")["changes"]["tag"] == "y"

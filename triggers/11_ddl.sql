@@ -41,14 +41,16 @@ begin
     where c.classid = 'pg_class'::regclass
   loop
     -- DISABLE TRIGGER (or ENABLE REPLICA TRIGGER, which fires only under replication)
-    -- on an audit trigger: refused unless the role may (the statement is rolled back)
+    -- on an audit trigger: refused unless the role may (the statement is rolled back).
+    -- The state is what is checked, so an ALTER TABLE by such a role is also refused
+    -- while a DBA has left the triggers off; the message says how to go on.
     if exists (select from pg_trigger g
                where g.tgrelid = target and g.tgname like 'audit\_capture\_%'
                  and g.tgenabled in ('D', 'R'))
        and not audit.may_change_audit_triggers() then
-      raise exception 'cannot switch off the audit triggers of %: only a superuser or a member of audit_admin may', target
+      raise exception 'the audit triggers of % would be switched off: only a superuser or a member of audit_admin may switch them off or alter the table while they are', target
         using errcode = 'insufficient_privilege',
-              hint = 'To stop auditing the table, a DBA runs audit-capture untrack.';
+              hint = 'A DBA switches them on again (ALTER TABLE ... ENABLE TRIGGER), or runs audit-capture untrack to stop auditing the table.';
     end if;
     -- settings first (a renamed status or redacted column keeps its role), then the
     -- function from them: false for a table that is not tracked; true when its primary
