@@ -13,7 +13,7 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 from audit_capture import record_action, set_context
-from audit_log import only_action
+from audit_log import actions, only_action
 
 _role_numbers = itertools.count(1)
 
@@ -260,3 +260,30 @@ def test_an_owner_s_alter_table_waits_while_a_dba_left_the_audit_triggers_off(ow
     owning_app.execute("alter table owned_notes add column tag text")
     owning_app.execute("insert into owned_notes values (1, 'x', 'y')")
     assert only_action(conn, action="Note created")["changes"]["tag"] == "y"
+
+
+def test_an_owner_may_add_partitions_to_its_tracked_partitioned_table(make_role, conn):
+    """A new partition clones the key-change row trigger as its creator, which takes
+    EXECUTE on audit.capture_key_change() (it was audit_admin's alone: permission
+    denied for the monthly partition an application creates)."""
+    url = make_role("grant usage, create on schema public to {role}")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table visits (id int, at date, primary key (id, at))"
+                      " partition by range (at)")
+    with conn.transaction():
+        conn.execute("select audit.track('visits', 'visit')")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table visits_2026 partition of visits"
+                      " for values from ('2026-01-01') to ('2027-01-01')")
+        owner.execute("insert into visits values (1, '2026-05-01'), (2, '2026-05-02')")
+        owner.execute("update visits set id = id + 10")
+    assert [a["action"] for a in actions(conn, resource_type="visit")] == ["Batch visit creation",
+                                                                 "Bulk visit id update"]
+    # the function ignores a table that is not tracked, should someone attach it by hand
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table scratch (id int primary key)")
+        owner.execute("create trigger t after update on scratch for each row"
+                      " execute function audit.capture_key_change()")
+        owner.execute("insert into scratch values (1)")
+        owner.execute("update scratch set id = 2")
+    assert conn.execute("select count(*) from audit.pending_key_change").fetchone()[0] == 0

@@ -25,6 +25,10 @@ Installs the SQL frozen in migrations/sql/0004/.
 - A tracked table's owner cannot switch off (DISABLE TRIGGER, ENABLE REPLICA TRIGGER) or
   drop its audit triggers unless it is a superuser or a member of audit_admin
   (audit.may_change_audit_triggers(), checked by the event triggers).
+- A partition of a tracked table can be created by its owner (the cloned key-change
+  trigger takes EXECUTE on audit.capture_key_change(), now everyone's; the function
+  ignores untracked tables), and a primary-key change inside a partition is noted under
+  the tracked partitioned table, so its versions pair up.
 - audit_reader may run the fingerprints that `audit-capture status` compares.
 
 Downgrade restores revision 0003's SQL, then migrations/downgrade/0004.sql removes the

@@ -288,14 +288,24 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  key_sql text := audit.key_expression(audit.primary_key_columns(tg_relid), '($1)');
-  old_key text;
-  new_key text;
+  -- a partition's copy of this trigger (PostgreSQL clones row triggers to partitions)
+  -- notes the change under the tracked partitioned table, where its statement trigger
+  -- looks for it
+  tracked  regclass := coalesce(pg_partition_root(tg_relid), tg_relid);
+  key_sql  text;
+  old_key  text;
+  new_key  text;
 begin
+  -- EXECUTE is granted to everyone (creating a partition of a tracked table clones
+  -- this trigger, as the partition's creator): a table that is not tracked is ignored
+  if not exists (select from audit.tracked_table where relation = tracked) then
+    return null;
+  end if;
+  key_sql := audit.key_expression(audit.primary_key_columns(tg_relid), '($1)');
   execute 'select ' || key_sql into old_key using old;
   execute 'select ' || key_sql into new_key using new;
   insert into audit.pending_key_change (backend_pid, relation, old_key, new_key)
-  values (pg_backend_pid(), tg_relid, old_key, new_key);
+  values (pg_backend_pid(), tracked, old_key, new_key);
   perform set_config('audit.keys_moved', 'on', true);
   return null;
 end

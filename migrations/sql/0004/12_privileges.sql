@@ -18,7 +18,10 @@ grant execute on function
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
   audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
   audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
-  audit.follow_column_renames(regclass), audit.may_change_audit_triggers()
+  audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
+  -- creating a partition of a tracked table clones its key-change row trigger, which
+  -- takes EXECUTE on the function from the partition's creator
+  audit.capture_key_change()
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else
