@@ -74,17 +74,18 @@ def context_values(
     if context is not None and not isinstance(context, Mapping):
         raise TypeError(f"context must be a mapping, not {type(context).__name__}")
     values = (
-        _text(actor_id),
-        _text(actor_name),
+        as_text(actor_id),
+        as_text(actor_name),
         coerce(ActorType, "audit.actor_type", actor_type),
         coerce(Source, "audit.source", source),
-        _text(request_id),
+        as_text(request_id),
         None if context is None else json.dumps(dict(context), default=str),
     )
     return {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
 
 
-def _text(value: object) -> str | None:
+def as_text(value: object) -> str | None:
+    """A value for a text parameter: its str (a numeric id, a UUID), None kept."""
     return None if value is None else str(value)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from audit_capture.context import require_sync_connection
+from audit_capture.context import as_text, require_sync_connection
 from audit_capture.enums import ActionType, coerce
 
 
@@ -54,9 +54,9 @@ def log_action_arguments(
     return {
         "action_type": kind,
         "action": action,
-        "resource_type": None if resource_type is None else str(resource_type),
-        "resource_id": None if resource_id is None else str(resource_id),
-        "resource_label": None if resource_label is None else str(resource_label),
+        "resource_type": as_text(resource_type),
+        "resource_id": as_text(resource_id),
+        "resource_label": as_text(resource_label),
         "changes": json.dumps(dict(changes or {}), default=str),
         "context": None if context is None else json.dumps(dict(context), default=str),
         "row_count": row_count,

@@ -159,11 +159,13 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
         return count
 
 
-def _moved(moves: list[tuple[datetime, datetime]], moment: datetime) -> datetime:
+def _moved(moves: list[tuple[datetime, datetime]], starts: list[datetime],
+           moment: datetime) -> datetime:
     """Where ``moment`` goes: as far as the first action logged at or after it (a row's
     now() is its transaction's start, the action's time a statement of that transaction),
-    or as far as the last action when it is newer than all of them."""
-    index = min(bisect.bisect_left([before for before, _ in moves], moment), len(moves) - 1)
+    or as far as the last action when it is newer than all of them. ``starts``: the
+    actions' old times, ``moves``' first column."""
+    index = min(bisect.bisect_left(starts, moment), len(moves) - 1)
     before, after = moves[index]
     return moment + (after - before)
 
@@ -180,10 +182,11 @@ def _move_in_json(value, move):
 
 
 def _move_written_timestamps(conn: psycopg.Connection, moves: list[tuple[datetime, datetime]]) -> None:
-    first, last = moves[0][0] - timedelta(hours=1), moves[-1][0] + timedelta(hours=1)
+    starts = [before for before, _ in moves]
+    first, last = starts[0] - timedelta(hours=1), starts[-1] + timedelta(hours=1)
 
     def move(moment: datetime) -> datetime:
-        return _moved(moves, moment) if first <= moment <= last else moment
+        return _moved(moves, starts, moment) if first <= moment <= last else moment
 
     for table, column in conn.execute("""
             select c.table_name, c.column_name from information_schema.columns c

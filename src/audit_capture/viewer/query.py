@@ -246,6 +246,13 @@ def _sieve(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dic
         "t_sieve": patterns}
 
 
+def _text_test(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dict]:
+    """The text search as a test of rows already fetched (the walk's window, the time
+    windows' rows): the sieve first, to_tsvector only on the rows that pass it."""
+    (sieve, sieve_params), (match, match_params) = _sieve(conn, text), text.where()
+    return sql.SQL("{} and {}").format(sieve, match), {**sieve_params, **match_params}
+
+
 def _time_bound(conn: psycopg.Connection, position: tuple[datetime, int] | None,
                 direction: str, rows: int) -> datetime | None:
     """A time about ``rows`` rows past the page's start in ``direction``: the
@@ -296,13 +303,8 @@ def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filter
     """
     where, params = filters.where()
     keyset, keyset_params = _keyset(position, direction)
-    outer, outer_params = sql.SQL("true"), {}
-    if recheck is not None:
-        # on the window's rows: the sieve first, to_tsvector on the rows that pass it
-        text = _split_text(recheck)[1]
-        (sieve, sieve_params), (match, match_params) = _sieve(conn, text), text.where()
-        outer, outer_params = sql.SQL("{} and {}").format(sieve, match), {**sieve_params,
-                                                                          **match_params}
+    outer, outer_params = (_text_test(conn, _split_text(recheck)[1]) if recheck is not None
+                           else (sql.SQL("true"), {}))
     size: float | None = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
     if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
         # few matches of the words (each one fetched from the table before any other
@@ -496,17 +498,16 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
         # a common word: walk the newest candidates (time or composite index) through a
         # bounded window; on those rows, the sieve first, then the words themselves
         rest_where, rest_params = rest.where()
-        text_where, text_params = text.where()
-        sieve, sieve_params = _sieve(conn, text)
+        test, test_params = _text_test(conn, text)
         query = sql.SQL(
             "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
             " order by {order} limit {window}) w"
-            " where {sieve} and {text} order by {order} limit {limit}"
+            " where {test} order by {order} limit {limit}"
         ).format(cols=_columns(LIST_COLUMNS), log=LOG, rest=rest_where, keyset=keyset,
-                 order=_order(direction), window=sql.Literal(window), sieve=sieve,
-                 text=text_where, limit=sql.Literal(limit))
-        rows = cur.execute(query, {**rest_params, **text_params, **sieve_params,
-                                   **keyset_params}, prepare=False).fetchall()
+                 order=_order(direction), window=sql.Literal(window), test=test,
+                 limit=sql.Literal(limit))
+        rows = cur.execute(query, {**rest_params, **test_params, **keyset_params},
+                           prepare=False).fetchall()
         if len(rows) >= limit:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
