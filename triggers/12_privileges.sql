@@ -17,6 +17,7 @@ grant execute on function
   -- tracked table's capture function from the catalog is harmless for anyone, and the
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
   audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
+  audit.restored_capture_function(regclass),
   audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
   audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
   -- creating a partition of a tracked table clones its key-change row trigger, which

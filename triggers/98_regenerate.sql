@@ -27,9 +27,6 @@ where case when pg_catalog.to_regprocedure(
 -- (audit.adopt_capture_function() in 10_track.sql says why).
 select audit.generate_capture(t.relation), audit.adopt_capture_function(t.relation)
 from audit.tracked_table t
-join pg_catalog.pg_trigger g on g.tgrelid = t.relation and g.tgname = 'audit_capture_insert'
-join pg_catalog.pg_proc p on p.oid = g.tgfoid
-where p.pronamespace = 'audit'::regnamespace and p.proname ~ '^capture_[0-9]+$'
-  and p.proname <> 'capture_' || t.relation::oid;
+where audit.restored_capture_function(t.relation) is not null;
 
 set local role audit_owner;

@@ -10,6 +10,7 @@ drop function if exists audit.current_settings(regclass);  -- returns audit.trac
 drop function if exists audit.rename_in_rules(jsonb, text, text);
 drop function if exists audit.rule_columns(jsonb);
 drop function if exists audit.adopt_capture_function(regclass);
+drop function if exists audit.restored_capture_function(regclass);
 drop function if exists audit.make_capture_triggers(regclass, regproc);
 drop function if exists audit.check_context_object(jsonb);
 

@@ -204,19 +204,29 @@ comment on function audit.make_capture_triggers(regclass, regproc) is
 -- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
 -- at the function named for the table's oid and drops the stale one once unused.
 -- Runs as the caller: recreating triggers takes the table owner's rights.
+-- The generated capture function a table's triggers call when it was written for
+-- another oid (the table restored from a dump); null when there is none.
+create or replace function audit.restored_capture_function(target regclass) returns oid
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select p.oid
+  from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+  where t.tgrelid = target and t.tgname = 'audit_capture_insert'
+    and p.pronamespace = 'audit'::regnamespace and p.proname ~ '^capture_[0-9]+$'
+    and p.proname <> 'capture_' || target::oid
+$$;
+comment on function audit.restored_capture_function(regclass) is
+  'Internal: the capture function, written for another oid, that a restored table''s triggers still call; null when none.';
+
 create or replace function audit.adopt_capture_function(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
 as $$
 declare
   own   text := format('audit.%I', 'capture_' || target::oid);
-  stale oid;
+  stale oid := audit.restored_capture_function(target);
 begin
-  select p.oid into stale
-  from pg_trigger t join pg_proc p on p.oid = t.tgfoid
-  where t.tgrelid = target and t.tgname = 'audit_capture_insert'
-    and p.pronamespace = 'audit'::regnamespace and p.proname ~ '^capture_[0-9]+$'
-    and p.proname <> 'capture_' || target::oid;
   if stale is null or to_regprocedure(own || '()') is null then
     return;
   end if;
