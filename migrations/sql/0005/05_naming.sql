@@ -1,0 +1,117 @@
+-- Naming: how rows are identified (primary keys as text) and how actions are labelled
+-- ("Client updated", "Batch client deletion", label overrides).
+
+-- The primary-key column names of a table, in key order.
+create or replace function audit.primary_key_columns(rel oid) returns text[]
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select array_agg(a.attname::text order by k.ord)
+  from pg_index i
+  cross join lateral unnest(i.indkey::int2[]) with ordinality as k(attnum, ord)
+  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+  where i.indrelid = rel and i.indisprimary
+$$;
+comment on function audit.primary_key_columns(oid) is
+  'Internal: the primary-key column names of a table, in key order; null when it has none.';
+
+-- The SQL expression that renders a row's primary key as text: "o.id::text" for one
+-- column, "row(o.a, o.b)::text" (a row literal such as "(3,7)") for a composite key.
+-- rowref is a table alias ("o") or a record expression ("($1)").
+create or replace function audit.key_expression(pk_columns text[], rowref text) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when cardinality(pk_columns) = 1 then format('%s.%I::text', rowref, pk_columns[1])
+    else format('row(%s)::text',
+                (select string_agg(format('%s.%I', rowref, c), ', ' order by ord)
+                 from unnest(pk_columns) with ordinality as u(c, ord)))
+  end
+$$;
+comment on function audit.key_expression(text[], text) is
+  'Internal: SQL expression rendering a row''s primary key as text (a row literal for a composite key).';
+
+-- The default label of an action on a tracked table, from the table's display words:
+-- "Client created", "Campaign status change", "Batch client deletion",
+-- "Bulk case status update", "Bulk case condition update", "Clients imported (12)".
+create or replace function audit.default_label(
+  label text, label_plural text, action_type text, row_count integer, changed_columns text[]
+) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when action_type = 'import' then format('%s imported (%s)', label_plural, row_count)
+    when row_count = 1 then case action_type
+      when 'create' then label || ' created'
+      when 'update' then label || ' updated'
+      when 'status_change' then label || ' status change'
+      when 'delete' then label || ' deleted'
+      else format('%s %s', label, replace(action_type, '_', ' '))
+    end
+    else case action_type
+      when 'create' then format('Batch %s creation', lower(label))
+      when 'delete' then format('Batch %s deletion', lower(label))
+      when 'status_change' then format('Bulk %s status update', lower(label))
+      -- one column changed on every row: name it ("Bulk case condition update")
+      when 'update' then case when cardinality(changed_columns) = 1
+        then format('Bulk %s %s update', lower(label), replace(changed_columns[1], '_', ' '))
+        else format('Bulk %s update', lower(label)) end
+      else format('Bulk %s %s', lower(label), replace(action_type, '_', ' '))
+    end
+  end
+$$;
+comment on function audit.default_label(text, text, text, integer, text[]) is
+  'Internal: the default action label from a table''s display words ("Client", "Clients"), an action type, a row count and the changed columns.';
+
+-- Applies a table's label overrides (tracked_table.labels) to a single-row action.
+-- Returns the label and action type to use, or nulls when no rule matches.
+create or replace function audit.label_override(
+  rules jsonb, action_type text, row_data jsonb, changed_columns text[],
+  out label text, out override_type text
+)
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  rule jsonb;
+  placeholder text;
+begin
+  for rule in select value from jsonb_array_elements(rules) loop
+    -- "on": an action type or a list of them; "?" matches a string or an array element
+    continue when rule ? 'on' and not (rule -> 'on') ? action_type;
+    continue when rule ? 'when' and not coalesce(row_data @> (rule -> 'when'), false);
+    continue when rule ? 'changed' and not coalesce(changed_columns, '{}') @> array(
+      select jsonb_array_elements_text(
+        case jsonb_typeof(rule -> 'changed') when 'array' then rule -> 'changed'
+             else jsonb_build_array(rule -> 'changed') end));
+    label := rule ->> 'label';
+    for placeholder in
+      select distinct m[1] from regexp_matches(label, '\{([A-Za-z_][A-Za-z0-9_]*)\}', 'g') as m
+    loop
+      label := replace(label, '{' || placeholder || '}', coalesce(row_data ->> placeholder, ''));
+    end loop;
+    override_type := rule ->> 'action_type';
+    return;
+  end loop;
+end
+$$;
+comment on function audit.label_override(jsonb, text, jsonb, text[]) is
+  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row.';
+
+-- The action type of a batch that mixes statements: equal types stay, a status change
+-- wins over a plain update, anything else is an update.
+create or replace function audit.merge_action_types(a text, b text) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when a = b then a
+    when array[a, b] <@ array['update', 'status_change'] then 'status_change'
+    else 'update'
+  end
+$$;
+comment on function audit.merge_action_types(text, text) is
+  'Internal: the action type of a batch action that groups statements of types a and b.';
+

@@ -1,0 +1,58 @@
+-- Application events that are no table change: logins, logouts, exports, sends.
+-- Same context resolution as the capture trigger; one call is one action.
+
+create or replace function audit.log_action(
+  action_type     text,
+  action          text,
+  resource_type   text default null,
+  resource_id     text default null,
+  resource_label  text default null,
+  changes         jsonb default '{}',
+  context         jsonb default null,
+  row_count       integer default 0
+) returns bigint
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  ctx audit.context := audit.current_context();
+  new_id bigint;
+begin
+  if action_type is null or not action_type = any (audit.action_types()) then
+    perform audit.reject_value('action_type', coalesce(action_type, 'null'), audit.action_types());
+  end if;
+  if coalesce(btrim(action), '') = '' then
+    raise exception 'action (the label) must not be empty'
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if row_count is null or row_count < 0 then
+    raise exception 'row_count is %; expected 0 or more', coalesce(row_count::text, 'null')
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if changes is not null and jsonb_typeof(changes) <> 'object' then
+    raise exception 'changes must be a JSON object, not %', jsonb_typeof(changes)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if context is not null and jsonb_typeof(context) <> 'object' then
+    raise exception 'context must be a JSON object, not %', jsonb_typeof(context)
+      using errcode = 'invalid_parameter_value';
+  end if;
+
+  insert into audit.action_log as l (
+    action, action_type, resource_type, resource_id, resource_label, row_count,
+    actor_id, actor_name, actor_type, source, changes, db_user, transaction_id,
+    request_id, context, application_name, client_addr)
+  values (
+    action, action_type, resource_type, resource_id, resource_label, row_count,
+    ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source, coalesce(changes, '{}'),
+    ctx.db_user, txid_current(), ctx.request_id,
+    -- the transaction's audit.context, with the event's own keys on top
+    case when ctx.context is null and log_action.context is null then null
+         else coalesce(ctx.context, '{}') || coalesce(log_action.context, '{}') end,
+    nullif(current_setting('application_name'), ''), inet_client_addr())
+  returning l.id into new_id;
+  return new_id;
+end
+$$;
+comment on function audit.log_action(text, text, text, text, text, jsonb, jsonb, integer) is
+  'Records an application event (login, logout, export, send, ...) as one action with the transaction''s audit context; returns its id.';

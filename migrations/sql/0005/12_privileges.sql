@@ -1,0 +1,50 @@
+-- Privileges. Applications get the context and event functions and nothing else; the
+-- log is written only by the SECURITY DEFINER functions (as audit_owner).
+
+revoke all on all tables in schema audit from public;
+revoke all on all sequences in schema audit from public;
+revoke all on all functions in schema audit from public;
+grant usage on schema audit to public;
+
+-- any application role: state its context, record events
+grant execute on function
+  audit.set_context(text, text, text, text, text, jsonb),
+  audit.current_context(),
+  audit.log_action(text, text, text, text, text, jsonb, jsonb, integer),
+  audit.action_types(), audit.actor_types(), audit.sources(),
+  audit.reject_value(text, text, text[]), audit.check_context_object(jsonb),
+  -- the ALTER TABLE event trigger runs as whoever altered the table; regenerating a
+  -- tracked table's capture function from the catalog is harmless for anyone, and the
+  -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
+  audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
+  audit.restored_capture_function(regclass),
+  audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
+  audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
+  -- creating a partition of a tracked table clones its key-change row trigger, which
+  -- takes EXECUTE on the function from the partition's creator
+  audit.capture_key_change()
+  to public;
+
+-- readers (the viewer): the log, its items and the registry, nothing else
+grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, audit.tracked_tables
+  to audit_reader;
+grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
+  to audit_reader;
+-- ... and what audit-capture status compares (a monitoring login granted audit_reader)
+grant execute on function audit.function_fingerprint(oid), audit.trigger_fingerprint(oid)
+  to audit_reader;
+
+-- admins (the DBA): everything a reader may (00_roles.sql), plus tracking tables
+grant select, insert, update, delete on audit.tracked_table to audit_admin;
+grant execute on function
+  audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text),
+  audit.untrack(regclass),
+  audit.drop_triggers(regclass),
+  audit.drop_generated_capture(regclass),
+  audit.make_key_change_trigger(regclass),
+  audit.primary_key_columns(oid),
+  audit.trigger_fingerprint(oid),
+  audit.function_fingerprint(oid),
+  -- CREATE TRIGGER needs EXECUTE on the trigger function
+  audit.capture(), audit.capture_key_change(), audit.capture_truncate()
+  to audit_admin;

@@ -1,0 +1,32 @@
+-- Rewrites the generated capture function of every table tracked in the fast mode
+-- (audit.capture_<oid>() exists), so that an upgrade that changed how those functions
+-- are written (06_capture_queries.sql, 07_capture.sql) reaches the tables tracked
+-- before it, and of every table restored from a dump (see below). Tables in the generic
+-- mode use audit.capture(), already rewritten above. Idempotent: a fresh install has
+-- nothing to rewrite.
+--
+-- As in audit.on_alter_table(), a primary key that changed behind the event trigger's
+-- back (generate_capture() returns true) also gets its key-change trigger remade. That
+-- takes the table owner's rights, so this runs as the role installing the schema, not as
+-- audit_owner (generate_capture() itself is SECURITY DEFINER), and switches back after.
+
+reset role;
+
+-- the columns the settings name, by number (new in 0004: taken here for tables tracked
+-- before it, so that their next RENAME COLUMN is followed)
+select audit.follow_column_renames(t.relation) from audit.tracked_table t;
+
+select audit.make_key_change_trigger(t.relation)
+from audit.tracked_table t
+where case when pg_catalog.to_regprocedure(
+                  pg_catalog.format('audit.%I()', 'capture_' || t.relation::oid)) is not null
+           then audit.generate_capture(t.relation) else false end;
+
+-- A table restored by pg_dump into this database (a new oid) whose triggers still call
+-- the capture function written for its old oid: write its own, move the triggers to it
+-- (audit.adopt_capture_function() in 10_track.sql says why).
+select audit.generate_capture(t.relation), audit.adopt_capture_function(t.relation)
+from audit.tracked_table t
+where audit.restored_capture_function(t.relation) is not null;
+
+set local role audit_owner;
