@@ -4,6 +4,8 @@ composes with the SQLAlchemy integration and with plain psycopg."""
 
 from __future__ import annotations
 
+import html
+
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -23,13 +25,10 @@ USERS = {
 }
 
 
-@pytest.fixture
-def host_app(db_url):
-    engine = sa.create_engine(sqlalchemy_url(db_url))
-    instrument(engine)
+def make_host_app(db_url, engine, **options):
     app = Flask("crm")
-    AuditContext(app, current_actor=lambda: USERS.get(request.headers.get("X-Test-User", "")),
-                 api_prefixes=("/api/",))
+    options.setdefault("api_prefixes", ("/api/",))
+    AuditContext(app, current_actor=lambda: USERS.get(request.headers.get("X-Test-User", "")), **options)
 
     def add_client_with_sqlalchemy():
         with engine.begin() as connection:
@@ -47,8 +46,21 @@ def host_app(db_url):
             conn.execute("insert into clients (name) values (%s)", (request.form["name"],))
         return "created", 201
 
-    yield app
+    return app
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = sa.create_engine(sqlalchemy_url(db_url))
+    instrument(engine)
+    yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def host_app(db_url, engine):
+    """The host application behind a gateway that sets X-Audit-Source: trusted."""
+    return make_host_app(db_url, engine, trust_source_header=True)
 
 
 def logged(conn):
@@ -116,3 +128,63 @@ def test_a_custom_source_rule(db_url, conn):
 
     app.test_client().post("/x", headers={"User-Agent": "CRM-iOS/3.2"})
     assert logged(conn)["ios"]["source"] == "mobile"
+
+
+# -- X-Audit-Source: believed only where the application says so ------------------------
+
+
+def test_the_source_header_is_ignored_by_default(db_url, engine, conn, caplog):
+    client = make_host_app(db_url, engine).test_client()
+    with caplog.at_level("WARNING", logger="audit_capture.integrations.flask"):
+        client.post("/clients", data={"name": "browser says ai"},
+                    headers={"X-Test-User": "carl", "X-Audit-Source": "ai"})
+        client.post("/api/clients", data={"name": "api says mobile"}, headers={"X-Audit-Source": "mobile"})
+        client.post("/clients", data={"name": "browser says webb"}, headers={"X-Audit-Source": "webb"})
+    log = logged(conn)
+    assert {label: a["source"] for label, a in log.items()} == {
+        "browser says ai": "web", "api says mobile": "api", "browser says webb": "web"}
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "X-Audit-Source ignored" in warnings[0]
+    assert "trust_source_header" in warnings[0]
+
+
+GATEWAY = "10.0.0.5"
+
+
+def test_a_trusted_gateway_states_the_source(db_url, engine, conn):
+    app = make_host_app(db_url, engine, trust_source_header=lambda req: req.remote_addr == GATEWAY)
+    client = app.test_client()
+    client.post("/clients", data={"name": "via gateway"}, headers={"X-Audit-Source": "Mobile"},
+                environ_base={"REMOTE_ADDR": GATEWAY})
+    client.post("/clients", data={"name": "direct"}, headers={"X-Audit-Source": "mobile"},
+                environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    log = logged(conn)
+    assert log["via gateway"]["source"] == "mobile"
+    assert log["direct"]["source"] == "web"
+
+
+@pytest.mark.parametrize("value", ["webb", "web,ai", "x" * 300, "<script>"])
+def test_a_trusted_header_naming_no_source_is_a_400(host_app, conn, value):
+    response = host_app.test_client().post("/clients", data={"name": "never written"},
+                                           headers={"X-Audit-Source": value})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "X-Audit-Source is" in page and "expected one of web, api, ai, mobile" in page
+    assert "<script>" not in page and "x" * 100 not in page
+    assert logged(conn) == {}
+
+
+def test_an_empty_source_header_is_no_header(host_app, conn):
+    host_app.test_client().post("/api/clients", data={"name": "blank"}, headers={"X-Audit-Source": " "})
+    assert logged(conn)["blank"]["source"] == "api"
+
+
+def test_trust_source_header_takes_a_bool_or_a_callable():
+    with pytest.raises(TypeError, match="trust_source_header must be True, False or a callable"):
+        AuditContext(Flask("crm"), trust_source_header="10.0.0.5")
+
+
+def test_the_400_says_what_the_readme_says(host_app):
+    response = host_app.test_client().post("/clients", data={"name": "x"}, headers={"X-Audit-Source": "webb"})
+    assert response.status_code == 400
+    assert "X-Audit-Source is 'webb'; expected one of web, api, ai, mobile" in html.unescape(response.get_data(as_text=True))

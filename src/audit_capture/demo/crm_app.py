@@ -3,8 +3,9 @@
 Every route acts through SQLAlchemy on an instrumented engine, inside the request's
 ambient audit context stated by ``AuditContext``: who acts comes from the ``X-Demo-User``
 header (the demo's stand-in for a login session), the source from the path (``/api/``)
-or the ``X-Audit-Source`` header (mobile and AI clients). Nothing here writes the log
-itself: the triggers do, plus ``record_action`` for the events that change no row.
+or the ``X-Audit-Source`` header (mobile and AI clients; trusted here, see below).
+Nothing here writes the log itself: the triggers do, plus ``record_action`` for the
+events that change no row.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ def make_crm_app(engine: sa.Engine) -> Flask:
     """The CRM application over ``engine`` (which it instruments)."""
     instrument(engine)
     app = Flask("sample_crm")
+    # the demo's only client is its own scripted activity (activity.py), which plays the
+    # gateway that sets X-Audit-Source: a real application trusts only its gateway
     AuditContext(app, current_actor=lambda: ACTORS.get(request.headers.get("X-Demo-User", "")),
-                 api_prefixes=("/api/",))
+                 api_prefixes=("/api/",), trust_source_header=True)
     routes = _routes(engine)
     app.register_blueprint(routes, url_prefix="/")
     app.register_blueprint(routes, url_prefix="/api", name="api")

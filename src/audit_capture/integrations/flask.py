@@ -16,13 +16,25 @@ ambient context for the request. The SQLAlchemy integration and
 ``audit_capture.apply_context(conn)`` send it to the database; no login library is
 assumed.
 
-Source rules, first match wins: the ``X-Audit-Source`` header when it names a source
-(``mobile`` or ``ai`` clients send it), a blueprint in ``api_blueprints`` or a path under
+Source rules, first match wins: the ``X-Audit-Source`` header, only where the
+application trusts it (below), a blueprint in ``api_blueprints`` or a path under
 ``api_prefixes`` is ``api``, everything else ``web``.
+
+Any client can send a header, so ``X-Audit-Source`` is ignored unless
+``trust_source_header`` says otherwise: ``True`` when every request reaches the
+application through a proxy or gateway that sets the header itself (and drops the
+client's), or a callable taking the request and returning whether this request's header
+is to be believed (a check of the address of your gateway, of an API key that
+identifies the mobile backend...). A browser user then cannot label their own actions
+``ai`` or ``mobile``. An ignored header is logged once (a warning, so a mobile client
+that sends it in vain is noticed). A trusted header naming no source (``webb``) is
+refused: the request is a 400 whose description names the header and the allowed
+values, before the view runs.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,10 +42,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Request, g, request
+from flask import Flask, Request, abort, g, request
 
 from audit_capture.context import context
-from audit_capture.enums import ActorType, Source
+from audit_capture.enums import ActorType, Source, coerce
+from audit_capture.errors import InvalidContextValue
+
+log = logging.getLogger(__name__)
 
 SOURCE_HEADER = "X-Audit-Source"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -62,7 +77,15 @@ class AuditContext:
         api_prefixes: tuple[str, ...] = ("/api/",),
         api_blueprints: tuple[str, ...] = (),
         context: Callable[[Request], Mapping[str, Any] | None] | None = None,
+        trust_source_header: bool | Callable[[Request], bool] = False,
     ):
+        if not (isinstance(trust_source_header, bool) or callable(trust_source_header)):
+            raise TypeError(
+                "trust_source_header must be True, False or a callable taking the request, "
+                f"not {trust_source_header!r}"
+            )
+        self.trust_source_header = trust_source_header
+        self._warned_untrusted = False
         self.current_actor = current_actor or (lambda: None)
         self.source = source or self.default_source
         self.api_prefixes = api_prefixes
@@ -78,12 +101,38 @@ class AuditContext:
         app.extensions["audit_capture"] = self
 
     def default_source(self, req: Request) -> str:
-        stated = (req.headers.get(SOURCE_HEADER) or "").strip().lower()
-        if stated in {s.value for s in Source}:
+        stated = self.stated_source(req)
+        if stated is not None:
             return stated
         if req.blueprint in self.api_blueprints or req.path.startswith(self.api_prefixes):
             return Source.API.value
         return Source.WEB.value
+
+    def stated_source(self, req: Request) -> str | None:
+        """The source the ``X-Audit-Source`` header names, when the request carries one
+        and the application trusts it; None otherwise. A trusted header naming no
+        source aborts the request with a 400."""
+        raw = req.headers.get(SOURCE_HEADER)
+        if raw is None or not raw.strip():
+            return None
+        trusted = self.trust_source_header
+        if callable(trusted):
+            trusted = trusted(req)
+        if not trusted:
+            if not self._warned_untrusted:
+                self._warned_untrusted = True
+                log.warning(
+                    "%s ignored: this application does not trust it (a client could claim "
+                    "any source); pass AuditContext(..., trust_source_header=...) when a "
+                    "proxy you control sets it (logged once)", SOURCE_HEADER)
+            return None
+        value = raw.strip()
+        try:
+            return coerce(Source, SOURCE_HEADER, value.lower())
+        except InvalidContextValue as exc:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            abort(400, description=f"{SOURCE_HEADER} is {shown!r}; expected one of "
+                                   f"{', '.join(exc.allowed)}")
 
     def values_for(self, req: Request) -> dict[str, Any]:
         """The context keywords for one request."""
