@@ -8,8 +8,10 @@ import html
 
 import psycopg
 import pytest
+import flask
 import sqlalchemy as sa
-from flask import Flask, request
+from flask import Flask, g, request
+from sqlalchemy.orm import Session
 
 import audit_capture
 from audit_capture.context import ambient_variables
@@ -188,3 +190,156 @@ def test_the_400_says_what_the_readme_says(host_app):
     response = host_app.test_client().post("/clients", data={"name": "x"}, headers={"X-Audit-Source": "webb"})
     assert response.status_code == 400
     assert "X-Audit-Source is 'webb'; expected one of web, api, ai, mobile" in html.unescape(response.get_data(as_text=True))
+
+
+# -- the actor is whoever the application loaded, whatever the order of its hooks -------
+
+
+@pytest.fixture
+def app_users(conn):
+    with conn.transaction():
+        conn.execute("create table app_users (login text primary key, id int, name text, kind text)")
+        conn.execute("insert into app_users values ('alice', 1, 'Alice Admin', 'admin'), "
+                     "('carl', 42, 'Carl Client', 'client')")
+
+
+def load_user(engine):
+    """The application's own loader: reads the signed-in user from the database."""
+    login = request.headers.get("X-Test-User")
+    if login is None:
+        return None
+    with engine.connect() as connection:
+        row = connection.execute(sa.text("select id, name, kind from app_users where login = :login"),
+                                 {"login": login}).one_or_none()
+    return None if row is None else Actor(row.id, row.name, row.kind)
+
+
+def app_with_user_hook(db_url, engine, hook_order, where="app"):
+    """A host app that loads its user into g in a before_request hook registered before
+    or after AuditContext (or in a blueprint's hook), and writes in three ways."""
+    app = Flask("crm")
+    routes = flask.Blueprint("routes", __name__)
+
+    def load():
+        g.user = load_user(engine)
+        g.session = Session(engine)  # an ORM session begun before the view, as extensions do
+        g.session.execute(sa.text("select count(*) from app_users"))
+
+    @app.teardown_request
+    def close(exc):
+        session = g.pop("session", None)
+        if session is not None:
+            session.close()
+
+    if where == "blueprint":
+        routes.before_request(load)
+    elif hook_order == "before":
+        app.before_request(load)
+    AuditContext(app, current_actor=lambda: g.get("user"))
+    if where == "app" and hook_order == "after":
+        app.before_request(load)
+
+    @routes.post("/core")
+    def core():
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
+        return "created", 201
+
+    @routes.post("/session")
+    def orm_session():
+        g.session.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
+        g.session.commit()
+        return "created", 201
+
+    @routes.post("/psycopg")
+    def raw():
+        with psycopg.connect(db_url) as c, c.transaction():
+            audit_capture.apply_context(c)
+            c.execute("insert into clients (name) values (%s)", (request.form["name"],))
+        return "created", 201
+
+    app.register_blueprint(routes)
+    return app
+
+
+@pytest.mark.parametrize("hook_order", ["before", "after", "blueprint"])
+def test_the_user_is_the_actor_whatever_the_hook_order(db_url, engine, conn, app_users, hook_order):
+    app = app_with_user_hook(db_url, engine, hook_order,
+                             where="blueprint" if hook_order == "blueprint" else "app")
+    client = app.test_client()
+    for form in ("core", "session", "psycopg"):
+        assert client.post(f"/{form}", data={"name": f"{form} by alice"},
+                           headers={"X-Test-User": "alice"}).status_code == 201
+        client.post(f"/{form}", data={"name": f"{form} by nobody"})
+    got = {label: (a["actor_id"], a["actor_name"], a["actor_type"]) for label, a in logged(conn).items()}
+    for form in ("core", "session", "psycopg"):
+        assert got[f"{form} by alice"] == ("1", "Alice Admin", "admin"), form
+        assert got[f"{form} by nobody"] == (None, "postgres", "system"), form
+
+
+def test_a_current_actor_that_queries_the_database_itself(db_url, engine, conn, app_users):
+    """current_actor loads the user lazily (as Flask-Login's current_user does): its own
+    query runs with the system as the actor instead of asking for the actor again."""
+    calls = []
+
+    def current_actor():
+        calls.append(1)
+        if "user" not in g:
+            g.user = load_user(engine)
+        return g.user
+
+    app = Flask("crm")
+    AuditContext(app, current_actor=current_actor)
+
+    @app.post("/clients")
+    def add():
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
+            connection.execute(sa.text("update clients set email = 'c@example.com' where name = :name"),
+                               {"name": request.form["name"]})
+        return "created", 201
+
+    app.test_client().post("/clients", data={"name": "carl's"}, headers={"X-Test-User": "carl"})
+    log = actions(conn, resource_type="client")
+    assert [(a["action"], a["actor_name"], a["actor_type"]) for a in log] == [
+        ("Client created", "Carl Client", "client"), ("Client updated", "Carl Client", "client")]
+    assert len(calls) == 1  # asked once, kept for the rest of the request
+
+
+def test_a_user_signing_in_mid_request_is_the_actor_from_then_on(db_url, engine, conn, app_users):
+    app = Flask("crm")
+    AuditContext(app, current_actor=lambda: g.get("user"))
+
+    @app.post("/sign-in")
+    def sign_in():
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('before sign-in')"))
+        g.user = USERS["alice"]
+        with engine.begin() as connection:
+            connection.execute(sa.text("insert into clients (name) values ('after sign-in')"))
+        return "ok"
+
+    app.test_client().post("/sign-in")
+    log = logged(conn)
+    assert log["before sign-in"]["actor_type"] == "system"
+    assert log["after sign-in"]["actor_name"] == "Alice Admin"
+
+
+def test_work_handed_to_a_thread_with_the_context_keeps_the_actor(db_url, engine, conn, app_users):
+    """README: executor.submit(contextvars.copy_context().run, work) carries the context."""
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = app_with_user_hook(db_url, engine, "after")
+
+    @app.post("/threaded")
+    def threaded():
+        def work():
+            with engine.begin() as connection:
+                connection.execute(sa.text("insert into clients (name) values ('from a thread')"))
+        with ThreadPoolExecutor(1) as executor:
+            executor.submit(contextvars.copy_context().run, work).result()
+        return "ok"
+
+    app.test_client().post("/threaded", headers={"X-Test-User": "carl"})
+    assert logged(conn)["from a thread"]["actor_name"] == "Carl Client"

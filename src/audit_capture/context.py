@@ -29,7 +29,7 @@ given.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -44,8 +44,10 @@ from audit_capture.errors import NoTransaction
 INHERITED = ("request_id", "context")
 
 #: The ambient context: the audit variables stated by the innermost ``context(...)``
-#: without a connection, or None.
-_ambient: ContextVar[Mapping[str, str] | None] = ContextVar("audit_capture_context", default=None)
+#: without a connection, or a function working them out when they are needed
+#: (``deferred_context``), or None.
+_ambient: ContextVar[Mapping[str, str] | Callable[[], Mapping[str, str]] | None] = ContextVar(
+    "audit_capture_context", default=None)
 
 #: The variables that make up an actor context, in the order they are read and written.
 CONTEXT_VARIABLES = (
@@ -133,7 +135,21 @@ def context(conn: psycopg.Connection | None = None, /, **values: Any) -> Iterato
         with _overriding(conn, new):
             yield
         return
-    token = _ambient.set({**(_ambient.get() or {}), **new})
+    token = _ambient.set({**(ambient_variables() or {}), **new})
+    try:
+        yield
+    finally:
+        _ambient.reset(token)
+
+
+@contextmanager
+def deferred_context(resolve: Callable[[], Mapping[str, str]]) -> Iterator[None]:
+    """State an ambient context worked out only when a statement needs it: every
+    ``ambient_variables()`` inside the block (the SQLAlchemy integration before a
+    statement, ``apply_context``) calls ``resolve()`` for the variables, so they can
+    depend on what the running code sets after the block began (the Flask integration:
+    a user loaded by a hook that runs after its own)."""
+    token = _ambient.set(resolve)
     try:
         yield
     finally:
@@ -142,7 +158,8 @@ def context(conn: psycopg.Connection | None = None, /, **values: Any) -> Iterato
 
 def ambient_variables() -> Mapping[str, str] | None:
     """The audit variables of the ambient context, or None when none was stated."""
-    return _ambient.get()
+    value = _ambient.get()
+    return value() if callable(value) else value
 
 
 def apply_context(conn: psycopg.Connection) -> bool:
@@ -151,7 +168,7 @@ def apply_context(conn: psycopg.Connection) -> bool:
     One round trip when there is an ambient context, none otherwise; returns whether
     anything was sent.
     """
-    variables = _ambient.get()
+    variables = ambient_variables()
     if not variables:
         return False
     set_variables(conn, variables)

@@ -7,14 +7,19 @@
         api_prefixes=("/api/",),             # these paths are the API
     )
 
-For each request the extension asks the application who acts (``current_actor``: any
-callable returning an ``Actor``, a mapping with id/name/type, or None for nobody signed
-in: then the system acts), decides the source (``source=`` a callable taking the request,
-else the rules below) and the request id (``X-Request-ID`` when the client sent a
-sensible one, a new one otherwise, echoed in the response), and states them as the
-ambient context for the request. The SQLAlchemy integration and
-``audit_capture.apply_context(conn)`` send it to the database; no login library is
-assumed.
+For each request the extension decides the source (``source=`` a callable taking the
+request, else the rules below) and the request id (``X-Request-ID`` when the client sent
+a sensible one, a new one otherwise, echoed in the response) when the request starts,
+and states the ambient context for the request. Who acts is asked of the application
+(``current_actor``: any callable returning an ``Actor``, a mapping with id/name/type, or
+None for nobody signed in: then the system acts) only when a statement needs the
+context (the SQLAlchemy integration before a statement, ``audit_capture.apply_context``),
+and again at later statements while it answers None; once it names an actor the request
+keeps it. So the order of the application's hooks does not matter: a user loaded into
+``g`` by a ``before_request`` registered after ``AuditContext`` (or by a blueprint's,
+which runs after the application's) is the actor of what the views write. Queries that
+``current_actor`` makes itself (loading the user) carry the system as the actor. No
+login library is assumed.
 
 Source rules, first match wins: the ``X-Audit-Source`` header, only where the
 application trusts it (below), a blueprint in ``api_blueprints`` or a path under
@@ -39,12 +44,13 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Request, abort, g, request
 
-from audit_capture.context import context
+from audit_capture.context import INHERITED, ambient_variables, context_values, deferred_context
 from audit_capture.enums import ActorType, Source, coerce
 from audit_capture.errors import InvalidContextValue
 
@@ -135,15 +141,23 @@ class AuditContext:
                                    f"{', '.join(exc.allowed)}")
 
     def values_for(self, req: Request) -> dict[str, Any]:
-        """The context keywords for one request."""
-        actor = self.current_actor()
-        if isinstance(actor, Mapping):
-            actor = Actor(actor.get("id"), actor.get("name"), actor.get("type"))
+        """The context keywords for one request (asks ``current_actor`` now)."""
+        return {**self.request_values(req), **self.actor_values(req)}
+
+    def request_values(self, req: Request) -> dict[str, Any]:
+        """The keywords fixed at the start of a request: its source and request id."""
         stated = (req.headers.get(REQUEST_ID_HEADER) or "").strip()
-        values: dict[str, Any] = {
+        return {
             "source": self.source(req),
             "request_id": stated if _REQUEST_ID.match(stated) else uuid.uuid4().hex,
         }
+
+    def actor_values(self, req: Request) -> dict[str, Any]:
+        """The keywords that depend on who acts: the actor and the ``context`` metadata."""
+        actor = self.current_actor()
+        if isinstance(actor, Mapping):
+            actor = Actor(actor.get("id"), actor.get("name"), actor.get("type"))
+        values: dict[str, Any] = {}
         if actor is None:
             values.update(actor_type=ActorType.SYSTEM.value)
         else:
@@ -155,11 +169,12 @@ class AuditContext:
         return values
 
     def _enter(self) -> None:
-        values = self.values_for(request)
+        fixed = self.request_values(request)  # a bad trusted source header: a 400 now
         stack = ExitStack()
-        stack.enter_context(context(**values))
+        resolve = _RequestContext(self, request._get_current_object(), fixed, ambient_variables())
+        stack.enter_context(deferred_context(resolve))
         g._audit_capture_context = stack
-        g.audit_request_id = values["request_id"]
+        g.audit_request_id = fixed["request_id"]
 
     def _echo_request_id(self, response):
         request_id = g.get("audit_request_id")
@@ -171,3 +186,50 @@ class AuditContext:
         stack = g.pop("_audit_capture_context", None)
         if stack is not None:
             stack.close()
+
+
+#: True while ``current_actor`` runs: statements it makes itself (loading the user)
+#: carry the request's context with the system as the actor, instead of recursing.
+_resolving: ContextVar[bool] = ContextVar("audit_capture_flask_resolving", default=False)
+
+
+class _RequestContext:
+    """One request's audit variables, worked out when a statement needs them.
+
+    The source and request id are fixed when the request starts. The actor is asked
+    for at each statement until ``current_actor`` names someone, and kept from then on:
+    an application that loads its user in a hook registered after ``AuditContext``
+    (or in a blueprint's hook, which runs after the application's) is still the actor
+    of everything its views write.
+    """
+
+    def __init__(self, extension: AuditContext, req: Request, fixed: Mapping[str, Any],
+                 outer: Mapping[str, str] | None):
+        self.extension = extension
+        self.request = req
+        self.fixed = dict(fixed)
+        self.outer = dict(outer or {})
+        self.known: dict[str, str] | None = None
+
+    def __call__(self) -> Mapping[str, str]:
+        if self.known is not None:
+            return self.known
+        if _resolving.get():
+            return self._variables({"actor_type": ActorType.SYSTEM.value})
+        token = _resolving.set(True)
+        try:
+            actor = self.extension.actor_values(self.request)
+        finally:
+            _resolving.reset(token)
+        variables = self._variables(actor)
+        if "actor_id" in actor:
+            self.known = variables
+        return variables
+
+    def _variables(self, actor: Mapping[str, Any]) -> dict[str, str]:
+        keywords = {**self.fixed, **actor}
+        new = context_values(**keywords)
+        for name in INHERITED:
+            if name not in keywords:
+                del new[f"audit.{name}"]
+        return {**self.outer, **new}
