@@ -201,6 +201,10 @@ def downgrade():
 @pytest.fixture
 def host_chain(tmp_path: Path, db_url: str) -> Config:
     """A host application's Alembic chain (own env.py, public.alembic_version)."""
+    return make_host_chain(tmp_path, db_url)
+
+
+def make_host_chain(tmp_path: Path, db_url: str) -> Config:
     script_dir = tmp_path / "host_migrations"
     (script_dir / "versions").mkdir(parents=True)
     (script_dir / "env.py").write_text(textwrap.dedent(HOST_ENV))
@@ -305,6 +309,69 @@ def test_operations_render_in_offline_sql_mode():
     assert "cast(ARRAY[] as text[])" in out
     assert """cast('[{"label": "it''s"}]' as jsonb)""" in out
     assert "select audit.untrack(cast(quote_ident('widgets') as regclass))" in out
+
+
+# -- the application's chain, run in the wrong order or by the wrong role -----------------
+
+
+def test_the_host_chain_before_the_package_chain_says_to_run_migrate_upgrade(tmp_path, empty_db_url):
+    from audit_capture.alembic_ops import AuditNotInstalled
+
+    chain = make_host_chain(tmp_path, empty_db_url)
+    with pytest.raises(AuditNotInstalled) as raised:
+        command.upgrade(chain, "head")
+    assert str(raised.value) == (
+        "track_table('widgets'): audit_capture is not installed in this database; run "
+        "`audit-capture migrate upgrade` (the package's own chain) before the application's "
+        "migrations that track tables")
+    assert _scalar(empty_db_url, "select to_regclass('public.widgets') is null")  # rolled back
+    migrate.upgrade(empty_db_url, "head")
+    command.upgrade(chain, "head")
+    assert _scalar(empty_db_url, "select count(*) from audit.tracked_table") == 1
+
+
+@pytest.fixture
+def migrator(db_url):
+    """A login role that may create tables in public (as an application's migrations
+    run), and nothing of audit_capture's; dropped after the test."""
+    name = f"app_migrator_{db_url.rsplit('/', 1)[1]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"create role {name} login; grant usage, create on schema public to {name}")
+    yield name, db_url.replace("postgres@", f"{name}@", 1)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"drop owned by {name}; drop role {name}")
+
+
+def test_a_migrating_role_without_audit_admin_is_told_the_grant(tmp_path, db_url, migrator):
+    from audit_capture.alembic_ops import NotAuditAdmin
+
+    role, url = migrator
+    chain = make_host_chain(tmp_path, url)
+    with pytest.raises(NotAuditAdmin) as raised:
+        command.upgrade(chain, "head")
+    assert str(raised.value) == (
+        f"role {role} may not track tables (track_table('widgets')): a superuser runs "
+        f"`grant audit_admin to {role};`, or run the migration as a role that has audit_admin")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"grant audit_admin to {role}")  # what the message says
+    command.upgrade(chain, "head")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"revoke audit_admin from {role}")
+    with pytest.raises(NotAuditAdmin, match=f"role {role} may not untrack tables"):
+        command.downgrade(chain, "base")
+    assert _scalar(db_url, "select count(*) from audit.tracked_table where relation = 'widgets'::regclass") == 1
+
+
+def test_a_host_downgrade_after_the_audit_schema_was_removed_goes_on(host_chain, db_url, caplog):
+    command.upgrade(host_chain, "head")
+    migrate.downgrade(db_url, "base")  # the wrong order: the audit schema first
+    assert _scalar(db_url, "select count(*) from pg_trigger where tgrelid = 'widgets'::regclass") == 0
+    with caplog.at_level("WARNING", logger="audit_capture.alembic_ops"):
+        command.downgrade(host_chain, "base")
+    assert _scalar(db_url, "select to_regclass('public.widgets') is null")
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "audit_capture.alembic_ops"]
+    assert warning.startswith("untrack_table('widgets') did nothing: audit_capture is not installed")
+    assert "the application's downgrade first, then `audit-capture migrate downgrade base`" in warning
 
 
 # -- revision 0002: the viewer's indexes ------------------------------------------------

@@ -3,6 +3,8 @@
 - the two first commands are the ones .ci/run and the demo use;
 - every `audit-capture` command it shows exists, and the DBA's and the viewer's
   shell blocks run against a real server, in order;
+- the Roles section's GRANTs give each role what it says, in the install and removal
+  order it says, and the wrong orders stop with the messages it shows;
 - its SQL blocks run on the sample CRM; its Python blocks compile and their imports
   resolve (the code itself is exercised by the integration tests).
 """
@@ -144,3 +146,87 @@ def test_python_blocks_compile_and_their_imports_resolve(code):
     compile(code, "README.md", "exec")
     imports = "\n".join(line for line in code.splitlines() if re.match(r"(from \S+ )?import ", line))
     exec(compile(imports, "README.md", "exec"), {})
+
+
+def readme_messages() -> list[str]:
+    """The error messages the README's plain block shows, each on one line."""
+    block = block_with("", "AuditNotInstalled")
+    messages: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("  "):
+            messages[-1] = (messages[-1] + " " + line.strip()).strip()
+        else:
+            messages.append("")
+    return messages
+
+
+def test_the_roles_block_and_the_install_order(empty_db_url, tmp_path):
+    """The Roles section's GRANTs, run as shown: the migration role runs the application's
+    chain and tracks, the runtime role writes with a context and cannot touch the log,
+    the viewer's role reads it and writes nothing; the wrong orders say what the README
+    says."""
+    from alembic import command
+
+    from audit_capture import migrate, record_action, set_context
+    from audit_capture.alembic_ops import AuditNotInstalled, NotAuditAdmin
+    from test_migrations import make_host_chain
+
+    roles = ("app_migrator", "app_runtime", "audit_viewer")
+    as_role = {role: empty_db_url.replace("postgres@", f"{role}@", 1) for role in roles}
+    superuser = psycopg.connect(empty_db_url, autocommit=True)
+    try:
+        migrate.upgrade(empty_db_url, "head")  # creates audit_owner, audit_admin, audit_reader
+        superuser.execute(block_with("sql", "create role app_migrator"))
+        chain = make_host_chain(tmp_path, as_role["app_migrator"])
+        shown = readme_messages()
+
+        migrate.downgrade(empty_db_url, "base")  # not installed (the roles stay)
+        with pytest.raises(AuditNotInstalled) as raised:  # the application's chain first
+            command.upgrade(chain, "head")
+        assert f"audit_capture.alembic_ops.AuditNotInstalled: {raised.value}" == shown[0]
+        migrate.upgrade(empty_db_url, "head")
+        superuser.execute("revoke audit_admin from app_migrator")
+        with pytest.raises(NotAuditAdmin) as raised:
+            command.upgrade(chain, "head")
+        assert f"audit_capture.alembic_ops.NotAuditAdmin: {raised.value}" == shown[1]
+        superuser.execute("grant audit_admin to app_migrator")
+        command.upgrade(chain, "head")  # the right order, as the migration role
+
+        with psycopg.connect(as_role["app_runtime"]) as app:
+            with app.transaction():
+                set_context(app, actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
+                app.execute("insert into widgets (id, name) values (1, 'Sprocket')")
+                app.execute("update widgets set name = 'Sprocket 2' where id = 1")
+                record_action(app, "export", "Widget export", resource_type="widget")
+            for forbidden in ("select * from audit.action_log", "select audit.track('widgets', 'widget')",
+                              "select audit.untrack('widgets')", "delete from audit.action_log",
+                              "alter table widgets disable trigger all", "drop table widgets"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), app.transaction():
+                    app.execute(forbidden)
+
+        with psycopg.connect(as_role["audit_viewer"]) as viewer:
+            rows = viewer.execute("select action, actor_name, db_user from audit.action_log order by id").fetchall()
+            assert rows == [("Widget created", "Alice Admin", "app_runtime"),
+                            ("Widget updated", "Alice Admin", "app_runtime"),
+                            ("Widget export", "Alice Admin", "app_runtime")]
+            assert viewer.execute("show default_transaction_read_only").fetchone()[0] == "on"
+            for forbidden in ("select * from widgets", "insert into widgets (id) values (2)",
+                              "select audit.log_action('export', 'Forged export')",
+                              "select audit.untrack('widgets')"):
+                viewer.rollback()
+                with pytest.raises(psycopg.Error) as refused:
+                    viewer.execute(forbidden)
+                assert isinstance(refused.value, (psycopg.errors.InsufficientPrivilege,
+                                                  psycopg.errors.ReadOnlySqlTransaction)), forbidden
+
+        with psycopg.connect(as_role["app_migrator"]) as migrator:  # audit_admin reads the log too
+            assert migrator.execute("select count(*) from audit.action_log").fetchone()[0] == 3
+
+        command.downgrade(chain, "base")  # to remove: the application's chain first
+        migrate.downgrade(empty_db_url, "base")
+        assert superuser.execute("select to_regclass('widgets'), to_regclass('audit.action_log')").fetchone() == (None, None)
+    finally:
+        for (role,) in superuser.execute("select rolname from pg_roles where rolname = any(%s)",
+                                         (list(roles),)).fetchall():
+            superuser.execute(f"drop owned by {role}; drop role {role}")
+        superuser.close()

@@ -16,11 +16,26 @@ Importing this module registers ``op.track_table`` and ``op.untrack_table``:
 Both call the SQL API (``audit.track(...)``, ``audit.untrack(...)``) with bound
 parameters; the table name is quoted by the server (``quote_ident``) and checked by
 its ``regclass`` cast. ``reverse()`` pairs them for autogenerate-style tooling.
+
+Before calling it (online; an offline ``--sql`` run only prints), each operation checks
+the two things a newcomer's chain gets wrong, and says what to do instead of leaving a
+bare server error:
+
+- audit_capture is not installed (the application's chain ran before the package's):
+  ``track_table`` raises ``AuditNotInstalled`` saying to run ``audit-capture migrate
+  upgrade`` first. ``untrack_table`` does nothing and logs a warning: the audit schema
+  was removed before the application's downgrade, and its removal dropped the
+  table's audit triggers already, so there is nothing left to untrack (the order to
+  use is the application's downgrade first, then ``audit-capture migrate downgrade
+  base``).
+- the migrating role may not track tables: ``NotAuditAdmin`` names it and the grant,
+  ``grant audit_admin to <role>``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +44,18 @@ from alembic.operations import MigrateOperation, Operations
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
+
+from audit_capture.errors import AuditCaptureError
+
+log = logging.getLogger(__name__)
+
+
+class AuditNotInstalled(AuditCaptureError, RuntimeError):
+    """``op.track_table`` ran on a database where audit_capture is not installed."""
+
+
+class NotAuditAdmin(AuditCaptureError, PermissionError):
+    """The role running the migration may not track or untrack tables."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +179,38 @@ class UntrackTableOp(MigrateOperation):
         return ("untrack_table", self.schema, self.table)
 
 
+def _may(operations: Operations, verb: str, name: str) -> bool:
+    """Whether ``function`` (``track`` or ``untrack``) can run here, as this role: False
+    when audit_capture is not installed; NotAuditAdmin when the role may not."""
+    row = operations.get_bind().execute(text(
+        "select to_regclass('audit.tracked_table') is not null, "
+        "(select bool_or(has_function_privilege(p.oid, 'execute')) from pg_catalog.pg_proc p "
+        " where p.pronamespace = to_regnamespace('audit') and p.proname = :function), "
+        "current_user, quote_ident(current_user)"), {"function": verb}).one()
+    installed, allowed, role, quoted = row
+    if not installed or allowed is None:
+        return False
+    if not allowed:
+        raise NotAuditAdmin(
+            f"role {role} may not {verb} tables ({verb}_table({name!r})): a superuser runs "
+            f"`grant audit_admin to {quoted};`, or run the migration as a role that has "
+            "audit_admin"
+        )
+    return True
+
+
+def _display(operation: TrackTableOp | UntrackTableOp) -> str:
+    return f"{operation.schema}.{operation.table}" if operation.schema else operation.table
+
+
 @Operations.implementation_for(TrackTableOp)
 def _track_table(operations: Operations, operation: TrackTableOp) -> None:
+    if not operations.get_context().as_sql and not _may(operations, "track", _display(operation)):
+        raise AuditNotInstalled(
+            f"track_table({_display(operation)!r}): audit_capture is not installed in this "
+            "database; run `audit-capture migrate upgrade` (the package's own chain) before "
+            "the application's migrations that track tables"
+        )
     s = operation.settings
     statement = text(
         "select audit.track("
@@ -187,6 +244,13 @@ def _track_table(operations: Operations, operation: TrackTableOp) -> None:
 
 @Operations.implementation_for(UntrackTableOp)
 def _untrack_table(operations: Operations, operation: UntrackTableOp) -> None:
+    if not operations.get_context().as_sql and not _may(operations, "untrack", _display(operation)):
+        log.warning(
+            "untrack_table(%r) did nothing: audit_capture is not installed in this database "
+            "(removed before this downgrade, which dropped the audit triggers already); "
+            "the order to use is the application's downgrade first, then "
+            "`audit-capture migrate downgrade base`", _display(operation))
+        return
     if operation.settings is None and not operations.get_context().as_sql:
         operation.settings = read_settings(operations.get_bind(), operation.table, operation.schema)
     statement = text(f"select audit.untrack({_target_expression(operation.schema)})")
