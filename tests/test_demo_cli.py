@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -61,6 +62,14 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
         password = re.search(r"password\s+(\S+)", printed).group(1)
         progress = err_path.read_text()
         assert "[1/4]" in progress and "[4/4]" in progress
+        assert "[4/4] serving the viewer (Ctrl-C stops it and removes the demo)" in progress
+        # one line a psql user copies as is, with what it needs to sign in
+        psql_line = re.search(r"^  psql   (psql \S+)$", printed, re.M).group(1)
+        count = subprocess.run(shlex.split(psql_line) + ["-Atc", "select count(*) from audit.action_log"],
+                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                               env={**env, "PGCONNECT_TIMEOUT": "5"})
+        assert count.returncode == 0, count.stderr
+        assert int(count.stdout) > 100
         ready = float(re.search(r"ready in ([0-9.]+) s", progress).group(1))
         assert ready < 20
 
@@ -110,6 +119,25 @@ def test_keep_reuses_the_demo_database(reachable_dir):
     assert "preparing the demo" not in second.stderr
 
 
+    # served, its banner says the data stays (and Ctrl-C keeps it: the next run reuses it)
+    port = free_port()
+    with open(reachable_dir / "out", "w") as out, open(reachable_dir / "err", "w") as err:
+        served = subprocess.Popen([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--port", str(port)],
+                                  stdout=out, stderr=err, env=env, stdin=subprocess.DEVNULL)
+    try:
+        printed = wait_for(lambda: "psql" in (reachable_dir / "out").read_text() and (reachable_dir / "out").read_text(),
+                           60, "the kept demo to print its banner")
+    finally:
+        served.send_signal(signal.SIGINT)
+        served.wait(timeout=30)
+    assert served.returncode == 0
+    progress = (reachable_dir / "err").read_text()
+    assert f"[4/4] serving the viewer (Ctrl-C stops it; the demo database stays in {keep} for the next run)" in progress
+    assert "removes" not in progress
+    assert re.search(r"^  psql   psql postgresql://postgres@127\.0\.0\.1:\d+/crm$", printed, re.M)
+    assert (keep / "data" / "PG_VERSION").exists()
+
+
 def test_an_unreachable_keep_folder_is_one_clear_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
     blocked = tmp_path / "blocked"
@@ -134,3 +162,11 @@ def test_a_port_in_use_is_one_clear_line():
                                 capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"Error: cannot serve on 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_given_database_keeps_the_demo_and_its_psql_line_hides_the_password():
+    from audit_capture.cli import _demo_psql, _demo_stop_note
+
+    assert _demo_stop_note(None, None) == "Ctrl-C stops it; the demo stays in the database you gave"
+    assert _demo_psql("postgresql://me:s3cret@db.example.com/demo", None) == \
+        "psql 'postgresql://me:***@db.example.com/demo'"

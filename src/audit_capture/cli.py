@@ -370,7 +370,8 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
 
     Starts a throwaway PostgreSQL (or uses --database-url), installs the audit schema
     and the CRM, generates activity through the CRM application, and serves the viewer
-    on http://127.0.0.1:PORT/ until Ctrl-C, then stops and removes everything.
+    on http://127.0.0.1:PORT/ until Ctrl-C, then stops and removes everything (with
+    --keep, the data stays in DIR; with --database-url, in that database).
     """
     import time
 
@@ -408,12 +409,13 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
             return
         from waitress.server import create_server
 
-        step(4, "serving the viewer (Ctrl-C stops it and removes the demo)")
+        step(4, f"serving the viewer ({_demo_stop_note(server, keep_dir)})")
         try:
             web = create_server(demo.app, host="127.0.0.1", port=port, threads=4)  # listening from here
         except OSError as exc:
             raise click.ClickException(f"cannot serve on 127.0.0.1:{port}: {exc.strerror} (choose another --port)") from None
-        click.echo(f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n")
+        click.echo(f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n"
+                   f"  psql   {_demo_psql(url, server)}\n")
         try:
             web.run()
         finally:
@@ -424,6 +426,24 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
     finally:
         if server is not None:
             server.stop()
+
+
+def _demo_stop_note(server, keep_dir: str | None) -> str:
+    """What Ctrl-C does to this demo's data, for the banner."""
+    if server is None:
+        return "Ctrl-C stops it; the demo stays in the database you gave"
+    if keep_dir:
+        return f"Ctrl-C stops it; the demo database stays in {keep_dir} for the next run"
+    return "Ctrl-C stops it and removes the demo"
+
+
+def _demo_psql(url: str, server) -> str:
+    """A psql command line for the demo database, to copy as is: the throwaway server's
+    superuser needs no password (trust, on 127.0.0.1 only); a given URL is shown with
+    its password hidden."""
+    import shlex
+
+    return "psql " + shlex.quote(url if server is not None else database.describe_url(url))
 
 
 def _start_demo_server(keep_dir: str | None):
