@@ -280,11 +280,14 @@ def test_the_user_is_the_actor_whatever_the_hook_order(db_url, engine, conn, app
 def test_a_current_actor_that_queries_the_database_itself(db_url, engine, conn, app_users):
     """current_actor loads the user lazily (as Flask-Login's current_user does): its own
     query runs with the system as the actor instead of asking for the actor again."""
-    calls = []
+    calls, loader_ran_as = [], []
 
     def current_actor():
         calls.append(1)
         if "user" not in g:
+            with engine.connect() as connection:
+                loader_ran_as.append(connection.execute(
+                    sa.text("select current_setting('audit.actor_type', true)")).scalar())
             g.user = load_user(engine)
         return g.user
 
@@ -304,6 +307,7 @@ def test_a_current_actor_that_queries_the_database_itself(db_url, engine, conn, 
     assert [(a["action"], a["actor_name"], a["actor_type"]) for a in log] == [
         ("Client created", "Carl Client", "client"), ("Client updated", "Carl Client", "client")]
     assert len(calls) == 1  # asked once, kept for the rest of the request
+    assert loader_ran_as == ["system"]
 
 
 def test_a_user_signing_in_mid_request_is_the_actor_from_then_on(db_url, engine, conn, app_users):
