@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from alembic import command
+from psycopg import sql
 from alembic.config import Config
 
 from audit_capture import migrate, resources, sqlfiles
@@ -336,10 +337,11 @@ def migrator(db_url):
     run), and nothing of audit_capture's; dropped after the test."""
     name = f"app_migrator_{db_url.rsplit('/', 1)[1]}"
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"create role {name} login; grant usage, create on schema public to {name}")
+        conn.execute(sql.SQL("create role {0} login; grant usage, create on schema public to {0}")
+                     .format(sql.Identifier(name)))
     yield name, db_url.replace("postgres@", f"{name}@", 1)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"drop owned by {name}; drop role {name}")
+        conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name)))
 
 
 def test_a_migrating_role_without_audit_admin_is_told_the_grant(tmp_path, db_url, migrator):
@@ -353,10 +355,10 @@ def test_a_migrating_role_without_audit_admin_is_told_the_grant(tmp_path, db_url
         f"role {role} may not track tables (track_table('widgets')): a superuser runs "
         f"`grant audit_admin to {role};`, or run the migration as a role that has audit_admin")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"grant audit_admin to {role}")  # what the message says
+        conn.execute(sql.SQL("grant audit_admin to {}").format(sql.Identifier(role)))  # as the message says
     command.upgrade(chain, "head")
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(f"revoke audit_admin from {role}")
+        conn.execute(sql.SQL("revoke audit_admin from {}").format(sql.Identifier(role)))
     with pytest.raises(NotAuditAdmin, match=f"role {role} may not untrack tables"):
         command.downgrade(chain, "base")
     assert _scalar(db_url, "select count(*) from audit.tracked_table where relation = 'widgets'::regclass") == 1

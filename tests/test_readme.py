@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from audit_capture.cli import cli
@@ -228,5 +229,5 @@ def test_the_roles_block_and_the_install_order(empty_db_url, tmp_path):
     finally:
         for (role,) in superuser.execute("select rolname from pg_roles where rolname = any(%s)",
                                          (list(roles),)).fetchall():
-            superuser.execute(f"drop owned by {role}; drop role {role}")
+            superuser.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role)))
         superuser.close()
