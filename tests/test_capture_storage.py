@@ -154,3 +154,33 @@ def test_a_window_of_items_reads_only_what_it_asks_for(conn):
     assert all(everything[n] == r for n, r in window)
     assert conn.execute("select count(*) from audit.action_items(%s, 2500, 50)",
                         (action["id"],)).fetchone()[0] == 1
+
+
+def test_columns_named_like_the_capture_aliases_and_a_domain_over_an_enum(conn):
+    """A column named n or o was read by capture as the whole row (to_jsonb(n) took the
+    column: a created row was logged as its value 1), and PostgreSQL finds no = for a
+    domain over an enum (tracking a table keyed by one failed, its UPDATE too)."""
+    conn.autocommit = True  # one statement, one transaction
+    conn.execute("create type stage as enum ('new', 'won', 'lost', 'gone')")
+    conn.execute("create domain stage_d as stage")
+    conn.execute("create table deals (k stage_d primary key, n int, o stage_d, note text)")
+    conn.execute("select audit.track('deals', 'deal', label_column => 'o', status_columns => '{o}')")
+    conn.execute("insert into deals values ('new', 1, 'new', 'a')")
+    conn.execute("update deals set o = 'won', n = 2")
+    conn.execute("insert into deals values ('won', 3, null, 'b')")
+    conn.execute("update deals set note = 'c'")
+    conn.execute("update deals set k = (case when k::stage = 'won' then 'lost' else 'gone' end)::stage_d")
+    conn.execute("update deals set k = 'new' where n = 2")
+    conn.execute("delete from deals")
+    logged = actions(conn, resource_type="deal")
+    assert [(a["action"], a["resource_id"], a["resource_label"]) for a in logged] == [
+        ("Deal created", "new", "new"), ("Deal status change", "new", "won"),
+        ("Deal created", "won", None), ("Bulk deal note update", None, None),
+        ("Bulk deal k update", None, None), ("Deal updated", "new", "won"),
+        ("Batch deal deletion", None, None)]
+    assert logged[0]["changes"] == {"k": "new", "n": 1, "o": "new", "note": "a"}
+    assert logged[1]["changes"] == {"n": {"old": 1, "new": 2}, "o": {"old": "new", "new": "won"}}
+    assert sorted((i["old"]["k"], i["new"]["k"]) for i in items(conn, logged[4]["id"])) == [
+        ("new", "gone"), ("won", "lost")]
+    assert logged[5]["changes"] == {"k": {"old": "gone", "new": "new"}}
+    assert sorted(i["old"]["n"] for i in items(conn, logged[6]["id"])) == [2, 3]

@@ -42,8 +42,12 @@ as $$
 declare
   key_changed text;
 begin
-  select string_agg(format('old.%1$I is distinct from new.%1$I', c), ' or ') into key_changed
-  from unnest(audit.primary_key_columns(target)) c;
+  -- compared as capture compares them (audit.compare_sql()): a key of the owner's type
+  -- whose cast to text is implicit would make = ambiguous
+  select string_agg(audit.compare_sql(a.atttypid, format('old.%I', c), format('new.%I', c)), ' or ')
+  into key_changed
+  from unnest(audit.primary_key_columns(target)) c
+  join pg_attribute a on a.attrelid = target and a.attname = c;
   execute format('create or replace trigger audit_capture_key_change after update on %s
                     for each row when (%s) execute function audit.capture_key_change()',
                  target, key_changed);

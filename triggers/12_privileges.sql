@@ -20,6 +20,9 @@ grant execute on function
   audit.restored_capture_function(regclass),
   audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
   audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
+  -- ... and the key-change trigger's WHEN clause compares keys as capture does
+  audit.compare_sql(oid, text, text), audit.rendered_sql(oid, text),
+  audit.value_rendering(oid), audit.has_equality(oid),
   -- creating a partition of a tracked table clones its key-change row trigger, which
   -- takes EXECUTE on the function from the partition's creator
   audit.capture_key_change()

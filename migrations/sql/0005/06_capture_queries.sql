@@ -39,13 +39,15 @@ comment on function audit.concat_ws_sql(text[]) is
 
 -- Whether values of a type can be compared with = (IS DISTINCT FROM): base types and
 -- enums with a default btree or hash operator class, arrays of those, domains over
--- those. Others (json, xml, point, composites...) are compared as text.
+-- those but enums (PostgreSQL finds no = for a domain over an enum: the UPDATE of such
+-- a column failed). Others (json, xml, point, composites...) are compared as text.
 create or replace function audit.has_equality(type_oid oid) returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select case
-    when t.typtype = 'd' then audit.has_equality(t.typbasetype)
+    when t.typtype = 'd' then
+      (select b.typtype <> 'e' from pg_type b where b.oid = t.typbasetype) and audit.has_equality(t.typbasetype)
     when t.typtype = 'e' then true
     when t.typtype = 'b' and t.typcategory = 'A' and t.typelem <> 0 then audit.has_equality(t.typelem)
     when t.typtype = 'b' then exists (
@@ -58,18 +60,124 @@ $$;
 comment on function audit.has_equality(oid) is
   'Internal: true when values of the type compare with =; capture compares other types as text.';
 
+-- How capture renders a value of the type, so that no code a table's owner wrote ever
+-- runs as audit_owner (capture is SECURITY DEFINER) and no value can make it fail:
+--   null    as PostgreSQL renders it (to_json(), ::text, =): built-in types, and types
+--           owned by a superuser (an extension's), whose casts only a superuser makes
+--   'text'  as its output text (a JSON string): a type owned by another role, or one
+--           holding such a type (a domain over it, an array, a composite, a range of
+--           it). to_json() and ::text would call a cast its owner may create (to_json
+--           looks one up for every type not built in), = could pick an operator through
+--           an implicit cast; the output functions of enums, composites, ranges, arrays
+--           and domains are PostgreSQL's own (a base type needs C: a superuser).
+-- Casts on a domain are never used (PostgreSQL looks through domains): its base decides.
+create or replace function audit.value_rendering(type_oid oid) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when t.typtype = 'd' then audit.value_rendering(t.typbasetype)
+    when t.oid >= 16384 and not coalesce((select r.rolsuper from pg_roles r where r.oid = t.typowner), false)
+      then 'text'
+    when t.typtype = 'c' then (
+      select max(audit.value_rendering(a.atttypid)) from pg_attribute a
+      where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped)
+    when t.typcategory = 'A' and t.typelem <> 0 then audit.value_rendering(t.typelem)
+    when t.typtype = 'r' then (
+      select audit.value_rendering(r.rngsubtype) from pg_range r where r.rngtypid = t.oid)
+    when t.typtype = 'm' then (
+      select audit.value_rendering(r.rngtypid) from pg_range r where r.rngmultitypid = t.oid)
+  end
+  from pg_type t where t.oid = type_oid
+$$;
+comment on function audit.value_rendering(oid) is
+  'Internal: how capture renders values of a type: null (as PostgreSQL does) or ''text'' (its output text: a type a non-superuser owns, whose casts capture must never call).';
+
+-- SQL rendering the value expression expr, of type type_oid, as audit.value_rendering()
+-- says.
+create or replace function audit.rendered_sql(type_oid oid, expr text) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case audit.value_rendering(type_oid)
+    when 'text' then format('case when pg_catalog.num_nulls(%1$s) = 0 then pg_catalog.format(''%%s'', %1$s) end', expr)
+    else expr
+  end
+$$;
+comment on function audit.rendered_sql(oid, text) is
+  'Internal: SQL rendering a value as capture logs it (see audit.value_rendering()): itself, or its output text.';
+
+-- The rows of a transition table as capture reads them: the table itself, or, when a
+-- column needs rendering (audit.value_rendering()), a subquery giving that column's
+-- rendered value under its own name. Everything the capture queries do with a row
+-- (to_jsonb, json_agg, ::text, comparing, joining on the key) then meets only types
+-- whose casts and operators are PostgreSQL's own.
+create or replace function audit.rows_sql(target regclass, transition text, alias text) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when bool_or(v.rendered <> v.plain) then
+      format('(select %s from %s %s) %s',
+             string_agg(case when v.rendered = v.plain then v.plain else format('%s as %I', v.rendered, v.attname) end,
+                        ', ' order by v.attnum),
+             transition, alias, alias)
+    else format('%s %s', transition, alias)
+  end
+  from (select a.attnum, a.attname, format('%s.%I', alias, a.attname) as plain,
+               audit.rendered_sql(a.atttypid, format('%s.%I', alias, a.attname)) as rendered
+        from pg_attribute a
+        where a.attrelid = target and a.attnum > 0 and not a.attisdropped) v
+$$;
+comment on function audit.rows_sql(regclass, text, text) is
+  'Internal: the FROM item of a transition table for capture: the table, or a subquery rendering the columns of types capture must not cast (see audit.value_rendering()).';
+
+-- SQL rendering a row's primary key as text, as audit.key_expression() does, with the
+-- columns of a type capture must not cast rendered first (their output text). rowref is
+-- a table alias or a record expression; the capture queries and audit.capture_key_change()
+-- must give the same text for the same key.
+create or replace function audit.key_sql(target regclass, rowref text) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when count(*) = 1 then format('(%s)::text', min(v))
+    else format('row(%s)::text', string_agg(v, ', ' order by ord))
+  end
+  from (select k.ord, audit.rendered_sql(a.atttypid, format('%s.%I', rowref, a.attname)) as v
+        from unnest(audit.primary_key_columns(target)) with ordinality k(c, ord)
+        join pg_attribute a on a.attrelid = target and a.attname = k.c) keys
+$$;
+comment on function audit.key_sql(regclass, text) is
+  'Internal: SQL rendering a row''s primary key as text (a row literal for a composite key), never through a cast of a type a non-superuser owns.';
+
+-- SQL telling whether two values of a type differ: = where the type has it, as text
+-- otherwise, as rendered text for a type capture must not cast or compare itself.
+create or replace function audit.compare_sql(type_oid oid, a text, b text) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    -- (a built-in type is never rendered as text)
+    when type_oid >= 16384 and audit.value_rendering(type_oid) = 'text'
+      then format('%s is distinct from %s', audit.rendered_sql(type_oid, a), audit.rendered_sql(type_oid, b))
+    when audit.has_equality(type_oid) then format('%s is distinct from %s', a, b)
+    else format('%s::text is distinct from %s::text', a, b)
+  end
+$$;
+comment on function audit.compare_sql(oid, text, text) is
+  'Internal: SQL telling whether two values of a type differ, never through a cast or operator a non-superuser could define.';
+
 -- SQL telling whether column c differs between the old (o) and new (n) version.
 create or replace function audit.differs_sql(target regclass, c text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select case when audit.has_equality(a.atttypid)
-              then format('o.%1$I is distinct from n.%1$I', c)
-              else format('o.%1$I::text is distinct from n.%1$I::text', c) end
+  select audit.compare_sql(a.atttypid, format('o.%I', c), format('n.%I', c))
   from pg_attribute a where a.attrelid = target and a.attname = c
 $$;
 comment on function audit.differs_sql(regclass, text) is
-  'Internal: SQL comparing a column''s old and new value, with = where the type has it, as text otherwise.';
+  'Internal: SQL comparing a column''s old and new value (see audit.compare_sql()).';
 
 -- The label (or action type) expression of a one-row action: the label rules' result
 -- when the table has rules (rules_join is not empty), the default otherwise.
@@ -97,6 +205,7 @@ declare
   status       text[];
   pk           text[];
   label_column text;
+  key_shown    text;       -- SQL: the row's key as resource_id (of n for INSERT, o otherwise)
   table_name   text;
   redaction    text;       -- '{"ssn": "[redacted]"}'::jsonb merged over whole rows
   changed      text;       -- does this row pair differ in a compared column?
@@ -134,6 +243,7 @@ begin
     raise exception 'cannot capture changes of %: it has no primary key', target
       using errcode = 'invalid_table_definition';
   end if;
+  key_shown := audit.key_sql(target, case when operation = 'INSERT' then 'n' else 'o' end);
   select format('%I.%I', n.nspname, c.relname) into table_name
   from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = target;
   label_words := format('%L, %L', reg.label, reg.label_plural);
@@ -174,7 +284,8 @@ begin
       -- an explicit audit.action_type wins; 'import' applies to inserts only
       kind_sql := case operation when 'INSERT' then 'coalesce(c.kind_override, ''create'')'
                   else 'case when c.kind_override is null or c.kind_override = ''import'' then ''delete'' else c.kind_override end' end;
-      row_json := format('to_jsonb(%s)%s', alias, redaction);
+      -- alias.*: a bare alias would mean a column of that name (a table may have one)
+      row_json := format('to_jsonb(%s.*)%s', alias, redaction);
       single_label := case operation
         when 'INSERT' then format('case k.kind when ''create'' then %L when ''import'' then %L else audit.default_label(%s, k.kind, 1, null) end',
                                   reg.label || ' created', reg.label_plural || ' imported (1)', label_words)
@@ -191,13 +302,14 @@ begin
 select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
        c.actor_type, c.source, k.changes, c.db_user, txid_current(), c.request_id, c.context,
        %6$L, %7$L, nullif(current_setting('application_name'), ''), inet_client_addr()
-from %8$s %9$s
+from %8$s
 cross join %13$s
 cross join lateral (select %10$s as kind, %11$s as changes) k%12$s
-where (select count(*) from (select from %8$s limit 2) two) = 1 and %14$s$q$,
-        label_sql, type_sql, reg.resource_type, audit.key_expression(pk, alias),
+where (select count(*) from (select from %15$s limit 2) two) = 1 and %14$s$q$,
+        label_sql, type_sql, reg.resource_type, key_shown,
         case when label_column is null then 'null' else format('%s.%I::text', alias, label_column) end, table_name, operation,
-        source_rows, alias, kind_sql, row_json, rules_join, context_sql, context_ok);
+        audit.rows_sql(target, source_rows, alias), alias, kind_sql, row_json, rules_join, context_sql, context_ok,
+        source_rows);
     end if;
 
     -- UPDATE of one row: its one old and one new version are the same row, so they
@@ -216,7 +328,7 @@ where (select count(*) from (select from %8$s limit 2) two) = 1 and %14$s$q$,
       from unnest(compared) c)));
     if rules is not null then
       rules_join := format(
-        ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n)%s, array_remove(array[%s], null)) r',
+        ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n.*)%s, array_remove(array[%s], null)) r',
         rules, redaction,
         (select string_agg(format('case when %s then %L end', audit.differs_sql(target, c), c), ', ')
          from unnest(compared) c));
@@ -229,13 +341,15 @@ where (select count(*) from (select from %8$s limit 2) two) = 1 and %14$s$q$,
 select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
        c.actor_type, c.source, %6$s, c.db_user, txid_current(), c.request_id, c.context,
        %7$L, 'UPDATE', nullif(current_setting('application_name'), ''), inet_client_addr()
-from audit_old_rows o cross join audit_new_rows n
+from %13$s cross join %14$s
 cross join %11$s
 cross join lateral (select %8$s as kind) k%9$s
 where (select count(*) from (select from audit_new_rows limit 2) two) = 1 and %12$s and (%10$s)$q$,
-      label_sql, type_sql, reg.resource_type, audit.key_expression(pk, 'n'),
+      label_sql, type_sql, reg.resource_type,
+      audit.key_sql(target, 'n'),
       case when label_column is null then 'null' else format('n.%I::text', label_column) end, changes_sql, table_name,
-      kind_sql, rules_join, changed, context_sql, context_ok);
+      kind_sql, rules_join, changed, context_sql, context_ok,
+      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
   end if;
 
   -- ---- many rows: items in chunks, the action is written by the caller ------------
@@ -254,9 +368,13 @@ chunks as (
   from d group by i / 1000
   returning item_count)
 select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
-      audit.key_expression(pk, alias),
-      case when redaction = '' then alias else format('to_jsonb(%s)%s', alias, redaction) end,
-      case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias,
+      key_shown,
+      -- the whole row (json_agg() of the row, not of its JSON, where a column has the
+      -- alias's name: a bare alias would name that column)
+      case when redaction <> '' then format('to_jsonb(%s.*)%s', alias, redaction)
+           when alias = any (all_columns) then format('to_json(%s.*)', alias)
+           else alias end,
+      audit.rows_sql(target, case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias), '',
       reg.resource_type, operation);
   end if;
 
@@ -266,15 +384,24 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
   -- it. An item keeps the changed columns only.
   if variant = 'moved' then
     pairs := format($q$(select o.*, coalesce(m.new_key, %1$s) as "audit.key"
-       from audit_old_rows o
+       from %4$s
        left join audit.pending_key_change m
               on m.backend_pid = pg_backend_pid() and m.relation = %2$s and m.old_key = %1$s) o
-      full join (select n.*, %3$s as "audit.key" from audit_new_rows n) n
+      full join (select n.*, %3$s as "audit.key" from %5$s) n
               on o."audit.key" = n."audit.key"$q$,
-      audit.key_expression(pk, 'o'), target::oid, audit.key_expression(pk, 'n'));
+      audit.key_sql(target, 'o'), target::oid, audit.key_sql(target, 'n'),
+      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
   else
-    pairs := format('audit_old_rows o full join audit_new_rows n on %s',
-      (select string_agg(format('o.%1$I = n.%1$I', c), ' and ') from unnest(pk) c));
+    pairs := format('%s full join %s on %s',
+      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'),
+      -- a domain's values are joined as its base type's (no = for a domain over an
+      -- enum); those capture renders are text by now
+      (select string_agg(case when t.typtype = 'd' and audit.value_rendering(t.oid) is null
+                              then format('o.%1$I::%2$s = n.%1$I::%2$s', c, format_type(t.typbasetype, null))
+                              else format('o.%1$I = n.%1$I', c) end, ' and ')
+       from unnest(pk) c
+       join pg_attribute a on a.attrelid = target and a.attname = c
+       join pg_type t on t.oid = a.atttypid));
   end if;
   return format($q$with d as (
   select row_number() over () - 1 as i, x.*
@@ -292,7 +419,7 @@ chunks as (
 select coalesce(sum(item_count), 0)::integer,
        array(select distinct c from chunks, unnest(chunks.changed_columns) c order by c)
 from chunks$q$,
-    audit.key_expression(pk, 'n'), audit.key_expression(pk, 'o'),
+    audit.key_sql(target, 'n'), audit.key_sql(target, 'o'),
     audit.concat_ws_sql(array(
       select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
                     case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end)
