@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import psycopg
 import pytest
 
 from audit_capture import batch, set_context
@@ -172,3 +173,84 @@ def test_redacted_columns_never_appear_in_clear(conn):
     assert '"ssn": "[redacted]"' in json.dumps(items(conn, update["id"])[0]["new"])
     bulk_delete = only_action(conn, action="Batch client deletion")
     assert [i["old"]["ssn"] for i in items(conn, bulk_delete["id"])] == ["[redacted]"] * 3
+
+
+def test_a_redacted_column_is_refused_as_the_label_or_in_the_key(conn):
+    """The label column is stored in clear as resource_label, the key as resource_id:
+    neither may be redacted (audit.track() refuses, naming the column)."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match="label_column ssn is also a redacted column") as refused:
+        conn.execute("select audit.track('clients', 'client', label_column => 'ssn',"
+                     " redacted_columns => '{ssn}')")
+    assert "resource_label" in refused.value.diag.message_hint
+    conn.rollback()
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match="redacted column id is part of the primary key") as refused:
+        conn.execute("select audit.track('clients', 'client', redacted_columns => '{ssn,id}')")
+    assert "resource_id" in refused.value.diag.message_hint
+    conn.rollback()
+
+
+def test_settings_that_would_show_a_redacted_value_in_clear_show_none(conn, capture_mode):
+    """Should the registry say so anyway (an admin's UPDATE of audit.tracked_table), the
+    label of a redacted column is left out and a redacted key reads "[redacted]"."""
+    with conn.transaction():
+        conn.execute("update audit.tracked_table set label_column = 'ssn',"
+                     " redacted_columns = '{ssn,id}' where relation = 'clients'::regclass")
+        if capture_mode == "generated":
+            conn.execute("select audit.generate_capture('clients')")
+    with conn.transaction():
+        conn.execute("insert into clients (id, name, ssn) values (41, 'Ann', 'ssn-ann')")
+        conn.execute("update clients set ssn = 'ssn-ann-2' where id = 41")
+    with conn.transaction():
+        add_clients(conn, 2, start=42)
+        conn.execute("update clients set ssn = ssn || '!' where id >= 42")
+        conn.execute("delete from clients where id >= 41")
+    logged = actions(conn, resource_type="client")[-5:]
+    assert [(a["resource_id"], a["resource_label"]) for a in logged] == [
+        ("[redacted]", None), ("[redacted]", None), (None, None), (None, None), (None, None)]
+    assert {i["resource_id"] for a in logged for i in items(conn, a["id"])} == {"[redacted]"}
+    everything = json.dumps([(a["resource_id"], a["resource_label"], a["changes"]) for a in logged])
+    everything += conn.execute(
+        "select string_agg(concat_ws(' ', resource_ids, items), ' ') from audit.action_item_chunk"
+        " where action_id = any (%s)", ([a["id"] for a in logged],)).fetchone()[0]
+    for secret in ["ssn-ann", "ssn-42", "ssn-43", '"id": 4', "[4", '"4']:
+        assert secret not in everything
+
+
+def test_a_json_value_that_jsonb_cannot_hold_never_fails_the_write(conn):
+    """A json column accepts "\\u0000" and numbers beyond numeric's range; jsonb does
+    not. Capture turned whole rows and changes into jsonb, so a single-row INSERT
+    failed, with the (redacted) value in the error's CONTEXT line. Now the write goes
+    through and the value is logged as a JSON string of its text."""
+    with conn.transaction():
+        conn.execute("create table docs (id int primary key, body json, secret json, plain json, lists json[])")
+        conn.execute("select audit.track('docs', 'doc', redacted_columns => '{secret}')")
+    with conn.transaction():
+        conn.execute("""insert into docs values (1, '"\\u0000 zero"', '{"pin": "\\u0000 top-secret"}',"""
+                     """ '{"a": [1, 2.5]}', array['{"c": 1}', '[2]']::json[])""")
+        conn.execute("update docs set body = '[1e-16384]', secret = '[1e999999, \"top-secret\"]' where id = 1")
+    with conn.transaction():
+        conn.execute("""insert into docs select i, '"\\u0000"', '"\\u0000 top-secret"', '{"b": null}',"""
+                     """ array['"\\u0000"']::json[]"""
+                     " from generate_series(2, 3) i")
+        conn.execute("""update docs set body = '["\\\\u0000 is not a zero", "\\u0000"]' where id >= 2""")
+        conn.execute("delete from docs where id = 1")
+        conn.execute("delete from docs")
+    logged = actions(conn, resource_type="doc")
+    assert [a["action"] for a in logged] == ["Doc created", "Doc updated", "Batch doc creation",
+                                             "Bulk doc body update", "Doc deleted", "Batch doc deletion"]
+    created, updated = logged[0]["changes"], logged[1]["changes"]
+    assert created == {"id": 1, "body": '"\\u0000 zero"', "secret": "[redacted]", "plain": {"a": [1, 2.5]},
+                       "lists": [{"c": 1}, [2]]}
+    assert updated == {"body": {"old": '"\\u0000 zero"', "new": "[1e-16384]"},
+                       "secret": {"old": "[redacted]", "new": "[redacted]"}}
+    bulk = items(conn, logged[2]["id"])
+    assert [(i["new"]["body"], i["new"]["secret"], i["new"]["plain"], i["new"]["lists"]) for i in bulk] == [
+        ('"\\u0000"', "[redacted]", {"b": None}, '{"\\"\\\\u0000\\""}')] * 2
+    assert [i["new"]["body"] for i in items(conn, logged[3]["id"])] == [
+        '["\\\\u0000 is not a zero", "\\u0000"]'] * 2
+    assert [i["old"]["id"] for i in items(conn, logged[5]["id"])] == [2, 3]
+    everything = conn.execute("select string_agg(changes::text, ' ') from audit.action_log").fetchone()[0]
+    everything += conn.execute("select string_agg(items, ' ') from audit.action_item_chunk").fetchone()[0]
+    assert "top-secret" not in everything

@@ -322,6 +322,20 @@ begin
       using errcode = 'undefined_column';
   end if;
 
+  -- a redacted value is never stored in clear: not as the label, not as the key
+  if label_column = any (redacted_columns) then
+    raise exception 'cannot track %: label_column % is also a redacted column', target, quote_ident(label_column)
+      using errcode = 'invalid_parameter_value',
+            hint = 'The label column''s value is stored in clear as resource_label; choose another label column, or none.';
+  end if;
+  select string_agg(quote_ident(c), ', ') into missing
+  from unnest(pk_columns) c where c = any (redacted_columns);
+  if missing is not null then
+    raise exception 'cannot track %: redacted column % is part of the primary key', target, missing
+      using errcode = 'invalid_parameter_value',
+            hint = 'The primary key is stored in clear as resource_id (it names the row in the log); redact other columns, or give the table a surrogate key.';
+  end if;
+
   -- label rules: [{"on": ..., "when": {...}, "changed": [...], "label": ..., "action_type": ...}]
   if labels is null or jsonb_typeof(labels) <> 'array' then
     raise exception 'cannot track %: labels must be a JSON array of rules', target

@@ -10,4 +10,6 @@ drop function if exists audit.compare_sql(oid, text, text);
 drop function if exists audit.key_sql(regclass, text);
 drop function if exists audit.rows_sql(regclass, text, text);
 drop function if exists audit.rendered_sql(oid, text);
+drop function if exists audit.loggable_json(json);
 drop function if exists audit.value_rendering(oid);
+drop function if exists audit.base_type(oid);

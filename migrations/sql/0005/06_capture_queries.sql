@@ -70,7 +70,11 @@ comment on function audit.has_equality(oid) is
 --           looks one up for every type not built in), = could pick an operator through
 --           an implicit cast; the output functions of enums, composites, ranges, arrays
 --           and domains are PostgreSQL's own (a base type needs C: a superuser).
+--   'json'  json, or a type holding json (json[], a composite with a json field): as
+--           to_json() gives it, but as a JSON string of its text when jsonb cannot hold
+--           it (see audit.rendered_sql())
 -- Casts on a domain are never used (PostgreSQL looks through domains): its base decides.
+-- 'text' wins over 'json' (max()).
 create or replace function audit.value_rendering(type_oid oid) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -79,6 +83,7 @@ as $$
     when t.typtype = 'd' then audit.value_rendering(t.typbasetype)
     when t.oid >= 16384 and not coalesce((select r.rolsuper from pg_roles r where r.oid = t.typowner), false)
       then 'text'
+    when t.oid = 'json'::regtype then 'json'
     when t.typtype = 'c' then (
       select max(audit.value_rendering(a.atttypid)) from pg_attribute a
       where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped)
@@ -91,21 +96,61 @@ as $$
   from pg_type t where t.oid = type_oid
 $$;
 comment on function audit.value_rendering(oid) is
-  'Internal: how capture renders values of a type: null (as PostgreSQL does) or ''text'' (its output text: a type a non-superuser owns, whose casts capture must never call).';
+  'Internal: how capture renders values of a type: null (as PostgreSQL does), ''text'' (its output text: a type a non-superuser owns, whose casts capture must never call) or ''json'' (holds json, which jsonb may refuse).';
+
+-- A json value as capture logs it: itself, or a JSON string of its text when jsonb
+-- cannot hold it ("\u0000", a number beyond numeric's range). Whole rows and changes
+-- become jsonb, and the error that conversion raised carried the value in its CONTEXT
+-- line (a redacted one too) and made the application's write fail.
+create or replace function audit.loggable_json(value json) returns json
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform value::jsonb;
+  return value;
+exception when others then
+  return to_json(value::text);
+end
+$$;
+comment on function audit.loggable_json(json) is
+  'Internal: a json value, or a JSON string of its text when jsonb cannot hold it (\u0000, a number out of numeric''s range); never fails.';
+
+-- The type under a domain (and a domain over a domain); the type itself otherwise.
+create or replace function audit.base_type(type_oid oid) returns oid
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when t.typtype = 'd' then audit.base_type(t.typbasetype) else t.oid end
+  from pg_type t where t.oid = type_oid
+$$;
+comment on function audit.base_type(oid) is
+  'Internal: the base type of a domain (through domains over domains); any other type itself.';
 
 -- SQL rendering the value expression expr, of type type_oid, as audit.value_rendering()
--- says.
+-- says. A value holding json is looked at first: only one with what jsonb could refuse
+-- ("\u0000", an exponent of 5 digits, a run of 200 digits: numeric keeps up to 131072
+-- digits before the point and 16383 after) goes through audit.loggable_json() (json)
+-- or becomes a JSON string of its text (a type holding json).
 create or replace function audit.rendered_sql(type_oid oid, expr text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select case audit.value_rendering(type_oid)
     when 'text' then format('case when pg_catalog.num_nulls(%1$s) = 0 then pg_catalog.format(''%%s'', %1$s) end', expr)
+    when 'json' then format($f$case when %1$s::text ~ '\\u0000|[eE][-+]?[0-9]{5}|[0-9]{200}' then %2$s else %3$s end$f$,
+                            expr,
+                            case when audit.base_type(type_oid) = 'json'::regtype
+                                 then format('audit.loggable_json(%s::json)', expr)
+                                 else format('pg_catalog.to_json(%s::text)', expr) end,
+                            case when audit.base_type(type_oid) = 'json'::regtype
+                                 then format('%s::json', expr)
+                                 else format('pg_catalog.to_json(%s)', expr) end)
     else expr
   end
 $$;
 comment on function audit.rendered_sql(oid, text) is
-  'Internal: SQL rendering a value as capture logs it (see audit.value_rendering()): itself, or its output text.';
+  'Internal: SQL rendering a value as capture logs it (see audit.value_rendering()): itself, its output text, or json that jsonb can hold.';
 
 -- The rows of a transition table as capture reads them: the table itself, or, when a
 -- column needs rendering (audit.value_rendering()), a subquery giving that column's
@@ -158,7 +203,7 @@ language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select case
-    -- (a built-in type is never rendered as text)
+    -- (a built-in type is never rendered as text but for holding json, whose ::text is safe)
     when type_oid >= 16384 and audit.value_rendering(type_oid) = 'text'
       then format('%s is distinct from %s', audit.rendered_sql(type_oid, a), audit.rendered_sql(type_oid, b))
     when audit.has_equality(type_oid) then format('%s is distinct from %s', a, b)
@@ -237,13 +282,19 @@ begin
   compared := array(select c from unnest(all_columns) c where not c = any (reg.ignored_columns));
   redacted := array(select c from unnest(all_columns) c where c = any (reg.redacted_columns));
   status := array(select c from unnest(compared) c where c = any (reg.status_columns));
-  label_column := case when reg.label_column = any (all_columns) then reg.label_column end;
+  -- a redacted column never names a row (audit.track() refuses it; this holds whatever
+  -- a later ALTER TABLE made of the settings)
+  label_column := case when reg.label_column = any (all_columns)
+                        and not reg.label_column = any (redacted) then reg.label_column end;
   pk := audit.primary_key_columns(target);
   if pk is null then
     raise exception 'cannot capture changes of %: it has no primary key', target
       using errcode = 'invalid_table_definition';
   end if;
-  key_shown := audit.key_sql(target, case when operation = 'INSERT' then 'n' else 'o' end);
+  -- the key as resource_id: '[redacted]' when a key column is redacted (audit.track()
+  -- refuses it; an ALTER TABLE could make it so)
+  key_shown := case when pk && redacted then '''[redacted]'''
+                    else audit.key_sql(target, case when operation = 'INSERT' then 'n' else 'o' end) end;
   select format('%I.%I', n.nspname, c.relname) into table_name
   from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = target;
   label_words := format('%L, %L', reg.label, reg.label_plural);
@@ -346,7 +397,7 @@ cross join %11$s
 cross join lateral (select %8$s as kind) k%9$s
 where (select count(*) from (select from audit_new_rows limit 2) two) = 1 and %12$s and (%10$s)$q$,
       label_sql, type_sql, reg.resource_type,
-      audit.key_sql(target, 'n'),
+      case when pk && redacted then key_shown else audit.key_sql(target, 'n') end,
       case when label_column is null then 'null' else format('n.%I::text', label_column) end, changes_sql, table_name,
       kind_sql, rules_join, changed, context_sql, context_ok,
       audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
@@ -419,7 +470,8 @@ chunks as (
 select coalesce(sum(item_count), 0)::integer,
        array(select distinct c from chunks, unnest(chunks.changed_columns) c order by c)
 from chunks$q$,
-    audit.key_sql(target, 'n'), audit.key_sql(target, 'o'),
+    case when pk && redacted then key_shown else audit.key_sql(target, 'n') end,
+    case when pk && redacted then key_shown else audit.key_sql(target, 'o') end,
     audit.concat_ws_sql(array(
       select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
                     case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end)

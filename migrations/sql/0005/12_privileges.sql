@@ -22,7 +22,7 @@ grant execute on function
   audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
   -- ... and the key-change trigger's WHEN clause compares keys as capture does
   audit.compare_sql(oid, text, text), audit.rendered_sql(oid, text),
-  audit.value_rendering(oid), audit.has_equality(oid),
+  audit.value_rendering(oid), audit.base_type(oid), audit.has_equality(oid),
   -- creating a partition of a tracked table clones its key-change row trigger, which
   -- takes EXECUTE on the function from the partition's creator
   audit.capture_key_change()
