@@ -168,11 +168,21 @@ create unlogged table if not exists audit.pending_key_change (
   old_key      text not null,
   new_key      text not null
 );
-create index if not exists pending_key_change_lookup_idx
-  on audit.pending_key_change (backend_pid, relation);
+-- A note belongs to one statement: its transaction (txid_current(), never reused, where
+-- a backend pid is reused by a later session) and the trigger depth its triggers fire at
+-- (a statement run inside another's triggers, an ON UPDATE CASCADE, fires one level
+-- deeper). Added by revision 0005, which also replaced the (backend_pid, relation) index.
+alter table audit.pending_key_change
+  add column if not exists transaction_id bigint not null default pg_catalog.txid_current(),
+  add column if not exists trigger_depth integer not null default 0;
+drop index if exists audit.pending_key_change_lookup_idx;
+create index if not exists pending_key_change_statement_idx
+  on audit.pending_key_change (transaction_id, trigger_depth, relation);
 comment on table audit.pending_key_change is
-  'Internal: primary-key changes of the running UPDATE statement, written by audit.capture_key_change() and consumed by audit.capture().';
-comment on column audit.pending_key_change.backend_pid is 'The session (pg_backend_pid()) whose statement changed the key.';
+  'Internal: primary-key changes of the running UPDATE statement, written by audit.capture_key_change() and consumed by the statement''s capture trigger (audit.forget_key_changes()).';
+comment on column audit.pending_key_change.backend_pid is 'The session (pg_backend_pid()) whose statement changed the key (informative: notes are matched by transaction and trigger depth).';
+comment on column audit.pending_key_change.transaction_id is 'The transaction (txid_current()) whose statement changed the key.';
+comment on column audit.pending_key_change.trigger_depth is 'pg_trigger_depth() of the statement''s triggers: tells a nested statement''s notes from its outer statement''s.';
 comment on column audit.pending_key_change.relation is 'The tracked table.';
 comment on column audit.pending_key_change.old_key is 'The row''s primary key before the UPDATE, as text.';
 comment on column audit.pending_key_change.new_key is 'The row''s primary key after the UPDATE, as text.';

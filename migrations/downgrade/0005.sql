@@ -13,3 +13,11 @@ drop function if exists audit.rendered_sql(oid, text);
 drop function if exists audit.loggable_json(json);
 drop function if exists audit.value_rendering(oid);
 drop function if exists audit.base_type(oid);
+-- key-change notes per statement (transaction, trigger depth) instead of per backend pid
+drop function if exists audit.forget_key_changes(regclass);
+drop index if exists audit.pending_key_change_statement_idx;
+alter table audit.pending_key_change
+  drop column if exists transaction_id,
+  drop column if exists trigger_depth;
+-- the tracked table a partition or an inheritance child is logged as
+drop function if exists audit.tracked_root(regclass);

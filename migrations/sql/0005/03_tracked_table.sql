@@ -46,3 +46,25 @@ comment on column audit.tracked_table.setting_columns is 'The attribute numbers 
 comment on column audit.tracked_table.key_columns is 'The primary-key columns the installed capture triggers were made for.';
 comment on column audit.tracked_table.tracked_at is 'When audit.track() last configured the table.';
 comment on column audit.tracked_table.tracked_by is 'The role that last configured it.';
+
+-- The tracked table whose changes a table's statements are logged as: the table itself
+-- when it is tracked, else its topmost tracked ancestor (a partition of a tracked
+-- partitioned table, at any depth, or an inheritance child of a tracked table); null
+-- when neither. Added by revision 0005.
+create or replace function audit.tracked_root(target regclass) returns regclass
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive up(rel, depth) as (
+    select target::oid, 0
+    union all
+    select i.inhparent, up.depth + 1
+    from pg_inherits i join up on i.inhrelid = up.rel
+    where up.depth < 64)
+  select t.relation
+  from up join audit.tracked_table t on t.relation = up.rel
+  order by up.depth desc, t.relation::oid
+  limit 1
+$$;
+comment on function audit.tracked_root(regclass) is
+  'The tracked table a table''s changes are logged as: itself when tracked, else its topmost tracked ancestor (partition or inheritance parent); null when none.';

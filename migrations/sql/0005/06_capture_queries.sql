@@ -437,7 +437,8 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
     pairs := format($q$(select o.*, coalesce(m.new_key, %1$s) as "audit.key"
        from %4$s
        left join audit.pending_key_change m
-              on m.backend_pid = pg_backend_pid() and m.relation = %2$s and m.old_key = %1$s) o
+              on m.transaction_id = txid_current() and m.trigger_depth = pg_trigger_depth()
+             and m.relation = %2$s and m.old_key = %1$s) o
       full join (select n.*, %3$s as "audit.key" from %5$s) n
               on o."audit.key" = n."audit.key"$q$,
       audit.key_sql(target, 'o'), target::oid, audit.key_sql(target, 'n'),

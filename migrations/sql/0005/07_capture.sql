@@ -56,9 +56,7 @@ declare
   item_row jsonb;
 begin
   if operation = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
-    delete from audit.pending_key_change
-    where backend_pid = pg_backend_pid() and relation = target;
-    perform set_config('audit.keys_moved', '', true);
+    perform audit.forget_key_changes(target);
   end if;
   if item_count = 0 then
     return;  -- nothing really changed: no action
@@ -191,6 +189,10 @@ begin
   end if;
   get diagnostics v_written = row_count;
   if v_written > 0 then
+    -- the one-row path pairs without notes; the statement's notes go all the same
+    if tg_op = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
+      perform audit.forget_key_changes(tg_relid);
+    end if;
     return null;
   end if;
 
@@ -285,32 +287,58 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  -- a partition's copy of this trigger (PostgreSQL clones row triggers to partitions)
-  -- notes the change under the tracked partitioned table, where its statement trigger
-  -- looks for it
-  tracked  regclass := coalesce(pg_partition_root(tg_relid), tg_relid);
+  -- a partition's copy of this trigger (PostgreSQL clones row triggers to partitions),
+  -- or an inheritance child's, notes the change under the tracked table, where every
+  -- capture trigger of the tree looks for it
+  tracked  regclass := audit.tracked_root(tg_relid);
   key_sql  text;
   old_key  text;
   new_key  text;
 begin
   -- EXECUTE is granted to everyone (creating a partition of a tracked table clones
   -- this trigger, as the partition's creator): a table that is not tracked is ignored
-  if not exists (select from audit.tracked_table where relation = tracked) then
+  if tracked is null then
     return null;
   end if;
-  -- the same text as the capture queries give the key (audit.key_sql(): no cast of a
+  -- the tracked table's key columns (an inheritance child has no primary key of its
+  -- own), rendered as the capture queries give the key (audit.key_sql(): no cast of a
   -- type the table's owner made runs here, as audit_owner)
-  key_sql := audit.key_sql(tg_relid, '($1)');
+  key_sql := audit.key_sql(tracked, '($1)');
   execute 'select ' || key_sql into old_key using old;
   execute 'select ' || key_sql into new_key using new;
-  insert into audit.pending_key_change (backend_pid, relation, old_key, new_key)
-  values (pg_backend_pid(), tracked, old_key, new_key);
+  -- one statement's notes: its transaction and the depth its triggers fire at (the
+  -- statement trigger fires at the same depth; a nested statement's one level deeper)
+  insert into audit.pending_key_change (backend_pid, relation, old_key, new_key, transaction_id, trigger_depth)
+  values (pg_backend_pid(), tracked, old_key, new_key, txid_current(), pg_trigger_depth());
   perform set_config('audit.keys_moved', 'on', true);
   return null;
 end
 $$;
 comment on function audit.capture_key_change() is
   'Row trigger of tracked tables, fired only when an UPDATE changes a row''s primary key: notes old and new key for the statement trigger.';
+
+-- Called by the UPDATE statement trigger once it has read its notes (both paths): drops
+-- this statement's notes (its transaction, its trigger depth, its tracked table) and
+-- any note of a transaction that has ended (none should be left: nothing accumulates),
+-- and turns audit.keys_moved off when no note of this transaction is left (a statement
+-- running outside this one may still have some).
+create or replace function audit.forget_key_changes(target regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from audit.pending_key_change
+  where transaction_id = txid_current() and trigger_depth = pg_trigger_depth()
+    and relation = coalesce(audit.tracked_root(target), target);
+  delete from audit.pending_key_change
+  where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
+  if not exists (select from audit.pending_key_change where transaction_id = txid_current()) then
+    perform set_config('audit.keys_moved', '', true);
+  end if;
+end
+$$;
+comment on function audit.forget_key_changes(regclass) is
+  'Internal: drops the key-change notes of the running UPDATE statement (and any of an ended transaction); turns audit.keys_moved off when none is left.';
 
 -- TRUNCATE has no transition table: it is logged as one delete action whose label says
 -- the table was truncated. The rows themselves are not copied.

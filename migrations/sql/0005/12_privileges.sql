@@ -25,7 +25,9 @@ grant execute on function
   audit.value_rendering(oid), audit.base_type(oid), audit.has_equality(oid),
   -- creating a partition of a tracked table clones its key-change row trigger, which
   -- takes EXECUTE on the function from the partition's creator
-  audit.capture_key_change()
+  audit.capture_key_change(),
+  -- which tracked table a table is logged as (its own, a partition's or a child's)
+  audit.tracked_root(regclass)
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else
