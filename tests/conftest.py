@@ -94,6 +94,8 @@ def template_db_url(pg_server) -> str:
 GENERIC_MODE_SQL = """
 drop event trigger audit_capture_alter_table;
 drop event trigger audit_capture_drop;
+drop event trigger audit_capture_create_table;
+drop event trigger audit_capture_triggers;
 select audit.track(t.relation, t.resource_type, t.label_column, t.status_columns,
                    t.ignored_columns, t.redacted_columns, t.labels, t.label, t.label_plural)
 from audit.tracked_table t;

@@ -118,3 +118,313 @@ def test_a_new_session_cannot_pick_up_notes_left_by_an_old_one(db_url, conn):
             other.execute("update clients set id = id + 10")
     shift = actions(conn, resource_type="client")[-1]
     assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, shift["id"])) == [(1, 11), (2, 12)]
+
+
+# -- item 3: partitions ------------------------------------------------------------------
+
+
+def _events(conn, *, track: bool = True) -> None:
+    with conn.transaction():
+        conn.execute("create table events (id int, region text, note text, secret text,"
+                     " primary key (id, region)) partition by list (region)")
+        conn.execute("create table events_eu partition of events for values in ('eu')")
+        if track:
+            conn.execute("select audit.track('events', 'event', label_column => 'note',"
+                         " redacted_columns => '{secret}')")
+
+
+def _event_actions(conn) -> list[tuple]:
+    return [(a["action"], a["row_count"], a["table_name"]) for a in actions(conn, resource_type="event")]
+
+
+def test_writes_that_name_a_partition_are_logged_as_the_tracked_table(conn):
+    """The issue's repro: nothing was logged for statements naming events_eu."""
+    _events(conn)
+    with conn.transaction():
+        conn.execute("insert into events_eu values (2, 'eu', 'b', 's1')")
+        conn.execute("update events_eu set note = 'c'")
+        conn.execute("delete from events_eu")
+    assert _event_actions(conn) == [("Event created", 1, "public.events"),
+                                    ("Event updated", 1, "public.events"),
+                                    ("Event deleted", 1, "public.events")]
+    created, updated, deleted = actions(conn, resource_type="event")
+    assert (created["resource_id"], created["resource_label"]) == ("(2,eu)", "b")
+    assert created["changes"]["secret"] == "[redacted]"
+    assert updated["changes"] == {"note": {"old": "b", "new": "c"}}
+    assert deleted["changes"]["secret"] == "[redacted]"
+
+
+def test_each_statement_is_logged_once_whichever_table_it_names(conn):
+    _events(conn)
+    with conn.transaction():
+        conn.execute("insert into events values (1, 'eu', 'a', null), (2, 'eu', 'b', null)")  # the parent
+        conn.execute("insert into events_eu values (3, 'eu', 'c', 's'), (4, 'eu', 'd', 's')")  # the partition
+        conn.execute("update events set note = note || '!' where id in (1, 3)")
+        conn.execute("update events_eu set secret = 'x' where id in (2, 4)")
+    logged = actions(conn, resource_type="event")
+    assert [(a["action"], a["row_count"]) for a in logged] == [
+        ("Batch event creation", 2), ("Batch event creation", 2),
+        ("Bulk event note update", 2), ("Bulk event secret update", 2)]
+    assert sorted(i["resource_id"] for i in items(conn, logged[1]["id"])) == ["(3,eu)", "(4,eu)"]
+    assert all(i["new"]["secret"] == "[redacted]" for i in items(conn, logged[1]["id"]))
+    assert all(i["old"] == {"secret": "[redacted]"} for i in items(conn, logged[3]["id"]))
+
+
+def test_partitions_created_or_attached_later_and_subpartitions_are_captured(conn, capture_mode):
+    """A partition attached from a table made separately has its own column order and
+    attribute numbers (a dropped column, columns in another order); a sub-partition
+    and its partitioned parent are members too. Without the event triggers (generic
+    mode) a later partition is a gap `status` names, until audit.track() runs again."""
+    _events(conn)
+    with conn.transaction():
+        conn.execute("create table events_us (dropped int, secret text, note text, region text not null, id int not null)")
+        conn.execute("alter table events_us drop column dropped")
+        conn.execute("alter table events attach partition events_us for values in ('us')")
+        conn.execute("create table events_asia partition of events for values in ('jp', 'kr')"
+                     " partition by list (region)")
+        conn.execute("create table events_jp partition of events_asia for values in ('jp')")
+    if capture_mode == "generic":
+        gaps = {(r, t) for r, t in conn.execute(
+            "select relation::text, trigger_name from audit.capture_gaps()")}
+        assert ("events_us", "audit_capture_insert") in gaps and ("events_jp", "audit_capture_update") in gaps
+        with conn.transaction():
+            conn.execute("select audit.track('events', 'event', label_column => 'note',"
+                         " redacted_columns => '{secret}')")
+    assert conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0] == 0
+    with conn.transaction():
+        conn.execute("insert into events_us (id, region, note, secret) values (5, 'us', 'e', 'hidden')")
+        conn.execute("update events_us set note = 'f', id = 6")
+        conn.execute("insert into events_jp values (7, 'jp', 'g', 'hidden')")
+        conn.execute("insert into events_asia values (8, 'jp', 'h', 'hidden')")
+        conn.execute("update events set note = 'all'")
+    logged = actions(conn, resource_type="event")
+    assert [(a["action"], a["row_count"], a["table_name"]) for a in logged] == [
+        ("Event created", 1, "public.events"), ("Event updated", 1, "public.events"),
+        ("Event created", 1, "public.events"), ("Event created", 1, "public.events"),
+        ("Bulk event note update", 3, "public.events")]
+    us = logged[0]["changes"]
+    assert us == {"id": 5, "region": "us", "note": "e", "secret": "[redacted]"}
+    assert logged[1]["changes"] == {"id": {"old": 5, "new": 6}, "note": {"old": "e", "new": "f"}}
+    assert logged[1]["resource_id"] == "(6,us)"
+    assert logged[2]["changes"]["secret"] == "[redacted]"
+
+
+def test_a_truncate_is_logged_once_per_statement(conn):
+    _events(conn)
+    with conn.transaction():
+        conn.execute("create table events_us partition of events for values in ('us')")
+        if conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0]:
+            conn.execute("select audit.track('events', 'event')")  # generic mode: no event trigger
+        conn.execute("insert into events values (1, 'eu', 'a', null), (2, 'us', 'b', null)")
+    with conn.transaction():
+        conn.execute("truncate events")
+        conn.execute("truncate events_eu")
+        conn.execute("truncate events_eu, events_us")
+        conn.execute("truncate events_us, clients cascade")
+    truncated = [a["changes"] for a in actions(conn, action="Events table truncated")]
+    assert truncated == [{"truncated": "public.events"}, {"truncated": "public.events_eu"},
+                         {"truncated": "public.events_eu"}, {"truncated": "public.events_us"}]
+    assert len(actions(conn, action="Clients table truncated")) == 1
+
+
+def test_key_changes_inside_a_partition_pair_up_and_leave_nothing(conn):
+    _events(conn)
+    with conn.transaction():
+        conn.execute("insert into events_eu values (1, 'eu', 'a', null), (2, 'eu', 'b', null)")
+        conn.execute("update events_eu set id = id + 10")
+        assert _pending(conn) == 0 and _keys_moved(conn) == ""
+    moved = actions(conn, resource_type="event")[-1]
+    assert sorted((i["resource_id"], i["old"], i["new"]) for i in items(conn, moved["id"])) == [
+        ("(11,eu)", {"id": 1}, {"id": 11}), ("(12,eu)", {"id": 2}, {"id": 12})]
+
+
+def test_inheritance_children_are_captured_as_their_parent(conn, capture_mode):
+    """A child's own extra columns are left out: it is logged as its parent's resource."""
+    with conn.transaction():
+        conn.execute("create table notes (id int primary key, body text)")
+        conn.execute("select audit.track('notes', 'note', label_column => 'body')")
+        conn.execute("create table urgent_notes (level int) inherits (notes)")
+        if capture_mode == "generic":
+            assert conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0] > 0
+            conn.execute("select audit.track('notes', 'note', label_column => 'body')")
+        conn.execute("insert into urgent_notes values (1, 'first', 5), (2, 'second', 6)")
+        conn.execute("update urgent_notes set body = 'changed', level = 7 where id = 1")
+        conn.execute("update notes set id = id + 10")  # the parent's statement reaches the child
+        conn.execute("delete from urgent_notes where id = 12")
+    logged = actions(conn, resource_type="note")
+    assert [(a["action"], a["row_count"], a["table_name"]) for a in logged] == [
+        ("Batch note creation", 2, "public.notes"), ("Note updated", 1, "public.notes"),
+        ("Bulk note id update", 2, "public.notes"), ("Note deleted", 1, "public.notes")]
+    assert logged[1]["changes"] == {"body": {"old": "first", "new": "changed"}}
+    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, logged[2]["id"])) == [(1, 11), (2, 12)]
+    assert logged[3]["changes"] == {"id": 12, "body": "second"}
+    assert _pending(conn) == 0
+
+
+def test_a_partition_or_child_of_a_tracked_table_is_not_tracked_on_its_own(conn):
+    _events(conn)
+    with pytest.raises(errors.InvalidParameterValue, match="partition or inheritance child of public.events"):
+        conn.execute("select audit.track('events_eu', 'event_eu')")
+    conn.rollback()
+    with conn.transaction():
+        conn.execute("select audit.untrack('events')")
+        conn.execute("select audit.track('events_eu', 'event_eu')")
+    with pytest.raises(errors.InvalidParameterValue, match="its partition or inheritance child public.events_eu is tracked"):
+        conn.execute("select audit.track('events', 'event')")
+    conn.rollback()
+
+
+# -- item 2: capture cannot be switched off unseen ---------------------------------------
+
+from test_security import make_role, owning_app  # noqa: E402,F401  (fixtures)
+
+from audit_capture.status import GAP, read_status  # noqa: E402
+
+NOOP = "create function noop() returns trigger language plpgsql as $$ begin return null; end $$"
+
+
+def _table(conn, relation):
+    (table,) = [t for t in read_status(conn).tables if t.relation == relation]
+    return table
+
+
+@pytest.mark.parametrize("statement", [
+    "alter trigger audit_capture_update on owned_notes rename to x",
+    "create or replace trigger audit_capture_insert after insert on owned_notes"
+    " referencing new table as audit_new_rows for each statement execute function noop()",
+    "create or replace trigger audit_capture_key_change after update on owned_notes"
+    " for each row execute function noop()",
+    "create or replace trigger audit_capture_delete after delete on owned_notes"
+    " referencing old table as audit_old_rows for each statement when (false) execute function audit.capture()",
+    "create trigger sneaky after insert on owned_notes referencing new table as audit_new_rows"
+    " for each statement execute function audit.capture()",
+])
+def test_a_table_owner_cannot_rename_or_replace_its_audit_triggers(owning_app, conn, capture_mode, statement):
+    owning_app.execute(NOOP)
+    if capture_mode == "generic":
+        # installed without a superuser, no event trigger refuses it: status says so
+        owning_app.execute(statement)
+        table = _table(conn, "owned_notes")
+        assert not table.ok and not read_status(conn).ok, table
+    else:
+        with pytest.raises(errors.InsufficientPrivilege, match="audit"):
+            owning_app.execute(statement)
+        assert _table(conn, "owned_notes").ok
+    owning_app.execute("insert into owned_notes values (1, 'logged once')")
+    if capture_mode == "generated" or "insert" in statement and "noop" not in statement:
+        # a copy of audit.capture() under another name logs nothing: no second action
+        assert [a["resource_id"] for a in actions(conn, resource_type="note")] == ["1"]
+
+
+def test_make_capture_triggers_is_not_everyone_s(owning_app, conn):
+    owning_app.execute(NOOP)
+    with pytest.raises(errors.InsufficientPrivilege, match="make_capture_triggers"):
+        owning_app.execute("select audit.make_capture_triggers('owned_notes', 'noop')")
+
+
+def test_a_table_owner_s_inheritance_child_is_captured_or_reported(owning_app, conn, capture_mode):
+    owning_app.execute("create table owned_notes_child () inherits (owned_notes)")
+    if capture_mode == "generic":
+        table = _table(conn, "owned_notes")
+        assert table.state == GAP
+        assert {(g.relation, g.trigger, g.problem) for g in table.gaps} >= {
+            ("owned_notes_child", "audit_capture_insert", "missing")}
+        return
+    owning_app.execute("insert into owned_notes_child values (1, 'via the child')")
+    assert [(a["action"], a["table_name"]) for a in actions(conn, resource_type="note")] == [
+        ("Note created", "public.owned_notes")]
+    assert _table(conn, "owned_notes").ok
+
+
+def test_a_swapped_copy_of_the_capture_trigger_logs_nothing(owning_app, conn, capture_mode):
+    """Without the event triggers, the owner of a new partition could make its audit
+    trigger itself, with old and new rows swapped: it logs nothing, and status says so."""
+    if capture_mode == "generated":
+        pytest.skip("the event trigger gives the child its triggers first")
+    owning_app.execute("create table owned_notes_more () inherits (owned_notes)")
+    owning_app.execute("create trigger audit_capture_update after update on owned_notes_more"
+                       " referencing old table as audit_new_rows new table as audit_old_rows"
+                       " for each statement execute function audit.capture()")
+    owning_app.execute("insert into owned_notes_more values (1, 'a')")
+    owning_app.execute("update owned_notes_more set body = 'b'")
+    assert actions(conn, resource_type="note") == []
+    problems = {(g.trigger, g.problem) for g in _table(conn, "owned_notes").gaps
+                if g.relation == "owned_notes_more"}
+    assert ("audit_capture_update", "changed: not the trigger audit.track() installs") in problems
+
+
+def test_an_owner_may_name_its_own_triggers_freely_elsewhere(owning_app, conn):
+    owning_app.execute(NOOP)
+    owning_app.execute("create table scratch (id int primary key)")
+    owning_app.execute("create trigger audit_capture_insert after insert on scratch"
+                       " for each statement execute function noop()")
+    owning_app.execute("create trigger scratch_capture after insert on scratch"
+                       " referencing new table as audit_new_rows for each statement execute function audit.capture()")
+    owning_app.execute("insert into scratch values (1)")
+    assert actions(conn, table_name="public.scratch") == []
+    owning_app.execute("drop trigger audit_capture_insert on scratch")
+
+
+def test_a_detached_partition_is_a_table_of_its_own(make_role, conn, capture_mode):
+    """DETACH PARTITION (and NO INHERIT) take a table out of the tracked table: its later
+    writes are not logged, its leftover audit triggers log nothing and its owner may
+    drop them."""
+    url = make_role("grant usage, create on schema public to {role}")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table visits (id int, at date, primary key (id, at)) partition by range (at)")
+        owner.execute("create table visits_2025 partition of visits"
+                      " for values from ('2025-01-01') to ('2026-01-01')")
+    with conn.transaction():
+        conn.execute("select audit.track('visits', 'visit')")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("insert into visits_2025 values (1, '2025-05-01')")
+        owner.execute("alter table visits detach partition visits_2025")
+        owner.execute("insert into visits_2025 values (2, '2025-05-02')")
+        for (name,) in owner.execute("select tgname from pg_trigger where tgrelid = 'visits_2025'::regclass"
+                                     " and tgname like 'audit_capture_%'").fetchall():
+            owner.execute(f"drop trigger {name} on visits_2025")
+    assert [a["resource_id"] for a in actions(conn, resource_type="visit")] == ["(1,2025-05-01)"]
+    assert _table(conn, "visits").ok
+
+
+def test_status_names_a_trigger_a_superuser_renamed(db_url, conn):
+    """What a superuser does is detected rather than prevented: status is NOT OK."""
+    from click.testing import CliRunner
+
+    from audit_capture.cli import cli
+
+    with conn.transaction():
+        conn.execute("alter trigger audit_capture_update on clients rename to was_audit")
+    result = CliRunner().invoke(cli, ["--database-url", db_url, "status"],
+                                env={"AUDIT_CAPTURE_DATABASE_URL": None})
+    assert result.exit_code == 1, result.output
+    assert "  clients (client): " in result.output
+    assert "    not captured: clients: trigger audit_capture_update: missing" in result.output
+    assert "status: NOT OK" in result.output
+
+
+def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrade_takes_them(empty_db_url):
+    from audit_capture import migrate
+
+    migrate.upgrade(empty_db_url, "0004")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("create table events (id int, region text, primary key (id, region))"
+                     " partition by list (region)")
+        conn.execute("create table events_eu partition of events for values in ('eu')")
+        conn.execute("select audit.track('events', 'event')")
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0] == 0
+        assert _table(conn, "events").ok
+        conn.execute("insert into events_eu values (1, 'eu')")
+        conn.execute("truncate events")
+        conn.commit()
+        assert [a["action"] for a in actions(conn, resource_type="event")] == [
+            "Event created", "Events table truncated"]
+    migrate.downgrade(empty_db_url, "0004")
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("select array_agg(tgname::text order by tgname) from pg_trigger"
+                            " where tgrelid = 'events_eu'::regclass").fetchone()[0] == ["audit_capture_key_change"]
+        conn.execute("truncate events")
+        conn.commit()
+        assert len(actions(conn, action="Events table truncated")) == 2

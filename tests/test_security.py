@@ -246,7 +246,7 @@ def test_an_audit_admin_may_switch_off_the_audit_triggers_of_its_table(make_role
         dba.execute("alter table admin_notes enable trigger audit_capture_update")
         dba.execute("drop trigger audit_capture_truncate on admin_notes")
         assert dba.execute("select count(*) from pg_trigger where tgrelid = 'admin_notes'::regclass"
-                           " and tgname like 'audit_capture_%' and tgenabled = 'O'").fetchone()[0] == 4
+                           " and tgname like 'audit_capture_%' and tgenabled = 'O'").fetchone()[0] == 5
 
 
 def test_an_owner_s_alter_table_waits_while_a_dba_left_the_audit_triggers_off(owning_app, conn):

@@ -42,11 +42,12 @@ as $$
 declare
   key_changed text;
 begin
+  -- the tracked table's key (an inheritance child has no primary key of its own),
   -- compared as capture compares them (audit.compare_sql()): a key of the owner's type
   -- whose cast to text is implicit would make = ambiguous
   select string_agg(audit.compare_sql(a.atttypid, format('old.%I', c), format('new.%I', c)), ' or ')
   into key_changed
-  from unnest(audit.primary_key_columns(target)) c
+  from unnest(audit.primary_key_columns(coalesce(audit.tracked_root(target), target))) c
   join pg_attribute a on a.attrelid = target and a.attname = c;
   execute format('create or replace trigger audit_capture_key_change after update on %s
                     for each row when (%s) execute function audit.capture_key_change()',
@@ -265,6 +266,142 @@ $$;
 comment on function audit.stamp_triggers(regclass) is
   'Internal: writes each audit trigger''s fingerprint into its COMMENT.';
 
+-- The members of a tracked table: its partitions at every depth, its inheritance
+-- children (pg_inherits holds both). Each is captured as part of the tracked table
+-- (audit.tracked_root()): a statement that names a member fires only the member's
+-- statement triggers, and one that names the tracked table only the tracked table's,
+-- so each carries its own and every statement is logged once.
+create or replace function audit.capture_members(target regclass) returns setof regclass
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive down(rel, depth) as (
+    select i.inhrelid, 1 from pg_inherits i where i.inhparent = target
+    union all
+    select i.inhrelid, down.depth + 1 from pg_inherits i join down on i.inhparent = down.rel
+    where down.depth < 64)
+  select distinct rel::regclass from down
+$$;
+comment on function audit.capture_members(regclass) is
+  'Internal: the partitions (at any depth) and inheritance children of a table.';
+
+-- What is wrong with the audit triggers of the tracked tables and their members (or of
+-- one table, tracked or member): one row per trigger that is missing, disabled, fires
+-- only under replication, calls another function, or differs from what audit.track()
+-- installs. No row: every statement on them is captured. Read by `audit-capture
+-- status` and by the event triggers of 11_ddl.sql (which refuse to leave a gap).
+create or replace function audit.capture_gaps(target regclass default null)
+returns table (relation regclass, tracked regclass, trigger_name text, problem text)
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive members(rel, root, depth) as (
+    select t.relation::oid, t.relation, 0 from audit.tracked_table t
+    where target is null or t.relation = audit.tracked_root(target)
+    union all
+    select i.inhrelid, m.root, m.depth + 1
+    from pg_inherits i join members m on i.inhparent = m.rel
+    where m.depth < 64),
+  expected(name, tgtype, old_table, new_table) as (values
+    ('audit_capture_insert', 4, null, 'audit_new_rows'),
+    ('audit_capture_update', 16, 'audit_old_rows', 'audit_new_rows'),
+    ('audit_capture_delete', 8, 'audit_old_rows', null),
+    ('audit_capture_truncate', 34, null, null),          -- BEFORE TRUNCATE
+    ('audit_capture_truncate_end', 32, null, null),      -- AFTER TRUNCATE
+    ('audit_capture_key_change', 17, null, null)),       -- AFTER UPDATE FOR EACH ROW
+  checked as (
+    select m.rel, m.root, e.name, c.relkind, g.oid as trigger_oid, g.tgenabled, g.tgfoid,
+           case
+             when e.name = 'audit_capture_truncate' then 'audit.capture_truncate()'::regprocedure
+             when e.name = 'audit_capture_truncate_end' then 'audit.capture_truncate()'::regprocedure
+             when e.name = 'audit_capture_key_change' then 'audit.capture_key_change()'::regprocedure
+             when m.depth = 0 then coalesce(to_regprocedure(format('audit.%I()', 'capture_' || m.rel)),
+                                            'audit.capture()'::regprocedure)
+             else 'audit.capture()'::regprocedure
+           end::oid as expected_function,
+           g.tgtype = e.tgtype and g.tgnargs = 0 and cardinality(g.tgattr::int2[]) = 0
+             and g.tgoldtable is not distinct from e.old_table
+             and g.tgnewtable is not distinct from e.new_table
+             and (e.name = 'audit_capture_key_change' or g.tgqual is null) as same_definition
+    from members m
+    join pg_class c on c.oid = m.rel
+    cross join expected e
+    left join pg_trigger g on g.tgrelid = m.rel and g.tgname = e.name
+    where target is null or m.rel = target::oid)
+  select distinct rel::regclass, root, name, case
+      when relkind not in ('r', 'p') then 'not captured: only tables can carry capture triggers'
+      when trigger_oid is null then 'missing'
+      when tgenabled = 'D' then 'disabled'
+      when tgenabled = 'R' then 'fires only under replication (ENABLE REPLICA)'
+      when tgfoid <> expected_function
+        then format('calls %s instead of %s', tgfoid::regprocedure, expected_function::regprocedure)
+      when not same_definition then 'changed: not the trigger audit.track() installs'
+    end
+  from checked
+  where relkind not in ('r', 'p') or trigger_oid is null or tgenabled in ('D', 'R')
+     or tgfoid <> expected_function or not same_definition
+$$;
+comment on function audit.capture_gaps(regclass) is
+  'What is wrong with the audit triggers of the tracked tables and their partitions and inheritance children (or of one table): missing, disabled, replica-only, calling another function, changed. No row: nothing escapes capture.';
+
+-- The TRUNCATE triggers of a tracked table or member (see audit.capture_truncate()).
+create or replace function audit.make_truncate_triggers(target regclass) returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format('create or replace trigger audit_capture_truncate before truncate on %s
+                    for each statement execute function audit.capture_truncate()', target);
+  execute format('create or replace trigger audit_capture_truncate_end after truncate on %s
+                    for each statement execute function audit.capture_truncate()', target);
+end
+$$;
+comment on function audit.make_truncate_triggers(regclass) is
+  'Internal: (re)creates the TRUNCATE triggers of a tracked table or of one of its members.';
+
+-- Gives a member of a tracked table (a partition, an inheritance child) the audit
+-- triggers that log its statements as the tracked table's: INSERT, UPDATE and DELETE
+-- statement triggers calling audit.capture() (the generic function: it writes its SQL
+-- for the member's own columns at every statement), the TRUNCATE triggers, and for an
+-- inheritance child the key-change row trigger (a partition has the tracked table's
+-- own, cloned by PostgreSQL). Does nothing when the member's triggers are right
+-- already, or for a table that is not a member. Runs with the caller's rights (the
+-- member's owner: audit.track(), or the event trigger after CREATE TABLE ... PARTITION
+-- OF, ATTACH PARTITION, INHERITS, ALTER TABLE ... INHERIT); it installs only these
+-- fixed triggers, so anyone may call it.
+create or replace function audit.make_member_triggers(target regclass) returns void
+language plpgsql security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  rel pg_class;
+begin
+  select * into rel from pg_class where oid = target;
+  if rel.relkind not in ('r', 'p')
+     or audit.tracked_root(target) is null
+     or audit.tracked_root(target) = target
+     or not exists (select from audit.capture_gaps(target)) then
+    return;
+  end if;
+  execute format('create or replace trigger audit_capture_insert after insert on %s
+                    referencing new table as audit_new_rows
+                    for each statement execute function audit.capture()', target);
+  execute format('create or replace trigger audit_capture_update after update on %s
+                    referencing old table as audit_old_rows new table as audit_new_rows
+                    for each statement execute function audit.capture()', target);
+  execute format('create or replace trigger audit_capture_delete after delete on %s
+                    referencing old table as audit_old_rows
+                    for each statement execute function audit.capture()', target);
+  perform audit.make_truncate_triggers(target);
+  if not rel.relispartition then
+    perform audit.make_key_change_trigger(target);
+  end if;
+  perform audit.stamp_triggers(target);
+end
+$$;
+comment on function audit.make_member_triggers(regclass) is
+  'Internal: gives a partition or inheritance child of a tracked table the audit triggers that log its statements as the tracked table''s.';
+
 create or replace function audit.track(
   target            regclass,
   resource_type     text,
@@ -292,6 +429,20 @@ begin
     raise exception 'cannot track %: it is not a table (only tables and partitioned tables can be tracked)', target
       using errcode = 'wrong_object_type';
   end if;
+  -- a partition or child is captured as part of its tracked table, never on its own
+  if audit.tracked_root(target) is distinct from target and audit.tracked_root(target) is not null then
+    raise exception 'cannot track %: it is a partition or inheritance child of %, which is tracked (its changes are logged as that table''s)',
+      target, audit.tracked_root(target)
+      using errcode = 'invalid_parameter_value';
+  end if;
+  select string_agg(m::text, ', ') into missing
+  from audit.capture_members(target) m join audit.tracked_table t on t.relation = m;
+  if missing is not null then
+    raise exception 'cannot track %: its partition or inheritance child % is tracked on its own', target, missing
+      using errcode = 'invalid_parameter_value',
+            hint = 'Untrack it first: tracking the parent captures its partitions and children as part of it.';
+  end if;
+  missing := null;
   if rel.relnamespace = 'audit'::regnamespace then
     raise exception 'cannot track %: the audit schema''s own tables are not tracked', target
       using errcode = 'invalid_parameter_value';
@@ -393,10 +544,13 @@ begin
   -- (Re)create the triggers, so a second call also picks up a changed primary key.
   perform audit.drop_triggers(target);
   perform audit.make_capture_triggers(target, capture::regproc);
-  execute format('create trigger audit_capture_truncate after truncate on %s
-                    for each statement execute function audit.capture_truncate()', target);
+  perform audit.make_truncate_triggers(target);
   perform audit.make_key_change_trigger(target);
   perform audit.stamp_triggers(target);
+  -- its partitions and inheritance children, present (here) and future (the event
+  -- triggers of 11_ddl.sql; without them, `audit-capture status` names a member left
+  -- without triggers, and a second audit.track() call gives it them)
+  perform audit.make_member_triggers(m) from audit.capture_members(target) m;
   if capture = 'audit.capture' then
     -- back to the generic mode: the function generated earlier is no longer used
     perform audit.drop_generated_capture(target);
@@ -416,6 +570,7 @@ begin
   for trigger_name in
     select t.tgname from pg_trigger t
     where t.tgrelid = target and t.tgname like 'audit\_capture\_%' and not t.tgisinternal
+      and t.tgparentid = 0  -- a partition's clone goes with its parent's trigger
   loop
     execute format('drop trigger %I on %s', trigger_name, target);
   end loop;
@@ -444,7 +599,15 @@ create or replace function audit.untrack(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
 as $$
+declare
+  member regclass;
 begin
+  -- its members' triggers too (those of a partitioned table's partitions are all its
+  -- own: the cloned key-change trigger goes with the tracked table's)
+  for member in select m from audit.capture_members(target) m
+                where audit.tracked_root(m) = target loop
+    perform audit.drop_triggers(member);
+  end loop;
   perform audit.drop_triggers(target);
   perform audit.drop_generated_capture(target);
   delete from audit.tracked_table where relation = target;

@@ -18,7 +18,7 @@ grant execute on function
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)
   audit.generate_capture(regclass), audit.adopt_capture_function(regclass),
   audit.restored_capture_function(regclass),
-  audit.make_capture_triggers(regclass, regproc), audit.stamp_triggers(regclass),
+  audit.stamp_triggers(regclass),
   audit.follow_column_renames(regclass), audit.may_change_audit_triggers(),
   -- ... and the key-change trigger's WHEN clause compares keys as capture does
   audit.compare_sql(oid, text, text), audit.rendered_sql(oid, text),
@@ -27,7 +27,17 @@ grant execute on function
   -- takes EXECUTE on the function from the partition's creator
   audit.capture_key_change(),
   -- which tracked table a table is logged as (its own, a partition's or a child's)
-  audit.tracked_root(regclass)
+  audit.tracked_root(regclass),
+  -- a partition or inheritance child of a tracked table, created, attached or
+  -- inherited by its owner, gets its audit triggers through the event trigger, as
+  -- that owner: the helpers that install those fixed triggers, and the capture
+  -- functions they call (which log only for their own triggers on a tracked table or
+  -- member: see audit.is_capture_trigger(), audit.capture_truncate())
+  audit.capture_members(regclass), audit.capture_gaps(regclass),
+  audit.make_member_triggers(regclass), audit.make_truncate_triggers(regclass),
+  audit.make_key_change_trigger(regclass), audit.primary_key_columns(oid),
+  audit.trigger_fingerprint(oid),
+  audit.capture(), audit.capture_truncate()
   to public;
 
 -- readers (the viewer): the log, its items and the registry, nothing else
@@ -48,6 +58,9 @@ grant execute on function
   audit.drop_generated_capture(regclass),
   audit.make_key_change_trigger(regclass),
   audit.primary_key_columns(oid),
+  -- which function the capture triggers call is audit.track()'s choice: a table's
+  -- owner calling this with its own function would switch capture off
+  audit.make_capture_triggers(regclass, regproc),
   audit.trigger_fingerprint(oid),
   audit.function_fingerprint(oid),
   -- CREATE TRIGGER needs EXECUTE on the trigger function

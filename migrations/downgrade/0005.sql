@@ -2,6 +2,37 @@
 -- 0005 added and 0004 does not use, so that the chain below it finds the schema as 0004
 -- left it.
 
+-- (as the role downgrading: the tables' owners' rights) back to one AFTER TRUNCATE
+-- trigger per tracked table, and no audit triggers on their partitions and children
+-- but the cloned key-change one; then the event triggers 0005 added
+do $$
+declare
+  target regclass;
+  member regclass;
+  trigger_name name;
+begin
+  for target in select relation from audit.tracked_table loop
+    for member, trigger_name in
+      select t.tgrelid::regclass, t.tgname
+      from audit.capture_members(target) m join pg_trigger t on t.tgrelid = m
+      where t.tgname like 'audit\_capture\_%' and t.tgparentid = 0 and not t.tgisinternal
+    loop
+      execute format('drop trigger %I on %s', trigger_name, member);
+    end loop;
+    execute format('drop trigger if exists audit_capture_truncate_end on %s', target);
+    execute format('create or replace trigger audit_capture_truncate after truncate on %s
+                      for each statement execute function audit.capture_truncate()', target);
+    perform audit.stamp_triggers(target);
+  end loop;
+  if exists (select from pg_event_trigger where evtname = 'audit_capture_create_table') then
+    drop event trigger audit_capture_create_table;
+  end if;
+  if exists (select from pg_event_trigger where evtname = 'audit_capture_triggers') then
+    drop event trigger audit_capture_triggers;
+  end if;
+end
+$$;
+
 set local role audit_owner;
 
 -- how capture renders values (issue 10, item 1): revision 0004's capture functions,
@@ -21,3 +52,11 @@ alter table audit.pending_key_change
   drop column if exists trigger_depth;
 -- the tracked table a partition or an inheritance child is logged as
 drop function if exists audit.tracked_root(regclass);
+
+-- partitions and inheritance children under tracking, trigger checks
+drop function if exists audit.on_trigger_change();
+drop function if exists audit.make_member_triggers(regclass);
+drop function if exists audit.make_truncate_triggers(regclass);
+drop function if exists audit.capture_gaps(regclass);
+drop function if exists audit.capture_members(regclass);
+drop function if exists audit.is_capture_trigger(oid, name);

@@ -224,7 +224,9 @@ def _parse_labels(labels_json: str | None):
 def status(ctx) -> None:
     """Compare the database with this version: migration, functions, triggers.
 
-    Exits with 1 when anything is outdated, modified, disabled or missing.
+    Exits with 1 when anything is outdated, modified, disabled or missing, or when a
+    tracked table, a partition or an inheritance child of one lacks an audit trigger
+    (renamed, replaced, dropped, switched off).
     """
     from audit_capture.status import read_status
 
@@ -254,6 +256,8 @@ def _print_status(result) -> None:
             for trigger in table.triggers:
                 enabled = "enabled" if trigger.enabled else "disabled"
                 click.echo(f"    trigger {trigger.name} ({enabled}): {trigger.state}")
+            for gap in table.gaps:
+                click.echo(f"    not captured: {gap}")
     elif m.installed:
         click.echo("tracked tables: none")
     click.echo("status: ok" if result.ok else "status: NOT OK", err=not result.ok)

@@ -10,6 +10,11 @@ Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
 - Tracked tables: each row of ``audit.tracked_table`` with its audit triggers (the
   triggers that call a function of schema ``audit``). A trigger's COMMENT carries
   ``audit.trigger_fingerprint(oid)``; a table without any audit trigger is ``missing``.
+- Capture gaps: ``audit.capture_gaps()`` checks every audit trigger the tracked table
+  and each of its partitions and inheritance children must carry (present, enabled,
+  calling the right function, defined as ``audit.track()`` makes it). Any gap makes the
+  table ``not captured``, never ok: a trigger renamed, replaced or dropped behind the
+  event triggers' back (an install without them), a partition created since.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ DISABLED = "disabled"
 # calls a generated capture function written for another oid: the table was restored
 # from a dump (audit-capture migrate repair moves the triggers to the table's own)
 STALE = "stale (calls the capture function of the table it was restored from)"
+# a statement on the table or on one of its partitions or children escapes capture
+GAP = "not captured"
 
 
 @dataclass(frozen=True)
@@ -72,17 +79,30 @@ class TriggerStatus:
 
 
 @dataclass(frozen=True)
+class CaptureGap:
+    relation: str  # the tracked table, or one of its partitions or inheritance children
+    trigger: str  # the audit trigger it should carry
+    problem: str  # missing, disabled, calls own.noop() instead of audit.capture(), ...
+
+    def __str__(self) -> str:
+        return f"{self.relation}: trigger {self.trigger}: {self.problem}"
+
+
+@dataclass(frozen=True)
 class TableStatus:
     relation: str
     resource_type: str
     triggers: tuple[TriggerStatus, ...]
+    gaps: tuple[CaptureGap, ...] = ()
 
     @property
     def state(self) -> str:
         if not self.triggers:
             return MISSING
         bad = [t.state for t in self.triggers if not t.ok]
-        return bad[0] if bad else INSTALLED
+        if bad:
+            return bad[0]
+        return GAP if self.gaps else INSTALLED
 
     @property
     def ok(self) -> bool:
@@ -220,6 +240,13 @@ def _table_statuses(conn: psycopg.Connection):
         "select relation::oid, relation::text, resource_type from audit.tracked_table order by 2"
     ).fetchall()
     trigger_fingerprint = _trigger_fingerprint(conn)
+    gaps: dict[int, list[CaptureGap]] = {}
+    if _has_function(conn, "audit.capture_gaps(regclass)"):
+        for tracked, relation, trigger, problem in conn.execute(
+            "select tracked::oid, relation::text, trigger_name, problem"
+            " from audit.capture_gaps() order by relation::text, trigger_name"
+        ):
+            gaps.setdefault(tracked, []).append(CaptureGap(relation, trigger, problem))
     for oid, relation, resource_type in tables:
         triggers = conn.execute(
             sql.SQL(
@@ -252,4 +279,5 @@ def _table_statuses(conn: psycopg.Connection):
             else:
                 state = INSTALLED
             statuses.append(TriggerStatus(name=name, enabled=enabled, state=state))
-        yield TableStatus(relation=relation, resource_type=resource_type, triggers=tuple(statuses))
+        yield TableStatus(relation=relation, resource_type=resource_type, triggers=tuple(statuses),
+                          gaps=tuple(gaps.get(oid, ())))

@@ -190,7 +190,9 @@ as $$
     else format('row(%s)::text', string_agg(v, ', ' order by ord))
   end
   from (select k.ord, audit.rendered_sql(a.atttypid, format('%s.%I', rowref, a.attname)) as v
-        from unnest(audit.primary_key_columns(target)) with ordinality k(c, ord)
+        -- the tracked table's key columns (an inheritance child has no key of its own),
+        -- found by name in target
+        from unnest(audit.primary_key_columns(coalesce(audit.tracked_root(target), target))) with ordinality k(c, ord)
         join pg_attribute a on a.attrelid = target and a.attname = k.c) keys
 $$;
 comment on function audit.key_sql(regclass, text) is
@@ -269,16 +271,30 @@ declare
   changes_sql  text;
   context_sql  text;
   context_ok   text;
+  -- the tracked table: target itself, or the tracked table that target (a partition at
+  -- any depth, an inheritance child) is part of. A member is logged as its tracked
+  -- table: its settings, its key columns, its name; its own columns by name (a
+  -- partition's attribute numbers may differ; a child's extra columns are left out)
+  root         regclass := coalesce(audit.tracked_root(target), target);
+  extra        text := '';  -- ' - ''{level}''::text[]': an inheritance child's own columns
 begin
   -- the settings under the columns' current names (a column renamed without the event
   -- trigger, in the generic mode, keeps its role: see audit.current_settings())
-  reg := audit.current_settings(target);
+  reg := audit.current_settings(root);
   if reg.relation is null then
     raise exception '% is not tracked', target using errcode = 'undefined_object';
   end if;
   select array_agg(a.attname::text order by a.attnum) into all_columns
   from pg_attribute a
-  where a.attrelid = target and a.attnum > 0 and not a.attisdropped;
+  where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+    and (root = target or exists (select from pg_attribute r
+                                  where r.attrelid = root and r.attname = a.attname
+                                    and r.attnum > 0 and not r.attisdropped));
+  -- (whole rows are written without them, as a statement on the tracked table sees them)
+  select case when count(*) > 0 then format(' - %L::text[]', array_agg(a.attname::text)) else '' end into extra
+  from pg_attribute a
+  where a.attrelid = target and a.attnum > 0 and not a.attisdropped
+    and not a.attname::text = any (all_columns);
   compared := array(select c from unnest(all_columns) c where not c = any (reg.ignored_columns));
   redacted := array(select c from unnest(all_columns) c where c = any (reg.redacted_columns));
   status := array(select c from unnest(compared) c where c = any (reg.status_columns));
@@ -286,7 +302,7 @@ begin
   -- a later ALTER TABLE made of the settings)
   label_column := case when reg.label_column = any (all_columns)
                         and not reg.label_column = any (redacted) then reg.label_column end;
-  pk := audit.primary_key_columns(target);
+  pk := audit.primary_key_columns(root);
   if pk is null then
     raise exception 'cannot capture changes of %: it has no primary key', target
       using errcode = 'invalid_table_definition';
@@ -296,7 +312,7 @@ begin
   key_shown := case when pk && redacted then '''[redacted]'''
                     else audit.key_sql(target, case when operation = 'INSERT' then 'n' else 'o' end) end;
   select format('%I.%I', n.nspname, c.relname) into table_name
-  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = target;
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = root;
   label_words := format('%L, %L', reg.label, reg.label_plural);
   rules := case when reg.labels <> '[]' then quote_literal(reg.labels::text) || '::jsonb' end;
   redaction := case when cardinality(redacted) > 0 then
@@ -336,7 +352,7 @@ begin
       kind_sql := case operation when 'INSERT' then 'coalesce(c.kind_override, ''create'')'
                   else 'case when c.kind_override is null or c.kind_override = ''import'' then ''delete'' else c.kind_override end' end;
       -- alias.*: a bare alias would mean a column of that name (a table may have one)
-      row_json := format('to_jsonb(%s.*)%s', alias, redaction);
+      row_json := format('(to_jsonb(%s.*)%s)%s', alias, extra, redaction);
       single_label := case operation
         when 'INSERT' then format('case k.kind when ''create'' then %L when ''import'' then %L else audit.default_label(%s, k.kind, 1, null) end',
                                   reg.label || ' created', reg.label_plural || ' imported (1)', label_words)
@@ -421,8 +437,9 @@ chunks as (
 select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
       key_shown,
       -- the whole row (json_agg() of the row, not of its JSON, where a column has the
-      -- alias's name: a bare alias would name that column)
-      case when redaction <> '' then format('to_jsonb(%s.*)%s', alias, redaction)
+      -- alias's name: a bare alias would name that column); an inheritance child's own
+      -- columns left out
+      case when redaction <> '' or extra <> '' then format('(to_jsonb(%s.*)%s)%s', alias, extra, redaction)
            when alias = any (all_columns) then format('to_json(%s.*)', alias)
            else alias end,
       audit.rows_sql(target, case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias), '',
@@ -441,7 +458,7 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
              and m.relation = %2$s and m.old_key = %1$s) o
       full join (select n.*, %3$s as "audit.key" from %5$s) n
               on o."audit.key" = n."audit.key"$q$,
-      audit.key_sql(target, 'o'), target::oid, audit.key_sql(target, 'n'),
+      audit.key_sql(target, 'o'), root::oid, audit.key_sql(target, 'n'),
       audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
   else
     pairs := format('%s full join %s on %s',

@@ -13,7 +13,9 @@
 --              (it takes a superuser).
 --   generic    audit.capture(): the same queries, written out and EXECUTEd at every
 --              statement, so always in step with the table. Slower; the fallback where
---              no event trigger could be installed.
+--              no event trigger could be installed. Also what the partitions and
+--              inheritance children of a tracked table call, in both modes (their
+--              statements are logged as the tracked table's: 06_capture_queries.sql).
 --
 -- Both run with `jit = off`. Their queries are planned once per session and the plan is
 -- kept, with the row estimates of the statement that first ran them: after a bulk
@@ -61,7 +63,8 @@ begin
   if item_count = 0 then
     return;  -- nothing really changed: no action
   end if;
-  reg := audit.current_settings(target);
+  -- a partition or inheritance child is logged as its tracked table
+  reg := audit.current_settings(coalesce(audit.tracked_root(target), target));
 
   kind := case operation
     when 'INSERT' then coalesce(ctx.action_type, 'create')
@@ -109,7 +112,7 @@ begin
       || case when operation = 'UPDATE' then jsonb_build_object('changed_columns', changed_columns) else '{}' end,
     ctx.db_user, txid_current(), ctx.request_id, ctx.context,
     (select format('%I.%I', n.nspname, c.relname) from pg_class c
-     join pg_namespace n on n.oid = c.relnamespace where c.oid = target),
+     join pg_namespace n on n.oid = c.relnamespace where c.oid = reg.relation),
     operation, nullif(current_setting('application_name'), ''), inet_client_addr());
 end
 $$;
@@ -232,12 +235,34 @@ $$;
 comment on function audit.capture_function_body(regclass) is
   'Internal: the PL/pgSQL body of a capture trigger function, for one table (static SQL) or, with null, for any table (EXECUTE).';
 
--- The generic capture function, made from the same body.
+-- Whether a statement trigger firing audit.capture() is one audit.track() installs: on a
+-- tracked table or a member of one (a partition, an inheritance child), under its audit
+-- name, with the transition tables under the names capture reads. EXECUTE on
+-- audit.capture() is everyone's (whoever creates a partition of a tracked table creates
+-- its capture triggers, through the event trigger), so a copy attached elsewhere by
+-- hand (another table, another name, old and new rows swapped) must log nothing.
+create or replace function audit.is_capture_trigger(rel oid, trigger_name name) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select from pg_trigger g
+    where g.tgrelid = rel and g.tgname = trigger_name
+      and g.tgname in ('audit_capture_insert', 'audit_capture_update', 'audit_capture_delete')
+      and coalesce(g.tgoldtable, 'audit_old_rows') = 'audit_old_rows'
+      and coalesce(g.tgnewtable, 'audit_new_rows') = 'audit_new_rows')
+    and audit.tracked_root(rel) is not null
+$$;
+comment on function audit.is_capture_trigger(oid, name) is
+  'Internal: true when a trigger firing audit.capture() is an audit trigger of a tracked table or of one of its partitions or inheritance children.';
+
+-- The generic capture function, made from the same body, behind that check.
 do $$
 begin
   execute format($f$create or replace function audit.capture() returns trigger
     language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as %L$f$,
-    audit.capture_function_body(null));
+    regexp_replace(audit.capture_function_body(null), '\nbegin\n',
+                   E'\nbegin\n  if not audit.is_capture_trigger(tg_relid, tg_name) then\n    return null;\n  end if;\n'));
 end
 $$;
 comment on function audit.capture() is
@@ -342,18 +367,46 @@ comment on function audit.forget_key_changes(regclass) is
 
 -- TRUNCATE has no transition table: it is logged as one delete action whose label says
 -- the table was truncated. The rows themselves are not copied.
+--
+-- TRUNCATE of a partitioned table (or of an inheritance parent) fires the TRUNCATE
+-- triggers of every partition too, and a partition may be truncated on its own: one
+-- action per statement and tracked table, whichever tables the statement names. The
+-- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
+-- tree logs it and notes, in the transaction-local audit.truncating, that this
+-- statement's tree is logged; the BEFORE triggers of the tree's other tables see the
+-- note and log nothing; the first table's AFTER trigger (audit_capture_truncate_end)
+-- removes the note, so the transaction's next TRUNCATE is logged again. An AFTER
+-- trigger named audit_capture_truncate is one installed before revision 0005: it logs.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  ctx audit.context := audit.current_context();
-  reg audit.tracked_table;
+  ctx     audit.context;
+  reg     audit.tracked_table;
+  tracked regclass := audit.tracked_root(tg_relid);
+  notes   jsonb := coalesce(nullif(current_setting('audit.truncating', true), ''), '{}')::jsonb;
+  mine    jsonb := jsonb_build_object('by', tg_relid::oid, 'at', statement_timestamp());
 begin
-  select * into reg from audit.tracked_table where relation = tg_relid::regclass;
-  if not found then
+  -- EXECUTE is everyone's (see audit.is_capture_trigger()): only its own triggers count
+  if tracked is null or tg_op <> 'TRUNCATE' or tg_level <> 'STATEMENT'
+     or tg_name not in ('audit_capture_truncate', 'audit_capture_truncate_end') then
     return null;
   end if;
+  if tg_name = 'audit_capture_truncate_end' then
+    if notes -> (tracked::oid::text) = mine then
+      perform set_config('audit.truncating', (notes - (tracked::oid::text))::text, true);
+    end if;
+    return null;
+  end if;
+  if tg_when = 'BEFORE' then
+    if notes -> (tracked::oid::text) ->> 'at' = mine ->> 'at' then
+      return null;  -- this statement's tree is logged already
+    end if;
+    perform set_config('audit.truncating', jsonb_set(notes, array[tracked::oid::text], mine)::text, true);
+  end if;
+  ctx := audit.current_context();
+  select * into reg from audit.tracked_table where relation = tracked;
   insert into audit.action_log (
     action, action_type, resource_type, row_count, actor_id, actor_name, actor_type,
     source, changes, db_user, transaction_id, request_id, context, table_name,
@@ -363,10 +416,11 @@ begin
     ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('truncated', format('%I.%I', tg_table_schema, tg_table_name)),
     ctx.db_user, txid_current(), ctx.request_id, ctx.context,
-    format('%I.%I', tg_table_schema, tg_table_name), 'TRUNCATE',
-    nullif(current_setting('application_name'), ''), inet_client_addr());
+    (select format('%I.%I', n.nspname, c.relname) from pg_class c
+     join pg_namespace n on n.oid = c.relnamespace where c.oid = tracked),
+    'TRUNCATE', nullif(current_setting('application_name'), ''), inet_client_addr());
   return null;
 end
 $$;
 comment on function audit.capture_truncate() is
-  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated").';
+  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated"), once per statement and tracked table.';

@@ -29,4 +29,36 @@ select audit.generate_capture(t.relation), audit.adopt_capture_function(t.relati
 from audit.tracked_table t
 where audit.restored_capture_function(t.relation) is not null;
 
+-- (revision 0005) The TRUNCATE triggers became a BEFORE and an AFTER one (logged once
+-- per statement), and the partitions and inheritance children of a tracked table carry
+-- audit triggers of their own: remake them where they differ. That takes the tables'
+-- owners' rights: a table the installing role may not change is left with a warning
+-- (`audit-capture status` names it; `audit-capture track` as its owner remakes it).
+do $$
+declare
+  target regclass;
+begin
+  for target in
+    select distinct g.relation from audit.capture_gaps() g
+    where g.relation = g.tracked and g.trigger_name like 'audit\_capture\_truncate%'
+  loop
+    begin
+      perform audit.make_truncate_triggers(target);
+      perform audit.stamp_triggers(target);
+    exception when insufficient_privilege then
+      raise warning 'audit_capture: the TRUNCATE triggers of % could not be remade: %', target, sqlerrm;
+    end;
+  end loop;
+  for target in
+    select distinct g.relation from audit.capture_gaps() g where g.relation <> g.tracked
+  loop
+    begin
+      perform audit.make_member_triggers(target);
+    exception when insufficient_privilege then
+      raise warning 'audit_capture: % (part of a tracked table) could not be given its audit triggers: %', target, sqlerrm;
+    end;
+  end loop;
+end
+$$;
+
 set local role audit_owner;

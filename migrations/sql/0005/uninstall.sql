@@ -8,6 +8,8 @@ declare
 begin
   drop event trigger if exists audit_capture_alter_table;
   drop event trigger if exists audit_capture_drop;
+  drop event trigger if exists audit_capture_create_table;
+  drop event trigger if exists audit_capture_triggers;
   for target in select relation from audit.tracked_table loop
     perform audit.drop_triggers(target);
   end loop;
