@@ -60,3 +60,4 @@ drop function if exists audit.make_truncate_triggers(regclass);
 drop function if exists audit.capture_gaps(regclass);
 drop function if exists audit.capture_members(regclass);
 drop function if exists audit.is_capture_trigger(oid, name);
+drop table if exists audit.pending_truncate;

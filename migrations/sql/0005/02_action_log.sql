@@ -183,6 +183,27 @@ comment on table audit.pending_key_change is
 comment on column audit.pending_key_change.backend_pid is 'The session (pg_backend_pid()) whose statement changed the key (informative: notes are matched by transaction and trigger depth).';
 comment on column audit.pending_key_change.transaction_id is 'The transaction (txid_current()) whose statement changed the key.';
 comment on column audit.pending_key_change.trigger_depth is 'pg_trigger_depth() of the statement''s triggers: tells a nested statement''s notes from its outer statement''s.';
+
+-- The TRUNCATE statements being logged: TRUNCATE of a partitioned table (or of an
+-- inheritance parent) fires the TRUNCATE triggers of every member too, and several
+-- members may be named at once. The first table of a tracked tree whose BEFORE TRUNCATE
+-- trigger fires in a statement (its transaction, its trigger depth) notes it here and
+-- logs the action; the others find the note and log nothing; the first table's AFTER
+-- trigger removes it (audit.capture_truncate()). Written only by audit_owner, so no
+-- session can make a TRUNCATE go unlogged. Added by revision 0005.
+create unlogged table if not exists audit.pending_truncate (
+  transaction_id  bigint not null,
+  trigger_depth   integer not null,
+  relation        oid not null,
+  first_table     oid not null,
+  primary key (transaction_id, trigger_depth, relation)
+);
+comment on table audit.pending_truncate is
+  'Internal: the TRUNCATE statements being logged, one row per statement and tracked table, written and removed by audit.capture_truncate().';
+comment on column audit.pending_truncate.transaction_id is 'The transaction (txid_current()) of the TRUNCATE.';
+comment on column audit.pending_truncate.trigger_depth is 'pg_trigger_depth() of its TRUNCATE triggers: a TRUNCATE run inside a trigger is another statement.';
+comment on column audit.pending_truncate.relation is 'The tracked table whose tree is truncated.';
+comment on column audit.pending_truncate.first_table is 'The statement''s first table of that tree: the one whose trigger logged it and whose AFTER trigger removes this row.';
 comment on column audit.pending_key_change.relation is 'The tracked table.';
 comment on column audit.pending_key_change.old_key is 'The row''s primary key before the UPDATE, as text.';
 comment on column audit.pending_key_change.new_key is 'The row''s primary key after the UPDATE, as text.';

@@ -372,11 +372,10 @@ comment on function audit.forget_key_changes(regclass) is
 -- triggers of every partition too, and a partition may be truncated on its own: one
 -- action per statement and tracked table, whichever tables the statement names. The
 -- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
--- tree logs it and notes, in the transaction-local audit.truncating, that this
--- statement's tree is logged; the BEFORE triggers of the tree's other tables see the
--- note and log nothing; the first table's AFTER trigger (audit_capture_truncate_end)
--- removes the note, so the transaction's next TRUNCATE is logged again. An AFTER
--- trigger named audit_capture_truncate is one installed before revision 0005: it logs.
+-- tree logs it and notes so in audit.pending_truncate; the BEFORE triggers of the
+-- tree's other tables find the note and log nothing; the first table's AFTER trigger
+-- (audit_capture_truncate_end) removes it. An AFTER trigger named
+-- audit_capture_truncate is one installed before revision 0005: it logs.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -385,8 +384,6 @@ declare
   ctx     audit.context;
   reg     audit.tracked_table;
   tracked regclass := audit.tracked_root(tg_relid);
-  notes   jsonb := coalesce(nullif(current_setting('audit.truncating', true), ''), '{}')::jsonb;
-  mine    jsonb := jsonb_build_object('by', tg_relid::oid, 'at', statement_timestamp());
 begin
   -- EXECUTE is everyone's (see audit.is_capture_trigger()): only its own triggers count
   if tracked is null or tg_op <> 'TRUNCATE' or tg_level <> 'STATEMENT'
@@ -394,16 +391,21 @@ begin
     return null;
   end if;
   if tg_name = 'audit_capture_truncate_end' then
-    if notes -> (tracked::oid::text) = mine then
-      perform set_config('audit.truncating', (notes - (tracked::oid::text))::text, true);
-    end if;
+    delete from audit.pending_truncate
+    where transaction_id = txid_current() and trigger_depth = pg_trigger_depth()
+      and relation = tracked and first_table = tg_relid;
+    -- (and any note of a transaction that has ended: none should be left)
+    delete from audit.pending_truncate
+    where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
     return null;
   end if;
   if tg_when = 'BEFORE' then
-    if notes -> (tracked::oid::text) ->> 'at' = mine ->> 'at' then
+    insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
+    values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
+    on conflict do nothing;
+    if not found then
       return null;  -- this statement's tree is logged already
     end if;
-    perform set_config('audit.truncating', jsonb_set(notes, array[tracked::oid::text], mine)::text, true);
   end if;
   ctx := audit.current_context();
   select * into reg from audit.tracked_table where relation = tracked;
