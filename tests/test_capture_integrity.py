@@ -387,6 +387,19 @@ def test_a_detached_partition_is_a_table_of_its_own(make_role, conn, capture_mod
     assert _table(conn, "visits").ok
 
 
+def test_a_former_inheritance_child_is_a_table_of_its_own(owning_app, conn, capture_mode):
+    owning_app.execute("create table owned_notes_old () inherits (owned_notes)")
+    if capture_mode == "generic":
+        with conn.transaction():
+            conn.execute("select audit.track('owned_notes', 'note')")
+    owning_app.execute("insert into owned_notes_old values (1, 'while a child')")
+    owning_app.execute("alter table owned_notes_old no inherit owned_notes")
+    owning_app.execute("insert into owned_notes_old values (2, 'on its own')")
+    assert [a["resource_id"] for a in actions(conn, resource_type="note")] == ["1"]
+    owning_app.execute("drop trigger audit_capture_insert on owned_notes_old")
+    assert _table(conn, "owned_notes").ok
+
+
 def test_status_names_a_trigger_a_superuser_renamed(db_url, conn):
     """What a superuser does is detected rather than prevented: status is NOT OK."""
     from click.testing import CliRunner
