@@ -32,6 +32,24 @@ $$;
 comment on function audit.key_expression(text[], text) is
   'Internal: SQL expression rendering a row''s primary key as text (a row literal for a composite key).';
 
+-- A label for the log, cut to its limit: a row's label column value as resource_label
+-- (audit.value_limits() ->> 'resource_label', 500 characters), or an action label made
+-- from row values by a label rule ("{name}": 'action', 200). What is cut ends with "…"
+-- and is exactly the limit long. The log's text-search and btree indexes read these
+-- copies, so a value of any length in the row (whose own data is untouched, and whose
+-- full value stays in changes and the items) never makes the application's write fail.
+create or replace function audit.capped_label(value text, kind text default 'resource_label')
+returns text
+language sql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when length(value) > (audit.value_limits() ->> kind)::integer
+              then left(value, (audit.value_limits() ->> kind)::integer - 1) || '…'
+              else value end
+$$;
+comment on function audit.capped_label(text, text) is
+  'Internal: a label cut to its audit.value_limits() entry (resource_label: 500 characters, action: 200), ending with "…" when cut.';
+
 -- The default label of an action on a tracked table, from the table's display words:
 -- "Client created", "Campaign status change", "Batch client deletion",
 -- "Bulk case status update", "Bulk case condition update", "Clients imported (12)".
@@ -92,13 +110,15 @@ begin
     loop
       label := replace(label, '{' || placeholder || '}', coalesce(row_data ->> placeholder, ''));
     end loop;
+    -- filled from the row: as long as the row's values, cut to what the log indexes
+    label := audit.capped_label(label, 'action');
     override_type := rule ->> 'action_type';
     return;
   end loop;
 end
 $$;
 comment on function audit.label_override(jsonb, text, jsonb, text[]) is
-  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row.';
+  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row (cut at 200 characters).';
 
 -- The action type of a batch that mixes statements: equal types stay, a status change
 -- wins over a plain update, anything else is an update.

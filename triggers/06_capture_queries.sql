@@ -340,11 +340,7 @@ begin
         case when current_setting('audit.context', true) <> ''
              then (audit.current_context()).context end as context,
         coalesce(nullif(current_setting('role'), 'none'), session_user::text) as db_user) c$c$;
-    context_ok := format(
-      $c$coalesce(current_setting('audit.batch', true), '') = ''
-  and c.actor_type = any (%L) and (c.source is null or c.source = any (%L))
-  and (c.kind_override is null or c.kind_override = any (%L))$c$,
-      audit.actor_types(), audit.sources(), audit.action_types());
+    context_ok := audit.context_ok_sql(operation);
     if operation in ('INSERT', 'DELETE') then
       source_rows := case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end;
       alias := case operation when 'INSERT' then 'n' else 'o' end;
@@ -374,7 +370,7 @@ cross join %13$s
 cross join lateral (select %10$s as kind, %11$s as changes) k%12$s
 where (select count(*) from (select from %15$s limit 2) two) = 1 and %14$s$q$,
         label_sql, type_sql, reg.resource_type, key_shown,
-        case when label_column is null then 'null' else format('%s.%I::text', alias, label_column) end, table_name, operation,
+        case when label_column is null then 'null' else format('audit.capped_label(%s.%I::text)', alias, label_column) end, table_name, operation,
         audit.rows_sql(target, source_rows, alias), alias, kind_sql, row_json, rules_join, context_sql, context_ok,
         source_rows);
     end if;
@@ -414,7 +410,7 @@ cross join lateral (select %8$s as kind) k%9$s
 where (select count(*) from (select from audit_new_rows limit 2) two) = 1 and %12$s and (%10$s)$q$,
       label_sql, type_sql, reg.resource_type,
       case when pk && redacted then key_shown else audit.key_sql(target, 'n') end,
-      case when label_column is null then 'null' else format('n.%I::text', label_column) end, changes_sql, table_name,
+      case when label_column is null then 'null' else format('audit.capped_label(n.%I::text)', label_column) end, changes_sql, table_name,
       kind_sql, rules_join, changed, context_sql, context_ok,
       audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
   end if;

@@ -25,21 +25,7 @@
 -- 0.2 ms is normal). A 100,000-row statement gains nothing from JIT either: it spent
 -- more compiling (0.07 to 1 s) than it saved.
 
--- The action that audit.batch is building in this transaction, if any. Its id sits in a
--- transaction-local variable; checking it against this transaction means a forged
--- value cannot redirect items into another action.
-create or replace function audit.open_batch(batch_label text, out action_id bigint, out row_count integer)
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select l.id, l.row_count
-  from audit.action_log l
-  where l.id = nullif(current_setting('audit.batch_action_id', true), '')::bigint
-    and l.transaction_id = txid_current()
-    and l.action = batch_label
-$$;
-comment on function audit.open_batch(text) is
-  'Internal: id and row count of the action audit.batch is building in this transaction (nulls when none).';
+-- audit.open_batch(), the action audit.batch is building, is in 04_context.sql.
 
 -- Writes (or, for a batch, grows) the action of a statement whose items the capture
 -- query has just written: a many-row statement, or any statement inside audit.batch.
@@ -87,7 +73,7 @@ begin
     return;
   end if;
   if ctx.batch is not null then
-    perform set_config('audit.batch_action_id', action_id::text, true);
+    perform audit.note_batch_action(action_id);
   end if;
   if item_count = 1 then
     -- a batch that so far holds one row names it, as a single-row action would
@@ -106,7 +92,7 @@ begin
     coalesce(ctx.batch, audit.default_label(reg.label, reg.label_plural, kind, item_count, changed_columns)),
     kind, reg.resource_type,
     item_id,
-    item_row ->> reg.label_column,
+    audit.capped_label(item_row ->> reg.label_column),
     item_count, ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('rows', item_count)
       || case when operation = 'UPDATE' then jsonb_build_object('changed_columns', changed_columns) else '{}' end,

@@ -61,3 +61,12 @@ drop function if exists audit.capture_gaps(regclass);
 drop function if exists audit.capture_members(regclass);
 drop function if exists audit.is_capture_trigger(oid, name);
 drop table if exists audit.pending_truncate;
+
+-- context limits, batch state (04_context.sql, 05_naming.sql)
+drop function if exists audit.context_ok_sql(text);
+drop function if exists audit.check_length(text, text);
+drop function if exists audit.capped_label(text, text);
+drop function if exists audit.value_limits();
+drop function if exists audit.note_batch_action(bigint);
+drop function if exists audit.batch_action_setting();
+drop table if exists audit.batch_action;

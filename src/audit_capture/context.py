@@ -29,6 +29,7 @@ given.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,7 +39,7 @@ import psycopg
 from psycopg import pq
 
 from audit_capture.enums import ActorType, Source, coerce
-from audit_capture.errors import NoTransaction
+from audit_capture.errors import ContextValueTooLong, InvalidContextValue, NoTransaction
 
 #: Keyword arguments that carry over from the outer context when a context leaves them out.
 INHERITED = ("request_id", "context")
@@ -48,6 +49,19 @@ INHERITED = ("request_id", "context")
 #: (``deferred_context``), or None.
 _ambient: ContextVar[Mapping[str, str] | Callable[[], Mapping[str, str]] | None] = ContextVar(
     "audit_capture_context", default=None)
+
+#: The longest value of each context variable, in characters (as the log's indexes can
+#: hold them); the same list as ``audit.value_limits()`` in SQL, which refuses them too.
+LIMITS = {
+    "audit.actor_id": 200,
+    "audit.actor_name": 200,
+    "audit.request_id": 200,
+    "audit.batch": 200,
+    "audit.context": 10_000,
+}
+
+#: "\u0000" in JSON text (not "\\u0000", an escaped backslash before "u0000").
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 #: The variables that make up an actor context, in the order they are read and written.
 CONTEXT_VARIABLES = (
@@ -83,7 +97,23 @@ def context_values(
         as_text(request_id),
         None if context is None else json.dumps(dict(context), default=str),
     )
-    return {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
+    variables = {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
+    for name, value in variables.items():
+        check_value(name, value)
+    return variables
+
+
+def check_value(variable: str, value: str) -> None:
+    """Refuse a value the log cannot hold, naming the variable: longer than its limit
+    (``LIMITS``), or with a NUL character (text cannot hold one; in audit.context, JSON
+    writes it "\\u0000", which jsonb refuses)."""
+    if "\x00" in value or (variable == "audit.context" and _JSON_NUL.search(value)):
+        raise InvalidContextValue(
+            variable, value,
+            message=f"{variable} holds a NUL character (\\x00), which PostgreSQL cannot store")
+    limit = LIMITS.get(variable)
+    if limit is not None and len(value) > limit:
+        raise ContextValueTooLong(variable, value, limit)
 
 
 def as_text(value: object) -> str | None:
@@ -115,7 +145,9 @@ def set_context(conn: psycopg.Connection, **values: Any) -> None:
     Keywords: actor_id, actor_name, actor_type ('admin', 'client', 'system'),
     source ('web', 'api', 'ai', 'mobile'), request_id, context (a JSON-able mapping).
     A value left out is cleared. Raises InvalidContextValue for an unknown actor_type
-    or source, before anything is sent.
+    or source, a value longer than its limit (``LIMITS``: 200 characters for ids and
+    names, 10,000 for the JSON of ``context``) or a NUL character, before anything is
+    sent.
     """
     set_variables(conn, context_values(**values))
 
@@ -184,6 +216,7 @@ def batch(conn: psycopg.Connection, label: str) -> Iterator[None]:
     """
     if not label or not str(label).strip():
         raise ValueError("batch label must not be empty")
+    check_value("audit.batch", str(label))
     # audit.batch_action_id is cleared on the way in and out, so two batch blocks of
     # one transaction are two actions even when they share a label.
     with _overriding(conn, {"audit.batch": str(label), "audit.batch_action_id": ""}):

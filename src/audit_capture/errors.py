@@ -6,14 +6,27 @@ class AuditCaptureError(Exception):
 
 
 class InvalidContextValue(AuditCaptureError, ValueError):
-    """A context value outside its vocabulary, e.g. ``source="webb"``."""
+    """A context value outside its vocabulary, e.g. ``source="webb"``, or one the log
+    cannot hold (too long, a NUL character); the message names the variable."""
 
-    def __init__(self, variable: str, value: object, allowed: list[str]):
+    def __init__(self, variable: str, value: object, allowed: list[str] = (),
+                 *, message: str | None = None):
         self.variable = variable
         self.value = value
         self.allowed = list(allowed)
         super().__init__(
-            f"{variable} is {value!r}; expected one of {', '.join(self.allowed)}"
+            message or f"{variable} is {value!r}; expected one of {', '.join(self.allowed)}"
+        )
+
+
+class ContextValueTooLong(InvalidContextValue):
+    """A context value longer than its limit (``audit.value_limits()``)."""
+
+    def __init__(self, variable: str, value: str, limit: int):
+        self.limit = limit
+        super().__init__(
+            variable, value,
+            message=f"{variable} is {len(value):,} characters; at most {limit:,} are allowed",
         )
 
 

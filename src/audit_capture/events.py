@@ -8,8 +8,13 @@ from typing import Any
 
 import psycopg
 
-from audit_capture.context import as_text, require_sync_connection
+from audit_capture.context import _JSON_NUL, as_text, require_sync_connection
 from audit_capture.enums import ActionType, coerce
+
+#: The longest action label and resource type an event may have, in characters (the
+#: log indexes them); as ``audit.value_limits()`` in SQL. A longer resource_label is
+#: not refused: the log keeps its first 500 characters, the last one "…".
+LIMITS = {"action": 200, "resource_type": 100}
 
 
 #: The call of audit.log_action, with the named parameters of log_action_arguments().
@@ -28,6 +33,8 @@ def record_action(conn: psycopg.Connection, action_type: ActionType | str, actio
 
     ``details``: resource_type, resource_id, resource_label, changes (a mapping),
     context (a mapping merged over audit.context), row_count (default 0).
+    ``action`` is at most 200 characters and ``resource_type`` 100 (ValueError
+    otherwise); a longer ``resource_label`` is kept to its first 500 characters.
     """
     require_sync_connection(conn)
     row = conn.execute(LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).fetchone()
@@ -51,9 +58,9 @@ def log_action_arguments(
         raise ValueError("action_type is required")
     if not action or not str(action).strip():
         raise ValueError("action (the label) must not be empty")
-    return {
+    arguments = {
         "action_type": kind,
-        "action": action,
+        "action": str(action),
         "resource_type": as_text(resource_type),
         "resource_id": as_text(resource_id),
         "resource_label": as_text(resource_label),
@@ -61,3 +68,12 @@ def log_action_arguments(
         "context": None if context is None else json.dumps(dict(context), default=str),
         "row_count": row_count,
     }
+    for name, value in arguments.items():
+        if not isinstance(value, str):
+            continue
+        if "\x00" in value or (name in ("changes", "context") and _JSON_NUL.search(value)):
+            raise ValueError(f"{name} holds a NUL character (\\x00), which PostgreSQL cannot store")
+        if name in LIMITS and len(value) > LIMITS[name]:
+            raise ValueError(
+                f"{name} is {len(value):,} characters; at most {LIMITS[name]:,} are allowed")
+    return arguments

@@ -25,6 +25,11 @@ begin
     raise exception 'action (the label) must not be empty'
       using errcode = 'invalid_parameter_value';
   end if;
+  -- the log indexes the label and the resource type (btree, text search): refused when
+  -- longer than audit.value_limits() allows; a resource label is cut, like a row's
+  perform audit.check_length('action', action);
+  perform audit.check_length('resource_type', resource_type);
+  perform audit.check_length('context', context::text);
   if row_count is null or row_count < 0 then
     raise exception 'row_count is %; expected 0 or more', coalesce(row_count::text, 'null')
       using errcode = 'invalid_parameter_value';
@@ -43,7 +48,7 @@ begin
     actor_id, actor_name, actor_type, source, changes, db_user, transaction_id,
     request_id, context, application_name, client_addr)
   values (
-    action, action_type, resource_type, resource_id, resource_label, row_count,
+    action, action_type, resource_type, resource_id, audit.capped_label(resource_label), row_count,
     ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source, coalesce(changes, '{}'),
     ctx.db_user, txid_current(), ctx.request_id,
     -- the transaction's audit.context, with the event's own keys on top

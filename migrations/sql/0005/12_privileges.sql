@@ -13,6 +13,7 @@ grant execute on function
   audit.log_action(text, text, text, text, text, jsonb, jsonb, integer),
   audit.action_types(), audit.actor_types(), audit.sources(),
   audit.reject_value(text, text, text[]), audit.check_context_object(jsonb),
+  audit.value_limits(), audit.check_length(text, text),
   -- the ALTER TABLE event trigger runs as whoever altered the table; regenerating a
   -- tracked table's capture function from the catalog is harmless for anyone, and the
   -- trigger helpers run with the caller's own rights (SECURITY INVOKER)

@@ -32,7 +32,8 @@ $$;
 
 drop view if exists audit.tracked_tables;
 drop table if exists audit.tracked_table, audit.action_item_chunk, audit.action_log,
-  audit.pending_key_change, audit.pending_truncate;
+  audit.pending_key_change, audit.pending_truncate,
+  audit.batch_action;
 
 -- every function of the schema, the generated capture functions included
 do $$
