@@ -1,6 +1,7 @@
 """Values the log cannot hold as given: the application's write never fails for a long
 value of its own row (the log keeps a cut copy of the label), and a context value that
-is too long or not storable is refused with a message that names it."""
+is too long, not storable or inconsistent with the statement is refused with a message
+that names it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from psycopg import errors, pq, sql
 from psycopg.conninfo import make_conninfo
 
-from audit_capture import InvalidContextValue, batch, record_action, set_context
+from audit_capture import InvalidContextValue, batch, importing, record_action, set_context
 from audit_capture.context import LIMITS
 from audit_capture.errors import ContextValueTooLong
 from audit_capture.events import LIMITS as EVENT_LIMITS
@@ -321,3 +322,99 @@ def test_the_batch_bookkeeping_is_out_of_reach_of_the_application(conn, db_url):
         conn.rollback()
         with conn.transaction():
             conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role)))
+
+
+# ---- audit.action_type: consistent with the statement --------------------------------
+
+REFUSED = [
+    ("insert into clients (name) values ('a')", "delete", "INSERT", "create, import"),
+    ("insert into clients (name) values ('a')", "login", "INSERT", "create, import"),
+    ("insert into clients (name) values ('a'), ('b')", "send", "INSERT", "create, import"),
+    ("update clients set name = 'z' where id = 1", "create", "UPDATE", "update, status_change, import"),
+    ("update clients set name = 'z'", "delete", "UPDATE", "update, status_change, import"),
+    ("delete from clients where id = 1", "update", "DELETE", "delete, import"),
+    ("delete from clients", "export", "DELETE", "delete, import"),
+    ("truncate clients cascade", "login", "TRUNCATE", "delete, import"),
+]
+
+
+@pytest.mark.parametrize(("statement", "override", "operation", "allowed"), REFUSED)
+def test_an_action_type_that_does_not_fit_the_statement_is_refused(conn, statement, override,
+                                                                   operation, allowed):
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('a'), ('b')")  # ids 1 and 2
+    before = count_actions(conn)
+    with pytest.raises(errors.InvalidParameterValue) as caught:
+        with conn.transaction():
+            conn.execute(sql.SQL("set local audit.action_type = {}").format(sql.Literal(override)))
+            conn.execute(statement)
+    assert caught.value.diag.message_primary == (
+        f"audit.action_type is '{override}' for an {operation} on public.clients; expected one of {allowed}")
+    assert "audit.log_action()" in caught.value.diag.message_hint
+    assert count_actions(conn) == before
+    assert conn.execute("select count(*) from clients").fetchone()[0] == 2
+
+
+def test_an_action_type_that_fits_the_statement_is_used(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) values (1, 'a'), (2, 'b'), (3, 'c')")
+    with conn.transaction():
+        conn.execute("set local audit.action_type = 'import'")
+        conn.execute("insert into clients (id, name) values (4, 'd')")
+        conn.execute("update clients set name = 'A' where id = 1")  # an import's update
+        conn.execute("delete from clients where id = 2")
+    with conn.transaction():
+        conn.execute("set local audit.action_type = 'status_change'")
+        conn.execute("update clients set notes = 'called' where id = 3")
+    with conn.transaction():
+        conn.execute("set local audit.action_type = 'update'")
+        conn.execute("update clients set status = 'closed' where id = 3")
+    with conn.transaction():
+        conn.execute("set local audit.action_type = 'create'")
+        conn.execute("insert into clients (id, name) values (5, 'e'), (6, 'f')")
+    logged = [(a["action"], a["action_type"]) for a in actions(conn)][1:]
+    assert logged == [
+        ("Clients imported (1)", "import"), ("Client updated", "update"),
+        ("Client deleted", "delete"), ("Client status change", "status_change"),
+        ("Client updated", "update"), ("Batch client creation", "create")]
+
+
+def test_an_import_that_upserts_keeps_its_updates_as_updates(conn):
+    with conn.transaction():
+        conn.execute("insert into clients (id, name) values (1, 'a')")
+    with conn.transaction():
+        with importing(conn):
+            conn.execute("insert into clients (id, name) values (1, 'A'), (2, 'b') "
+                         "on conflict (id) do update set name = excluded.name")
+    kinds = sorted((a["action_type"], a["row_count"]) for a in actions(conn)[1:])
+    assert kinds == [("import", 1), ("update", 1)]
+
+
+def test_log_action_takes_its_own_action_type_not_the_override(conn):
+    with conn.transaction():
+        conn.execute("set local audit.action_type = 'import'")
+        action_id = record_action(conn, "login", "LawRuler login", resource_type="integration")
+    assert only_action(conn, id=action_id)["action_type"] == "login"
+
+
+# ---- session-level SET: documented, not refused -------------------------------------
+
+def test_a_session_level_set_outlives_its_transaction_and_the_helpers_do_not(conn):
+    # README, "Session-level SET": what a plain SET does, and why the helpers use
+    # set_config(..., true). The trigger cannot tell them apart, so it is not refused.
+    with conn.transaction():
+        conn.execute("set audit.actor_name = 'Sticky'")  # not LOCAL
+        conn.execute("insert into clients (name) values ('a')")
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('b')")
+    with conn.transaction():
+        set_context(conn, actor_name="Alice", actor_type="admin")
+        conn.execute("insert into clients (name) values ('c')")
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('d')")
+    assert [a["actor_name"] for a in actions(conn)] == ["Sticky", "Sticky", "Alice", "Sticky"]
+    conn.execute("reset audit.actor_name")
+    conn.commit()
+    with conn.transaction():
+        conn.execute("insert into clients (name) values ('e')")
+    assert actions(conn)[-1]["actor_name"] == "postgres"

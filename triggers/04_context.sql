@@ -8,6 +8,13 @@
 -- connection never carries one request's actor into the next. An ended SET LOCAL leaves
 -- '' behind rather than NULL, so '' means unset everywhere.
 --
+-- A plain (session-level) SET or ALTER ROLE ... SET of one of them is NOT refused: it
+-- cannot be told apart from SET LOCAL inside the transaction (custom variables are not
+-- in pg_settings), and refusing it would break writes. It outlives the transaction and
+-- so is the actor of every later transaction on that connection that states no context
+-- of its own; the helpers never do it (set_config(..., true)). The README shows how to
+-- find role and database defaults (pg_db_role_setting).
+--
 -- Limits (audit.value_limits()): ids, names, the request id and the batch label are
 -- at most 200 characters, audit.context at most 10,000. They are what the log's
 -- indexes can hold (a btree entry is at most 2,704 bytes, a text-search document 1 MB)
@@ -85,6 +92,44 @@ end
 $$;
 comment on function audit.check_length(text, text) is
   'Internal: raises "audit.actor_name is 3,000 characters; at most 200 are allowed" when a value is longer than its audit.value_limits() entry.';
+
+-- The action types an explicit audit.action_type may give a statement: it must agree
+-- with what the statement did. 'import' marks inserts; an import's updates and deletes
+-- (an upsert) keep their own type. An UPDATE may be called a status change or a plain
+-- update. login, logout, export and send are events (audit.log_action), never a table
+-- change.
+create or replace function audit.allowed_action_types(operation text) returns text[]
+language sql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select case operation
+    when 'INSERT' then array['create', 'import']
+    when 'UPDATE' then array['update', 'status_change', 'import']
+    else array['delete', 'import']  -- DELETE, TRUNCATE
+  end
+$$;
+comment on function audit.allowed_action_types(text) is
+  'The values audit.action_type may take for an INSERT, UPDATE, DELETE or TRUNCATE (import is allowed on all and marks only inserts).';
+
+-- Raises when audit.action_type does not fit the statement: "audit.action_type is
+-- 'delete' for an INSERT on public.clients; expected one of create, import".
+create or replace function audit.check_action_type(override text, operation text, target regclass)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if override is not null and not override = any (audit.allowed_action_types(operation)) then
+    raise exception 'audit.action_type is % for an % on %; expected one of %',
+        quote_literal(override), operation, target,
+        array_to_string(audit.allowed_action_types(operation), ', ')
+      using errcode = 'invalid_parameter_value',
+            hint = 'audit.action_type marks inserts as an import; record logins, logouts, exports and sends with audit.log_action().';
+  end if;
+end
+$$;
+comment on function audit.check_action_type(text, text, regclass) is
+  'Internal: raises when audit.action_type does not fit the statement (see audit.allowed_action_types()).';
 
 -- audit.context is free application metadata, but a JSON object: its keys are what the
 -- viewer shows (and what the Python helpers accept: a mapping).
@@ -196,8 +241,8 @@ comment on function audit.set_context(text, text, text, text, text, jsonb) is
 
 -- The condition under which the one-row capture query (06_capture_queries.sql) writes
 -- its action itself: no audit.batch, and every context value it reads (as c.*) valid
--- and within its limits. When it is false the statement takes the many-row path, whose
--- audit.current_context() raises the named error. The
+-- for this statement. When it is false the statement takes the many-row path, whose
+-- audit.current_context() and audit.check_action_type() raise the named error. The
 -- vocabularies and limits are copied in as constants.
 create or replace function audit.context_ok_sql(operation text) returns text
 language sql immutable
@@ -209,12 +254,12 @@ as $$
   and (c.kind_override is null or c.kind_override = any (%L))
   and coalesce(length(c.actor_id), 0) <= %s and coalesce(length(c.actor_name), 0) <= %s
   and coalesce(length(c.request_id), 0) <= %s$c$,
-    audit.actor_types(), audit.sources(), audit.action_types(),
+    audit.actor_types(), audit.sources(), audit.allowed_action_types(operation),
     audit.value_limits() ->> 'audit.actor_id', audit.value_limits() ->> 'audit.actor_name',
     audit.value_limits() ->> 'audit.request_id')
 $$;
 comment on function audit.context_ok_sql(text) is
-  'Internal: SQL condition under which the one-row capture query may write its action (no batch; context values known and within their limits).';
+  'Internal: SQL condition under which the one-row capture query may write its action (no batch; context values known, fitting the statement and within their limits).';
 
 -- The actions audit.batch has opened, one row per batch action, so that the action a
 -- batch grows can only be one that a batch opened in this same transaction: the

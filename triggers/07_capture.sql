@@ -46,6 +46,7 @@ begin
   if operation = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
     perform audit.forget_key_changes(target);
   end if;
+  perform audit.check_action_type(ctx.action_type, operation, target);
   if item_count = 0 then
     return;  -- nothing really changed: no action
   end if;
@@ -395,6 +396,7 @@ begin
   end if;
   ctx := audit.current_context();
   select * into reg from audit.tracked_table where relation = tracked;
+  perform audit.check_action_type(ctx.action_type, 'TRUNCATE', tracked);
   insert into audit.action_log (
     action, action_type, resource_type, row_count, actor_id, actor_name, actor_type,
     source, changes, db_user, transaction_id, request_id, context, table_name,

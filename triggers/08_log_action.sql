@@ -1,5 +1,7 @@
 -- Application events that are no table change: logins, logouts, exports, sends.
--- Same context resolution as the capture trigger; one call is one action.
+-- Same context resolution as the capture trigger; one call is one action. Its
+-- action_type is its own argument: audit.action_type (an override for table changes)
+-- does not apply to events, and an invalid one is still refused, naming it.
 
 create or replace function audit.log_action(
   action_type     text,

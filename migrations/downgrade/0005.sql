@@ -62,8 +62,10 @@ drop function if exists audit.capture_members(regclass);
 drop function if exists audit.is_capture_trigger(oid, name);
 drop table if exists audit.pending_truncate;
 
--- context limits, batch state (04_context.sql, 05_naming.sql)
+-- context limits, action_type overrides, batch state (04_context.sql, 05_naming.sql)
 drop function if exists audit.context_ok_sql(text);
+drop function if exists audit.check_action_type(text, text, regclass);
+drop function if exists audit.allowed_action_types(text);
 drop function if exists audit.check_length(text, text);
 drop function if exists audit.capped_label(text, text);
 drop function if exists audit.value_limits();

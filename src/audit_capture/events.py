@@ -32,8 +32,9 @@ def record_action(conn: psycopg.Connection, action_type: ActionType | str, actio
                       resource_type="integration", resource_id=3, resource_label="LawRuler")
 
     ``details``: resource_type, resource_id, resource_label, changes (a mapping),
-    context (a mapping merged over audit.context), row_count (default 0).
-    ``action`` is at most 200 characters and ``resource_type`` 100 (ValueError
+    context (a mapping merged over audit.context), row_count (default 0). The action
+    type is this call's own: ``audit.action_type`` (``importing()``) does not apply to
+    events. ``action`` is at most 200 characters and ``resource_type`` 100 (ValueError
     otherwise); a longer ``resource_label`` is kept to its first 500 characters.
     """
     require_sync_connection(conn)
