@@ -112,6 +112,8 @@ def test_a_long_context_value_set_in_sql_is_refused_naming_it(conn, variable, va
             conn.execute("insert into clients (name) select 'n' || i from generate_series(1, %s) i",
                          (rows,))
     assert caught.value.diag.message_primary == message
+    assert ("short metadata" if variable == "audit.context" else "keep them short") in (
+        caught.value.diag.message_hint)
     assert conn.execute("select count(*) from clients").fetchone()[0] == 0
     assert count_actions(conn) == 0
 
@@ -308,6 +310,9 @@ def test_the_batch_bookkeeping_is_out_of_reach_of_the_application(conn, db_url):
         with psycopg.connect(make_conninfo(db_url, user=role)) as app:
             with pytest.raises(errors.InsufficientPrivilege):
                 app.execute("insert into audit.batch_action values (1, txid_current())")
+            app.rollback()
+            with pytest.raises(errors.InsufficientPrivilege):
+                app.execute("select audit.note_batch_action(1)")
             app.rollback()
             with app.transaction():  # what the README offers everyone
                 app.execute("select audit.value_limits(), audit.current_context()")

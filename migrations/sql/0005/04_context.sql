@@ -86,7 +86,9 @@ begin
     raise exception '% is % characters; at most % are allowed', variable,
         to_char(length(value), 'FM999,999,999,990'), to_char(most, 'FM999,999,990')
       using errcode = 'string_data_right_truncation',
-            hint = 'The log indexes these values; keep ids, names and labels short and put long details in audit.context or the changes.';
+            hint = case when variable in ('audit.context', 'context')
+                        then 'audit.context is short metadata about the request; the row''s data is in the changes.'
+                        else 'The log indexes ids, names and labels: keep them short, and longer details in audit.context.' end;
   end if;
 end
 $$;
