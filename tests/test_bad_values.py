@@ -5,6 +5,8 @@ that names it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg
 import pytest
 from psycopg import errors, pq, sql
@@ -423,3 +425,19 @@ def test_a_session_level_set_outlives_its_transaction_and_the_helpers_do_not(con
     with conn.transaction():
         conn.execute("insert into clients (name) values ('e')")
     assert actions(conn)[-1]["actor_name"] == "postgres"
+
+
+def test_a_database_default_is_every_sessions_actor_and_the_readme_query_finds_it(conn, db_url):
+    conn.autocommit = True
+    conn.execute(sql.SQL("alter database {} set audit.actor_name = 'Default Dan'")
+                 .format(sql.Identifier(conn.info.dbname)))
+    conn.autocommit = False
+    with psycopg.connect(db_url) as later:
+        with later.transaction():
+            later.execute("insert into clients (name) values ('a')")
+    assert only_action(conn, action="Client created")["actor_name"] == "Default Dan"
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    query = readme.split("-- audit variables set as role or database defaults", 1)[1].split("```", 1)[0]
+    found = conn.execute("-- " + query).fetchall()
+    assert (None, conn.info.dbname, "audit.actor_name=Default Dan") in found
+    conn.rollback()
