@@ -173,11 +173,19 @@ begin
   c.action_type := nullif(current_setting('audit.action_type', true), '');
   c.batch := nullif(current_setting('audit.batch', true), '');
 
-  perform audit.check_length('audit.actor_id', c.actor_id);
-  perform audit.check_length('audit.actor_name', c.actor_name);
-  perform audit.check_length('audit.request_id', c.request_id);
-  perform audit.check_length('audit.batch', c.batch);
-  perform audit.check_length('audit.context', raw_context);
+  -- one test, whose limits PostgreSQL folds into constants once, before five calls
+  -- that would cost more than the rest of this function together
+  if length(c.actor_id) > (audit.value_limits() ->> 'audit.actor_id')::integer
+     or length(c.actor_name) > (audit.value_limits() ->> 'audit.actor_name')::integer
+     or length(c.request_id) > (audit.value_limits() ->> 'audit.request_id')::integer
+     or length(c.batch) > (audit.value_limits() ->> 'audit.batch')::integer
+     or length(raw_context) > (audit.value_limits() ->> 'audit.context')::integer then
+    perform audit.check_length('audit.actor_id', c.actor_id);
+    perform audit.check_length('audit.actor_name', c.actor_name);
+    perform audit.check_length('audit.request_id', c.request_id);
+    perform audit.check_length('audit.batch', c.batch);
+    perform audit.check_length('audit.context', raw_context);
+  end if;
   if not c.actor_type = any (audit.actor_types()) then
     perform audit.reject_value('audit.actor_type', c.actor_type, audit.actor_types());
   end if;
@@ -226,10 +234,15 @@ begin
     perform audit.reject_value('audit.source', source, audit.sources());
   end if;
   perform audit.check_context_object(context);
-  perform audit.check_length('audit.actor_id', actor_id);
-  perform audit.check_length('audit.actor_name', actor_name);
-  perform audit.check_length('audit.request_id', request_id);
-  perform audit.check_length('audit.context', context::text);
+  if length(actor_id) > (audit.value_limits() ->> 'audit.actor_id')::integer
+     or length(actor_name) > (audit.value_limits() ->> 'audit.actor_name')::integer
+     or length(request_id) > (audit.value_limits() ->> 'audit.request_id')::integer
+     or length(context::text) > (audit.value_limits() ->> 'audit.context')::integer then
+    perform audit.check_length('audit.actor_id', actor_id);
+    perform audit.check_length('audit.actor_name', actor_name);
+    perform audit.check_length('audit.request_id', request_id);
+    perform audit.check_length('audit.context', context::text);
+  end if;
   perform set_config('audit.actor_id', coalesce(actor_id, ''), true);
   perform set_config('audit.actor_name', coalesce(actor_name, ''), true);
   perform set_config('audit.actor_type', coalesce(actor_type, ''), true);

@@ -29,9 +29,13 @@ begin
   end if;
   -- the log indexes the label and the resource type (btree, text search): refused when
   -- longer than audit.value_limits() allows; a resource label is cut, like a row's
-  perform audit.check_length('action', action);
-  perform audit.check_length('resource_type', resource_type);
-  perform audit.check_length('context', context::text);
+  if length(action) > (audit.value_limits() ->> 'action')::integer
+     or length(resource_type) > (audit.value_limits() ->> 'resource_type')::integer
+     or length(context::text) > (audit.value_limits() ->> 'context')::integer then
+    perform audit.check_length('action', action);
+    perform audit.check_length('resource_type', resource_type);
+    perform audit.check_length('context', context::text);
+  end if;
   if row_count is null or row_count < 0 then
     raise exception 'row_count is %; expected 0 or more', coalesce(row_count::text, 'null')
       using errcode = 'invalid_parameter_value';
