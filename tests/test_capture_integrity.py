@@ -338,13 +338,22 @@ def test_a_table_owner_s_inheritance_child_is_captured_or_reported(owning_app, c
 
 def test_a_swapped_copy_of_the_capture_trigger_logs_nothing(owning_app, conn, capture_mode):
     """Without the event triggers, the owner of a new partition could make its audit
-    trigger itself, with old and new rows swapped: it logs nothing, and status says so."""
-    if capture_mode == "generated":
-        pytest.skip("the event trigger gives the child its triggers first")
+    trigger itself, with old and new rows swapped: it logs nothing, and status says so.
+    With them, the child has its triggers already and replacing one is refused."""
     owning_app.execute("create table owned_notes_more () inherits (owned_notes)")
-    owning_app.execute("create trigger audit_capture_update after update on owned_notes_more"
-                       " referencing old table as audit_new_rows new table as audit_old_rows"
-                       " for each statement execute function audit.capture()")
+    swapped = ("create or replace trigger audit_capture_update after update on owned_notes_more"
+               " referencing old table as audit_new_rows new table as audit_old_rows"
+               " for each statement execute function audit.capture()")
+    if capture_mode == "generated":
+        with pytest.raises(errors.InsufficientPrivilege):
+            owning_app.execute(swapped)
+        owning_app.execute("insert into owned_notes_more values (1, 'a')")
+        owning_app.execute("update owned_notes_more set body = 'b'")
+        assert [a["action"] for a in actions(conn, resource_type="note")] == [
+            "Note created", "Note updated"]
+        assert _table(conn, "owned_notes").ok
+        return
+    owning_app.execute(swapped)
     owning_app.execute("insert into owned_notes_more values (1, 'a')")
     owning_app.execute("update owned_notes_more set body = 'b'")
     assert actions(conn, resource_type="note") == []
