@@ -450,3 +450,40 @@ def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrad
         conn.execute("truncate events")
         conn.commit()
         assert len(actions(conn, action="Events table truncated")) == 2
+
+
+@pytest.mark.parametrize("statement", [
+    "alter table owned_notes rename column id to note_id",
+    "alter table owned_notes rename column body to text",
+    "alter table owned_notes add column extra text",
+    "alter table owned_notes rename to owned_notes_renamed",
+])
+def test_the_owner_s_own_alter_table_keeps_working_and_capturing(owning_app, conn, statement, capture_mode):
+    """A table's owner changes its table as migrations do: capture follows, nothing is
+    refused. Without the event triggers (generic mode) a renamed key column leaves the
+    key-change trigger as PostgreSQL rewrote it: status says so until audit.track() runs again."""
+    owning_app.execute(statement)
+    table = "owned_notes_renamed" if "rename to" in statement else "owned_notes"
+    owning_app.execute(f"insert into {table} values (1, 'after the change')")
+    owning_app.execute(f"update {table} set {'text' if 'to text' in statement else 'body'} = 'again'")
+    assert [a["action"] for a in actions(conn, resource_type="note")] == ["Note created", "Note updated"]
+    if capture_mode == "generic" and "note_id" in statement:
+        assert not _table(conn, table).ok
+        with conn.transaction():
+            conn.execute("select audit.track('owned_notes', 'note')")
+    assert _table(conn, table).ok
+
+
+def test_a_key_column_s_type_change_needs_the_dba(owning_app, conn):
+    """The key-change trigger's WHEN clause names the key columns, so PostgreSQL refuses
+    to change their type while it exists; the owner may not drop it (an audit trigger):
+    a DBA untracks, the owner alters, the DBA tracks again (README, Fast capture)."""
+    with pytest.raises(errors.FeatureNotSupported, match="audit_capture_key_change"):
+        owning_app.execute("alter table owned_notes alter column id type bigint")
+    with conn.transaction():
+        conn.execute("select audit.untrack('owned_notes')")
+    owning_app.execute("alter table owned_notes alter column id type bigint")
+    with conn.transaction():
+        conn.execute("select audit.track('owned_notes', 'note')")
+    owning_app.execute("insert into owned_notes values (1, 'bigint now')")
+    assert [a["action"] for a in actions(conn, resource_type="note")] == ["Note created"]
