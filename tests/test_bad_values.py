@@ -441,3 +441,19 @@ def test_a_database_default_is_every_sessions_actor_and_the_readme_query_finds_i
     found = conn.execute("-- " + query).fetchall()
     assert (None, conn.info.dbname, "audit.actor_name=Default Dan") in found
     conn.rollback()
+
+
+# ---- tracking settings every action of a table carries -------------------------------
+
+@pytest.mark.parametrize("argument, message", [
+    ("resource_type => repeat('x', 3000)", "resource_type is 3,000 characters; at most 100"),
+    ("label => repeat('X', 3000)", "label and label_plural are words"),
+    ("label_plural => repeat('X', 3000)", "label and label_plural are words"),
+])
+def test_track_refuses_words_too_long_for_every_action_of_the_table(conn, argument, message):
+    """A 3 KB resource type would be in every action of the table: refused when tracking,
+    where a DBA sees it, rather than failing the table's writes later."""
+    conn.execute("create table notes (id int primary key, body text)")
+    call = f"select audit.track('notes', 'note', {argument})".replace("'note', resource_type =>", "")
+    with pytest.raises(psycopg.Error, match=message):
+        conn.execute(call)

@@ -458,6 +458,13 @@ begin
       target, coalesce(quote_literal(resource_type), 'null')
       using errcode = 'invalid_parameter_value';
   end if;
+  -- every action of the table carries them, and the log indexes them: a 3 KB word
+  -- would fail every later write of the table
+  perform audit.check_length('resource_type', resource_type);
+  if length(label) > 100 or length(label_plural) > 100 then
+    raise exception 'cannot track %: label and label_plural are words such as Client, Clients: at most 100 characters each', target
+      using errcode = 'string_data_right_truncation';
+  end if;
 
   -- every named column must exist now
   select string_agg(format('%s (%s)', quote_ident(c.name), c.setting), ', ') into missing
