@@ -24,6 +24,7 @@ from audit_log import actions
 USERS = {
     "alice": Actor(id=1, name="Alice Admin", type="admin"),
     "carl": {"id": 42, "name": "Carl Client", "type": "client"},
+    "long": Actor(id=7, name="Maria " + "de la " * 60 + "Lopez", type="client"),
 }
 
 
@@ -86,6 +87,16 @@ def test_users_and_sources_per_request(host_app, conn):
         "ai agent": (None, "postgres", "system", "ai"),
         "nobody": (None, "postgres", "system", "web"),
     }
+
+
+def test_a_user_whose_name_is_longer_than_the_log_holds_still_acts(host_app, conn):
+    """The name is the user's data: cut in the log (200 characters, ending with "…"),
+    never a failed request."""
+    response = host_app.test_client().post("/clients", data={"name": "by a long name"},
+                                           headers={"X-Test-User": "long"})
+    assert response.status_code == 201
+    name = logged(conn)["by a long name"]["actor_name"]
+    assert len(name) == 200 and name.startswith("Maria de la de la") and name.endswith("…")
 
 
 def test_request_id_is_taken_or_made_and_echoed(host_app, conn):

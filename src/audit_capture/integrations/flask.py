@@ -50,7 +50,7 @@ from typing import Any
 
 from flask import Flask, Request, abort, g, request
 
-from audit_capture.context import INHERITED, ambient_variables, context_values, deferred_context
+from audit_capture.context import INHERITED, LIMITS, ambient_variables, context_values, deferred_context
 from audit_capture.enums import ActorType, Source, coerce
 from audit_capture.errors import InvalidContextValue
 
@@ -161,7 +161,7 @@ class AuditContext:
         if actor is None:
             values.update(actor_type=ActorType.SYSTEM.value)
         else:
-            values.update(actor_id=actor.id, actor_name=actor.name, actor_type=actor.type)
+            values.update(actor_id=actor.id, actor_name=_display_name(actor.name), actor_type=actor.type)
         if self.context is not None:
             extra = self.context(req)
             if extra is not None:
@@ -233,3 +233,14 @@ class _RequestContext:
             if name not in keywords:
                 del new[f"audit.{name}"]
         return {**self.outer, **new}
+
+
+def _display_name(name: Any) -> Any:
+    """A user's display name as the log can hold it: cut to its limit with "…". The name
+    is the user's own data (a 300-character name is the user's choice, not a bug), so
+    it never makes their requests fail; an id that long is the application's bug, and
+    set_context refuses it."""
+    most = LIMITS["audit.actor_name"]
+    if isinstance(name, str) and len(name) > most:
+        return name[: most - 1] + "…"
+    return name
