@@ -193,6 +193,33 @@ def test_track_a_missing_table_is_one_line_error(widgets):
     assert_one_line_error(result, "no_such_table")
 
 
+def test_track_by_a_role_without_audit_admin_names_the_grant(widgets):
+    """A migration role that owns its tables but is no audit_admin: the error says which
+    role and which grant (PostgreSQL's own words were "permission denied for function track")."""
+    with psycopg.connect(widgets, autocommit=True) as conn:
+        conn.execute("drop role if exists cli_migrator")
+        conn.execute("create role cli_migrator login")
+        conn.execute("alter table widgets owner to cli_migrator")
+    try:
+        url = make_conninfo(widgets, user="cli_migrator")
+        for args in (["track", "widgets", "--resource", "widget"], ["untrack", "widgets"]):
+            result = run(url, *args)
+            assert_one_line_error(result, f"role cli_migrator may not {args[0]} tables",
+                                  "grant audit_admin to cli_migrator;")
+    finally:
+        with psycopg.connect(widgets, autocommit=True) as conn:
+            conn.execute("drop table widgets")
+            conn.execute("drop role cli_migrator")
+
+
+def test_track_before_the_audit_schema_is_installed_says_to_migrate(empty_db_url):
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table widgets (id int primary key)")
+    for args in (["track", "widgets", "--resource", "widget"], ["untrack", "widgets"]):
+        assert_one_line_error(run(empty_db_url, *args), "audit_capture is not installed",
+                              "audit-capture migrate upgrade")
+
+
 def test_track_requires_a_resource(widgets):
     result = run(widgets, "track", "widgets")
     assert result.exit_code != 0

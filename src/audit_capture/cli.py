@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from contextlib import contextmanager
 
 import click
 import psycopg
@@ -178,7 +179,7 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
           redacted_columns, label, label_plural, labels_json) -> None:
     """Start (or reconfigure) audit capture of TABLE (optionally schema-qualified)."""
     labels = _parse_labels(labels_json)
-    with database.connect(database_url(ctx)) as conn:
+    with database.connect(database_url(ctx)) as conn, _explained_tracking_errors(conn, "track"):
         conn.execute(
             "select audit.track(%s::regclass, %s, %s, %s::text[], %s::text[], %s::text[],"
             " %s::jsonb, %s, %s)",
@@ -196,12 +197,34 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
 @click.pass_context
 def untrack(ctx, table) -> None:
     """Stop audit capture of TABLE. Its logged actions stay in the log."""
-    with database.connect(database_url(ctx)) as conn:
+    with database.connect(database_url(ctx)) as conn, _explained_tracking_errors(conn, "untrack"):
         tracked = conn.execute(
             "select exists (select from audit.tracked_table where relation = %s::regclass)",
             (table,)).fetchone()[0]
         conn.execute("select audit.untrack(%s::regclass)", (table,))
     click.echo(f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do")
+
+
+@contextmanager
+def _explained_tracking_errors(conn: psycopg.Connection, verb: str):
+    """Say what to do when track or untrack cannot run: the schema is missing, or the
+    role lacks audit_admin (PostgreSQL's own words name neither the fix nor the role)."""
+    try:
+        yield
+    except (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable) as exc:
+        if '"audit' not in one_line(exc):
+            raise
+        raise click.ClickException(
+            "audit_capture is not installed in this database: run "
+            "`audit-capture migrate upgrade` first") from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if not one_line(exc).endswith((f"function {verb}", "table tracked_table")):
+            raise
+        conn.rollback()
+        role = conn.execute("select current_user, quote_ident(current_user)").fetchone()
+        raise click.ClickException(
+            f"role {role[0]} may not {verb} tables: a superuser runs "
+            f"`grant audit_admin to {role[1]};` (see README, Roles)") from None
 
 
 def _parse_labels(labels_json: str | None):
