@@ -72,3 +72,4 @@ drop function if exists audit.value_limits();
 drop function if exists audit.note_batch_action(bigint);
 drop function if exists audit.batch_action_setting();
 drop table if exists audit.batch_action;
+drop function if exists audit.chunk_items(text);
