@@ -1,7 +1,8 @@
 """The viewer's database connection: one per request, read-only, with a statement timeout.
 
 ``get_conn()`` opens it on first use and keeps it on ``flask.g``; ``close_conn`` (a
-teardown hook) closes it when the request ends, after a streamed export has finished.
+teardown hook) closes it when the view has returned. A streamed export outlives that, so
+it opens its own with ``connect()`` and closes it when the stream ends (``views.export``).
 The session is read-only (``default_transaction_read_only=on``): even a role that could
 write cannot write through the viewer. A query longer than the statement timeout is
 cancelled (the query layer turns that into ``TooBroad``).

@@ -7,12 +7,12 @@ export is the same URL plus ``_format=csv`` or ``_format=json``.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
-from flask import Response, abort, render_template, request, stream_with_context, url_for
+import psycopg
+from flask import Response, abort, render_template, request, url_for
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
@@ -78,24 +78,52 @@ def actions():
 
 
 def export(filters, export_format: str) -> Response:
-    """The current filter's rows as a streamed CSV or JSON download."""
+    """The current filter's rows as a streamed CSV or JSON download.
+
+    The stream has its own connection, not the request's: the request's is closed by the
+    teardown as soon as this view returns, while the stream still has rows to read. The
+    stream's is closed when the last row has gone out, when the stream fails, or when the
+    server closes the response (the client went away). A failure after the first rows
+    propagates out of the stream, so the server aborts the response (for chunked transfer,
+    without the terminating chunk: the client sees an incomplete body, never a short file
+    that looks whole).
+    """
     if export_format not in EXPORTS:
         raise BadRequest(f"_format is {export_format!r}; expected csv or json")
     produce, mimetype, extension = EXPORTS[export_format]
-    chunks = produce(db.get_conn(), filters)
-    # the first chunk runs the query: a bad or too broad filter fails here, as a page
-    first = next(chunks, b"")
+    conn = db.connect(current())
+    try:
+        chunks = produce(conn, filters)
+        # the first chunk runs the query: a bad or too broad filter fails here, as a page
+        first = next(chunks, b"")
+    except BaseException:
+        conn.close()
+        raise
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     filename = f"audit-actions_{filters.slug()}_{stamp}.{extension}"
-    return Response(
-        stream_with_context(_chain(first, chunks)),
+    response = Response(
+        _stream(conn, first, chunks),
         mimetype=mimetype,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+    # a stream never started (the server failed before iterating) is closed here too
+    response.call_on_close(conn.close)
+    return response
 
 
-def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield from itertools.chain([first], rest)
+def _stream(conn: psycopg.Connection, first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """``first`` then ``rest``; whatever ends it (the last row, an error, the server closing
+    the response), the export's transaction is ended and its connection closed."""
+    try:
+        yield first
+        yield from rest
+    finally:
+        try:
+            rest.close()  # a stream cut short: cancels the query, ends the transaction
+        except psycopg.Error:
+            pass  # the connection is already broken: closing it is all that is left
+        finally:
+            conn.close()
 
 
 ACTION_ID = re.compile(r"[0-9]{1,30}")
