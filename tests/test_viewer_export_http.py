@@ -115,10 +115,12 @@ class Viewer:
 
 
 @contextmanager
-def viewer_process(reader_url: str, tmp_path: Path, threads: int = 4):
+def viewer_process(reader_url: str, tmp_path: Path, threads: int = 4,
+                   statement_timeout_ms: int = 5000):
     settings = tmp_path / "viewer.toml"
     users = "\n".join(f'{name} = "{password_hash}"' for name, password_hash in USERS.items())
-    settings.write_text(f'secret_key = "{secrets.token_urlsafe(48)}"\n[users]\n{users}\n')
+    settings.write_text(f'secret_key = "{secrets.token_urlsafe(48)}"\n'
+                        f'statement_timeout_ms = {statement_timeout_ms}\n[users]\n{users}\n')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_CAPTURE_")}
     process = subprocess.Popen(
@@ -166,8 +168,10 @@ def export(viewer: Viewer, query: str) -> http.client.HTTPResponse:
     return response
 
 
-def csv_ids(response: http.client.HTTPResponse) -> list[int]:
-    """The id column of a CSV export, read as it streams."""
+def csv_ids(response: http.client.HTTPResponse, pause: float = 0) -> list[int]:
+    """The id column of a CSV export, read as it streams (after a ``pause`` of so many
+    seconds, once the server has filled its buffers: a slow client)."""
+    time.sleep(pause)
     table = csv.reader(io.TextIOWrapper(response, encoding="utf-8", newline=""))
     header = next(table)
     assert header[0] == "id"
@@ -200,7 +204,8 @@ def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, t
     # one worker thread: glibc gives each thread its own malloc arena, so with several
     # the peak grows with the number of threads that have served an export, whatever
     # their sizes; with one, any growth is the export's own
-    with viewer_process(reader[1], tmp_path, threads=1) as viewer:
+    # and a statement timeout far shorter than the download of the slow client below
+    with viewer_process(reader[1], tmp_path, threads=1, statement_timeout_ms=1000) as viewer:
         few = sql_ids(conn, "resource_type = 'few'")
         assert len(few) == FEW_ROWS
         # a first export warms the server up (imports, caches); the peak after a second
@@ -211,7 +216,7 @@ def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, t
 
         everything = sql_ids(conn)
         assert len(everything) >= ROWS
-        assert csv_ids(export(viewer, "_format=csv")) == everything
+        assert csv_ids(export(viewer, "_format=csv"), pause=2) == everything
         assert json_ids(export(viewer, "_format=json")) == everything
         after_many = viewer.peak_rss()
         assert after_many - after_few < RSS_GROWTH_LIMIT, (after_few, after_many)

@@ -1,21 +1,21 @@
 """Exports of the current filter: CSV and JSON, streamed in constant memory.
 
 Both hold the same rows in the same order as the pages (newest first, by
-(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``.
+(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``, and both read
+through a server-side cursor, ``ITERSIZE`` rows a FETCH.
 
-* CSV is written by the server: ``COPY (select ...) TO STDOUT WITH (FORMAT csv, HEADER)``,
-  free text that a spreadsheet would run as a formula led by an apostrophe
-  (``_csv_value``).
-  streamed through psycopg's copy. jsonb columns (``changes``, ``context``) come out as
-  JSON text (a cursor feeding csv.writer would write Python reprs of the loaded
-  objects, and be several times slower). COPY takes no server-side parameters, so
-  psycopg binds the filter's values client-side, with proper quoting.
-* JSON is an array of objects built by the server (``json_build_object(...)::text``)
-  and read through a server-side cursor ``ITERSIZE`` rows at a time.
+* CSV: the server turns every value into text (jsonb columns ``changes`` and
+  ``context`` as JSON text, free text that a spreadsheet would run as a formula led by
+  an apostrophe: ``_csv_value``), and ``csv.writer`` writes the lines.
+* JSON: an array of objects built by the server (``json_build_object(...)::text``),
+  one object a line.
 
-Chunks are gathered up to ``CHUNK_BYTES`` before being yielded, so a WSGI server writes
-a few large blocks rather than one per row. Timestamps are ISO 8601 with their offset
-(in the connection's TimeZone).
+Each FETCH is a statement of its own, so the statement_timeout bounds the work of
+finding the next rows, never the time a client takes to download the file (a COPY, one
+statement for the whole file, was cancelled under a slow client). Chunks are gathered
+up to ``CHUNK_BYTES`` before being yielded, so a WSGI server writes a few large blocks
+rather than one per row. Timestamps are ISO 8601 with their offset (in the connection's
+TimeZone).
 
 A long export may need a longer statement_timeout than the viewer's pages:
 pass ``statement_timeout`` (milliseconds, 0 for none) to set one for the export's own
@@ -24,6 +24,8 @@ transaction only.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 
 import psycopg
@@ -99,46 +101,57 @@ def export_csv(conn: psycopg.Connection, filters: Filters, *,
                statement_timeout: int | None = None) -> Iterator[bytes]:
     """The rows of ``filters`` as CSV with a header line, in chunks of bytes.
 
-    Raises TooBroad (while iterating) when the statement_timeout cancels the export.
+    Raises TooBroad (while iterating) when the statement_timeout cancels a FETCH.
     """
-    from audit_capture.viewer.query import translate_errors
-
     columns = sql.SQL(", ").join(
-        sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS)
+        sql.SQL("({})::text as {}").format(_csv_value(c), sql.Identifier(c))
+        for c in EXPORT_COLUMNS)
     select, params = _select(filters, columns)
-    copy = sql.SQL("copy ({}) to stdout with (format csv, header)").format(select)
 
     def chunks() -> Iterator[bytes]:
-        with translate_errors(), conn.transaction():
-            _set_timeout(conn, statement_timeout)
-            with conn.cursor() as cur, cur.copy(copy, params) as stream:
-                for data in stream:
-                    yield bytes(data)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)  # lines end in CRLF (RFC 4180): a CR in a value is quoted
+        writer.writerow(EXPORT_COLUMNS)
+        for rows in _fetch(conn, select, params, statement_timeout):
+            writer.writerows(rows)
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+        if buffer.tell():  # no rows: the header alone
+            yield buffer.getvalue().encode("utf-8")
 
     return _gather(chunks())
+
+
+def _fetch(conn: psycopg.Connection, select: sql.Composable, params: dict,
+           statement_timeout: int | None) -> Iterator[list[tuple]]:
+    """The rows of ``select``, ``ITERSIZE`` at a time, through a server-side cursor in a
+    transaction of its own."""
+    from audit_capture.viewer.query import translate_errors
+
+    with translate_errors(), conn.transaction():
+        _set_timeout(conn, statement_timeout)
+        with conn.cursor(name="audit_viewer_export") as cur:
+            cur.execute(select, params)
+            while rows := cur.fetchmany(ITERSIZE):
+                yield rows
 
 
 def export_json(conn: psycopg.Connection, filters: Filters, *,
                 statement_timeout: int | None = None) -> Iterator[bytes]:
     """The rows of ``filters`` as one JSON array of objects (keys EXPORT_COLUMNS), in
     chunks of bytes; read through a server-side cursor, so memory stays flat."""
-    from audit_capture.viewer.query import translate_errors
-
     pairs = sql.SQL(", ").join(
         sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS)
     select, params = _select(filters, sql.SQL("json_build_object({})::text").format(pairs))
 
     def chunks() -> Iterator[bytes]:
         yield b"["
-        first = True
-        with translate_errors(), conn.transaction():
-            _set_timeout(conn, statement_timeout)
-            with conn.cursor(name="audit_viewer_export") as cur:
-                cur.itersize = ITERSIZE
-                cur.execute(select, params)
-                for (obj,) in cur:
-                    yield (b"\n" if first else b",\n") + obj.encode("utf-8")
-                    first = False
+        separator = b"\n"
+        for rows in _fetch(conn, select, params, statement_timeout):
+            for (obj,) in rows:
+                yield separator + obj.encode("utf-8")
+                separator = b",\n"
         yield b"\n]\n"
 
     return _gather(chunks())
