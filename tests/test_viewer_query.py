@@ -414,6 +414,27 @@ def test_csv_cells_never_run_as_spreadsheet_formulas_and_json_keeps_them(conn):
     assert sorted(r["resource_label"] for r in exact) == sorted(hostile + ["Ann - the second"])
 
 
+def test_exports_keep_the_log_s_order_across_a_clock_change(conn):
+    # in Paris, 02:30+02:00 (00:30 UTC) comes before 02:10+01:00 (01:10 UTC): ordered by
+    # the exported text, the CSV had them the other way round
+    earlier = datetime(2025, 10, 26, 0, 30, tzinfo=timezone.utc)
+    later = datetime(2025, 10, 26, 1, 10, tzinfo=timezone.utc)
+    for moment in (later, earlier):
+        conn.execute(
+            "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
+            " transaction_id) values (%s, 'Client updated', 'update', 'admin', 'crm_app', 1)",
+            (moment,))
+    conn.commit()
+    conn.execute("set timezone = 'Europe/Paris'")
+    filters = parse_filters({"from": "2025-10-25", "to": "2025-10-27"}, UTC)
+    table = list(csv.DictReader(io.StringIO(b"".join(export_csv(conn, filters)).decode())))
+    assert [r["occurred_at"] for r in table] == [
+        "2025-10-26T02:10:00+01:00", "2025-10-26T02:30:00+02:00"]
+    exported = json.loads(b"".join(export_json(conn, filters)))
+    assert [r["occurred_at"] for r in exported] == [r["occurred_at"] for r in table]
+    assert [r["id"] for r in exported] == [int(r["id"]) for r in table] == ids(list_page(conn, filters))
+
+
 def test_json_export_validates_and_matches_the_page(conn, sample):
     filters = parse_filters({"source": "web"}, UTC)
     exported = json.loads(b"".join(export_json(conn, filters)))

@@ -45,7 +45,10 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 
 LOG = sql.Identifier("audit", "action_log")
-ORDER = sql.SQL("order by occurred_at desc, id desc")
+# qualified: in ORDER BY a bare name is first an output column, and the CSV's output
+# columns named occurred_at and id are text (sorted as text, and by a full sort rather
+# than along the index)
+ORDER = sql.SQL("order by action_log.occurred_at desc, action_log.id desc")
 
 
 #: Free-text columns, written by applications, actors and DBAs: what a CSV cell could
