@@ -104,8 +104,11 @@ def test_dba_blocks_run_in_order(empty_db_url, tmp_path):
 
 def test_the_viewer_block_runs_and_serves(db_url, tmp_path, conn):
     script = block_with("sh", "audit-capture viewer hash-password")
-    setup, serve = script.split("# 4. serve it")
+    setup, serve = script.split("# 5. serve it")
     setup = setup.replace("password '...'", "password 'readme-secret'")
+    # the step the reader does by hand: paste the key that new-secret printed
+    setup = setup.replace("<paste the output of audit-capture viewer new-secret>",
+                          "$(audit-capture viewer new-secret)").replace("<<'TOML'", "<<TOML")
     out = run_lines(setup, db_url, tmp_path, stdin="pw-from-readme\npw-from-readme\n")
     assert re.search(r"scrypt:\S+", out)
     try:

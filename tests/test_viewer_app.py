@@ -32,6 +32,7 @@ from audit_capture.viewer.present import instant
 from viewer_data import (
     BULK_CLIENTS,
     PASSWORD,
+    SECRET_KEY,
     XSS_LABEL,
     XSS_NAME,
     app_config,
@@ -832,11 +833,11 @@ def test_cli_viewer_without_secret_or_users_is_one_line(tmp_path, reader_url):
     assert len(result.output.strip().splitlines()) == 1
 
     settings = tmp_path / "viewer.toml"
-    settings.write_text('secret_key = "abc"\n')
+    settings.write_text(f'secret_key = "{SECRET_KEY}"\n')
     result = run_cli("--database-url", reader_url, "viewer", "--config", str(settings), env=env)
     assert result.exit_code == 1 and result.output.startswith("Error: no users")
 
-    settings.write_text('secret_key = "abc"\n[users]\nalice = "plain password"\n')
+    settings.write_text(f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "plain password"\n')
     result = run_cli("--database-url", reader_url, "viewer", "--config", str(settings), env=env)
     assert result.exit_code == 1 and "not a plain password" in result.output
 
@@ -851,7 +852,7 @@ def test_cli_viewer_checks_the_role_can_read_the_log(tmp_path, conn, db_url, mon
     conn.commit()
     try:
         settings = tmp_path / "viewer.toml"
-        settings.write_text(f'secret_key = "abc"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        settings.write_text(f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
         served = []
         monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append(kw))
         result = run_cli("--database-url", make_conninfo(db_url, user=name), "viewer",
@@ -882,7 +883,7 @@ def test_cli_viewer_stops_cleanly_even_started_with_ctrl_c_ignored(tmp_path, con
     reader, url = make_reader(conn, db_url)
     try:
         settings = tmp_path / "viewer.toml"
-        settings.write_text(f'secret_key = "abc"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        settings.write_text(f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -917,28 +918,32 @@ def test_cli_viewer_stops_cleanly_even_started_with_ctrl_c_ignored(tmp_path, con
 # -- settings ---------------------------------------------------------------------------------
 
 
+FILE_KEY = "file-" + "Zq8vN2mXc7LbR4tY9wKp1sJ6dF3gH0aE5uI"
+ENV_KEY = "env-" + "Tg5hY8uJ2kL9mN4bV7cX1zQ6wE3rP0oAsD"
+
+
 def test_settings_from_a_toml_file_and_the_environment(tmp_path):
     from audit_capture.viewer import config
 
     password_hash = app_config("")["USERS"]["alice"]
     path = tmp_path / "viewer.toml"
     path.write_text(
-        'secret_key = "from the file"\ntimezone = "Europe/Paris"\npage_size = 25\n'
+        f'secret_key = "{FILE_KEY}"\ntimezone = "Europe/Paris"\npage_size = 25\n'
         f'statement_timeout_ms = 3000\n[users]\nalice = "{password_hash}"\n'
     )
     settings = config.load(path=path, environ={})
-    assert settings["SECRET_KEY"] == "from the file"
+    assert settings["SECRET_KEY"] == FILE_KEY
     assert settings["TIMEZONE"] == "Europe/Paris"
     assert settings["PAGE_SIZE"] == 25 and settings["STATEMENT_TIMEOUT_MS"] == 3000
     assert settings["USERS"] == {"alice": password_hash}
 
     environ = {
-        "AUDIT_CAPTURE_VIEWER_SECRET_KEY": "from the environment",
+        "AUDIT_CAPTURE_VIEWER_SECRET_KEY": ENV_KEY,
         "AUDIT_CAPTURE_VIEWER_USERS": json.dumps({"bob": password_hash}),
         "AUDIT_CAPTURE_VIEWER_PAGE_SIZE": "100",
     }
     settings = config.load(path=path, environ=environ)
-    assert settings["SECRET_KEY"] == "from the environment"
+    assert settings["SECRET_KEY"] == ENV_KEY
     assert settings["USERS"] == {"bob": password_hash}
     assert settings["PAGE_SIZE"] == 100 and settings["TIMEZONE"] == "Europe/Paris"
 

@@ -29,7 +29,7 @@ XSS_LABEL = '<img src=x onerror="alert(2)">'
 BULK_CLIENTS = 60
 PASSWORD = "correct horse battery staple"
 USERS = {"alice": generate_password_hash(PASSWORD)}
-SECRET_KEY = "test secret key, long enough to sign sessions"
+SECRET_KEY = "h1Vq-8zJtQm3R_xW6cN0bL5yKd9sE2fGaUoP4iT7vZrB"  # the tests' own: strong enough
 
 _role_numbers = itertools.count(1)
 

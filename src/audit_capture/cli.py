@@ -307,6 +307,7 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     \b
     audit-capture --database-url postgresql://viewer@db/crm viewer --config viewer.toml
     audit-capture viewer hash-password      # a password hash for the [users] table
+    audit-capture viewer new-secret         # a secret key for secret_key
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -359,6 +360,14 @@ def _check_viewer_database(url: str) -> None:
             raise click.ClickException(
                 f"role {conn.info.user!r} cannot read audit.action_log: "
                 f"grant audit_reader to {conn.info.user}") from None
+
+
+@viewer.command("new-secret")
+def new_secret() -> None:
+    """Print a fresh random secret key for the settings' secret_key."""
+    from audit_capture.viewer.config import new_secret as make
+
+    click.echo(make())
 
 
 @viewer.command("hash-password")

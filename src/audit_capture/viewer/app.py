@@ -2,7 +2,7 @@
 
     app = create_app({
         "DATABASE_URL": "postgresql://viewer@db/crm",     # a role granted audit_reader
-        "SECRET_KEY": "a long random string",
+        "SECRET_KEY": "...",            # audit-capture viewer new-secret (weak keys refused)
         "USERS": {"alice": "scrypt:32768:8:1$..."},       # audit-capture viewer hash-password
         "TIMEZONE": "Europe/Paris",
     })

@@ -2,7 +2,7 @@
 
 A settings file (``audit-capture viewer --config viewer.toml``)::
 
-    secret_key = "a long random string"     # signs the session cookie
+    secret_key = "..."      # signs the session cookie: `audit-capture viewer new-secret`
     timezone = "Europe/Paris"               # dates shown in this zone (default UTC)
     page_size = 50                          # rows per page, 10..200
     statement_timeout_ms = 5000             # a query running longer is cancelled
@@ -14,14 +14,16 @@ Environment variables override the file: ``AUDIT_CAPTURE_VIEWER_SECRET_KEY``,
 ``AUDIT_CAPTURE_VIEWER_USERS`` (a JSON object ``{"alice": "scrypt:..."}``),
 ``AUDIT_CAPTURE_VIEWER_TIMEZONE``, ``AUDIT_CAPTURE_VIEWER_PAGE_SIZE``,
 ``AUDIT_CAPTURE_VIEWER_STATEMENT_TIMEOUT_MS``. Keys are case-insensitive
-(``SECRET_KEY`` or ``secret_key``). A missing secret key, no users, a plain password
-where a hash belongs or an unknown time zone is a ``ConfigError`` with one readable line.
+(``SECRET_KEY`` or ``secret_key``). A missing or weak secret key (``secret_key()``), no
+users, a plain password where a hash belongs or an unknown time zone is a
+``ConfigError`` with one readable line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +61,22 @@ ENV_SETTINGS = {
 }
 
 PAGE_SIZE_RANGE = (10, 200)
+
+# Whoever knows the secret key can sign a session cookie naming any user, and is signed
+# in without a password: it must be as hard to guess as 32 random bytes. A key is
+# refused when it is shorter than SECRET_MIN_LENGTH characters, holds whitespace (a
+# sentence is not random), has fewer than SECRET_MIN_DISTINCT different characters
+# ("x" * 40), holds "<" or ">" (a placeholder left in, like the README's) or is a known
+# sample. secrets.token_urlsafe(48) (what `audit-capture viewer new-secret` prints),
+# secrets.token_hex(32) and `openssl rand -base64 32` all pass.
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 12
+KNOWN_SAMPLE_SECRETS = frozenset({
+    "a long random string", "change me", "changeme", "secret", "your-secret-key",
+    "your secret key", "dev", "development", "test secret key, long enough to sign sessions",
+})
+MAKE_A_SECRET = ("make one with `audit-capture viewer new-secret` (or python -c "
+                 "\"import secrets; print(secrets.token_urlsafe(48))\")")
 HASH_METHODS = ("scrypt:", "pbkdf2:")
 
 
@@ -116,13 +134,38 @@ def check(settings: dict[str, Any], *, standalone: bool = True) -> dict[str, Any
     settings["PAGE_SIZE"] = page_size(settings.get("PAGE_SIZE"))
     settings["STATEMENT_TIMEOUT_MS"] = statement_timeout(settings.get("STATEMENT_TIMEOUT_MS"))
     if standalone:
-        if not settings.get("SECRET_KEY"):
-            raise ConfigError(
-                "no secret key: set secret_key in the settings file or "
-                f"{ENV_PREFIX}SECRET_KEY (a long random string)"
-            )
+        settings["SECRET_KEY"] = secret_key(settings.get("SECRET_KEY"))
         settings["USERS"] = users(settings.get("USERS"))
     return settings
+
+
+def new_secret() -> str:
+    """A fresh secret key: 48 random bytes, URL-safe base64 (64 characters)."""
+    return secrets.token_urlsafe(48)
+
+
+def secret_key(value: Any) -> str:
+    """The secret key, refused when it is missing or could be guessed (see
+    SECRET_MIN_LENGTH); the message never repeats the key."""
+    where = f"secret_key in the settings file or {ENV_PREFIX}SECRET_KEY"
+    if not value:
+        raise ConfigError(f"no secret key: set {where}; {MAKE_A_SECRET}")
+    if not isinstance(value, str):
+        raise ConfigError(f"the secret key must be a string: set {where}; {MAKE_A_SECRET}")
+    problem = None
+    if value.strip().lower() in KNOWN_SAMPLE_SECRETS or "<" in value or ">" in value:
+        problem = "is a sample or a placeholder"
+    elif len(value) < SECRET_MIN_LENGTH:
+        problem = f"is {len(value)} characters long (at least {SECRET_MIN_LENGTH} random ones needed)"
+    elif any(char.isspace() for char in value):
+        problem = "holds spaces: words are not random"
+    elif len(set(value)) < SECRET_MIN_DISTINCT:
+        problem = (f"uses only {len(set(value))} different characters "
+                   f"(at least {SECRET_MIN_DISTINCT} expected of a random key)")
+    if problem:
+        raise ConfigError(f"the secret key ({where}) {problem}; anyone who guesses it can sign "
+                          f"in as any user: {MAKE_A_SECRET}")
+    return value
 
 
 def zone(name: str) -> ZoneInfo:
