@@ -7,7 +7,7 @@
 - ``filters`` and ``query``: the URL parameters and the keyset queries behind the pages.
 
 Modules: ``app`` (factory), ``blueprint`` (routes, access hook, error pages), ``views``
-(the pages), ``auth`` (sign-in), ``csrf``, ``ratelimit``, ``security`` (headers),
+(the pages), ``auth`` (sign-in), ``sessions`` (signed-in sessions, kept on the server), ``csrf``, ``ratelimit``, ``security`` (headers),
 ``db`` (the read-only connection per request), ``config`` (settings), ``present``
 (labels, badges, dates).
 """

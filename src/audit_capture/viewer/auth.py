@@ -3,8 +3,11 @@
 Users and their password hashes come from the settings (``USERS``: name -> werkzeug
 hash). The sign-in form carries a CSRF token; failed attempts are counted per client
 address and per name, and past ``SIGNIN_MAX_FAILURES`` within ``SIGNIN_WINDOW_SECONDS``
-the form answers 429 until the window has passed. A signed-in session holds the user's
-name in Flask's signed cookie; a user removed from the settings is signed out.
+the form answers 429 until the window has passed. A signed-in session is a random id in
+Flask's signed cookie, known to the server (``sessions.py``): signing out ends it for
+every copy of the cookie, and it ends after ``SESSION_IDLE_MINUTES`` without a request
+or ``PERMANENT_SESSION_LIFETIME`` after sign-in. A user removed from the settings is
+signed out.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -24,9 +28,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from audit_capture.resources import viewer_dir
 from audit_capture.viewer import csrf, security
 from audit_capture.viewer.ratelimit import FailureLimiter
+from audit_capture.viewer.sessions import SessionRegistry
 
 SESSION_USER = "audit_viewer_user"
+SESSION_ID = "audit_viewer_session"
 LIMITER = "audit_viewer_signin_limiter"
+SESSIONS = "audit_viewer_sessions"
 # checked against when the name is unknown, so that a wrong name costs as long as a wrong password
 _DUMMY_HASH = generate_password_hash("not a password")
 
@@ -38,12 +45,26 @@ def init_app(app) -> None:
     app.extensions[LIMITER] = FailureLimiter(
         int(app.config["SIGNIN_MAX_FAILURES"]), float(app.config["SIGNIN_WINDOW_SECONDS"])
     )
+    app.extensions[SESSIONS] = SessionRegistry(
+        idle=float(app.config["SESSION_IDLE_MINUTES"]) * 60,
+        lifetime=app.permanent_session_lifetime.total_seconds(),
+    )
     app.register_blueprint(bp)
 
 
+def sessions() -> SessionRegistry:
+    return current_app.extensions[SESSIONS]
+
+
 def signed_in_user() -> str | None:
-    user = session.get(SESSION_USER)
-    return user if user in current_app.config["USERS"] else None
+    """The signed-in user of this request, or None. The first call of a request looks
+    the session up on the server (which extends it); later calls reuse the answer."""
+    if "audit_viewer_user" not in g:
+        user = sessions().touch(session.get(SESSION_ID))
+        if user is None or user != session.get(SESSION_USER) or user not in current_app.config["USERS"]:
+            user = None
+        g.audit_viewer_user = user
+    return g.audit_viewer_user
 
 
 def is_signed_in() -> bool:
@@ -106,15 +127,19 @@ def sign_in():
         ), 401
 
     limiter().clear(keys[0])
+    sessions().end(session.get(SESSION_ID))  # a session signed in again is a new one
     session.clear()  # a fresh session (and CSRF token) for the signed-in user
     session.permanent = True
     session[SESSION_USER] = name
+    session[SESSION_ID] = sessions().start(name)
+    g.pop("audit_viewer_user", None)
     return redirect(next_url)
 
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out():
     csrf.check()
+    sessions().end(session.get(SESSION_ID))  # every copy of the cookie is signed out too
     session.clear()
     return redirect(url_for("audit_viewer_auth.sign_in"))
 

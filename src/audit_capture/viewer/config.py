@@ -6,6 +6,7 @@ A settings file (``audit-capture viewer --config viewer.toml``)::
     timezone = "Europe/Paris"               # dates shown in this zone (default UTC)
     page_size = 50                          # rows per page, 10..200
     statement_timeout_ms = 5000             # a query running longer is cancelled
+    session_idle_minutes = 30               # signed out after this long without a request
 
     [users]                                 # name = password HASH, never a password
     alice = "scrypt:32768:8:1$...$..."      # made by `audit-capture viewer hash-password`
@@ -13,8 +14,9 @@ A settings file (``audit-capture viewer --config viewer.toml``)::
 Environment variables override the file: ``AUDIT_CAPTURE_VIEWER_SECRET_KEY``,
 ``AUDIT_CAPTURE_VIEWER_USERS`` (a JSON object ``{"alice": "scrypt:..."}``),
 ``AUDIT_CAPTURE_VIEWER_TIMEZONE``, ``AUDIT_CAPTURE_VIEWER_PAGE_SIZE``,
-``AUDIT_CAPTURE_VIEWER_STATEMENT_TIMEOUT_MS``. Keys are case-insensitive
-(``SECRET_KEY`` or ``secret_key``). A missing or weak secret key (``secret_key()``), no
+``AUDIT_CAPTURE_VIEWER_STATEMENT_TIMEOUT_MS``,
+``AUDIT_CAPTURE_VIEWER_SESSION_IDLE_MINUTES``. Keys are case-insensitive (``SECRET_KEY``
+or ``secret_key``). A missing or weak secret key (``secret_key()``), no
 users, a plain password where a hash belongs or an unknown time zone is a
 ``ConfigError`` with one readable line.
 """
@@ -46,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,  # set true behind HTTPS
     "SESSION_COOKIE_NAME": "audit_viewer_session",
+    # a session ends after this long without a request, and 8 hours after sign-in
+    "SESSION_IDLE_MINUTES": 30,
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
 }
 
@@ -57,6 +61,7 @@ ENV_SETTINGS = {
     "PAGE_SIZE": int,
     "STATEMENT_TIMEOUT_MS": int,
     "DATABASE_URL": str,
+    "SESSION_IDLE_MINUTES": int,
     "SESSION_COOKIE_SECURE": lambda value: value.strip().lower() in ("1", "true", "yes", "on"),
 }
 
@@ -135,6 +140,7 @@ def check(settings: dict[str, Any], *, standalone: bool = True) -> dict[str, Any
     settings["STATEMENT_TIMEOUT_MS"] = statement_timeout(settings.get("STATEMENT_TIMEOUT_MS"))
     if standalone:
         settings["SECRET_KEY"] = secret_key(settings.get("SECRET_KEY"))
+        settings["SESSION_IDLE_MINUTES"] = idle_minutes(settings.get("SESSION_IDLE_MINUTES"))
         settings["USERS"] = users(settings.get("USERS"))
     return settings
 
@@ -166,6 +172,18 @@ def secret_key(value: Any) -> str:
         raise ConfigError(f"the secret key ({where}) {problem}; anyone who guesses it can sign "
                           f"in as any user: {MAKE_A_SECRET}")
     return value
+
+
+def idle_minutes(value: Any) -> int:
+    """Minutes a signed-in session may go without a request (1 to 480)."""
+    try:
+        minutes = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"session_idle_minutes {value!r} is not a number of minutes") from None
+    if not 1 <= minutes <= 480:
+        raise ConfigError(f"session_idle_minutes is {minutes}; expected 1 to 480 "
+                          "(a session ends 8 hours after sign-in anyway)")
+    return minutes
 
 
 def zone(name: str) -> ZoneInfo:
