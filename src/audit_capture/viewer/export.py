@@ -5,8 +5,8 @@ Both hold the same rows in the same order as the pages (newest first, by
 through a server-side cursor, ``ITERSIZE`` rows a FETCH.
 
 * CSV: the server turns every value into text (jsonb columns ``changes`` and
-  ``context`` as JSON text, free text that a spreadsheet would run as a formula led by
-  an apostrophe: ``_csv_value``), and ``csv.writer`` writes the lines.
+  ``context`` as JSON text; in every text column, text that a spreadsheet would run as
+  a formula led by an apostrophe: ``_csv_value``), and ``csv.writer`` writes the lines.
 * JSON: an array of objects built by the server (``json_build_object(...)::text``),
   one object a line.
 
@@ -51,15 +51,17 @@ LOG = sql.Identifier("audit", "action_log")
 ORDER = sql.SQL("order by action_log.occurred_at desc, action_log.id desc")
 
 
-#: Free-text columns, written by applications, actors and DBAs: what a CSV cell could
-#: carry into a spreadsheet as a formula (the others are numbers, times, JSON objects
-#: or closed vocabularies).
-FREE_TEXT_COLUMNS = frozenset({
-    "action", "resource_id", "resource_label", "actor_id", "actor_name", "db_user",
-    "request_id", "table_name", "application_name",
-})
-#: SQL: the column with an apostrophe before a leading =, +, -, @, tab or carriage return
-FORMULA_SAFE = sql.SQL("case when {0} ~ '^[-=+@\\t\\r]' then chr(39) || {0} else {0} end")
+#: The columns that are not text: numbers and the timestamp. Every other column is
+#: exported as text that a spreadsheet could read as a formula, free text above all
+#: (resource_type is free text through audit.log_action, db_user a role's name,
+#: application_name whatever a client sets), so the CSV escapes every one of them.
+NOT_TEXT_COLUMNS = frozenset({"id", "occurred_at", "row_count", "transaction_id"})
+#: SQL, the column as text: an apostrophe before text a spreadsheet would run (a leading
+#: =, +, - or @, their full-width forms, after spaces or not, or a leading control
+#: character such as tab or carriage return)
+FORMULA_SAFE = sql.SQL(
+    "case when ({0})::text ~ '^([[:space:]]*[-=+@\\uFF1D\\uFF0B\\uFF0D\\uFF20]|[[:cntrl:]])'"
+    " then chr(39) || ({0})::text else ({0})::text end")
 
 
 def _value(column: str) -> sql.Composable:
@@ -70,10 +72,10 @@ def _value(column: str) -> sql.Composable:
 
 
 def _csv_value(column: str) -> sql.Composable:
-    """A column as the CSV holds it: as ``_value``, except that free text a spreadsheet
+    """A column as the CSV holds it: as ``_value``, except that text a spreadsheet
     would run as a formula (a client named =HYPERLINK(...)) gets a leading apostrophe,
     which spreadsheets show as text. The JSON export keeps every value exact."""
-    if column not in FREE_TEXT_COLUMNS:
+    if column in NOT_TEXT_COLUMNS:
         return _value(column)
     return FORMULA_SAFE.format(sql.Identifier(column))
 
