@@ -1,16 +1,24 @@
 """How log values look on the pages: labels, badges, dates, cell values.
 
 Only words and CSS class names come from here; every value from the log still goes
-through Jinja's autoescaping in the templates.
+through Jinja's autoescaping in the templates, and every text a user, an application or
+a table owner wrote goes through ``user_text`` (or ``visible``/``isolated`` where no
+markup may go): isolated in ``<bdi>``, so right-to-left text or a stray direction
+mark cannot reorder what surrounds it, and with its invisible control characters
+(bidirectional overrides, isolates and marks, C0/C1 controls, zero-width spaces) shown
+as a visible ``⟨U+202E⟩``, so "Alice" with a hidden override cannot pose as another name.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from markupsafe import Markup, escape
 
 from audit_capture.enums import ActionType, ActorType, Source
 
@@ -137,6 +145,65 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
 
 
+# Characters that change how text around them is shown, or are not shown at all: the
+# bidirectional embeddings, overrides, isolates and marks (U+202A-U+202E,
+# U+2066-U+2069, U+200E, U+200F, U+061C), C0 and C1 controls but tab, line feed and
+# carriage return, and the zero-width space, word joiner and byte order mark. (The
+# zero-width joiners U+200C/U+200D stay: scripts and emoji need them.)
+HIDDEN_CHARACTERS = re.compile(
+    "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+
+
+def _marker(char: str) -> str:
+    return f"⟨U+{ord(char):04X}⟩"
+
+
+def _character_name(char: str) -> str:
+    return unicodedata.name(char, "control character")
+
+
+def visible(value: Any) -> str:
+    """``value`` as text with each hidden character shown as ``⟨U+202E⟩`` (for places
+    that take no markup: attributes, the page title)."""
+    if value is None:
+        return ""
+    return HIDDEN_CHARACTERS.sub(lambda m: _marker(m.group()), str(value))
+
+
+def isolated(value: Any) -> str:
+    """``visible(value)`` between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE: the
+    plain-text form of ``<bdi>``, for a select's options, which take no markup."""
+    return "\u2068" + visible(value) + "\u2069"
+
+
+def user_text(value: Any) -> Markup:
+    """``value`` escaped, isolated in ``<bdi>``, each hidden character shown as a marked
+    ``⟨U+202E⟩`` naming it on hover."""
+    if value is None:
+        return Markup("")
+    text = str(value)
+    parts: list[Markup] = []
+    last = 0
+    for match in HIDDEN_CHARACTERS.finditer(text):
+        char = match.group()
+        parts.append(escape(text[last:match.start()]))
+        parts.append(Markup('<span class="ctl" title="{}">{}</span>').format(
+            _character_name(char), _marker(char)))
+        last = match.end()
+    parts.append(escape(text[last:]))
+    return Markup("<bdi>") + Markup("").join(parts) + Markup("</bdi>")
+
+
+def filter_phrase(active) -> Markup:
+    """An active filter's part of the sentence ("Actor is Alice"), its value isolated."""
+    phrase, shown = active.phrase, active.display
+    at = phrase.rfind(shown) if shown else -1
+    if at < 0:
+        return escape(visible(phrase))
+    return escape(phrase[:at]) + user_text(shown) + escape(phrase[at + len(shown):])
+
+
 def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
@@ -158,4 +225,8 @@ HELPERS = {
     "value_text": value_text,
     "pretty_json": pretty_json,
     "plural": plural,
+    "user_text": user_text,
+    "visible": visible,
+    "isolated": isolated,
+    "filter_phrase": filter_phrase,
 }
