@@ -159,6 +159,16 @@ def test_signed_in_sign_in_page_never_redirects_to_another_site(user, next_url):
     assert response.headers["Location"] == "/"
 
 
+def test_head_of_the_sign_in_page_answers_like_get(client, seeded):
+    response = client.head("/sign-in")
+    assert response.status_code == 200 and response.data == b""
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert client.head("/sign-in?next=/%3Fsource%3Dweb").status_code == 200
+    sign_in(client)
+    signed_in = client.head("/sign-in?next=/%3Fsource%3Dweb")
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/?source=web"
+
+
 def test_wrong_password_is_refused(client, seeded):
     response = sign_in(client, password="wrong")
     assert response.status_code == 401
@@ -804,6 +814,42 @@ def test_blueprint_under_a_prefix_with_the_host_s_authorize_hook(reader_url, see
     assert client.get("/").text == "CRM home"
 
 
+@pytest.fixture
+def not_a_reader_url(conn, db_url):
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    name = f"not_a_reader_{conn.info.dbname}"
+    conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+    conn.commit()
+    yield name, make_conninfo(db_url, user=name)
+    drop_role(conn, name)
+
+
+def test_a_mounted_viewer_whose_role_cannot_read_the_log_says_so(not_a_reader_url, seeded, caplog):
+    name, url = not_a_reader_url
+    client = host_app(url, {}).test_client()
+    client.get("/login/admin")
+    for path in ("/admin/audit/", f"/admin/audit/actions/{seeded['bulk']}",
+                 "/admin/audit/?_format=csv", "/admin/audit/?source=web&_format=json"):
+        response = client.get(path)
+        assert response.status_code == 500, path
+        assert "The audit viewer is not set up" in response.text
+        assert (f"cannot read audit.action_log: grant audit_reader to {name}"
+                in unescape(message(response))), path
+    assert f"grant audit_reader to {name}" in caplog.text
+    # the host's own pages are not the viewer's business
+    assert client.get("/").text == "CRM home"
+
+
+def test_a_mounted_viewer_without_the_audit_schema_says_so(empty_db_url):
+    client = host_app(empty_db_url, {}).test_client()
+    client.get("/login/admin")
+    response = client.get("/admin/audit/")
+    assert response.status_code == 500
+    assert "the audit schema is not installed in this database" in unescape(message(response))
+
+
 def test_blueprint_without_authorize_lets_nobody_in(reader_url, seeded):
     host = Flask("bare_host")
     host.register_blueprint(make_blueprint(database_url=reader_url), url_prefix="/audit")
@@ -819,6 +865,26 @@ def run_cli(*args, input=None, env=None):
     from audit_capture.cli import cli
 
     return CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def test_cli_hash_password_reads_one_line_from_a_pipe_quietly():
+    from werkzeug.security import check_password_hash
+
+    result = run_cli("viewer", "hash-password", input="piped-pass-1\nignored\n")
+    assert result.exit_code == 0, result.output
+    (password_hash,) = result.output.splitlines()  # the hash alone: no prompt, no warning
+    assert check_password_hash(password_hash, "piped-pass-1")
+    assert run_cli("viewer", "hash-password", input="\n").exit_code == 1
+    assert "at least 8 characters" in run_cli("viewer", "hash-password", input="short\n").output
+
+    # a real pipe: no GetPassWarning on stderr, the hash on stdout
+    piped = subprocess.run(
+        [str(Path(sys.executable).with_name("audit-capture")), "viewer", "hash-password"],
+        input="piped-pass-2\n", capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stderr == ""
+    (password_hash,) = piped.stdout.splitlines()
+    assert check_password_hash(password_hash, "piped-pass-2")
 
 
 def test_cli_hash_password_prints_a_hash_that_checks():

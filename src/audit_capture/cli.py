@@ -349,17 +349,12 @@ def _url_host(host: str) -> str:
 
 def _check_viewer_database(url: str) -> None:
     """Fail at start, in one line, when the viewer could not read the log."""
-    with database.connect(url, autocommit=True) as conn:
-        try:
-            conn.execute("select 1 from audit.action_log limit 1")
-        except psycopg.errors.UndefinedTable:
-            raise click.ClickException(
-                "the audit schema is not installed in this database "
-                "(run audit-capture migrate upgrade)") from None
-        except psycopg.errors.InsufficientPrivilege:
-            raise click.ClickException(
-                f"role {conn.info.user!r} cannot read audit.action_log: "
-                f"grant audit_reader to {conn.info.user}") from None
+    from audit_capture.viewer.db import log_access_problem
+
+    with database.connect(url) as conn:
+        problem = log_access_problem(conn)
+    if problem:
+        raise click.ClickException(problem)
 
 
 @viewer.command("new-secret")
@@ -371,12 +366,24 @@ def new_secret() -> None:
 
 
 @viewer.command("hash-password")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="The password (prompted for when absent; better than on the command line).")
-def hash_password(password: str) -> None:
-    """Print a password hash for the viewer's [users] table."""
+@click.option("--password", help="The password (better left out: it is then prompted for, "
+                                 "or read as one line from a pipe).")
+def hash_password(password: str | None) -> None:
+    """Print a password hash for the viewer's [users] table.
+
+    At a terminal the password is prompted for twice, hidden; from a pipe
+    (echo "$PASSWORD" | audit-capture viewer hash-password) its first line is read.
+    """
     from werkzeug.security import generate_password_hash
 
+    if password is None:
+        stdin = sys.stdin
+        if stdin.isatty():
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password = stdin.readline().rstrip("\r\n")
+            if not password:
+                raise click.ClickException("no password: the first line of the input is empty")
     if len(password) < 8:
         raise click.ClickException("use a password of at least 8 characters")
     click.echo(generate_password_hash(password))

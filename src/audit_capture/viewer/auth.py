@@ -97,7 +97,7 @@ def limiter() -> FailureLimiter:
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     next_url = safe_next(request.values.get("next"))
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD: as GET, Werkzeug drops the body
         if is_signed_in():
             return redirect(next_url)
         return render_template("audit_viewer/sign_in.html", next_url=next_url, error=None)

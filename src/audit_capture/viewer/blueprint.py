@@ -140,6 +140,24 @@ def register_error_pages(bp: Blueprint) -> None:
         return error_page(503, "The audit database is unavailable",
                           "The viewer cannot reach the audit database right now. Try again shortly.")
 
+    @bp.errorhandler(psycopg.errors.InsufficientPrivilege)
+    @bp.errorhandler(psycopg.errors.UndefinedTable)
+    @bp.errorhandler(psycopg.errors.InvalidSchemaName)
+    def not_set_up(exc: psycopg.Error):
+        # the viewer's role cannot read the log (no audit_reader, no audit schema): say so,
+        # as `audit-capture viewer` does at start, rather than a bare 500
+        problem = None
+        try:
+            with db.connect(config.current()) as conn:
+                problem = db.log_access_problem(conn)
+        except (DatabaseUnavailable, psycopg.Error):
+            pass
+        if problem is None:
+            raise exc
+        bp_logger().error("audit viewer: %s", problem)
+        return error_page(500, "The audit viewer is not set up",
+                          f"The viewer cannot read the audit log: {problem}.")
+
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code is None or exc.code < 400:

@@ -47,6 +47,19 @@ def connect(settings: ViewerSettings) -> psycopg.Connection:
     )
 
 
+def log_access_problem(conn: psycopg.Connection) -> str | None:
+    """Why the connection's role cannot read the log, in one line; None when it can."""
+    try:
+        conn.execute("select 1 from audit.action_log limit 1")
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return "the audit schema is not installed in this database (run audit-capture migrate upgrade)"
+    except psycopg.errors.InsufficientPrivilege:
+        return f"role {conn.info.user!r} cannot read audit.action_log: grant audit_reader to {conn.info.user}"
+    finally:
+        conn.rollback()
+    return None
+
+
 def get_conn() -> psycopg.Connection:
     """This request's connection (opened on first use)."""
     if "audit_viewer_conn" not in g:
