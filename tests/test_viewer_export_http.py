@@ -228,11 +228,11 @@ def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, t
 
 
 def export_backends(conn: psycopg.Connection, role: str) -> list[int]:
-    """The viewer's sessions in the middle of an export (reading through its cursor)."""
+    """The viewer's sessions in the middle of an export (a COPY batch, or the JSON cursor)."""
     conn.rollback()
     pids = [r[0] for r in conn.execute(
         "select pid from pg_stat_activity where usename = %s"
-        " and query ilike '%%audit_viewer_export%%'", (role,))]
+        " and (query ilike 'copy (%%' or query ilike '%%audit_viewer_export%%')", (role,))]
     conn.commit()
     return pids
 

@@ -521,6 +521,25 @@ def test_exports_of_many_rows_stream_in_chunks(conn):
     assert len(json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))) == 3000
 
 
+def test_a_csv_export_in_batches_loses_and_repeats_no_row_at_equal_timestamps(conn):
+    # 5,000 actions of one instant, each label with a comma, a quote and a line break:
+    # the batches (ITERSIZE rows) meet inside the tie, and the rows span several lines
+    from audit_capture.viewer.export import ITERSIZE
+
+    count = 2 * ITERSIZE + 1000
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
+        " transaction_id, resource_label) select %s, 'Client updated', 'update', 'admin',"
+        " 'crm_app', 1, 'Doe, \"J\"' || chr(10) || g from generate_series(1, %s) g", (T0, count))
+    conn.commit()
+    filters = parse_filters({"to": "2025-03-10"}, UTC)
+    table = list(csv.DictReader(io.StringIO(b"".join(export_csv(conn, filters)).decode(), newline="")))
+    expected = [r[0] for r in conn.execute(
+        "select id from audit.action_log where occurred_at = %s order by id desc", (T0,))]
+    assert [int(r["id"]) for r in table] == expected and len(expected) == count
+    assert {r["resource_label"].split("\n")[0] for r in table} == {'Doe, "J"'}
+
+
 # -- the backstop and the read-only reader ----------------------------------------------------
 
 

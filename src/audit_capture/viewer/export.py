@@ -1,20 +1,23 @@
 """Exports of the current filter: CSV and JSON, streamed in constant memory.
 
 Both hold the same rows in the same order as the pages (newest first, by
-(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``, and both read
-through a server-side cursor, ``ITERSIZE`` rows a FETCH.
+(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``.
 
-* CSV: the server turns every value into text (jsonb columns ``changes`` and
-  ``context`` as JSON text; in every text column, text that a spreadsheet would run as
-  a formula led by an apostrophe: ``_csv_value``), and ``csv.writer`` writes the lines.
-* JSON: an array of objects built by the server (``json_build_object(...)::text``),
-  one object a line.
+* CSV is written by the server: ``COPY (select ... limit ITERSIZE) TO STDOUT WITH
+  (FORMAT csv)``, batch after batch, each starting after the last row of the one before
+  along the (occurred_at, id) index, all in one REPEATABLE READ transaction (one
+  snapshot). jsonb columns (``changes``, ``context``) come out as JSON text; in every
+  text column, text that a spreadsheet would run as a formula is led by an apostrophe
+  (``_csv_value``). COPY takes no server-side parameters, so psycopg binds the filter's
+  values client-side, with proper quoting.
+* JSON is an array of objects built by the server (``json_build_object(...)::text``),
+  one object a line, read through a server-side cursor ``ITERSIZE`` rows a FETCH.
 
-Each FETCH is a statement of its own, so the statement_timeout bounds the work of
-finding the next rows, never the time a client takes to download the file (a COPY, one
-statement for the whole file, was cancelled under a slow client). Chunks are gathered
-up to ``CHUNK_BYTES`` before being yielded, so a WSGI server writes a few large blocks
-rather than one per row. Timestamps are ISO 8601 with their offset (in the connection's
+Each batch or FETCH is a statement of its own, so the statement_timeout bounds the work
+of finding the next rows, never the time a client takes to download the file (one COPY
+for the whole file was cancelled under a slow client). Chunks are gathered up to
+``CHUNK_BYTES`` before being yielded, so a WSGI server writes a few large blocks rather
+than one per row. Timestamps are ISO 8601 with their offset (in the connection's
 TimeZone).
 
 A long export may need a longer statement_timeout than the viewer's pages:
@@ -24,8 +27,6 @@ transaction only.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 import psycopg
@@ -106,24 +107,52 @@ def export_csv(conn: psycopg.Connection, filters: Filters, *,
                statement_timeout: int | None = None) -> Iterator[bytes]:
     """The rows of ``filters`` as CSV with a header line, in chunks of bytes.
 
-    Raises TooBroad (while iterating) when the statement_timeout cancels a FETCH.
+    Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
     """
+    from audit_capture.viewer.query import translate_errors
+
     columns = sql.SQL(", ").join(
-        sql.SQL("({})::text as {}").format(_csv_value(c), sql.Identifier(c))
-        for c in EXPORT_COLUMNS)
-    select, params = _select(filters, columns)
+        sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS)
+    where, params = filters.where()
+
+    def batch(after: tuple[str, int] | None) -> tuple[sql.Composable, dict]:
+        condition = where
+        batch_params = dict(params)
+        if after is not None:  # the rows after the last one sent, along the index
+            condition = sql.SQL("({}) and (action_log.occurred_at, action_log.id)"
+                                " < (%(export_after_at)s::timestamptz, %(export_after_id)s::bigint)"
+                                ).format(where)
+            batch_params.update(export_after_at=after[0], export_after_id=after[1])
+        select = sql.SQL("select {} from {} where {} {} limit {}").format(
+            columns, LOG, condition, ORDER, sql.Literal(ITERSIZE))
+        return sql.SQL("copy ({}) to stdout with (format csv)").format(select), batch_params
 
     def chunks() -> Iterator[bytes]:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)  # lines end in CRLF (RFC 4180): a CR in a value is quoted
-        writer.writerow(EXPORT_COLUMNS)
-        for rows in _fetch(conn, select, params, statement_timeout):
-            writer.writerows(rows)
-            yield buffer.getvalue().encode("utf-8")
-            buffer.seek(0)
-            buffer.truncate()
-        if buffer.tell():  # no rows: the header alone
-            yield buffer.getvalue().encode("utf-8")
+        yield (",".join(EXPORT_COLUMNS) + "\n").encode("ascii")  # what HEADER writes
+        # one snapshot for every batch, the file the log as of one instant (inside a
+        # caller's transaction, that transaction's isolation applies)
+        own_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with translate_errors(), conn.transaction():
+            if own_transaction:
+                conn.execute("set transaction isolation level repeatable read")
+            _set_timeout(conn, statement_timeout)
+            after = None
+            while True:
+                rows, last, block = 0, b"", bytearray()
+                copy, batch_params = batch(after)
+                # the whole batch is read before any of it is sent: a slow client then
+                # holds up no statement, only the wait between two
+                with conn.cursor() as cur, cur.copy(copy, batch_params) as stream:
+                    for data in stream:  # libpq hands over one whole row at a time
+                        last = bytes(data)
+                        rows += 1
+                        block += last
+                yield bytes(block)
+                if rows < ITERSIZE:
+                    return
+                # the last row starts with its id and occurred_at: never quoted
+                action_id, occurred_at = last.split(b",", 2)[:2]
+                after = (occurred_at.decode("ascii"), int(action_id))
 
     return _gather(chunks())
 
