@@ -72,13 +72,25 @@ def _value(column: str) -> sql.Composable:
     return sql.Identifier(column)
 
 
+#: The jsonb columns: an object, an array or a string starts with {, [ or " (never a
+#: formula), so only a bare number, boolean or null (a negative number starts with -) is
+#: tested; the large values are turned into text once, not twice. (log_action and
+#: set_context take objects only, so today every value takes the first branch.)
+JSON_COLUMNS = frozenset({"changes", "context"})
+JSON_FORMULA_SAFE = sql.SQL(
+    "case when jsonb_typeof({0}) in ('object', 'array', 'string') then ({0})::text else {1} end")
+
+
 def _csv_value(column: str) -> sql.Composable:
     """A column as the CSV holds it: as ``_value``, except that text a spreadsheet
     would run as a formula (a client named =HYPERLINK(...)) gets a leading apostrophe,
     which spreadsheets show as text. The JSON export keeps every value exact."""
     if column in NOT_TEXT_COLUMNS:
         return _value(column)
-    return FORMULA_SAFE.format(sql.Identifier(column))
+    safe = FORMULA_SAFE.format(sql.Identifier(column))
+    if column in JSON_COLUMNS:
+        return JSON_FORMULA_SAFE.format(sql.Identifier(column), safe)
+    return safe
 
 
 def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composable, dict]:
