@@ -220,6 +220,23 @@ def test_track_before_the_audit_schema_is_installed_says_to_migrate(empty_db_url
                               "audit-capture migrate upgrade")
 
 
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_the_database_url_goes_before_or_after_the_subcommand(widgets, place):
+    """A global flag anywhere on the line: ``audit-capture track widgets --database-url
+    URL`` answered "No such option"."""
+    def invoke(*args):
+        if place == "before":
+            return run(widgets, *args)
+        return run(None, *args, "--database-url", widgets)
+
+    assert invoke("track", "widgets", "--resource", "widget").output.strip() == "tracking widgets as widget"
+    assert invoke("status").exit_code == 0
+    assert "(head)" in invoke("migrate", "current").output
+    assert invoke("untrack", "widgets").output.strip() == "no longer tracking widgets"
+    if place == "after":  # after the group's name, before its subcommand, as well
+        assert "(head)" in run(None, "migrate", "--database-url", widgets, "current").output
+
+
 def test_track_requires_a_resource(widgets):
     result = run(widgets, "track", "widgets")
     assert result.exit_code != 0

@@ -96,15 +96,29 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj["database_url"] = database_url
 
 
+def _store_database_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["database_url"] = value
+
+
+#: --database-url after a subcommand too (``audit-capture track clients --database-url
+#: URL``), as after the program's name: a global flag anywhere on the line.
+database_url_option = click.option(
+    "--database-url", metavar="URL", expose_value=False, callback=_store_database_url,
+    help=f"libpq URL of the database (as before the subcommand; env: {URL_ENVVAR}).")
+
+
 # -- migrate -----------------------------------------------------------------------
 
 
 @cli.group("migrate")
+@database_url_option
 def migrate_group() -> None:
     """Install, upgrade or remove the audit schema (the package's own Alembic chain)."""
 
 
 @migrate_group.command("upgrade")
+@database_url_option
 @click.argument("revision", default="head")
 @click.option("--sql", "as_sql", is_flag=True, help="Print the SQL instead of running it.")
 @click.pass_context
@@ -124,6 +138,7 @@ def migrate_upgrade(ctx: click.Context, revision: str, as_sql: bool) -> None:
 
 
 @migrate_group.command("downgrade")
+@database_url_option
 @click.argument("revision")
 @click.pass_context
 def migrate_downgrade(ctx: click.Context, revision: str) -> None:
@@ -136,6 +151,7 @@ def migrate_downgrade(ctx: click.Context, revision: str) -> None:
 
 
 @migrate_group.command("repair")
+@database_url_option
 @click.pass_context
 def migrate_repair(ctx: click.Context) -> None:
     """Apply the head SQL again at head: restores modified or dropped audit functions and,
@@ -148,6 +164,7 @@ def migrate_repair(ctx: click.Context) -> None:
 
 
 @migrate_group.command("current")
+@database_url_option
 @click.pass_context
 def migrate_current(ctx: click.Context) -> None:
     """Print the installed revision ('not installed' when there is none)."""
@@ -165,6 +182,7 @@ def migrate_current(ctx: click.Context) -> None:
 
 
 @cli.command("track")
+@database_url_option
 @click.argument("table")
 @click.option("--resource", "resource_type", required=True, help="resource_type of its actions, e.g. client.")
 @click.option("--label-column", help="Column whose value names a row (resource_label).")
@@ -193,6 +211,7 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
 
 
 @cli.command("untrack")
+@database_url_option
 @click.argument("table")
 @click.pass_context
 def untrack(ctx, table) -> None:
@@ -243,6 +262,7 @@ def _parse_labels(labels_json: str | None):
 
 
 @cli.command("status")
+@database_url_option
 @click.pass_context
 def status(ctx) -> None:
     """Compare the database with this version: migration, functions, triggers.
@@ -401,6 +421,7 @@ if __name__ == "__main__":
 
 
 @cli.command("demo")
+@database_url_option
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
               help="Port of the viewer, on 127.0.0.1.")
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), metavar="DIR",
