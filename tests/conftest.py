@@ -21,26 +21,32 @@ import pytest
 from psycopg import sql
 
 from audit_capture import migrate
-from audit_capture.embedded import EmbeddedPostgresql, server_bin_dir
+from audit_capture.embedded import EmbeddedPostgresql
+from pg_binaries import ENVVAR as PGBIN_ENVVAR, bin_dir
 
 TEMPLATE_DB = "audit_template"
 _database_numbers = itertools.count(1)
 
 
+def pytest_configure(config):
+    bin_dir()  # a wrong AUDIT_CAPTURE_TEST_PGBIN stops the run here, saying so
+
+
 def pytest_report_header(config):
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
+    folder = bin_dir()
+    if folder is None:
         return "postgresql: server binaries not found (install postgresql)"
     version = subprocess.run(
-        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True
+        [str(folder / "postgres"), "--version"], capture_output=True, text=True
     ).stdout.strip()
     runs_as = "nobody (pytest runs as root)" if os.geteuid() == 0 else "the current user"
-    return f"postgresql: {version} from {bin_dir}, server runs as {runs_as}"
+    chosen = f" ({PGBIN_ENVVAR})" if os.environ.get(PGBIN_ENVVAR, "").strip() else ""
+    return f"postgresql: {version} from {folder}{chosen}, server runs as {runs_as}"
 
 
 @pytest.fixture(scope="session")
 def pg_server():
-    server = EmbeddedPostgresql()
+    server = EmbeddedPostgresql(bin_dir=bin_dir())
     try:
         yield server
     finally:

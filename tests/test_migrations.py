@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -14,7 +13,7 @@ from psycopg import sql
 from alembic.config import Config
 
 from audit_capture import migrate, resources, sqlfiles
-from audit_capture.embedded import server_bin_dir
+from pg_binaries import tool
 
 
 def _scalar(url: str, query: str, params=()):
@@ -122,7 +121,7 @@ def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
 
 def psql(url: str, script: str) -> None:
     """Apply a script as a DBA applies ``migrate upgrade --sql``: psql, stop at an error."""
-    binary = shutil.which("psql") or str(server_bin_dir() / "psql")
+    binary = tool("psql")
     done = subprocess.run([binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
                           input=script, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -519,7 +518,7 @@ def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(em
 def restore_dump_of(source_url: str, target_url: str) -> None:
     """pg_dump of ``source_url`` applied with psql to the empty ``target_url``: the
     tables come back with new oids, their triggers and functions with their old names."""
-    binary = shutil.which("pg_dump") or str(server_bin_dir() / "pg_dump")
+    binary = tool("pg_dump")
     dump = subprocess.run([binary, "-d", source_url], capture_output=True, text=True)
     assert dump.returncode == 0, dump.stderr
     psql(target_url, dump.stdout)

@@ -73,9 +73,9 @@ class EmbeddedPostgresql(testing.postgresql.Postgresql):
     for the superuser ``postgres`` (trust authentication, 127.0.0.1 only).
     """
 
-    def __init__(self, run_as: str = UNPRIVILEGED_USER, **kwargs):
+    def __init__(self, run_as: str = UNPRIVILEGED_USER, bin_dir: Path | None = None, **kwargs):
         self._run_as = run_as
-        bin_dir = server_bin_dir()
+        bin_dir = bin_dir or server_bin_dir()
         if bin_dir is not None:
             kwargs.setdefault("initdb", str(bin_dir / "initdb"))
             kwargs.setdefault("postgres", str(bin_dir / "postgres"))
