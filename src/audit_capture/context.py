@@ -103,15 +103,27 @@ def context_values(
     return variables
 
 
-def check_value(variable: str, value: str) -> None:
+def stated_variables(**values: Any) -> dict[str, str]:
+    """``context_values`` without the INHERITED variables that ``values`` leaves out, so
+    that a nested context keeps the outer one's request id and metadata."""
+    variables = context_values(**values)
+    for name in INHERITED:
+        if name not in values:
+            del variables[f"audit.{name}"]
+    return variables
+
+
+def check_value(variable: str, value: str, limits: Mapping[str, int] = LIMITS,
+                json_variables: tuple[str, ...] = ("audit.context",)) -> None:
     """Refuse a value the log cannot hold, naming the variable: longer than its limit
-    (``LIMITS``), or with a NUL character (text cannot hold one; in audit.context, JSON
-    writes it "\\u0000", which jsonb refuses)."""
-    if "\x00" in value or (variable == "audit.context" and _JSON_NUL.search(value)):
+    in ``limits``, or with a NUL character (text cannot hold one; in a JSON variable,
+    JSON writes it "\\u0000", which jsonb refuses). record_action checks its arguments
+    with it too, under their own limits."""
+    if "\x00" in value or (variable in json_variables and _JSON_NUL.search(value)):
         raise InvalidContextValue(
             variable, value,
             message=f"{variable} holds a NUL character (\\x00), which PostgreSQL cannot store")
-    limit = LIMITS.get(variable)
+    limit = limits.get(variable)
     if limit is not None and len(value) > limit:
         raise ContextValueTooLong(variable, value, limit)
 
@@ -159,10 +171,7 @@ def context(conn: psycopg.Connection | None = None, /, **values: Any) -> Iterato
     With a psycopg connection, the values are set on its current transaction at once.
     Without one, they become the ambient context (see the module's docstring).
     """
-    new = context_values(**values)
-    for name in INHERITED:
-        if name not in values:
-            del new[f"audit.{name}"]
+    new = stated_variables(**values)
     if conn is not None:
         with _overriding(conn, new):
             yield

@@ -7,7 +7,8 @@ class AuditCaptureError(Exception):
 
 class InvalidContextValue(AuditCaptureError, ValueError):
     """A context value outside its vocabulary, e.g. ``source="webb"``, or one the log
-    cannot hold (too long, a NUL character); the message names the variable."""
+    cannot hold (too long, a NUL character; also an argument of record_action); the
+    message names the variable."""
 
     def __init__(self, variable: str, value: object, allowed: list[str] = (),
                  *, message: str | None = None):

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from audit_capture.context import _JSON_NUL, as_text, require_sync_connection
+from audit_capture.context import as_text, check_value, require_sync_connection
 from audit_capture.enums import ActionType, coerce
 
 #: The longest action label and resource type an event may have, in characters (the
@@ -70,11 +70,6 @@ def log_action_arguments(
         "row_count": row_count,
     }
     for name, value in arguments.items():
-        if not isinstance(value, str):
-            continue
-        if "\x00" in value or (name in ("changes", "context") and _JSON_NUL.search(value)):
-            raise ValueError(f"{name} holds a NUL character (\\x00), which PostgreSQL cannot store")
-        if name in LIMITS and len(value) > LIMITS[name]:
-            raise ValueError(
-                f"{name} is {len(value):,} characters; at most {LIMITS[name]:,} are allowed")
+        if isinstance(value, str):  # InvalidContextValue (a ValueError) naming the argument
+            check_value(name, value, LIMITS, json_variables=("changes", "context"))
     return arguments

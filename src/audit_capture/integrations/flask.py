@@ -50,7 +50,7 @@ from typing import Any
 
 from flask import Flask, Request, abort, g, request
 
-from audit_capture.context import INHERITED, LIMITS, ambient_variables, context_values, deferred_context
+from audit_capture.context import LIMITS, ambient_variables, deferred_context, stated_variables
 from audit_capture.enums import ActorType, Source, coerce
 from audit_capture.errors import InvalidContextValue
 
@@ -227,12 +227,7 @@ class _RequestContext:
         return variables
 
     def _variables(self, actor: Mapping[str, Any]) -> dict[str, str]:
-        keywords = {**self.fixed, **actor}
-        new = context_values(**keywords)
-        for name in INHERITED:
-            if name not in keywords:
-                del new[f"audit.{name}"]
-        return {**self.outer, **new}
+        return {**self.outer, **stated_variables(**{**self.fixed, **actor})}
 
 
 def _display_name(name: Any) -> Any:
