@@ -46,6 +46,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import Text
 
 from audit_capture.errors import AuditCaptureError
+from audit_capture.tracking_access import ACCESS_SQL, NOT_INSTALLED, TrackingAccess
 
 log = logging.getLogger(__name__)
 
@@ -180,22 +181,14 @@ class UntrackTableOp(MigrateOperation):
 
 
 def _may(operations: Operations, verb: str, name: str) -> bool:
-    """Whether ``function`` (``track`` or ``untrack``) can run here, as this role: False
-    when audit_capture is not installed; NotAuditAdmin when the role may not."""
-    row = operations.get_bind().execute(text(
-        "select to_regclass('audit.tracked_table') is not null, "
-        "(select bool_or(has_function_privilege(p.oid, 'execute')) from pg_catalog.pg_proc p "
-        " where p.pronamespace = to_regnamespace('audit') and p.proname = :function), "
-        "current_user, quote_ident(current_user)"), {"function": verb}).one()
-    installed, allowed, role, quoted = row
-    if not installed or allowed is None:
+    """Whether ``verb`` ("track" or "untrack") can run here, as this role: False when
+    audit_capture is not installed; NotAuditAdmin when the role may not."""
+    access = TrackingAccess.from_row(operations.get_bind().execute(text(ACCESS_SQL)).one())
+    if not access.installed:
         return False
-    if not allowed:
-        raise NotAuditAdmin(
-            f"role {role} may not {verb} tables ({verb}_table({name!r})): a superuser runs "
-            f"`grant audit_admin to {quoted};`, or run the migration as a role that has "
-            "audit_admin"
-        )
+    if not access.may(verb):
+        raise NotAuditAdmin(access.refusal(verb, f" ({verb}_table({name!r}))")
+                            + ", or run the migration as a role that has audit_admin")
     return True
 
 
@@ -207,8 +200,7 @@ def _display(operation: TrackTableOp | UntrackTableOp) -> str:
 def _track_table(operations: Operations, operation: TrackTableOp) -> None:
     if not operations.get_context().as_sql and not _may(operations, "track", _display(operation)):
         raise AuditNotInstalled(
-            f"track_table({_display(operation)!r}): audit_capture is not installed in this "
-            "database; run `audit-capture migrate upgrade` (the package's own chain) before "
+            f"track_table({_display(operation)!r}): {NOT_INSTALLED}; run `audit-capture migrate upgrade` (the package's own chain) before "
             "the application's migrations that track tables"
         )
     s = operation.settings
@@ -246,10 +238,10 @@ def _track_table(operations: Operations, operation: TrackTableOp) -> None:
 def _untrack_table(operations: Operations, operation: UntrackTableOp) -> None:
     if not operations.get_context().as_sql and not _may(operations, "untrack", _display(operation)):
         log.warning(
-            "untrack_table(%r) did nothing: audit_capture is not installed in this database "
+            "untrack_table(%r) did nothing: %s "
             "(removed before this downgrade, which dropped the audit triggers already); "
             "the order to use is the application's downgrade first, then "
-            "`audit-capture migrate downgrade base`", _display(operation))
+            "`audit-capture migrate downgrade base`", _display(operation), NOT_INSTALLED)
         return
     if operation.settings is None and not operations.get_context().as_sql:
         operation.settings = read_settings(operations.get_bind(), operation.table, operation.schema)

@@ -15,7 +15,6 @@ import json
 import os
 import signal
 import sys
-from contextlib import contextmanager
 
 import click
 import psycopg
@@ -197,7 +196,8 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
           redacted_columns, label, label_plural, labels_json) -> None:
     """Start (or reconfigure) audit capture of TABLE (optionally schema-qualified)."""
     labels = _parse_labels(labels_json)
-    with database.connect(database_url(ctx)) as conn, _explained_tracking_errors(conn, "track"):
+    with database.connect(database_url(ctx)) as conn:
+        _check_tracking_access(conn, "track")
         conn.execute(
             "select audit.track(%s::regclass, %s, %s, %s::text[], %s::text[], %s::text[],"
             " %s::jsonb, %s, %s)",
@@ -216,7 +216,8 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
 @click.pass_context
 def untrack(ctx, table) -> None:
     """Stop audit capture of TABLE. Its logged actions stay in the log."""
-    with database.connect(database_url(ctx)) as conn, _explained_tracking_errors(conn, "untrack"):
+    with database.connect(database_url(ctx)) as conn:
+        _check_tracking_access(conn, "untrack")
         tracked = conn.execute(
             "select exists (select from audit.tracked_table where relation = %s::regclass)",
             (table,)).fetchone()[0]
@@ -224,26 +225,17 @@ def untrack(ctx, table) -> None:
     click.echo(f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do")
 
 
-@contextmanager
-def _explained_tracking_errors(conn: psycopg.Connection, verb: str):
-    """Say what to do when track or untrack cannot run: the schema is missing, or the
-    role lacks audit_admin (PostgreSQL's own words name neither the fix nor the role)."""
-    try:
-        yield
-    except (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable) as exc:
-        if '"audit' not in one_line(exc):
-            raise
-        raise click.ClickException(
-            "audit_capture is not installed in this database: run "
-            "`audit-capture migrate upgrade` first") from None
-    except psycopg.errors.InsufficientPrivilege as exc:
-        if not one_line(exc).endswith((f"function {verb}", "table tracked_table")):
-            raise
-        conn.rollback()
-        role = conn.execute("select current_user, quote_ident(current_user)").fetchone()
-        raise click.ClickException(
-            f"role {role[0]} may not {verb} tables: a superuser runs "
-            f"`grant audit_admin to {role[1]};` (see README, Roles)") from None
+def _check_tracking_access(conn: psycopg.Connection, verb: str) -> None:
+    """Say what to do when ``verb`` ("track" or "untrack") cannot run here: the schema
+    is missing, or the role lacks audit_admin (PostgreSQL's own words name neither the
+    fix nor the role)."""
+    from audit_capture.tracking_access import ACCESS_SQL, NOT_INSTALLED, TrackingAccess
+
+    access = TrackingAccess.from_row(conn.execute(ACCESS_SQL).fetchone())
+    if not access.installed:
+        raise click.ClickException(f"{NOT_INSTALLED}: run `audit-capture migrate upgrade` first")
+    if not access.may(verb):
+        raise click.ClickException(access.refusal(verb) + " (see README, Roles)")
 
 
 def _parse_labels(labels_json: str | None):
