@@ -206,10 +206,11 @@ $$;
 comment on function audit.rows_sql(regclass, text, text) is
   'Internal: the FROM item of a transition table for capture: the table, or a subquery rendering the columns of types capture must not cast (see audit.value_rendering()).';
 
--- SQL rendering a row's primary key as text, as audit.key_expression() does, with the
--- columns of a type capture must not cast rendered first (their output text). rowref is
--- a table alias or a record expression; the capture queries and audit.capture_key_change()
--- must give the same text for the same key.
+-- SQL rendering a row's primary key as text (one column's text, or a row literal such
+-- as "(3,7)" for a composite key), with the columns of a type capture must not cast
+-- rendered first (their output text). rowref is a table alias or a record expression;
+-- the capture queries and audit.capture_key_change() must give the same text for the
+-- same key.
 create or replace function audit.key_sql(target regclass, rowref text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp

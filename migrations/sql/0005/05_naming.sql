@@ -15,22 +15,10 @@ $$;
 comment on function audit.primary_key_columns(oid) is
   'Internal: the primary-key column names of a table, in key order; null when it has none.';
 
--- The SQL expression that renders a row's primary key as text: "o.id::text" for one
--- column, "row(o.a, o.b)::text" (a row literal such as "(3,7)") for a composite key.
--- rowref is a table alias ("o") or a record expression ("($1)").
-create or replace function audit.key_expression(pk_columns text[], rowref text) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case
-    when cardinality(pk_columns) = 1 then format('%s.%I::text', rowref, pk_columns[1])
-    else format('row(%s)::text',
-                (select string_agg(format('%s.%I', rowref, c), ', ' order by ord)
-                 from unnest(pk_columns) with ordinality as u(c, ord)))
-  end
-$$;
-comment on function audit.key_expression(text[], text) is
-  'Internal: SQL expression rendering a row''s primary key as text (a row literal for a composite key).';
+-- (audit.key_expression(), which rendered a key through its columns' own casts, was
+-- replaced by audit.key_sql() in 06_capture_queries.sql in revision 0005; a database
+-- upgraded from 0004 loses the copy it still holds.)
+drop function if exists audit.key_expression(text[], text);
 
 -- A label for the log, cut to its limit: a row's label column value as resource_label
 -- (audit.value_limits() ->> 'resource_label', 500 characters), or an action label made
