@@ -41,8 +41,14 @@ def _render(name: str, **values: int) -> str:
     return text
 
 
-def fill(conn: psycopg.Connection, rows: int, *, days: int = DEFAULT_DAYS,
-         seed: float = 0.42, log=lambda message: None) -> dict[str, float]:
+def fill(
+    conn: psycopg.Connection,
+    rows: int,
+    *,
+    days: int = DEFAULT_DAYS,
+    seed: float = 0.42,
+    log=lambda message: None,
+) -> dict[str, float]:
     """Append ``rows`` actions (and their items) in one transaction; seconds per step."""
     timings = {}
     with conn.transaction():

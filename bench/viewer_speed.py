@@ -37,7 +37,7 @@ import sys
 import time
 import tracemalloc
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -125,14 +125,19 @@ def prepare(server: EmbeddedPostgresql, rows: int) -> tuple[str, dict]:
         conn.execute("vacuum analyze audit.action_log")
         conn.execute("vacuum analyze audit.action_item_chunk")
         facts["indexes"] = {
-            name: size for name, size in conn.execute(
+            name: size
+            for name, size in conn.execute(
                 "select c.relname, pg_relation_size(c.oid) from pg_index i"
                 " join pg_class c on c.oid = i.indexrelid"
-                " where i.indrelid = 'audit.action_log'::regclass order by 1")}
-        facts["table_bytes"] = conn.execute(
-            "select pg_table_size('audit.action_log')").fetchone()[0]
-        conn.execute(sql.SQL("create role {} login in role audit_reader").format(
-            sql.Identifier(VIEWER_ROLE)))
+                " where i.indrelid = 'audit.action_log'::regclass order by 1"
+            )
+        }
+        facts["table_bytes"] = conn.execute("select pg_table_size('audit.action_log')").fetchone()[
+            0
+        ]
+        conn.execute(
+            sql.SQL("create role {} login in role audit_reader").format(sql.Identifier(VIEWER_ROLE))
+        )
     return url, facts
 
 
@@ -140,7 +145,11 @@ def viewer_connection(server: EmbeddedPostgresql) -> psycopg.Connection:
     """Like the viewer's: its own LOGIN role (audit_reader), read-only, with a timeout."""
     port = server.settings["port"]
     return psycopg.connect(
-        host="127.0.0.1", port=port, dbname=DATABASE, user=VIEWER_ROLE, autocommit=True,
+        host="127.0.0.1",
+        port=port,
+        dbname=DATABASE,
+        user=VIEWER_ROLE,
+        autocommit=True,
         options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
         application_name="viewer_speed",
     )
@@ -152,8 +161,17 @@ def viewer_connection(server: EmbeddedPostgresql) -> psycopg.Connection:
 def page_cases(conn: psycopg.Connection) -> list[tuple[str, dict]]:
     """(name, URL parameters) of every first page timed."""
     cases: list[tuple[str, dict]] = [("no filter", {})]
-    for value in ("create", "update", "delete", "status_change", "import",
-                  "login", "logout", "export", "send"):
+    for value in (
+        "create",
+        "update",
+        "delete",
+        "status_change",
+        "import",
+        "login",
+        "logout",
+        "export",
+        "send",
+    ):
         cases.append((f"action_type={value}", {"action_type": value}))
     for value in ("admin", "client", "system"):
         cases.append((f"actor_type={value}", {"actor_type": value}))
@@ -161,26 +179,38 @@ def page_cases(conn: psycopg.Connection) -> list[tuple[str, dict]]:
         cases.append((f"source={value}", {"source": value}))
     for value in ("client", "case", "case_task", "campaign", "batch_job", "integration", "call"):
         cases.append((f"resource={value}", {"resource": value}))
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     cases += [
         ("actor=id:admin-0 (busiest admin)", {"actor": "id:admin-0"}),
         ("actor=id:client-42 (one client)", {"actor": "id:client-42"}),
         ("actor=name:postgres (database role)", {"actor": "name:postgres"}),
         ("actor=name:crm_migrator (database role)", {"actor": "name:crm_migrator"}),
-        ("from..to: one week, a year ago", {"from": str(today - timedelta(days=372)),
-                                            "to": str(today - timedelta(days=365))}),
-        ("3 filters: web + admin + update",
-         {"source": "web", "actor_type": "admin", "action_type": "update"}),
-        ("3 filters: api + client resource + delete",
-         {"source": "api", "resource": "client", "action_type": "delete"}),
-        ("3 filters: admin-7 + case + status_change",
-         {"actor": "id:admin-7", "resource": "case", "action_type": "status_change"}),
+        (
+            "from..to: one week, a year ago",
+            {"from": str(today - timedelta(days=372)), "to": str(today - timedelta(days=365))},
+        ),
+        (
+            "3 filters: web + admin + update",
+            {"source": "web", "actor_type": "admin", "action_type": "update"},
+        ),
+        (
+            "3 filters: api + client resource + delete",
+            {"source": "api", "resource": "client", "action_type": "delete"},
+        ),
+        (
+            "3 filters: admin-7 + case + status_change",
+            {"actor": "id:admin-7", "resource": "case", "action_type": "status_change"},
+        ),
         ("rare and old: actor=id:departed-1", {"actor": "id:departed-1"}),
         ("matches nothing: admin-20 + mobile", {"actor": "id:admin-20", "source": "mobile"}),
-        ("matches nothing: departed-2 + api + login",
-         {"actor": "id:departed-2", "source": "api", "action_type": "login"}),
-        ("matches nothing: source=mobile + actor_type=system",
-         {"source": "mobile", "actor_type": "system"}),
+        (
+            "matches nothing: departed-2 + api + login",
+            {"actor": "id:departed-2", "source": "api", "action_type": "login"},
+        ),
+        (
+            "matches nothing: source=mobile + actor_type=system",
+            {"source": "mobile", "actor_type": "system"},
+        ),
         ("text absent: q=zyxwv", {"q": "zyxwv"}),
         ("text 2 letters: q=qz (absent)", {"q": "qz"}),
         ("text 2 letters: q=jo (no such word)", {"q": "jo"}),
@@ -190,8 +220,10 @@ def page_cases(conn: psycopg.Connection) -> list[tuple[str, dict]]:
         ("text ~1%, 2 words: q=maria smith", {"q": "maria smith"}),
         ("text common: q=updated", {"q": "updated"}),
         ("text + filter: q=maria + source=api", {"q": "maria", "source": "api"}),
-        ("text 2 words + filter: q=maria smith + source=api",
-         {"q": "maria smith", "source": "api"}),
+        (
+            "text 2 words + filter: q=maria smith + source=api",
+            {"q": "maria smith", "source": "api"},
+        ),
         ("text prefix + word: q=mari* smith", {"q": "mari* smith"}),
         ("text prefix + absent word: q=mar* zzz", {"q": "mar* zzz"}),
         ("text 2 words, no match together: q=smith johnson", {"q": "smith johnson"}),
@@ -220,7 +252,9 @@ def deep_cursor(conn: psycopg.Connection, depth: int) -> str:
     """The cursor of the row ``depth`` rows into the log (read once, not timed)."""
     occurred_at, action_id = conn.execute(
         "select occurred_at, id from audit.action_log order by occurred_at desc, id desc"
-        " offset %s limit 1", (depth,)).fetchone()
+        " offset %s limit 1",
+        (depth,),
+    ).fetchone()
     return cursors.encode(occurred_at, action_id)
 
 
@@ -228,7 +262,9 @@ def csv_filter(conn: psycopg.Connection, wanted: int) -> dict:
     """A date filter matching about ``wanted`` rows: from the day of the row that deep."""
     (occurred_at,) = conn.execute(
         "select occurred_at from audit.action_log order by occurred_at desc, id desc"
-        " offset %s limit 1", (wanted - 1,)).fetchone()
+        " offset %s limit 1",
+        (wanted - 1,),
+    ).fetchone()
     return {"from": str(occurred_at.astimezone(TZ).date() + timedelta(days=1))}
 
 
@@ -253,8 +289,10 @@ def time_csv(conn, args: dict, runs: int) -> Result:
         tracemalloc.stop()
         rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
         result.rows = lines - 1  # the header; no value here holds a newline
-        result.note = (f"{size / 1e6:.1f} MB; peak Python allocation {peak / 1024:.0f} KiB, "
-                       f"peak RSS growth {rss_growth / 1024:.1f} MiB")
+        result.note = (
+            f"{size / 1e6:.1f} MB; peak Python allocation {peak / 1024:.0f} KiB, "
+            f"peak RSS growth {rss_growth / 1024:.1f} MiB"
+        )
     except TooBroad as exc:
         result.error = f"TooBroad: {exc}"
     return result
@@ -267,20 +305,24 @@ def report(results: list[Result], facts: dict) -> str:
     header = ("case", "rows", "median ms", "worst ms", "target", "met", "count / note")
     lines = []
     for r in results:
-        lines.append((
-            r.case,
-            "-" if r.rows is None else f"{r.rows:,}",
-            "-" if r.median is None else f"{r.median:.1f}",
-            "-" if r.worst is None else f"{r.worst:.1f}",
-            f"< {r.target:g} ms",
-            "yes" if r.met else "NO",
-            r.error or r.note,
-        ))
+        lines.append(
+            (
+                r.case,
+                "-" if r.rows is None else f"{r.rows:,}",
+                "-" if r.median is None else f"{r.median:.1f}",
+                "-" if r.worst is None else f"{r.worst:.1f}",
+                f"< {r.target:g} ms",
+                "yes" if r.met else "NO",
+                r.error or r.note,
+            )
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
 
     def fmt(row):
-        return "  ".join(str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
-                         for i, (v, w) in enumerate(zip(row, widths))).rstrip()
+        return "  ".join(
+            str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths))
+        ).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
     indexes = ", ".join(f"{name} {size / 2**20:,.0f} MB" for name, size in facts["indexes"].items())
@@ -311,13 +353,18 @@ def start_server(data: Path | None, rows: int) -> tuple[EmbeddedPostgresql, str,
     facts_file = data / FACTS_FILE
     facts = json.loads(facts_file.read_text()) if facts_file.exists() else None
     if facts is not None and facts.get("rows") != rows:
-        raise SystemExit(f"--data {data} holds a log of {facts['rows']:,} actions, not "
-                         f"{rows:,}; pass --rows {facts['rows']} or another folder")
+        raise SystemExit(
+            f"--data {data} holds a log of {facts['rows']:,} actions, not "
+            f"{rows:,}; pass --rows {facts['rows']} or another folder"
+        )
     if facts is None and (data / "data").exists():
-        raise SystemExit(f"--data {data} holds a server whose fill did not finish; "
-                         "remove the folder and run again")
-    server = EmbeddedPostgresql(postgres_args=SERVER_ARGS, boot_timeout=60,
-                                base_dir=str(data.resolve()))
+        raise SystemExit(
+            f"--data {data} holds a server whose fill did not finish; "
+            "remove the folder and run again"
+        )
+    server = EmbeddedPostgresql(
+        postgres_args=SERVER_ARGS, boot_timeout=60, base_dir=str(data.resolve())
+    )
     return server, server.url(DATABASE), facts
 
 
@@ -326,13 +373,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the server running after the report (Ctrl-C stops it)")
-    parser.add_argument("--data", type=Path, metavar="DIR",
-                        help="keep the server's files in DIR (reachable by the server's user) "
-                             "and reuse a log filled there by an earlier run of the same --rows")
-    parser.add_argument("--only", action="append", metavar="TEXT",
-                        help="time only the cases whose name holds TEXT (repeatable)")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running after the report (Ctrl-C stops it)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="keep the server's files in DIR (reachable by the server's user) "
+        "and reuse a log filled there by an earlier run of the same --rows",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="time only the cases whose name holds TEXT (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     def wanted(name: str) -> bool:
@@ -369,10 +427,19 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"  {results[-1].case}: {results[-1].median or 0:.1f} ms")
         print(report(results, facts))
         if args.json:
-            args.json.write_text(json.dumps(
-                {"facts": facts, "results": [dict(asdict(r), median=r.median, worst=r.worst,
-                                                  met=r.met) for r in results]},
-                indent=2, default=str))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "facts": facts,
+                        "results": [
+                            dict(asdict(r), median=r.median, worst=r.worst, met=r.met)
+                            for r in results
+                        ],
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
         if args.keep:
             log(f"server kept at {url} (Ctrl-C stops it)")
             try:

@@ -31,22 +31,37 @@ import sys
 import tempfile
 from pathlib import Path
 
-from psycopg import sql
-
 import write_overhead as bench
+from psycopg import sql
 
 TRIGGERS = (  # (table, reference trigger function or None, what it shows)
     ("clients_plain", None, "untracked"),
     ("clients_empty", "audit.bench_floor_empty", "empty statement trigger (transition tables)"),
-    ("clients_log_bare", "audit.bench_floor_log_bare", "+ insert a constant action, log with its primary key only"),
-    ("clients_log_full", "audit.bench_floor_log_full", "+ insert a constant action into audit.action_log (viewer's indexes)"),
+    (
+        "clients_log_bare",
+        "audit.bench_floor_log_bare",
+        "+ insert a constant action, log with its primary key only",
+    ),
+    (
+        "clients_log_full",
+        "audit.bench_floor_log_full",
+        "+ insert a constant action into audit.action_log (viewer's indexes)",
+    ),
     ("clients_tracked", None, "audit_capture (audit.track)"),
 )
 BULK_TRIGGERS = (  # the same for one DELETE of every row (DELETE triggers only)
     ("clients_plain", None, "untracked"),
     ("clients_empty", "audit.bench_floor_empty", "empty statement trigger (transition table)"),
-    ("clients_rows_copy", "audit.bench_floor_rows_copy", "copy the rows as they are into an unindexed table"),
-    ("clients_rows_json", "audit.bench_floor_rows_json", "turn the rows into JSON in chunks of 1,000, store nothing"),
+    (
+        "clients_rows_copy",
+        "audit.bench_floor_rows_copy",
+        "copy the rows as they are into an unindexed table",
+    ),
+    (
+        "clients_rows_json",
+        "audit.bench_floor_rows_json",
+        "turn the rows into JSON in chunks of 1,000, store nothing",
+    ),
     ("clients_tracked", None, "audit_capture (audit.track)"),
 )
 DELETE_TARGET = 6.0  # the bound for the 100,000-row DELETE, as a time ratio
@@ -59,27 +74,41 @@ def prepare(server, rows: int) -> str:
         for table, function, _ in TRIGGERS:
             if function is None:  # untracked, or tracked by prepare_database()
                 continue
-            bench.run_file(conn, "create_table.sql", table=table,
-                           email_index=f"{table}_email_idx", owner_index=f"{table}_owner_id_idx")
+            bench.run_file(
+                conn,
+                "create_table.sql",
+                table=table,
+                email_index=f"{table}_email_idx",
+                owner_index=f"{table}_owner_id_idx",
+            )
             # the same transition tables as audit_capture's own triggers ask for
-            conn.execute(sql.SQL(
-                "create trigger floor_update after update on {0} referencing old table as"
-                " audit_old_rows new table as audit_new_rows for each statement execute function {1}();"
-                " create trigger floor_insert after insert on {0} referencing new table as"
-                " audit_new_rows for each statement execute function {1}()"
-            ).format(sql.Identifier(table), sql.SQL(function)))
+            conn.execute(
+                sql.SQL(
+                    "create trigger floor_update after update on {0} referencing old table as"
+                    " audit_old_rows new table as audit_new_rows for each statement execute function {1}();"
+                    " create trigger floor_insert after insert on {0} referencing new table as"
+                    " audit_new_rows for each statement execute function {1}()"
+                ).format(sql.Identifier(table), sql.SQL(function))
+            )
             bench.reset_table(conn, table, rows)
         for table, function, _ in BULK_TRIGGERS:
             if function is None:
                 continue
             if table not in (t for t, _, _ in TRIGGERS):
-                bench.run_file(conn, "create_table.sql", table=table, email_index=f"{table}_email_idx",
-                               owner_index=f"{table}_owner_id_idx")
+                bench.run_file(
+                    conn,
+                    "create_table.sql",
+                    table=table,
+                    email_index=f"{table}_email_idx",
+                    owner_index=f"{table}_owner_id_idx",
+                )
                 bench.reset_table(conn, table, rows)
-            conn.execute(sql.SQL(
-                "create trigger floor_delete after delete on {} referencing old table as"
-                " audit_old_rows for each statement execute function {}()"
-            ).format(sql.Identifier(table), sql.SQL(function)))
+            conn.execute(
+                sql.SQL(
+                    "create trigger floor_delete after delete on {} referencing old table as"
+                    " audit_old_rows for each statement execute function {}()"
+                ).format(sql.Identifier(table), sql.SQL(function))
+            )
     return url
 
 
@@ -93,21 +122,33 @@ def measure(server, url: str, settings: bench.Settings) -> Tps:
         for workload in bench.PGBENCH_WORKLOADS:
             for table, _, _ in TRIGGERS:
                 path = Path(workdir) / f"{table}_{workload.script}"
-                path.write_text(bench.render(bench.PGBENCH_DIR / workload.script, table=table,
-                                             rows=settings.rows).as_string(conn))
+                path.write_text(
+                    bench.render(
+                        bench.PGBENCH_DIR / workload.script, table=table, rows=settings.rows
+                    ).as_string(conn)
+                )
                 scripts[workload.name, table] = path
         conn.execute("checkpoint")
         for workload in bench.PGBENCH_WORKLOADS:
             bench.log(workload.name)
             for table, _, _ in TRIGGERS:
                 if settings.warmup_seconds:
-                    bench.run_pgbench(server, scripts[workload.name, table], settings.warmup_seconds,
-                                      settings.clients, workload.synchronous_commit)
+                    bench.run_pgbench(
+                        server,
+                        scripts[workload.name, table],
+                        settings.warmup_seconds,
+                        settings.clients,
+                        workload.synchronous_commit,
+                    )
             for block in range(1, settings.pgbench_blocks + 1):
                 for table, _, _ in TRIGGERS:
-                    result = bench.run_pgbench(server, scripts[workload.name, table],
-                                               settings.block_seconds, settings.clients,
-                                               workload.synchronous_commit)
+                    result = bench.run_pgbench(
+                        server,
+                        scripts[workload.name, table],
+                        settings.block_seconds,
+                        settings.clients,
+                        workload.synchronous_commit,
+                    )
                     tps[workload.name][table].append(result.tps)
                     bench.log(f"  block {block}, {table}: {result.tps:,.0f} tps")
     return tps
@@ -146,12 +187,16 @@ def report(tps: Tps, clients: int) -> str:
         for table, _, what in TRIGGERS:
             median = statistics.median(by_table[table])
             added = (clients / median - clients / plain) * 1e6
-            lines.append(f"{what:<72}  {median:>7,.0f}  {median / plain:5.2f}  "
-                         + ("" if table == bench.PLAIN else f"{added:+6.0f} us"))
+            lines.append(
+                f"{what:<72}  {median:>7,.0f}  {median / plain:5.2f}  "
+                + ("" if table == bench.PLAIN else f"{added:+6.0f} us")
+            )
         lines.append(f"{'':<72}  {'target':>7}  {workload.target.bound:5.2f}")
         lines.append("")
-    lines.append("added/tx: time each transaction gains per client ("
-                 f"{clients} clients / tps, with the trigger minus untracked).")
+    lines.append(
+        "added/tx: time each transaction gains per client ("
+        f"{clients} clients / tps, with the trigger minus untracked)."
+    )
     return "\n".join(lines)
 
 
@@ -159,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 rows, short blocks")
     args = parser.parse_args(argv)
-    settings = bench.QUICK if args.quick else bench.Settings(
-        rows=100_000, pgbench_blocks=5, block_seconds=4, warmup_seconds=2, bulk_runs=3)
+    settings = (
+        bench.QUICK
+        if args.quick
+        else bench.Settings(
+            rows=100_000, pgbench_blocks=5, block_seconds=4, warmup_seconds=2, bulk_runs=3
+        )
+    )
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = bench.start_server()

@@ -127,8 +127,12 @@ class Row:
     def as_json(self) -> dict:
         data = asdict(self)
         data["target"] = str(self.target) if self.target else None
-        data.update(plain_median=self.plain_median, tracked_median=self.tracked_median,
-                    ratio=self.ratio, met=self.met)
+        data.update(
+            plain_median=self.plain_median,
+            tracked_median=self.tracked_median,
+            ratio=self.ratio,
+            met=self.met,
+        )
         return data
 
 
@@ -196,8 +200,13 @@ def prepare_database(server: EmbeddedPostgresql, rows: int, working_triggers: bo
         log(f"loading {rows:,} rows into {PLAIN} and {TRACKED}")
         run_file(conn, "create_seed.sql", seed=SEED, rows=rows)
         for table in (PLAIN, TRACKED):
-            run_file(conn, "create_table.sql", table=table,
-                     email_index=f"{table}_email_idx", owner_index=f"{table}_owner_id_idx")
+            run_file(
+                conn,
+                "create_table.sql",
+                table=table,
+                email_index=f"{table}_email_idx",
+                owner_index=f"{table}_owner_id_idx",
+            )
         conn.execute(TRACK_SQL, (TRACKED,))
         for table in (PLAIN, TRACKED):
             reset_table(conn, table, rows)
@@ -218,8 +227,11 @@ def settle(conn: psycopg.Connection) -> None:
         "select relname from pg_class where relnamespace = 'audit'::regnamespace and relkind = 'r'"
     ).fetchall()
     if tables:
-        conn.execute(sql.SQL("vacuum analyze {}").format(
-            sql.SQL(", ").join(sql.Identifier("audit", name) for (name,) in tables)))
+        conn.execute(
+            sql.SQL("vacuum analyze {}").format(
+                sql.SQL(", ").join(sql.Identifier("audit", name) for (name,) in tables)
+            )
+        )
     conn.execute("checkpoint")
 
 
@@ -228,8 +240,11 @@ def wal_lsn(conn: psycopg.Connection) -> str:
 
 
 def wal_since(conn: psycopg.Connection, start: str) -> int:
-    return int(conn.execute("select pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)",
-                            (start,)).fetchone()[0])
+    return int(
+        conn.execute(
+            "select pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (start,)
+        ).fetchone()[0]
+    )
 
 
 def audit_size(conn: psycopg.Connection) -> int:
@@ -252,12 +267,15 @@ class PgbenchWorkload:
 
 
 PGBENCH_WORKLOADS = (
-    PgbenchWorkload("single-row UPDATE, sync_commit=off", "update.sql", "off",
-                    Target("ratio", ">=", 0.75)),
-    PgbenchWorkload("single-row INSERT, sync_commit=off", "insert.sql", "off",
-                    Target("ratio", ">=", 0.80)),
-    PgbenchWorkload("single-row UPDATE, sync_commit=on", "update.sql", "on",
-                    Target("ratio", ">=", 0.92)),
+    PgbenchWorkload(
+        "single-row UPDATE, sync_commit=off", "update.sql", "off", Target("ratio", ">=", 0.75)
+    ),
+    PgbenchWorkload(
+        "single-row INSERT, sync_commit=off", "insert.sql", "off", Target("ratio", ">=", 0.80)
+    ),
+    PgbenchWorkload(
+        "single-row UPDATE, sync_commit=on", "update.sql", "on", Target("ratio", ">=", 0.92)
+    ),
 )
 
 
@@ -271,7 +289,9 @@ def pgbench_binary() -> str:
     return found
 
 
-def render_scripts(conn: psycopg.Connection, workdir: Path, rows: int) -> dict[tuple[str, str], Path]:
+def render_scripts(
+    conn: psycopg.Connection, workdir: Path, rows: int
+) -> dict[tuple[str, str], Path]:
     """pgbench scripts with the table name filled in: {(script, table): path}."""
     paths = {}
     for script in {w.script for w in PGBENCH_WORKLOADS}:
@@ -289,12 +309,29 @@ class PgbenchResult:
     transactions: int
 
 
-def run_pgbench(server: EmbeddedPostgresql, script: Path, seconds: int, clients: int,
-                synchronous_commit: str) -> PgbenchResult:
+def run_pgbench(
+    server: EmbeddedPostgresql, script: Path, seconds: int, clients: int, synchronous_commit: str
+) -> PgbenchResult:
     command = [
-        pgbench_binary(), "-n", "-M", "prepared", "-c", str(clients), "-j", str(clients),
-        "-T", str(seconds), "-f", str(script),
-        "-h", "127.0.0.1", "-p", str(server.settings["port"]), "-U", "postgres", DATABASE,
+        pgbench_binary(),
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(clients),
+        "-T",
+        str(seconds),
+        "-f",
+        str(script),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(server.settings["port"]),
+        "-U",
+        "postgres",
+        DATABASE,
     ]
     env = dict(os.environ, PGOPTIONS=f"-c synchronous_commit={synchronous_commit}")
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -304,25 +341,39 @@ def run_pgbench(server: EmbeddedPostgresql, script: Path, seconds: int, clients:
     failed = re.search(r"number of failed transactions: (\d+)", output)
     if done.returncode != 0 or not tps or not processed or (failed and int(failed[1])):
         errors = [line for line in output.splitlines() if "ERROR" in line or "error" in line]
-        raise BenchError(f"pgbench failed (exit {done.returncode}) on {script.name}: "
-                         + ("; ".join(errors[:3]) or output.strip()[-500:]))
+        raise BenchError(
+            f"pgbench failed (exit {done.returncode}) on {script.name}: "
+            + ("; ".join(errors[:3]) or output.strip()[-500:])
+        )
     return PgbenchResult(float(tps[1]), int(processed[1]))
 
 
-def measure_pgbench(server, conn, scripts, settings: Settings, workload: PgbenchWorkload,
-                    tps: Row, wal: Row) -> None:
+def measure_pgbench(
+    server, conn, scripts, settings: Settings, workload: PgbenchWorkload, tps: Row, wal: Row
+) -> None:
     """Interleaved blocks, plain then tracked: tps and WAL bytes per transaction."""
     for table in (PLAIN, TRACKED):
         if settings.warmup_seconds:
-            run_pgbench(server, scripts[workload.script, table], settings.warmup_seconds,
-                        settings.clients, workload.synchronous_commit)
+            run_pgbench(
+                server,
+                scripts[workload.script, table],
+                settings.warmup_seconds,
+                settings.clients,
+                workload.synchronous_commit,
+            )
     for block in range(1, settings.pgbench_blocks + 1):
-        for table, tps_side, wal_side in ((PLAIN, tps.plain, wal.plain),
-                                          (TRACKED, tps.tracked, wal.tracked)):
+        for table, tps_side, wal_side in (
+            (PLAIN, tps.plain, wal.plain),
+            (TRACKED, tps.tracked, wal.tracked),
+        ):
             start = wal_lsn(conn)
-            result = run_pgbench(server, scripts[workload.script, table],
-                                 settings.block_seconds, settings.clients,
-                                 workload.synchronous_commit)
+            result = run_pgbench(
+                server,
+                scripts[workload.script, table],
+                settings.block_seconds,
+                settings.clients,
+                workload.synchronous_commit,
+            )
             tps_side.append(result.tps)
             wal_side.append(wal_since(conn, start) / max(result.transactions, 1))
             log(f"  {workload.name}, block {block}, {table}: {result.tps:,.0f} tps")
@@ -366,8 +417,10 @@ def check_bulk_action(conn: psycopg.Connection, rows: int) -> int:
     if items != rows:
         raise BenchError(f"audit.action_items({action_id}) returns {items} rows, not {rows}")
     if status_changes != rows:
-        raise BenchError(f"audit.action_items({action_id}): only {status_changes} of {rows} "
-                         "items show the status change to 'closed'")
+        raise BenchError(
+            f"audit.action_items({action_id}): only {status_changes} of {rows} "
+            "items show the status change to 'closed'"
+        )
     return action_id
 
 
@@ -399,21 +452,26 @@ def measure_read_side(url: str, conn: psycopg.Connection, rows: int) -> tuple[fl
     """After the tracked bulk UPDATE: its items read in the server, then fetched (jsonb
     parsed into Python objects, then as text)."""
     action_id = check_bulk_action(conn, rows)
-    return (time_read_in_server(conn, action_id),
-            time_fetch_to_client(url, action_id, rows),
-            time_fetch_to_client(url, action_id, rows, parse_json=False))
+    return (
+        time_read_in_server(conn, action_id),
+        time_fetch_to_client(url, action_id, rows),
+        time_fetch_to_client(url, action_id, rows, parse_json=False),
+    )
 
 
 def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list[Row]:
     n = settings.rows
     update = Row(f"UPDATE {n:,} rows, status change (s)", "s", target=Target("ratio", "<=", 2.5))
     update_wal = Row(f"  WAL, UPDATE {n:,} rows (MB)", "MB", target=Target("ratio", "<=", 1.5))
-    storage = Row(f"  audit storage per changed row (B)", "B",
-                  target=Target("tracked", "<=", 150, "B"))
-    read_server = Row(f"read {n:,} items in the server (s)", "s",
-                      target=Target("tracked", "<", 1, "s"))
-    read_client = Row(f"fetch {n:,} items to the client (s)", "s",
-                      target=Target("tracked", "<", 1, "s"))
+    storage = Row(
+        "  audit storage per changed row (B)", "B", target=Target("tracked", "<=", 150, "B")
+    )
+    read_server = Row(
+        f"read {n:,} items in the server (s)", "s", target=Target("tracked", "<", 1, "s")
+    )
+    read_client = Row(
+        f"fetch {n:,} items to the client (s)", "s", target=Target("tracked", "<", 1, "s")
+    )
     read_text = Row(f"  fetch {n:,} items, jsonb as text (s)", "s")
     delete = Row(f"DELETE {n:,} rows (s)", "s", target=Target("ratio", "<=", 6))
     delete_wal = Row(f"  WAL, DELETE {n:,} rows (MB)", "MB")
@@ -421,23 +479,28 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
     for run in range(1, settings.bulk_runs + 1):
         for table in (PLAIN, TRACKED):
             side = 1 if table == TRACKED else 0
-            result = guarded(update, lambda: run_bulk(
-                conn, table, "update {table} set status = 'closed'", n))
+            result = guarded(
+                update, lambda: run_bulk(conn, table, "update {table} set status = 'closed'", n)
+            )
             if result is None:
                 continue
             (update.plain, update.tracked)[side].append(result.seconds)
             (update_wal.plain, update_wal.tracked)[side].append(result.wal_bytes / 1e6)
             (storage.plain, storage.tracked)[side].append(result.audit_growth / n)
-            log(f"  UPDATE run {run}, {table}: {result.seconds:.3f} s, "
-                f"WAL {result.wal_bytes / 1e6:.1f} MB, audit +{result.audit_growth / 1e6:.1f} MB")
+            log(
+                f"  UPDATE run {run}, {table}: {result.seconds:.3f} s, "
+                f"WAL {result.wal_bytes / 1e6:.1f} MB, audit +{result.audit_growth / 1e6:.1f} MB"
+            )
             if side:
                 times = guarded(read_server, lambda: measure_read_side(url, conn, n))
                 if times:
                     read_server.tracked.append(times[0])
                     read_client.tracked.append(times[1])
                     read_text.tracked.append(times[2])
-                    log(f"  read side: {times[0]:.3f} s in the server, {times[1]:.3f} s to "
-                        f"the client ({times[2]:.3f} s with jsonb as text)")
+                    log(
+                        f"  read side: {times[0]:.3f} s in the server, {times[1]:.3f} s to "
+                        f"the client ({times[2]:.3f} s with jsonb as text)"
+                    )
         for table in (PLAIN, TRACKED):
             side = 1 if table == TRACKED else 0
             result = guarded(delete, lambda: run_bulk(conn, table, "delete from {table}", n))
@@ -445,12 +508,13 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
                 continue
             (delete.plain, delete.tracked)[side].append(result.seconds)
             (delete_wal.plain, delete_wal.tracked)[side].append(result.wal_bytes / 1e6)
-            log(f"  DELETE run {run}, {table}: {result.seconds:.3f} s, "
-                f"WAL {result.wal_bytes / 1e6:.1f} MB")
+            log(
+                f"  DELETE run {run}, {table}: {result.seconds:.3f} s, "
+                f"WAL {result.wal_bytes / 1e6:.1f} MB"
+            )
     for table in (PLAIN, TRACKED):
         reset_table(conn, table, n)
-    return [update, update_wal, storage, delete, delete_wal, read_server, read_client,
-            read_text]
+    return [update, update_wal, storage, delete, delete_wal, read_server, read_client, read_text]
 
 
 def guarded(row: Row, measure: Callable):
@@ -511,15 +575,24 @@ def render_table(rows: list[Row], settings: Settings) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke check: 10,000 rows, short blocks, one run of each bulk op")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke check: 10,000 rows, short blocks, one run of each bulk op",
+    )
     parser.add_argument("--rows", type=int, help="rows per table (default 100,000; 10,000 quick)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--working-triggers", action="store_true",
-                        help="install triggers/*.sql as they are now instead of the head "
-                             "revision's frozen SQL (to iterate before scripts/freeze-sql)")
-    parser.add_argument("--keep", action="store_true",
-                        help="leave the server running at the end, until Ctrl-C (for profiling)")
+    parser.add_argument(
+        "--working-triggers",
+        action="store_true",
+        help="install triggers/*.sql as they are now instead of the head "
+        "revision's frozen SQL (to iterate before scripts/freeze-sql)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the server running at the end, until Ctrl-C (for profiling)",
+    )
     return parser.parse_args(argv)
 
 
@@ -540,8 +613,9 @@ def run(server: EmbeddedPostgresql, settings: Settings, working_triggers: bool) 
             conn.execute("checkpoint")
             tps = Row(f"{workload.name} (tps)", "tps", target=workload.target)
             wal = Row(f"  WAL per tx, {workload.name} (B)", "B")
-            guarded(tps, lambda: measure_pgbench(server, conn, scripts, settings, workload,
-                                                 tps, wal))
+            guarded(
+                tps, lambda: measure_pgbench(server, conn, scripts, settings, workload, tps, wal)
+            )
             rows.extend([tps, wal])
         log(f"bulk statements ({settings.bulk_runs} run(s) each)")
         rows.extend(measure_bulk(url, conn, settings))
@@ -568,11 +642,21 @@ def main(argv: list[str] | None = None) -> int:
         rows = run(server, settings, args.working_triggers)
         print(render_table(rows, settings), flush=True)
         if args.json:
-            args.json.write_text(json.dumps(
-                {"settings": asdict(settings), "server_args": SERVER_ARGS,
-                 "audit_sql": "triggers/" if args.working_triggers else "migrate.upgrade(head)",
-                 "server_version": server.server_version(),
-                 "results": [row.as_json() for row in rows]}, indent=2) + "\n")
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "settings": asdict(settings),
+                        "server_args": SERVER_ARGS,
+                        "audit_sql": "triggers/"
+                        if args.working_triggers
+                        else "migrate.upgrade(head)",
+                        "server_version": server.server_version(),
+                        "results": [row.as_json() for row in rows],
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
             log(f"results written to {args.json}")
         if args.keep:
             wait_for_interrupt(server)

@@ -15,16 +15,23 @@ import pytest
 
 CHROMIUM = os.environ.get("AUDIT_CAPTURE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 README_SCREENSHOT = REPO_ROOT / "docs" / "viewer.png"
 
 if not Path(CHROMIUM).exists():
-    pytest.fail(f"{CHROMIUM} not found: scripts/test installs chromium (apt-get install chromium)",
-                pytrace=False)
+    pytest.fail(
+        f"{CHROMIUM} not found: scripts/test installs chromium (apt-get install chromium)",
+        pytrace=False,
+    )
 
 from playwright import sync_api  # noqa: E402 - after the check that says what is missing
 
@@ -52,11 +59,13 @@ def served(app) -> Iterator[str]:
 
 
 @contextmanager
-def chromium_page() -> Iterator["sync_api.Page"]:
+def chromium_page() -> Iterator[sync_api.Page]:
     """A Chromium tab; fails when the page reports a JavaScript or console error."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+        context = browser.new_context(
+            viewport={"width": 1360, "height": 900}, accept_downloads=True
+        )
         tab = context.new_page()
         tab.set_default_timeout(15_000)
         errors: list[str] = []

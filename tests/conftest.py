@@ -18,11 +18,12 @@ import subprocess
 
 import psycopg
 import pytest
+from pg_binaries import ENVVAR as PGBIN_ENVVAR
+from pg_binaries import bin_dir
 from psycopg import sql
 
 from audit_capture import migrate
 from audit_capture.embedded import EmbeddedPostgresql
-from pg_binaries import ENVVAR as PGBIN_ENVVAR, bin_dir
 
 TEMPLATE_DB = "audit_template"
 _database_numbers = itertools.count(1)
@@ -86,9 +87,8 @@ def template_db_url(pg_server) -> str:
 
     url = _create_database(pg_server, TEMPLATE_DB, "template0")
     migrate.upgrade(url, "head")
-    with psycopg.connect(url) as conn:
-        with conn.transaction():
-            install_crm(conn)
+    with psycopg.connect(url) as conn, conn.transaction():
+        install_crm(conn)
     return url
 
 

@@ -31,7 +31,8 @@ def bin_dir() -> Path | None:
     if missing:
         raise pytest.UsageError(
             f"{ENVVAR}={chosen}: no {' or '.join(missing)} there; it names the bin folder "
-            "of a PostgreSQL server (the one holding initdb and postgres)")
+            "of a PostgreSQL server (the one holding initdb and postgres)"
+        )
     return folder
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg import errors
-
 from audit_log import actions, items
+from psycopg import errors
 
 # every test here runs against both capture modes (see conftest.py)
 CAPTURE_MODES = ("generated", "generic")
@@ -19,7 +18,9 @@ def _pending(conn) -> int:
 
 
 def _keys_moved(conn) -> str:
-    return conn.execute("select coalesce(current_setting('audit.keys_moved', true), '')").fetchone()[0]
+    return conn.execute(
+        "select coalesce(current_setting('audit.keys_moved', true), '')"
+    ).fetchone()[0]
 
 
 # -- item 4: key-change bookkeeping -----------------------------------------------------
@@ -30,7 +31,9 @@ def test_a_key_changed_back_and_forth_leaves_no_note_for_the_next_statement(conn
     row trigger's notes: the next bulk UPDATE paired its rows with them (3 rows, every
     column changed) and the notes outlived the commit."""
     with conn.transaction():
-        conn.execute("insert into clients (id, name, email) values (7001, 'Ann', 'a@x'), (7002, 'Bob', 'b@x')")
+        conn.execute(
+            "insert into clients (id, name, email) values (7001, 'Ann', 'a@x'), (7002, 'Bob', 'b@x')"
+        )
     first = conn.execute("select max(id) from audit.action_log").fetchone()[0]
     with conn.transaction():
         conn.execute("update clients set id = 9001 where id = 7001")
@@ -39,18 +42,25 @@ def test_a_key_changed_back_and_forth_leaves_no_note_for_the_next_statement(conn
         assert _pending(conn) == 0 and _keys_moved(conn) == ""
     logged = [a for a in actions(conn, resource_type="client") if a["id"] > first]
     assert [(a["action"], a["row_count"]) for a in logged] == [
-        ("Client updated", 1), ("Client updated", 1), ("Bulk client email update", 2)]
+        ("Client updated", 1),
+        ("Client updated", 1),
+        ("Bulk client email update", 2),
+    ]
     assert logged[0]["changes"] == {"id": {"old": 7001, "new": 9001}}
     assert logged[1]["changes"] == {"id": {"old": 9001, "new": 7001}}
     assert logged[2]["changes"] == {"rows": 2, "changed_columns": ["email"]}
     assert sorted((i["resource_id"], i["old"], i["new"]) for i in items(conn, logged[2]["id"])) == [
-        ("7001", {"email": "a@x"}, {"email": "x"}), ("7002", {"email": "b@x"}, {"email": "x"})]
+        ("7001", {"email": "a@x"}, {"email": "x"}),
+        ("7002", {"email": "b@x"}, {"email": "x"}),
+    ]
     assert _pending(conn) == 0
 
 
 def test_bulk_key_changes_leave_nothing_pending_and_the_flag_off(conn):
     with conn.transaction():
-        conn.execute("insert into clients (id, name) select i, 'c' || i from generate_series(1, 5) i")
+        conn.execute(
+            "insert into clients (id, name) select i, 'c' || i from generate_series(1, 5) i"
+        )
         conn.execute("update clients set id = id + 100")
         assert _pending(conn) == 0 and _keys_moved(conn) == ""
         conn.execute("update clients set name = 'renamed' where id in (101, 102)")
@@ -61,20 +71,25 @@ def test_bulk_key_changes_leave_nothing_pending_and_the_flag_off(conn):
 
 def test_a_rolled_back_key_change_and_an_error_mid_statement_leave_nothing(conn):
     with conn.transaction():
-        conn.execute("insert into clients (id, name) select i, 'c' || i from generate_series(1, 4) i")
+        conn.execute(
+            "insert into clients (id, name) select i, 'c' || i from generate_series(1, 4) i"
+        )
     conn.execute("update clients set id = id + 10")
     conn.rollback()
     assert _pending(conn) == 0
     with conn.transaction():
         # the table's own row trigger fails after the audit noted some moved keys
-        conn.execute("create function refuse_14() returns trigger language plpgsql as $$"
-                     " begin if new.id = 14 then raise exception 'no 14'; end if; return null; end $$")
-        conn.execute("create trigger zz_refuse_14 after update on clients for each row"
-                     " execute function refuse_14()")
+        conn.execute(
+            "create function refuse_14() returns trigger language plpgsql as $$"
+            " begin if new.id = 14 then raise exception 'no 14'; end if; return null; end $$"
+        )
+        conn.execute(
+            "create trigger zz_refuse_14 after update on clients for each row"
+            " execute function refuse_14()"
+        )
     with conn.transaction():
-        with pytest.raises(errors.RaiseException, match="no 14"):
-            with conn.transaction():
-                conn.execute("update clients set id = id + 10")
+        with pytest.raises(errors.RaiseException, match="no 14"), conn.transaction():
+            conn.execute("update clients set id = id + 10")
         assert _pending(conn) == 0 and _keys_moved(conn) == ""
         conn.execute("update clients set name = 'after' where id in (1, 2)")
     after = actions(conn, resource_type="client")[-1]
@@ -86,8 +101,10 @@ def test_a_key_change_inside_a_cascade_pairs_each_statement_with_its_own_notes(c
     table whose key moves too) keeps its notes apart from the outer statement's."""
     with conn.transaction():
         conn.execute("create table folders (id int primary key, name text)")
-        conn.execute("create table files (folder_id int references folders on update cascade,"
-                     " n int, primary key (folder_id, n))")
+        conn.execute(
+            "create table files (folder_id int references folders on update cascade,"
+            " n int, primary key (folder_id, n))"
+        )
         conn.execute("select audit.track('folders', 'folder')")
         conn.execute("select audit.track('files', 'file')")
         conn.execute("insert into folders values (1, 'a'), (2, 'b')")
@@ -95,12 +112,23 @@ def test_a_key_change_inside_a_cascade_pairs_each_statement_with_its_own_notes(c
     with conn.transaction():
         conn.execute("update folders set id = id * 10")
         assert _pending(conn) == 0
-    (moved_folders,) = [a for a in actions(conn, resource_type="folder") if a["action"] == "Bulk folder id update"]
-    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, moved_folders["id"])) == [(1, 10), (2, 20)]
-    moved_files = [a for a in actions(conn, resource_type="file") if a["action"].startswith("Bulk file")
-                   or a["action"] == "File updated"]
-    pairs = sorted((i["old"]["folder_id"], i["new"]["folder_id"])
-                   for a in moved_files for i in items(conn, a["id"]))
+    (moved_folders,) = [
+        a for a in actions(conn, resource_type="folder") if a["action"] == "Bulk folder id update"
+    ]
+    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, moved_folders["id"])) == [
+        (1, 10),
+        (2, 20),
+    ]
+    moved_files = [
+        a
+        for a in actions(conn, resource_type="file")
+        if a["action"].startswith("Bulk file") or a["action"] == "File updated"
+    ]
+    pairs = sorted(
+        (i["old"]["folder_id"], i["new"]["folder_id"])
+        for a in moved_files
+        for i in items(conn, a["id"])
+    )
     assert pairs == [(1, 10), (1, 10), (2, 20)]
 
 
@@ -112,12 +140,18 @@ def test_a_new_session_cannot_pick_up_notes_left_by_an_old_one(db_url, conn):
         pid = other.execute("select pg_backend_pid()").fetchone()[0]
         # what an old session with this pid might have left (written as the superuser)
         with conn.transaction():
-            conn.execute("insert into audit.pending_key_change (backend_pid, relation, old_key, new_key)"
-                         " values (%s, 'clients'::regclass, '1', '2')", (pid,))
+            conn.execute(
+                "insert into audit.pending_key_change (backend_pid, relation, old_key, new_key)"
+                " values (%s, 'clients'::regclass, '1', '2')",
+                (pid,),
+            )
         with other.transaction():
             other.execute("update clients set id = id + 10")
     shift = actions(conn, resource_type="client")[-1]
-    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, shift["id"])) == [(1, 11), (2, 12)]
+    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, shift["id"])) == [
+        (1, 11),
+        (2, 12),
+    ]
 
 
 # -- item 3: partitions ------------------------------------------------------------------
@@ -125,16 +159,22 @@ def test_a_new_session_cannot_pick_up_notes_left_by_an_old_one(db_url, conn):
 
 def _events(conn, *, track: bool = True) -> None:
     with conn.transaction():
-        conn.execute("create table events (id int, region text, note text, secret text,"
-                     " primary key (id, region)) partition by list (region)")
+        conn.execute(
+            "create table events (id int, region text, note text, secret text,"
+            " primary key (id, region)) partition by list (region)"
+        )
         conn.execute("create table events_eu partition of events for values in ('eu')")
         if track:
-            conn.execute("select audit.track('events', 'event', label_column => 'note',"
-                         " redacted_columns => '{secret}')")
+            conn.execute(
+                "select audit.track('events', 'event', label_column => 'note',"
+                " redacted_columns => '{secret}')"
+            )
 
 
 def _event_actions(conn) -> list[tuple]:
-    return [(a["action"], a["row_count"], a["table_name"]) for a in actions(conn, resource_type="event")]
+    return [
+        (a["action"], a["row_count"], a["table_name"]) for a in actions(conn, resource_type="event")
+    ]
 
 
 def test_writes_that_name_a_partition_are_logged_as_the_tracked_table(conn):
@@ -144,9 +184,11 @@ def test_writes_that_name_a_partition_are_logged_as_the_tracked_table(conn):
         conn.execute("insert into events_eu values (2, 'eu', 'b', 's1')")
         conn.execute("update events_eu set note = 'c'")
         conn.execute("delete from events_eu")
-    assert _event_actions(conn) == [("Event created", 1, "public.events"),
-                                    ("Event updated", 1, "public.events"),
-                                    ("Event deleted", 1, "public.events")]
+    assert _event_actions(conn) == [
+        ("Event created", 1, "public.events"),
+        ("Event updated", 1, "public.events"),
+        ("Event deleted", 1, "public.events"),
+    ]
     created, updated, deleted = actions(conn, resource_type="event")
     assert (created["resource_id"], created["resource_label"]) == ("(2,eu)", "b")
     assert created["changes"]["secret"] == "[redacted]"
@@ -157,14 +199,21 @@ def test_writes_that_name_a_partition_are_logged_as_the_tracked_table(conn):
 def test_each_statement_is_logged_once_whichever_table_it_names(conn):
     _events(conn)
     with conn.transaction():
-        conn.execute("insert into events values (1, 'eu', 'a', null), (2, 'eu', 'b', null)")  # the parent
-        conn.execute("insert into events_eu values (3, 'eu', 'c', 's'), (4, 'eu', 'd', 's')")  # the partition
+        conn.execute(
+            "insert into events values (1, 'eu', 'a', null), (2, 'eu', 'b', null)"
+        )  # the parent
+        conn.execute(
+            "insert into events_eu values (3, 'eu', 'c', 's'), (4, 'eu', 'd', 's')"
+        )  # the partition
         conn.execute("update events set note = note || '!' where id in (1, 3)")
         conn.execute("update events_eu set secret = 'x' where id in (2, 4)")
     logged = actions(conn, resource_type="event")
     assert [(a["action"], a["row_count"]) for a in logged] == [
-        ("Batch event creation", 2), ("Batch event creation", 2),
-        ("Bulk event note update", 2), ("Bulk event secret update", 2)]
+        ("Batch event creation", 2),
+        ("Batch event creation", 2),
+        ("Bulk event note update", 2),
+        ("Bulk event secret update", 2),
+    ]
     assert sorted(i["resource_id"] for i in items(conn, logged[1]["id"])) == ["(3,eu)", "(4,eu)"]
     assert all(i["new"]["secret"] == "[redacted]" for i in items(conn, logged[1]["id"]))
     assert all(i["old"] == {"secret": "[redacted]"} for i in items(conn, logged[3]["id"]))
@@ -177,31 +226,49 @@ def test_partitions_created_or_attached_later_and_subpartitions_are_captured(con
     mode) a later partition is a gap `status` names, until audit.track() runs again."""
     _events(conn)
     with conn.transaction():
-        conn.execute("create table events_us (dropped int, secret text, note text, region text not null, id int not null)")
+        conn.execute(
+            "create table events_us (dropped int, secret text, note text, region text not null, id int not null)"
+        )
         conn.execute("alter table events_us drop column dropped")
         conn.execute("alter table events attach partition events_us for values in ('us')")
-        conn.execute("create table events_asia partition of events for values in ('jp', 'kr')"
-                     " partition by list (region)")
+        conn.execute(
+            "create table events_asia partition of events for values in ('jp', 'kr')"
+            " partition by list (region)"
+        )
         conn.execute("create table events_jp partition of events_asia for values in ('jp')")
     if capture_mode == "generic":
-        gaps = {(r, t) for r, t in conn.execute(
-            "select relation::text, trigger_name from audit.capture_gaps()")}
-        assert ("events_us", "audit_capture_insert") in gaps and ("events_jp", "audit_capture_update") in gaps
+        gaps = {
+            (r, t)
+            for r, t in conn.execute(
+                "select relation::text, trigger_name from audit.capture_gaps()"
+            )
+        }
+        assert ("events_us", "audit_capture_insert") in gaps and (
+            "events_jp",
+            "audit_capture_update",
+        ) in gaps
         with conn.transaction():
-            conn.execute("select audit.track('events', 'event', label_column => 'note',"
-                         " redacted_columns => '{secret}')")
+            conn.execute(
+                "select audit.track('events', 'event', label_column => 'note',"
+                " redacted_columns => '{secret}')"
+            )
     assert conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0] == 0
     with conn.transaction():
-        conn.execute("insert into events_us (id, region, note, secret) values (5, 'us', 'e', 'hidden')")
+        conn.execute(
+            "insert into events_us (id, region, note, secret) values (5, 'us', 'e', 'hidden')"
+        )
         conn.execute("update events_us set note = 'f', id = 6")
         conn.execute("insert into events_jp values (7, 'jp', 'g', 'hidden')")
         conn.execute("insert into events_asia values (8, 'jp', 'h', 'hidden')")
         conn.execute("update events set note = 'all'")
     logged = actions(conn, resource_type="event")
     assert [(a["action"], a["row_count"], a["table_name"]) for a in logged] == [
-        ("Event created", 1, "public.events"), ("Event updated", 1, "public.events"),
-        ("Event created", 1, "public.events"), ("Event created", 1, "public.events"),
-        ("Bulk event note update", 3, "public.events")]
+        ("Event created", 1, "public.events"),
+        ("Event updated", 1, "public.events"),
+        ("Event created", 1, "public.events"),
+        ("Event created", 1, "public.events"),
+        ("Bulk event note update", 3, "public.events"),
+    ]
     us = logged[0]["changes"]
     assert us == {"id": 5, "region": "us", "note": "e", "secret": "[redacted]"}
     assert logged[1]["changes"] == {"id": {"old": 5, "new": 6}, "note": {"old": "e", "new": "f"}}
@@ -222,8 +289,12 @@ def test_a_truncate_is_logged_once_per_statement(conn):
         conn.execute("truncate events_eu, events_us")
         conn.execute("truncate events_us, clients cascade")
     truncated = [a["changes"] for a in actions(conn, action="Events table truncated")]
-    assert truncated == [{"truncated": "public.events"}, {"truncated": "public.events_eu"},
-                         {"truncated": "public.events_eu"}, {"truncated": "public.events_us"}]
+    assert truncated == [
+        {"truncated": "public.events"},
+        {"truncated": "public.events_eu"},
+        {"truncated": "public.events_eu"},
+        {"truncated": "public.events_us"},
+    ]
     assert len(actions(conn, action="Clients table truncated")) == 1
 
 
@@ -235,7 +306,9 @@ def test_key_changes_inside_a_partition_pair_up_and_leave_nothing(conn):
         assert _pending(conn) == 0 and _keys_moved(conn) == ""
     moved = actions(conn, resource_type="event")[-1]
     assert sorted((i["resource_id"], i["old"], i["new"]) for i in items(conn, moved["id"])) == [
-        ("(11,eu)", {"id": 1}, {"id": 11}), ("(12,eu)", {"id": 2}, {"id": 12})]
+        ("(11,eu)", {"id": 1}, {"id": 11}),
+        ("(12,eu)", {"id": 2}, {"id": 12}),
+    ]
 
 
 def test_inheritance_children_are_captured_as_their_parent(conn, capture_mode):
@@ -253,23 +326,34 @@ def test_inheritance_children_are_captured_as_their_parent(conn, capture_mode):
         conn.execute("delete from urgent_notes where id = 12")
     logged = actions(conn, resource_type="note")
     assert [(a["action"], a["row_count"], a["table_name"]) for a in logged] == [
-        ("Batch note creation", 2, "public.notes"), ("Note updated", 1, "public.notes"),
-        ("Bulk note id update", 2, "public.notes"), ("Note deleted", 1, "public.notes")]
+        ("Batch note creation", 2, "public.notes"),
+        ("Note updated", 1, "public.notes"),
+        ("Bulk note id update", 2, "public.notes"),
+        ("Note deleted", 1, "public.notes"),
+    ]
     assert logged[1]["changes"] == {"body": {"old": "first", "new": "changed"}}
-    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, logged[2]["id"])) == [(1, 11), (2, 12)]
+    assert sorted((i["old"]["id"], i["new"]["id"]) for i in items(conn, logged[2]["id"])) == [
+        (1, 11),
+        (2, 12),
+    ]
     assert logged[3]["changes"] == {"id": 12, "body": "second"}
     assert _pending(conn) == 0
 
 
 def test_a_partition_or_child_of_a_tracked_table_is_not_tracked_on_its_own(conn):
     _events(conn)
-    with pytest.raises(errors.InvalidParameterValue, match="partition or inheritance child of public.events"):
+    with pytest.raises(
+        errors.InvalidParameterValue, match="partition or inheritance child of public.events"
+    ):
         conn.execute("select audit.track('events_eu', 'event_eu')")
     conn.rollback()
     with conn.transaction():
         conn.execute("select audit.untrack('events')")
         conn.execute("select audit.track('events_eu', 'event_eu')")
-    with pytest.raises(errors.InvalidParameterValue, match="its partition or inheritance child public.events_eu is tracked"):
+    with pytest.raises(
+        errors.InvalidParameterValue,
+        match="its partition or inheritance child public.events_eu is tracked",
+    ):
         conn.execute("select audit.track('events', 'event')")
     conn.rollback()
 
@@ -288,18 +372,23 @@ def _table(conn, relation):
     return table
 
 
-@pytest.mark.parametrize("statement", [
-    "alter trigger audit_capture_update on owned_notes rename to x",
-    "create or replace trigger audit_capture_insert after insert on owned_notes"
-    " referencing new table as audit_new_rows for each statement execute function noop()",
-    "create or replace trigger audit_capture_key_change after update on owned_notes"
-    " for each row execute function noop()",
-    "create or replace trigger audit_capture_delete after delete on owned_notes"
-    " referencing old table as audit_old_rows for each statement when (false) execute function audit.capture()",
-    "create trigger sneaky after insert on owned_notes referencing new table as audit_new_rows"
-    " for each statement execute function audit.capture()",
-])
-def test_a_table_owner_cannot_rename_or_replace_its_audit_triggers(owning_app, conn, capture_mode, statement):
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "alter trigger audit_capture_update on owned_notes rename to x",
+        "create or replace trigger audit_capture_insert after insert on owned_notes"
+        " referencing new table as audit_new_rows for each statement execute function noop()",
+        "create or replace trigger audit_capture_key_change after update on owned_notes"
+        " for each row execute function noop()",
+        "create or replace trigger audit_capture_delete after delete on owned_notes"
+        " referencing old table as audit_old_rows for each statement when (false) execute function audit.capture()",
+        "create trigger sneaky after insert on owned_notes referencing new table as audit_new_rows"
+        " for each statement execute function audit.capture()",
+    ],
+)
+def test_a_table_owner_cannot_rename_or_replace_its_audit_triggers(
+    owning_app, conn, capture_mode, statement
+):
     owning_app.execute(NOOP)
     if capture_mode == "generic":
         # installed without a superuser, no event trigger refuses it: status says so
@@ -328,11 +417,13 @@ def test_a_table_owner_s_inheritance_child_is_captured_or_reported(owning_app, c
         table = _table(conn, "owned_notes")
         assert table.state == GAP
         assert {(g.relation, g.trigger, g.problem) for g in table.gaps} >= {
-            ("owned_notes_child", "audit_capture_insert", "missing")}
+            ("owned_notes_child", "audit_capture_insert", "missing")
+        }
         return
     owning_app.execute("insert into owned_notes_child values (1, 'via the child')")
     assert [(a["action"], a["table_name"]) for a in actions(conn, resource_type="note")] == [
-        ("Note created", "public.owned_notes")]
+        ("Note created", "public.owned_notes")
+    ]
     assert _table(conn, "owned_notes").ok
 
 
@@ -341,34 +432,45 @@ def test_a_swapped_copy_of_the_capture_trigger_logs_nothing(owning_app, conn, ca
     trigger itself, with old and new rows swapped: it logs nothing, and status says so.
     With them, the child has its triggers already and replacing one is refused."""
     owning_app.execute("create table owned_notes_more () inherits (owned_notes)")
-    swapped = ("create or replace trigger audit_capture_update after update on owned_notes_more"
-               " referencing old table as audit_new_rows new table as audit_old_rows"
-               " for each statement execute function audit.capture()")
+    swapped = (
+        "create or replace trigger audit_capture_update after update on owned_notes_more"
+        " referencing old table as audit_new_rows new table as audit_old_rows"
+        " for each statement execute function audit.capture()"
+    )
     if capture_mode == "generated":
         with pytest.raises(errors.InsufficientPrivilege):
             owning_app.execute(swapped)
         owning_app.execute("insert into owned_notes_more values (1, 'a')")
         owning_app.execute("update owned_notes_more set body = 'b'")
         assert [a["action"] for a in actions(conn, resource_type="note")] == [
-            "Note created", "Note updated"]
+            "Note created",
+            "Note updated",
+        ]
         assert _table(conn, "owned_notes").ok
         return
     owning_app.execute(swapped)
     owning_app.execute("insert into owned_notes_more values (1, 'a')")
     owning_app.execute("update owned_notes_more set body = 'b'")
     assert actions(conn, resource_type="note") == []
-    problems = {(g.trigger, g.problem) for g in _table(conn, "owned_notes").gaps
-                if g.relation == "owned_notes_more"}
+    problems = {
+        (g.trigger, g.problem)
+        for g in _table(conn, "owned_notes").gaps
+        if g.relation == "owned_notes_more"
+    }
     assert ("audit_capture_update", "changed: not the trigger audit.track() installs") in problems
 
 
 def test_an_owner_may_name_its_own_triggers_freely_elsewhere(owning_app, conn):
     owning_app.execute(NOOP)
     owning_app.execute("create table scratch (id int primary key)")
-    owning_app.execute("create trigger audit_capture_insert after insert on scratch"
-                       " for each statement execute function noop()")
-    owning_app.execute("create trigger scratch_capture after insert on scratch"
-                       " referencing new table as audit_new_rows for each statement execute function audit.capture()")
+    owning_app.execute(
+        "create trigger audit_capture_insert after insert on scratch"
+        " for each statement execute function noop()"
+    )
+    owning_app.execute(
+        "create trigger scratch_capture after insert on scratch"
+        " referencing new table as audit_new_rows for each statement execute function audit.capture()"
+    )
     owning_app.execute("insert into scratch values (1)")
     assert actions(conn, table_name="public.scratch") == []
     owning_app.execute("drop trigger audit_capture_insert on scratch")
@@ -380,17 +482,23 @@ def test_a_detached_partition_is_a_table_of_its_own(make_role, conn, capture_mod
     drop them."""
     url = make_role("grant usage, create on schema public to {role}")
     with psycopg.connect(url, autocommit=True) as owner:
-        owner.execute("create table visits (id int, at date, primary key (id, at)) partition by range (at)")
-        owner.execute("create table visits_2025 partition of visits"
-                      " for values from ('2025-01-01') to ('2026-01-01')")
+        owner.execute(
+            "create table visits (id int, at date, primary key (id, at)) partition by range (at)"
+        )
+        owner.execute(
+            "create table visits_2025 partition of visits"
+            " for values from ('2025-01-01') to ('2026-01-01')"
+        )
     with conn.transaction():
         conn.execute("select audit.track('visits', 'visit')")
     with psycopg.connect(url, autocommit=True) as owner:
         owner.execute("insert into visits_2025 values (1, '2025-05-01')")
         owner.execute("alter table visits detach partition visits_2025")
         owner.execute("insert into visits_2025 values (2, '2025-05-02')")
-        for (name,) in owner.execute("select tgname from pg_trigger where tgrelid = 'visits_2025'::regclass"
-                                     " and tgname like 'audit_capture_%'").fetchall():
+        for (name,) in owner.execute(
+            "select tgname from pg_trigger where tgrelid = 'visits_2025'::regclass"
+            " and tgname like 'audit_capture_%'"
+        ).fetchall():
             owner.execute(f"drop trigger {name} on visits_2025")
     assert [a["resource_id"] for a in actions(conn, resource_type="visit")] == ["(1,2025-05-01)"]
     assert _table(conn, "visits").ok
@@ -417,21 +525,26 @@ def test_status_names_a_trigger_a_superuser_renamed(db_url, conn):
 
     with conn.transaction():
         conn.execute("alter trigger audit_capture_update on clients rename to was_audit")
-    result = CliRunner().invoke(cli, ["--database-url", db_url, "status"],
-                                env={"AUDIT_CAPTURE_DATABASE_URL": None})
+    result = CliRunner().invoke(
+        cli, ["--database-url", db_url, "status"], env={"AUDIT_CAPTURE_DATABASE_URL": None}
+    )
     assert result.exit_code == 1, result.output
     assert "  clients (client): " in result.output
     assert "    not captured: clients: trigger audit_capture_update: missing" in result.output
     assert "status: NOT OK" in result.output
 
 
-def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrade_takes_them(empty_db_url):
+def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrade_takes_them(
+    empty_db_url,
+):
     from audit_capture import migrate
 
     migrate.upgrade(empty_db_url, "0004")
     with psycopg.connect(empty_db_url) as conn:
-        conn.execute("create table events (id int, region text, primary key (id, region))"
-                     " partition by list (region)")
+        conn.execute(
+            "create table events (id int, region text, primary key (id, region))"
+            " partition by list (region)"
+        )
         conn.execute("create table events_eu partition of events for values in ('eu')")
         conn.execute("select audit.track('events', 'event')")
     migrate.upgrade(empty_db_url, "head")
@@ -442,31 +555,45 @@ def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrad
         conn.execute("truncate events")
         conn.commit()
         assert [a["action"] for a in actions(conn, resource_type="event")] == [
-            "Event created", "Events table truncated"]
+            "Event created",
+            "Events table truncated",
+        ]
     migrate.downgrade(empty_db_url, "0004")
     with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("select array_agg(tgname::text order by tgname) from pg_trigger"
-                            " where tgrelid = 'events_eu'::regclass").fetchone()[0] == ["audit_capture_key_change"]
+        assert conn.execute(
+            "select array_agg(tgname::text order by tgname) from pg_trigger"
+            " where tgrelid = 'events_eu'::regclass"
+        ).fetchone()[0] == ["audit_capture_key_change"]
         conn.execute("truncate events")
         conn.commit()
         assert len(actions(conn, action="Events table truncated")) == 2
 
 
-@pytest.mark.parametrize("statement", [
-    "alter table owned_notes rename column id to note_id",
-    "alter table owned_notes rename column body to text",
-    "alter table owned_notes add column extra text",
-    "alter table owned_notes rename to owned_notes_renamed",
-])
-def test_the_owner_s_own_alter_table_keeps_working_and_capturing(owning_app, conn, statement, capture_mode):
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "alter table owned_notes rename column id to note_id",
+        "alter table owned_notes rename column body to text",
+        "alter table owned_notes add column extra text",
+        "alter table owned_notes rename to owned_notes_renamed",
+    ],
+)
+def test_the_owner_s_own_alter_table_keeps_working_and_capturing(
+    owning_app, conn, statement, capture_mode
+):
     """A table's owner changes its table as migrations do: capture follows, nothing is
     refused. Without the event triggers (generic mode) a renamed key column leaves the
     key-change trigger as PostgreSQL rewrote it: status says so until audit.track() runs again."""
     owning_app.execute(statement)
     table = "owned_notes_renamed" if "rename to" in statement else "owned_notes"
     owning_app.execute(f"insert into {table} values (1, 'after the change')")
-    owning_app.execute(f"update {table} set {'text' if 'to text' in statement else 'body'} = 'again'")
-    assert [a["action"] for a in actions(conn, resource_type="note")] == ["Note created", "Note updated"]
+    owning_app.execute(
+        f"update {table} set {'text' if 'to text' in statement else 'body'} = 'again'"
+    )
+    assert [a["action"] for a in actions(conn, resource_type="note")] == [
+        "Note created",
+        "Note updated",
+    ]
     if capture_mode == "generic" and "note_id" in statement:
         assert not _table(conn, table).ok
         with conn.transaction():

@@ -51,7 +51,10 @@ def test_unreachable_server_is_one_line_in_a_real_process(tmp_path):
     bad_url = "postgresql://nobody@127.0.0.1:1/nowhere"
     completed = subprocess.run(
         [audit_cli_executable(), "--database-url", bad_url, "migrate", "current"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
         env={k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"},
     )
     assert completed.returncode != 0
@@ -134,7 +137,9 @@ def test_downgrade_to_an_unknown_revision_is_one_line(db_url):
 @pytest.fixture
 def widgets(db_url):
     with psycopg.connect(db_url) as conn:
-        conn.execute("create table widgets (id int primary key, name text, state text, secret text)")
+        conn.execute(
+            "create table widgets (id int primary key, name text, state text, secret text)"
+        )
         conn.execute("create table loose_rows (name text)")
     return db_url
 
@@ -151,14 +156,34 @@ def _tracked(url: str, table: str):
 
 def test_track_and_untrack(widgets):
     result = run(
-        widgets, "track", "widgets", "--resource", "widget", "--label-column", "name",
-        "--status-column", "state", "--ignore", "secret", "--redact", "secret",
-        "--label", "Widget", "--label-plural", "Widgets",
+        widgets,
+        "track",
+        "widgets",
+        "--resource",
+        "widget",
+        "--label-column",
+        "name",
+        "--status-column",
+        "state",
+        "--ignore",
+        "secret",
+        "--redact",
+        "secret",
+        "--label",
+        "Widget",
+        "--label-plural",
+        "Widgets",
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip() == "tracking widgets as widget"
     assert _tracked(widgets, "widgets") == (
-        "widget", "name", ["state"], ["secret"], ["secret"], "Widget", "Widgets",
+        "widget",
+        "name",
+        ["state"],
+        ["secret"],
+        ["secret"],
+        "Widget",
+        "Widgets",
     )
 
     with psycopg.connect(widgets) as conn:
@@ -204,8 +229,11 @@ def test_track_by_a_role_without_audit_admin_names_the_grant(widgets):
         url = make_conninfo(widgets, user="cli_migrator")
         for args in (["track", "widgets", "--resource", "widget"], ["untrack", "widgets"]):
             result = run(url, *args)
-            assert_one_line_error(result, f"role cli_migrator may not {args[0]} tables",
-                                  "grant audit_admin to cli_migrator;")
+            assert_one_line_error(
+                result,
+                f"role cli_migrator may not {args[0]} tables",
+                "grant audit_admin to cli_migrator;",
+            )
     finally:
         with psycopg.connect(widgets, autocommit=True) as conn:
             conn.execute("drop table widgets")
@@ -216,20 +244,27 @@ def test_track_before_the_audit_schema_is_installed_says_to_migrate(empty_db_url
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("create table widgets (id int primary key)")
     for args in (["track", "widgets", "--resource", "widget"], ["untrack", "widgets"]):
-        assert_one_line_error(run(empty_db_url, *args), "audit_capture is not installed",
-                              "audit-capture migrate upgrade")
+        assert_one_line_error(
+            run(empty_db_url, *args),
+            "audit_capture is not installed",
+            "audit-capture migrate upgrade",
+        )
 
 
 @pytest.mark.parametrize("place", ["before", "after"])
 def test_the_database_url_goes_before_or_after_the_subcommand(widgets, place):
     """A global flag anywhere on the line: ``audit-capture track widgets --database-url
     URL`` answered "No such option"."""
+
     def invoke(*args):
         if place == "before":
             return run(widgets, *args)
         return run(None, *args, "--database-url", widgets)
 
-    assert invoke("track", "widgets", "--resource", "widget").output.strip() == "tracking widgets as widget"
+    assert (
+        invoke("track", "widgets", "--resource", "widget").output.strip()
+        == "tracking widgets as widget"
+    )
     assert invoke("status").exit_code == 0
     assert "(head)" in invoke("migrate", "current").output
     assert invoke("untrack", "widgets").output.strip() == "no longer tracking widgets"
@@ -265,8 +300,11 @@ def test_status_of_a_fresh_install_is_ok(widgets):
 def test_status_runs_as_a_monitoring_login_of_an_audit_role(widgets, role):
     with psycopg.connect(widgets, autocommit=True) as conn:
         login = f"monitor_{role}_{conn.info.dbname}"
-        conn.execute(sql.SQL("create role {} login in role {}").format(
-            sql.Identifier(login), sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("create role {} login in role {}").format(
+                sql.Identifier(login), sql.Identifier(role)
+            )
+        )
     try:
         url = make_conninfo(widgets, user=login)
         result = run(url, "status")
@@ -305,20 +343,30 @@ def test_repair_puts_back_a_hand_edited_function_and_keeps_the_log(widgets):
     assert run(widgets, "track", "widgets", "--resource", "widget").exit_code == 0
     with psycopg.connect(widgets) as conn:
         conn.execute("insert into widgets (id, name) values (1, 'Gear')")
-        conn.execute("create or replace function audit.sources() returns text[]"
-                     " language sql immutable as $$ select array['web']::text[] $$")
+        conn.execute(
+            "create or replace function audit.sources() returns text[]"
+            " language sql immutable as $$ select array['web']::text[] $$"
+        )
     assert run(widgets, "status").exit_code != 0
 
     result = run(widgets, "migrate", "repair")
 
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (
-        f"audit schema {migrate.head()} applied again: run audit-capture status to check")
+        f"audit schema {migrate.head()} applied again: run audit-capture status to check"
+    )
     status = run(widgets, "status")
     assert status.exit_code == 0 and "status: ok" in status.output, status.output
     with psycopg.connect(widgets) as conn:
-        assert conn.execute("select audit.sources()").fetchone()[0] == ["web", "api", "ai", "mobile"]
-        assert conn.execute("select action from audit.action_log").fetchall() == [("Widget created",)]
+        assert conn.execute("select audit.sources()").fetchone()[0] == [
+            "web",
+            "api",
+            "ai",
+            "mobile",
+        ]
+        assert conn.execute("select action from audit.action_log").fetchall() == [
+            ("Widget created",)
+        ]
         conn.execute("insert into widgets (id, name) values (2, 'Cog')")  # still captured
         assert conn.execute("select count(*) from audit.action_log").fetchone()[0] == 2
 

@@ -32,17 +32,25 @@ def run_worker(url: str, seed: int, expected: Counter, rolled_back: set, errors:
                 # one row per transaction: the application itself cannot deadlock
                 row_id = rng.choice(ROW_IDS)
                 done = []
-                set_context(conn, actor_id=str(seed), actor_type="admin", source="api",
-                            request_id=request_id)
+                set_context(
+                    conn,
+                    actor_id=str(seed),
+                    actor_type="admin",
+                    source="api",
+                    request_id=request_id,
+                )
                 for _ in range(rng.randint(1, 3)):
                     operation = rng.choice(["insert", "update", "update", "delete"])
                     if operation == "insert":
                         cur = conn.execute(
                             "insert into clients (id, name) values (%s, %s) on conflict do nothing",
-                            (row_id, f"Client {row_id}"))
+                            (row_id, f"Client {row_id}"),
+                        )
                     elif operation == "update":
-                        cur = conn.execute("update clients set notes = %s where id = %s",
-                                           (uuid.uuid4().hex, row_id))
+                        cur = conn.execute(
+                            "update clients set notes = %s where id = %s",
+                            (uuid.uuid4().hex, row_id),
+                        )
                     else:
                         cur = conn.execute("delete from clients where id = %s", (row_id,))
                     if cur.rowcount:
@@ -65,9 +73,12 @@ def test_concurrent_transactions_are_logged_exactly_once(db_url, conn):
     rolled_back: set = set()
     errors: list = []
     lock = threading.Lock()
-    threads = [threading.Thread(target=run_worker,
-                                args=(db_url, seed, expected, rolled_back, errors, lock))
-               for seed in range(THREADS)]
+    threads = [
+        threading.Thread(
+            target=run_worker, args=(db_url, seed, expected, rolled_back, errors, lock)
+        )
+        for seed in range(THREADS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -79,14 +90,24 @@ def test_concurrent_transactions_are_logged_exactly_once(db_url, conn):
         (request_id, kinds[action_type], resource_id)
         for request_id, action_type, resource_id in conn.execute(
             "select request_id, action_type, resource_id from audit.action_log "
-            "where resource_type = 'client'"))
+            "where resource_type = 'client'"
+        )
+    )
     assert logged == expected
     assert sum(expected.values()) > 1000  # the workload really wrote
     assert rolled_back and not rolled_back & {request_id for request_id, _, _ in logged}
     # every action reads back as exactly its rows, and no chunk of items is orphaned
-    assert conn.execute(
-        "select count(*) from audit.action_log l "
-        "where (select count(*) from audit.action_items(l.id)) <> l.row_count").fetchone()[0] == 0
-    assert conn.execute(
-        "select count(*) from audit.action_item_chunk c "
-        "where not exists (select from audit.action_log l where l.id = c.action_id)").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "select count(*) from audit.action_log l "
+            "where (select count(*) from audit.action_items(l.id)) <> l.row_count"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        conn.execute(
+            "select count(*) from audit.action_item_chunk c "
+            "where not exists (select from audit.action_log l where l.id = c.action_id)"
+        ).fetchone()[0]
+        == 0
+    )

@@ -5,10 +5,10 @@ see its items. The list's screenshot is the README's picture (docs/viewer.png)."
 from __future__ import annotations
 
 import pytest
-
-from audit_capture.demo import runner
 from browser import artifacts_dir, chromium_page, served, update_readme_picture
 from test_demo import EVERY_EVENT
+
+from audit_capture.demo import runner
 
 
 @pytest.fixture
@@ -40,8 +40,9 @@ def test_an_admin_browses_the_demo(demo_url, tmp_path_factory):
 
         # a bulk action shows its items
         page.goto(f"{base}/?action_type=delete&resource=client")
-        page.locator("table.log tbody tr", has_text="Batch client deletion").first \
-            .locator("a.action-name").click()
+        page.locator("table.log tbody tr", has_text="Batch client deletion").first.locator(
+            "a.action-name"
+        ).click()
         page.wait_for_url("**/actions/*")
         assert page.locator("#items table.items tbody tr").count() == 5
         page.screenshot(path=str(artifacts / "demo-bulk-action.png"), full_page=True)

@@ -52,11 +52,19 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
     out_path, err_path = tmp_path / "out", tmp_path / "err"
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        demo = subprocess.Popen([AUDIT_CAPTURE, "demo", "--port", str(port)], stdout=out, stderr=err,
-                                env=env, stdin=subprocess.DEVNULL)
+        demo = subprocess.Popen(
+            [AUDIT_CAPTURE, "demo", "--port", str(port)],
+            stdout=out,
+            stderr=err,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     try:
-        printed = wait_for(lambda: "password" in out_path.read_text() and out_path.read_text(), 60,
-                           "the demo to print its credentials")
+        printed = wait_for(
+            lambda: "password" in out_path.read_text() and out_path.read_text(),
+            60,
+            "the demo to print its credentials",
+        )
         assert f"http://127.0.0.1:{port}/" in printed
         user = re.search(r"user\s+(\S+)", printed).group(1)
         password = re.search(r"password\s+(\S+)", printed).group(1)
@@ -65,9 +73,14 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
         assert "[4/4] serving the viewer (Ctrl-C stops it and removes the demo)" in progress
         # one line a psql user copies as is, with what it needs to sign in
         psql_line = re.search(r"^  psql   (psql \S+)$", printed, re.M).group(1)
-        count = subprocess.run(shlex.split(psql_line) + ["-Atc", "select count(*) from audit.action_log"],
-                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
-                               env={**env, "PGCONNECT_TIMEOUT": "5"})
+        count = subprocess.run(
+            shlex.split(psql_line) + ["-Atc", "select count(*) from audit.action_log"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            env={**env, "PGCONNECT_TIMEOUT": "5"},
+        )
         assert count.returncode == 0, count.stderr
         assert int(count.stdout) > 100
         ready = float(re.search(r"ready in ([0-9.]+) s", progress).group(1))
@@ -78,7 +91,9 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
         base = f"http://127.0.0.1:{port}"
         form = browser.open(f"{base}/sign-in").read().decode()
         token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-        data = urllib.parse.urlencode({"username": user, "password": password, "csrf_token": token}).encode()
+        data = urllib.parse.urlencode(
+            {"username": user, "password": password, "csrf_token": token}
+        ).encode()
         page = browser.open(f"{base}/sign-in", data=data).read().decode()
         assert "Batch client deletion" in page or "Single actions" in page
         listing = browser.open(f"{base}/?action_type=send").read().decode()
@@ -107,32 +122,57 @@ def reachable_dir():
 def test_keep_reuses_the_demo_database(reachable_dir):
     keep = reachable_dir / "demo-data"
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
-    first = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    first = subprocess.run(
+        [AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert first.returncode == 0, first.stderr
-    assert "preparing the demo" in first.stderr and re.search(r"ready in [0-9.]+ s: \d+ actions", first.stderr)
+    assert "preparing the demo" in first.stderr and re.search(
+        r"ready in [0-9.]+ s: \d+ actions", first.stderr
+    )
     assert (keep / "data" / "PG_VERSION").exists()  # the data folder stays
-    second = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    second = subprocess.run(
+        [AUDIT_CAPTURE, "demo", "--keep", str(keep), "--prepare-only"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert second.returncode == 0, second.stderr
     assert "reusing the kept demo database" in second.stderr
     assert "preparing the demo" not in second.stderr
 
-
     # served, its banner says the data stays (and Ctrl-C keeps it: the next run reuses it)
     port = free_port()
     with open(reachable_dir / "out", "w") as out, open(reachable_dir / "err", "w") as err:
-        served = subprocess.Popen([AUDIT_CAPTURE, "demo", "--keep", str(keep), "--port", str(port)],
-                                  stdout=out, stderr=err, env=env, stdin=subprocess.DEVNULL)
+        served = subprocess.Popen(
+            [AUDIT_CAPTURE, "demo", "--keep", str(keep), "--port", str(port)],
+            stdout=out,
+            stderr=err,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     try:
-        printed = wait_for(lambda: "psql" in (reachable_dir / "out").read_text() and (reachable_dir / "out").read_text(),
-                           60, "the kept demo to print its banner")
+        printed = wait_for(
+            lambda: (
+                "psql" in (reachable_dir / "out").read_text()
+                and (reachable_dir / "out").read_text()
+            ),
+            60,
+            "the kept demo to print its banner",
+        )
     finally:
         served.send_signal(signal.SIGINT)
         served.wait(timeout=30)
     assert served.returncode == 0
     progress = (reachable_dir / "err").read_text()
-    assert f"[4/4] serving the viewer (Ctrl-C stops it; the demo database stays in {keep} for the next run)" in progress
+    assert (
+        f"[4/4] serving the viewer (Ctrl-C stops it; the demo database stays in {keep} for the next run)"
+        in progress
+    )
     assert "removes" not in progress
     assert re.search(r"^  psql   psql postgresql://postgres@127\.0\.0\.1:\d+/crm$", printed, re.M)
     assert (keep / "data" / "PG_VERSION").exists()
@@ -142,8 +182,13 @@ def test_an_unreachable_keep_folder_is_one_clear_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
     blocked = tmp_path / "blocked"
     blocked.mkdir(mode=0o700)
-    result = subprocess.run([AUDIT_CAPTURE, "demo", "--keep", str(blocked / "data"), "--prepare-only"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [AUDIT_CAPTURE, "demo", "--keep", str(blocked / "data"), "--prepare-only"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     if os.geteuid() != 0:
         assert result.returncode == 0  # our own folder: reachable
         return
@@ -158,8 +203,13 @@ def test_a_port_in_use_is_one_clear_line():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run([AUDIT_CAPTURE, "demo", "--port", str(port)],
-                                capture_output=True, text=True, env=env, timeout=120)
+        result = subprocess.run(
+            [AUDIT_CAPTURE, "demo", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"Error: cannot serve on 127.0.0.1:{port}" in result.stderr
 
@@ -168,5 +218,7 @@ def test_a_given_database_keeps_the_demo_and_its_psql_line_hides_the_password():
     from audit_capture.cli import _demo_psql, _demo_stop_note
 
     assert _demo_stop_note(None, None) == "Ctrl-C stops it; the demo stays in the database you gave"
-    assert _demo_psql("postgresql://me:s3cret@db.example.com/demo", None) == \
-        "psql 'postgresql://me:***@db.example.com/demo'"
+    assert (
+        _demo_psql("postgresql://me:s3cret@db.example.com/demo", None)
+        == "psql 'postgresql://me:***@db.example.com/demo'"
+    )

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import html
 
+import flask
 import psycopg
 import pytest
-import flask
 import sqlalchemy as sa
+from audit_log import actions
 from flask import Flask, g, request
 from sqlalchemy.orm import Session
 
@@ -18,7 +19,6 @@ from audit_capture.context import ambient_variables
 from audit_capture.database import sqlalchemy_url
 from audit_capture.integrations.flask import Actor, AuditContext
 from audit_capture.integrations.sqlalchemy import instrument
-from audit_log import actions
 
 # The host application's own users: the extension assumes no login library.
 USERS = {
@@ -31,12 +31,15 @@ USERS = {
 def make_host_app(db_url, engine, **options):
     app = Flask("crm")
     options.setdefault("api_prefixes", ("/api/",))
-    AuditContext(app, current_actor=lambda: USERS.get(request.headers.get("X-Test-User", "")), **options)
+    AuditContext(
+        app, current_actor=lambda: USERS.get(request.headers.get("X-Test-User", "")), **options
+    )
 
     def add_client_with_sqlalchemy():
         with engine.begin() as connection:
-            connection.execute(sa.text("insert into clients (name) values (:name)"),
-                               {"name": request.form["name"]})
+            connection.execute(
+                sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]}
+            )
         return "created", 201
 
     app.add_url_rule("/clients", "web_add", add_client_with_sqlalchemy, methods=["POST"])
@@ -72,14 +75,25 @@ def logged(conn):
 
 def test_users_and_sources_per_request(host_app, conn):
     client = host_app.test_client()
-    assert client.post("/clients", data={"name": "web by alice"}, headers={"X-Test-User": "alice"}).status_code == 201
+    assert (
+        client.post(
+            "/clients", data={"name": "web by alice"}, headers={"X-Test-User": "alice"}
+        ).status_code
+        == 201
+    )
     client.post("/api/clients", data={"name": "api by carl"}, headers={"X-Test-User": "carl"})
-    client.post("/clients", data={"name": "mobile by carl"},
-                headers={"X-Test-User": "carl", "X-Audit-Source": "mobile"})
+    client.post(
+        "/clients",
+        data={"name": "mobile by carl"},
+        headers={"X-Test-User": "carl", "X-Audit-Source": "mobile"},
+    )
     client.post("/api/clients", data={"name": "ai agent"}, headers={"X-Audit-Source": "ai"})
     client.post("/clients", data={"name": "nobody"})
     log = logged(conn)
-    got = {label: (a["actor_id"], a["actor_name"], a["actor_type"], a["source"]) for label, a in log.items()}
+    got = {
+        label: (a["actor_id"], a["actor_name"], a["actor_type"], a["source"])
+        for label, a in log.items()
+    }
     assert got == {
         "web by alice": ("1", "Alice Admin", "admin", "web"),
         "api by carl": ("42", "Carl Client", "client", "api"),
@@ -92,8 +106,9 @@ def test_users_and_sources_per_request(host_app, conn):
 def test_a_user_whose_name_is_longer_than_the_log_holds_still_acts(host_app, conn):
     """The name is the user's data: cut in the log (200 characters, ending with "…"),
     never a failed request."""
-    response = host_app.test_client().post("/clients", data={"name": "by a long name"},
-                                           headers={"X-Test-User": "long"})
+    response = host_app.test_client().post(
+        "/clients", data={"name": "by a long name"}, headers={"X-Test-User": "long"}
+    )
     assert response.status_code == 201
     name = logged(conn)["by a long name"]["actor_name"]
     assert len(name) == 200 and name.startswith("Maria de la de la") and name.endswith("…")
@@ -106,12 +121,17 @@ def test_request_id_is_taken_or_made_and_echoed(host_app, conn):
     forged = client.post("/clients", data={"name": "forged"}, headers={"X-Request-ID": "x" * 500})
     log = logged(conn)
     assert log["given"]["request_id"] == given.headers["X-Request-ID"] == "req-abc-1"
-    assert len(log["made"]["request_id"]) == 32 and log["made"]["request_id"] == made.headers["X-Request-ID"]
+    assert (
+        len(log["made"]["request_id"]) == 32
+        and log["made"]["request_id"] == made.headers["X-Request-ID"]
+    )
     assert log["forged"]["request_id"] != "x" * 500 and len(log["forged"]["request_id"]) == 32
 
 
 def test_plain_psycopg_in_a_request(host_app, conn):
-    host_app.test_client().post("/psycopg/clients", data={"name": "raw"}, headers={"X-Test-User": "alice"})
+    host_app.test_client().post(
+        "/psycopg/clients", data={"name": "raw"}, headers={"X-Test-User": "alice"}
+    )
     assert logged(conn)["raw"]["actor_name"] == "Alice Admin"
 
 
@@ -130,7 +150,9 @@ def test_the_context_ends_with_the_request(host_app, conn):
 
 def test_a_custom_source_rule(db_url, conn):
     app = Flask("crm")
-    AuditContext(app, source=lambda req: "mobile" if req.user_agent.string.startswith("CRM-iOS") else "web")
+    AuditContext(
+        app, source=lambda req: "mobile" if req.user_agent.string.startswith("CRM-iOS") else "web"
+    )
 
     @app.post("/x")
     def x():
@@ -149,13 +171,23 @@ def test_a_custom_source_rule(db_url, conn):
 def test_the_source_header_is_ignored_by_default(db_url, engine, conn, caplog):
     client = make_host_app(db_url, engine).test_client()
     with caplog.at_level("WARNING", logger="audit_capture.integrations.flask"):
-        client.post("/clients", data={"name": "browser says ai"},
-                    headers={"X-Test-User": "carl", "X-Audit-Source": "ai"})
-        client.post("/api/clients", data={"name": "api says mobile"}, headers={"X-Audit-Source": "mobile"})
-        client.post("/clients", data={"name": "browser says webb"}, headers={"X-Audit-Source": "webb"})
+        client.post(
+            "/clients",
+            data={"name": "browser says ai"},
+            headers={"X-Test-User": "carl", "X-Audit-Source": "ai"},
+        )
+        client.post(
+            "/api/clients", data={"name": "api says mobile"}, headers={"X-Audit-Source": "mobile"}
+        )
+        client.post(
+            "/clients", data={"name": "browser says webb"}, headers={"X-Audit-Source": "webb"}
+        )
     log = logged(conn)
     assert {label: a["source"] for label, a in log.items()} == {
-        "browser says ai": "web", "api says mobile": "api", "browser says webb": "web"}
+        "browser says ai": "web",
+        "api says mobile": "api",
+        "browser says webb": "web",
+    }
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "X-Audit-Source ignored" in warnings[0]
     assert "trust_source_header" in warnings[0]
@@ -167,10 +199,18 @@ GATEWAY = "10.0.0.5"
 def test_a_trusted_gateway_states_the_source(db_url, engine, conn):
     app = make_host_app(db_url, engine, trust_source_header=lambda req: req.remote_addr == GATEWAY)
     client = app.test_client()
-    client.post("/clients", data={"name": "via gateway"}, headers={"X-Audit-Source": "Mobile"},
-                environ_base={"REMOTE_ADDR": GATEWAY})
-    client.post("/clients", data={"name": "direct"}, headers={"X-Audit-Source": "mobile"},
-                environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    client.post(
+        "/clients",
+        data={"name": "via gateway"},
+        headers={"X-Audit-Source": "Mobile"},
+        environ_base={"REMOTE_ADDR": GATEWAY},
+    )
+    client.post(
+        "/clients",
+        data={"name": "direct"},
+        headers={"X-Audit-Source": "mobile"},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
     log = logged(conn)
     assert log["via gateway"]["source"] == "mobile"
     assert log["direct"]["source"] == "web"
@@ -178,8 +218,9 @@ def test_a_trusted_gateway_states_the_source(db_url, engine, conn):
 
 @pytest.mark.parametrize("value", ["webb", "web,ai", "x" * 300, "<script>"])
 def test_a_trusted_header_naming_no_source_is_a_400(host_app, conn, value):
-    response = host_app.test_client().post("/clients", data={"name": "never written"},
-                                           headers={"X-Audit-Source": value})
+    response = host_app.test_client().post(
+        "/clients", data={"name": "never written"}, headers={"X-Audit-Source": value}
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert "X-Audit-Source is" in page and "expected one of web, api, ai, mobile" in page
@@ -188,7 +229,9 @@ def test_a_trusted_header_naming_no_source_is_a_400(host_app, conn, value):
 
 
 def test_an_empty_source_header_is_no_header(host_app, conn):
-    host_app.test_client().post("/api/clients", data={"name": "blank"}, headers={"X-Audit-Source": " "})
+    host_app.test_client().post(
+        "/api/clients", data={"name": "blank"}, headers={"X-Audit-Source": " "}
+    )
     assert logged(conn)["blank"]["source"] == "api"
 
 
@@ -198,9 +241,13 @@ def test_trust_source_header_takes_a_bool_or_a_callable():
 
 
 def test_the_400_says_what_the_readme_says(host_app):
-    response = host_app.test_client().post("/clients", data={"name": "x"}, headers={"X-Audit-Source": "webb"})
+    response = host_app.test_client().post(
+        "/clients", data={"name": "x"}, headers={"X-Audit-Source": "webb"}
+    )
     assert response.status_code == 400
-    assert "X-Audit-Source is 'webb'; expected one of web, api, ai, mobile" in html.unescape(response.get_data(as_text=True))
+    assert "X-Audit-Source is 'webb'; expected one of web, api, ai, mobile" in html.unescape(
+        response.get_data(as_text=True)
+    )
 
 
 # -- the actor is whoever the application loaded, whatever the order of its hooks -------
@@ -209,9 +256,13 @@ def test_the_400_says_what_the_readme_says(host_app):
 @pytest.fixture
 def app_users(conn):
     with conn.transaction():
-        conn.execute("create table app_users (login text primary key, id int, name text, kind text)")
-        conn.execute("insert into app_users values ('alice', 1, 'Alice Admin', 'admin'), "
-                     "('carl', 42, 'Carl Client', 'client')")
+        conn.execute(
+            "create table app_users (login text primary key, id int, name text, kind text)"
+        )
+        conn.execute(
+            "insert into app_users values ('alice', 1, 'Alice Admin', 'admin'), "
+            "('carl', 42, 'Carl Client', 'client')"
+        )
 
 
 def load_user(engine):
@@ -220,8 +271,9 @@ def load_user(engine):
     if login is None:
         return None
     with engine.connect() as connection:
-        row = connection.execute(sa.text("select id, name, kind from app_users where login = :login"),
-                                 {"login": login}).one_or_none()
+        row = connection.execute(
+            sa.text("select id, name, kind from app_users where login = :login"), {"login": login}
+        ).one_or_none()
     return None if row is None else Actor(row.id, row.name, row.kind)
 
 
@@ -253,12 +305,16 @@ def app_with_user_hook(db_url, engine, hook_order, where="app"):
     @routes.post("/core")
     def core():
         with engine.begin() as connection:
-            connection.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
+            connection.execute(
+                sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]}
+            )
         return "created", 201
 
     @routes.post("/session")
     def orm_session():
-        g.session.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
+        g.session.execute(
+            sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]}
+        )
         g.session.commit()
         return "created", 201
 
@@ -275,14 +331,22 @@ def app_with_user_hook(db_url, engine, hook_order, where="app"):
 
 @pytest.mark.parametrize("hook_order", ["before", "after", "blueprint"])
 def test_the_user_is_the_actor_whatever_the_hook_order(db_url, engine, conn, app_users, hook_order):
-    app = app_with_user_hook(db_url, engine, hook_order,
-                             where="blueprint" if hook_order == "blueprint" else "app")
+    app = app_with_user_hook(
+        db_url, engine, hook_order, where="blueprint" if hook_order == "blueprint" else "app"
+    )
     client = app.test_client()
     for form in ("core", "session", "psycopg"):
-        assert client.post(f"/{form}", data={"name": f"{form} by alice"},
-                           headers={"X-Test-User": "alice"}).status_code == 201
+        assert (
+            client.post(
+                f"/{form}", data={"name": f"{form} by alice"}, headers={"X-Test-User": "alice"}
+            ).status_code
+            == 201
+        )
         client.post(f"/{form}", data={"name": f"{form} by nobody"})
-    got = {label: (a["actor_id"], a["actor_name"], a["actor_type"]) for label, a in logged(conn).items()}
+    got = {
+        label: (a["actor_id"], a["actor_name"], a["actor_type"])
+        for label, a in logged(conn).items()
+    }
     for form in ("core", "session", "psycopg"):
         assert got[f"{form} by alice"] == ("1", "Alice Admin", "admin"), form
         assert got[f"{form} by nobody"] == (None, "postgres", "system"), form
@@ -297,8 +361,11 @@ def test_a_current_actor_that_queries_the_database_itself(db_url, engine, conn, 
         calls.append(1)
         if "user" not in g:
             with engine.connect() as connection:
-                loader_ran_as.append(connection.execute(
-                    sa.text("select current_setting('audit.actor_type', true)")).scalar())
+                loader_ran_as.append(
+                    connection.execute(
+                        sa.text("select current_setting('audit.actor_type', true)")
+                    ).scalar()
+                )
             g.user = load_user(engine)
         return g.user
 
@@ -308,15 +375,21 @@ def test_a_current_actor_that_queries_the_database_itself(db_url, engine, conn, 
     @app.post("/clients")
     def add():
         with engine.begin() as connection:
-            connection.execute(sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]})
-            connection.execute(sa.text("update clients set email = 'c@example.com' where name = :name"),
-                               {"name": request.form["name"]})
+            connection.execute(
+                sa.text("insert into clients (name) values (:name)"), {"name": request.form["name"]}
+            )
+            connection.execute(
+                sa.text("update clients set email = 'c@example.com' where name = :name"),
+                {"name": request.form["name"]},
+            )
         return "created", 201
 
     app.test_client().post("/clients", data={"name": "carl's"}, headers={"X-Test-User": "carl"})
     log = actions(conn, resource_type="client")
     assert [(a["action"], a["actor_name"], a["actor_type"]) for a in log] == [
-        ("Client created", "Carl Client", "client"), ("Client updated", "Carl Client", "client")]
+        ("Client created", "Carl Client", "client"),
+        ("Client updated", "Carl Client", "client"),
+    ]
     assert len(calls) == 1  # asked once, kept for the rest of the request
     assert loader_ran_as == ["system"]
 
@@ -352,6 +425,7 @@ def test_work_handed_to_a_thread_with_the_context_keeps_the_actor(db_url, engine
         def work():
             with engine.begin() as connection:
                 connection.execute(sa.text("insert into clients (name) values ('from a thread')"))
+
         with ThreadPoolExecutor(1) as executor:
             executor.submit(contextvars.copy_context().run, work).result()
         return "ok"

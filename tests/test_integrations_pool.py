@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 
 import pytest
+from audit_log import actions
 from psycopg_pool import ConnectionPool
 
 import audit_capture
 from audit_capture.integrations.pool import audited_connection
-from audit_log import actions
 
 REQUESTS = 200
 THREADS = 8
@@ -26,23 +26,33 @@ def serve(pool, numbers, errors):
     try:
         for n in numbers:
             actor = f"Actor {n}"
-            with audit_capture.context(actor_id=n, actor_name=actor, actor_type="client",
-                                       source="api", request_id=f"req-{n}"):
-                with audited_connection(pool) as conn:
-                    # the row says who should be blamed for it
-                    conn.execute("insert into clients (name, notes) values (%s, %s)", (f"by {actor}", actor))
+            with audit_capture.context(
+                actor_id=n,
+                actor_name=actor,
+                actor_type="client",
+                source="api",
+                request_id=f"req-{n}",
+            ), audited_connection(pool) as conn:
+                # the row says who should be blamed for it
+                conn.execute(
+                    "insert into clients (name, notes) values (%s, %s)", (f"by {actor}", actor)
+                )
             # between requests, work without any context must stay anonymous
             if n % 10 == 0:
                 with audited_connection(pool) as conn:
-                    conn.execute("insert into clients (name) values (%s)", (f"anonymous after {n}",))
+                    conn.execute(
+                        "insert into clients (name) values (%s)", (f"anonymous after {n}",)
+                    )
     except Exception as exc:  # reported by the test
         errors.append(repr(exc))
 
 
 def test_pooled_connections_never_misattribute(pool, conn):
     errors: list[str] = []
-    threads = [threading.Thread(target=serve, args=(pool, range(i, REQUESTS, THREADS), errors))
-               for i in range(THREADS)]
+    threads = [
+        threading.Thread(target=serve, args=(pool, range(i, REQUESTS, THREADS), errors))
+        for i in range(THREADS)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -55,7 +65,15 @@ def test_pooled_connections_never_misattribute(pool, conn):
     for action in attributed:
         n = int(action["actor_id"])
         assert action["resource_label"] == f"by Actor {n}"
-        assert (action["actor_name"], action["request_id"], action["source"]) == (f"Actor {n}", f"req-{n}", "api")
+        assert (action["actor_name"], action["request_id"], action["source"]) == (
+            f"Actor {n}",
+            f"req-{n}",
+            "api",
+        )
     for action in anonymous:
-        assert (action["actor_id"], action["actor_type"], action["source"], action["request_id"]) == (
-            None, "system", None, None)
+        assert (
+            action["actor_id"],
+            action["actor_type"],
+            action["source"],
+            action["request_id"],
+        ) == (None, "system", None, None)

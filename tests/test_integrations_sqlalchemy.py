@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from audit_log import actions, only_action
 from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import audit_capture
 from audit_capture.database import sqlalchemy_url
 from audit_capture.integrations.sqlalchemy import instrument, uninstrument
-from audit_log import actions, only_action
 
 ALICE = dict(actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
 
@@ -38,7 +38,9 @@ def engine(db_url):
 def statements(engine, tmp_path):
     """What the engine's connections send to the server: libpq's own protocol trace."""
     trace = open(tmp_path / "libpq.trace", "w")
-    event.listen(engine, "connect", lambda dbapi_conn, record: dbapi_conn.pgconn.trace(trace.fileno()))
+    event.listen(
+        engine, "connect", lambda dbapi_conn, record: dbapi_conn.pgconn.trace(trace.fileno())
+    )
     engine.dispose()  # new connections from now on are traced
 
     class Sent:
@@ -46,7 +48,9 @@ def statements(engine, tmp_path):
             trace.flush()
             text = (tmp_path / "libpq.trace").read_text()
             # one Parse (or Query) message per statement sent
-            return iter(line for line in text.splitlines() if "\tParse\t" in line or "\tQuery\t" in line)
+            return iter(
+                line for line in text.splitlines() if "\tParse\t" in line or "\tQuery\t" in line
+            )
 
     yield Sent()
     engine.dispose()
@@ -54,12 +58,15 @@ def statements(engine, tmp_path):
 
 
 def test_session_writes_carry_the_context(engine, conn):
-    with audit_capture.context(**ALICE):
-        with Session(engine) as session, session.begin():
-            session.execute(sa.text("insert into clients (name) values ('Via ORM session')"))
+    with audit_capture.context(**ALICE), Session(engine) as session, session.begin():
+        session.execute(sa.text("insert into clients (name) values ('Via ORM session')"))
     action = only_action(conn, action="Client created")
     assert (action["actor_id"], action["actor_name"], action["actor_type"], action["source"]) == (
-        "7", "Alice Admin", "admin", "web")
+        "7",
+        "Alice Admin",
+        "admin",
+        "web",
+    )
 
 
 def test_core_connection_and_engine_begin(engine, conn):
@@ -67,7 +74,9 @@ def test_core_connection_and_engine_begin(engine, conn):
         with engine.connect() as connection:
             connection.execute(sa.text("insert into clients (name) values ('core')"))
             connection.commit()
-            connection.execute(sa.text("insert into clients (name) values ('core, second transaction')"))
+            connection.execute(
+                sa.text("insert into clients (name) values ('core, second transaction')")
+            )
             connection.commit()
         with engine.begin() as connection:
             connection.execute(sa.text("insert into clients (name) values ('engine.begin')"))
@@ -90,17 +99,20 @@ def test_sessionmaker_is_accepted(db_url, conn):
 
 
 def test_nested_contexts_inside_one_transaction(engine, conn):
-    with audit_capture.context(**ALICE, request_id="req-1"):
-        with engine.begin() as connection:
-            connection.execute(sa.text("insert into clients (name) values ('outer')"))
-            with audit_capture.context(actor_name="Intake agent", actor_type="system", source="ai"):
-                connection.execute(sa.text("insert into clients (name) values ('inner')"))
-            connection.execute(sa.text("insert into clients (name) values ('outer again')"))
-    got = [(a["resource_label"], a["actor_name"], a["source"], a["request_id"])
-           for a in actions(conn, resource_type="client")]
-    assert got == [("outer", "Alice Admin", "web", "req-1"),
-                   ("inner", "Intake agent", "ai", "req-1"),
-                   ("outer again", "Alice Admin", "web", "req-1")]
+    with audit_capture.context(**ALICE, request_id="req-1"), engine.begin() as connection:
+        connection.execute(sa.text("insert into clients (name) values ('outer')"))
+        with audit_capture.context(actor_name="Intake agent", actor_type="system", source="ai"):
+            connection.execute(sa.text("insert into clients (name) values ('inner')"))
+        connection.execute(sa.text("insert into clients (name) values ('outer again')"))
+    got = [
+        (a["resource_label"], a["actor_name"], a["source"], a["request_id"])
+        for a in actions(conn, resource_type="client")
+    ]
+    assert got == [
+        ("outer", "Alice Admin", "web", "req-1"),
+        ("inner", "Intake agent", "ai", "req-1"),
+        ("outer again", "Alice Admin", "web", "req-1"),
+    ]
 
 
 def test_no_context_sends_nothing(engine, statements, conn):
@@ -137,39 +149,39 @@ def test_autocommit_connections_send_nothing(engine, statements, conn):
 
 
 def test_values_do_not_outlive_the_transaction(engine, conn):
-    with audit_capture.context(**ALICE):
-        with engine.begin() as connection:
-            connection.execute(sa.text("select 1"))
+    with audit_capture.context(**ALICE), engine.begin() as connection:
+        connection.execute(sa.text("select 1"))
     # same pooled connection, no context now
     with engine.begin() as connection:
         connection.execute(sa.text("insert into clients (name) values ('after')"))
-        assert connection.execute(sa.text("select current_setting('audit.actor_name', true)")).scalar() == ""
+        assert (
+            connection.execute(sa.text("select current_setting('audit.actor_name', true)")).scalar()
+            == ""
+        )
     assert only_action(conn, action="Client created")["actor_type"] == "system"
 
 
 def test_rollback_then_a_new_transaction_sets_the_context_again(engine, conn):
-    with audit_capture.context(**ALICE):
-        with engine.connect() as connection:
-            connection.execute(sa.text("insert into clients (name) values ('rolled back')"))
-            connection.rollback()
-            connection.execute(sa.text("insert into clients (name) values ('kept')"))
-            connection.commit()
+    with audit_capture.context(**ALICE), engine.connect() as connection:
+        connection.execute(sa.text("insert into clients (name) values ('rolled back')"))
+        connection.rollback()
+        connection.execute(sa.text("insert into clients (name) values ('kept')"))
+        connection.commit()
     action = only_action(conn, action="Client created")
     assert (action["resource_label"], action["actor_name"]) == ("kept", "Alice Admin")
-
 
 
 def test_a_failed_savepoint_rolls_back_and_the_transaction_goes_on(engine, conn):
     conn.execute("create unique index on clients (email)")
     conn.commit()
-    with audit_capture.context(**ALICE):
-        with Session(engine) as session, session.begin():
-            session.execute(sa.text("insert into clients (name, email) values ('Jane', 'j@x')"))
-            # get-or-create: try the insert in a savepoint, take the duplicate error
-            with pytest.raises(sa.exc.IntegrityError):
-                with session.begin_nested():
-                    session.execute(sa.text("insert into clients (name, email) values ('Jane again', 'j@x')"))
-            session.execute(sa.text("insert into clients (name) values ('after the savepoint')"))
+    with audit_capture.context(**ALICE), Session(engine) as session, session.begin():
+        session.execute(sa.text("insert into clients (name, email) values ('Jane', 'j@x')"))
+        # get-or-create: try the insert in a savepoint, take the duplicate error
+        with pytest.raises(sa.exc.IntegrityError), session.begin_nested():
+            session.execute(
+                sa.text("insert into clients (name, email) values ('Jane again', 'j@x')")
+            )
+        session.execute(sa.text("insert into clients (name) values ('after the savepoint')"))
     got = [(a["resource_label"], a["actor_name"]) for a in actions(conn, resource_type="client")]
     assert got == [("Jane", "Alice Admin"), ("after the savepoint", "Alice Admin")]
 
@@ -178,17 +190,23 @@ def test_a_savepoint_rollback_brings_back_what_was_set_before_it(engine, conn):
     with Session(engine) as session, session.begin():
         with audit_capture.context(**ALICE):
             session.execute(sa.text("insert into clients (name) values ('by Alice')"))
-            with pytest.raises(RuntimeError):
-                with session.begin_nested():
-                    with audit_capture.context(actor_name="Bob", actor_type="client", source="mobile"):
-                        session.execute(sa.text("select 1"))
-                        raise RuntimeError("undo the savepoint")
-            session.execute(sa.text("insert into clients (name) values ('Alice, after the savepoint')"))
+            with pytest.raises(RuntimeError), session.begin_nested():
+                with audit_capture.context(
+                    actor_name="Bob", actor_type="client", source="mobile"
+                ):
+                    session.execute(sa.text("select 1"))
+                    raise RuntimeError("undo the savepoint")
+            session.execute(
+                sa.text("insert into clients (name) values ('Alice, after the savepoint')")
+            )
         # the context ended; the server still had Alice's values from before the savepoint
         session.execute(sa.text("insert into clients (name) values ('nobody')"))
     got = [(a["resource_label"], a["actor_name"]) for a in actions(conn, resource_type="client")]
-    assert got == [("by Alice", "Alice Admin"), ("Alice, after the savepoint", "Alice Admin"),
-                   ("nobody", "postgres")]
+    assert got == [
+        ("by Alice", "Alice Admin"),
+        ("Alice, after the savepoint", "Alice Admin"),
+        ("nobody", "postgres"),
+    ]
 
 
 def test_a_connection_dropped_without_close_leaves_nothing_applied(db_url, conn):
@@ -211,11 +229,11 @@ def test_a_connection_dropped_without_close_leaves_nothing_applied(db_url, conn)
         engine.dispose()
     assert only_action(conn, action="Client created")["actor_name"] == "Nightly import"
 
+
 def test_uninstrument(engine, statements):
     uninstrument(engine)
-    with audit_capture.context(**ALICE):
-        with engine.begin() as connection:
-            connection.execute(sa.text("select 1"))
+    with audit_capture.context(**ALICE), engine.begin() as connection:
+        connection.execute(sa.text("select 1"))
     sent = list(statements)
     assert any("select 1" in s for s in sent)
     assert not any("set_config" in s for s in sent)
@@ -230,13 +248,18 @@ def test_bad_values_fail_before_anything_is_sent(engine):
 def test_batch_and_importing_through_a_session(engine, conn):
     from audit_capture.integrations.sqlalchemy import batch, importing
 
-    with audit_capture.context(**ALICE):
-        with Session(engine) as session, session.begin():
-            with importing(session):
-                session.execute(sa.text("insert into clients (id, name) select i, 'c' || i from generate_series(1, 3) i"))
-            with batch(session, "Batch client deletion"):
-                for client_id in (1, 2, 3):
-                    session.execute(sa.text("delete from clients where id = :id"), {"id": client_id})
+    with audit_capture.context(**ALICE), Session(engine) as session, session.begin():
+        with importing(session):
+            session.execute(
+                sa.text(
+                    "insert into clients (id, name) select i, 'c' || i from generate_series(1, 3) i"
+                )
+            )
+        with batch(session, "Batch client deletion"):
+            for client_id in (1, 2, 3):
+                session.execute(
+                    sa.text("delete from clients where id = :id"), {"id": client_id}
+                )
     imported = only_action(conn, action="Clients imported (3)")
     deleted = only_action(conn, action="Batch client deletion")
     assert (imported["action_type"], imported["actor_name"]) == ("import", "Alice Admin")
@@ -258,5 +281,9 @@ def test_batch_and_importing_take_the_orm_changes_made_in_the_block(engine, conn
                 for client in clients:
                     session.delete(client)  # sent at the next flush, not at once
     got = [(a["action"], a["row_count"]) for a in actions(conn, resource_type="client")]
-    assert got == [("Client created", 1), ("Clients imported (3)", 3),
-                   ("Client created", 1), ("Batch client deletion", 4)]
+    assert got == [
+        ("Client created", 1),
+        ("Clients imported (3)", 3),
+        ("Client created", 1),
+        ("Batch client deletion", 4),
+    ]

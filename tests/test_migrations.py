@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from alembic import command
-from psycopg import sql
 from alembic.config import Config
+from pg_binaries import tool
+from psycopg import sql
 
 from audit_capture import migrate, resources, sqlfiles
-from pg_binaries import tool
 
 
 def _scalar(url: str, query: str, params=()):
@@ -122,8 +122,12 @@ def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
 def psql(url: str, script: str) -> None:
     """Apply a script as a DBA applies ``migrate upgrade --sql``: psql, stop at an error."""
     binary = tool("psql")
-    done = subprocess.run([binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
-                          input=script, capture_output=True, text=True)
+    done = subprocess.run(
+        [binary, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+        input=script,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -133,17 +137,23 @@ def test_the_upgrade_sql_script_installs_the_chain_in_psql(empty_db_url, capsys)
     assert migrate.current(empty_db_url) == migrate.head()
     with psycopg.connect(empty_db_url) as conn:
         # the version table went to the schema's owner, readable by the audit roles
-        assert conn.execute(
-            "select relowner::regrole::text from pg_class"
-            " where oid = 'audit.alembic_version'::regclass").fetchone()[0] == "audit_owner"
+        assert (
+            conn.execute(
+                "select relowner::regrole::text from pg_class"
+                " where oid = 'audit.alembic_version'::regclass"
+            ).fetchone()[0]
+            == "audit_owner"
+        )
         for role in ("audit_reader", "audit_admin"):
-            assert conn.execute("select has_table_privilege(%s, 'audit.alembic_version', 'select')",
-                                (role,)).fetchone()[0]
+            assert conn.execute(
+                "select has_table_privilege(%s, 'audit.alembic_version', 'select')", (role,)
+            ).fetchone()[0]
         conn.execute("create table widgets (id int primary key, name text)")
         conn.execute("select audit.track('widgets', 'widget', label_column => 'name')")
         conn.execute("insert into widgets values (1, 'Gear')")
         assert conn.execute("select action, resource_label from audit.action_log").fetchall() == [
-            ("Widget created", "Gear")]
+            ("Widget created", "Gear")
+        ]
         assert conn.execute("select current_user").fetchone()[0] == conn.info.user
 
 
@@ -157,7 +167,7 @@ def test_an_upgrade_sql_step_upgrades_one_revision_in_psql(empty_db_url, capsys)
 
 # -- a host application's own chain ---------------------------------------------------
 
-HOST_ENV = '''
+HOST_ENV = """
 from alembic import context
 from sqlalchemy import create_engine
 
@@ -170,7 +180,7 @@ with engine.connect() as connection:
     with context.begin_transaction():
         context.run_migrations()
 engine.dispose()
-'''
+"""
 
 HOST_REVISION = '''
 """widgets"""
@@ -240,15 +250,18 @@ def test_host_chain_tracks_and_untracks_with_alembic_operations(host_chain, db_u
     command.downgrade(host_chain, "base")
 
     assert _scalar(db_url, "select to_regclass('public.widgets') is null")
-    assert _scalar(
-        db_url,
-        "select count(*) from audit.tracked_table where relation::text = 'widgets'",
-    ) == 0
+    assert (
+        _scalar(
+            db_url,
+            "select count(*) from audit.tracked_table where relation::text = 'widgets'",
+        )
+        == 0
+    )
 
 
 def test_untrack_operation_reverses_to_the_settings_it_read(db_url):
-    from alembic.runtime.migration import MigrationContext
     from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine
 
     from audit_capture.alembic_ops import TrackTableOp, UntrackTableOp
@@ -257,11 +270,17 @@ def test_untrack_operation_reverses_to_the_settings_it_read(db_url):
     engine = create_engine(sqlalchemy_url(db_url))
     try:
         with engine.begin() as connection:
-            connection.exec_driver_sql("create table gadgets (id int primary key, name text, state text)")
+            connection.exec_driver_sql(
+                "create table gadgets (id int primary key, name text, state text)"
+            )
             op = Operations(MigrationContext.configure(connection))
             op.track_table(
-                "gadgets", "gadget", label_column="name", status_columns=["state"],
-                label="Gadget", label_plural="Gadgets",
+                "gadgets",
+                "gadget",
+                label_column="name",
+                status_columns=["state"],
+                label="Gadget",
+                label_plural="Gadgets",
             )
             untrack = UntrackTableOp("gadgets")
             op.invoke(untrack)
@@ -301,11 +320,20 @@ def test_operations_render_in_offline_sql_mode():
         opts={"as_sql": True, "output_buffer": buffer, "literal_binds": True},
     )
     op = Operations(context)
-    op.track_table("widgets", "widget", label_column="name", status_columns=["state"],
-                   labels=[{"label": "it's"}], schema="crm")
+    op.track_table(
+        "widgets",
+        "widget",
+        label_column="name",
+        status_columns=["state"],
+        labels=[{"label": "it's"}],
+        schema="crm",
+    )
     op.untrack_table("widgets")
     out = buffer.getvalue()
-    assert "select audit.track(cast(quote_ident('crm') || '.' || quote_ident('widgets') as regclass)" in out
+    assert (
+        "select audit.track(cast(quote_ident('crm') || '.' || quote_ident('widgets') as regclass)"
+        in out
+    )
     assert "cast(ARRAY[] as text[])" in out
     assert """cast('[{"label": "it''s"}]' as jsonb)""" in out
     assert "select audit.untrack(cast(quote_ident('widgets') as regclass))" in out
@@ -314,7 +342,9 @@ def test_operations_render_in_offline_sql_mode():
 # -- the application's chain, run in the wrong order or by the wrong role -----------------
 
 
-def test_the_host_chain_before_the_package_chain_says_to_run_migrate_upgrade(tmp_path, empty_db_url):
+def test_the_host_chain_before_the_package_chain_says_to_run_migrate_upgrade(
+    tmp_path, empty_db_url
+):
     from audit_capture.alembic_ops import AuditNotInstalled
 
     chain = make_host_chain(tmp_path, empty_db_url)
@@ -323,7 +353,8 @@ def test_the_host_chain_before_the_package_chain_says_to_run_migrate_upgrade(tmp
     assert str(raised.value) == (
         "track_table('widgets'): audit_capture is not installed in this database; run "
         "`audit-capture migrate upgrade` (the package's own chain) before the application's "
-        "migrations that track tables")
+        "migrations that track tables"
+    )
     assert _scalar(empty_db_url, "select to_regclass('public.widgets') is null")  # rolled back
     migrate.upgrade(empty_db_url, "head")
     command.upgrade(chain, "head")
@@ -336,8 +367,11 @@ def migrator(db_url):
     run), and nothing of audit_capture's; dropped after the test."""
     name = f"app_migrator_{db_url.rsplit('/', 1)[1]}"
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("create role {0} login; grant usage, create on schema public to {0}")
-                     .format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("create role {0} login; grant usage, create on schema public to {0}").format(
+                sql.Identifier(name)
+            )
+        )
     yield name, db_url.replace("postgres@", f"{name}@", 1)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name)))
@@ -352,43 +386,64 @@ def test_a_migrating_role_without_audit_admin_is_told_the_grant(tmp_path, db_url
         command.upgrade(chain, "head")
     assert str(raised.value) == (
         f"role {role} may not track tables (track_table('widgets')): a superuser runs "
-        f"`grant audit_admin to {role};`, or run the migration as a role that has audit_admin")
+        f"`grant audit_admin to {role};`, or run the migration as a role that has audit_admin"
+    )
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("grant audit_admin to {}").format(sql.Identifier(role)))  # as the message says
+        conn.execute(
+            sql.SQL("grant audit_admin to {}").format(sql.Identifier(role))
+        )  # as the message says
     command.upgrade(chain, "head")
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(sql.SQL("revoke audit_admin from {}").format(sql.Identifier(role)))
     with pytest.raises(NotAuditAdmin, match=f"role {role} may not untrack tables"):
         command.downgrade(chain, "base")
-    assert _scalar(db_url, "select count(*) from audit.tracked_table where relation = 'widgets'::regclass") == 1
+    assert (
+        _scalar(
+            db_url, "select count(*) from audit.tracked_table where relation = 'widgets'::regclass"
+        )
+        == 1
+    )
 
 
 def test_a_host_downgrade_after_the_audit_schema_was_removed_goes_on(host_chain, db_url, caplog):
     command.upgrade(host_chain, "head")
     migrate.downgrade(db_url, "base")  # the wrong order: the audit schema first
-    assert _scalar(db_url, "select count(*) from pg_trigger where tgrelid = 'widgets'::regclass") == 0
+    assert (
+        _scalar(db_url, "select count(*) from pg_trigger where tgrelid = 'widgets'::regclass") == 0
+    )
     with caplog.at_level("WARNING", logger="audit_capture.alembic_ops"):
         command.downgrade(host_chain, "base")
     assert _scalar(db_url, "select to_regclass('public.widgets') is null")
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "audit_capture.alembic_ops"]
-    assert warning.startswith("untrack_table('widgets') did nothing: audit_capture is not installed")
-    assert "the application's downgrade first, then `audit-capture migrate downgrade base`" in warning
+    assert warning.startswith(
+        "untrack_table('widgets') did nothing: audit_capture is not installed"
+    )
+    assert (
+        "the application's downgrade first, then `audit-capture migrate downgrade base`" in warning
+    )
 
 
 # -- revision 0002: the viewer's indexes ------------------------------------------------
 
-VIEWER_INDEXES = ["action_log_actor_idx", "action_log_actor_name_idx", "action_log_kind_idx",
-                  "action_log_text_idx"]
+VIEWER_INDEXES = [
+    "action_log_actor_idx",
+    "action_log_actor_name_idx",
+    "action_log_kind_idx",
+    "action_log_text_idx",
+]
 
 
 def _viewer_indexes(url: str) -> dict[str, bool]:
     """{index name: valid} of the viewer's indexes present on audit.action_log."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return dict(conn.execute(
-            "select c.relname, i.indisvalid and i.indisready from pg_index i"
-            " join pg_class c on c.oid = i.indexrelid"
-            " where i.indrelid = 'audit.action_log'::regclass and c.relname = any(%s)",
-            (VIEWER_INDEXES,)).fetchall())
+        return dict(
+            conn.execute(
+                "select c.relname, i.indisvalid and i.indisready from pg_index i"
+                " join pg_class c on c.oid = i.indexrelid"
+                " where i.indrelid = 'audit.action_log'::regclass and c.relname = any(%s)",
+                (VIEWER_INDEXES,),
+            ).fetchall()
+        )
 
 
 def test_viewer_indexes_come_with_0002_and_go_with_its_downgrade(empty_db_url):
@@ -396,7 +451,8 @@ def test_viewer_indexes_come_with_0002_and_go_with_its_downgrade(empty_db_url):
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute(
             "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
-            " actor_id, actor_name) values ('Client updated', 'update', 'admin', 'x', 1, '7', 'Alice')")
+            " actor_id, actor_name) values ('Client updated', 'update', 'admin', 'x', 1, '7', 'Alice')"
+        )
     assert _viewer_indexes(empty_db_url) == {}
 
     migrate.upgrade(empty_db_url, "head")
@@ -420,10 +476,13 @@ def test_0002_replaces_an_invalid_index_left_by_a_failed_concurrent_build(empty_
         conn.execute(
             "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
             " actor_id) select 'Client updated', 'update', 'admin', 'x', 1, '7'"
-            " from generate_series(1, 2)")
+            " from generate_series(1, 2)"
+        )
         with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute("create unique index concurrently action_log_actor_idx"
-                         " on audit.action_log (actor_id)")
+            conn.execute(
+                "create unique index concurrently action_log_actor_idx"
+                " on audit.action_log (actor_id)"
+            )
     assert _viewer_indexes(empty_db_url) == {"action_log_actor_idx": False}
 
     migrate.upgrade(empty_db_url, "head")
@@ -432,9 +491,13 @@ def test_0002_replaces_an_invalid_index_left_by_a_failed_concurrent_build(empty_
 
 # -- revision 0003: capture functions without JIT ---------------------------------------
 
+
 def _capture_config(url: str) -> list[str] | None:
-    return _scalar(url, "select proconfig from pg_proc where pronamespace = 'audit'::regnamespace"
-                        " and proname = 'capture_' || 'public.widgets'::regclass::oid")
+    return _scalar(
+        url,
+        "select proconfig from pg_proc where pronamespace = 'audit'::regnamespace"
+        " and proname = 'capture_' || 'public.widgets'::regclass::oid",
+    )
 
 
 def test_0003_rewrites_the_capture_functions_of_tables_tracked_before_it(empty_db_url):
@@ -451,15 +514,19 @@ def test_0003_rewrites_the_capture_functions_of_tables_tracked_before_it(empty_d
         conn.execute("insert into public.widgets values (1, 'a')")
         conn.execute("update public.widgets set name = 'b'")
         actions = conn.execute(
-            "select action, changes from audit.action_log order by id").fetchall()
-    assert actions == [("Widget created", {"id": 1, "name": "a"}),
-                       ("Widget updated", {"name": {"old": "a", "new": "b"}})]
+            "select action, changes from audit.action_log order by id"
+        ).fetchall()
+    assert actions == [
+        ("Widget created", {"id": 1, "name": "a"}),
+        ("Widget updated", {"name": {"old": "a", "new": "b"}}),
+    ]
 
 
 def _items(url: str, action_id: int) -> list[tuple]:
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("select item_no, resource_id, old, new from audit.action_items(%s)",
-                            (action_id,)).fetchall()
+        return conn.execute(
+            "select item_no, resource_id, old, new from audit.action_items(%s)", (action_id,)
+        ).fetchall()
 
 
 def test_0003_reads_chunks_written_before_it_beside_its_own(empty_db_url):
@@ -480,10 +547,14 @@ def test_0003_reads_chunks_written_before_it_beside_its_own(empty_db_url):
         ).fetchall()
     # the insert's chunk keeps its triples; the delete's is written the new way
     assert formats == [(before, None), (after, ["1", "2"])]
-    assert _items(empty_db_url, before) == [(1, "1", None, {"id": 1, "name": "a"}),
-                                            (2, "2", None, {"id": 2, "name": "b"})]
-    assert _items(empty_db_url, after) == [(1, "1", {"id": 1, "name": "a"}, None),
-                                           (2, "2", {"id": 2, "name": "b"}, None)]
+    assert _items(empty_db_url, before) == [
+        (1, "1", None, {"id": 1, "name": "a"}),
+        (2, "2", None, {"id": 2, "name": "b"}),
+    ]
+    assert _items(empty_db_url, after) == [
+        (1, "1", {"id": 1, "name": "a"}, None),
+        (2, "2", {"id": 2, "name": "b"}, None),
+    ]
 
 
 def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(empty_db_url):
@@ -492,8 +563,9 @@ def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(em
         conn.execute("create table public.widgets (id int primary key, code text not null)")
         conn.execute("select audit.track('public.widgets', 'widget')")
         conn.execute("drop event trigger audit_capture_alter_table")
-        conn.execute("alter table public.widgets drop constraint widgets_pkey,"
-                     " add primary key (code)")
+        conn.execute(
+            "alter table public.widgets drop constraint widgets_pkey, add primary key (code)"
+        )
     assert _scalar(empty_db_url, "select key_columns from audit.tracked_table") == ["id"]
 
     with psycopg.connect(empty_db_url) as conn:
@@ -501,14 +573,18 @@ def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(em
         conn.commit()
 
     assert _scalar(empty_db_url, "select key_columns from audit.tracked_table") == ["code"]
-    when = _scalar(empty_db_url, "select pg_get_triggerdef(oid) from pg_trigger"
-                                 " where tgname = 'audit_capture_key_change'")
+    when = _scalar(
+        empty_db_url,
+        "select pg_get_triggerdef(oid) from pg_trigger where tgname = 'audit_capture_key_change'",
+    )
     assert "old.code IS DISTINCT FROM new.code" in when and "old.id" not in when
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("insert into public.widgets values (1, 'a'), (2, 'b')")
         conn.execute("update public.widgets set code = code || '2'")
-        moved = conn.execute("select resource_id, old, new from audit.action_items("
-                             "(select max(id) from audit.action_log)) order by 1").fetchall()
+        moved = conn.execute(
+            "select resource_id, old, new from audit.action_items("
+            "(select max(id) from audit.action_log)) order by 1"
+        ).fetchall()
     assert moved == [("a2", {"code": "a"}, {"code": "a2"}), ("b2", {"code": "b"}, {"code": "b2"})]
 
 
@@ -525,9 +601,11 @@ def restore_dump_of(source_url: str, target_url: str) -> None:
 
 
 def _capture_function_of(conn, table: str) -> str:
-    return conn.execute("select tgfoid::regproc::text from pg_trigger"
-                        " where tgrelid = %s::regclass and tgname = 'audit_capture_update'",
-                        (table,)).fetchone()[0]
+    return conn.execute(
+        "select tgfoid::regproc::text from pg_trigger"
+        " where tgrelid = %s::regclass and tgname = 'audit_capture_update'",
+        (table,),
+    ).fetchone()[0]
 
 
 def test_a_restored_table_moves_to_its_own_capture_function_at_alter_table(db_url, empty_db_url):
@@ -539,12 +617,14 @@ def test_a_restored_table_moves_to_its_own_capture_function_at_alter_table(db_ur
         conn.execute("alter table clients drop column notes")
         conn.execute("insert into clients (name) values ('Ann')")
         conn.execute("update clients set name = 'Ann Lee' where name = 'Ann'")
-        assert conn.execute("select action, changes from audit.action_log order by id desc limit 1"
-                            ).fetchone() == ("Client updated", {"name": {"old": "Ann", "new": "Ann Lee"}})
+        assert conn.execute(
+            "select action, changes from audit.action_log order by id desc limit 1"
+        ).fetchone() == ("Client updated", {"name": {"old": "Ann", "new": "Ann Lee"}})
         assert _capture_function_of(conn, "clients") == f"audit.capture_{oid}"
-        generated = conn.execute("select count(*) from pg_proc where proname ~ '^capture_[0-9]+$'"
-                                 " and not exists (select from pg_trigger where tgfoid = pg_proc.oid)"
-                                 ).fetchone()[0]
+        generated = conn.execute(
+            "select count(*) from pg_proc where proname ~ '^capture_[0-9]+$'"
+            " and not exists (select from pg_trigger where tgfoid = pg_proc.oid)"
+        ).fetchone()[0]
         assert generated == 0  # the stale copy went with its last trigger
 
 
@@ -556,14 +636,23 @@ def test_status_reports_restored_tables_and_repair_moves_them(db_url, empty_db_u
     restore_dump_of(db_url, empty_db_url)
 
     def status():
-        return CliRunner().invoke(cli, ["--database-url", empty_db_url, "status"],
-                                  env={"AUDIT_CAPTURE_DATABASE_URL": None})
+        return CliRunner().invoke(
+            cli,
+            ["--database-url", empty_db_url, "status"],
+            env={"AUDIT_CAPTURE_DATABASE_URL": None},
+        )
 
     before = status()
     assert before.exit_code == 1
-    assert "clients (client): stale (calls the capture function of the table it was restored from)" in before.output
-    repaired = CliRunner().invoke(cli, ["--database-url", empty_db_url, "migrate", "repair"],
-                                  env={"AUDIT_CAPTURE_DATABASE_URL": None})
+    assert (
+        "clients (client): stale (calls the capture function of the table it was restored from)"
+        in before.output
+    )
+    repaired = CliRunner().invoke(
+        cli,
+        ["--database-url", empty_db_url, "migrate", "repair"],
+        env={"AUDIT_CAPTURE_DATABASE_URL": None},
+    )
     assert repaired.exit_code == 0, repaired.output
     after = status()
     assert after.exit_code == 0 and "stale" not in after.output, after.output
@@ -577,13 +666,17 @@ def test_0004_follows_renames_in_tables_tracked_before_it(empty_db_url):
     migrate.upgrade(empty_db_url, "0003")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("create table public.people (id int primary key, name text, ssn text)")
-        conn.execute("select audit.track('public.people', 'person', label_column => 'name',"
-                     " redacted_columns => '{ssn}')")
+        conn.execute(
+            "select audit.track('public.people', 'person', label_column => 'name',"
+            " redacted_columns => '{ssn}')"
+        )
     migrate.upgrade(empty_db_url, "head")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         # the install took the numbers of the columns the settings name
         assert conn.execute("select setting_columns from audit.tracked_table").fetchone()[0] == {
-            "name": 2, "ssn": 3}
+            "name": 2,
+            "ssn": 3,
+        }
         conn.execute("alter table public.people rename column ssn to national_id")
         conn.execute("insert into public.people values (1, 'Ann', '123-45-6789')")
         changes = conn.execute("select changes from audit.action_log").fetchone()[0]

@@ -19,9 +19,21 @@ def pytest_in_a_process(env_value: str | None) -> subprocess.CompletedProcess:
     if env_value is not None:
         env[pg_binaries.ENVVAR] = env_value
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-p", "no:cacheprovider",
-         str(TESTS / "test_pg_binaries.py")],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS / "test_pg_binaries.py"),
+        ],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_header_names_the_server_the_variable_chose():

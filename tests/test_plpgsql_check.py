@@ -40,5 +40,6 @@ def test_plpgsql_functions_pass_plpgsql_check(conn):
     assert unexpected == []
     checked = conn.execute(
         "select count(*) from pg_proc where pronamespace = 'audit'::regnamespace "
-        "and prolang = (select oid from pg_language where lanname = 'plpgsql')").fetchone()[0]
+        "and prolang = (select oid from pg_language where lanname = 'plpgsql')"
+    ).fetchone()[0]
     assert checked >= 10

@@ -73,28 +73,45 @@ def free_port() -> int:
 
 def env_for(url: str) -> dict[str, str]:
     parts = conninfo_to_dict(url)
-    return {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "AUDIT_CAPTURE_DATABASE_URL": url,
-            "PGHOST": parts["host"], "PGPORT": str(parts["port"]), "PGUSER": parts["user"],
-            "PGDATABASE": parts["dbname"]}
+    return {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AUDIT_CAPTURE_DATABASE_URL": url,
+        "PGHOST": parts["host"],
+        "PGPORT": str(parts["port"]),
+        "PGUSER": parts["user"],
+        "PGDATABASE": parts["dbname"],
+    }
 
 
 def run_lines(script: str, url: str, cwd: Path, stdin: str = "") -> str:
     """Run a README shell block with bash, the example database replaced by ``url``."""
     script = re.sub(r"postgresql://dba@db\.example\.com:5432/crm", url, script)
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env_for(url), cwd=cwd,
-                            input=stdin, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=env_for(url),
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"README block failed:\n{script}\n{result.stderr}"
     return result.stdout
 
 
 def test_dba_blocks_run_in_order(empty_db_url, tmp_path):
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("create table clients (id bigint primary key, name text, status text, ssn text)")
+        conn.execute(
+            "create table clients (id bigint primary key, name text, status text, ssn text)"
+        )
     out = run_lines(block_with("sh", "audit-capture migrate upgrade "), empty_db_url, tmp_path)
     assert "(head)" in out
     assert "create table if not exists audit.action_log" in (tmp_path / "install.sql").read_text()
     run_lines(block_with("sh", "audit-capture track clients"), empty_db_url, tmp_path)
-    status = subprocess.run(["audit-capture", "status"], env=env_for(empty_db_url), capture_output=True, text=True)
+    status = subprocess.run(
+        ["audit-capture", "status"], env=env_for(empty_db_url), capture_output=True, text=True
+    )
     assert status.returncode == 0 and "status: ok" in status.stdout
     assert block_with("sh", "audit-capture status").strip() == "audit-capture status"
     run_lines(block_with("sh", "audit-capture migrate downgrade base"), empty_db_url, tmp_path)
@@ -107,18 +124,31 @@ def test_the_viewer_block_runs_and_serves(db_url, tmp_path, conn):
     setup, serve = script.split("# 5. serve it")
     setup = setup.replace("password '...'", "password 'readme-secret'")
     # the step the reader does by hand: paste the key that new-secret printed
-    setup = setup.replace("<paste the output of audit-capture viewer new-secret>",
-                          "$(audit-capture viewer new-secret)").replace("<<'TOML'", "<<TOML")
+    setup = setup.replace(
+        "<paste the output of audit-capture viewer new-secret>",
+        "$(audit-capture viewer new-secret)",
+    ).replace("<<'TOML'", "<<TOML")
     out = run_lines(setup, db_url, tmp_path, stdin="pw-from-readme\npw-from-readme\n")
     assert re.search(r"scrypt:\S+", out)
     try:
         port = free_port()
-        viewer_url = re.sub(r"/[^/]+$", "/" + conninfo_to_dict(db_url)["dbname"],
-                            db_url.replace("postgres@", "audit_viewer:readme-secret@"))
+        viewer_url = re.sub(
+            r"/[^/]+$",
+            "/" + conninfo_to_dict(db_url)["dbname"],
+            db_url.replace("postgres@", "audit_viewer:readme-secret@"),
+        )
         command = " ".join(serve.replace("\\\n", " ").split("\n", 1)[1].split())
-        command = command.replace("postgresql://audit_viewer@db/crm", viewer_url).replace("8080", str(port))
-        server = subprocess.Popen(shlex.split(command), env=env_for(db_url), cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        command = command.replace("postgresql://audit_viewer@db/crm", viewer_url).replace(
+            "8080", str(port)
+        )
+        server = subprocess.Popen(
+            shlex.split(command),
+            env=env_for(db_url),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -148,7 +178,9 @@ def test_sql_blocks_run_on_the_sample_crm(conn, sql):
 @pytest.mark.parametrize("code", blocks("python"), ids=lambda s: s.strip().splitlines()[0][:40])
 def test_python_blocks_compile_and_their_imports_resolve(code):
     compile(code, "README.md", "exec")
-    imports = "\n".join(line for line in code.splitlines() if re.match(r"(from \S+ )?import ", line))
+    imports = "\n".join(
+        line for line in code.splitlines() if re.match(r"(from \S+ )?import ", line)
+    )
     exec(compile(imports, "README.md", "exec"), {})
 
 
@@ -170,10 +202,10 @@ def test_the_roles_block_and_the_install_order(empty_db_url, tmp_path):
     the viewer's role reads it and writes nothing; the wrong orders say what the README
     says."""
     from alembic import command
+    from test_migrations import make_host_chain
 
     from audit_capture import migrate, record_action, set_context
     from audit_capture.alembic_ops import AuditNotInstalled, NotAuditAdmin
-    from test_migrations import make_host_chain
 
     roles = ("app_migrator", "app_runtime", "audit_viewer")
     as_role = {role: empty_db_url.replace("postgres@", f"{role}@", 1) for role in roles}
@@ -198,39 +230,60 @@ def test_the_roles_block_and_the_install_order(empty_db_url, tmp_path):
 
         with psycopg.connect(as_role["app_runtime"]) as app:
             with app.transaction():
-                set_context(app, actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
+                set_context(
+                    app, actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web"
+                )
                 app.execute("insert into widgets (id, name) values (1, 'Sprocket')")
                 app.execute("update widgets set name = 'Sprocket 2' where id = 1")
                 record_action(app, "export", "Widget export", resource_type="widget")
-            for forbidden in ("select * from audit.action_log", "select audit.track('widgets', 'widget')",
-                              "select audit.untrack('widgets')", "delete from audit.action_log",
-                              "alter table widgets disable trigger all", "drop table widgets"):
+            for forbidden in (
+                "select * from audit.action_log",
+                "select audit.track('widgets', 'widget')",
+                "select audit.untrack('widgets')",
+                "delete from audit.action_log",
+                "alter table widgets disable trigger all",
+                "drop table widgets",
+            ):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege), app.transaction():
                     app.execute(forbidden)
 
         with psycopg.connect(as_role["audit_viewer"]) as viewer:
-            rows = viewer.execute("select action, actor_name, db_user from audit.action_log order by id").fetchall()
-            assert rows == [("Widget created", "Alice Admin", "app_runtime"),
-                            ("Widget updated", "Alice Admin", "app_runtime"),
-                            ("Widget export", "Alice Admin", "app_runtime")]
+            rows = viewer.execute(
+                "select action, actor_name, db_user from audit.action_log order by id"
+            ).fetchall()
+            assert rows == [
+                ("Widget created", "Alice Admin", "app_runtime"),
+                ("Widget updated", "Alice Admin", "app_runtime"),
+                ("Widget export", "Alice Admin", "app_runtime"),
+            ]
             assert viewer.execute("show default_transaction_read_only").fetchone()[0] == "on"
-            for forbidden in ("select * from widgets", "insert into widgets (id) values (2)",
-                              "select audit.log_action('export', 'Forged export')",
-                              "select audit.untrack('widgets')"):
+            for forbidden in (
+                "select * from widgets",
+                "insert into widgets (id) values (2)",
+                "select audit.log_action('export', 'Forged export')",
+                "select audit.untrack('widgets')",
+            ):
                 viewer.rollback()
                 with pytest.raises(psycopg.Error) as refused:
                     viewer.execute(forbidden)
-                assert isinstance(refused.value, (psycopg.errors.InsufficientPrivilege,
-                                                  psycopg.errors.ReadOnlySqlTransaction)), forbidden
+                assert isinstance(
+                    refused.value,
+                    (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction),
+                ), forbidden
 
         with psycopg.connect(as_role["app_migrator"]) as migrator:  # audit_admin reads the log too
             assert migrator.execute("select count(*) from audit.action_log").fetchone()[0] == 3
 
         command.downgrade(chain, "base")  # to remove: the application's chain first
         migrate.downgrade(empty_db_url, "base")
-        assert superuser.execute("select to_regclass('widgets'), to_regclass('audit.action_log')").fetchone() == (None, None)
+        assert superuser.execute(
+            "select to_regclass('widgets'), to_regclass('audit.action_log')"
+        ).fetchone() == (None, None)
     finally:
-        for (role,) in superuser.execute("select rolname from pg_roles where rolname = any(%s)",
-                                         (list(roles),)).fetchall():
-            superuser.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role)))
+        for (role,) in superuser.execute(
+            "select rolname from pg_roles where rolname = any(%s)", (list(roles),)
+        ).fetchall():
+            superuser.execute(
+                sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(role))
+            )
         superuser.close()

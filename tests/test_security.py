@@ -9,11 +9,11 @@ import re
 
 import psycopg
 import pytest
+from audit_log import actions, only_action
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 from audit_capture import record_action, set_context
-from audit_log import actions, only_action
 
 _role_numbers = itertools.count(1)
 
@@ -64,30 +64,33 @@ def test_application_role_writes_business_tables_and_records_events(app, conn):
     assert only_action(conn, action="LawRuler login")["db_user"] == app.info.user
 
 
-@pytest.mark.parametrize("statement", [
-    "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id) "
-    "values ('Forged', 'create', 'admin', 'x', 1)",
-    "update audit.action_log set actor_name = 'Someone else'",
-    "delete from audit.action_log",
-    "truncate audit.action_log",
-    "insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, "
-    "operation, items) values (1, 1, 1, 'client', 'INSERT', '[]')",
-    "delete from audit.action_item_chunk",
-    "insert into audit.tracked_table (relation, resource_type, label, label_plural) "
-    "values ('clients', 'x', 'x', 'x')",
-    "update audit.tracked_table set redacted_columns = '{}'",
-    "delete from audit.tracked_table",
-    "select audit.untrack('clients')",
-    "select audit.track('clients', 'client')",
-    "alter table clients disable trigger audit_capture_update",
-    "alter table clients disable trigger all",
-    "drop trigger audit_capture_delete on clients",
-    "set session_replication_role = replica",
-    "select * from audit.action_log",
-    "select * from audit.action_item_chunk",
-    "alter function audit.capture() owner to current_user",
-    "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id) "
+        "values ('Forged', 'create', 'admin', 'x', 1)",
+        "update audit.action_log set actor_name = 'Someone else'",
+        "delete from audit.action_log",
+        "truncate audit.action_log",
+        "insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, "
+        "operation, items) values (1, 1, 1, 'client', 'INSERT', '[]')",
+        "delete from audit.action_item_chunk",
+        "insert into audit.tracked_table (relation, resource_type, label, label_plural) "
+        "values ('clients', 'x', 'x', 'x')",
+        "update audit.tracked_table set redacted_columns = '{}'",
+        "delete from audit.tracked_table",
+        "select audit.untrack('clients')",
+        "select audit.track('clients', 'client')",
+        "alter table clients disable trigger audit_capture_update",
+        "alter table clients disable trigger all",
+        "drop trigger audit_capture_delete on clients",
+        "set session_replication_role = replica",
+        "select * from audit.action_log",
+        "select * from audit.action_item_chunk",
+        "alter function audit.capture() owner to current_user",
+        "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
+    ],
+)
 def test_application_role_cannot_touch_the_log_triggers_or_registry(app, statement):
     with pytest.raises(errors.InsufficientPrivilege):
         app.execute(statement)
@@ -107,10 +110,17 @@ def test_application_role_changes_are_still_logged_after_failed_attempts(app, co
 
 def test_the_log_is_append_only_even_for_a_superuser(conn):
     with conn.transaction():
-        conn.execute("insert into clients (name) values ('x'), ('y')")  # an action with a chunk of items
-    for statement in ["update audit.action_log set actor_name = 'x'", "delete from audit.action_log",
-                      "truncate audit.action_log", "update audit.action_item_chunk set items = '[]'",
-                      "delete from audit.action_item_chunk", "truncate audit.action_item_chunk"]:
+        conn.execute(
+            "insert into clients (name) values ('x'), ('y')"
+        )  # an action with a chunk of items
+    for statement in [
+        "update audit.action_log set actor_name = 'x'",
+        "delete from audit.action_log",
+        "truncate audit.action_log",
+        "update audit.action_item_chunk set items = '[]'",
+        "delete from audit.action_item_chunk",
+        "truncate audit.action_item_chunk",
+    ]:
         with pytest.raises(errors.InsufficientPrivilege, match="append-only"):
             conn.execute(statement)
         conn.rollback()
@@ -123,13 +133,16 @@ def test_schema_and_log_belong_to_a_role_that_cannot_log_in(conn):
         "        where c.relnamespace = n.oid), "
         "       (select array_agg(distinct p.proowner::regrole::text) from pg_proc p "
         "        where p.pronamespace = n.oid) "
-        "from pg_namespace n where n.nspname = 'audit'").fetchone()
+        "from pg_namespace n where n.nspname = 'audit'"
+    ).fetchone()
     assert owners[0] == "audit_owner"
     # the Alembic version table is the only thing the migrating role owns
     assert set(owners[1]) <= {"audit_owner", "postgres"}
     assert owners[2] == ["audit_owner"]
-    assert conn.execute(
-        "select rolcanlogin from pg_roles where rolname = 'audit_owner'").fetchone()[0] is False
+    assert (
+        conn.execute("select rolcanlogin from pg_roles where rolname = 'audit_owner'").fetchone()[0]
+        is False
+    )
     assert conn.execute(
         "select array_agg(c.relname order by c.relname) from pg_class c "
         "where c.relnamespace = 'audit'::regnamespace and c.relowner <> 'audit_owner'::regrole"
@@ -139,7 +152,8 @@ def test_schema_and_log_belong_to_a_role_that_cannot_log_in(conn):
 def test_functions_pin_their_search_path_and_define_security(conn):
     rows = conn.execute(
         "select p.proname, p.prosecdef, p.proconfig from pg_proc p "
-        "where p.pronamespace = 'audit'::regnamespace").fetchall()
+        "where p.pronamespace = 'audit'::regnamespace"
+    ).fetchall()
     assert rows
     # the vocabulary lists reference no object at all, and a SET clause would stop
     # PostgreSQL from inlining them into the log's CHECK domains
@@ -156,8 +170,15 @@ def test_functions_pin_their_search_path_and_define_security(conn):
             assert config == ["search_path=pg_catalog, pg_temp"], name
     assert any(re.fullmatch(r"capture_\d+", name) for name, _, _ in rows)
     definers = {name for name, definer, _ in rows if definer}
-    assert {"capture", "capture_key_change", "capture_truncate", "log_action", "set_context",
-            "action_items", "refuse_change"} <= definers
+    assert {
+        "capture",
+        "capture_key_change",
+        "capture_truncate",
+        "log_action",
+        "set_context",
+        "action_items",
+        "refuse_change",
+    } <= definers
     # tracking runs with the caller's rights: creating triggers is the table owner's call
     assert {"track", "untrack", "drop_triggers"}.isdisjoint(definers)
 
@@ -181,8 +202,10 @@ def test_reader_role_reads_the_log_and_nothing_more(make_role, conn):
         (item,) = reader.execute("select * from audit.action_items(%s)", (action[0],)).fetchall()
         assert item[2] == "1"
         with pytest.raises(errors.InsufficientPrivilege):
-            reader.execute("insert into audit.action_log (action, action_type, actor_type, db_user, "
-                           "transaction_id) values ('x', 'create', 'admin', 'x', 1)")
+            reader.execute(
+                "insert into audit.action_log (action, action_type, actor_type, db_user, "
+                "transaction_id) values ('x', 'create', 'admin', 'x', 1)"
+            )
         reader.rollback()
         with pytest.raises(errors.InsufficientPrivilege):
             reader.execute("select audit.track('clients', 'client')")
@@ -219,15 +242,20 @@ def owning_app(make_role, conn):
         yield connection
 
 
-@pytest.mark.parametrize("statement", [
-    "alter table owned_notes disable trigger audit_capture_update",
-    "alter table owned_notes disable trigger all",
-    "alter table owned_notes disable trigger user",
-    "alter table owned_notes enable replica trigger audit_capture_insert",
-    "drop trigger audit_capture_delete on owned_notes",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "alter table owned_notes disable trigger audit_capture_update",
+        "alter table owned_notes disable trigger all",
+        "alter table owned_notes disable trigger user",
+        "alter table owned_notes enable replica trigger audit_capture_insert",
+        "drop trigger audit_capture_delete on owned_notes",
+    ],
+)
 def test_a_table_owner_cannot_silence_its_audit_triggers(owning_app, conn, statement):
-    with pytest.raises(errors.InsufficientPrivilege, match="only a superuser or a member of audit_admin"):
+    with pytest.raises(
+        errors.InsufficientPrivilege, match="only a superuser or a member of audit_admin"
+    ):
         owning_app.execute(statement)
     owning_app.execute("insert into owned_notes values (1, 'still logged')")
     assert only_action(conn, action="Note created")["resource_id"] == "1"
@@ -235,8 +263,12 @@ def test_a_table_owner_cannot_silence_its_audit_triggers(owning_app, conn, state
 
 def test_a_table_owner_may_still_drop_its_table(owning_app, conn):
     owning_app.execute("drop table owned_notes")
-    assert conn.execute("select count(*) from audit.tracked_table"
-                        " where relation::text = 'owned_notes'").fetchone()[0] == 0
+    assert (
+        conn.execute(
+            "select count(*) from audit.tracked_table where relation::text = 'owned_notes'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_an_audit_admin_may_switch_off_the_audit_triggers_of_its_table(make_role, conn):
@@ -247,8 +279,13 @@ def test_an_audit_admin_may_switch_off_the_audit_triggers_of_its_table(make_role
         dba.execute("alter table admin_notes disable trigger audit_capture_update")
         dba.execute("alter table admin_notes enable trigger audit_capture_update")
         dba.execute("drop trigger audit_capture_truncate on admin_notes")
-        assert dba.execute("select count(*) from pg_trigger where tgrelid = 'admin_notes'::regclass"
-                           " and tgname like 'audit_capture_%' and tgenabled = 'O'").fetchone()[0] == 5
+        assert (
+            dba.execute(
+                "select count(*) from pg_trigger where tgrelid = 'admin_notes'::regclass"
+                " and tgname like 'audit_capture_%' and tgenabled = 'O'"
+            ).fetchone()[0]
+            == 5
+        )
 
 
 def test_an_owner_s_alter_table_waits_while_a_dba_left_the_audit_triggers_off(owning_app, conn):
@@ -270,22 +307,29 @@ def test_an_owner_may_add_partitions_to_its_tracked_partitioned_table(make_role,
     denied for the monthly partition an application creates)."""
     url = make_role("grant usage, create on schema public to {role}")
     with psycopg.connect(url, autocommit=True) as owner:
-        owner.execute("create table visits (id int, at date, primary key (id, at))"
-                      " partition by range (at)")
+        owner.execute(
+            "create table visits (id int, at date, primary key (id, at)) partition by range (at)"
+        )
     with conn.transaction():
         conn.execute("select audit.track('visits', 'visit')")
     with psycopg.connect(url, autocommit=True) as owner:
-        owner.execute("create table visits_2026 partition of visits"
-                      " for values from ('2026-01-01') to ('2027-01-01')")
+        owner.execute(
+            "create table visits_2026 partition of visits"
+            " for values from ('2026-01-01') to ('2027-01-01')"
+        )
         owner.execute("insert into visits values (1, '2026-05-01'), (2, '2026-05-02')")
         owner.execute("update visits set id = id + 10")
-    assert [a["action"] for a in actions(conn, resource_type="visit")] == ["Batch visit creation",
-                                                                 "Bulk visit id update"]
+    assert [a["action"] for a in actions(conn, resource_type="visit")] == [
+        "Batch visit creation",
+        "Bulk visit id update",
+    ]
     # the function ignores a table that is not tracked, should someone attach it by hand
     with psycopg.connect(url, autocommit=True) as owner:
         owner.execute("create table scratch (id int primary key)")
-        owner.execute("create trigger t after update on scratch for each row"
-                      " execute function audit.capture_key_change()")
+        owner.execute(
+            "create trigger t after update on scratch for each row"
+            " execute function audit.capture_key_change()"
+        )
         owner.execute("insert into scratch values (1)")
         owner.execute("update scratch set id = 2")
     assert conn.execute("select count(*) from audit.pending_key_change").fetchone()[0] == 0

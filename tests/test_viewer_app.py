@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -25,10 +25,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from flask import Flask, session
-
-from audit_capture.viewer import create_app, make_blueprint
-from audit_capture.viewer.config import ConfigError
-from audit_capture.viewer.present import instant
 from viewer_data import (
     BULK_CLIENTS,
     PASSWORD,
@@ -41,6 +37,10 @@ from viewer_data import (
     old_action,
     seed,
 )
+
+from audit_capture.viewer import create_app, make_blueprint
+from audit_capture.viewer.config import ConfigError
+from audit_capture.viewer.present import instant
 
 # -- fixtures ------------------------------------------------------------------------
 
@@ -74,8 +74,10 @@ def csrf_token(client, path="/sign-in") -> str:
 
 def sign_in(client, username="alice", password=PASSWORD, next_url="/"):
     token = csrf_token(client)
-    return client.post("/sign-in", data={
-        "csrf_token": token, "username": username, "password": password, "next": next_url})
+    return client.post(
+        "/sign-in",
+        data={"csrf_token": token, "username": username, "password": password, "next": next_url},
+    )
 
 
 @pytest.fixture
@@ -88,12 +90,16 @@ def user(client):
 
 def rows(page) -> list[dict]:
     """The list page's table: one dict per row (link, action, actor, source, resource)."""
-    body = page.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in page.text else ""
+    body = (
+        page.text.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in page.text else ""
+    )
     found = []
     for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
         cells = re.findall(r'<td data-label="([^"]+)"[^>]*>(.*?)</td>', tr, re.S)
-        text = {unescape(label): " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
-                for label, html in cells}
+        text = {
+            unescape(label): " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+            for label, html in cells
+        }
         text["id"] = int(re.search(r'href="/actions/(\d+)"', tr).group(1))
         text["html"] = tr
         found.append(text)
@@ -106,13 +112,17 @@ def link(page, rel: str) -> str | None:
 
 
 def all_ids(conn) -> list[int]:
-    return [r[0] for r in conn.execute(
-        "select id from audit.action_log order by occurred_at desc, id desc")]
+    return [
+        r[0]
+        for r in conn.execute("select id from audit.action_log order by occurred_at desc, id desc")
+    ]
 
 
 def flat(html: str) -> str:
     """The page without the isolation of user text (<bdi>, and FSI/PDI in options)."""
-    return html.replace("<bdi>", "").replace("</bdi>", "").replace("\u2068", "").replace("\u2069", "")
+    return (
+        html.replace("<bdi>", "").replace("</bdi>", "").replace("\u2068", "").replace("\u2069", "")
+    )
 
 
 def message(page) -> str:
@@ -141,8 +151,14 @@ def test_sign_in_then_back_to_the_page_asked_for(client, seeded):
 
 
 # browsers drop tabs and line breaks from a URL: "/\t/evil.example" is "//evil.example"
-OTHER_SITES = ["//evil.example/", "/\t/evil.example/", "/\n/evil.example/",
-               "/\r\n/evil.example/", "/\\evil.example/", "https://evil.example/"]
+OTHER_SITES = [
+    "//evil.example/",
+    "/\t/evil.example/",
+    "/\n/evil.example/",
+    "/\r\n/evil.example/",
+    "/\\evil.example/",
+    "https://evil.example/",
+]
 
 
 @pytest.mark.parametrize("next_url", OTHER_SITES)
@@ -258,8 +274,9 @@ def test_dates_are_shown_in_the_configured_time_zone_with_iso_on_hover(seeded, r
     client = app.test_client()
     sign_in(client)
     page = client.get("/")
-    occurred = conn.execute("select occurred_at from audit.action_log where id = %s",
-                            (seeded["xss"],)).fetchone()[0]
+    occurred = conn.execute(
+        "select occurred_at from audit.action_log where id = %s", (seeded["xss"],)
+    ).fetchone()[0]
     row = rows(page)[0]
     iso = occurred.isoformat()
     assert f'datetime="{iso}" title="{iso}"' in row["html"]
@@ -270,8 +287,10 @@ def test_dates_are_shown_in_the_configured_time_zone_with_iso_on_hover(seeded, r
 
 def test_logged_timestamps_are_shown_in_the_configured_time_zone(seeded, reader_url, conn):
     # a created client's row holds created_at (timestamptz), logged in UTC as JSON text
-    created_at = conn.execute("select changes ->> 'created_at' from audit.action_log where id = %s",
-                              (seeded["client_created"],)).fetchone()[0]
+    created_at = conn.execute(
+        "select changes ->> 'created_at' from audit.action_log where id = %s",
+        (seeded["client_created"],),
+    ).fetchone()[0]
     assert created_at.endswith("+00:00")
     client = create_app(app_config(reader_url, TIMEZONE="Asia/Kolkata")).test_client()
     sign_in(client)
@@ -281,16 +300,19 @@ def test_logged_timestamps_are_shown_in_the_configured_time_zone(seeded, reader_
     assert f'<time datetime="{created_at}" title="{created_at}">{shown}</time>' in page
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("2026-11-26T04:28:56.02965+00:00", datetime(2026, 11, 26, 4, 28, 56, 29650, timezone.utc)),
-    ("2026-11-26T04:28:56-05:00", datetime(2026, 11, 26, 9, 28, 56, tzinfo=timezone.utc)),
-    ("2026-11-26T04:28:56", None),         # no offset: no single instant, shown as logged
-    ("2026-11-26", None),
-    ("2026-02-30T04:28:56+00:00", None),   # looks like one, is not a date
-    ("call back 2026-11-26T04:28:56+00:00", None),
-    (42, None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-11-26T04:28:56.02965+00:00", datetime(2026, 11, 26, 4, 28, 56, 29650, UTC)),
+        ("2026-11-26T04:28:56-05:00", datetime(2026, 11, 26, 9, 28, 56, tzinfo=UTC)),
+        ("2026-11-26T04:28:56", None),  # no offset: no single instant, shown as logged
+        ("2026-11-26", None),
+        ("2026-02-30T04:28:56+00:00", None),  # looks like one, is not a date
+        ("call back 2026-11-26T04:28:56+00:00", None),
+        (42, None),
+        (None, None),
+    ],
+)
 def test_instant_reads_only_whole_timestamps_with_an_offset(value, expected):
     assert instant(value) == expected
 
@@ -298,7 +320,16 @@ def test_instant_reads_only_whole_timestamps_with_an_offset(value, expected):
 def test_the_filter_controls_offer_the_log_s_values(user):
     page = user.get("/")
     text = flat(page.text)
-    for label in ("Action type", "Actor", "Actor type", "Source", "Resource", "From", "To", "Search"):
+    for label in (
+        "Action type",
+        "Actor",
+        "Actor type",
+        "Source",
+        "Resource",
+        "From",
+        "To",
+        "Search",
+    ):
         assert f">{label}</label>" in text
     assert '<option value="status_change">Status Change</option>' in text
     assert '<option value="login">Login</option>' in text
@@ -310,17 +341,29 @@ def test_the_filter_controls_offer_the_log_s_values(user):
 
 
 FILTER_CASES = {
-    "action_type=status_change": ("Action type is Status Change",
-                                  "select id from audit.action_log where action_type = 'status_change'"),
+    "action_type=status_change": (
+        "Action type is Status Change",
+        "select id from audit.action_log where action_type = 'status_change'",
+    ),
     "actor=id:7": ("Actor is Alice Admin", "select id from audit.action_log where actor_id = '7'"),
-    "actor_type=client": ("Actor type is Client",
-                          "select id from audit.action_log where actor_type = 'client'"),
+    "actor_type=client": (
+        "Actor type is Client",
+        "select id from audit.action_log where actor_type = 'client'",
+    ),
     "source=api": ("Source is API", "select id from audit.action_log where source = 'api'"),
-    "source=database": ("Source is Database", "select id from audit.action_log where source is null"),
-    "resource=case": ("Resource is Cases", "select id from audit.action_log where resource_type = 'case'"),
-    "q=jane": ("Text matches “jane”",
-               "select id from audit.action_log where actor_name ilike '%jane%'"
-               " or resource_label ilike '%jane%' or action ilike '%jane%'"),
+    "source=database": (
+        "Source is Database",
+        "select id from audit.action_log where source is null",
+    ),
+    "resource=case": (
+        "Resource is Cases",
+        "select id from audit.action_log where resource_type = 'case'",
+    ),
+    "q=jane": (
+        "Text matches “jane”",
+        "select id from audit.action_log where actor_name ilike '%jane%'"
+        " or resource_label ilike '%jane%' or action ilike '%jane%'",
+    ),
 }
 
 
@@ -332,11 +375,12 @@ def test_each_filter_alone(user, conn, query):
     expected = {r[0] for r in conn.execute(expected_sql)}
     assert expected, "the seed should give every filter something to find"
     assert {r["id"] for r in rows(page)} == expected
-    assert f'<span class="sentence">{sentence}</span>'.replace("“", "&#34;") in page.text \
-        or sentence in unescape(page.text)
+    assert f'<span class="sentence">{sentence}</span>'.replace(
+        "“", "&#34;"
+    ) in page.text or sentence in unescape(page.text)
     param = query.split("=")[0]
     # one click clears it
-    clear = re.search(rf'href="([^"]*)" title="Clear [^"]+" aria-label="Clear', page.text).group(1)
+    clear = re.search(r'href="([^"]*)" title="Clear [^"]+" aria-label="Clear', page.text).group(1)
     assert param not in parse_qs(urlsplit(unescape(clear)).query)
     assert 'class="clear-all" href="/"' in page.text
 
@@ -344,16 +388,28 @@ def test_each_filter_alone(user, conn, query):
 def test_filters_combined(user, conn):
     page = user.get("/?source=web&actor_type=admin&resource=client&action_type=update")
     assert page.status_code == 200
-    expected = {r[0] for r in conn.execute(
-        "select id from audit.action_log where source = 'web' and actor_type = 'admin'"
-        " and resource_type = 'client' and action_type = 'update'")}
+    expected = {
+        r[0]
+        for r in conn.execute(
+            "select id from audit.action_log where source = 'web' and actor_type = 'admin'"
+            " and resource_type = 'client' and action_type = 'update'"
+        )
+    }
     assert {r["id"] for r in rows(page)} == expected and expected
-    assert "Action type is Update, Actor type is Admin, Source is Web, Resource is Clients" in page.text
+    assert (
+        "Action type is Update, Actor type is Admin, Source is Web, Resource is Clients"
+        in page.text
+    )
     # clearing one keeps the others
     clears = dict(re.findall(r'href="([^"]*)" title="Clear ([^"]+)"', page.text))
-    without_source = parse_qs(urlsplit(unescape(
-        next(href for href, label in clears.items() if label == "Source"))).query)
-    assert without_source == {"action_type": ["update"], "actor_type": ["admin"], "resource": ["client"]}
+    without_source = parse_qs(
+        urlsplit(unescape(next(href for href, label in clears.items() if label == "Source"))).query
+    )
+    assert without_source == {
+        "action_type": ["update"],
+        "actor_type": ["admin"],
+        "resource": ["client"],
+    }
 
 
 def test_filters_that_match_nothing(user):
@@ -364,8 +420,8 @@ def test_filters_that_match_nothing(user):
 
 
 def test_date_range(user, conn, seeded):
-    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc))
-    older = old_action(conn, datetime(2024, 3, 9, 12, 0, tzinfo=timezone.utc))
+    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=UTC))
+    older = old_action(conn, datetime(2024, 3, 9, 12, 0, tzinfo=UTC))
     page = user.get("/?from=2024-03-10&to=2024-03-10")
     assert [r["id"] for r in rows(page)] == [old]
     assert "Date from 2024-03-10, Date until 2024-03-10" in page.text
@@ -375,7 +431,7 @@ def test_date_range(user, conn, seeded):
 
 def test_date_range_is_in_the_viewer_time_zone(seeded, reader_url, conn):
     # 23:30 UTC on the 10th is already the 11th in Kolkata (UTC+5:30)
-    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc))
+    old = old_action(conn, datetime(2024, 3, 10, 23, 30, tzinfo=UTC))
     client = create_app(app_config(reader_url, TIMEZONE="Asia/Kolkata")).test_client()
     sign_in(client)
     assert [r["id"] for r in rows(client.get("/?from=2024-03-11&to=2024-03-11"))] == [old]
@@ -387,14 +443,15 @@ def test_the_form_s_empty_values_mean_all(user, conn):
     assert page.status_code == 200
     assert "Source is API" in page.text
     assert {r["id"] for r in rows(page)} == {
-        r[0] for r in conn.execute("select id from audit.action_log where source = 'api'")}
+        r[0] for r in conn.execute("select id from audit.action_log where source = 'api'")
+    }
 
 
 # -- pagination ----------------------------------------------------------------------
 
 
 def test_pages_forward_and_back_across_equal_timestamps(user, conn, seeded):
-    same = datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    same = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
     for _ in range(25):
         old_action(conn, same)
     expected = all_ids(conn)
@@ -415,13 +472,14 @@ def test_pages_forward_and_back_across_equal_timestamps(user, conn, seeded):
     back = [pages[-1]]
     while link(back[-1], "prev"):
         back.append(user.get(link(back[-1], "prev")))
-    assert [[r["id"] for r in rows(p)] for p in back] == \
-        [[r["id"] for r in rows(p)] for p in reversed(pages)]
+    assert [[r["id"] for r in rows(p)] for p in back] == [
+        [r["id"] for r in rows(p)] for p in reversed(pages)
+    ]
 
 
 def test_pages_keep_the_filter(user, conn, seeded):
     for day in range(1, 16):
-        old_action(conn, datetime(2024, 2, day, tzinfo=timezone.utc))
+        old_action(conn, datetime(2024, 2, day, tzinfo=UTC))
     page = user.get("/?resource=client&_size=10")
     following = link(page, "next")
     assert "resource=client" in following and "_size=10" in following
@@ -448,14 +506,19 @@ def test_action_page_of_an_update(user, conn, seeded):
     assert "Alice Admin" in text and "badge actor-admin" in text and "source-web" in text
     assert "Jane Roe" in text
     # what changed: email old and new, the SSN only as "redacted"
-    assert re.search(r"<code>email</code></td>\s*<td class=\"old\">jane@example.com</td>\s*"
-                     r"<td class=\"new\">jane.roe@example.com</td>", text)
+    assert re.search(
+        r"<code>email</code></td>\s*<td class=\"old\">jane@example.com</td>\s*"
+        r"<td class=\"new\">jane.roe@example.com</td>",
+        text,
+    )
     assert "<code>ssn</code>" in text
     assert "badge redacted" in text
     assert "123-45-6789" not in text and "987-65-4321" not in text
     # where it came from
-    action = conn.execute("select db_user, transaction_id from audit.action_log where id = %s",
-                          (seeded["client_updated"],)).fetchone()
+    action = conn.execute(
+        "select db_user, transaction_id from audit.action_log where id = %s",
+        (seeded["client_updated"],),
+    ).fetchone()
     assert f"<code>{action[0]}</code>" in text
     assert f"<code>{action[1]}</code>" in text
     assert "<code>req-1003</code>" in text
@@ -585,8 +648,9 @@ def test_the_viewer_s_connection_cannot_write(app, seeded):
 
         from audit_capture.viewer.config import ViewerSettings
 
-        g.audit_viewer_settings = ViewerSettings(app.config["DATABASE_URL"],
-                                                 statement_timeout_ms=1234)
+        g.audit_viewer_settings = ViewerSettings(
+            app.config["DATABASE_URL"], statement_timeout_ms=1234
+        )
         conn = db.get_conn()
         assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
         assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
@@ -594,8 +658,10 @@ def test_the_viewer_s_connection_cannot_write(app, seeded):
             conn.execute("create temporary table t (x int)")
         conn.rollback()
         with pytest.raises(psycopg.Error):
-            conn.execute("insert into audit.action_log (action, action_type, actor_type, db_user,"
-                         " transaction_id) values ('Forged', 'create', 'admin', 'x', 1)")
+            conn.execute(
+                "insert into audit.action_log (action, action_type, actor_type, db_user,"
+                " transaction_id) values ('Forged', 'create', 'admin', 'x', 1)"
+            )
         conn.rollback()
         db.close_conn()
         assert "audit_viewer_conn" not in g
@@ -677,8 +743,10 @@ BAD_INPUTS = {
     "/?_size=5000": (400, "_size is '5000'"),
     "/?_size=ten": (400, "_size is 'ten'"),
     "/?_size=%D9%A5%D9%A0": (400, "_size is '٥٠'"),  # Arabic-Indic digits: not ASCII
-    "/?from=%D9%A2%D9%A0%D9%A2%D9%A5-%D9%A0%D9%A1-%D9%A0%D9%A1":
-        (400, "from is '٢٠٢٥-٠١-٠١'; expected a date as YYYY-MM-DD"),
+    "/?from=%D9%A2%D9%A0%D9%A2%D9%A5-%D9%A0%D9%A1-%D9%A0%D9%A1": (
+        400,
+        "from is '٢٠٢٥-٠١-٠١'; expected a date as YYYY-MM-DD",
+    ),
     "/?_format=xml": (400, "_format is 'xml'; expected csv or json"),
     "/actions/abc": (400, "the action id 'abc' is not a number"),
     "/actions/-1": (400, "is not a number"),
@@ -713,7 +781,8 @@ def test_an_item_position_past_the_last_item(user, seeded):
     response = user.get(f"/actions/{seeded['bulk']}?items_after=500")
     assert response.status_code == 400
     assert message(response) == (
-        f"items_after is 500, past the last of this action's {BULK_CLIENTS} items")
+        f"items_after is 500, past the last of this action's {BULK_CLIENTS} items"
+    )
 
 
 @pytest.mark.parametrize("position", ["ten", "-1", "²", "٥"])  # ² and ٥ are digits to str.isdigit
@@ -779,8 +848,9 @@ def host_app(reader_url, allowed: dict) -> Flask:
         return "CRM home"
 
     host.register_blueprint(
-        make_blueprint(may_see_audit_log, database_url=reader_url, timezone="Europe/Paris",
-                       page_size=10),
+        make_blueprint(
+            may_see_audit_log, database_url=reader_url, timezone="Europe/Paris", page_size=10
+        ),
         url_prefix="/admin/audit",
     )
     return host
@@ -830,13 +900,18 @@ def test_a_mounted_viewer_whose_role_cannot_read_the_log_says_so(not_a_reader_ur
     name, url = not_a_reader_url
     client = host_app(url, {}).test_client()
     client.get("/login/admin")
-    for path in ("/admin/audit/", f"/admin/audit/actions/{seeded['bulk']}",
-                 "/admin/audit/?_format=csv", "/admin/audit/?source=web&_format=json"):
+    for path in (
+        "/admin/audit/",
+        f"/admin/audit/actions/{seeded['bulk']}",
+        "/admin/audit/?_format=csv",
+        "/admin/audit/?source=web&_format=json",
+    ):
         response = client.get(path)
         assert response.status_code == 500, path
         assert "The audit viewer is not set up" in response.text
-        assert (f"cannot read audit.action_log: grant audit_reader to {name}"
-                in unescape(message(response))), path
+        assert f"cannot read audit.action_log: grant audit_reader to {name}" in unescape(
+            message(response)
+        ), path
     assert f"grant audit_reader to {name}" in caplog.text
     # the host's own pages are not the viewer's business
     assert client.get("/").text == "CRM home"
@@ -880,7 +955,11 @@ def test_cli_hash_password_reads_one_line_from_a_pipe_quietly():
     # a real pipe: no GetPassWarning on stderr, the hash on stdout
     piped = subprocess.run(
         [str(Path(sys.executable).with_name("audit-capture")), "viewer", "hash-password"],
-        input="piped-pass-2\n", capture_output=True, text=True, timeout=60)
+        input="piped-pass-2\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert piped.returncode == 0, piped.stderr
     assert piped.stderr == ""
     (password_hash,) = piped.stdout.splitlines()
@@ -924,19 +1003,23 @@ def test_cli_viewer_checks_the_role_can_read_the_log(tmp_path, conn, db_url, mon
     conn.commit()
     try:
         settings = tmp_path / "viewer.toml"
-        settings.write_text(f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        settings.write_text(
+            f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n'
+        )
         served = []
         monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append(kw))
-        result = run_cli("--database-url", make_conninfo(db_url, user=name), "viewer",
-                         "--config", str(settings))
+        result = run_cli(
+            "--database-url", make_conninfo(db_url, user=name), "viewer", "--config", str(settings)
+        )
         assert result.exit_code == 1
         assert f"cannot read audit.action_log: grant audit_reader to {name}" in result.output
         assert not served
 
         reader, url = make_reader(conn, db_url)
         try:
-            result = run_cli("viewer", "--database-url", url, "--config", str(settings),
-                             "--port", "8123")
+            result = run_cli(
+                "viewer", "--database-url", url, "--config", str(settings), "--port", "8123"
+            )
             assert result.exit_code == 0, result.output
             assert "serving http://127.0.0.1:8123/" in result.output
             assert served[0]["host"] == "127.0.0.1" and served[0]["port"] == 8123
@@ -955,25 +1038,44 @@ def test_cli_viewer_stops_cleanly_even_started_with_ctrl_c_ignored(tmp_path, con
     reader, url = make_reader(conn, db_url)
     try:
         settings = tmp_path / "viewer.toml"
-        settings.write_text(f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n')
+        settings.write_text(
+            f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n'
+        )
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
         viewer = subprocess.Popen(
-            [str(Path(sys.executable).with_name("audit-capture")), "viewer", "--database-url", url,
-             "--config", str(settings), "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+            [
+                str(Path(sys.executable).with_name("audit-capture")),
+                "viewer",
+                "--database-url",
+                url,
+                "--config",
+                str(settings),
+                "--port",
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
         try:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in", timeout=2) as page:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/sign-in", timeout=2
+                    ) as page:
                         assert page.status == 200
                         break
                 except OSError:
-                    assert viewer.poll() is None and time.monotonic() < deadline, viewer.stderr.read()
+                    assert viewer.poll() is None and time.monotonic() < deadline, (
+                        viewer.stderr.read()
+                    )
                     time.sleep(0.2)
             viewer.send_signal(stop)
             out, err = viewer.communicate(timeout=15)
@@ -1020,11 +1122,20 @@ def test_settings_from_a_toml_file_and_the_environment(tmp_path):
     assert settings["PAGE_SIZE"] == 100 and settings["TIMEZONE"] == "Europe/Paris"
 
 
-@pytest.mark.parametrize("text, error", [
-    ("secret_key = ", "is not valid TOML"),
-    ('secret_key = "x"\npage_size = 5000\n[users]\na = "scrypt:1$2$3"', "page size 5000 is out of range"),
-    ('secret_key = "x"\nstatement_timeout_ms = "soon"\n[users]\na = "scrypt:1$2$3"', "statement timeout"),
-])
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("secret_key = ", "is not valid TOML"),
+        (
+            'secret_key = "x"\npage_size = 5000\n[users]\na = "scrypt:1$2$3"',
+            "page size 5000 is out of range",
+        ),
+        (
+            'secret_key = "x"\nstatement_timeout_ms = "soon"\n[users]\na = "scrypt:1$2$3"',
+            "statement timeout",
+        ),
+    ],
+)
 def test_bad_settings_files(tmp_path, text, error):
     from audit_capture.viewer import config
 
@@ -1040,7 +1151,9 @@ def test_a_host_s_own_connection_is_made_read_only(db_url, seeded):
     from audit_capture.viewer import db
     from audit_capture.viewer.config import ViewerSettings
 
-    settings = ViewerSettings(None, statement_timeout_ms=2500, connect=lambda: psycopg.connect(db_url))
+    settings = ViewerSettings(
+        None, statement_timeout_ms=2500, connect=lambda: psycopg.connect(db_url)
+    )
     with db.connect(settings) as conn:
         assert conn.execute("show statement_timeout").fetchone()[0] == "2500ms"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):

@@ -8,13 +8,13 @@ screenshots of the list and of actions in tests/artifacts/ (see browser.py).
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from audit_capture.viewer import create_app
 from browser import artifacts_dir, chromium_page, served
 from viewer_data import PASSWORD, app_config, drop_role, make_reader, old_action, seed
+
+from audit_capture.viewer import create_app
 
 
 @pytest.fixture
@@ -22,16 +22,25 @@ def viewer_url(conn, db_url):
     """The viewer, served by waitress in a thread, over a realistic log."""
     seed(conn, xss=False)
     # some history, so the list has older pages and dates that differ
-    start = datetime.now(timezone.utc) - timedelta(days=3)
-    for n, (name, actor, source) in enumerate([
-        ("Bulk case status update", "Alice Admin", "web"),
-        ("Campaign status change", "Bob Ortiz", "web"),
-        ("Case updated", "Intake agent", "ai"),
-        ("Client updated", "LawRuler sync", "api"),
-    ] * 5):
-        old_action(conn, start - timedelta(hours=7 * n), name, actor_name=actor,
-                   actor_id=actor.split()[0].lower(), source=source,
-                   actor_type="system" if source in ("ai", "api") else "admin")
+    start = datetime.now(UTC) - timedelta(days=3)
+    for n, (name, actor, source) in enumerate(
+        [
+            ("Bulk case status update", "Alice Admin", "web"),
+            ("Campaign status change", "Bob Ortiz", "web"),
+            ("Case updated", "Intake agent", "ai"),
+            ("Client updated", "LawRuler sync", "api"),
+        ]
+        * 5
+    ):
+        old_action(
+            conn,
+            start - timedelta(hours=7 * n),
+            name,
+            actor_name=actor,
+            actor_id=actor.split()[0].lower(),
+            source=source,
+            actor_type="system" if source in ("ai", "api") else "admin",
+        )
     role, url = make_reader(conn, db_url)
     app = create_app(app_config(url, TIMEZONE="Europe/Paris"))
     try:
@@ -78,8 +87,10 @@ def test_sign_in_filter_open_an_action_and_export(page, viewer_url, artifacts):
     page.fill("#f-q", "client")
     page.click("button[type=submit]:has-text('Apply')")
     page.wait_for_url("**/?source=web&q=client")
-    assert page.locator(".active-filters .sentence").inner_text() == \
-        "Source is Web, Text matches “client”"
+    assert (
+        page.locator(".active-filters .sentence").inner_text()
+        == "Source is Web, Text matches “client”"
+    )
     page.select_option("#f-actor_type", "admin")
     page.wait_for_url("**/?actor_type=admin&source=web&q=client")
 
@@ -117,16 +128,18 @@ def test_sign_in_filter_open_an_action_and_export(page, viewer_url, artifacts):
 
 def test_screenshot_of_an_action(page, viewer_url, artifacts):
     sign_in(page, viewer_url)
-    page.locator("table.log tbody tr", has_text="Client updated") \
-        .filter(has_text="Alice Admin").first.locator("a.action-name").click()
+    page.locator("table.log tbody tr", has_text="Client updated").filter(
+        has_text="Alice Admin"
+    ).first.locator("a.action-name").click()
     page.wait_for_url("**/actions/*")
     assert page.locator("table.changes").is_visible()
     assert page.locator(".badge.redacted").count() >= 1
     page.screenshot(path=str(artifacts / "viewer-action.png"), full_page=True)
 
     page.goto(viewer_url + "/")
-    page.locator("table.log tbody tr", has_text="Bulk client status update").first \
-        .locator("a.action-name").click()
+    page.locator("table.log tbody tr", has_text="Bulk client status update").first.locator(
+        "a.action-name"
+    ).click()
     page.wait_for_url("**/actions/*")
     page.screenshot(path=str(artifacts / "viewer-bulk-action.png"), full_page=True)
 
@@ -152,8 +165,10 @@ def test_the_panels_of_an_action_do_not_touch(page, viewer_url):
     sign_in(page, viewer_url)
     page.locator("table.log tbody tr", has_text="Clients imported").locator("a.action-name").click()
     page.wait_for_url("**/actions/*")
-    boxes = [page.locator(selector).bounding_box()
-             for selector in ("section[aria-labelledby=h-summary]", ".two-col", "#items")]
+    boxes = [
+        page.locator(selector).bounding_box()
+        for selector in ("section[aria-labelledby=h-summary]", ".two-col", "#items")
+    ]
     for upper, lower in zip(boxes, boxes[1:]):
         assert lower["y"] >= upper["y"] + upper["height"] + 10
 
@@ -178,6 +193,8 @@ def test_keyboard_focus_is_outlined_in_the_accent_colour(page, viewer_url):
             break
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "f-source"
-    style = page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
-                          " return [s.outlineStyle, s.outlineWidth, s.outlineColor]; })()")
+    style = page.evaluate(
+        "(() => { const s = getComputedStyle(document.activeElement);"
+        " return [s.outlineStyle, s.outlineWidth, s.outlineColor]; })()"
+    )
     assert style == ["solid", "2px", "rgb(47, 91, 211)"]  # --accent, not the pale tint

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from viewer_data import PASSWORD, USERS, drop_role, make_reader
 
 ROWS = 100_000
@@ -86,8 +85,9 @@ class Viewer:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
-    def request(self, method: str, path: str, body: str | None = None,
-                headers: dict | None = None) -> http.client.HTTPResponse:
+    def request(
+        self, method: str, path: str, body: str | None = None, headers: dict | None = None
+    ) -> http.client.HTTPResponse:
         conn = self.connection()
         all_headers = {"Cookie": self.cookie, **(headers or {})}
         conn.request(method, path, body=body, headers=all_headers)
@@ -105,10 +105,18 @@ class Viewer:
         from urllib.parse import urlencode
 
         response = self.request(
-            "POST", "/sign-in",
-            body=urlencode({"csrf_token": unescape(token), "username": "alice",
-                            "password": PASSWORD, "next": "/"}),
-            headers={"Content-Type": "application/x-www-form-urlencoded"})
+            "POST",
+            "/sign-in",
+            body=urlencode(
+                {
+                    "csrf_token": unescape(token),
+                    "username": "alice",
+                    "password": PASSWORD,
+                    "next": "/",
+                }
+            ),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         response.read()
         assert response.status == 302, response.status
 
@@ -119,19 +127,36 @@ class Viewer:
 
 
 @contextmanager
-def viewer_process(reader_url: str, tmp_path: Path, threads: int = 4,
-                   statement_timeout_ms: int = 5000):
+def viewer_process(
+    reader_url: str, tmp_path: Path, threads: int = 4, statement_timeout_ms: int = 5000
+):
     settings = tmp_path / "viewer.toml"
     users = "\n".join(f'{name} = "{password_hash}"' for name, password_hash in USERS.items())
-    settings.write_text(f'secret_key = "{secrets.token_urlsafe(48)}"\n'
-                        f'statement_timeout_ms = {statement_timeout_ms}\n[users]\n{users}\n')
+    settings.write_text(
+        f'secret_key = "{secrets.token_urlsafe(48)}"\n'
+        f"statement_timeout_ms = {statement_timeout_ms}\n[users]\n{users}\n"
+    )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_CAPTURE_")}
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("audit-capture")), "viewer", "--database-url",
-         reader_url, "--config", str(settings), "--port", str(port), "--threads", str(threads)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        stdin=subprocess.DEVNULL)
+        [
+            str(Path(sys.executable).with_name("audit-capture")),
+            "viewer",
+            "--database-url",
+            reader_url,
+            "--config",
+            str(settings),
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     viewer = Viewer(process, port)
     try:
         deadline = time.monotonic() + 30
@@ -160,14 +185,18 @@ def reader(conn, db_url):
     yield name, url
     conn.rollback()
     # the role's sessions (a viewer that failed to stop) must not keep it from being dropped
-    conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = %s", (name,))
+    conn.execute(
+        "select pg_terminate_backend(pid) from pg_stat_activity where usename = %s", (name,)
+    )
     conn.commit()
     drop_role(conn, name)
 
 
 def export(viewer: Viewer, query: str) -> http.client.HTTPResponse:
     response = viewer.request("GET", f"/?{query}")
-    assert response.status == 200, re.findall(r"<p class=\"message\">(.*?)</p>", response.read().decode(), re.S)
+    assert response.status == 200, re.findall(
+        r"<p class=\"message\">(.*?)</p>", response.read().decode(), re.S
+    )
     assert response.getheader("Transfer-Encoding") == "chunked"
     return response
 
@@ -198,8 +227,12 @@ def json_ids(response: http.client.HTTPResponse) -> list[int]:
 
 
 def sql_ids(conn: psycopg.Connection, where: str = "true") -> list[int]:
-    return [r[0] for r in conn.execute(
-        f"select id from audit.action_log where {where} order by occurred_at desc, id desc")]
+    return [
+        r[0]
+        for r in conn.execute(
+            f"select id from audit.action_log where {where} order by occurred_at desc, id desc"
+        )
+    ]
 
 
 def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, tmp_path):
@@ -230,9 +263,14 @@ def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, t
 def export_backends(conn: psycopg.Connection, role: str) -> list[int]:
     """The viewer's sessions in the middle of an export (a COPY batch, or the JSON cursor)."""
     conn.rollback()
-    pids = [r[0] for r in conn.execute(
-        "select pid from pg_stat_activity where usename = %s"
-        " and (query ilike 'copy (%%' or query ilike '%%audit_viewer_export%%')", (role,))]
+    pids = [
+        r[0]
+        for r in conn.execute(
+            "select pid from pg_stat_activity where usename = %s"
+            " and (query ilike 'copy (%%' or query ilike '%%audit_viewer_export%%')",
+            (role,),
+        )
+    ]
     conn.commit()
     return pids
 
@@ -264,7 +302,9 @@ def test_a_failure_mid_export_is_an_incomplete_response(conn, reader, tmp_path, 
                 received += len(chunk)
         assert viewer.process.poll() is None
         # and the viewer serves the next export whole
-        assert csv_ids(export(viewer, "resource=few&_format=csv")) == sql_ids(conn, "resource_type = 'few'")
+        assert csv_ids(export(viewer, "resource=few&_format=csv")) == sql_ids(
+            conn, "resource_type = 'few'"
+        )
 
 
 def test_a_client_that_goes_away_releases_the_export_s_connection(conn, reader, tmp_path):
@@ -278,7 +318,12 @@ def test_a_client_that_goes_away_releases_the_export_s_connection(conn, reader, 
             response.hang_up()  # the client goes away mid-export
             wait_for(lambda: not export_backends(conn, role), "the export's session to end")
             # nothing of the viewer is left connected but idle sessions closed per request
-            wait_for(lambda: not conn.execute(
-                "select count(*) from pg_stat_activity where usename = %s", (role,)).fetchone()[0],
-                "the viewer's sessions to close")
+            wait_for(
+                lambda: (
+                    not conn.execute(
+                        "select count(*) from pg_stat_activity where usename = %s", (role,)
+                    ).fetchone()[0]
+                ),
+                "the viewer's sessions to close",
+            )
             conn.commit()

@@ -48,17 +48,28 @@ _role_numbers = itertools.count(1)
 def put(conn, **values) -> int:
     """Insert one action directly (as the superuser), with defaults; its id."""
     row = {
-        "occurred_at": T0, "action": "Client updated", "action_type": "update",
-        "resource_type": "client", "resource_id": "1", "resource_label": "Ann Lee",
-        "row_count": 1, "actor_id": "7", "actor_name": "Alice Admin", "actor_type": "admin",
-        "source": "web", "changes": '{"email": {"old": "a@x", "new": "b@x"}}',
-        "db_user": "crm_app", "transaction_id": 1, "operation": "UPDATE",
+        "occurred_at": T0,
+        "action": "Client updated",
+        "action_type": "update",
+        "resource_type": "client",
+        "resource_id": "1",
+        "resource_label": "Ann Lee",
+        "row_count": 1,
+        "actor_id": "7",
+        "actor_name": "Alice Admin",
+        "actor_type": "admin",
+        "source": "web",
+        "changes": '{"email": {"old": "a@x", "new": "b@x"}}',
+        "db_user": "crm_app",
+        "transaction_id": 1,
+        "operation": "UPDATE",
         "table_name": "public.clients",
     }
     row.update(values)
     query = sql.SQL("insert into audit.action_log ({}) values ({}) returning id").format(
         sql.SQL(", ").join(map(sql.Identifier, row)),
-        sql.SQL(", ").join(sql.Placeholder() * len(row)))
+        sql.SQL(", ").join(sql.Placeholder() * len(row)),
+    )
     return conn.execute(query, list(row.values())).fetchone()[0]
 
 
@@ -75,31 +86,85 @@ def sample(conn):
     """Eight actions, one per interesting value, a minute apart (newest last)."""
     made = {
         "alice_update": put(conn),
-        "bob_create": put(conn, occurred_at=T0 + timedelta(minutes=1), action="Client created",
-                          action_type="create", operation="INSERT", actor_id="8",
-                          actor_name="Bob Builder", source="api", resource_label="Cleo Diaz",
-                          changes='{"id": 2, "name": "Cleo Diaz"}'),
-        "db_delete": put(conn, occurred_at=T0 + timedelta(minutes=2), action="Campaign deleted",
-                         action_type="delete", operation="DELETE", resource_type="campaign",
-                         actor_id=None, actor_name="postgres", actor_type="system", source=None,
-                         resource_label="Spring Drive", changes='{"id": 3, "name": "Spring Drive"}'),
-        "client_status": put(conn, occurred_at=T0 + timedelta(days=1), action="Case status change",
-                             action_type="status_change", resource_type="case",
-                             actor_id="c-1", actor_name="Dana Client", actor_type="client",
-                             source="mobile", resource_label="Slip and fall",
-                             changes='{"status": {"old": "open", "new": "filed"}}'),
-        "ai_import": put(conn, occurred_at=T0 + timedelta(days=2), action="Clients imported (3)",
-                         action_type="import", operation="INSERT", resource_id=None,
-                         resource_label=None, row_count=3, actor_id="agent",
-                         actor_name="Intake agent", actor_type="system", source="ai",
-                         changes='{"rows": 3}'),
-        "login": put(conn, occurred_at=T0 + timedelta(days=3), action="LawRuler login",
-                     action_type="login", operation=None, resource_type="integration",
-                     resource_label="LawRuler", table_name=None, row_count=0, changes="{}"),
-        "call_export": put(conn, occurred_at=T0 + timedelta(days=4), action="Call export to file",
-                           action_type="export", operation=None, resource_type="call",
-                           resource_id=None, resource_label=None, table_name=None, row_count=0,
-                           changes='{"format": "csv", "calls": 12}'),
+        "bob_create": put(
+            conn,
+            occurred_at=T0 + timedelta(minutes=1),
+            action="Client created",
+            action_type="create",
+            operation="INSERT",
+            actor_id="8",
+            actor_name="Bob Builder",
+            source="api",
+            resource_label="Cleo Diaz",
+            changes='{"id": 2, "name": "Cleo Diaz"}',
+        ),
+        "db_delete": put(
+            conn,
+            occurred_at=T0 + timedelta(minutes=2),
+            action="Campaign deleted",
+            action_type="delete",
+            operation="DELETE",
+            resource_type="campaign",
+            actor_id=None,
+            actor_name="postgres",
+            actor_type="system",
+            source=None,
+            resource_label="Spring Drive",
+            changes='{"id": 3, "name": "Spring Drive"}',
+        ),
+        "client_status": put(
+            conn,
+            occurred_at=T0 + timedelta(days=1),
+            action="Case status change",
+            action_type="status_change",
+            resource_type="case",
+            actor_id="c-1",
+            actor_name="Dana Client",
+            actor_type="client",
+            source="mobile",
+            resource_label="Slip and fall",
+            changes='{"status": {"old": "open", "new": "filed"}}',
+        ),
+        "ai_import": put(
+            conn,
+            occurred_at=T0 + timedelta(days=2),
+            action="Clients imported (3)",
+            action_type="import",
+            operation="INSERT",
+            resource_id=None,
+            resource_label=None,
+            row_count=3,
+            actor_id="agent",
+            actor_name="Intake agent",
+            actor_type="system",
+            source="ai",
+            changes='{"rows": 3}',
+        ),
+        "login": put(
+            conn,
+            occurred_at=T0 + timedelta(days=3),
+            action="LawRuler login",
+            action_type="login",
+            operation=None,
+            resource_type="integration",
+            resource_label="LawRuler",
+            table_name=None,
+            row_count=0,
+            changes="{}",
+        ),
+        "call_export": put(
+            conn,
+            occurred_at=T0 + timedelta(days=4),
+            action="Call export to file",
+            action_type="export",
+            operation=None,
+            resource_type="call",
+            resource_id=None,
+            resource_label=None,
+            table_name=None,
+            row_count=0,
+            changes='{"format": "csv", "calls": 12}',
+        ),
     }
     conn.commit()
     return made
@@ -108,42 +173,63 @@ def sample(conn):
 # -- filters ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, expected", [
-    ({}, ["call_export", "login", "ai_import", "client_status", "db_delete", "bob_create",
-          "alice_update"]),
-    ({"action_type": "create"}, ["bob_create"]),
-    ({"action_type": "export"}, ["call_export"]),
-    ({"actor": "id:7"}, ["call_export", "login", "alice_update"]),
-    ({"actor": "name:postgres"}, ["db_delete"]),
-    ({"actor_type": "system"}, ["ai_import", "db_delete"]),
-    ({"source": "database"}, ["db_delete"]),
-    ({"source": "mobile"}, ["client_status"]),
-    ({"resource": "call"}, ["call_export"]),
-    ({"from": "2025-03-11"}, ["call_export", "login", "ai_import", "client_status"]),
-    ({"to": "2025-03-10"}, ["db_delete", "bob_create", "alice_update"]),
-    ({"from": "2025-03-11", "to": "2025-03-12"}, ["ai_import", "client_status"]),
-    ({"q": "cleo"}, ["bob_create"]),            # resource label
-    ({"q": "Intake"}, ["ai_import"]),            # actor name
-    ({"q": "lawrul*"}, ["login"]),               # action label, word* as a prefix
-    ({"q": "lawrul"}, []),                       # words match whole
-    ({"q": "alice  LAWRULER!"}, ["login"]),      # every word, any case, punctuation ignored
-    ({"q": "zebra"}, []),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            {},
+            [
+                "call_export",
+                "login",
+                "ai_import",
+                "client_status",
+                "db_delete",
+                "bob_create",
+                "alice_update",
+            ],
+        ),
+        ({"action_type": "create"}, ["bob_create"]),
+        ({"action_type": "export"}, ["call_export"]),
+        ({"actor": "id:7"}, ["call_export", "login", "alice_update"]),
+        ({"actor": "name:postgres"}, ["db_delete"]),
+        ({"actor_type": "system"}, ["ai_import", "db_delete"]),
+        ({"source": "database"}, ["db_delete"]),
+        ({"source": "mobile"}, ["client_status"]),
+        ({"resource": "call"}, ["call_export"]),
+        ({"from": "2025-03-11"}, ["call_export", "login", "ai_import", "client_status"]),
+        ({"to": "2025-03-10"}, ["db_delete", "bob_create", "alice_update"]),
+        ({"from": "2025-03-11", "to": "2025-03-12"}, ["ai_import", "client_status"]),
+        ({"q": "cleo"}, ["bob_create"]),  # resource label
+        ({"q": "Intake"}, ["ai_import"]),  # actor name
+        ({"q": "lawrul*"}, ["login"]),  # action label, word* as a prefix
+        ({"q": "lawrul"}, []),  # words match whole
+        ({"q": "alice  LAWRULER!"}, ["login"]),  # every word, any case, punctuation ignored
+        ({"q": "zebra"}, []),
+    ],
+)
 def test_each_filter_alone(conn, sample, args, expected):
     page = page_of(conn, args)
     assert ids(page) == [sample[name] for name in expected]
-    assert page.count_text == (f"{len(expected)} action{'s' if len(expected) != 1 else ''}"
-                               if expected else "No actions")
+    assert page.count_text == (
+        f"{len(expected)} action{'s' if len(expected) != 1 else ''}" if expected else "No actions"
+    )
 
 
 def test_combined_filters_and_their_sentence(conn, sample):
-    filters = parse_filters({"source": "web", "actor": "id:7", "resource": "client",
-                             "q": "ann", "to": "2025-03-12"}, UTC)
+    filters = parse_filters(
+        {"source": "web", "actor": "id:7", "resource": "client", "q": "ann", "to": "2025-03-12"},
+        UTC,
+    )
     assert ids(list_page(conn, filters)) == [sample["alice_update"]]
     assert filters.sentence() == (
-        "Actor is 7, Source is Web, Resource is Clients, Date until 2025-03-12, Text matches “ann”")
-    assert filters.without("q") == {"actor": "id:7", "source": "web", "resource": "client",
-                                    "to": "2025-03-12"}
+        "Actor is 7, Source is Web, Resource is Clients, Date until 2025-03-12, Text matches “ann”"
+    )
+    assert filters.without("q") == {
+        "actor": "id:7",
+        "source": "web",
+        "resource": "client",
+        "to": "2025-03-12",
+    }
     assert filters.query_args()["q"] == "ann"
     assert filters.slug() == "actor-id-7_source-web_resource-client_to-2025-03-12_q-ann"
     assert parse_filters({}, UTC).sentence() == "" and parse_filters({}, UTC).slug() == "all"
@@ -151,8 +237,9 @@ def test_combined_filters_and_their_sentence(conn, sample):
 
 
 def test_the_where_clause_binds_every_value(conn):
-    filters = parse_filters({"actor": "name:x'); drop table audit.action_log; --",
-                             "q": "o'brien"}, UTC)
+    filters = parse_filters(
+        {"actor": "name:x'); drop table audit.action_log; --", "q": "o'brien"}, UTC
+    )
     condition, params = filters.where()
     text = condition.as_string(conn)
     assert "drop table" not in text and "brien" not in text
@@ -162,9 +249,13 @@ def test_the_where_clause_binds_every_value(conn):
 
 def test_dates_are_whole_days_in_the_viewers_time_zone(conn):
     new_york = ZoneInfo("America/New_York")
-    late = put(conn, occurred_at=datetime(2025, 3, 11, 3, 30, tzinfo=timezone.utc))  # 23:30 on the 10th there
+    late = put(
+        conn, occurred_at=datetime(2025, 3, 11, 3, 30, tzinfo=timezone.utc)
+    )  # 23:30 on the 10th there
     conn.commit()
-    assert ids(list_page(conn, parse_filters({"from": "2025-03-10", "to": "2025-03-10"}, new_york))) == [late]
+    assert ids(
+        list_page(conn, parse_filters({"from": "2025-03-10", "to": "2025-03-10"}, new_york))
+    ) == [late]
     assert ids(list_page(conn, parse_filters({"from": "2025-03-11"}, new_york))) == []
 
 
@@ -172,7 +263,10 @@ def test_options_name_the_values_the_controls_offer(conn, sample):
     options = load_options(conn)
     assert ("id:7", "Alice Admin", "admin") in options.actors
     assert ("name:postgres", "postgres", "system") in options.actors
-    assert ("database", "Database") in options.sources and ("mobile", "Mobile App") in options.sources
+    assert ("database", "Database") in options.sources and (
+        "mobile",
+        "Mobile App",
+    ) in options.sources
     resources = dict(options.resources)
     assert resources["client"] == "Clients" and resources["call"] == "Calls"
     assert ("status_change", "Status Change") in options.action_types
@@ -187,25 +281,37 @@ def test_options_name_the_values_the_controls_offer(conn, sample):
 # -- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"action_type": "upsert"}, "action_type is 'upsert'; expected one of create, update, delete, status_change"),
-    ({"source": "webb"}, "source is 'webb'; expected one of web, api, ai, mobile, database"),
-    ({"actor_type": "robot"}, "actor_type is 'robot'; expected one of admin, client, system"),
-    ({"resource": "Client!"}, "resource is 'Client!'; expected a resource type"),
-    ({"actor": "7"}, "actor is '7'; expected id:<actor id> or name:<actor name>"),
-    ({"actor": "uid:7"}, "actor is 'uid:7'; expected id:"),
-    ({"actor": "id:"}, "actor is 'id:'; expected id:"),
-    ({"from": "10/03/2025"}, "from is '10/03/2025'; expected a date as YYYY-MM-DD"),
-    ({"to": "2025-02-30"}, "to is '2025-02-30', which is not a date in the calendar"),
-    ({"from": "2025-13-01"}, "from is '2025-13-01', which is not a date in the calendar"),
-    ({"from": "2025-03-12", "to": "2025-03-11"}, "to is 2025-03-11, which is before from (2025-03-12)"),
-    ({"q": "x" * 101}, "q is 101 characters long; expected 1 to 100 characters"),
-    ({"q": "  "}, "q is empty"),
-    ({"q": "%%"}, "q is '%%'; it needs at least one letter or digit"),
-    ({"q": "**"}, "q is '**'; it needs at least one letter or digit"),
-    ({"colour": "red"}, "colour is not a filter; expected one of action_type, actor"),
-    (MultiDict([("q", "alice"), ("q", "bob")]), "q is given 2 times ('alice', 'bob'); expected it once"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            {"action_type": "upsert"},
+            "action_type is 'upsert'; expected one of create, update, delete, status_change",
+        ),
+        ({"source": "webb"}, "source is 'webb'; expected one of web, api, ai, mobile, database"),
+        ({"actor_type": "robot"}, "actor_type is 'robot'; expected one of admin, client, system"),
+        ({"resource": "Client!"}, "resource is 'Client!'; expected a resource type"),
+        ({"actor": "7"}, "actor is '7'; expected id:<actor id> or name:<actor name>"),
+        ({"actor": "uid:7"}, "actor is 'uid:7'; expected id:"),
+        ({"actor": "id:"}, "actor is 'id:'; expected id:"),
+        ({"from": "10/03/2025"}, "from is '10/03/2025'; expected a date as YYYY-MM-DD"),
+        ({"to": "2025-02-30"}, "to is '2025-02-30', which is not a date in the calendar"),
+        ({"from": "2025-13-01"}, "from is '2025-13-01', which is not a date in the calendar"),
+        (
+            {"from": "2025-03-12", "to": "2025-03-11"},
+            "to is 2025-03-11, which is before from (2025-03-12)",
+        ),
+        ({"q": "x" * 101}, "q is 101 characters long; expected 1 to 100 characters"),
+        ({"q": "  "}, "q is empty"),
+        ({"q": "%%"}, "q is '%%'; it needs at least one letter or digit"),
+        ({"q": "**"}, "q is '**'; it needs at least one letter or digit"),
+        ({"colour": "red"}, "colour is not a filter; expected one of action_type, actor"),
+        (
+            MultiDict([("q", "alice"), ("q", "bob")]),
+            "q is given 2 times ('alice', 'bob'); expected it once",
+        ),
+    ],
+)
 def test_bad_filter_values_say_what_is_wrong(args, message):
     with pytest.raises(BadRequest) as raised:
         parse_filters(args, UTC)
@@ -230,15 +336,21 @@ def test_bad_direction_and_sizes_through_list_page(conn):
 
 def _tampered(cursor: str) -> str:
     middle = len(cursor) // 2
-    return cursor[:middle] + ("A" if cursor[middle] != "A" else "B") + cursor[middle + 1:]
+    return cursor[:middle] + ("A" if cursor[middle] != "A" else "B") + cursor[middle + 1 :]
 
 
-@pytest.mark.parametrize("bad", [
-    "garbage", "!!!!!!!!!!!!!!!!!!!!!!!!", "A" * 23, "",
-    _tampered(cursors.encode(T0, 42)),
-    cursors.encode(T0, 42)[:-2],
-    cursors.encode(T0, 42) + "AAAA",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "garbage",
+        "!!!!!!!!!!!!!!!!!!!!!!!!",
+        "A" * 23,
+        "",
+        _tampered(cursors.encode(T0, 42)),
+        cursors.encode(T0, 42)[:-2],
+        cursors.encode(T0, 42) + "AAAA",
+    ],
+)
 def test_forged_garbled_or_tampered_cursors_are_bad_requests(conn, bad):
     with pytest.raises(BadRequest, match="_cursor is .* not a page position"):
         if bad == "":
@@ -302,7 +414,9 @@ def test_count_text_is_exact_when_small_and_an_estimate_when_large(conn):
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
         " transaction_id, source) select %s - g * interval '1 second', 'Client updated',"
-        " 'update', 'admin', 'crm_app', 1, 'web' from generate_series(1, 1500) g", (T0,))
+        " 'update', 'admin', 'crm_app', 1, 'web' from generate_series(1, 1500) g",
+        (T0,),
+    )
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
@@ -316,8 +430,10 @@ def test_count_text_is_exact_when_small_and_an_estimate_when_large(conn):
     assert len(second.rows) == 10 and second.count_text == "about 1,500 actions"
     # a later page of a small result still counts exactly
     tiny = parse_filters({"source": "api"}, UTC)
-    assert list_page(conn, tiny, cursor=cursors.encode(T0 + timedelta(days=1), 1), size=10
-                     ).count_text == "3 actions"
+    assert (
+        list_page(conn, tiny, cursor=cursors.encode(T0 + timedelta(days=1), 1), size=10).count_text
+        == "3 actions"
+    )
 
 
 # -- one action, its changes and its items ----------------------------------------------------
@@ -331,11 +447,17 @@ def _crm_actions(conn):
         ).fetchone()[0]
         conn.execute("update clients set email = 'b@x.com' where id = %s", (client_id,))
         conn.execute("delete from clients where id = %s", (client_id,))
-        record_action(conn, "export", "Call export to file", resource_type="call",
-                      changes={"format": "csv", "calls": 12})
-        conn.execute("insert into clients (name) select 'Client ' || g from generate_series(1, 120) g")
-    return conn.execute(
-        "select id from audit.action_log order by id desc limit 5").fetchall()[::-1]
+        record_action(
+            conn,
+            "export",
+            "Call export to file",
+            resource_type="call",
+            changes={"format": "csv", "calls": 12},
+        )
+        conn.execute(
+            "insert into clients (name) select 'Client ' || g from generate_series(1, 120) g"
+        )
+    return conn.execute("select id from audit.action_log order by id desc limit 5").fetchall()[::-1]
 
 
 def test_change_rows_for_create_update_delete_and_event(conn):
@@ -367,9 +489,12 @@ def test_items_page_windows(conn):
     middle = items_page(conn, bulk, after=50, size=50)
     assert middle.prev_after == 0 and middle.next_after == 100
     (update,) = conn.execute(
-        "select id from audit.action_log where action = 'Client updated'").fetchone()
+        "select id from audit.action_log where action = 'Client updated'"
+    ).fetchone()
     single = items_page(conn, update)
-    assert len(single.items) == 1 and single.items[0].change_rows() == [("email", "a@x.com", "b@x.com")]
+    assert len(single.items) == 1 and single.items[0].change_rows() == [
+        ("email", "a@x.com", "b@x.com")
+    ]
     with pytest.raises(BadRequest):
         items_page(conn, bulk, after=-1)
 
@@ -387,7 +512,8 @@ def test_csv_export_parses_and_matches_the_page(conn, sample):
         json.loads(row["changes"])  # JSON, not a Python repr
     by_name = {int(r["id"]): r for r in rows}
     assert json.loads(by_name[sample["alice_update"]]["changes"]) == {
-        "email": {"old": "a@x", "new": "b@x"}}
+        "email": {"old": "a@x", "new": "b@x"}
+    }
     assert by_name[sample["db_delete"]]["source"] == ""
     assert datetime.fromisoformat(by_name[sample["alice_update"]]["occurred_at"]) == T0
 
@@ -407,20 +533,36 @@ def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
     conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
     conn.commit()
     formulas = {
-        "action": FORMULA, "resource_type": "+" + FORMULA, "resource_id": "-2+3+cmd",
-        "resource_label": "\t" + FORMULA, "actor_id": "@" + FORMULA,
-        "actor_name": " " + FORMULA, "request_id": "\uff1d1+1",
+        "action": FORMULA,
+        "resource_type": "+" + FORMULA,
+        "resource_id": "-2+3+cmd",
+        "resource_label": "\t" + FORMULA,
+        "actor_id": "@" + FORMULA,
+        "actor_name": " " + FORMULA,
+        "request_id": "\uff1d1+1",
     }
     try:
         with psycopg.connect(db_url, application_name="=1+2") as app:
             app.execute(sql.SQL("set role {}").format(sql.Identifier(role)))
-            set_context(app, actor_id=formulas["actor_id"], actor_name=formulas["actor_name"],
-                        actor_type="admin", source="web", request_id=formulas["request_id"],
-                        context={"note": FORMULA})
+            set_context(
+                app,
+                actor_id=formulas["actor_id"],
+                actor_name=formulas["actor_name"],
+                actor_type="admin",
+                source="web",
+                request_id=formulas["request_id"],
+                context={"note": FORMULA},
+            )
             action_id = app.execute(
                 "select audit.log_action('export', %s, %s, %s, %s, %s::jsonb)",
-                (formulas["action"], formulas["resource_type"], formulas["resource_id"],
-                 formulas["resource_label"], json.dumps({FORMULA: FORMULA}))).fetchone()[0]
+                (
+                    formulas["action"],
+                    formulas["resource_type"],
+                    formulas["resource_id"],
+                    formulas["resource_label"],
+                    json.dumps({FORMULA: FORMULA}),
+                ),
+            ).fetchone()[0]
             app.commit()
         data = b"".join(export_csv(conn, parse_filters({}, UTC))).decode()
         table = list(csv.DictReader(io.StringIO(data, newline="")))
@@ -431,9 +573,14 @@ def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
         (row,) = [r for r in table if r["id"] == str(action_id)]
         stored = conn.execute(
             sql.SQL("select {} from audit.action_log where id = %s").format(
-                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
-                                   for c in EXPORT_COLUMNS if c not in NOT_TEXT)),
-            (action_id,)).fetchone()
+                sql.SQL(", ").join(
+                    sql.SQL("{}::text").format(sql.Identifier(c))
+                    for c in EXPORT_COLUMNS
+                    if c not in NOT_TEXT
+                )
+            ),
+            (action_id,),
+        ).fetchone()
         for column, value in zip([c for c in EXPORT_COLUMNS if c not in NOT_TEXT], stored):
             if value is None:
                 assert row[column] == "", column
@@ -448,7 +595,9 @@ def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
         assert json.loads(row["changes"]) == {FORMULA: FORMULA}
         assert json.loads(row["context"])["note"] == FORMULA
         # the JSON export keeps every value exact
-        exported = {r["id"]: r for r in json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))}
+        exported = {
+            r["id"]: r for r in json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))
+        }
         assert {c: exported[action_id][c] for c in formulas} == formulas
     finally:
         conn.rollback()
@@ -457,24 +606,29 @@ def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
 
 
 def test_csv_cells_never_run_as_spreadsheet_formulas_and_json_keeps_them(conn):
-    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)",
-               "\tTab", "\rCR"]
+    hostile = ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
     for label in hostile:
         conn.execute(
             "insert into audit.action_log (occurred_at, action, action_type, resource_label,"
             " actor_name, actor_type, db_user, transaction_id) values (%s, 'Client updated',"
-            " 'update', %s, %s, 'admin', 'crm_app', 1)", (T0, label, label))
+            " 'update', %s, %s, 'admin', 'crm_app', 1)",
+            (T0, label, label),
+        )
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, resource_label,"
         " actor_type, db_user, transaction_id) values (%s, 'Client updated', 'update',"
-        " 'Ann - the second', 'admin', 'crm_app', 1)", (T0,))
+        " 'Ann - the second', 'admin', 'crm_app', 1)",
+        (T0,),
+    )
     conn.commit()
     data = b"".join(export_csv(conn, parse_filters({}, UTC))).decode()
     rows = list(csv.DictReader(io.StringIO(data, newline="")))
     assert sorted(r["resource_label"] for r in rows) == sorted(
-        ["'" + label for label in hostile] + ["Ann - the second"])
+        ["'" + label for label in hostile] + ["Ann - the second"]
+    )
     assert sorted(r["actor_name"] for r in rows if r["actor_name"]) == sorted(
-        "'" + label for label in hostile)
+        "'" + label for label in hostile
+    )
     exact = json.loads(b"".join(export_json(conn, parse_filters({}, UTC))))
     assert sorted(r["resource_label"] for r in exact) == sorted(hostile + ["Ann - the second"])
 
@@ -488,16 +642,23 @@ def test_exports_keep_the_log_s_order_across_a_clock_change(conn):
         conn.execute(
             "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
             " transaction_id) values (%s, 'Client updated', 'update', 'admin', 'crm_app', 1)",
-            (moment,))
+            (moment,),
+        )
     conn.commit()
     conn.execute("set timezone = 'Europe/Paris'")
     filters = parse_filters({"from": "2025-10-25", "to": "2025-10-27"}, UTC)
     table = list(csv.DictReader(io.StringIO(b"".join(export_csv(conn, filters)).decode())))
     assert [r["occurred_at"] for r in table] == [
-        "2025-10-26T02:10:00+01:00", "2025-10-26T02:30:00+02:00"]
+        "2025-10-26T02:10:00+01:00",
+        "2025-10-26T02:30:00+02:00",
+    ]
     exported = json.loads(b"".join(export_json(conn, filters)))
     assert [r["occurred_at"] for r in exported] == [r["occurred_at"] for r in table]
-    assert [r["id"] for r in exported] == [int(r["id"]) for r in table] == ids(list_page(conn, filters))
+    assert (
+        [r["id"] for r in exported]
+        == [int(r["id"]) for r in table]
+        == ids(list_page(conn, filters))
+    )
 
 
 def test_json_export_validates_and_matches_the_page(conn, sample):
@@ -514,7 +675,9 @@ def test_exports_of_many_rows_stream_in_chunks(conn):
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
         " transaction_id) select %s - g * interval '1 second', 'Client updated', 'update',"
-        " 'admin', 'crm_app', 1 from generate_series(1, 3000) g", (T0,))
+        " 'admin', 'crm_app', 1 from generate_series(1, 3000) g",
+        (T0,),
+    )
     conn.commit()
     chunks = list(export_csv(conn, parse_filters({}, UTC)))
     assert len(chunks) > 1 and sum(c.count(b"\n") for c in chunks) == 3001
@@ -530,12 +693,20 @@ def test_a_csv_export_in_batches_loses_and_repeats_no_row_at_equal_timestamps(co
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
         " transaction_id, resource_label) select %s, 'Client updated', 'update', 'admin',"
-        " 'crm_app', 1, 'Doe, \"J\"' || chr(10) || g from generate_series(1, %s) g", (T0, count))
+        " 'crm_app', 1, 'Doe, \"J\"' || chr(10) || g from generate_series(1, %s) g",
+        (T0, count),
+    )
     conn.commit()
     filters = parse_filters({"to": "2025-03-10"}, UTC)
-    table = list(csv.DictReader(io.StringIO(b"".join(export_csv(conn, filters)).decode(), newline="")))
-    expected = [r[0] for r in conn.execute(
-        "select id from audit.action_log where occurred_at = %s order by id desc", (T0,))]
+    table = list(
+        csv.DictReader(io.StringIO(b"".join(export_csv(conn, filters)).decode(), newline=""))
+    )
+    expected = [
+        r[0]
+        for r in conn.execute(
+            "select id from audit.action_log where occurred_at = %s order by id desc", (T0,)
+        )
+    ]
     assert [int(r["id"]) for r in table] == expected and len(expected) == count
     assert {r["resource_label"].split("\n")[0] for r in table} == {'Doe, "J"'}
 
@@ -549,7 +720,9 @@ def test_a_statement_timeout_becomes_too_broad(conn, db_url):
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"
         " transaction_id, source) select %s - g * interval '1 second', 'Client updated',"
-        " 'update', 'admin', 'crm_app', 1, 'web' from generate_series(1, 300000) g", (T0,))
+        " 'update', 'admin', 'crm_app', 1, 'web' from generate_series(1, 300000) g",
+        (T0,),
+    )
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
@@ -574,7 +747,9 @@ def reader_url(conn, db_url):
     """A LOGIN role granted audit_reader, connecting read-only (as the viewer does)."""
     name = f"viewer_{next(_role_numbers)}_{conn.info.dbname}"
     with conn.transaction():
-        conn.execute(sql.SQL("create role {} login in role audit_reader").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("create role {} login in role audit_reader").format(sql.Identifier(name))
+        )
     yield make_conninfo(db_url, user=name, options="-c default_transaction_read_only=on")
     conn.rollback()
     with conn.transaction():
@@ -603,8 +778,12 @@ def test_text_search_uses_the_full_text_index(conn):
     """TEXT_DOCUMENT must stay the index's expression, or every search scans the log."""
     condition, params = parse_filters({"q": "alice"}, UTC).where()
     conn.execute("set local enable_seqscan = off")
-    plan = "\n".join(r[0] for r in conn.execute(
-        sql.SQL("explain select id from audit.action_log where {}").format(condition), params))
+    plan = "\n".join(
+        r[0]
+        for r in conn.execute(
+            sql.SQL("explain select id from audit.action_log where {}").format(condition), params
+        )
+    )
     assert "action_log_text_idx" in plan
 
 
@@ -619,21 +798,27 @@ def common_log(conn):
         " actor_id, actor_name, actor_type, db_user, transaction_id, source)"
         " select %s - g * interval '1 second', 'Client updated', 'update', 'client',"
         " 'admin-' || g %% 40, 'Alice Admin', 'admin', 'crm_app', 1, 'web'"
-        " from generate_series(1, 20000) g", (T0,))
+        " from generate_series(1, 20000) g",
+        (T0,),
+    )
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
 
 
-@pytest.mark.parametrize("args", [
-    {"source": "mobile", "actor_type": "system"},
-    {"action_type": "login", "resource": "client"},
-    {"resource": "campaign"},
-    {"source": "database", "action_type": "update"},
-    {"actor_type": "client", "from": "2025-01-01"},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"source": "mobile", "actor_type": "system"},
+        {"action_type": "login", "resource": "client"},
+        {"resource": "campaign"},
+        {"source": "database", "action_type": "update"},
+        {"actor_type": "client", "from": "2025-01-01"},
+    ],
+)
 def test_a_combination_of_low_cardinality_filters_matching_nothing_is_an_empty_page(
-        conn, common_log, args):
+    conn, common_log, args
+):
     page = page_of(conn, args)
     assert page.rows == [] and page.next_cursor is None and page.count_text == "No actions"
 
@@ -648,15 +833,31 @@ def test_the_kind_probe_reads_the_kind_index_only(conn, common_log):
     filters = parse_filters({"resource": "client"}, UTC)
     branches = _kind_branches(filters)
     assert len(branches) == 2  # an unfiltered source: a value, or null
-    put(conn, occurred_at=T0 + timedelta(days=1), source=None, actor_id=None,
-        actor_type="system", resource_type="case")
-    assert _kind_probe(conn, parse_filters({"resource": "case"}, UTC),
-                       _kind_branches(parse_filters({"resource": "case"}, UTC))) == 1
+    put(
+        conn,
+        occurred_at=T0 + timedelta(days=1),
+        source=None,
+        actor_id=None,
+        actor_type="system",
+        resource_type="case",
+    )
+    assert (
+        _kind_probe(
+            conn,
+            parse_filters({"resource": "case"}, UTC),
+            _kind_branches(parse_filters({"resource": "case"}, UTC)),
+        )
+        == 1
+    )
     condition, params = filters.where()
     conn.execute("set local enable_seqscan = off")
     conn.execute("set local enable_bitmapscan = off")
-    plan = "\n".join(r[0] for r in conn.execute(
-        sql.SQL("explain select 1 from audit.action_log where {}").format(branches[0]), params))
+    plan = "\n".join(
+        r[0]
+        for r in conn.execute(
+            sql.SQL("explain select 1 from audit.action_log where {}").format(branches[0]), params
+        )
+    )
     assert "Index Only Scan using action_log_kind_idx" in plan
     # the planner settings of the probe do not outlive it in the caller's transaction
     conn.execute("reset enable_seqscan")
@@ -669,18 +870,35 @@ def test_a_rare_combination_pages_in_order_forward_and_back(conn, common_log):
     # admin ones: fetched through the kind index, sorted, paged by keyset
     rare = []
     for i in range(25):
-        rare.append(put(conn, occurred_at=T0 - timedelta(hours=5 * (i // 5)),
-                        source="mobile", actor_type="system", actor_id=f"sys-{i}",
-                        action_type="send", resource_type="batch_job"))
+        rare.append(
+            put(
+                conn,
+                occurred_at=T0 - timedelta(hours=5 * (i // 5)),
+                source="mobile",
+                actor_type="system",
+                actor_id=f"sys-{i}",
+                action_type="send",
+                resource_type="batch_job",
+            )
+        )
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
-    by_page = sorted(rare, key=lambda i: (conn.execute(
-        "select occurred_at from audit.action_log where id = %s", (i,)).fetchone()[0], i),
-        reverse=True)
-    for args in ({"source": "mobile", "actor_type": "system"},
-                 {"source": "mobile", "action_type": "send", "resource": "batch_job"},
-                 {"resource": "batch_job"}):
+    by_page = sorted(
+        rare,
+        key=lambda i: (
+            conn.execute("select occurred_at from audit.action_log where id = %s", (i,)).fetchone()[
+                0
+            ],
+            i,
+        ),
+        reverse=True,
+    )
+    for args in (
+        {"source": "mobile", "actor_type": "system"},
+        {"source": "mobile", "action_type": "send", "resource": "batch_job"},
+        {"resource": "batch_job"},
+    ):
         filters = parse_filters(args, UTC)
         pages, page = [], list_page(conn, filters, size=10)
         while True:
@@ -695,35 +913,51 @@ def test_a_rare_combination_pages_in_order_forward_and_back(conn, common_log):
     # with a date range: the rare rows inside it only
     day = (T0 - timedelta(days=1)).date().isoformat()
     page = page_of(conn, {"source": "mobile", "actor_type": "system", "from": day, "to": day})
-    assert len(page.rows) == 10 and ids(page) == [i for i in by_page if conn.execute(
-        "select occurred_at::date = %s::date from audit.action_log where id = %s",
-        (day, i)).fetchone()[0]]
+    assert len(page.rows) == 10 and ids(page) == [
+        i
+        for i in by_page
+        if conn.execute(
+            "select occurred_at::date = %s::date from audit.action_log where id = %s", (day, i)
+        ).fetchone()[0]
+    ]
 
 
 def test_an_actor_with_a_source_it_never_uses(conn, common_log):
     assert page_of(conn, {"actor": "id:admin-3", "source": "mobile"}).rows == []
-    made = [put(conn, occurred_at=T0 - timedelta(seconds=10 * i + 5), actor_id="admin-3",
-                source="mobile") for i in range(12)]
+    made = [
+        put(
+            conn,
+            occurred_at=T0 - timedelta(seconds=10 * i + 5),
+            actor_id="admin-3",
+            source="mobile",
+        )
+        for i in range(12)
+    ]
     conn.commit()
     filters = parse_filters({"actor": "id:admin-3", "source": "mobile"}, UTC)
     first = list_page(conn, filters, size=10)
     assert ids(first) == made[:10]
     second = list_page(conn, filters, cursor=first.next_cursor, size=10)
     assert ids(second) == made[10:] and second.next_cursor is None
-    assert ids(list_page(conn, filters, cursor=second.prev_cursor, direction="prev",
-                         size=10)) == made[:10]
+    assert (
+        ids(list_page(conn, filters, cursor=second.prev_cursor, direction="prev", size=10))
+        == made[:10]
+    )
 
 
-@pytest.mark.parametrize(("old", "new", "expected"), [
-    (None, {"id": 1, "name": "Ana Diaz"}, "Ana Diaz"),            # created
-    ({"id": 1, "name": "Ana Diaz"}, None, "Ana Diaz"),            # deleted
-    ({"name": "Ana"}, {"name": "Ana Diaz"}, "Ana Diaz"),          # renamed: the new name
-    ({"status": "new"}, {"status": "won"}, None),                 # the name did not change
-    (None, {"id": 1, "name": "[redacted]"}, None),                # never show a redacted value
-    (None, {"id": 1, "name": None}, None),
-    (None, {"id": 1, "name": {"first": "Ana"}}, None),            # not a plain value
-    (None, {"id": 1, "name": 42}, "42"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (None, {"id": 1, "name": "Ana Diaz"}, "Ana Diaz"),  # created
+        ({"id": 1, "name": "Ana Diaz"}, None, "Ana Diaz"),  # deleted
+        ({"name": "Ana"}, {"name": "Ana Diaz"}, "Ana Diaz"),  # renamed: the new name
+        ({"status": "new"}, {"status": "won"}, None),  # the name did not change
+        (None, {"id": 1, "name": "[redacted]"}, None),  # never show a redacted value
+        (None, {"id": 1, "name": None}, None),
+        (None, {"id": 1, "name": {"first": "Ana"}}, None),  # not a plain value
+        (None, {"id": 1, "name": 42}, "42"),
+    ],
+)
 def testitem_label(old, new, expected):
     item = Item(item_no=1, resource_type="client", resource_id="1", old=old, new=new)
     assert item_label(item, "name") == expected

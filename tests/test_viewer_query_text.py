@@ -18,8 +18,8 @@ from psycopg import sql
 from audit_capture.viewer import query
 from audit_capture.viewer.filters import (
     TEXT_DOCUMENT,
-    Filters,
     ActiveFilter,
+    Filters,
     parse_filters,
     text_query,
 )
@@ -31,8 +31,12 @@ FILLER = 20_000
 SIZE = 10
 #: depths (0: the newest filler row) of the filler rows labelled "Maria Smith": three at
 #: the top, then a gap, then groups ever older, the last in the oldest tenth of the log
-MATCH_DEPTHS = ([10, 20, 30] + list(range(1500, 2000, 100)) + list(range(5000, 6000, 100))
-                + list(range(19000, 20000, 100)))
+MATCH_DEPTHS = (
+    [10, 20, 30]
+    + list(range(1500, 2000, 100))
+    + list(range(5000, 6000, 100))
+    + list(range(19000, 20000, 100))
+)
 
 
 def put(conn, occurred_at, resource_label, actor_name="Alice Admin", source="web") -> int:
@@ -41,7 +45,8 @@ def put(conn, occurred_at, resource_label, actor_name="Alice Admin", source="web
         " resource_label, actor_id, actor_name, actor_type, db_user, transaction_id, source)"
         " values (%s, 'Client updated', 'update', 'client', %s, '7', %s, 'admin',"
         " 'crm_app', 1, %s) returning id",
-        (occurred_at, resource_label, actor_name, source)).fetchone()[0]
+        (occurred_at, resource_label, actor_name, source),
+    ).fetchone()[0]
 
 
 @pytest.fixture
@@ -60,11 +65,15 @@ def text_log(conn):
         "                when g %% 89 = 0 then 'Amaria Blacksmith' else 'Ann Lee' end,"
         " '7', 'Alice Admin', 'admin', 'crm_app', 1, case when g %% 3 = 0 then 'api' else 'web' end"
         " from generate_series(1, %(n)s) g",
-        {"t0": T0, "n": FILLER, "depths": MATCH_DEPTHS})
-    same = [put(conn, T0 - timedelta(seconds=7000.5), label, source="api")
-            for label in ("maria smith", "Smith, Maria", "MARIA-SMITH")]
-    oldest_time_highest_id = put(conn, T0 - timedelta(seconds=10000.5), "x",
-                                 actor_name="MARIA SMITH")
+        {"t0": T0, "n": FILLER, "depths": MATCH_DEPTHS},
+    )
+    same = [
+        put(conn, T0 - timedelta(seconds=7000.5), label, source="api")
+        for label in ("maria smith", "Smith, Maria", "MARIA-SMITH")
+    ]
+    oldest_time_highest_id = put(
+        conn, T0 - timedelta(seconds=10000.5), "x", actor_name="MARIA SMITH"
+    )
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
@@ -74,9 +83,15 @@ def text_log(conn):
 def expected_ids(conn, args) -> list[int]:
     """Every match of ``args``, newest first: one plain query, no strategy."""
     where, params = parse_filters(args, UTC).where()
-    return [r[0] for r in conn.execute(
-        sql.SQL("select id from audit.action_log where {}"
-                " order by occurred_at desc, id desc").format(where), params)]
+    return [
+        r[0]
+        for r in conn.execute(
+            sql.SQL(
+                "select id from audit.action_log where {} order by occurred_at desc, id desc"
+            ).format(where),
+            params,
+        )
+    ]
 
 
 def every_page(conn, args) -> list[list[int]]:
@@ -132,14 +147,18 @@ def bounds(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("args", [
-    {"q": "maria smith"},
-    {"q": "Smith"},
-    {"q": "MARIA"},
-    {"q": "maria smith", "source": "api"},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"q": "maria smith"},
+        {"q": "Smith"},
+        {"q": "MARIA"},
+        {"q": "maria smith", "source": "api"},
+    ],
+)
 def test_time_windows_over_the_full_text_index_give_every_match_in_order(
-        conn, text_log, monkeypatch, pinned_estimate, bounds, args):
+    conn, text_log, monkeypatch, pinned_estimate, bounds, args
+):
     monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
     monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
     monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
@@ -155,16 +174,20 @@ def test_time_windows_over_the_full_text_index_give_every_match_in_order(
         assert any(b and b[-1] is None for b in bounds)
 
 
-@pytest.mark.parametrize("args", [
-    {"q": "maria smith"},
-    {"q": "mar* smi*"},  # also the decoys: Mariano, Smithson
-    {"q": "SMITH mar*"},
-    {"q": "smith"},
-    {"q": "amaria"},
-    {"q": "mar* smi*", "source": "api"},
-])
-def test_the_sieved_walk_gives_every_match_in_order(conn, text_log, monkeypatch,
-                                                    pinned_estimate, args):
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"q": "maria smith"},
+        {"q": "mar* smi*"},  # also the decoys: Mariano, Smithson
+        {"q": "SMITH mar*"},
+        {"q": "smith"},
+        {"q": "amaria"},
+        {"q": "mar* smi*", "source": "api"},
+    ],
+)
+def test_the_sieved_walk_gives_every_match_in_order(
+    conn, text_log, monkeypatch, pinned_estimate, args
+):
     # the walk of ~2,000 rows first, whatever the estimate; past it, the index
     monkeypatch.setattr(query, "TEXT_WINDOW", 10**9)
     pages = every_page(conn, args)
@@ -173,14 +196,18 @@ def test_the_sieved_walk_gives_every_match_in_order(conn, text_log, monkeypatch,
     assert all(len(p) == SIZE for p in pages[:-1])
 
 
-@pytest.mark.parametrize("args", [
-    {"q": "smith mari*"},   # the windows over "smith" (Smithson and Blacksmith are not it)
-    {"q": "alice smi*"},    # "alice" is on every row: the prefix keeps about one in forty
-    {"q": "SMI* maria"},
-    {"q": "smith mari*", "source": "api"},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"q": "smith mari*"},  # the windows over "smith" (Smithson and Blacksmith are not it)
+        {"q": "alice smi*"},  # "alice" is on every row: the prefix keeps about one in forty
+        {"q": "SMI* maria"},
+        {"q": "smith mari*", "source": "api"},
+    ],
+)
 def test_prefixes_beside_whole_words_take_windows_over_the_whole_words(
-        conn, text_log, monkeypatch, pinned_estimate, bounds, args):
+    conn, text_log, monkeypatch, pinned_estimate, bounds, args
+):
     monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
     monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
     monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
@@ -191,8 +218,7 @@ def test_prefixes_beside_whole_words_take_windows_over_the_whole_words(
     assert all(bounds) and any(all(b) for b in bounds)  # pages came through time windows
 
 
-def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, text_log,
-                                                                         bounds):
+def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, text_log, bounds):
     assert expected_ids(conn, {"q": "smith zeb*"}) == []
     assert every_page(conn, {"q": "smith zeb*"}) == [[]]
     assert bounds  # through the windows over "smith", not a bitmap of every zeb* word
@@ -218,8 +244,14 @@ def test_the_decoys_match_prefixes_but_not_whole_words(conn, text_log):
 
 
 def test_the_default_strategies_give_every_match_in_order(conn, text_log):
-    for args in ({"q": "maria smith"}, {"q": "mar* smi*"}, {"q": "mari* smith"},
-                 {"q": "ann lee"}, {"q": "zebra"}, {"q": "smith zeb*"}):
+    for args in (
+        {"q": "maria smith"},
+        {"q": "mar* smi*"},
+        {"q": "mari* smith"},
+        {"q": "ann lee"},
+        {"q": "zebra"},
+        {"q": "smith zeb*"},
+    ):
         assert flat(every_page(conn, args)) == expected_ids(conn, args), args
 
 
@@ -240,9 +272,12 @@ def test_the_sieve_is_a_necessary_condition_of_the_match(conn, text_log):
         text = parse_filters({"q": q}, UTC)
         sieve, sieve_params = query._sieve(conn, text)
         where, params = text.where()
-        missed = conn.execute(sql.SQL(
-            "select count(*) from audit.action_log where {} and not ({})").format(
-            where, sieve), {**params, **sieve_params}).fetchone()[0]
+        missed = conn.execute(
+            sql.SQL("select count(*) from audit.action_log where {} and not ({})").format(
+                where, sieve
+            ),
+            {**params, **sieve_params},
+        ).fetchone()[0]
         assert missed == 0, q
     # and the document the sieve reads is the one the index reads
     assert "coalesce(resource_label, '')" in TEXT_DOCUMENT.as_string(conn)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from viewer_data import SECRET_KEY, USERS
 
 from audit_capture.cli import cli
 from audit_capture.viewer import config, create_app
 from audit_capture.viewer.config import ConfigError
-from viewer_data import SECRET_KEY, USERS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 # what the README's settings file shows (pasted as is)
@@ -30,13 +30,20 @@ WEAK_KEYS = {
     "x" * 64: "uses only 1 different characters",
     "abababababababababababababababab1234": "uses only 6 different characters",
 }
-STRONG_KEYS = [secrets.token_urlsafe(48), secrets.token_hex(32), SECRET_KEY,
-               "3q2+7wAAAAC3u8zdEjRWeJq83vABI0VniavN7/ASNFY="]  # openssl rand -base64 32
+STRONG_KEYS = [
+    secrets.token_urlsafe(48),
+    secrets.token_hex(32),
+    SECRET_KEY,
+    "3q2+7wAAAAC3u8zdEjRWeJq83vABI0VniavN7/ASNFY=",
+]  # openssl rand -base64 32
 
 
 def settings(key) -> dict:
-    return {"DATABASE_URL": "postgresql://viewer@127.0.0.1:1/none", "SECRET_KEY": key,
-            "USERS": USERS}
+    return {
+        "DATABASE_URL": "postgresql://viewer@127.0.0.1:1/none",
+        "SECRET_KEY": key,
+        "USERS": USERS,
+    }
 
 
 @pytest.mark.parametrize("key", list(WEAK_KEYS))
@@ -86,13 +93,27 @@ def test_the_viewer_command_refuses_a_weak_key_in_one_line(tmp_path, key):
     users = "\n".join(f'{name} = "{value}"' for name, value in USERS.items())
     path.write_text(f'secret_key = "{key}"\n[users]\n{users}\n')
     env = {"AUDIT_CAPTURE_VIEWER_SECRET_KEY": None, "AUDIT_CAPTURE_VIEWER_USERS": None}
-    result = run("--database-url", "postgresql://viewer@127.0.0.1:1/none", "viewer",
-                 "--config", str(path), env=env)
+    result = run(
+        "--database-url",
+        "postgresql://viewer@127.0.0.1:1/none",
+        "viewer",
+        "--config",
+        str(path),
+        env=env,
+    )
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: the secret key (secret_key in the settings file")
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: the secret key (secret_key in the settings file"
+    )
     assert "audit-capture viewer new-secret" in lines[0]
     # the environment variable is checked the same way
-    result = run("--database-url", "postgresql://viewer@127.0.0.1:1/none", "viewer",
-                 "--config", str(path), env={**env, "AUDIT_CAPTURE_VIEWER_SECRET_KEY": "short"})
+    result = run(
+        "--database-url",
+        "postgresql://viewer@127.0.0.1:1/none",
+        "viewer",
+        "--config",
+        str(path),
+        env={**env, "AUDIT_CAPTURE_VIEWER_SECRET_KEY": "short"},
+    )
     assert result.exit_code == 1 and "is 5 characters long" in result.output

@@ -5,12 +5,12 @@ forged with the secret key signs nobody in."""
 from __future__ import annotations
 
 import pytest
+from test_viewer_app import app, client, csrf_token, reader_url, seeded, sign_in, user  # noqa: F401
+from viewer_data import app_config
 
 from audit_capture.viewer import create_app
 from audit_capture.viewer.auth import SESSIONS
 from audit_capture.viewer.config import ConfigError
-from test_viewer_app import app, client, csrf_token, reader_url, seeded, sign_in, user  # noqa: F401
-from viewer_data import app_config
 
 COOKIE = "audit_viewer_session"
 MINUTE = 60
@@ -78,8 +78,9 @@ def test_a_cookie_forged_with_the_secret_key_signs_nobody_in(app, seeded):
     serializer = app.session_interface.get_signing_serializer(app)
     forged = copy_of(app, serializer.dumps({"audit_viewer_user": "alice", "_permanent": True}))
     assert not signed_in(forged)
-    guessed = copy_of(app, serializer.dumps({"audit_viewer_user": "alice",
-                                             "audit_viewer_session": "guessed-id"}))
+    guessed = copy_of(
+        app, serializer.dumps({"audit_viewer_user": "alice", "audit_viewer_session": "guessed-id"})
+    )
     assert not signed_in(guessed)
 
 
@@ -126,11 +127,14 @@ def test_the_idle_timeout_is_a_setting(seeded, reader_url):
     assert not signed_in(client)
 
 
-@pytest.mark.parametrize("value, words", [
-    (0, "session_idle_minutes is 0; expected 1 to 480"),
-    (1000, "session_idle_minutes is 1000"),
-    ("soon", "session_idle_minutes 'soon' is not a number of minutes"),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (0, "session_idle_minutes is 0; expected 1 to 480"),
+        (1000, "session_idle_minutes is 1000"),
+        ("soon", "session_idle_minutes 'soon' is not a number of minutes"),
+    ],
+)
 def test_a_bad_idle_timeout_is_refused(reader_url, value, words):
     with pytest.raises(ConfigError, match=words):
         create_app(app_config(reader_url, SESSION_IDLE_MINUTES=value))
@@ -139,8 +143,10 @@ def test_a_bad_idle_timeout_is_refused(reader_url, value, words):
 def test_the_idle_timeout_from_the_environment():
     from audit_capture.viewer import config
 
-    settings = config.load({"SECRET_KEY": app_config("")["SECRET_KEY"], "USERS": app_config("")["USERS"]},
-                           environ={"AUDIT_CAPTURE_VIEWER_SESSION_IDLE_MINUTES": "12"})
+    settings = config.load(
+        {"SECRET_KEY": app_config("")["SECRET_KEY"], "USERS": app_config("")["USERS"]},
+        environ={"AUDIT_CAPTURE_VIEWER_SESSION_IDLE_MINUTES": "12"},
+    )
     assert settings["SESSION_IDLE_MINUTES"] == 12
 
 

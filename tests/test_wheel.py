@@ -51,15 +51,20 @@ def test_installed_wheel_migrates_a_database_from_outside_the_source_tree(tmp_pa
     env.pop("AUDIT_CAPTURE_DATABASE_URL", None)
 
     where = run(
-        [str(venv / "bin" / "python"), "-c",
-         "from audit_capture import resources; print(resources.migrations_dir())"],
-        cwd=elsewhere, env=env,
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "from audit_capture import resources; print(resources.migrations_dir())",
+        ],
+        cwd=elsewhere,
+        env=env,
     ).stdout.strip()
     assert where.startswith(str(venv)), f"migrations found outside the installed package: {where}"
 
     completed = run(
         [str(venv / "bin" / "audit-capture"), "--database-url", empty_db_url, "migrate", "upgrade"],
-        cwd=elsewhere, env=env,
+        cwd=elsewhere,
+        env=env,
     )
     assert "audit schema upgraded" in completed.stdout
 

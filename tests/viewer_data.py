@@ -66,8 +66,12 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
     alice = dict(actor_id="7", actor_name="Alice Admin", actor_type="admin", source="web")
 
     with conn.transaction():
-        set_context(conn, **alice, request_id="req-1001",
-                    context={"ip": "203.0.113.9", "page": "/campaigns/new"})
+        set_context(
+            conn,
+            **alice,
+            request_id="req-1001",
+            context={"ip": "203.0.113.9", "page": "/campaigns/new"},
+        )
         conn.execute("insert into campaigns (name, channel) values ('Spring intake', 'voice')")
     seeded.ids["campaign_created"] = _last_id(conn, "Campaign created")
 
@@ -82,54 +86,87 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
 
     with conn.transaction():
         set_context(conn, **alice, request_id="req-1003")
-        conn.execute("update clients set email = 'jane.roe@example.com', ssn = '987-65-4321'"
-                     " where id = %s", (client_id,))
+        conn.execute(
+            "update clients set email = 'jane.roe@example.com', ssn = '987-65-4321' where id = %s",
+            (client_id,),
+        )
     seeded.ids["client_updated"] = _last_id(conn, "Client updated")
 
     with conn.transaction():
-        set_context(conn, actor_id="svc-12", actor_name="LawRuler sync", actor_type="system",
-                    source="api", request_id="req-api-77")
+        set_context(
+            conn,
+            actor_id="svc-12",
+            actor_name="LawRuler sync",
+            actor_type="system",
+            source="api",
+            request_id="req-api-77",
+        )
         conn.execute("update clients set phone = '+1 555 0100' where id = %s", (client_id,))
 
     with conn.transaction():
-        set_context(conn, actor_id="agent-1", actor_name="Intake agent", actor_type="system",
-                    source="ai", context={"model": "intake-v2", "call_id": "c-881"})
-        conn.execute("insert into cases (client_id, title) values (%s, 'Roe v. Acme')", (client_id,))
+        set_context(
+            conn,
+            actor_id="agent-1",
+            actor_name="Intake agent",
+            actor_type="system",
+            source="ai",
+            context={"model": "intake-v2", "call_id": "c-881"},
+        )
+        conn.execute(
+            "insert into cases (client_id, title) values (%s, 'Roe v. Acme')", (client_id,)
+        )
     seeded.ids["case_created"] = _last_id(conn, "Case created")
 
     with conn.transaction():
-        set_context(conn, actor_id="c-3", actor_name="Jane Roe", actor_type="client", source="mobile")
+        set_context(
+            conn, actor_id="c-3", actor_name="Jane Roe", actor_type="client", source="mobile"
+        )
         conn.execute("insert into case_tasks (case_id, title) select id, 'Upload ID' from cases")
 
     with conn.transaction():  # a DBA in psql: no context at all
         conn.execute("update clients set notes = 'merged duplicate' where id = %s", (client_id,))
     seeded.ids["direct_change"] = conn.execute(
-        "select max(id) from audit.action_log where source is null").fetchone()[0]
+        "select max(id) from audit.action_log where source is null"
+    ).fetchone()[0]
 
     with conn.transaction():
         set_context(conn, **alice, request_id="req-1004")
         with importing(conn):
             conn.execute(
                 "insert into clients (name, email) select 'Lead ' || n, 'lead' || n || '@example.com'"
-                " from generate_series(1, %s) n", (BULK_CLIENTS,))
+                " from generate_series(1, %s) n",
+                (BULK_CLIENTS,),
+            )
     seeded.ids["import"] = conn.execute(
-        "select max(id) from audit.action_log where action_type = 'import'").fetchone()[0]
+        "select max(id) from audit.action_log where action_type = 'import'"
+    ).fetchone()[0]
 
     with conn.transaction():
         set_context(conn, **alice, request_id="req-1005")
         conn.execute("update clients set status = 'contacted' where name like 'Lead %'")
     seeded.ids["bulk"] = conn.execute(
         "select max(id) from audit.action_log where row_count = %s and action_type = 'status_change'",
-        (BULK_CLIENTS,)).fetchone()[0]
+        (BULK_CLIENTS,),
+    ).fetchone()[0]
 
     with conn.transaction():
         set_context(conn, **alice, request_id="req-1006")
         seeded.ids["login"] = record_action(
-            conn, "login", "LawRuler login", resource_type="integration",
-            resource_id=1, resource_label="LawRuler")
+            conn,
+            "login",
+            "LawRuler login",
+            resource_type="integration",
+            resource_id=1,
+            resource_label="LawRuler",
+        )
         seeded.ids["export"] = record_action(
-            conn, "export", "Call export to file", resource_type="call", row_count=0,
-            changes={"calls": 42, "format": "csv"})
+            conn,
+            "export",
+            "Call export to file",
+            resource_type="call",
+            row_count=0,
+            changes={"calls": 42, "format": "csv"},
+        )
 
     if not xss:
         return seeded
@@ -140,14 +177,23 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
     return seeded
 
 
-def old_action(conn: psycopg.Connection, when: datetime, action: str = "Client updated",
-               **values) -> int:
+def old_action(
+    conn: psycopg.Connection, when: datetime, action: str = "Client updated", **values
+) -> int:
     """An action dated ``when``, written straight into the log (superuser only)."""
     row = {
-        "occurred_at": when, "action": action, "action_type": "update",
-        "resource_type": "client", "actor_type": "admin", "actor_id": "old-1",
-        "actor_name": "Olga Former", "source": "web", "db_user": "crm_app",
-        "transaction_id": 1, "row_count": 1, **values,
+        "occurred_at": when,
+        "action": action,
+        "action_type": "update",
+        "resource_type": "client",
+        "actor_type": "admin",
+        "actor_id": "old-1",
+        "actor_name": "Olga Former",
+        "source": "web",
+        "db_user": "crm_app",
+        "transaction_id": 1,
+        "row_count": 1,
+        **values,
     }
     query = sql.SQL("insert into audit.action_log ({}) values ({}) returning id").format(
         sql.SQL(", ").join(map(sql.Identifier, row)),

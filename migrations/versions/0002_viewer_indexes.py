@@ -29,8 +29,8 @@ from alembic import context, op
 from audit_capture.sqlfiles import apply_frozen_sql, frozen_sql_dir
 
 # revision identifiers, used by Alembic.
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from audit_capture.sqlfiles import apply_frozen_sql
 
-
 # revision identifiers, used by Alembic.
-revision = '0003'
-down_revision = '0002'
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

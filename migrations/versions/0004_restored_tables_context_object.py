@@ -39,10 +39,9 @@ from __future__ import annotations
 
 from audit_capture.sqlfiles import apply_downgrade_sql, apply_frozen_sql
 
-
 # revision identifiers, used by Alembic.
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

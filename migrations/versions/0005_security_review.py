@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from audit_capture.sqlfiles import apply_downgrade_sql, apply_frozen_sql
 
-
 # revision identifiers, used by Alembic.
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -123,7 +123,7 @@ class TrackTableOp(MigrateOperation):
         """Track ``table`` as ``resource_type``; see ``audit.track`` for the options."""
         return operations.invoke(cls(table, resource_type, **kwargs))
 
-    def reverse(self) -> "UntrackTableOp":
+    def reverse(self) -> UntrackTableOp:
         return UntrackTableOp(self.table, schema=self.schema, settings=self.settings)
 
     def to_diff_tuple(self):
@@ -149,7 +149,9 @@ class UntrackTableOp(MigrateOperation):
         self.settings = settings
 
     @classmethod
-    def untrack_table(cls, operations: Operations, table: str, schema: str | None = None, **kwargs: Any):
+    def untrack_table(
+        cls, operations: Operations, table: str, schema: str | None = None, **kwargs: Any
+    ):
         """Stop tracking ``table``. Keyword arguments of ``track_table`` may be given so
         that ``reverse()`` can re-track it the same way."""
         settings = TrackingSettings(**kwargs) if kwargs else None
@@ -187,8 +189,10 @@ def _may(operations: Operations, verb: str, name: str) -> bool:
     if not access.installed:
         return False
     if not access.may(verb):
-        raise NotAuditAdmin(access.refusal(verb, f" ({verb}_table({name!r}))")
-                            + ", or run the migration as a role that has audit_admin")
+        raise NotAuditAdmin(
+            access.refusal(verb, f" ({verb}_table({name!r}))")
+            + ", or run the migration as a role that has audit_admin"
+        )
     return True
 
 
@@ -241,7 +245,10 @@ def _untrack_table(operations: Operations, operation: UntrackTableOp) -> None:
             "untrack_table(%r) did nothing: %s "
             "(removed before this downgrade, which dropped the audit triggers already); "
             "the order to use is the application's downgrade first, then "
-            "`audit-capture migrate downgrade base`", _display(operation), NOT_INSTALLED)
+            "`audit-capture migrate downgrade base`",
+            _display(operation),
+            NOT_INSTALLED,
+        )
         return
     if operation.settings is None and not operations.get_context().as_sql:
         operation.settings = read_settings(operations.get_bind(), operation.table, operation.schema)

@@ -74,9 +74,7 @@ def _known_failure(exc: Exception) -> str | None:
 def database_url(ctx: click.Context) -> str:
     url = ctx.find_root().obj.get("database_url")
     if not url:
-        raise click.ClickException(
-            f"no database URL: pass --database-url or set {URL_ENVVAR}"
-        )
+        raise click.ClickException(f"no database URL: pass --database-url or set {URL_ENVVAR}")
     return url
 
 
@@ -103,8 +101,12 @@ def _store_database_url(ctx: click.Context, _param: click.Parameter, value: str 
 #: --database-url after a subcommand too (``audit-capture track clients --database-url
 #: URL``), as after the program's name: a global flag anywhere on the line.
 database_url_option = click.option(
-    "--database-url", metavar="URL", expose_value=False, callback=_store_database_url,
-    help=f"libpq URL of the database (as before the subcommand; env: {URL_ENVVAR}).")
+    "--database-url",
+    metavar="URL",
+    expose_value=False,
+    callback=_store_database_url,
+    help=f"libpq URL of the database (as before the subcommand; env: {URL_ENVVAR}).",
+)
 
 
 # -- migrate -----------------------------------------------------------------------
@@ -146,7 +148,9 @@ def migrate_downgrade(ctx: click.Context, revision: str) -> None:
     before = migrate.current(url)
     migrate.downgrade(url, revision)
     after = migrate.current(url)
-    click.echo(f"audit schema downgraded: {before or 'not installed'} -> {after or 'not installed'}")
+    click.echo(
+        f"audit schema downgraded: {before or 'not installed'} -> {after or 'not installed'}"
+    )
 
 
 @migrate_group.command("repair")
@@ -183,17 +187,43 @@ def migrate_current(ctx: click.Context) -> None:
 @cli.command("track")
 @database_url_option
 @click.argument("table")
-@click.option("--resource", "resource_type", required=True, help="resource_type of its actions, e.g. client.")
+@click.option(
+    "--resource", "resource_type", required=True, help="resource_type of its actions, e.g. client."
+)
 @click.option("--label-column", help="Column whose value names a row (resource_label).")
-@click.option("--status-column", "status_columns", multiple=True, help="A change to it is a status_change. Repeatable.")
-@click.option("--ignore", "ignored_columns", multiple=True, help="Column left out of diffs. Repeatable.")
-@click.option("--redact", "redacted_columns", multiple=True, help="Column never stored in clear. Repeatable.")
+@click.option(
+    "--status-column",
+    "status_columns",
+    multiple=True,
+    help="A change to it is a status_change. Repeatable.",
+)
+@click.option(
+    "--ignore", "ignored_columns", multiple=True, help="Column left out of diffs. Repeatable."
+)
+@click.option(
+    "--redact", "redacted_columns", multiple=True, help="Column never stored in clear. Repeatable."
+)
 @click.option("--label", help='Singular display word, e.g. "Case task".')
 @click.option("--label-plural", help='Plural display word, e.g. "Case tasks".')
-@click.option("--labels", "labels_json", metavar="JSON", help="Label overrides, a JSON array (see audit.track).")
+@click.option(
+    "--labels",
+    "labels_json",
+    metavar="JSON",
+    help="Label overrides, a JSON array (see audit.track).",
+)
 @click.pass_context
-def track(ctx, table, resource_type, label_column, status_columns, ignored_columns,
-          redacted_columns, label, label_plural, labels_json) -> None:
+def track(
+    ctx,
+    table,
+    resource_type,
+    label_column,
+    status_columns,
+    ignored_columns,
+    redacted_columns,
+    label,
+    label_plural,
+    labels_json,
+) -> None:
     """Start (or reconfigure) audit capture of TABLE (optionally schema-qualified)."""
     labels = _parse_labels(labels_json)
     with database.connect(database_url(ctx)) as conn:
@@ -202,9 +232,15 @@ def track(ctx, table, resource_type, label_column, status_columns, ignored_colum
             "select audit.track(%s::regclass, %s, %s, %s::text[], %s::text[], %s::text[],"
             " %s::jsonb, %s, %s)",
             (
-                table, resource_type, label_column, list(status_columns),
-                list(ignored_columns), list(redacted_columns), json.dumps(labels),
-                label, label_plural,
+                table,
+                resource_type,
+                label_column,
+                list(status_columns),
+                list(ignored_columns),
+                list(redacted_columns),
+                json.dumps(labels),
+                label,
+                label_plural,
             ),
         )
     click.echo(f"tracking {table} as {resource_type}")
@@ -220,9 +256,12 @@ def untrack(ctx, table) -> None:
         _check_tracking_access(conn, "untrack")
         tracked = conn.execute(
             "select exists (select from audit.tracked_table where relation = %s::regclass)",
-            (table,)).fetchone()[0]
+            (table,),
+        ).fetchone()[0]
         conn.execute("select audit.untrack(%s::regclass)", (table,))
-    click.echo(f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do")
+    click.echo(
+        f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do"
+    )
 
 
 def _check_tracking_access(conn: psycopg.Connection, verb: str) -> None:
@@ -276,10 +315,14 @@ def _print_status(result) -> None:
     m = result.migration
     click.echo(f"migration: {m.installed or '-'} (package head {m.head}): {m.state}")
     if result.capture_mode == "fast":
-        click.echo("capture: fast (a function per tracked table, remade after ALTER TABLE by an event trigger)")
+        click.echo(
+            "capture: fast (a function per tracked table, remade after ALTER TABLE by an event trigger)"
+        )
     elif result.capture_mode == "generic":
-        click.echo("capture: generic (no ALTER TABLE event trigger: installed without a superuser; "
-                   "see the README, \"Fast capture and ALTER TABLE\")")
+        click.echo(
+            "capture: generic (no ALTER TABLE event trigger: installed without a superuser; "
+            'see the README, "Fast capture and ALTER TABLE")'
+        )
     if result.functions:
         click.echo("functions:")
         for function in result.functions:
@@ -302,16 +345,35 @@ def _print_status(result) -> None:
 
 
 @cli.group("viewer", invoke_without_command=True)
-@click.option("--database-url", "viewer_database_url", metavar="URL",
-              help="libpq URL of a role granted audit_reader (default: the group's --database-url).")
+@click.option(
+    "--database-url",
+    "viewer_database_url",
+    metavar="URL",
+    help="libpq URL of a role granted audit_reader (default: the group's --database-url).",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
-              help="Port to listen on.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Settings file (TOML): secret_key, [users], timezone, page_size, "
-                   "statement_timeout_ms. AUDIT_CAPTURE_VIEWER_* variables override it.")
-@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Worker threads of the server.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Settings file (TOML): secret_key, [users], timezone, page_size, "
+    "statement_timeout_ms. AUDIT_CAPTURE_VIEWER_* variables override it.",
+)
+@click.option(
+    "--threads",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker threads of the server.",
+)
 @click.pass_context
 def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     """Serve the Single Actions viewer (waitress), sign-in required.
@@ -342,8 +404,9 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     _stop_on_interrupt()
     click.echo(f"audit-capture viewer: serving http://{_url_host(host)}:{port}/ (Ctrl-C stops)")
     # returns on Ctrl-C or SIGTERM: waitress takes the KeyboardInterrupt and closes
-    waitress.serve(app, host=host, port=port, threads=threads, ident="audit-capture-viewer",
-                   _quiet=True)
+    waitress.serve(
+        app, host=host, port=port, threads=threads, ident="audit-capture-viewer", _quiet=True
+    )
     click.echo("audit-capture viewer: stopped")
 
 
@@ -378,8 +441,11 @@ def new_secret() -> None:
 
 
 @viewer.command("hash-password")
-@click.option("--password", help="The password (better left out: it is then prompted for, "
-                                 "or read as one line from a pipe).")
+@click.option(
+    "--password",
+    help="The password (better left out: it is then prompted for, "
+    "or read as one line from a pipe).",
+)
 def hash_password(password: str | None) -> None:
     """Print a password hash for the viewer's [users] table.
 
@@ -414,11 +480,23 @@ if __name__ == "__main__":
 
 @cli.command("demo")
 @database_url_option
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
-              help="Port of the viewer, on 127.0.0.1.")
-@click.option("--keep", "keep_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Keep the demo database in DIR between runs (prepared once, reused after).")
-@click.option("--prepare-only", is_flag=True, help="Prepare the demo, print what it holds, and stop.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port of the viewer, on 127.0.0.1.",
+)
+@click.option(
+    "--keep",
+    "keep_dir",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Keep the demo database in DIR between runs (prepared once, reused after).",
+)
+@click.option(
+    "--prepare-only", is_flag=True, help="Prepare the demo, print what it holds, and stop."
+)
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone the viewer shows.")
 @click.pass_context
 def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
@@ -444,7 +522,11 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
     server = None
     try:
         if url is None:
-            step(1, "starting a throwaway PostgreSQL on 127.0.0.1" + (f" (data kept in {keep_dir})" if keep_dir else ""))
+            step(
+                1,
+                "starting a throwaway PostgreSQL on 127.0.0.1"
+                + (f" (data kept in {keep_dir})" if keep_dir else ""),
+            )
             server = _start_demo_server(keep_dir)
             url = runner.demo_database(server)
         else:
@@ -467,11 +549,17 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
 
         step(4, f"serving the viewer ({_demo_stop_note(server, keep_dir)})")
         try:
-            web = create_server(demo.app, host="127.0.0.1", port=port, threads=4)  # listening from here
+            web = create_server(
+                demo.app, host="127.0.0.1", port=port, threads=4
+            )  # listening from here
         except OSError as exc:
-            raise click.ClickException(f"cannot serve on 127.0.0.1:{port}: {exc.strerror} (choose another --port)") from None
-        click.echo(f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n"
-                   f"  psql   {_demo_psql(url, server)}\n")
+            raise click.ClickException(
+                f"cannot serve on 127.0.0.1:{port}: {exc.strerror} (choose another --port)"
+            ) from None
+        click.echo(
+            f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n"
+            f"  psql   {_demo_psql(url, server)}\n"
+        )
         try:
             web.run()
         finally:
@@ -508,7 +596,8 @@ def _start_demo_server(keep_dir: str | None):
     if server_bin_dir() is None:
         raise click.ClickException(
             "PostgreSQL's server binaries (initdb, postgres) are not installed: "
-            "on Debian or Ubuntu, sudo apt-get install postgresql (or pass --database-url)")
+            "on Debian or Ubuntu, sudo apt-get install postgresql (or pass --database-url)"
+        )
     try:
         if keep_dir:
             os.makedirs(keep_dir, exist_ok=True)
@@ -516,6 +605,9 @@ def _start_demo_server(keep_dir: str | None):
         return EmbeddedPostgresql()
     except RuntimeError as exc:
         # e.g. as root, a --keep folder inside a directory the server's user cannot enter
-        hint = (" (the server runs as 'nobody' when started by root: choose a folder it can reach)"
-                if os.geteuid() == 0 and keep_dir else "")
+        hint = (
+            " (the server runs as 'nobody' when started by root: choose a folder it can reach)"
+            if os.geteuid() == 0 and keep_dir
+            else ""
+        )
         raise click.ClickException(f"PostgreSQL did not start: {one_line(exc)}{hint}") from None

@@ -48,7 +48,8 @@ INHERITED = ("request_id", "context")
 #: without a connection, or a function working them out when they are needed
 #: (``deferred_context``), or None.
 _ambient: ContextVar[Mapping[str, str] | Callable[[], Mapping[str, str]] | None] = ContextVar(
-    "audit_capture_context", default=None)
+    "audit_capture_context", default=None
+)
 
 #: The longest value of each context variable, in characters (as the log's indexes can
 #: hold them); the same list as ``audit.value_limits()`` in SQL, which refuses them too.
@@ -113,16 +114,22 @@ def stated_variables(**values: Any) -> dict[str, str]:
     return variables
 
 
-def check_value(variable: str, value: str, limits: Mapping[str, int] = LIMITS,
-                json_variables: tuple[str, ...] = ("audit.context",)) -> None:
+def check_value(
+    variable: str,
+    value: str,
+    limits: Mapping[str, int] = LIMITS,
+    json_variables: tuple[str, ...] = ("audit.context",),
+) -> None:
     """Refuse a value the log cannot hold, naming the variable: longer than its limit
     in ``limits``, or with a NUL character (text cannot hold one; in a JSON variable,
     JSON writes it "\\u0000", which jsonb refuses). record_action checks its arguments
     with it too, under their own limits."""
     if "\x00" in value or (variable in json_variables and _JSON_NUL.search(value)):
         raise InvalidContextValue(
-            variable, value,
-            message=f"{variable} holds a NUL character (\\x00), which PostgreSQL cannot store")
+            variable,
+            value,
+            message=f"{variable} holds a NUL character (\\x00), which PostgreSQL cannot store",
+        )
     limit = limits.get(variable)
     if limit is not None and len(value) > limit:
         raise ContextValueTooLong(variable, value, limit)
@@ -263,7 +270,7 @@ def require_sync_connection(conn: object) -> None:
         raise TypeError(
             "audit_capture's helpers take a psycopg.Connection, not an AsyncConnection; "
             "with asyncio, state the context in SQL: "
-            "`await conn.execute(\"select audit.set_context(actor_id => %s, ...)\", ...)`"
+            '`await conn.execute("select audit.set_context(actor_id => %s, ...)", ...)`'
         )
 
 

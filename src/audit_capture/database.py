@@ -34,7 +34,7 @@ def libpq_url(url: str) -> str:
         raise DatabaseUnavailable("the database URL is empty")
     for scheme in SQLALCHEMY_SCHEMES:
         if url.startswith(scheme):
-            return "postgresql://" + url[len(scheme):]
+            return "postgresql://" + url[len(scheme) :]
     return url
 
 
@@ -47,7 +47,7 @@ def sqlalchemy_url(url: str) -> str:
     url = libpq_url(url)
     for scheme in LIBPQ_SCHEMES:
         if url.startswith(scheme):
-            return f"{SQLALCHEMY_DRIVER}://" + url[len(scheme):]
+            return f"{SQLALCHEMY_DRIVER}://" + url[len(scheme) :]
     raise DatabaseUnavailable(
         f"invalid database URL {describe_url(url)!r}: expected postgresql://user@host:port/dbname"
     )
@@ -121,8 +121,8 @@ def _first_line(text: str) -> str:
 
 
 _SERVER_PREFIX = re.compile(
-    r'^(connection failed:\s*)?(connection is bad:\s*)?'
-    r'(connection to server (at|on) .*?(, port \d+)? failed:\s*)?(FATAL:\s*)?',
+    r"^(connection failed:\s*)?(connection is bad:\s*)?"
+    r"(connection to server (at|on) .*?(, port \d+)? failed:\s*)?(FATAL:\s*)?",
     re.IGNORECASE,
 )
 

@@ -119,7 +119,8 @@ class EmbeddedPostgresql(testing.postgresql.Postgresql):
         self._hand_base_dir_to_server_user()
         args = self._privilege_drop_prefix() + [
             self.initdb,
-            "-D", data_dir,
+            "-D",
+            data_dir,
             "--lc-messages=C",
             "--encoding=UTF8",
             "--locale=C",

@@ -10,8 +10,9 @@ class InvalidContextValue(AuditCaptureError, ValueError):
     cannot hold (too long, a NUL character; also an argument of record_action); the
     message names the variable."""
 
-    def __init__(self, variable: str, value: object, allowed: list[str] = (),
-                 *, message: str | None = None):
+    def __init__(
+        self, variable: str, value: object, allowed: list[str] = (), *, message: str | None = None
+    ):
         self.variable = variable
         self.value = value
         self.allowed = list(allowed)
@@ -26,7 +27,8 @@ class ContextValueTooLong(InvalidContextValue):
     def __init__(self, variable: str, value: str, limit: int):
         self.limit = limit
         super().__init__(
-            variable, value,
+            variable,
+            value,
             message=f"{variable} is {len(value):,} characters; at most {limit:,} are allowed",
         )
 

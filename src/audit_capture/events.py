@@ -24,8 +24,9 @@ LOG_ACTION_SQL = (
 )
 
 
-def record_action(conn: psycopg.Connection, action_type: ActionType | str, action: str,
-                  **details: Any) -> int:
+def record_action(
+    conn: psycopg.Connection, action_type: ActionType | str, action: str, **details: Any
+) -> int:
     """Record one application event with the transaction's audit context; its id.
 
         record_action(conn, ActionType.LOGIN, "LawRuler login",
@@ -38,7 +39,9 @@ def record_action(conn: psycopg.Connection, action_type: ActionType | str, actio
     otherwise); a longer ``resource_label`` is kept to its first 500 characters.
     """
     require_sync_connection(conn)
-    row = conn.execute(LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).fetchone()
+    row = conn.execute(
+        LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)
+    ).fetchone()
     return row[0]
 
 

@@ -61,7 +61,8 @@ def repair(url: str) -> str:
         if installed != target:
             raise AuditCaptureError(
                 f"the audit schema is at {installed or 'no revision (not installed)'}, not at "
-                f"this package's head {target}: run audit-capture migrate upgrade instead")
+                f"this package's head {target}: run audit-capture migrate upgrade instead"
+            )
         sqlfiles.install(conn, sqlfiles.frozen_sql_dir(target))
         sqlfiles.give_version_table_to_schema_owner(conn)
         conn.commit()
@@ -87,7 +88,9 @@ def current_on(conn) -> str | None:
     ).fetchone()
     if not row[0]:
         return None
-    query = sql.SQL("select version_num from {}").format(sql.Identifier(VERSION_SCHEMA, VERSION_TABLE))
+    query = sql.SQL("select version_num from {}").format(
+        sql.Identifier(VERSION_SCHEMA, VERSION_TABLE)
+    )
     rows = conn.execute(query).fetchall()
     if not rows:
         return None
@@ -106,4 +109,3 @@ def revisions() -> list[str]:
     """This package's revisions, oldest first."""
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
-

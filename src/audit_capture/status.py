@@ -279,5 +279,9 @@ def _table_statuses(conn: psycopg.Connection):
             else:
                 state = INSTALLED
             statuses.append(TriggerStatus(name=name, enabled=enabled, state=state))
-        yield TableStatus(relation=relation, resource_type=resource_type, triggers=tuple(statuses),
-                          gaps=tuple(gaps.get(oid, ())))
+        yield TableStatus(
+            relation=relation,
+            resource_type=resource_type,
+            triggers=tuple(statuses),
+            gaps=tuple(gaps.get(oid, ())),
+        )

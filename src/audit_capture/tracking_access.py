@@ -43,6 +43,8 @@ class TrackingAccess:
         return self.may_track if verb == "track" else self.may_untrack
 
     def refusal(self, verb: str, doing: str = "") -> str:
-        """"role app may not track tables: a superuser runs `grant audit_admin to app;`"."""
-        return (f"role {self.role} may not {verb} tables{doing}: a superuser runs "
-                f"`grant audit_admin to {self.quoted_role};`")
+        """ "role app may not track tables: a superuser runs `grant audit_admin to app;`"."""
+        return (
+            f"role {self.role} may not {verb} tables{doing}: a superuser runs "
+            f"`grant audit_admin to {self.quoted_role};`"
+        )

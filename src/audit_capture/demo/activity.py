@@ -23,12 +23,56 @@ from psycopg.types.json import Jsonb
 
 from audit_capture.viewer.present import instant
 
-FIRST_NAMES = ["Jane", "John", "Luis", "Amara", "Chen", "Fatima", "Noah", "Olivia", "Ravi", "Sofia",
-               "Tomas", "Yara", "Ethan", "Mei", "Kwame", "Ines", "Marco", "Leila", "Sam", "Grace"]
-LAST_NAMES = ["Roe", "Doe", "Garcia", "Okafor", "Wei", "Khan", "Miller", "Brown", "Patel", "Rossi",
-              "Novak", "Haddad", "Nguyen", "Lin", "Mensah", "Silva", "Bianchi", "Farah", "Lee", "Kim"]
-CAMPAIGNS = [("Camp Lejeune outreach", "voice"), ("Hernia mesh intake", "sms"),
-             ("Roundup follow-up", "email"), ("Truck accident leads", "voice")]
+FIRST_NAMES = [
+    "Jane",
+    "John",
+    "Luis",
+    "Amara",
+    "Chen",
+    "Fatima",
+    "Noah",
+    "Olivia",
+    "Ravi",
+    "Sofia",
+    "Tomas",
+    "Yara",
+    "Ethan",
+    "Mei",
+    "Kwame",
+    "Ines",
+    "Marco",
+    "Leila",
+    "Sam",
+    "Grace",
+]
+LAST_NAMES = [
+    "Roe",
+    "Doe",
+    "Garcia",
+    "Okafor",
+    "Wei",
+    "Khan",
+    "Miller",
+    "Brown",
+    "Patel",
+    "Rossi",
+    "Novak",
+    "Haddad",
+    "Nguyen",
+    "Lin",
+    "Mensah",
+    "Silva",
+    "Bianchi",
+    "Farah",
+    "Lee",
+    "Kim",
+]
+CAMPAIGNS = [
+    ("Camp Lejeune outreach", "voice"),
+    ("Hernia mesh intake", "sms"),
+    ("Roundup follow-up", "email"),
+    ("Truck accident leads", "voice"),
+]
 CONDITIONS = ["awaiting records", "medical review", "ready to file", "urgent"]
 
 Step = Callable[[str], None]
@@ -40,8 +84,14 @@ class Driver:
     def __init__(self, app: Flask):
         self.client = app.test_client()
 
-    def call(self, method: str, path: str, user: str | None, json: dict | None = None,
-             source: str | None = None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        user: str | None,
+        json: dict | None = None,
+        source: str | None = None,
+    ):
         headers = {}
         if user:
             headers["X-Demo-User"] = user
@@ -51,7 +101,9 @@ class Driver:
             path = "/api" + path
         response = self.client.open(path, method=method, json=json or {}, headers=headers)
         if response.status_code >= 400:
-            raise RuntimeError(f"{method} {path} failed: {response.status_code} {response.get_data(as_text=True)[:200]}")
+            raise RuntimeError(
+                f"{method} {path} failed: {response.status_code} {response.get_data(as_text=True)[:200]}"
+            )
         return response.get_json(silent=True) or {}
 
 
@@ -61,73 +113,181 @@ def generate(app: Flask, superuser_url: str, *, seed: int = 7, step: Step = lamb
     d = Driver(app)
 
     step("campaigns and integrations")
-    campaigns = [d.call("POST", "/campaigns", "maria", {"name": n, "channel": c})["id"] for n, c in CAMPAIGNS]
+    campaigns = [
+        d.call("POST", "/campaigns", "maria", {"name": n, "channel": c})["id"] for n, c in CAMPAIGNS
+    ]
     with psycopg.connect(superuser_url) as conn:  # set up by the DBA, no context: "Database"
-        conn.execute("insert into integrations (provider, api_key, sync_config) values "
-                     "('LawRuler', 'lr-live-7f3a', '{\"every\": \"1h\"}'), "
-                     "('SmartAdvocate', 'sa-live-19bc', '{\"every\": \"6h\"}')")
+        conn.execute(
+            "insert into integrations (provider, api_key, sync_config) values "
+            "('LawRuler', 'lr-live-7f3a', '{\"every\": \"1h\"}'), "
+            "('SmartAdvocate', 'sa-live-19bc', '{\"every\": \"6h\"}')"
+        )
     d.call("POST", f"/campaigns/{campaigns[0]}/status", "maria", {"status": "active"})
     d.call("POST", f"/campaigns/{campaigns[1]}/status", "james", {"status": "active"})
-    d.call("PATCH", f"/campaigns/{campaigns[2]}", "priya", {"script": "Hello, this is the Roundup team..."})
+    d.call(
+        "PATCH",
+        f"/campaigns/{campaigns[2]}",
+        "priya",
+        {"script": "Hello, this is the Roundup team..."},
+    )
 
     step("clients")
     clients = []
     for i in range(40):
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
-        user, source = rng.choice([("maria", "web"), ("james", "web"), ("intake-ai", "ai"),
-                                   ("dana", "mobile"), ("priya", "api")])
-        clients.append(d.call("POST", "/clients", user, {
-            "name": name, "email": f"{name.lower().replace(' ', '.')}{i}@example.com",
-            "phone": f"555-01{i:02d}", "ssn": f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
-            "campaign_id": rng.choice(campaigns)}, source)["id"])
-    d.call("POST", "/clients/import", "scheduler", {"rows": [
-        {"name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}", "email": f"lead{i}@leads.example.com",
-         "phone": f"555-02{i:02d}", "campaign_id": campaigns[0]} for i in range(25)]}, "api")
-    d.call("POST", "/batch-jobs", "scheduler", {"kind": "import", "name": "leads-2026-11.csv",
-                                                "recipients": 25}, "api")
+        user, source = rng.choice(
+            [
+                ("maria", "web"),
+                ("james", "web"),
+                ("intake-ai", "ai"),
+                ("dana", "mobile"),
+                ("priya", "api"),
+            ]
+        )
+        clients.append(
+            d.call(
+                "POST",
+                "/clients",
+                user,
+                {
+                    "name": name,
+                    "email": f"{name.lower().replace(' ', '.')}{i}@example.com",
+                    "phone": f"555-01{i:02d}",
+                    "ssn": f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+                    "campaign_id": rng.choice(campaigns),
+                },
+                source,
+            )["id"]
+        )
+    d.call(
+        "POST",
+        "/clients/import",
+        "scheduler",
+        {
+            "rows": [
+                {
+                    "name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+                    "email": f"lead{i}@leads.example.com",
+                    "phone": f"555-02{i:02d}",
+                    "campaign_id": campaigns[0],
+                }
+                for i in range(25)
+            ]
+        },
+        "api",
+    )
+    d.call(
+        "POST",
+        "/batch-jobs",
+        "scheduler",
+        {"kind": "import", "name": "leads-2026-11.csv", "recipients": 25},
+        "api",
+    )
 
     step("client updates")
     for client_id in rng.sample(clients, 15):
-        user, source = rng.choice([("maria", "web"), ("james", "web"), ("omar", "mobile"), ("intake-ai", "ai")])
-        d.call("PATCH", f"/clients/{client_id}", user,
-               rng.choice([{"email": f"updated{client_id}@example.com"}, {"phone": f"555-09{client_id % 100:02d}"},
-                           {"notes": "Prefers a call after 5pm"}, {"status": "contacted"},
-                           {"status": "qualified"}]), source)
+        user, source = rng.choice(
+            [("maria", "web"), ("james", "web"), ("omar", "mobile"), ("intake-ai", "ai")]
+        )
+        d.call(
+            "PATCH",
+            f"/clients/{client_id}",
+            user,
+            rng.choice(
+                [
+                    {"email": f"updated{client_id}@example.com"},
+                    {"phone": f"555-09{client_id % 100:02d}"},
+                    {"notes": "Prefers a call after 5pm"},
+                    {"status": "contacted"},
+                    {"status": "qualified"},
+                ]
+            ),
+            source,
+        )
 
     step("cases and tasks")
-    cases = [d.call("POST", "/cases", "james", {"client_id": c, "title": f"Case {c}-{rng.randint(100, 999)}",
-                                                 "condition": rng.choice(CONDITIONS),
-                                                 "document_url": f"https://docs.example.com/{c}"})["id"]
-             for c in clients[:20]]
+    cases = [
+        d.call(
+            "POST",
+            "/cases",
+            "james",
+            {
+                "client_id": c,
+                "title": f"Case {c}-{rng.randint(100, 999)}",
+                "condition": rng.choice(CONDITIONS),
+                "document_url": f"https://docs.example.com/{c}",
+            },
+        )["id"]
+        for c in clients[:20]
+    ]
     for case_id in cases[:8]:
-        d.call("POST", f"/cases/{case_id}/tasks", rng.choice(["maria", "priya"]),
-               {"title": rng.choice(["Collect medical records", "Call the client back", "Request police report"])},
-               "web")
+        d.call(
+            "POST",
+            f"/cases/{case_id}/tasks",
+            rng.choice(["maria", "priya"]),
+            {
+                "title": rng.choice(
+                    ["Collect medical records", "Call the client back", "Request police report"]
+                )
+            },
+            "web",
+        )
     d.call("POST", "/cases/bulk-status", "priya", {"ids": cases[:10], "status": "in_review"}, "web")
-    d.call("POST", "/cases/bulk-condition", "james", {"ids": cases[5:15], "condition": "ready to file"}, "api")
+    d.call(
+        "POST",
+        "/cases/bulk-condition",
+        "james",
+        {"ids": cases[5:15], "condition": "ready to file"},
+        "api",
+    )
     d.call("DELETE", f"/cases/{cases[19]}", "maria", source="web")
     d.call("POST", "/cases/batch-delete", "priya", {"ids": cases[16:19]}, "web")
 
     step("batch sends and exports")
-    d.call("POST", "/batch-jobs", "maria", {"kind": "sms", "name": "Appointment reminders", "recipients": 240}, "web")
-    d.call("POST", "/batch-jobs", "intake-ai", {"kind": "email", "name": "Document request follow-up",
-                                                "recipients": 85}, "ai")
+    d.call(
+        "POST",
+        "/batch-jobs",
+        "maria",
+        {"kind": "sms", "name": "Appointment reminders", "recipients": 240},
+        "web",
+    )
+    d.call(
+        "POST",
+        "/batch-jobs",
+        "intake-ai",
+        {"kind": "email", "name": "Document request follow-up", "recipients": 85},
+        "ai",
+    )
     d.call("POST", "/calls/export", "james", {"destination": "case_list", "calls": 37}, "web")
     d.call("POST", "/calls/export", "dana", {"destination": "file", "calls": 12}, "mobile")
 
     step("integrations")
     for provider, user in (("LawRuler", "maria"), ("SmartAdvocate", "james")):
         d.call("POST", f"/integrations/{provider}/login", user, source="web")
-        d.call("PATCH", f"/integrations/{provider}/sync", user, {"config": {"every": "15m", "cases": True}}, "web")
+        d.call(
+            "PATCH",
+            f"/integrations/{provider}/sync",
+            user,
+            {"config": {"every": "15m", "cases": True}},
+            "web",
+        )
         d.call("POST", f"/integrations/{provider}/logout", user, source="web")
 
     step("clean-up")
-    d.call("PATCH", f"/campaigns/{campaigns[3]}", "priya", {"name": "Truck accident leads (archived)"}, "web")
+    d.call(
+        "PATCH",
+        f"/campaigns/{campaigns[3]}",
+        "priya",
+        {"name": "Truck accident leads (archived)"},
+        "web",
+    )
     d.call("DELETE", f"/campaigns/{campaigns[3]}", "priya", source="web")
     d.call("DELETE", f"/clients/{clients[-1]}", "james", source="web")
     d.call("POST", "/clients/batch-delete", "maria", {"ids": clients[-6:-1]}, "web")
     with psycopg.connect(superuser_url) as conn:  # a DBA fixes a typo in psql: no context
-        conn.execute("update clients set notes = 'Name spelling checked by DBA' where id = %s", (clients[0],))
+        conn.execute(
+            "update clients set notes = 'Name spelling checked by DBA' where id = %s", (clients[0],)
+        )
 
 
 def spread_over_days(superuser_url: str, days: int = 30) -> int:
@@ -141,7 +301,8 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
     with psycopg.connect(superuser_url) as conn:
         conn.execute("set session_replication_role = replica")
         count = conn.execute("select count(*) from audit.action_log").fetchone()[0]
-        moves = conn.execute("""
+        moves = conn.execute(
+            """
             with ranked as (
               select id, occurred_at, row_number() over (order by id) as n,
                      count(*) over () as total
@@ -153,14 +314,17 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
                                 + make_interval(secs => (l.id * 7919) %% 3600)
               from ranked r where r.id = l.id
               returning r.occurred_at as before, l.occurred_at as after)
-            select before, after from moved order by before""", {"days": days}).fetchall()
+            select before, after from moved order by before""",
+            {"days": days},
+        ).fetchall()
         if moves:
             _move_written_timestamps(conn, moves)
         return count
 
 
-def _moved(moves: list[tuple[datetime, datetime]], starts: list[datetime],
-           moment: datetime) -> datetime:
+def _moved(
+    moves: list[tuple[datetime, datetime]], starts: list[datetime], moment: datetime
+) -> datetime:
     """Where ``moment`` goes: as far as the first action logged at or after it (a row's
     now() is its transaction's start, the action's time a statement of that transaction),
     or as far as the last action when it is newer than all of them. ``starts``: the
@@ -181,7 +345,9 @@ def _move_in_json(value, move):
     return value if moment is None else move(moment).isoformat()
 
 
-def _move_written_timestamps(conn: psycopg.Connection, moves: list[tuple[datetime, datetime]]) -> None:
+def _move_written_timestamps(
+    conn: psycopg.Connection, moves: list[tuple[datetime, datetime]]
+) -> None:
     starts = [before for before, _ in moves]
     first, last = starts[0] - timedelta(hours=1), starts[-1] + timedelta(hours=1)
 
@@ -193,18 +359,34 @@ def _move_written_timestamps(conn: psycopg.Connection, moves: list[tuple[datetim
             join audit.tracked_table t
               on t.relation = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
             where c.data_type = 'timestamp with time zone'""").fetchall():
-        rows = conn.execute(sql.SQL("select ctid, {} from {} where {} is not null").format(
-            sql.Identifier(column), sql.Identifier(table), sql.Identifier(column))).fetchall()
+        rows = conn.execute(
+            sql.SQL("select ctid, {} from {} where {} is not null").format(
+                sql.Identifier(column), sql.Identifier(table), sql.Identifier(column)
+            )
+        ).fetchall()
         for ctid, moment in rows:
-            conn.execute(sql.SQL("update {} set {} = %s where ctid = %s").format(
-                sql.Identifier(table), sql.Identifier(column)), (move(moment), ctid))
+            conn.execute(
+                sql.SQL("update {} set {} = %s where ctid = %s").format(
+                    sql.Identifier(table), sql.Identifier(column)
+                ),
+                (move(moment), ctid),
+            )
     for action_id, changes, context in conn.execute(
-            "select id, changes, context from audit.action_log").fetchall():
-        conn.execute("update audit.action_log set changes = %s, context = %s where id = %s",
-                     (Jsonb(_move_in_json(changes, move)),
-                      None if context is None else Jsonb(_move_in_json(context, move)), action_id))
+        "select id, changes, context from audit.action_log"
+    ).fetchall():
+        conn.execute(
+            "update audit.action_log set changes = %s, context = %s where id = %s",
+            (
+                Jsonb(_move_in_json(changes, move)),
+                None if context is None else Jsonb(_move_in_json(context, move)),
+                action_id,
+            ),
+        )
     for action_id, first_item, items in conn.execute(
-            "select action_id, first_item, items from audit.action_item_chunk").fetchall():
-        conn.execute("update audit.action_item_chunk set items = %s"
-                     " where action_id = %s and first_item = %s",
-                     (json.dumps(_move_in_json(json.loads(items), move)), action_id, first_item))
+        "select action_id, first_item, items from audit.action_item_chunk"
+    ).fetchall():
+        conn.execute(
+            "update audit.action_item_chunk set items = %s"
+            " where action_id = %s and first_item = %s",
+            (json.dumps(_move_in_json(json.loads(items), move)), action_id, first_item),
+        )

@@ -99,19 +99,23 @@ def viewer_app(prepared_url: str, viewer_url: str, *, timezone: str = "UTC") -> 
     from audit_capture.viewer.app import create_app
 
     password = secrets.token_urlsafe(12)
-    app = create_app({
-        "DATABASE_URL": viewer_url,
-        "SECRET_KEY": secrets.token_hex(32),
-        "USERS": {"admin": generate_password_hash(password)},
-        "TIMEZONE": timezone,
-    })
+    app = create_app(
+        {
+            "DATABASE_URL": viewer_url,
+            "SECRET_KEY": secrets.token_hex(32),
+            "USERS": {"admin": generate_password_hash(password)},
+            "TIMEZONE": timezone,
+        }
+    )
     return Demo(app=app, username="admin", password=password, prepared=None)
 
 
 def demo_database(server) -> str:
     """The demo's database on an embedded server, created when missing."""
     with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", (DEMO_DATABASE,)).fetchone():
+        if not conn.execute(
+            "select 1 from pg_database where datname = %s", (DEMO_DATABASE,)
+        ).fetchone():
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(DEMO_DATABASE)))
     return server.url(DEMO_DATABASE)
 
@@ -119,10 +123,14 @@ def demo_database(server) -> str:
 def is_prepared(url: str) -> bool:
     """True when the database already holds a demo (a kept data folder)."""
     with psycopg.connect(url) as conn:
-        return bool(conn.execute(
-            "select to_regclass('audit.action_log') is not null "
-            "and exists (select from pg_roles where rolname = %s)", (VIEWER_ROLE,)).fetchone()[0]
-            and conn.execute("select exists (select from audit.action_log)").fetchone()[0])
+        return bool(
+            conn.execute(
+                "select to_regclass('audit.action_log') is not null "
+                "and exists (select from pg_roles where rolname = %s)",
+                (VIEWER_ROLE,),
+            ).fetchone()[0]
+            and conn.execute("select exists (select from audit.action_log)").fetchone()[0]
+        )
 
 
 def reset_viewer_password(url: str) -> str:

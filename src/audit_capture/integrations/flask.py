@@ -130,15 +130,20 @@ class AuditContext:
                 log.warning(
                     "%s ignored: this application does not trust it (a client could claim "
                     "any source); pass AuditContext(..., trust_source_header=...) when a "
-                    "proxy you control sets it (logged once)", SOURCE_HEADER)
+                    "proxy you control sets it (logged once)",
+                    SOURCE_HEADER,
+                )
             return None
         value = raw.strip()
         try:
             return coerce(Source, SOURCE_HEADER, value.lower())
         except InvalidContextValue as exc:
             shown = value if len(value) <= 40 else value[:40] + "..."
-            abort(400, description=f"{SOURCE_HEADER} is {shown!r}; expected one of "
-                                   f"{', '.join(exc.allowed)}")
+            abort(
+                400,
+                description=f"{SOURCE_HEADER} is {shown!r}; expected one of "
+                f"{', '.join(exc.allowed)}",
+            )
 
     def values_for(self, req: Request) -> dict[str, Any]:
         """The context keywords for one request (asks ``current_actor`` now)."""
@@ -161,7 +166,9 @@ class AuditContext:
         if actor is None:
             values.update(actor_type=ActorType.SYSTEM.value)
         else:
-            values.update(actor_id=actor.id, actor_name=_display_name(actor.name), actor_type=actor.type)
+            values.update(
+                actor_id=actor.id, actor_name=_display_name(actor.name), actor_type=actor.type
+            )
         if self.context is not None:
             extra = self.context(req)
             if extra is not None:
@@ -203,8 +210,13 @@ class _RequestContext:
     of everything its views write.
     """
 
-    def __init__(self, extension: AuditContext, req: Request, fixed: Mapping[str, Any],
-                 outer: Mapping[str, str] | None):
+    def __init__(
+        self,
+        extension: AuditContext,
+        req: Request,
+        fixed: Mapping[str, Any],
+        outer: Mapping[str, str] | None,
+    ):
         self.extension = extension
         self.request = req
         self.fixed = dict(fixed)

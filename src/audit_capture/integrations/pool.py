@@ -24,7 +24,6 @@ from audit_capture.context import apply_context
 @contextmanager
 def audited_connection(pool, **getconn_kwargs) -> Iterator[psycopg.Connection]:
     """A connection from ``pool`` in a transaction that carries the ambient context."""
-    with pool.connection(**getconn_kwargs) as conn:
-        with conn.transaction():
-            apply_context(conn)
-            yield conn
+    with pool.connection(**getconn_kwargs) as conn, conn.transaction():
+        apply_context(conn)
+        yield conn

@@ -68,9 +68,7 @@ def _engine_of(target: Engine | sessionmaker) -> Engine:
     bind = getattr(target, "kw", {}).get("bind")
     if isinstance(bind, Engine):
         return bind
-    raise TypeError(
-        f"instrument() takes an Engine or a sessionmaker bound to one, not {target!r}"
-    )
+    raise TypeError(f"instrument() takes an Engine or a sessionmaker bound to one, not {target!r}")
 
 
 def _apply_before_statement(conn: Connection, cursor, statement, parameters, context, executemany):
@@ -175,4 +173,5 @@ def record_action(connection: Connection | Session, action_type, action: str, **
         connection = connection.connection()
     # through SQLAlchemy's driver-level execute, so the context is applied first
     return connection.exec_driver_sql(
-        LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)).scalar_one()
+        LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)
+    ).scalar_one()

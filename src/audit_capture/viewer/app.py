@@ -66,7 +66,9 @@ def create_app(config_values: Mapping[str, Any] | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         return render_template(
-            "audit_viewer/error.html", status=exc.code, title=exc.name,
+            "audit_viewer/error.html",
+            status=exc.code,
+            title=exc.name,
             message=exc.description or exc.name,
         ), exc.code
 
@@ -74,7 +76,9 @@ def create_app(config_values: Mapping[str, Any] | None = None) -> Flask:
     def server_error(exc: Exception):
         app.logger.exception("audit viewer: unexpected error")
         return render_template(
-            "audit_viewer/error.html", status=500, title="Something went wrong",
+            "audit_viewer/error.html",
+            status=500,
+            title="Something went wrong",
             message="The viewer could not show this page. The error has been logged.",
         ), 500
 

@@ -61,7 +61,11 @@ def signed_in_user() -> str | None:
     the session up on the server (which extends it); later calls reuse the answer."""
     if "audit_viewer_user" not in g:
         user = sessions().touch(session.get(SESSION_ID))
-        if user is None or user != session.get(SESSION_USER) or user not in current_app.config["USERS"]:
+        if (
+            user is None
+            or user != session.get(SESSION_USER)
+            or user not in current_app.config["USERS"]
+        ):
             user = None
         g.audit_viewer_user = user
     return g.audit_viewer_user
@@ -84,8 +88,13 @@ def safe_next(target: str | None) -> str:
     a tab, then "/evil.example" is "//evil.example"), so a target holding a backslash or
     any character that is not printable is refused too.
     """
-    if (target and target.startswith("/") and not target.startswith("//")
-            and "\\" not in target and target.isprintable()):
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and target.isprintable()
+    ):
         return target
     return url_for("audit_viewer.actions")
 
@@ -109,10 +118,14 @@ def sign_in():
     wait = limiter().retry_after(*keys)
     if wait:
         minutes = max(1, round(wait / 60))
-        response = Response(render_template(
-            "audit_viewer/sign_in.html", next_url=next_url,
-            error=f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
-        ), status=429)
+        response = Response(
+            render_template(
+                "audit_viewer/sign_in.html",
+                next_url=next_url,
+                error=f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            ),
+            status=429,
+        )
         response.headers["Retry-After"] = str(wait)
         return response
 
@@ -120,10 +133,14 @@ def sign_in():
     valid = check_password_hash(password_hash or _DUMMY_HASH, password)
     if not (password_hash and valid):
         limiter().fail(*keys)
-        current_app.logger.warning("audit viewer: failed sign-in for %r from %s", name, request.remote_addr)
+        current_app.logger.warning(
+            "audit viewer: failed sign-in for %r from %s", name, request.remote_addr
+        )
         return render_template(
-            "audit_viewer/sign_in.html", next_url=next_url,
-            error="Wrong user name or password.", username=name,
+            "audit_viewer/sign_in.html",
+            next_url=next_url,
+            error="Wrong user name or password.",
+            username=name,
         ), 401
 
     limiter().clear(keys[0])

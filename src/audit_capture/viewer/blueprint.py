@@ -34,9 +34,7 @@ from audit_capture.viewer.filters import BadRequest, TooBroad
 
 DEFAULT_NAME = "audit_viewer"
 
-TOO_BROAD = (
-    "This filter took too long; narrow it (a date range or an actor) and try again."
-)
+TOO_BROAD = "This filter took too long; narrow it (a date range or an actor) and try again."
 
 
 def deny() -> Response:
@@ -137,8 +135,11 @@ def register_error_pages(bp: Blueprint) -> None:
     @bp.errorhandler(DatabaseUnavailable)
     def unavailable(exc: DatabaseUnavailable):
         bp_logger().error("audit viewer: %s", exc)
-        return error_page(503, "The audit database is unavailable",
-                          "The viewer cannot reach the audit database right now. Try again shortly.")
+        return error_page(
+            503,
+            "The audit database is unavailable",
+            "The viewer cannot reach the audit database right now. Try again shortly.",
+        )
 
     @bp.errorhandler(psycopg.errors.InsufficientPrivilege)
     @bp.errorhandler(psycopg.errors.UndefinedTable)
@@ -155,8 +156,11 @@ def register_error_pages(bp: Blueprint) -> None:
         if problem is None:
             raise exc
         bp_logger().error("audit viewer: %s", problem)
-        return error_page(500, "The audit viewer is not set up",
-                          f"The viewer cannot read the audit log: {problem}.")
+        return error_page(
+            500,
+            "The audit viewer is not set up",
+            f"The viewer cannot read the audit log: {problem}.",
+        )
 
     @bp.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

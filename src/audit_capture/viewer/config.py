@@ -76,12 +76,23 @@ PAGE_SIZE_RANGE = (10, 200)
 # secrets.token_hex(32) and `openssl rand -base64 32` all pass.
 SECRET_MIN_LENGTH = 32
 SECRET_MIN_DISTINCT = 12
-KNOWN_SAMPLE_SECRETS = frozenset({
-    "a long random string", "change me", "changeme", "secret", "your-secret-key",
-    "your secret key", "dev", "development", "test secret key, long enough to sign sessions",
-})
-MAKE_A_SECRET = ("make one with `audit-capture viewer new-secret` (or python -c "
-                 "\"import secrets; print(secrets.token_urlsafe(48))\")")
+KNOWN_SAMPLE_SECRETS = frozenset(
+    {
+        "a long random string",
+        "change me",
+        "changeme",
+        "secret",
+        "your-secret-key",
+        "your secret key",
+        "dev",
+        "development",
+        "test secret key, long enough to sign sessions",
+    }
+)
+MAKE_A_SECRET = (
+    "make one with `audit-capture viewer new-secret` (or python -c "
+    '"import secrets; print(secrets.token_urlsafe(48))")'
+)
 HASH_METHODS = ("scrypt:", "pbkdf2:")
 
 
@@ -162,15 +173,21 @@ def secret_key(value: Any) -> str:
     if value.strip().lower() in KNOWN_SAMPLE_SECRETS or "<" in value or ">" in value:
         problem = "is a sample or a placeholder"
     elif len(value) < SECRET_MIN_LENGTH:
-        problem = f"is {len(value)} characters long (at least {SECRET_MIN_LENGTH} random ones needed)"
+        problem = (
+            f"is {len(value)} characters long (at least {SECRET_MIN_LENGTH} random ones needed)"
+        )
     elif any(char.isspace() for char in value):
         problem = "holds spaces: words are not random"
     elif len(set(value)) < SECRET_MIN_DISTINCT:
-        problem = (f"uses only {len(set(value))} different characters "
-                   f"(at least {SECRET_MIN_DISTINCT} expected of a random key)")
+        problem = (
+            f"uses only {len(set(value))} different characters "
+            f"(at least {SECRET_MIN_DISTINCT} expected of a random key)"
+        )
     if problem:
-        raise ConfigError(f"the secret key ({where}) {problem}; anyone who guesses it can sign "
-                          f"in as any user: {MAKE_A_SECRET}")
+        raise ConfigError(
+            f"the secret key ({where}) {problem}; anyone who guesses it can sign "
+            f"in as any user: {MAKE_A_SECRET}"
+        )
     return value
 
 
@@ -181,8 +198,10 @@ def idle_minutes(value: Any) -> int:
     except (TypeError, ValueError):
         raise ConfigError(f"session_idle_minutes {value!r} is not a number of minutes") from None
     if not 1 <= minutes <= 480:
-        raise ConfigError(f"session_idle_minutes is {minutes}; expected 1 to 480 "
-                          "(a session ends 8 hours after sign-in anyway)")
+        raise ConfigError(
+            f"session_idle_minutes is {minutes}; expected 1 to 480 "
+            "(a session ends 8 hours after sign-in anyway)"
+        )
     return minutes
 
 
@@ -190,7 +209,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {name!r} (expected a name like UTC or Europe/Paris)") from None
+        raise ConfigError(
+            f"unknown time zone {name!r} (expected a name like UTC or Europe/Paris)"
+        ) from None
 
 
 def page_size(value: Any) -> int:
@@ -225,8 +246,11 @@ def users(value: Any) -> dict[str, str]:
         raise ConfigError("users must be a table of name = password hash")
     checked = {}
     for name, password_hash in value.items():
-        if not isinstance(password_hash, str) or not password_hash.startswith(HASH_METHODS) \
-                or "$" not in password_hash:
+        if (
+            not isinstance(password_hash, str)
+            or not password_hash.startswith(HASH_METHODS)
+            or "$" not in password_hash
+        ):
             raise ConfigError(
                 f"user {name!r}: the password must be a hash made by "
                 "`audit-capture viewer hash-password`, not a plain password"

@@ -30,7 +30,10 @@ def check() -> None:
     expected = session.get(SESSION_KEY)
     sent = request.form.get(FIELD, "")
     if not expected or not sent or not hmac.compare_digest(expected, sent):
-        abort(400, description=(
-            "The form was missing its security token or it had expired. "
-            "Reload the page and try again."
-        ))
+        abort(
+            400,
+            description=(
+                "The form was missing its security token or it had expired. "
+                "Reload the page and try again."
+            ),
+        )

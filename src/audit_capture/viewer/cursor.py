@@ -19,14 +19,14 @@ import base64
 import binascii
 import hashlib
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from audit_capture.viewer.filters import BadRequest
 
 VERSION = 1
 _PAYLOAD = struct.Struct(">BqQ")
 _CHECK_SIZE = 6
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ID = 2**63 - 1
 
 
@@ -45,8 +45,10 @@ def encode(occurred_at: datetime, action_id: int) -> str:
 def decode(cursor: str) -> tuple[datetime, int]:
     """(occurred_at as an aware UTC datetime, id) of a cursor; BadRequest when it is not
     one this module made."""
-    bad = BadRequest(f"_cursor is {cursor[:40]!r}, which is not a page position of this "
-                     "viewer; go back to the first page")
+    bad = BadRequest(
+        f"_cursor is {cursor[:40]!r}, which is not a page position of this "
+        "viewer; go back to the first page"
+    )
     if not isinstance(cursor, str) or not 20 <= len(cursor) <= 40:
         raise bad
     try:
@@ -55,7 +57,7 @@ def decode(cursor: str) -> tuple[datetime, int]:
         raise bad from None
     if len(raw) != _PAYLOAD.size + _CHECK_SIZE:
         raise bad
-    payload, check = raw[:_PAYLOAD.size], raw[_PAYLOAD.size:]
+    payload, check = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
     if check != _check(payload):
         raise bad
     version, micros, action_id = _PAYLOAD.unpack(payload)

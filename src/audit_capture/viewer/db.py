@@ -21,10 +21,7 @@ APPLICATION_NAME = "audit-capture viewer"
 
 
 def session_options(statement_timeout_ms: int) -> str:
-    return (
-        "-c default_transaction_read_only=on "
-        f"-c statement_timeout={int(statement_timeout_ms)}"
-    )
+    return f"-c default_transaction_read_only=on -c statement_timeout={int(statement_timeout_ms)}"
 
 
 def connect(settings: ViewerSettings) -> psycopg.Connection:
@@ -52,7 +49,9 @@ def log_access_problem(conn: psycopg.Connection) -> str | None:
     try:
         conn.execute("select 1 from audit.action_log limit 1")
     except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return "the audit schema is not installed in this database (run audit-capture migrate upgrade)"
+        return (
+            "the audit schema is not installed in this database (run audit-capture migrate upgrade)"
+        )
     except psycopg.errors.InsufficientPrivilege:
         return f"role {conn.info.user!r} cannot read audit.action_log: grant audit_reader to {conn.info.user}"
     finally:

@@ -39,10 +39,27 @@ ITERSIZE = 2_000
 
 #: The exported columns, in file order: every column of audit.action_log.
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "id", "occurred_at", "action", "action_type", "resource_type", "resource_id",
-    "resource_label", "row_count", "actor_id", "actor_name", "actor_type", "source",
-    "changes", "db_user", "transaction_id", "request_id", "context", "table_name",
-    "operation", "application_name", "client_addr",
+    "id",
+    "occurred_at",
+    "action",
+    "action_type",
+    "resource_type",
+    "resource_id",
+    "resource_label",
+    "row_count",
+    "actor_id",
+    "actor_name",
+    "actor_type",
+    "source",
+    "changes",
+    "db_user",
+    "transaction_id",
+    "request_id",
+    "context",
+    "table_name",
+    "operation",
+    "application_name",
+    "client_addr",
 )
 
 LOG = sql.Identifier("audit", "action_log")
@@ -62,7 +79,8 @@ NOT_TEXT_COLUMNS = frozenset({"id", "occurred_at", "row_count", "transaction_id"
 #: character such as tab or carriage return)
 FORMULA_SAFE = sql.SQL(
     "case when ({0})::text ~ '^([[:space:]]*[-=+@\\uFF1D\\uFF0B\\uFF0D\\uFF20]|[[:cntrl:]])'"
-    " then chr(39) || ({0})::text else ({0})::text end")
+    " then chr(39) || ({0})::text else ({0})::text end"
+)
 
 
 def _value(column: str) -> sql.Composable:
@@ -78,7 +96,8 @@ def _value(column: str) -> sql.Composable:
 #: set_context take objects only, so today every value takes the first branch.)
 JSON_COLUMNS = frozenset({"changes", "context"})
 JSON_FORMULA_SAFE = sql.SQL(
-    "case when jsonb_typeof({0}) in ('object', 'array', 'string') then ({0})::text else {1} end")
+    "case when jsonb_typeof({0}) in ('object', 'array', 'string') then ({0})::text else {1} end"
+)
 
 
 def _csv_value(column: str) -> sql.Composable:
@@ -100,8 +119,9 @@ def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composable, d
 
 def _set_timeout(conn: psycopg.Connection, statement_timeout: int | None) -> None:
     if statement_timeout is not None:
-        conn.execute("select set_config('statement_timeout', %s, true)",
-                     (str(int(statement_timeout)),))
+        conn.execute(
+            "select set_config('statement_timeout', %s, true)", (str(int(statement_timeout)),)
+        )
 
 
 def _gather(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -115,8 +135,9 @@ def _gather(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield bytes(buffer)
 
 
-def export_csv(conn: psycopg.Connection, filters: Filters, *,
-               statement_timeout: int | None = None) -> Iterator[bytes]:
+def export_csv(
+    conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
+) -> Iterator[bytes]:
     """The rows of ``filters`` as CSV with a header line, in chunks of bytes.
 
     Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
@@ -124,19 +145,22 @@ def export_csv(conn: psycopg.Connection, filters: Filters, *,
     from audit_capture.viewer.query import translate_errors
 
     columns = sql.SQL(", ").join(
-        sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS)
+        sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS
+    )
     where, params = filters.where()
 
     def batch(after: tuple[str, int] | None) -> tuple[sql.Composable, dict]:
         condition = where
         batch_params = dict(params)
         if after is not None:  # the rows after the last one sent, along the index
-            condition = sql.SQL("({}) and (action_log.occurred_at, action_log.id)"
-                                " < (%(export_after_at)s::timestamptz, %(export_after_id)s::bigint)"
-                                ).format(where)
+            condition = sql.SQL(
+                "({}) and (action_log.occurred_at, action_log.id)"
+                " < (%(export_after_at)s::timestamptz, %(export_after_id)s::bigint)"
+            ).format(where)
             batch_params.update(export_after_at=after[0], export_after_id=after[1])
         select = sql.SQL("select {} from {} where {} {} limit {}").format(
-            columns, LOG, condition, ORDER, sql.Literal(ITERSIZE))
+            columns, LOG, condition, ORDER, sql.Literal(ITERSIZE)
+        )
         return sql.SQL("copy ({}) to stdout with (format csv)").format(select), batch_params
 
     def chunks() -> Iterator[bytes]:
@@ -169,8 +193,9 @@ def export_csv(conn: psycopg.Connection, filters: Filters, *,
     return _gather(chunks())
 
 
-def _fetch(conn: psycopg.Connection, select: sql.Composable, params: dict,
-           statement_timeout: int | None) -> Iterator[list[tuple]]:
+def _fetch(
+    conn: psycopg.Connection, select: sql.Composable, params: dict, statement_timeout: int | None
+) -> Iterator[list[tuple]]:
     """The rows of ``select``, ``ITERSIZE`` at a time, through a server-side cursor in a
     transaction of its own."""
     from audit_capture.viewer.query import translate_errors
@@ -183,12 +208,14 @@ def _fetch(conn: psycopg.Connection, select: sql.Composable, params: dict,
                 yield rows
 
 
-def export_json(conn: psycopg.Connection, filters: Filters, *,
-                statement_timeout: int | None = None) -> Iterator[bytes]:
+def export_json(
+    conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
+) -> Iterator[bytes]:
     """The rows of ``filters`` as one JSON array of objects (keys EXPORT_COLUMNS), in
     chunks of bytes; read through a server-side cursor, so memory stays flat."""
     pairs = sql.SQL(", ").join(
-        sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS)
+        sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS
+    )
     select, params = _select(filters, sql.SQL("json_build_object({})::text").format(pairs))
 
     def chunks() -> Iterator[bytes]:

@@ -90,7 +90,8 @@ def text_match(placeholder: str) -> sql.Composable:
     """The condition "the text matches the tsquery in parameter ``placeholder``", the one
     the full-text index answers."""
     return sql.SQL("{} @@ to_tsquery('simple', {})").format(
-        TEXT_DOCUMENT, sql.Placeholder(placeholder))
+        TEXT_DOCUMENT, sql.Placeholder(placeholder)
+    )
 
 
 def text_query(q: str) -> str:
@@ -125,8 +126,9 @@ class ActiveFilter:
     label: str
     display: str
     phrase: str = ""
-    condition: sql.Composable = field(default_factory=lambda: sql.SQL("true"), compare=False,
-                                      repr=False)
+    condition: sql.Composable = field(
+        default_factory=lambda: sql.SQL("true"), compare=False, repr=False
+    )
     params: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -151,13 +153,26 @@ class FilterDef:
 
     param: str
     label: str
-    parse: Callable[["FilterDef", str, ParseContext], ActiveFilter]
+    parse: Callable[[FilterDef, str, ParseContext], ActiveFilter]
     help: str = ""
 
-    def active(self, value: str, display: str, condition: sql.Composable,
-               params: Mapping[str, object], phrase: str | None = None) -> ActiveFilter:
-        return ActiveFilter(self.param, value, self.label, display,
-                            phrase or f"{self.label} is {display}", condition, params)
+    def active(
+        self,
+        value: str,
+        display: str,
+        condition: sql.Composable,
+        params: Mapping[str, object],
+        phrase: str | None = None,
+    ) -> ActiveFilter:
+        return ActiveFilter(
+            self.param,
+            value,
+            self.label,
+            display,
+            phrase or f"{self.label} is {display}",
+            condition,
+            params,
+        )
 
 
 def _ph(fdef: FilterDef, suffix: str = "") -> tuple[str, sql.Placeholder]:
@@ -207,7 +222,9 @@ RESOURCE_TYPE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 def resource_plural(resource_type: str) -> str:
     """A plural label for a resource type no registry names: "call" -> "Calls"."""
     words = resource_type.replace("_", " ").strip()
-    return (words[:1].upper() + words[1:]) + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
+    return (words[:1].upper() + words[1:]) + (
+        "es" if words.endswith(("s", "x", "ch", "sh")) else "s"
+    )
 
 
 def _parse_resource(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
@@ -263,8 +280,13 @@ def day_start(day: date, tz: ZoneInfo) -> datetime:
 def _parse_from(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
     day = parse_day(fdef.param, value)
     name, ph = _ph(fdef)
-    return fdef.active(value, day.isoformat(), sql.SQL("occurred_at >= {}").format(ph),
-                       {name: day_start(day, ctx.tz)}, phrase=f"Date from {day.isoformat()}")
+    return fdef.active(
+        value,
+        day.isoformat(),
+        sql.SQL("occurred_at >= {}").format(ph),
+        {name: day_start(day, ctx.tz)},
+        phrase=f"Date from {day.isoformat()}",
+    )
 
 
 def _parse_to(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
@@ -273,9 +295,13 @@ def _parse_to(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
         raise BadRequest(f"{fdef.param} is {value!r}, which is too far in the future")
     name, ph = _ph(fdef)
     # inclusive day: everything before the next day starts
-    return fdef.active(value, day.isoformat(), sql.SQL("occurred_at < {}").format(ph),
-                       {name: day_start(day + timedelta(days=1), ctx.tz)},
-                       phrase=f"Date until {day.isoformat()}")
+    return fdef.active(
+        value,
+        day.isoformat(),
+        sql.SQL("occurred_at < {}").format(ph),
+        {name: day_start(day + timedelta(days=1), ctx.tz)},
+        phrase=f"Date until {day.isoformat()}",
+    )
 
 
 def _parse_q(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
@@ -283,11 +309,13 @@ def _parse_q(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
     if not text or len(value) > Q_MAX_LENGTH:
         raise BadRequest(
             f"q is {len(value)} characters long; expected 1 to {Q_MAX_LENGTH} characters"
-            if text else "q is empty; type a word to search for, or remove the search"
+            if text
+            else "q is empty; type a word to search for, or remove the search"
         )
     name, _ = _ph(fdef)
-    return fdef.active(text, text, text_match(name), {name: text_query(text)},
-                       phrase=f"Text matches “{text}”")
+    return fdef.active(
+        text, text, text_match(name), {name: text_query(text)}, phrase=f"Text matches “{text}”"
+    )
 
 
 #: THE list. Order is the order of the sentence and of the query string.
@@ -320,7 +348,7 @@ class Filters:
         return next((a for a in self.active if a.param == param), None)
 
     def sentence(self) -> str:
-        """"Source is API, Resource is Clients"; "" when no filter is set."""
+        """ "Source is API, Resource is Clients"; "" when no filter is set."""
         return ", ".join(a.phrase for a in self.active)
 
     def where(self) -> tuple[sql.Composable, dict]:
@@ -363,8 +391,9 @@ def given_once(args: Mapping[str, str]) -> None:
             raise BadRequest(f"{key} is given {len(values)} times ({shown}); expected it once")
 
 
-def parse_filters(args: Mapping[str, str], tz: ZoneInfo, *,
-                  options: "FilterOptions | None" = None) -> Filters:
+def parse_filters(
+    args: Mapping[str, str], tz: ZoneInfo, *, options: FilterOptions | None = None
+) -> Filters:
     """Validate the URL parameters ``args`` into Filters; BadRequest on any bad value.
 
     ``tz`` is the viewer's time zone (``from``/``to`` are whole days there). With

@@ -26,8 +26,13 @@ from audit_capture.viewer.filters import SOURCE_CHOICES, resource_plural, source
 
 MAX_ACTORS = 500
 RECENT_ROWS = 10_000
-TABLE_CHANGE_TYPES = (ActionType.CREATE, ActionType.UPDATE, ActionType.DELETE,
-                      ActionType.STATUS_CHANGE, ActionType.IMPORT)
+TABLE_CHANGE_TYPES = (
+    ActionType.CREATE,
+    ActionType.UPDATE,
+    ActionType.DELETE,
+    ActionType.STATUS_CHANGE,
+    ActionType.IMPORT,
+)
 
 
 @dataclass
@@ -113,16 +118,21 @@ def load_options(conn: psycopg.Connection) -> FilterOptions:
     with translate_errors(), conn.transaction():
         seen_types = _seen(conn, "action_type")
         action_types = [(t.value, t.label) for t in TABLE_CHANGE_TYPES]
-        action_types += [(t.value, t.label) for t in ActionType
-                         if t not in TABLE_CHANGE_TYPES and t.value in seen_types]
+        action_types += [
+            (t.value, t.label)
+            for t in ActionType
+            if t not in TABLE_CHANGE_TYPES and t.value in seen_types
+        ]
 
         actors = [tuple(r) for r in conn.execute(ACTORS_BY_ID, {"max": MAX_ACTORS})]
         actors += [tuple(r) for r in conn.execute(ACTORS_BY_NAME, {"max": MAX_ACTORS})]
         actors.sort(key=lambda a: (a[1].casefold(), a[0]))
 
-        registry = dict(conn.execute(
-            "select resource_type, min(label_plural) from audit.tracked_table group by 1"
-        ).fetchall())
+        registry = dict(
+            conn.execute(
+                "select resource_type, min(label_plural) from audit.tracked_table group by 1"
+            ).fetchall()
+        )
         for resource_type in _seen(conn, "resource_type") - set(registry):
             registry[resource_type] = resource_plural(resource_type)
         resources = sorted(registry.items(), key=lambda r: r[1].casefold())

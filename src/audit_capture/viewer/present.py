@@ -36,7 +36,7 @@ def _label(enum, value: str | None, default: str = "") -> str:
 
 
 def source_label(source: str | None) -> str:
-    """"Web", "API", "AI", "Mobile App"; "Database" where no source was set."""
+    """ "Web", "API", "AI", "Mobile App"; "Database" where no source was set."""
     return _label(Source, source, default="Database")
 
 
@@ -62,7 +62,7 @@ def action_type_key(action_type: str | None) -> str:
 
 
 def resource_type_label(resource_type: str | None) -> str:
-    """"case_task" -> "Case task"."""
+    """ "case_task" -> "Case task"."""
     if not resource_type:
         return ""
     words = resource_type.replace("_", " ").strip()
@@ -74,19 +74,19 @@ def local(moment: datetime | None, zone: ZoneInfo) -> datetime | None:
 
 
 def date_text(moment: datetime | None, zone: ZoneInfo) -> str:
-    """"26 Nov 2026" in the viewer's zone."""
+    """ "26 Nov 2026" in the viewer's zone."""
     moment = local(moment, zone)
     return f"{moment.day} {moment:%b %Y}" if moment else ""
 
 
 def time_text(moment: datetime | None, zone: ZoneInfo) -> str:
-    """"14:05:09" in the viewer's zone."""
+    """ "14:05:09" in the viewer's zone."""
     moment = local(moment, zone)
     return f"{moment:%H:%M:%S}" if moment else ""
 
 
 def datetime_text(moment: datetime | None, zone: ZoneInfo) -> str:
-    """"26 Nov 2026, 14:05:09 CET"."""
+    """ "26 Nov 2026, 14:05:09 CET"."""
     moment = local(moment, zone)
     return f"{moment.day} {moment:%b %Y, %H:%M:%S %Z}" if moment else ""
 
@@ -97,7 +97,9 @@ def iso(moment: datetime | None) -> str:
 
 
 # A timestamp with time zone as PostgreSQL writes it in JSON: 2026-11-26T04:28:56.02965+00:00
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?[+-]\d{2}:\d{2}(?::\d{2})?")
+_INSTANT = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?[+-]\d{2}:\d{2}(?::\d{2})?"
+)
 
 
 def instant(value: Any) -> datetime | None:
@@ -152,7 +154,8 @@ def pretty_json(value: Any) -> str:
 # zero-width joiners U+200C/U+200D stay: scripts and emoji need them.)
 HIDDEN_CHARACTERS = re.compile(
     "[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c"
-    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff]")
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2060\ufeff]"
+)
 
 
 def _marker(char: str) -> str:
@@ -187,9 +190,12 @@ def user_text(value: Any) -> Markup:
     last = 0
     for match in HIDDEN_CHARACTERS.finditer(text):
         char = match.group()
-        parts.append(escape(text[last:match.start()]))
-        parts.append(Markup('<span class="ctl" title="{}">{}</span>').format(
-            _character_name(char), _marker(char)))
+        parts.append(escape(text[last : match.start()]))
+        parts.append(
+            Markup('<span class="ctl" title="{}">{}</span>').format(
+                _character_name(char), _marker(char)
+            )
+        )
         last = match.end()
     parts.append(escape(text[last:]))
     return Markup("<bdi>") + Markup("").join(parts) + Markup("</bdi>")
@@ -201,7 +207,7 @@ def filter_phrase(active) -> Markup:
     at = phrase.rfind(shown) if shown else -1
     if at < 0:
         return escape(visible(phrase))
-    return escape(phrase[:at]) + user_text(shown) + escape(phrase[at + len(shown):])
+    return escape(phrase[:at]) + user_text(shown) + escape(phrase[at + len(shown) :])
 
 
 def plural(count: int, one: str, many: str | None = None) -> str:

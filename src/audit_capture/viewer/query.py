@@ -58,18 +58,18 @@ from psycopg.rows import class_row
 
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer import cursor as cursors
-from audit_capture.viewer.present import REDACTED
 from audit_capture.viewer.filters import (
     DEFAULT_SIZE,
     DIRECTIONS,
     MAX_SIZE,
     MIN_SIZE,
+    TEXT_LOWER,
     BadRequest,
     Filters,
-    TEXT_LOWER,
     TooBroad,
     text_match,
 )
+from audit_capture.viewer.present import REDACTED
 
 LOG = sql.Identifier("audit", "action_log")
 TEXT_PARAM = "q"
@@ -163,7 +163,8 @@ def _keyset(position: tuple[datetime, int] | None, direction: str) -> tuple[sql.
         return sql.SQL("true"), {}
     op = "<" if direction == "next" else ">"
     condition = sql.SQL("(occurred_at, id) {} ({}, {})").format(
-        sql.SQL(op), sql.Placeholder("k_at"), sql.Placeholder("k_id"))
+        sql.SQL(op), sql.Placeholder("k_at"), sql.Placeholder("k_id")
+    )
     return condition, {"k_at": position[0], "k_id": position[1]}
 
 
@@ -178,7 +179,8 @@ def _log_size(conn: psycopg.Connection) -> float:
     """The planner's count of the log's rows (pg_class.reltuples: no scan)."""
     return conn.execute(
         "select greatest(reltuples, 1) from pg_catalog.pg_class"
-        " where oid = 'audit.action_log'::regclass").fetchone()[0]
+        " where oid = 'audit.action_log'::regclass"
+    ).fetchone()[0]
 
 
 def _walk_window(words: float, limit: int, total: float) -> int:
@@ -215,8 +217,9 @@ def _whole_words(text: Filters) -> Filters | None:
     if not words or len(words) == len(terms):
         return None
     # its own parameter name: the whole search is tested beside it (_text_windows)
-    return Filters((replace(active, condition=text_match("t_words"),
-                            params={"t_words": " & ".join(words)}),))
+    return Filters(
+        (replace(active, condition=text_match("t_words"), params={"t_words": " & ".join(words)}),)
+    )
 
 
 def _has_prefix(text: Filters) -> bool:
@@ -236,14 +239,18 @@ def _sieve(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dic
     (one lexeme per word, as typed); otherwise ``true`` (no sieve: the exact test
     alone). One round trip, no table read."""
     (value,) = text.active[0].params.values()
-    built = conn.execute("select pg_catalog.to_tsquery('simple', %s)::text", (value,),
-                         prepare=False).fetchone()[0]
+    built = conn.execute(
+        "select pg_catalog.to_tsquery('simple', %s)::text", (value,), prepare=False
+    ).fetchone()[0]
     if built != value:
         return sql.SQL("true"), {}
-    patterns = ["%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                for word in _LEXEME.findall(value)]
+    patterns = [
+        "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for word in _LEXEME.findall(value)
+    ]
     return sql.SQL("{} like all({})").format(TEXT_LOWER, sql.Placeholder("t_sieve")), {
-        "t_sieve": patterns}
+        "t_sieve": patterns
+    }
 
 
 def _text_test(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dict]:
@@ -253,8 +260,9 @@ def _text_test(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable,
     return sql.SQL("{} and {}").format(sieve, match), {**sieve_params, **match_params}
 
 
-def _time_bound(conn: psycopg.Connection, position: tuple[datetime, int] | None,
-                direction: str, rows: int) -> datetime | None:
+def _time_bound(
+    conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str, rows: int
+) -> datetime | None:
     """A time about ``rows`` rows past the page's start in ``direction``: the
     occurred_at of the row ``rows`` ids away (ids grow with time, so id distance is a
     cheap measure of rows, read on the primary key). None when the log ends first.
@@ -263,21 +271,32 @@ def _time_bound(conn: psycopg.Connection, position: tuple[datetime, int] | None,
     if direction == "next":
         query = sql.SQL(
             "select occurred_at from {log} where id <= coalesce({anchor},"
-            " (select max(id) from {log})) - {rows} order by id desc limit 1")
+            " (select max(id) from {log})) - {rows} order by id desc limit 1"
+        )
     else:
         query = sql.SQL(
             "select occurred_at from {log} where id >= coalesce({anchor},"
-            " (select max(id) from {log})) + {rows} order by id limit 1")
-    found = conn.execute(query.format(log=LOG, anchor=sql.Placeholder("anchor"),
-                                      rows=sql.Placeholder("rows")),
-                         {"anchor": position[1] if position else None, "rows": rows},
-                         prepare=False).fetchone()
+            " (select max(id) from {log})) + {rows} order by id limit 1"
+        )
+    found = conn.execute(
+        query.format(log=LOG, anchor=sql.Placeholder("anchor"), rows=sql.Placeholder("rows")),
+        {"anchor": position[1] if position else None, "rows": rows},
+        prepare=False,
+    ).fetchone()
     return found[0] if found else None
 
 
-def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
-                  position: tuple[datetime, int] | None, direction: str, limit: int,
-                  total: float, words: float, recheck: Filters | None = None) -> list[LogRow]:
+def _text_windows(
+    conn: psycopg.Connection,
+    cur: psycopg.Cursor,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+    total: float,
+    words: float,
+    recheck: Filters | None = None,
+) -> list[LogRow]:
     """Up to ``limit`` rows of a text search (whole words) from the full-text index,
     ANDed with a recent window of time that grows until it holds a page.
 
@@ -303,8 +322,9 @@ def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filter
     """
     where, params = filters.where()
     keyset, keyset_params = _keyset(position, direction)
-    outer, outer_params = (_text_test(conn, _split_text(recheck)[1]) if recheck is not None
-                           else (sql.SQL("true"), {}))
+    outer, outer_params = (
+        _text_test(conn, _split_text(recheck)[1]) if recheck is not None else (sql.SQL("true"), {})
+    )
     size: float | None = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
     if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
         # few matches of the words (each one fetched from the table before any other
@@ -313,17 +333,30 @@ def _text_windows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filter
         size = None
     for tries in itertools.count(1):
         bound = None if size is None else _time_bound(conn, position, direction, int(size))
-        window = sql.SQL("true") if bound is None else sql.SQL(
-            "occurred_at >= {}" if direction == "next" else "occurred_at <= {}").format(
-            sql.Placeholder("w_at"))
+        window = (
+            sql.SQL("true")
+            if bound is None
+            else sql.SQL(
+                "occurred_at >= {}" if direction == "next" else "occurred_at <= {}"
+            ).format(sql.Placeholder("w_at"))
+        )
         query = sql.SQL(
             "with hits as materialized (select {cols} from {log}"
             " where {where} and {keyset} and {window})"
-            " select {cols} from hits where {outer} order by {order} limit {limit}").format(
-            cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset, window=window,
-            outer=outer, order=_order(direction), limit=sql.Literal(limit))
-        rows = cur.execute(query, {**params, **keyset_params, **outer_params, "w_at": bound},
-                           prepare=False).fetchall()
+            " select {cols} from hits where {outer} order by {order} limit {limit}"
+        ).format(
+            cols=_columns(LIST_COLUMNS),
+            log=LOG,
+            where=where,
+            keyset=keyset,
+            window=window,
+            outer=outer,
+            order=_order(direction),
+            limit=sql.Literal(limit),
+        )
+        rows = cur.execute(
+            query, {**params, **keyset_params, **outer_params, "w_at": bound}, prepare=False
+        ).fetchall()
         if bound is None or len(rows) >= limit:
             return rows
         # too few in the window: grow it by the density found; none found (rarer near
@@ -341,18 +374,29 @@ def _planner(conn: psycopg.Connection, **settings: str) -> Iterator[None]:
     (a SET LOCAL would outlive the block in a caller's transaction)."""
     names = list(settings)
     previous = conn.execute(
-        sql.SQL("select {}").format(sql.SQL(", ").join(
-            sql.SQL("pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)").format(
-                sql.Literal(name), sql.Literal(name), sql.Literal(value))
-            for name, value in settings.items()))).fetchone()[0::2]
+        sql.SQL("select {}").format(
+            sql.SQL(", ").join(
+                sql.SQL(
+                    "pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)"
+                ).format(sql.Literal(name), sql.Literal(name), sql.Literal(value))
+                for name, value in settings.items()
+            )
+        )
+    ).fetchone()[0::2]
     try:
         yield
     finally:
         if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
-            conn.execute(sql.SQL("select {}").format(sql.SQL(", ").join(
-                sql.SQL("pg_catalog.set_config({}, {}, true)").format(
-                    sql.Literal(name), sql.Literal(old))
-                for name, old in zip(names, previous))))
+            conn.execute(
+                sql.SQL("select {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("pg_catalog.set_config({}, {}, true)").format(
+                            sql.Literal(name), sql.Literal(old)
+                        )
+                        for name, old in zip(names, previous)
+                    )
+                )
+            )
 
 
 # -- rare combinations of the low-cardinality filters ------------------------------------
@@ -360,11 +404,17 @@ def _planner(conn: psycopg.Connection, **settings: str) -> Iterator[None]:
 #: The key columns of action_log_kind_idx (triggers/13_viewer_indexes.sql), in order,
 #: and the closed vocabularies of the first three (resource_type, last, is open).
 KIND_COLUMNS = ("actor_type", "action_type", "source", "resource_type")
-KIND_PARAMS = {"actor_type": "actor_type", "action_type": "action_type", "source": "source",
-               "resource": "resource_type"}
-_VOCABULARY = {"actor_type": [m.value for m in ActorType],
-               "action_type": [m.value for m in ActionType],
-               "source": [m.value for m in Source]}
+KIND_PARAMS = {
+    "actor_type": "actor_type",
+    "action_type": "action_type",
+    "source": "source",
+    "resource": "resource_type",
+}
+_VOCABULARY = {
+    "actor_type": [m.value for m in ActorType],
+    "action_type": [m.value for m in ActionType],
+    "source": [m.value for m in Source],
+}
 KIND_PROBE_LIMIT = 1_000  # more matches than this: the time walk finds a page at once
 ACTOR_PARAM = "actor"
 #: the filters action_log_actor_idx answers alone (its keys, and source INCLUDEd)
@@ -382,15 +432,17 @@ def _kind_branches(filters: Filters) -> list[sql.Composable]:
         return []
     last = max(KIND_COLUMNS.index(column) for column in kind)
     branches: list[list[sql.Composable]] = [[]]
-    for column in KIND_COLUMNS[:last + 1]:
+    for column in KIND_COLUMNS[: last + 1]:
         if column in kind:
             branches = [b + [kind[column].condition] for b in branches]
             continue
         any_value = sql.SQL("{} = any({}::text[])").format(
-            sql.Identifier(column), sql.Literal(_VOCABULARY[column]))
+            sql.Identifier(column), sql.Literal(_VOCABULARY[column])
+        )
         if column == "source":  # null: a direct database change
-            branches = ([b + [any_value] for b in branches]
-                        + [b + [sql.SQL("source is null")] for b in branches])
+            branches = [b + [any_value] for b in branches] + [
+                b + [sql.SQL("source is null")] for b in branches
+            ]
         else:
             branches = [b + [any_value] for b in branches]
     return [sql.SQL("({})").format(sql.SQL(" and ").join(b)) for b in branches]
@@ -409,8 +461,10 @@ def _kind_probe(conn: psycopg.Connection, filters: Filters, branches: list[sql.C
             params.update(a.params)
     probe = sql.SQL("select count(*) from ({} limit {}) p").format(
         sql.SQL(" union all ").join(
-            sql.SQL("select 1 from {} where {}").format(LOG, b) for b in branches),
-        sql.Literal(KIND_PROBE_LIMIT + 1))
+            sql.SQL("select 1 from {} where {}").format(LOG, b) for b in branches
+        ),
+        sql.Literal(KIND_PROBE_LIMIT + 1),
+    )
     with _planner(conn, enable_seqscan="off", enable_bitmapscan="off", jit="off"):
         return conn.execute(probe, params, prepare=False).fetchone()[0]
 
@@ -429,9 +483,15 @@ def kind_probe(conn: psycopg.Connection, filters: Filters) -> int | None:
     return _kind_probe(conn, filters, branches) if branches else None
 
 
-def fetch_rows(conn: psycopg.Connection, filters: Filters,
-               position: tuple[datetime, int] | None, direction: str, limit: int, *,
-               probe: int | None = None) -> list[LogRow]:
+def fetch_rows(
+    conn: psycopg.Connection,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+    *,
+    probe: int | None = None,
+) -> list[LogRow]:
     """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc).
     ``probe``: ``kind_probe(conn, filters)``, when the caller has it already."""
     keyset, keyset_params = _keyset(position, direction)
@@ -449,14 +509,25 @@ def fetch_rows(conn: psycopg.Connection, filters: Filters,
             query = sql.SQL(
                 "with hits as materialized (select {cols} from {log}"
                 " where ({branches}) and {where} and {keyset})"
-                " select {cols} from hits order by {order} limit {limit}").format(
-                cols=_columns(LIST_COLUMNS), log=LOG, branches=sql.SQL(" or ").join(branches),
-                where=where, keyset=keyset, order=_order(direction), limit=sql.Literal(limit))
+                " select {cols} from hits order by {order} limit {limit}"
+            ).format(
+                cols=_columns(LIST_COLUMNS),
+                log=LOG,
+                branches=sql.SQL(" or ").join(branches),
+                where=where,
+                keyset=keyset,
+                order=_order(direction),
+                limit=sql.Literal(limit),
+            )
             with _planner(conn, enable_seqscan="off", enable_indexscan="off", jit="off"):
                 return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
         # common: the time walk below finds a page's rows within a few thousand entries
-    if (actor is not None and actor.value.startswith("id:") and filters.get("source")
-            and all(a.param in ACTOR_SOURCE_PARAMS for a in filters.active)):
+    if (
+        actor is not None
+        and actor.value.startswith("id:")
+        and filters.get("source")
+        and all(a.param in ACTOR_SOURCE_PARAMS for a in filters.active)
+    ):
         # an actor and a source: the page's ids from action_log_actor_idx alone (it
         # INCLUDEs source: an index-only scan tests it without a heap fetch for each of
         # the actor's rows, which a source they never use would take), then those rows
@@ -464,29 +535,52 @@ def fetch_rows(conn: psycopg.Connection, filters: Filters,
         query = sql.SQL(
             "select {cols} from {log} where id = any(array(select id from {log}"
             " where {where} and {keyset} order by {order} limit {limit}))"
-            " order by {order}").format(
-            cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
-            order=_order(direction), limit=sql.Literal(limit))
+            " order by {order}"
+        ).format(
+            cols=_columns(LIST_COLUMNS),
+            log=LOG,
+            where=where,
+            keyset=keyset,
+            order=_order(direction),
+            limit=sql.Literal(limit),
+        )
         return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
     if filters.get(TEXT_PARAM):
         return _text_rows(conn, cur, filters, position, direction, limit)
     return _planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 
-def _planned_rows(cur: psycopg.Cursor, filters: Filters, keyset: sql.Composable,
-                  keyset_params: dict, direction: str, limit: int) -> list[LogRow]:
+def _planned_rows(
+    cur: psycopg.Cursor,
+    filters: Filters,
+    keyset: sql.Composable,
+    keyset_params: dict,
+    direction: str,
+    limit: int,
+) -> list[LogRow]:
     """``fetch_rows`` on the planner's own plan: every filter in one WHERE, in page order."""
     where, params = filters.where()
-    query = sql.SQL("select {cols} from {log} where {where} and {keyset}"
-                    " order by {order} limit {limit}").format(
-        cols=_columns(LIST_COLUMNS), log=LOG, where=where, keyset=keyset,
-        order=_order(direction), limit=sql.Literal(limit))
+    query = sql.SQL(
+        "select {cols} from {log} where {where} and {keyset} order by {order} limit {limit}"
+    ).format(
+        cols=_columns(LIST_COLUMNS),
+        log=LOG,
+        where=where,
+        keyset=keyset,
+        order=_order(direction),
+        limit=sql.Literal(limit),
+    )
     return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
 
 
-def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
-               position: tuple[datetime, int] | None, direction: str,
-               limit: int) -> list[LogRow]:
+def _text_rows(
+    conn: psycopg.Connection,
+    cur: psycopg.Cursor,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+) -> list[LogRow]:
     """``fetch_rows`` for a text search: the sieved walk when the page's rows should lie
     near the top, else the full-text index (in time windows for whole words)."""
     keyset, keyset_params = _keyset(position, direction)
@@ -503,11 +597,19 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
             "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
             " order by {order} limit {window}) w"
             " where {test} order by {order} limit {limit}"
-        ).format(cols=_columns(LIST_COLUMNS), log=LOG, rest=rest_where, keyset=keyset,
-                 order=_order(direction), window=sql.Literal(window), test=test,
-                 limit=sql.Literal(limit))
-        rows = cur.execute(query, {**rest_params, **test_params, **keyset_params},
-                           prepare=False).fetchall()
+        ).format(
+            cols=_columns(LIST_COLUMNS),
+            log=LOG,
+            rest=rest_where,
+            keyset=keyset,
+            order=_order(direction),
+            window=sql.Literal(window),
+            test=test,
+            limit=sql.Literal(limit),
+        )
+        rows = cur.execute(
+            query, {**rest_params, **test_params, **keyset_params}, prepare=False
+        ).fetchall()
         if len(rows) >= limit:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
@@ -518,8 +620,17 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
         # prefixes beside whole words ("mari* smith"): the index gathers the whole
         # words alone, in time windows, and the prefixes are tested on their rows
         narrowed = Filters(rest.active + whole.active)
-        return _text_windows(conn, cur, narrowed, position, direction, limit, total,
-                             estimate(conn, whole), recheck=filters)
+        return _text_windows(
+            conn,
+            cur,
+            narrowed,
+            position,
+            direction,
+            limit,
+            total,
+            estimate(conn, whole),
+            recheck=filters,
+        )
     # prefixes only, with few matches near the top: the planner's own plan. The
     # full-text index gathers every word a prefix starts into a bitmap before anything
     # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
@@ -527,8 +638,13 @@ def _text_rows(conn: psycopg.Connection, cur: psycopg.Cursor, filters: Filters,
     return _planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 
-def list_page(conn: psycopg.Connection, filters: Filters, cursor: str | None = None,
-              direction: str = "next", size: int = DEFAULT_SIZE) -> Page:
+def list_page(
+    conn: psycopg.Connection,
+    filters: Filters,
+    cursor: str | None = None,
+    direction: str = "next",
+    size: int = DEFAULT_SIZE,
+) -> Page:
     """The page of ``size`` rows after ``cursor`` (older rows for ``next``, newer for
     ``prev``); the first page when ``cursor`` is None. BadRequest for a bad cursor,
     direction or size; TooBroad when the statement_timeout cancels the query.
@@ -601,9 +717,10 @@ from (select pg_catalog.current_setting('statement_timeout') as old) s
 """
 
 
-def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0, *,
-               probe: int | None = None) -> str:
-    """"12 actions" (exact, when few), "about 1.2 million actions", or "50+ actions".
+def count_text(
+    conn: psycopg.Connection, filters: Filters, seen: int = 0, *, probe: int | None = None
+) -> str:
+    """ "12 actions" (exact, when few), "about 1.2 million actions", or "50+ actions".
 
     The planner estimates first (cheap). Only when it expects at most 1,000 rows does a
     probe count them, capped at 1,001 rows and at ``COUNT_PROBE_MS`` (a local
@@ -624,7 +741,8 @@ def count_text(conn: psycopg.Connection, filters: Filters, seen: int = 0, *,
         return about(expected)
     where, params = filters.where()
     probe = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
-        LOG, where, sql.Literal(EXACT_COUNT_LIMIT + 1))
+        LOG, where, sql.Literal(EXACT_COUNT_LIMIT + 1)
+    )
     try:
         with conn.transaction():
             previous = conn.execute(PROBE_TIMEOUT, {"cap": f"{COUNT_PROBE_MS}ms"}).fetchone()[0]
@@ -660,8 +778,11 @@ def get_action(conn: psycopg.Connection, action_id: int | str) -> Action | None:
 
 
 def _is_diff(changes: Any) -> bool:
-    return isinstance(changes, dict) and bool(changes) and all(
-        isinstance(v, dict) and set(v) == {"old", "new"} for v in changes.values())
+    return (
+        isinstance(changes, dict)
+        and bool(changes)
+        and all(isinstance(v, dict) and set(v) == {"old", "new"} for v in changes.values())
+    )
 
 
 def change_rows(action: Action) -> list[tuple[str, object, object]]:
@@ -700,8 +821,14 @@ class Item:
         """(column, old, new) over the columns in old or new."""
         old, new = self.old or {}, self.new or {}
         columns = list(dict.fromkeys([*old, *new]))
-        return [(c, old.get(c) if self.old is not None else None,
-                 new.get(c) if self.new is not None else None) for c in columns]
+        return [
+            (
+                c,
+                old.get(c) if self.old is not None else None,
+                new.get(c) if self.new is not None else None,
+            )
+            for c in columns
+        ]
 
 
 @dataclass
@@ -716,9 +843,12 @@ class ItemsPage:
 
 def _label_columns(conn: psycopg.Connection) -> dict[str, str]:
     """The label column of each tracked resource type (audit.tracked_table.label_column)."""
-    return dict(conn.execute(
-        "select resource_type, min(label_column) from audit.tracked_table"
-        " where label_column is not null group by resource_type").fetchall())
+    return dict(
+        conn.execute(
+            "select resource_type, min(label_column) from audit.tracked_table"
+            " where label_column is not null group by resource_type"
+        ).fetchall()
+    )
 
 
 def item_label(item: Item, column: str | None) -> str | None:
@@ -735,8 +865,9 @@ def item_label(item: Item, column: str | None) -> str | None:
     return str(value)
 
 
-def items_page(conn: psycopg.Connection, action_id: int | str, after: int = 0,
-               size: int = 50) -> ItemsPage:
+def items_page(
+    conn: psycopg.Connection, action_id: int | str, after: int = 0, size: int = 50
+) -> ItemsPage:
     """Items ``after + 1`` .. ``after + size`` of an action, through
     audit.action_items(action_id, first_item, max_items), which reads only the chunks
     that overlap the window."""
@@ -757,8 +888,9 @@ def items_page(conn: psycopg.Connection, action_id: int | str, after: int = 0,
             for item in items:
                 item.label = item_label(item, columns.get(item.resource_type))
     more = len(items) > size
-    return ItemsPage(items[:size], after + size if more else None,
-                     max(after - size, 0) if after > 0 else None)
+    return ItemsPage(
+        items[:size], after + size if more else None, max(after - size, 0) if after > 0 else None
+    )
 
 
 # -- exports (in their own module; named here as the contract has it) --------------------------

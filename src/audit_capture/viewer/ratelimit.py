@@ -17,7 +17,9 @@ from collections.abc import Callable
 class FailureLimiter:
     MAX_KEYS = 10_000
 
-    def __init__(self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, max_failures: int, window: float, clock: Callable[[], float] = time.monotonic
+    ):
         self.max_failures = max_failures
         self.window = window
         self.clock = clock

@@ -37,8 +37,7 @@ class SessionRegistry:
     #: sessions kept at most; past it, signing in ends the least recently used one
     MAX_SESSIONS = 10_000
 
-    def __init__(self, idle: float, lifetime: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(self, idle: float, lifetime: float, clock: Callable[[], float] = time.monotonic):
         self.idle = idle
         self.lifetime = lifetime
         self.clock = clock

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 from flask import Response, abort, render_template, request, url_for
@@ -65,12 +65,14 @@ def actions():
         selected={f.param: f.value for f in filters.active},
         size=size,
         default_size=settings.page_size,
-        next_url=page.next_cursor and url_for(
-            ".actions", **base, _cursor=page.next_cursor, _dir="next"),
-        prev_url=page.prev_cursor and url_for(
-            ".actions", **base, _cursor=page.prev_cursor, _dir="prev"),
+        next_url=page.next_cursor
+        and url_for(".actions", **base, _cursor=page.next_cursor, _dir="next"),
+        prev_url=page.prev_cursor
+        and url_for(".actions", **base, _cursor=page.prev_cursor, _dir="prev"),
         first_url=url_for(".actions", **base) if cursor else None,
-        clear_urls={f.param: url_for(".actions", **filters.without(f.param)) for f in filters.active},
+        clear_urls={
+            f.param: url_for(".actions", **filters.without(f.param)) for f in filters.active
+        },
         clear_all_url=url_for(".actions"),
         csv_url=url_for(".actions", **filters.query_args(), _format="csv"),
         json_url=url_for(".actions", **filters.query_args(), _format="json"),
@@ -99,7 +101,7 @@ def export(filters, export_format: str) -> Response:
     except BaseException:
         conn.close()
         raise
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     filename = f"audit-actions_{filters.slug()}_{stamp}.{extension}"
     response = Response(
         _stream(conn, first, chunks),
@@ -153,10 +155,12 @@ def action(action_id: str):
         items=items,
         items_after=after,
         items_size=ITEMS_PAGE_SIZE,
-        next_items_url=items.next_after is not None and url_for(
-            ".action", action_id=number, items_after=items.next_after, _anchor="items"),
-        prev_items_url=items.prev_after is not None and url_for(
-            ".action", action_id=number, items_after=items.prev_after or None, _anchor="items"),
+        next_items_url=items.next_after is not None
+        and url_for(".action", action_id=number, items_after=items.next_after, _anchor="items"),
+        prev_items_url=items.prev_after is not None
+        and url_for(
+            ".action", action_id=number, items_after=items.prev_after or None, _anchor="items"
+        ),
     )
 
 
