@@ -40,10 +40,27 @@ def wait_for(predicate, seconds: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def temp_servers() -> set[str]:
-    """Data folders of the PostgreSQL servers running now."""
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    return set(re.findall(r"postgres .*-D (\S+)", out))
+def temp_servers(parent: int | None = None) -> set[str]:
+    """Data folders of the PostgreSQL servers running now; with ``parent``, only those
+    that process started (other test runs on the machine start servers too)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    processes = [line.split(None, 2) for line in out.splitlines() if len(line.split(None, 2)) == 3]
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _ in processes:
+        children.setdefault(int(ppid), []).append(int(pid))
+    wanted = None
+    if parent is not None:
+        wanted, stack = set(), [parent]
+        while stack:
+            pid = stack.pop()
+            wanted.add(pid)
+            stack.extend(children.get(pid, []))
+    return {
+        found.group(1)
+        for pid, _, args in processes
+        if (wanted is None or int(pid) in wanted)
+        and (found := re.search(r"postgres .*-D (\S+)", args))
+    }
 
 
 def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
@@ -98,14 +115,14 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
         assert "Batch client deletion" in page or "Single actions" in page
         listing = browser.open(f"{base}/?action_type=send").read().decode()
         assert "Batch send SMS" in listing and "Batch send Email" in listing
-        servers = temp_servers() - before
-        assert len(servers) == 1
+        servers = temp_servers(parent=demo.pid) - before
+        assert len(servers) == 1, servers
     finally:
         demo.send_signal(signal.SIGTERM)
         demo.wait(timeout=30)
     assert demo.returncode == 0, err_path.read_text()
     assert "stopping the demo" in err_path.read_text()
-    wait_for(lambda: not (temp_servers() - before), 15, "the demo's PostgreSQL to stop")
+    wait_for(lambda: not (temp_servers() & servers), 15, "the demo's PostgreSQL to stop")
     for data_dir in servers:
         assert not Path(data_dir).exists()
 
