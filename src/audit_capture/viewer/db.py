@@ -67,7 +67,8 @@ def get_conn() -> psycopg.Connection:
 
 
 def close_conn(exc: BaseException | None = None) -> None:
-    """Teardown hook: roll back and close this request's connection, if one was opened."""
+    """Teardown hook: close this request's connection, if one was opened. Closing is
+    enough: a transaction left open ends with the connection, rolled back by the server."""
     conn = g.pop("audit_viewer_conn", None)
     if conn is not None:
         conn.close()
