@@ -51,8 +51,11 @@ import fill_log  # noqa: E402
 from audit_capture import migrate  # noqa: E402
 from audit_capture.embedded import EmbeddedPostgresql  # noqa: E402
 from audit_capture.viewer import cursor as cursors  # noqa: E402
-from audit_capture.viewer.filters import TooBroad, parse_filters  # noqa: E402
-from audit_capture.viewer.query import export_csv, list_page  # noqa: E402
+from audit_capture.viewer.errors import TooBroad  # noqa: E402
+from audit_capture.viewer.export import export_csv  # noqa: E402
+from audit_capture.viewer.filters import parse_filters  # noqa: E402
+from audit_capture.viewer.pages import list_page  # noqa: E402
+from audit_capture.viewer.present import count_text  # noqa: E402
 
 DATABASE = "viewer_bench"
 VIEWER_ROLE = "viewer_bench"
@@ -242,7 +245,7 @@ def time_page(conn, name: str, args: dict, runs: int, cursor: str | None = None)
             if run:  # the first run warms up
                 result.samples_ms.append(elapsed)
         result.rows = len(page.rows)
-        result.note = page.count_text
+        result.note = count_text(page.count)
     except TooBroad as exc:
         result.error = f"TooBroad: {exc}"
     return result

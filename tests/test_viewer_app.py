@@ -794,7 +794,7 @@ def test_bad_item_position(user, seeded, position):
 
 def test_a_query_past_the_statement_timeout_asks_to_narrow_the_filter(user, monkeypatch):
     from audit_capture.viewer import views
-    from audit_capture.viewer.filters import TooBroad
+    from audit_capture.viewer.errors import TooBroad
 
     def too_slow(*args, **kwargs):
         raise TooBroad()

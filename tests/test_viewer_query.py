@@ -20,25 +20,13 @@ from werkzeug.datastructures import MultiDict
 
 from audit_capture import record_action, set_context
 from audit_capture.viewer import cursor as cursors
-from audit_capture.viewer.filters import (
-    BadRequest,
-    TooBroad,
-    direction,
-    load_options,
-    page_size,
-    parse_filters,
-)
-from audit_capture.viewer.query import (
-    EXPORT_COLUMNS,
-    Item,
-    change_rows,
-    export_csv,
-    export_json,
-    get_action,
-    item_label,
-    items_page,
-    list_page,
-)
+from audit_capture.viewer.actions import Item, change_rows, get_action, item_label, items_page
+from audit_capture.viewer.errors import BadRequest, TooBroad
+from audit_capture.viewer.export import EXPORT_COLUMNS, export_csv, export_json
+from audit_capture.viewer.filters import direction, page_size, parse_filters
+from audit_capture.viewer.options import load_options
+from audit_capture.viewer.pages import list_page
+from audit_capture.viewer.present import count_text
 
 UTC = ZoneInfo("UTC")
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -210,7 +198,7 @@ def sample(conn):
 def test_each_filter_alone(conn, sample, args, expected):
     page = page_of(conn, args)
     assert ids(page) == [sample[name] for name in expected]
-    assert page.count_text == (
+    assert count_text(page.count) == (
         f"{len(expected)} action{'s' if len(expected) != 1 else ''}" if expected else "No actions"
     )
 
@@ -420,20 +408,19 @@ def test_count_text_is_exact_when_small_and_an_estimate_when_large(conn):
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
-    assert list_page(conn, parse_filters({"source": "api"}, UTC), size=10).count_text == "3 actions"
+    api = list_page(conn, parse_filters({"source": "api"}, UTC), size=10)
+    assert count_text(api.count) == "3 actions"
     first = list_page(conn, parse_filters({"source": "api"}, UTC), size=10)
     assert first.next_cursor is None
     everything = list_page(conn, parse_filters({}, UTC), size=10)
-    assert everything.count_text == "about 1,500 actions"
+    assert count_text(everything.count) == "about 1,500 actions"
     web = parse_filters({"source": "web"}, UTC)
     second = list_page(conn, web, cursor=list_page(conn, web, size=10).next_cursor, size=10)
-    assert len(second.rows) == 10 and second.count_text == "about 1,500 actions"
+    assert len(second.rows) == 10 and count_text(second.count) == "about 1,500 actions"
     # a later page of a small result still counts exactly
     tiny = parse_filters({"source": "api"}, UTC)
-    assert (
-        list_page(conn, tiny, cursor=cursors.encode(T0 + timedelta(days=1), 1), size=10).count_text
-        == "3 actions"
-    )
+    later = list_page(conn, tiny, cursor=cursors.encode(T0 + timedelta(days=1), 1), size=10)
+    assert count_text(later.count) == "3 actions"
 
 
 # -- one action, its changes and its items ----------------------------------------------------
@@ -764,7 +751,7 @@ def test_the_query_layer_works_through_a_read_only_reader(conn, reader_url, auto
         assert reader.execute("show default_transaction_read_only").fetchone()[0] == "on"
         filters = parse_filters({"actor": "id:7", "q": "client"}, UTC, options=load_options(reader))
         page = list_page(reader, filters, size=10)
-        assert page.rows and page.count_text == f"{len(page.rows)} actions"
+        assert page.rows and count_text(page.count) == f"{len(page.rows)} actions"
         assert list_page(reader, filters, cursor=page.rows[0].cursor, size=10).rows == page.rows[1:]
         assert get_action(reader, bulk).row_count == 120
         assert len(items_page(reader, bulk, size=10).items) == 10
@@ -820,11 +807,11 @@ def test_a_combination_of_low_cardinality_filters_matching_nothing_is_an_empty_p
     conn, common_log, args
 ):
     page = page_of(conn, args)
-    assert page.rows == [] and page.next_cursor is None and page.count_text == "No actions"
+    assert page.rows == [] and page.next_cursor is None and count_text(page.count) == "No actions"
 
 
 def test_the_kind_probe_reads_the_kind_index_only(conn, common_log):
-    from audit_capture.viewer.query import _kind_branches, _kind_probe
+    from audit_capture.viewer.kind_probe import _kind_branches, _kind_probe
 
     filters = parse_filters({"source": "web", "resource": "client"}, UTC)
     branches = _kind_branches(filters)

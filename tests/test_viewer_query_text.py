@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from psycopg import sql
 
-from audit_capture.viewer import query
+from audit_capture.viewer import text_search
 from audit_capture.viewer.filters import (
     TEXT_DOCUMENT,
     ActiveFilter,
@@ -23,7 +23,7 @@ from audit_capture.viewer.filters import (
     parse_filters,
     text_query,
 )
-from audit_capture.viewer.query import list_page
+from audit_capture.viewer.pages import list_page
 
 UTC = ZoneInfo("UTC")
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -119,19 +119,19 @@ def flat(pages):
 def pinned_estimate(monkeypatch):
     """The planner's estimate of a text search's matches, pinned to 440: the first
     window is then 2 * 11 * 20,004 / 440 = ~1,000 rows, holding four of the matches."""
-    real = query.estimate
+    real = text_search.estimate
 
     def estimate(conn, filters):
         return 440.0 if filters.get("q") else real(conn, filters)
 
-    monkeypatch.setattr(query, "estimate", estimate)
+    monkeypatch.setattr(text_search, "estimate", estimate)
 
 
 @pytest.fixture
 def bounds(monkeypatch):
     """Every window's time bound, per call of fetch_rows (None: the whole index)."""
     seen: list[list] = []
-    real_bound, real_windows = query._time_bound, query._text_windows
+    real_bound, real_windows = text_search._time_bound, text_search._text_windows
 
     def windows(*args, **kwargs):
         seen.append([])
@@ -142,8 +142,8 @@ def bounds(monkeypatch):
         seen[-1].append(bound)
         return bound
 
-    monkeypatch.setattr(query, "_text_windows", windows)
-    monkeypatch.setattr(query, "_time_bound", time_bound)
+    monkeypatch.setattr(text_search, "_text_windows", windows)
+    monkeypatch.setattr(text_search, "_time_bound", time_bound)
     return seen
 
 
@@ -159,9 +159,9 @@ def bounds(monkeypatch):
 def test_time_windows_over_the_full_text_index_give_every_match_in_order(
     conn, text_log, monkeypatch, pinned_estimate, bounds, args
 ):
-    monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
-    monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
-    monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
+    monkeypatch.setattr(text_search, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(text_search, "TEXT_PROBE_WALK", 0)
+    monkeypatch.setattr(text_search, "TEXT_FEW_MATCHES", 0)  # never all matches at once
     pages = every_page(conn, args)
     assert flat(pages) == expected_ids(conn, args)
     assert all(len(p) == SIZE for p in pages[:-1])
@@ -189,7 +189,7 @@ def test_the_sieved_walk_gives_every_match_in_order(
     conn, text_log, monkeypatch, pinned_estimate, args
 ):
     # the walk of ~2,000 rows first, whatever the estimate; past it, the index
-    monkeypatch.setattr(query, "TEXT_WINDOW", 10**9)
+    monkeypatch.setattr(text_search, "TEXT_WINDOW", 10**9)
     pages = every_page(conn, args)
     expected = expected_ids(conn, args)
     assert flat(pages) == expected and expected
@@ -208,9 +208,9 @@ def test_the_sieved_walk_gives_every_match_in_order(
 def test_prefixes_beside_whole_words_take_windows_over_the_whole_words(
     conn, text_log, monkeypatch, pinned_estimate, bounds, args
 ):
-    monkeypatch.setattr(query, "TEXT_WINDOW", 0)  # never the walk
-    monkeypatch.setattr(query, "TEXT_PROBE_WALK", 0)
-    monkeypatch.setattr(query, "TEXT_FEW_MATCHES", 0)  # never all matches at once
+    monkeypatch.setattr(text_search, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(text_search, "TEXT_PROBE_WALK", 0)
+    monkeypatch.setattr(text_search, "TEXT_FEW_MATCHES", 0)  # never all matches at once
     pages = every_page(conn, args)
     expected = expected_ids(conn, args)
     assert flat(pages) == expected and expected
@@ -226,7 +226,7 @@ def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, tex
 
 def test_whole_words_leave_out_prefixes_only_beside_whole_words():
     def words(q):
-        found = query._whole_words(parse_filters({"q": q}, UTC))
+        found = text_search._whole_words(parse_filters({"q": q}, UTC))
         return None if found is None else found.active[0].params
 
     assert words("mari* Smith") == {"t_words": "'smith'"}
@@ -257,12 +257,12 @@ def test_the_default_strategies_give_every_match_in_order(conn, text_log):
 
 def test_the_sieve_holds_only_the_words_postgresql_searches(conn):
     text = parse_filters({"q": "Maria smi*"}, UTC)
-    sieve, params = query._sieve(conn, text)
+    sieve, params = text_search._sieve(conn, text)
     assert params == {"t_sieve": ["%maria%", "%smi%"]}
     assert "like all" in sieve.as_string(conn)
     # a tsquery PostgreSQL would build otherwise (here: lower-cased) gets no sieve
     odd = Filters((ActiveFilter("q", "x", "Text", "x", params={"f_q": "'Maria'"}),))
-    assert query._sieve(conn, odd) == (sql.SQL("true"), {})
+    assert text_search._sieve(conn, odd) == (sql.SQL("true"), {})
     assert text_query("Maria smi*") == "'maria' & 'smi':*"
 
 
@@ -270,7 +270,7 @@ def test_the_sieve_is_a_necessary_condition_of_the_match(conn, text_log):
     """On every row, a match of the words implies that the sieve passes."""
     for q in ("maria smith", "mar* smi*", "amaria", "smith"):
         text = parse_filters({"q": q}, UTC)
-        sieve, sieve_params = query._sieve(conn, text)
+        sieve, sieve_params = text_search._sieve(conn, text)
         where, params = text.where()
         missed = conn.execute(
             sql.SQL("select count(*) from audit.action_log where {} and not ({})").format(

@@ -30,11 +30,9 @@ from werkzeug.exceptions import HTTPException
 from audit_capture.database import DatabaseUnavailable
 from audit_capture.resources import viewer_dir
 from audit_capture.viewer import config, db, present, security, views
-from audit_capture.viewer.filters import BadRequest, TooBroad
+from audit_capture.viewer.errors import BadRequest, TooBroad
 
 DEFAULT_NAME = "audit_viewer"
-
-TOO_BROAD = "This filter took too long; narrow it (a date range or an actor) and try again."
 
 
 def deny() -> Response:
@@ -130,7 +128,7 @@ def register_error_pages(bp: Blueprint) -> None:
 
     @bp.errorhandler(TooBroad)
     def too_broad(exc: TooBroad):
-        return error_page(400, "Filter too broad", TOO_BROAD)
+        return error_page(400, "Filter too broad", TooBroad.MESSAGE)
 
     @bp.errorhandler(DatabaseUnavailable)
     def unavailable(exc: DatabaseUnavailable):
@@ -149,7 +147,7 @@ def register_error_pages(bp: Blueprint) -> None:
         # as `audit-capture viewer` does at start, rather than a bare 500
         problem = None
         try:
-            with db.connect(config.current()) as conn:
+            with db.connect(db.current_settings()) as conn:
                 problem = db.log_access_problem(conn)
         except (DatabaseUnavailable, psycopg.Error):
             pass

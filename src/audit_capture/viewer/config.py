@@ -261,7 +261,8 @@ def users(value: Any) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class ViewerSettings:
-    """What one mounted viewer blueprint needs; kept in ``app.extensions``."""
+    """What one mounted viewer blueprint needs; its before_request puts it on ``flask.g``
+    for each request (``db.current_settings()``)."""
 
     database_url: str | None
     timezone: str = "UTC"
@@ -273,10 +274,3 @@ class ViewerSettings:
     @property
     def zone(self) -> ZoneInfo:
         return zone(self.timezone)
-
-
-def current() -> ViewerSettings:
-    """The settings of the viewer blueprint handling this request (set by its before_request)."""
-    from flask import g
-
-    return g.audit_viewer_settings

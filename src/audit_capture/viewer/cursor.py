@@ -21,7 +21,7 @@ import hashlib
 import struct
 from datetime import UTC, datetime, timedelta
 
-from audit_capture.viewer.filters import BadRequest
+from audit_capture.viewer.errors import BadRequest
 
 VERSION = 1
 _PAYLOAD = struct.Struct(">BqQ")

@@ -15,7 +15,7 @@ from flask import g
 
 from audit_capture import database
 from audit_capture.database import DatabaseUnavailable
-from audit_capture.viewer.config import ViewerSettings, current
+from audit_capture.viewer.config import ViewerSettings
 
 APPLICATION_NAME = "audit-capture viewer"
 
@@ -59,10 +59,15 @@ def log_access_problem(conn: psycopg.Connection) -> str | None:
     return None
 
 
+def current_settings() -> ViewerSettings:
+    """The settings of the viewer blueprint handling this request (set by its before_request)."""
+    return g.audit_viewer_settings
+
+
 def get_conn() -> psycopg.Connection:
     """This request's connection (opened on first use)."""
     if "audit_viewer_conn" not in g:
-        g.audit_viewer_conn = connect(current())
+        g.audit_viewer_conn = connect(current_settings())
     return g.audit_viewer_conn
 
 

@@ -32,7 +32,9 @@ from collections.abc import Iterator
 import psycopg
 from psycopg import sql
 
+from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import Filters
+from audit_capture.viewer.rows import LOG
 
 CHUNK_BYTES = 64 * 1024
 ITERSIZE = 2_000
@@ -62,7 +64,6 @@ EXPORT_COLUMNS: tuple[str, ...] = (
     "client_addr",
 )
 
-LOG = sql.Identifier("audit", "action_log")
 # qualified: in ORDER BY a bare name is first an output column, and the CSV's output
 # columns named occurred_at and id are text (sorted as text, and by a full sort rather
 # than along the index)
@@ -142,8 +143,6 @@ def export_csv(
 
     Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
     """
-    from audit_capture.viewer.query import translate_errors
-
     columns = sql.SQL(", ").join(
         sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS
     )
@@ -198,8 +197,6 @@ def _fetch(
 ) -> Iterator[list[tuple]]:
     """The rows of ``select``, ``ITERSIZE`` at a time, through a server-side cursor in a
     transaction of its own."""
-    from audit_capture.viewer.query import translate_errors
-
     with translate_errors(), conn.transaction():
         _set_timeout(conn, statement_timeout)
         with conn.cursor(name="audit_viewer_export") as cur:

@@ -44,21 +44,7 @@ from zoneinfo import ZoneInfo
 from psycopg import sql
 
 from audit_capture.enums import ActionType, ActorType, Source
-
-
-class BadRequest(Exception):
-    """A bad input from the URL. ``str(exc)`` is one sentence for a person, naming the
-    bad value and what was expected: "source is 'webb'; expected one of web, api, ai,
-    mobile, database". The app shows it on a 400 page."""
-
-
-class TooBroad(Exception):
-    """A query hit the connection's statement_timeout. The app shows a 400/503 page."""
-
-    MESSAGE = "This filter took too long; narrow it (a date range or an actor) and try again."
-
-    def __init__(self, message: str = MESSAGE):
-        super().__init__(message)
+from audit_capture.viewer.errors import BadRequest
 
 
 # -- the text search document ----------------------------------------------------------
@@ -130,6 +116,22 @@ class ActiveFilter:
         default_factory=lambda: sql.SQL("true"), compare=False, repr=False
     )
     params: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass
+class FilterOptions:
+    """Choices for the filter controls, as (value, label) pairs (``options.load_options``
+    reads them from the log); ``parse_filters`` checks a value against them.
+
+    ``actors`` holds (key as in the ``actor`` parameter, display name, actor_type),
+    e.g. ("id:7", "Alice Admin", "admin") or ("name:postgres", "postgres", "system").
+    """
+
+    action_types: list[tuple[str, str]]
+    actors: list[tuple[str, str, str]]
+    actor_types: list[tuple[str, str]]
+    sources: list[tuple[str, str]]
+    resources: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -318,16 +320,21 @@ def _parse_q(fdef: FilterDef, value: str, ctx: ParseContext) -> ActiveFilter:
     )
 
 
+#: The parameters of the two filters the query layer plans around (see text_search
+#: and pages).
+TEXT_PARAM = "q"
+ACTOR_PARAM = "actor"
+
 #: THE list. Order is the order of the sentence and of the query string.
 FILTERS: tuple[FilterDef, ...] = (
     FilterDef("action_type", "Action type", _parse_action_type),
-    FilterDef("actor", "Actor", _parse_actor),
+    FilterDef(ACTOR_PARAM, "Actor", _parse_actor),
     FilterDef("actor_type", "Actor type", _parse_actor_type),
     FilterDef("source", "Source", _parse_source),
     FilterDef("resource", "Resource", _parse_resource),
     FilterDef("from", "From", _parse_from),
     FilterDef("to", "To", _parse_to),
-    FilterDef("q", "Text", _parse_q),
+    FilterDef(TEXT_PARAM, "Text", _parse_q),
 )
 FILTER_PARAMS = tuple(f.param for f in FILTERS)
 
@@ -448,8 +455,3 @@ def direction(value: str | None) -> str:
     if value is None or value == "":
         return "next"
     return _choices("_dir", value, list(DIRECTIONS))
-
-
-# -- the choices the filter controls offer --------------------------------------------
-
-from audit_capture.viewer.options import FilterOptions, load_options  # noqa: E402,F401

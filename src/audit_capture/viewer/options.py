@@ -17,12 +17,17 @@ scans the log:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import psycopg
+from psycopg import sql
 
 from audit_capture.enums import ActionType, ActorType
-from audit_capture.viewer.filters import SOURCE_CHOICES, resource_plural, source_label
+from audit_capture.viewer.errors import translate_errors
+from audit_capture.viewer.filters import (
+    SOURCE_CHOICES,
+    FilterOptions,
+    resource_plural,
+    source_label,
+)
 
 MAX_ACTORS = 500
 RECENT_ROWS = 10_000
@@ -33,21 +38,6 @@ TABLE_CHANGE_TYPES = (
     ActionType.STATUS_CHANGE,
     ActionType.IMPORT,
 )
-
-
-@dataclass
-class FilterOptions:
-    """Choices for the filter controls, as (value, label) pairs.
-
-    ``actors`` holds (key as in the ``actor`` parameter, display name, actor_type),
-    e.g. ("id:7", "Alice Admin", "admin") or ("name:postgres", "postgres", "system").
-    """
-
-    action_types: list[tuple[str, str]]
-    actors: list[tuple[str, str, str]]
-    actor_types: list[tuple[str, str]]
-    sources: list[tuple[str, str]]
-    resources: list[tuple[str, str]]
 
 
 # distinct actor ids, one index probe each (action_log_actor_idx), newest row of each
@@ -105,16 +95,12 @@ select v from (
 
 
 def _seen(conn: psycopg.Connection, column: str) -> set[str]:
-    from psycopg import sql
-
     query = sql.SQL(SEEN_VALUES).format(column=sql.Identifier(column))
     return {row[0] for row in conn.execute(query, {"column": column, "recent": RECENT_ROWS})}
 
 
 def load_options(conn: psycopg.Connection) -> FilterOptions:
     """The choices of every filter control, read in a few bounded queries."""
-    from audit_capture.viewer.query import translate_errors
-
     with translate_errors(), conn.transaction():
         seen_types = _seen(conn, "action_type")
         action_types = [(t.value, t.label) for t in TABLE_CHANGE_TYPES]

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from audit_capture.enums import ActionType, ActorType, Source
-
-REDACTED = "[redacted]"
-DATABASE_SOURCE = "database"
+from audit_capture.viewer.counts import Count
+from audit_capture.viewer.filters import DATABASE_SOURCE
+from audit_capture.viewer.rows import REDACTED
 
 
 def _label(enum, value: str | None, default: str = "") -> str:
@@ -214,6 +214,26 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count:,} {one if count == 1 else (many or one + 's')}"
 
 
+def about(n: float) -> str:
+    """A rounded count for people: "about 1.2 million actions", "about 45,000 actions"."""
+    if n >= 1_000_000:
+        return f"about {n / 1_000_000:.1f} million actions".replace(".0 million", " million")
+    digits = len(str(int(n))) - 2
+    rounded = int(round(n, -digits)) if digits > 0 else int(n)
+    return f"about {rounded:,} actions"
+
+
+def count_text(count: Count) -> str:
+    """A page's count in words: "No actions", "12 actions" (exact), "about 1.2 million
+    actions" (the planner's estimate), "50+ actions" (at least), "Many actions"."""
+    if count.how == "estimate":
+        return about(count.value)
+    n = int(count.value)
+    if count.how == "at_least":
+        return f"{n:,}+ actions" if n else "Many actions"
+    return "No actions" if n == 0 else plural(n, "action")
+
+
 HELPERS = {
     "source_label": source_label,
     "source_key": source_key,
@@ -231,6 +251,7 @@ HELPERS = {
     "value_text": value_text,
     "pretty_json": pretty_json,
     "plural": plural,
+    "count_text": count_text,
     "user_text": user_text,
     "visible": visible,
     "isolated": isolated,

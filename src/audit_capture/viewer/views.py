@@ -16,17 +16,13 @@ from flask import Response, abort, render_template, request, url_for
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
-from audit_capture.viewer.config import current
-from audit_capture.viewer.filters import BadRequest, load_options, parse_filters
+from audit_capture.viewer.actions import change_rows, get_action, items_page
+from audit_capture.viewer.errors import BadRequest
+from audit_capture.viewer.export import export_csv, export_json
+from audit_capture.viewer.filters import parse_filters
+from audit_capture.viewer.options import load_options
+from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
-from audit_capture.viewer.query import (
-    change_rows,
-    export_csv,
-    export_json,
-    get_action,
-    items_page,
-    list_page,
-)
 
 ITEMS_PAGE_SIZE = 50
 MAX_BIGINT = 2**63 - 1
@@ -38,7 +34,7 @@ EXPORTS = {
 
 def actions():
     """``/``: the Single Actions page, or its export when ``_format`` is given."""
-    settings = current()
+    settings = db.current_settings()
     export_format = request.args.get("_format")
     if export_format is not None:
         return export(parse_filters(request.args, settings.zone), export_format)
@@ -93,7 +89,7 @@ def export(filters, export_format: str) -> Response:
     if export_format not in EXPORTS:
         raise BadRequest(f"_format is {export_format!r}; expected csv or json")
     produce, mimetype, extension = EXPORTS[export_format]
-    conn = db.connect(current())
+    conn = db.connect(db.current_settings())
     try:
         chunks = produce(conn, filters)
         # the first chunk runs the query: a bad or too broad filter fails here, as a page

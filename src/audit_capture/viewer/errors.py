@@ -1,0 +1,43 @@
+"""The viewer's errors: what every layer raises, and the one place a database error
+becomes one of them.
+
+* ``BadRequest``: a bad input from the URL (a 400 page saying what was wrong);
+* ``TooBroad``: a query cancelled by the connection's statement_timeout (a page asking
+  to narrow the filter);
+* ``translate_errors()``: the block inside which a statement_timeout cancellation
+  becomes ``TooBroad``.
+
+The bottom layer of the viewer: it imports nothing from the viewer, so any module may
+import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+
+
+class BadRequest(Exception):
+    """A bad input from the URL. ``str(exc)`` is one sentence for a person, naming the
+    bad value and what was expected: "source is 'webb'; expected one of web, api, ai,
+    mobile, database". The app shows it on a 400 page."""
+
+
+class TooBroad(Exception):
+    """A query hit the connection's statement_timeout. The app shows a 400 page."""
+
+    MESSAGE = "This filter took too long; narrow it (a date range or an actor) and try again."
+
+    def __init__(self, message: str = MESSAGE):
+        super().__init__(message)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a statement_timeout cancellation into TooBroad."""
+    try:
+        yield
+    except psycopg.errors.QueryCanceled as exc:
+        raise TooBroad() from exc

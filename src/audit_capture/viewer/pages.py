@@ -1,0 +1,160 @@
+"""Pages of the log: the Single Actions list, one keyset page at a time.
+
+Every read is shaped so that it stays fast at ten million actions (see the measurements
+in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
+
+* **Keyset pages, never OFFSET.** Rows come newest first (``rows.order_by``). A page is
+  "the ``size`` rows after this cursor" plus one more to learn whether another page
+  follows. A ``prev`` page runs the reversed order from its cursor and is flipped back.
+* **No full count** (``counts``).
+* **Text search is steered** (``text_search``).
+* **Rare combinations of low-cardinality filters are probed** (``kind_probe``). An actor
+  with a source (a busy admin + a source they never use) takes the page's ids from
+  action_log_actor_idx alone, which INCLUDEs source, and then those rows by id.
+* **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
+  a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
+
+``list_page`` takes an open psycopg connection and runs inside ``conn.transaction()``, so
+it works in autocommit mode and in a caller's transaction alike (a failure rolls back
+only its own savepoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import class_row
+
+from audit_capture.viewer import cursor as cursors
+from audit_capture.viewer.counts import Count, count_actions
+from audit_capture.viewer.errors import BadRequest, translate_errors
+from audit_capture.viewer.filters import (
+    ACTOR_PARAM,
+    DEFAULT_SIZE,
+    DIRECTIONS,
+    MAX_SIZE,
+    MIN_SIZE,
+    TEXT_PARAM,
+    Filters,
+)
+from audit_capture.viewer.kind_probe import KIND_PROBE_LIMIT, kind_probe, rare_rows
+from audit_capture.viewer.rows import (
+    LIST_COLUMNS,
+    LOG,
+    LogRow,
+    column_list,
+    keyset_condition,
+    order_by,
+    planned_rows,
+)
+from audit_capture.viewer.text_search import text_rows
+
+#: the filters action_log_actor_idx answers alone (its keys, and source INCLUDEd)
+ACTOR_SOURCE_PARAMS = (ACTOR_PARAM, "source", "from", "to")
+
+
+@dataclass
+class Page:
+    """One page of the log, newest first. Cursors are None where there is no page;
+    ``count``: how many actions the filter matches, as far as it was cheap to know."""
+
+    rows: list[LogRow]
+    next_cursor: str | None
+    prev_cursor: str | None
+    count: Count
+
+
+def fetch_rows(
+    conn: psycopg.Connection,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+    *,
+    probe: int | None = None,
+) -> list[LogRow]:
+    """Up to ``limit`` rows after ``position`` in ``direction`` order (see module doc).
+    ``probe``: ``kind_probe(conn, filters)``, when the caller has it already."""
+    keyset, keyset_params = keyset_condition(position, direction)
+    cur = conn.cursor(row_factory=class_row(LogRow))
+    actor = filters.get(ACTOR_PARAM)
+    if probe is None:
+        probe = kind_probe(conn, filters)
+    if probe is not None:  # low-cardinality filters, probed on action_log_kind_idx
+        if probe == 0:
+            return []
+        if probe <= KIND_PROBE_LIMIT:
+            # a rare combination: its few rows through action_log_kind_idx, then sorted
+            # (the time walk would pass nearly every row of the log to find them)
+            return rare_rows(conn, filters, position, direction, limit)
+        # common: the time walk below finds a page's rows within a few thousand entries
+    if (
+        actor is not None
+        and actor.value.startswith("id:")
+        and filters.get("source")
+        and all(a.param in ACTOR_SOURCE_PARAMS for a in filters.active)
+    ):
+        # an actor and a source: the page's ids from action_log_actor_idx alone (it
+        # INCLUDEs source: an index-only scan tests it without a heap fetch for each of
+        # the actor's rows, which a source they never use would take), then those rows
+        where, params = filters.where()
+        query = sql.SQL(
+            "select {cols} from {log} where id = any(array(select id from {log}"
+            " where {where} and {keyset} order by {order} limit {limit}))"
+            " order by {order}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            log=LOG,
+            where=where,
+            keyset=keyset,
+            order=order_by(direction),
+            limit=sql.Literal(limit),
+        )
+        return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+    if filters.get(TEXT_PARAM):
+        return text_rows(conn, cur, filters, position, direction, limit)
+    return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
+
+
+def list_page(
+    conn: psycopg.Connection,
+    filters: Filters,
+    cursor: str | None = None,
+    direction: str = "next",
+    size: int = DEFAULT_SIZE,
+) -> Page:
+    """The page of ``size`` rows after ``cursor`` (older rows for ``next``, newer for
+    ``prev``); the first page when ``cursor`` is None. BadRequest for a bad cursor,
+    direction or size; TooBroad when the statement_timeout cancels the query.
+
+    A ``prev`` page that reaches the newest row is the first page itself (full, with no
+    previous page), so going back always ends where the user started.
+    """
+    if direction not in DIRECTIONS:
+        raise BadRequest(f"_dir is {direction!r}; expected one of {', '.join(DIRECTIONS)}")
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise BadRequest(f"_size is {size!r}; expected a number from {MIN_SIZE} to {MAX_SIZE}")
+    position = cursors.decode(cursor) if cursor else None
+    if position is None:
+        direction = "next"
+    with translate_errors(), conn.transaction():
+        probe = kind_probe(conn, filters)
+        fetched = fetch_rows(conn, filters, position, direction, size + 1, probe=probe)
+        more = len(fetched) > size
+        rows = fetched[:size]
+        if direction == "prev":
+            if not more:
+                return list_page(conn, filters, None, "next", size)
+            rows.reverse()
+            next_cursor, prev_cursor = rows[-1].cursor, rows[0].cursor
+        else:
+            next_cursor = rows[-1].cursor if more and rows else None
+            prev_cursor = rows[0].cursor if position is not None and rows else None
+        if position is None and not more:
+            count = Count(len(rows), "exact")
+        else:
+            count = count_actions(conn, filters, seen=len(rows), probe=probe)
+    return Page(rows, next_cursor, prev_cursor, count)

@@ -1,0 +1,67 @@
+"""What the planner knows, and how a read steers it, without running the read.
+
+* ``estimate``: the planner's count of the rows a filter matches (EXPLAIN, no execution);
+* ``log_size``: its count of the log's rows (pg_class.reltuples, no scan);
+* ``planner_settings``: planner settings for the statements of a block only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+
+import psycopg
+from psycopg import sql
+
+from audit_capture.viewer.filters import Filters
+from audit_capture.viewer.rows import LOG
+
+
+def log_size(conn: psycopg.Connection) -> float:
+    """The planner's count of the log's rows (pg_class.reltuples: no scan)."""
+    return conn.execute(
+        "select greatest(reltuples, 1) from pg_catalog.pg_class"
+        " where oid = 'audit.action_log'::regclass"
+    ).fetchone()[0]
+
+
+def estimate(conn: psycopg.Connection, filters: Filters) -> float:
+    """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs)."""
+    where, params = filters.where()
+    query = sql.SQL("explain (format json) select 1 from {} where {}").format(LOG, where)
+    plan = conn.execute(query, params, prepare=False).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+@contextlib.contextmanager
+def planner_settings(conn: psycopg.Connection, **settings: str) -> Iterator[None]:
+    """Planner settings for the statements of the block only: set local, then put back
+    (a SET LOCAL would outlive the block in a caller's transaction)."""
+    names = list(settings)
+    previous = conn.execute(
+        sql.SQL("select {}").format(
+            sql.SQL(", ").join(
+                sql.SQL(
+                    "pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)"
+                ).format(sql.Literal(name), sql.Literal(name), sql.Literal(value))
+                for name, value in settings.items()
+            )
+        )
+    ).fetchone()[0::2]
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+            conn.execute(
+                sql.SQL("select {}").format(
+                    sql.SQL(", ").join(
+                        sql.SQL("pg_catalog.set_config({}, {}, true)").format(
+                            sql.Literal(name), sql.Literal(old)
+                        )
+                        for name, old in zip(names, previous)
+                    )
+                )
+            )

@@ -1,0 +1,304 @@
+"""Text search, steered: the newest page of matches without fetching every match.
+
+The full-text index finds every match at once, but the page wants only the newest 50,
+and fetching every match from the table to sort them is the cost (8,000 matches: 60 ms
+at 10M). So, by the planner's estimate of how deep the page's rows lie: within
+``TEXT_WINDOW`` rows of the top (a common word, or prefixes), a walk of the newest
+candidates tests a cheap sieve first (the lower-cased text holds each word:
+``filters.TEXT_LOWER``) and to_tsvector only on the rows that pass it; deeper, whole
+words are taken from the full-text index ANDed with a recent window of time (a second
+bitmap on the time index) that grows until it holds a page, and, when the matches are
+few, all of them in a MATERIALIZED CTE, sorted. Prefixes past the walk keep the planner's
+own plan (the index gathers every word a prefix starts before anything else: 150 ms and
+more for ``mar*`` at 10M).
+
+``text_rows`` is the entry point (``pages.fetch_rows`` calls it for a ``q`` filter).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from audit_capture.viewer.filters import TEXT_LOWER, TEXT_PARAM, Filters, text_match
+from audit_capture.viewer.planner import estimate, log_size
+from audit_capture.viewer.rows import (
+    LIST_COLUMNS,
+    LOG,
+    LogRow,
+    column_list,
+    keyset_condition,
+    order_by,
+    planned_rows,
+)
+
+TEXT_WINDOW = 40_000  # most rows of the (sieved) time walk tried before the full-text index
+TEXT_WINDOW_TRIES = 3  # time windows over the full-text index before all its matches
+TEXT_FEW_MATCHES = 3_000  # estimated matches few enough to fetch and sort them all (an
+# absent word is estimated at ~2,800 at 10M: the rarest common word's frequency, halved)
+TEXT_PROBE_WALK = 5_000  # the short walk tried before the full-text index (~4 ms at 10M)
+# a time window's bitmap costs ~0.15 µs a row, fetching one match ~5 µs: wider than this
+# many rows per match of the words, fetch all matches instead
+TEXT_WINDOW_ROWS_PER_MATCH = 30
+
+
+def split_text(filters: Filters) -> tuple[Filters, Filters]:
+    """(the filters without the text search, the text search alone)."""
+    rest = tuple(a for a in filters.active if a.param != TEXT_PARAM)
+    text = tuple(a for a in filters.active if a.param == TEXT_PARAM)
+    return Filters(rest), Filters(text)
+
+
+def _walk_window(words: float, limit: int, total: float) -> int:
+    """How many of the newest candidate rows to walk for a text search, or 0 to let the
+    full-text index answer.
+
+    The planner's estimate of the rows the words match (EXPLAIN over the GIN index's
+    statistics, no execution: ``words``), against the log's size ``total``, says how far down
+    the time index the page's rows should lie: ``limit * total / words``. When twice
+    that is within ``TEXT_WINDOW`` rows the (sieved) walk wins; beyond it the index does.
+    The window, a cap on the walk and not its cost, leaves room for a wrong estimate
+    (a prefix's often is). Deeper, a short walk of ``TEXT_PROBE_WALK`` rows still goes
+    first: the planner multiplies the words' frequencies as if they were independent,
+    and words that come together ("lawruler login": 167,000 matches at 10M, estimated
+    15,000) fill a page near the top. Not when the words are rare (the index answers
+    those at once).
+    """
+    expected = limit * total / max(words, 1.0)
+    # the sieved walk: ~0.75 µs a row at 10M (time index, heap, sieve), against ~20 ms
+    # for the full-text index to intersect two words of 3% each
+    if 2 * expected <= TEXT_WINDOW:
+        return int(min(4 * expected + limit, TEXT_WINDOW))
+    return 0 if words <= TEXT_FEW_MATCHES else TEXT_PROBE_WALK
+
+
+def _whole_words(text: Filters) -> Filters | None:
+    """The text search with its prefix terms left out ("mari* smith": "smith"), when it
+    holds both prefixes and whole words; None otherwise. Its rows are a superset of the
+    search's: every match of all the terms matches the whole words."""
+    (active,) = text.active
+    (value,) = active.params.values()
+    terms = value.split(" & ")  # as text_query() writes it: 'mari':* & 'smith'
+    words = [term for term in terms if not term.endswith(":*")]
+    if not words or len(words) == len(terms):
+        return None
+    # its own parameter name: the whole search is tested beside it (_text_windows)
+    return Filters(
+        (replace(active, condition=text_match("t_words"), params={"t_words": " & ".join(words)}),)
+    )
+
+
+def _has_prefix(text: Filters) -> bool:
+    """Whether the text search holds a prefix term (word*)."""
+    return any(":*" in str(value) for a in text.active for value in a.params.values())
+
+
+_LEXEME = re.compile(r"'([^']*)'(?::\*)?")
+
+
+def _sieve(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dict]:
+    """A cheap necessary condition of the text search for the walk: the lower-cased
+    text (``TEXT_LOWER``) holds every word of the query (LIKE '%word%'), tested before
+    the exact match so that to_tsvector runs on the few rows that pass.
+
+    Only when PostgreSQL's tsquery is exactly the words as ``text_query`` wrote them
+    (one lexeme per word, as typed); otherwise ``true`` (no sieve: the exact test
+    alone). One round trip, no table read."""
+    (value,) = text.active[0].params.values()
+    built = conn.execute(
+        "select pg_catalog.to_tsquery('simple', %s)::text", (value,), prepare=False
+    ).fetchone()[0]
+    if built != value:
+        return sql.SQL("true"), {}
+    patterns = [
+        "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for word in _LEXEME.findall(value)
+    ]
+    return sql.SQL("{} like all({})").format(TEXT_LOWER, sql.Placeholder("t_sieve")), {
+        "t_sieve": patterns
+    }
+
+
+def _text_test(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dict]:
+    """The text search as a test of rows already fetched (the walk's window, the time
+    windows' rows): the sieve first, to_tsvector only on the rows that pass it."""
+    (sieve, sieve_params), (match, match_params) = _sieve(conn, text), text.where()
+    return sql.SQL("{} and {}").format(sieve, match), {**sieve_params, **match_params}
+
+
+def _time_bound(
+    conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str, rows: int
+) -> datetime | None:
+    """A time about ``rows`` rows past the page's start in ``direction``: the
+    occurred_at of the row ``rows`` ids away (ids grow with time, so id distance is a
+    cheap measure of rows, read on the primary key). None when the log ends first.
+    Only a guess of the window's size: the window itself is a range of occurred_at,
+    so the page is exact whatever the ids say."""
+    if direction == "next":
+        query = sql.SQL(
+            "select occurred_at from {log} where id <= coalesce({anchor},"
+            " (select max(id) from {log})) - {rows} order by id desc limit 1"
+        )
+    else:
+        query = sql.SQL(
+            "select occurred_at from {log} where id >= coalesce({anchor},"
+            " (select max(id) from {log})) + {rows} order by id limit 1"
+        )
+    found = conn.execute(
+        query.format(log=LOG, anchor=sql.Placeholder("anchor"), rows=sql.Placeholder("rows")),
+        {"anchor": position[1] if position else None, "rows": rows},
+        prepare=False,
+    ).fetchone()
+    return found[0] if found else None
+
+
+def _text_windows(
+    conn: psycopg.Connection,
+    cur: psycopg.Cursor,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+    total: float,
+    words: float,
+    recheck: Filters | None = None,
+) -> list[LogRow]:
+    """Up to ``limit`` rows of a text search (whole words) from the full-text index,
+    ANDed with a recent window of time that grows until it holds a page.
+
+    The index finds every match of the words at once, but fetching every match from
+    the table to sort them by time is the cost (8,000 rows: 60 ms at 10M). A window
+    ``occurred_at >= T`` (the time index as a second bitmap, ANDed with the words'
+    bitmap) fetches only the matches of the window. T comes from ``_time_bound``: the
+    window starts at twice the rows the page should span (the planner's estimate of all
+    the filters' matches), and a window that holds too few grows by the density it
+    found. Exact: a match outside the window is older than T, and every row of the
+    window is T or newer. When the words alone match few rows (``words``, the
+    estimate, at most ``TEXT_FEW_MATCHES``), when a window holds none, or at the
+    ``TEXT_WINDOW_TRIES``th try, the whole index answers (a MATERIALIZED CTE: left
+    alone, the planner walks the time index and runs to_tsvector on every row it
+    passes: 400 ms for a word pair in 0.09% of 10M).
+
+    ``recheck``: the whole filters, when ``filters`` search only part of the text (the
+    whole words of "mari* smith"): the index and the windows work on ``filters``, and
+    ``recheck``'s text search is tested on the rows they bring (its sieve first), sizing
+    the windows by its estimate. At 10M, "mari* smith" then takes ~85 ms, most of it the
+    index gathering the 281,000 rows of "smith" (a bitmap of every word "mari" starts
+    took 185 ms), and "mar* zzz" 2 ms instead of 67.
+    """
+    where, params = filters.where()
+    keyset, keyset_params = keyset_condition(position, direction)
+    outer, outer_params = (
+        _text_test(conn, split_text(recheck)[1]) if recheck is not None else (sql.SQL("true"), {})
+    )
+    size: float | None = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
+    if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
+        # few matches of the words (each one fetched from the table before any other
+        # filter can be tested), or a window so wide that its bitmap would cost more
+        # than fetching them all (the other filters leave few): all of them
+        size = None
+    for tries in itertools.count(1):
+        bound = None if size is None else _time_bound(conn, position, direction, int(size))
+        window = (
+            sql.SQL("true")
+            if bound is None
+            else sql.SQL(
+                "occurred_at >= {}" if direction == "next" else "occurred_at <= {}"
+            ).format(sql.Placeholder("w_at"))
+        )
+        query = sql.SQL(
+            "with hits as materialized (select {cols} from {log}"
+            " where {where} and {keyset} and {window})"
+            " select {cols} from hits where {outer} order by {order} limit {limit}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            log=LOG,
+            where=where,
+            keyset=keyset,
+            window=window,
+            outer=outer,
+            order=order_by(direction),
+            limit=sql.Literal(limit),
+        )
+        rows = cur.execute(
+            query, {**params, **keyset_params, **outer_params, "w_at": bound}, prepare=False
+        ).fetchall()
+        if bound is None or len(rows) >= limit:
+            return rows
+        # too few in the window: grow it by the density found; none found (rarer near
+        # the top than the estimate said) or the last try: the whole index
+        if not rows or tries + 1 >= TEXT_WINDOW_TRIES:
+            size = None
+        else:
+            size *= max(2.0, 2.0 * limit / len(rows))
+    raise AssertionError("unreachable")
+
+
+def text_rows(
+    conn: psycopg.Connection,
+    cur: psycopg.Cursor,
+    filters: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+) -> list[LogRow]:
+    """``fetch_rows`` for a text search: the sieved walk when the page's rows should lie
+    near the top, else the full-text index (in time windows for whole words)."""
+    keyset, keyset_params = keyset_condition(position, direction)
+    rest, text = split_text(filters)
+    total = log_size(conn)
+    words = estimate(conn, text)
+    window = _walk_window(words, limit, total)
+    if window:
+        # a common word: walk the newest candidates (time or composite index) through a
+        # bounded window; on those rows, the sieve first, then the words themselves
+        rest_where, rest_params = rest.where()
+        test, test_params = _text_test(conn, text)
+        query = sql.SQL(
+            "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
+            " order by {order} limit {window}) w"
+            " where {test} order by {order} limit {limit}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            log=LOG,
+            rest=rest_where,
+            keyset=keyset,
+            order=order_by(direction),
+            window=sql.Literal(window),
+            test=test,
+            limit=sql.Literal(limit),
+        )
+        rows = cur.execute(
+            query, {**rest_params, **test_params, **keyset_params}, prepare=False
+        ).fetchall()
+        if len(rows) >= limit:
+            return rows
+        # the window held too few (chance, or the other filters thin the candidates)
+    if not _has_prefix(text):
+        return _text_windows(conn, cur, filters, position, direction, limit, total, words)
+    whole = _whole_words(text)
+    if whole is not None:
+        # prefixes beside whole words ("mari* smith"): the index gathers the whole
+        # words alone, in time windows, and the prefixes are tested on their rows
+        narrowed = Filters(rest.active + whole.active)
+        return _text_windows(
+            conn,
+            cur,
+            narrowed,
+            position,
+            direction,
+            limit,
+            total,
+            estimate(conn, whole),
+            recheck=filters,
+        )
+    # prefixes only, with few matches near the top: the planner's own plan. The
+    # full-text index gathers every word a prefix starts into a bitmap before anything
+    # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
+    # gathering every match (over 5 s for "mar* smi*") are better
+    return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
