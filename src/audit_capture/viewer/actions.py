@@ -146,7 +146,8 @@ def items_page(
         if items:
             columns = _label_columns(conn)
             for item in items:
-                item.label = item_label(item, columns.get(item.resource_type))
+                column = columns.get(item.resource_type) if item.resource_type is not None else None
+                item.label = item_label(item, column)
     more = len(items) > size
     return ItemsPage(
         items[:size], after + size if more else None, max(after - size, 0) if after > 0 else None

@@ -24,6 +24,7 @@ from flask import (
     url_for,
 )
 from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from audit_capture.resources import viewer_dir
 from audit_capture.viewer import csrf, security
@@ -76,7 +77,7 @@ def is_signed_in() -> bool:
     return signed_in_user() is not None
 
 
-def to_sign_in() -> Response:
+def to_sign_in() -> WerkzeugResponse:
     """The viewer blueprint's ``unauthorized`` hook: off to the sign-in page, then back."""
     return redirect(url_for("audit_viewer_auth.sign_in", next=request.full_path.rstrip("?")))
 
@@ -122,7 +123,10 @@ def sign_in():
             render_template(
                 "audit_viewer/sign_in.html",
                 next_url=next_url,
-                error=f"Too many failed sign-ins. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+                error=(
+                    f"Too many failed sign-ins. Try again in {minutes} "
+                    f"minute{'s' if minutes > 1 else ''}."
+                ),
             ),
             status=429,
         )

@@ -12,19 +12,20 @@
     )
 
 ``authorize`` is called before every viewer request (pages and exports; not the
-package's own CSS and script) and decides who may see the log: False answers ``unauthorized()`` (by default
-a 403 page). Without an ``authorize`` hook nobody is let in: a host says who may read
-its log. The viewer connects with ``database_url`` (a role granted ``audit_reader``), in
-a read-only session with a statement timeout.
+package's own CSS and script) and decides who may see the log: False answers
+``unauthorized()`` (by default a 403 page). Without an ``authorize`` hook nobody is let
+in: a host says who may read its log. The viewer connects with ``database_url`` (a role
+granted ``audit_reader``), in a read-only session with a statement timeout.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from flask import Blueprint, Response, abort, g, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from audit_capture.database import DatabaseUnavailable
@@ -65,7 +66,7 @@ def make_blueprint(
         statement_timeout_ms=config.statement_timeout(statement_timeout_ms),
         connect=connect,
     )
-    settings.zone  # an unknown zone fails here, at setup
+    config.zone(settings.timezone)  # an unknown zone fails here, at setup
     deny_response = unauthorized or deny
 
     bp = Blueprint(
@@ -167,7 +168,5 @@ def register_error_pages(bp: Blueprint) -> None:
         return error_page(exc.code, exc.name, exc.description or exc.name)
 
 
-def bp_logger():
-    from flask import current_app
-
+def bp_logger() -> logging.Logger:
     return current_app.logger

@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # settings read from the environment, and how to read each
-ENV_SETTINGS = {
+ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
     "SECRET_KEY": str,
     "USERS": json.loads,
     "TIMEZONE": str,

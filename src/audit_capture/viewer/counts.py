@@ -17,7 +17,7 @@ from psycopg import sql
 from audit_capture.viewer.filters import Filters
 from audit_capture.viewer.kind_probe import KIND_PARAMS, KIND_PROBE_LIMIT, kind_probe
 from audit_capture.viewer.planner import estimate
-from audit_capture.viewer.rows import LOG
+from audit_capture.viewer.rows import LOG, one_row
 
 EXACT_COUNT_LIMIT = 1_000  # the most rows an exact count probe counts
 COUNT_PROBE_MS = 20  # the most an exact count may cost
@@ -73,8 +73,8 @@ def count_actions(
     )
     try:
         with conn.transaction():
-            previous = conn.execute(PROBE_TIMEOUT, {"cap": f"{COUNT_PROBE_MS}ms"}).fetchone()[0]
-            counted = conn.execute(capped, params, prepare=False).fetchone()[0]
+            previous = one_row(conn.execute(PROBE_TIMEOUT, {"cap": f"{COUNT_PROBE_MS}ms"}))[0]
+            counted = one_row(conn.execute(capped, params, prepare=False))[0]
             conn.execute("select set_config('statement_timeout', %s, true)", (previous,))
     except psycopg.errors.QueryCanceled:
         return Count(seen, "at_least")

@@ -53,7 +53,8 @@ def log_access_problem(conn: psycopg.Connection) -> str | None:
             "the audit schema is not installed in this database (run audit-capture migrate upgrade)"
         )
     except psycopg.errors.InsufficientPrivilege:
-        return f"role {conn.info.user!r} cannot read audit.action_log: grant audit_reader to {conn.info.user}"
+        user = conn.info.user
+        return f"role {user!r} cannot read audit.action_log: grant audit_reader to {user}"
     finally:
         conn.rollback()
     return None

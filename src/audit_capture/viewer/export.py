@@ -27,7 +27,7 @@ transaction only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import psycopg
 from psycopg import sql
@@ -113,7 +113,7 @@ def _csv_value(column: str) -> sql.Composable:
     return safe
 
 
-def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composable, dict]:
+def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composed, dict]:
     where, params = filters.where()
     return sql.SQL("select {} from {} where {} {}").format(values, LOG, where, ORDER), params
 
@@ -125,7 +125,7 @@ def _set_timeout(conn: psycopg.Connection, statement_timeout: int | None) -> Non
         )
 
 
-def _gather(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _gather(chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
     buffer = bytearray()
     for chunk in chunks:
         buffer += chunk
@@ -138,7 +138,7 @@ def _gather(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def export_csv(
     conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The rows of ``filters`` as CSV with a header line, in chunks of bytes.
 
     Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
@@ -148,7 +148,7 @@ def export_csv(
     )
     where, params = filters.where()
 
-    def batch(after: tuple[str, int] | None) -> tuple[sql.Composable, dict]:
+    def batch(after: tuple[str, int] | None) -> tuple[sql.Composed, dict]:
         condition = where
         batch_params = dict(params)
         if after is not None:  # the rows after the last one sent, along the index
@@ -193,7 +193,7 @@ def export_csv(
 
 
 def _fetch(
-    conn: psycopg.Connection, select: sql.Composable, params: dict, statement_timeout: int | None
+    conn: psycopg.Connection, select: sql.Composed, params: dict, statement_timeout: int | None
 ) -> Iterator[list[tuple]]:
     """The rows of ``select``, ``ITERSIZE`` at a time, through a server-side cursor in a
     transaction of its own."""
@@ -207,7 +207,7 @@ def _fetch(
 
 def export_json(
     conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The rows of ``filters`` as one JSON array of objects (keys EXPORT_COLUMNS), in
     chunks of bytes; read through a server-side cursor, so memory stays flat."""
     pairs = sql.SQL(", ").join(

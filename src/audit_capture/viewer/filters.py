@@ -46,7 +46,6 @@ from psycopg import sql
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer.errors import BadRequest
 
-
 # -- the text search document ----------------------------------------------------------
 
 #: The searched text of one action, exactly as the full-text index of

@@ -26,6 +26,7 @@ from audit_capture.viewer.rows import (
     LogRow,
     column_list,
     keyset_condition,
+    one_row,
     order_by,
 )
 
@@ -91,7 +92,7 @@ def _kind_probe(conn: psycopg.Connection, filters: Filters, branches: list[sql.C
         sql.Literal(KIND_PROBE_LIMIT + 1),
     )
     with planner_settings(conn, enable_seqscan="off", enable_bitmapscan="off", jit="off"):
-        return conn.execute(probe, params, prepare=False).fetchone()[0]
+        return one_row(conn.execute(probe, params, prepare=False))[0]
 
 
 def _probed(filters: Filters) -> list[sql.Composable]:

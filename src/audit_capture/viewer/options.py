@@ -114,7 +114,7 @@ def load_options(conn: psycopg.Connection) -> FilterOptions:
         actors += [tuple(r) for r in conn.execute(ACTORS_BY_NAME, {"max": MAX_ACTORS})]
         actors.sort(key=lambda a: (a[1].casefold(), a[0]))
 
-        registry = dict(
+        registry: dict[str, str] = dict(
             conn.execute(
                 "select resource_type, min(label_plural) from audit.tracked_table group by 1"
             ).fetchall()

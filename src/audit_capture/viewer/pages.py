@@ -145,6 +145,8 @@ def list_page(
         fetched = fetch_rows(conn, filters, position, direction, size + 1, probe=probe)
         more = len(fetched) > size
         rows = fetched[:size]
+        next_cursor: str | None
+        prev_cursor: str | None
         if direction == "prev":
             if not more:
                 return list_page(conn, filters, None, "next", size)

@@ -15,22 +15,24 @@ import psycopg
 from psycopg import sql
 
 from audit_capture.viewer.filters import Filters
-from audit_capture.viewer.rows import LOG
+from audit_capture.viewer.rows import LOG, one_row
 
 
 def log_size(conn: psycopg.Connection) -> float:
     """The planner's count of the log's rows (pg_class.reltuples: no scan)."""
-    return conn.execute(
-        "select greatest(reltuples, 1) from pg_catalog.pg_class"
-        " where oid = 'audit.action_log'::regclass"
-    ).fetchone()[0]
+    return one_row(
+        conn.execute(
+            "select greatest(reltuples, 1) from pg_catalog.pg_class"
+            " where oid = 'audit.action_log'::regclass"
+        )
+    )[0]
 
 
 def estimate(conn: psycopg.Connection, filters: Filters) -> float:
     """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs)."""
     where, params = filters.where()
     query = sql.SQL("explain (format json) select 1 from {} where {}").format(LOG, where)
-    plan = conn.execute(query, params, prepare=False).fetchone()[0]
+    plan = one_row(conn.execute(query, params, prepare=False))[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
     return float(plan[0]["Plan"]["Plan Rows"])
@@ -41,16 +43,18 @@ def planner_settings(conn: psycopg.Connection, **settings: str) -> Iterator[None
     """Planner settings for the statements of the block only: set local, then put back
     (a SET LOCAL would outlive the block in a caller's transaction)."""
     names = list(settings)
-    previous = conn.execute(
-        sql.SQL("select {}").format(
-            sql.SQL(", ").join(
-                sql.SQL(
-                    "pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)"
-                ).format(sql.Literal(name), sql.Literal(name), sql.Literal(value))
-                for name, value in settings.items()
+    previous = one_row(
+        conn.execute(
+            sql.SQL("select {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL(
+                        "pg_catalog.current_setting({}), pg_catalog.set_config({}, {}, true)"
+                    ).format(sql.Literal(name), sql.Literal(name), sql.Literal(value))
+                    for name, value in settings.items()
+                )
             )
         )
-    ).fetchone()[0::2]
+    )[0::2]
     try:
         yield
     finally:
@@ -61,7 +65,7 @@ def planner_settings(conn: psycopg.Connection, **settings: str) -> Iterator[None
                         sql.SQL("pg_catalog.set_config({}, {}, true)").format(
                             sql.Literal(name), sql.Literal(old)
                         )
-                        for name, old in zip(names, previous)
+                        for name, old in zip(names, previous, strict=True)
                     )
                 )
             )

@@ -42,7 +42,9 @@ def source_label(source: str | None) -> str:
 
 def source_key(source: str | None) -> str:
     """A CSS-safe key for the source badge."""
-    return source if source in Source.__members__.values() else DATABASE_SOURCE
+    return (
+        source if source is not None and source in Source.__members__.values() else DATABASE_SOURCE
+    )
 
 
 def actor_type_label(actor_type: str | None) -> str:
@@ -50,7 +52,11 @@ def actor_type_label(actor_type: str | None) -> str:
 
 
 def actor_type_key(actor_type: str | None) -> str:
-    return actor_type if actor_type in ActorType.__members__.values() else "unknown"
+    return (
+        actor_type
+        if actor_type is not None and actor_type in ActorType.__members__.values()
+        else "unknown"
+    )
 
 
 def action_type_label(action_type: str | None) -> str:
@@ -58,7 +64,11 @@ def action_type_label(action_type: str | None) -> str:
 
 
 def action_type_key(action_type: str | None) -> str:
-    return action_type if action_type in ActionType.__members__.values() else "other"
+    return (
+        action_type
+        if action_type is not None and action_type in ActionType.__members__.values()
+        else "other"
+    )
 
 
 def resource_type_label(resource_type: str | None) -> str:

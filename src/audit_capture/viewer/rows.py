@@ -67,6 +67,15 @@ LIST_COLUMNS = tuple(f.name for f in fields(LogRow))
 ACTION_COLUMNS = tuple(f.name for f in fields(Action))
 
 
+def one_row(cur: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The one row of a statement that always returns one (an aggregate, a select of
+    values, EXPLAIN)."""
+    row = cur.fetchone()
+    if row is None:  # cannot happen: named rather than a TypeError on None
+        raise psycopg.InterfaceError("the statement returned no row")
+    return tuple(row)
+
+
 def column_list(names: tuple[str, ...]) -> sql.Composable:
     """The columns ``names``, quoted, comma-separated."""
     return sql.SQL(", ").join(map(sql.Identifier, names))
@@ -92,7 +101,7 @@ def keyset_condition(
 
 
 def planned_rows(
-    cur: psycopg.Cursor,
+    cur: psycopg.Cursor[LogRow],
     filters: Filters,
     keyset: sql.Composable,
     keyset_params: dict,

@@ -33,6 +33,7 @@ from audit_capture.viewer.rows import (
     LogRow,
     column_list,
     keyset_condition,
+    one_row,
     order_by,
     planned_rows,
 )
@@ -82,8 +83,7 @@ def _whole_words(text: Filters) -> Filters | None:
     holds both prefixes and whole words; None otherwise. Its rows are a superset of the
     search's: every match of all the terms matches the whole words."""
     (active,) = text.active
-    (value,) = active.params.values()
-    terms = value.split(" & ")  # as text_query() writes it: 'mari':* & 'smith'
+    terms = _tsquery(text).split(" & ")  # as text_query() writes it: 'mari':* & 'smith'
     words = [term for term in terms if not term.endswith(":*")]
     if not words or len(words) == len(terms):
         return None
@@ -91,6 +91,13 @@ def _whole_words(text: Filters) -> Filters | None:
     return Filters(
         (replace(active, condition=text_match("t_words"), params={"t_words": " & ".join(words)}),)
     )
+
+
+def _tsquery(text: Filters) -> str:
+    """The tsquery of the text search alone (``text_query``'s, the q filter's one
+    parameter)."""
+    (value,) = text.active[0].params.values()
+    return str(value)
 
 
 def _has_prefix(text: Filters) -> bool:
@@ -109,10 +116,10 @@ def _sieve(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable, dic
     Only when PostgreSQL's tsquery is exactly the words as ``text_query`` wrote them
     (one lexeme per word, as typed); otherwise ``true`` (no sieve: the exact test
     alone). One round trip, no table read."""
-    (value,) = text.active[0].params.values()
-    built = conn.execute(
-        "select pg_catalog.to_tsquery('simple', %s)::text", (value,), prepare=False
-    ).fetchone()[0]
+    value = _tsquery(text)
+    built = one_row(
+        conn.execute("select pg_catalog.to_tsquery('simple', %s)::text", (value,), prepare=False)
+    )[0]
     if built != value:
         return sql.SQL("true"), {}
     patterns = [
@@ -159,7 +166,7 @@ def _time_bound(
 
 def _text_windows(
     conn: psycopg.Connection,
-    cur: psycopg.Cursor,
+    cur: psycopg.Cursor[LogRow],
     filters: Filters,
     position: tuple[datetime, int] | None,
     direction: str,
@@ -196,8 +203,9 @@ def _text_windows(
     outer, outer_params = (
         _text_test(conn, split_text(recheck)[1]) if recheck is not None else (sql.SQL("true"), {})
     )
-    size: float | None = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
-    if words <= TEXT_FEW_MATCHES or size > TEXT_WINDOW_ROWS_PER_MATCH * words:
+    first_size = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
+    size: float | None = first_size
+    if words <= TEXT_FEW_MATCHES or first_size > TEXT_WINDOW_ROWS_PER_MATCH * words:
         # few matches of the words (each one fetched from the table before any other
         # filter can be tested), or a window so wide that its bitmap would cost more
         # than fetching them all (the other filters leave few): all of them
@@ -232,7 +240,7 @@ def _text_windows(
             return rows
         # too few in the window: grow it by the density found; none found (rarer near
         # the top than the estimate said) or the last try: the whole index
-        if not rows or tries + 1 >= TEXT_WINDOW_TRIES:
+        if size is None or not rows or tries + 1 >= TEXT_WINDOW_TRIES:
             size = None
         else:
             size *= max(2.0, 2.0 * limit / len(rows))
@@ -241,7 +249,7 @@ def _text_windows(
 
 def text_rows(
     conn: psycopg.Connection,
-    cur: psycopg.Cursor,
+    cur: psycopg.Cursor[LogRow],
     filters: Filters,
     position: tuple[datetime, int] | None,
     direction: str,

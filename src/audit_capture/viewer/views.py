@@ -8,8 +8,9 @@ export is the same URL plus ``_format=csv`` or ``_format=json``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from flask import Response, abort, render_template, request, url_for
@@ -19,7 +20,7 @@ from audit_capture.viewer import filters as filter_args
 from audit_capture.viewer.actions import change_rows, get_action, items_page
 from audit_capture.viewer.errors import BadRequest
 from audit_capture.viewer.export import export_csv, export_json
-from audit_capture.viewer.filters import parse_filters
+from audit_capture.viewer.filters import Filters, parse_filters
 from audit_capture.viewer.options import load_options
 from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
@@ -61,21 +62,25 @@ def actions():
         selected={f.param: f.value for f in filters.active},
         size=size,
         default_size=settings.page_size,
-        next_url=page.next_cursor
-        and url_for(".actions", **base, _cursor=page.next_cursor, _dir="next"),
-        prev_url=page.prev_cursor
-        and url_for(".actions", **base, _cursor=page.prev_cursor, _dir="prev"),
-        first_url=url_for(".actions", **base) if cursor else None,
-        clear_urls={
-            f.param: url_for(".actions", **filters.without(f.param)) for f in filters.active
-        },
+        next_url=page.next_cursor and list_url(base, _cursor=page.next_cursor, _dir="next"),
+        prev_url=page.prev_cursor and list_url(base, _cursor=page.prev_cursor, _dir="prev"),
+        first_url=list_url(base) if cursor else None,
+        clear_urls={f.param: list_url(filters.without(f.param)) for f in filters.active},
         clear_all_url=url_for(".actions"),
-        csv_url=url_for(".actions", **filters.query_args(), _format="csv"),
-        json_url=url_for(".actions", **filters.query_args(), _format="json"),
+        csv_url=list_url(filters.query_args(), _format="csv"),
+        json_url=list_url(filters.query_args(), _format="json"),
     )
 
 
-def export(filters, export_format: str) -> Response:
+def list_url(args: Mapping[str, str], **page_args: str) -> str:
+    """The list's URL with the query parameters ``args`` and ``page_args``."""
+    # url_for's own keyword arguments (_external: a bool...) are typed, the URL's values
+    # are not: a dict[str, Any] is what it takes
+    values: dict[str, Any] = {**args, **page_args}
+    return url_for(".actions", **values)
+
+
+def export(filters: Filters, export_format: str) -> Response:
     """The current filter's rows as a streamed CSV or JSON download.
 
     The stream has its own connection, not the request's: the request's is closed by the
@@ -109,7 +114,9 @@ def export(filters, export_format: str) -> Response:
     return response
 
 
-def _stream(conn: psycopg.Connection, first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _stream(
+    conn: psycopg.Connection, first: bytes, rest: Generator[bytes, None, None]
+) -> Iterator[bytes]:
     """``first`` then ``rest``; whatever ends it (the last row, an error, the server closing
     the response), the export's transaction is ended and its connection closed."""
     try:
