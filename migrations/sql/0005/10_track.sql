@@ -202,15 +202,9 @@ $$;
 comment on function audit.make_capture_triggers(regclass, regproc) is
   'Internal: (re)creates the INSERT, UPDATE and DELETE statement triggers of a tracked table, calling the given capture function.';
 
--- A table restored by pg_dump into another database has a new oid, but its triggers
--- still call the generated function named for its old one, restored with them: ALTER
--- TABLE would write audit.capture_<new oid>() and leave the triggers on the stale
--- copy, whose column list no longer matches (an UPDATE after a dropped column failed).
--- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
--- at the function named for the table's oid and drops the stale one once unused.
--- Runs as the caller: recreating triggers takes the table owner's rights.
 -- The generated capture function a table's triggers call when it was written for
--- another oid (the table restored from a dump); null when there is none.
+-- another oid (the table restored from a dump: see audit.adopt_capture_function());
+-- null when there is none.
 create or replace function audit.restored_capture_function(target regclass) returns oid
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -224,6 +218,13 @@ $$;
 comment on function audit.restored_capture_function(regclass) is
   'Internal: the capture function, written for another oid, that a restored table''s triggers still call; null when none.';
 
+-- A table restored by pg_dump into another database has a new oid, but its triggers
+-- still call the generated function named for its old one, restored with them: ALTER
+-- TABLE would write audit.capture_<new oid>() and leave the triggers on the stale
+-- copy, whose column list no longer matches (an UPDATE after a dropped column failed).
+-- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
+-- at the function named for the table's oid and drops the stale one once unused.
+-- Runs as the caller: recreating triggers takes the table owner's rights.
 create or replace function audit.adopt_capture_function(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -238,9 +239,10 @@ begin
   perform audit.make_capture_triggers(target, own::regproc);
   perform audit.stamp_triggers(target);
   if not exists (select from pg_trigger where tgfoid = stale) then
-    -- drop_generated_capture() names the function by the oid it was written for
+    -- drop_generated_capture() names the function by the oid it was written for: the
+    -- digits after 'capture_'
     perform audit.drop_generated_capture(
-      substr((select proname from pg_proc where oid = stale), 9)::oid::regclass);
+      substr((select proname from pg_proc where oid = stale), length('capture_') + 1)::oid::regclass);
   end if;
 end
 $$;
@@ -383,6 +385,8 @@ begin
      or not exists (select from audit.capture_gaps(target)) then
     return;
   end if;
+  -- (audit.make_capture_triggers()'s three, written again: that one takes any function
+  -- and is audit_admin's only, see 12_privileges.sql)
   execute format('create or replace trigger audit_capture_insert after insert on %s
                     referencing new table as audit_new_rows
                     for each statement execute function audit.capture()', target);
