@@ -294,16 +294,34 @@ def _parse_labels(labels_json: str | None):
 
 @cli.command("status")
 @database_url_option
+@click.option(
+    "--show-sql",
+    "show_sql",
+    metavar="TABLE",
+    help="Print the SQL that captures TABLE as the database holds it (its audit triggers, "
+    "those of its partitions and children, the functions they call) instead.",
+)
 @click.pass_context
-def status(ctx) -> None:
+def status(ctx, show_sql: str | None) -> None:
     """Compare the database with this version: migration, functions, triggers.
 
     Exits with 1 when anything is outdated, modified, disabled or missing, or when a
     tracked table, a partition or an inheritance child of one lacks an audit trigger
     (renamed, replaced, dropped, switched off).
-    """
-    from audit_capture.status import read_status
 
+    With --show-sql TABLE, prints the SQL that captures TABLE instead, to read or diff;
+    exits with 1 when TABLE does not exist or is not tracked.
+    """
+    from audit_capture.status import NotCaptured, capture_sql, printable, read_status
+
+    if show_sql is not None:
+        with database.connect(database_url(ctx), autocommit=True) as conn:
+            try:
+                text = capture_sql(conn, show_sql)
+            except NotCaptured as exc:
+                raise click.ClickException(str(exc)) from None
+        click.echo(printable(text), nl=False)
+        return
     with database.connect(database_url(ctx), autocommit=True) as conn:
         result = read_status(conn)
     _print_status(result)

@@ -15,6 +15,9 @@ Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
   calling the right function, defined as ``audit.track()`` makes it). Any gap makes the
   table ``not captured``, never ok: a trigger renamed, replaced or dropped behind the
   event triggers' back (an install without them), a partition created since.
+
+``capture_sql(conn, table)`` is the SQL behind a tracked table's capture, as the database
+holds it (``audit.capture_sql(regclass)``): ``audit-capture status --show-sql TABLE``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from audit_capture import migrate
+from audit_capture.errors import AuditCaptureError
 
 STAMP = re.compile(r"audit_capture sha256:([0-9a-f]{64})\s*$")
 
@@ -285,3 +289,50 @@ def _table_statuses(conn: psycopg.Connection):
             triggers=tuple(statuses),
             gaps=tuple(gaps.get(oid, ())),
         )
+
+
+class NotCaptured(AuditCaptureError, LookupError):
+    """``capture_sql`` was asked about a table that does not exist or is not tracked (nor
+    a partition or inheritance child of a tracked table); the message names it."""
+
+
+# Characters a terminal would act on rather than show (escape sequences, a carriage
+# return that overwrites the line, bidirectional overrides that reorder it), such as a
+# table's owner may put in its names: shown as ⟨U+001B⟩. Line breaks and tabs stay.
+_HIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, keep_lines: bool = True) -> str:
+    """``text`` with the characters a terminal would act on marked ``⟨U+XXXX⟩`` (line
+    breaks too, unless ``keep_lines``)."""
+    pattern = _HIDDEN if keep_lines else re.compile(f"[\n\t]|{_HIDDEN.pattern}")
+    return pattern.sub(lambda m: f"\u27e8U+{ord(m.group()):04X}\u27e9", text)
+
+
+def capture_sql(conn: psycopg.Connection, table: str) -> str:
+    """The SQL that captures ``table`` (a name as SQL writes it: ``clients``,
+    ``crm."Clients"``), as the database holds it: the definitions of its audit triggers
+    and those of its partitions and inheritance children, of the functions they call,
+    and in the generic mode the queries ``audit.capture()`` writes out. Raises
+    NotCaptured for an unknown or untracked table."""
+    shown = printable(repr(table), keep_lines=False)
+    if not _schema_exists(conn) or not _has_function(conn, "audit.capture_sql(regclass)"):
+        raise NotCaptured(
+            "this database has no audit.capture_sql(): install or upgrade the audit schema "
+            "(audit-capture migrate upgrade)"
+        )
+    found = conn.execute(
+        "select c.oid, audit.tracked_root(c.oid) is not null from pg_catalog.pg_class c"
+        " where c.oid = pg_catalog.to_regclass(%s)",
+        (table,),
+    ).fetchone()
+    if found is None:
+        raise NotCaptured(f"no table {shown} in this database (name it as SQL does: crm.clients)")
+    oid, tracked = found
+    if not tracked:
+        raise NotCaptured(
+            f"{shown} is not tracked, nor a partition or inheritance child of a tracked table "
+            "(audit-capture status lists the tracked tables)"
+        )
+    (text,) = conn.execute("select audit.capture_sql(%s::oid::regclass)", (oid,)).fetchall()[0]
+    return text
