@@ -4,14 +4,14 @@ Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 
-This revision installs the SQL frozen in migrations/sql/${up_revision}/ (run
-scripts/freeze-sql after creating it), so it keeps meaning the same thing when
-triggers/*.sql changes later. Downgrade restores the previous revision's SQL.
+Its SQL: the state files it adds or changes in migrations/sql/${up_revision}/ (written by
+scripts/freeze-sql), and migrations/upgrade/${up_revision}.sql and
+migrations/downgrade/${up_revision}.sql when it needs them (migrations/README.md).
 """
 
 from __future__ import annotations
 
-from audit_capture.sqlfiles import apply_frozen_sql
+from audit_capture import sqlfiles
 
 ${imports if imports else ""}
 # revision identifiers, used by Alembic.
@@ -22,8 +22,8 @@ depends_on = ${repr(depends_on)}
 
 
 def upgrade() -> None:
-    apply_frozen_sql(revision)
+    sqlfiles.upgrade(revision)
 
 
 def downgrade() -> None:
-    apply_frozen_sql(down_revision)
+    sqlfiles.downgrade(revision)

@@ -534,41 +534,6 @@ def test_status_names_a_trigger_a_superuser_renamed(db_url, conn):
     assert "status: NOT OK" in result.output
 
 
-def test_0005_gives_partitions_tracked_before_it_their_triggers_and_its_downgrade_takes_them(
-    empty_db_url,
-):
-    from audit_capture import migrate
-
-    migrate.upgrade(empty_db_url, "0004")
-    with psycopg.connect(empty_db_url) as conn:
-        conn.execute(
-            "create table events (id int, region text, primary key (id, region))"
-            " partition by list (region)"
-        )
-        conn.execute("create table events_eu partition of events for values in ('eu')")
-        conn.execute("select audit.track('events', 'event')")
-    migrate.upgrade(empty_db_url, "head")
-    with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute("select count(*) from audit.capture_gaps()").fetchone()[0] == 0
-        assert _table(conn, "events").ok
-        conn.execute("insert into events_eu values (1, 'eu')")
-        conn.execute("truncate events")
-        conn.commit()
-        assert [a["action"] for a in actions(conn, resource_type="event")] == [
-            "Event created",
-            "Events table truncated",
-        ]
-    migrate.downgrade(empty_db_url, "0004")
-    with psycopg.connect(empty_db_url) as conn:
-        assert conn.execute(
-            "select array_agg(tgname::text order by tgname) from pg_trigger"
-            " where tgrelid = 'events_eu'::regclass"
-        ).fetchone()[0] == ["audit_capture_key_change"]
-        conn.execute("truncate events")
-        conn.commit()
-        assert len(actions(conn, action="Events table truncated")) == 2
-
-
 @pytest.mark.parametrize(
     "statement",
     [

@@ -81,42 +81,40 @@ def test_current_changes_nothing_on_a_database_without_audit(empty_db_url):
 
 
 def test_head_revision_freezes_current_triggers():
-    """triggers/*.sql must equal the copy frozen for the head revision.
-
-    A change to triggers/ needs a new revision (alembic revision with the package's
-    script template) and `scripts/freeze-sql`; released revisions never change.
-    """
-    head = migrate.head()
-    frozen_dir = resources.migrations_dir() / "sql" / head
-    assert frozen_dir.is_dir(), f"{frozen_dir} is missing: run scripts/freeze-sql"
-
-    current = {p.name: p.read_text() for p in resources.triggers_dir().glob("*.sql")}
-    frozen = {p.name: p.read_text() for p in frozen_dir.glob("*.sql")}
-
-    assert sorted(current) == sorted(frozen), (
-        f"triggers/ and migrations/sql/{head}/ hold different files; "
-        "add a revision and run scripts/freeze-sql"
+    """triggers/*.sql must equal the head revision's resolved SQL (migrations/README.md)."""
+    chain = sqlfiles.Chain.packaged()
+    head = chain.head()
+    current = {path.name: path.read_bytes() for path in resources.triggers_dir().glob("*.sql")}
+    frozen = {name: path.read_bytes() for name, path in chain.state_files(head).items()}
+    differ = sorted(
+        name for name in set(current) | set(frozen) if current.get(name) != frozen.get(name)
     )
-    changed = sorted(name for name in current if current[name] != frozen[name])
-    assert not changed, (
-        f"triggers/ differs from the SQL frozen for revision {head}: {changed}; "
-        "add a revision and run scripts/freeze-sql"
+    fix = (
+        "add a revision (scripts/new-revision)"
+        if chain.is_released(head)
+        else "run scripts/freeze-sql"
     )
-    assert (frozen_dir / sqlfiles.UNINSTALL_FILE).is_file()
+    assert not differ, f"triggers/ differs from revision {head}'s SQL: {differ}; {fix}"
+    assert sqlfiles.UNINSTALL_FILE in frozen
 
 
-def test_every_revision_has_its_frozen_sql():
-    for revision in migrate.revisions():
-        folder = sqlfiles.frozen_sql_dir(revision)
-        assert sqlfiles.install_files(folder), f"no SQL frozen for revision {revision}"
+def test_every_revision_has_its_sql():
+    chain = sqlfiles.Chain.packaged()
+    assert chain.revisions() == migrate.revisions()
+    for revision in chain.revisions():
+        assert chain.install_files(revision), f"no SQL for revision {revision}"
+        assert chain.uninstall_file(revision).is_file()
 
 
 def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
     migrate.upgrade_sql("head")
     out = capsys.readouterr().out
     assert "audit.alembic_version" in out
-    first_file = sqlfiles.install_files(sqlfiles.frozen_sql_dir(migrate.head()))[0]
-    assert first_file.read_text().strip().splitlines()[-1] in out
+    chain = sqlfiles.Chain.packaged()
+    files = chain.install_files(chain.head())
+    for path in files:
+        assert f"-- {path.relative_to(chain.root).as_posix()}\n" in out
+    assert files[0].read_text().strip().splitlines()[-1] in out
 
 
 def psql(url: str, script: str) -> None:
@@ -155,14 +153,6 @@ def test_the_upgrade_sql_script_installs_the_chain_in_psql(empty_db_url, capsys)
             ("Widget created", "Gear")
         ]
         assert conn.execute("select current_user").fetchone()[0] == conn.info.user
-
-
-def test_an_upgrade_sql_step_upgrades_one_revision_in_psql(empty_db_url, capsys):
-    previous = migrate.revisions()[-2]
-    migrate.upgrade(empty_db_url, previous)
-    migrate.upgrade_sql("head", from_revision=previous)
-    psql(empty_db_url, capsys.readouterr().out)
-    assert migrate.current(empty_db_url) == migrate.head()
 
 
 # -- a host application's own chain ---------------------------------------------------
@@ -423,140 +413,6 @@ def test_a_host_downgrade_after_the_audit_schema_was_removed_goes_on(host_chain,
     )
 
 
-# -- revision 0002: the viewer's indexes ------------------------------------------------
-
-VIEWER_INDEXES = [
-    "action_log_actor_idx",
-    "action_log_actor_name_idx",
-    "action_log_kind_idx",
-    "action_log_text_idx",
-]
-
-
-def _viewer_indexes(url: str) -> dict[str, bool]:
-    """{index name: valid} of the viewer's indexes present on audit.action_log."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        return dict(
-            conn.execute(
-                "select c.relname, i.indisvalid and i.indisready from pg_index i"
-                " join pg_class c on c.oid = i.indexrelid"
-                " where i.indrelid = 'audit.action_log'::regclass and c.relname = any(%s)",
-                (VIEWER_INDEXES,),
-            ).fetchall()
-        )
-
-
-def test_viewer_indexes_come_with_0002_and_go_with_its_downgrade(empty_db_url):
-    migrate.upgrade(empty_db_url, "0001")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute(
-            "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
-            " actor_id, actor_name) values ('Client updated', 'update', 'admin', 'x', 1, '7', 'Alice')"
-        )
-    assert _viewer_indexes(empty_db_url) == {}
-
-    migrate.upgrade(empty_db_url, "head")
-    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
-    assert _scalar(empty_db_url, "select count(*) from audit.action_log") == 1
-    assert _scalar(empty_db_url, "select obj_description('audit.action_log_text_idx'::regclass)")
-
-    migrate.downgrade(empty_db_url, "0001")
-    assert migrate.current(empty_db_url) == "0001"
-    assert _viewer_indexes(empty_db_url) == {}
-    assert _scalar(empty_db_url, "select count(*) from audit.action_log") == 1
-
-    migrate.upgrade(empty_db_url, "head")
-    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
-
-
-def test_0002_replaces_an_invalid_index_left_by_a_failed_concurrent_build(empty_db_url):
-    migrate.upgrade(empty_db_url, "0001")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        # a unique index over duplicates fails concurrently and stays behind, INVALID
-        conn.execute(
-            "insert into audit.action_log (action, action_type, actor_type, db_user, transaction_id,"
-            " actor_id) select 'Client updated', 'update', 'admin', 'x', 1, '7'"
-            " from generate_series(1, 2)"
-        )
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            conn.execute(
-                "create unique index concurrently action_log_actor_idx"
-                " on audit.action_log (actor_id)"
-            )
-    assert _viewer_indexes(empty_db_url) == {"action_log_actor_idx": False}
-
-    migrate.upgrade(empty_db_url, "head")
-    assert _viewer_indexes(empty_db_url) == {name: True for name in VIEWER_INDEXES}
-
-
-# -- revision 0003: capture functions without JIT ---------------------------------------
-
-
-def _capture_config(url: str) -> list[str] | None:
-    return _scalar(
-        url,
-        "select proconfig from pg_proc where pronamespace = 'audit'::regnamespace"
-        " and proname = 'capture_' || 'public.widgets'::regclass::oid",
-    )
-
-
-def test_0003_rewrites_the_capture_functions_of_tables_tracked_before_it(empty_db_url):
-    migrate.upgrade(empty_db_url, "0002")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("create table public.widgets (id int primary key, name text)")
-        conn.execute("select audit.track('public.widgets', 'widget')")
-    assert _capture_config(empty_db_url) == ["search_path=pg_catalog, pg_temp"]
-
-    migrate.upgrade(empty_db_url, "head")
-
-    assert _capture_config(empty_db_url) == ["search_path=pg_catalog, pg_temp", "jit=off"]
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("insert into public.widgets values (1, 'a')")
-        conn.execute("update public.widgets set name = 'b'")
-        actions = conn.execute(
-            "select action, changes from audit.action_log order by id"
-        ).fetchall()
-    assert actions == [
-        ("Widget created", {"id": 1, "name": "a"}),
-        ("Widget updated", {"name": {"old": "a", "new": "b"}}),
-    ]
-
-
-def _items(url: str, action_id: int) -> list[tuple]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute(
-            "select item_no, resource_id, old, new from audit.action_items(%s)", (action_id,)
-        ).fetchall()
-
-
-def test_0003_reads_chunks_written_before_it_beside_its_own(empty_db_url):
-    migrate.upgrade(empty_db_url, "0002")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("create table public.widgets (id int primary key, name text)")
-        conn.execute("select audit.track('public.widgets', 'widget')")
-        conn.execute("insert into public.widgets values (1, 'a'), (2, 'b')")
-        before = conn.execute("select max(id) from audit.action_log").fetchone()[0]
-
-    migrate.upgrade(empty_db_url, "head")
-
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("delete from public.widgets")
-        after = conn.execute("select max(id) from audit.action_log").fetchone()[0]
-        formats = conn.execute(
-            "select action_id, resource_ids from audit.action_item_chunk order by action_id"
-        ).fetchall()
-    # the insert's chunk keeps its triples; the delete's is written the new way
-    assert formats == [(before, None), (after, ["1", "2"])]
-    assert _items(empty_db_url, before) == [
-        (1, "1", None, {"id": 1, "name": "a"}),
-        (2, "2", None, {"id": 2, "name": "b"}),
-    ]
-    assert _items(empty_db_url, after) == [
-        (1, "1", {"id": 1, "name": "a"}, None),
-        (2, "2", {"id": 2, "name": "b"}, None),
-    ]
-
-
 def test_an_install_catches_up_a_primary_key_changed_behind_the_event_trigger(empty_db_url):
     migrate.upgrade(empty_db_url, "head")
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
@@ -660,24 +516,3 @@ def test_status_reports_restored_tables_and_repair_moves_them(db_url, empty_db_u
         for table in ("clients", "campaigns", "cases"):
             oid = conn.execute("select %s::regclass::oid", (table,)).fetchone()[0]
             assert _capture_function_of(conn, table) == f"audit.capture_{oid}"
-
-
-def test_0004_follows_renames_in_tables_tracked_before_it(empty_db_url):
-    migrate.upgrade(empty_db_url, "0003")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        conn.execute("create table public.people (id int primary key, name text, ssn text)")
-        conn.execute(
-            "select audit.track('public.people', 'person', label_column => 'name',"
-            " redacted_columns => '{ssn}')"
-        )
-    migrate.upgrade(empty_db_url, "head")
-    with psycopg.connect(empty_db_url, autocommit=True) as conn:
-        # the install took the numbers of the columns the settings name
-        assert conn.execute("select setting_columns from audit.tracked_table").fetchone()[0] == {
-            "name": 2,
-            "ssn": 3,
-        }
-        conn.execute("alter table public.people rename column ssn to national_id")
-        conn.execute("insert into public.people values (1, 'Ann', '123-45-6789')")
-        changes = conn.execute("select changes from audit.action_log").fetchone()[0]
-    assert changes == {"id": 1, "name": "Ann", "national_id": "[redacted]"}

@@ -63,7 +63,7 @@ def repair(url: str) -> str:
                 f"the audit schema is at {installed or 'no revision (not installed)'}, not at "
                 f"this package's head {target}: run audit-capture migrate upgrade instead"
             )
-        sqlfiles.install(conn, sqlfiles.frozen_sql_dir(target))
+        sqlfiles.install(conn, sqlfiles.Chain.packaged().install_files(target))
         sqlfiles.give_version_table_to_schema_owner(conn)
         conn.commit()
     return target

@@ -25,6 +25,12 @@ create table if not exists audit.tracked_table (
   tracked_by        text not null default pg_catalog.session_user()
 );
 
+-- The attribute number of every column the settings above name ({"ssn": 7}), so that
+-- ALTER TABLE ... RENAME COLUMN is followed into them (audit.follow_column_renames()):
+-- a renamed redacted column stays redacted. Added by revision 0004.
+alter table audit.tracked_table
+  add column if not exists setting_columns jsonb not null default '{}';
+
 comment on table audit.tracked_table is
   'audit_capture: the tables whose changes are logged, and how. Change it with audit.track() and audit.untrack().';
 comment on column audit.tracked_table.relation is 'The tracked table.';
@@ -36,6 +42,29 @@ comment on column audit.tracked_table.status_columns is 'A change to any of thes
 comment on column audit.tracked_table.ignored_columns is 'Columns left out of diffs; an update that changes only these is not logged.';
 comment on column audit.tracked_table.redacted_columns is 'Columns whose values are stored as "[redacted]", never in clear.';
 comment on column audit.tracked_table.labels is 'Label overrides for single-row actions, first match wins: [{"on": "create", "when": {"kind": "sms"}, "changed": ["col"], "label": "Batch send SMS", "action_type": "send"}]; "{col}" in a label is replaced by the row''s value.';
+comment on column audit.tracked_table.setting_columns is 'The attribute numbers of the columns named by the settings ({"ssn": 7}): how a renamed column is followed.';
 comment on column audit.tracked_table.key_columns is 'The primary-key columns the installed capture triggers were made for.';
 comment on column audit.tracked_table.tracked_at is 'When audit.track() last configured the table.';
 comment on column audit.tracked_table.tracked_by is 'The role that last configured it.';
+
+-- The tracked table whose changes a table's statements are logged as: the table itself
+-- when it is tracked, else its topmost tracked ancestor (a partition of a tracked
+-- partitioned table, at any depth, or an inheritance child of a tracked table); null
+-- when neither. Added by revision 0005.
+create or replace function audit.tracked_root(target regclass) returns regclass
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive up(rel, depth) as (
+    select target::oid, 0
+    union all
+    select i.inhparent, up.depth + 1
+    from pg_inherits i join up on i.inhrelid = up.rel
+    where up.depth < 64)
+  select t.relation
+  from up join audit.tracked_table t on t.relation = up.rel
+  order by up.depth desc, t.relation::oid
+  limit 1
+$$;
+comment on function audit.tracked_root(regclass) is
+  'The tracked table a table''s changes are logged as: itself when tracked, else its topmost tracked ancestor (partition or inheritance parent); null when none.';

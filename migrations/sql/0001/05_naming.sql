@@ -15,22 +15,35 @@ $$;
 comment on function audit.primary_key_columns(oid) is
   'Internal: the primary-key column names of a table, in key order; null when it has none.';
 
--- The SQL expression that renders a row's primary key as text: "o.id::text" for one
--- column, "row(o.a, o.b)::text" (a row literal such as "(3,7)") for a composite key.
--- rowref is a table alias ("o") or a record expression ("($1)").
-create or replace function audit.key_expression(pk_columns text[], rowref text) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
+-- (audit.key_expression(), which rendered a key through its columns' own casts, was
+-- replaced by audit.key_sql() in 06_capture_queries.sql in revision 0005; a database
+-- upgraded from 0004 loses the copy it still holds.)
+drop function if exists audit.key_expression(text[], text);
+
+-- A label for the log, cut to its limit: a row's label column value as resource_label
+-- (audit.value_limits() ->> 'resource_label', 500 characters), or an action label made
+-- from row values by a label rule ("{name}": 'action', 200). What is cut ends with "…"
+-- and is exactly the limit long. The log's text-search and btree indexes read these
+-- copies, so a value of any length in the row (whose own data is untouched, and whose
+-- full value stays in changes and the items) never makes the application's write fail.
+-- No SET search_path, unlike every other function here: that would stop PostgreSQL from
+-- inlining it into the capture queries, and a call with one cost 7 µs of every
+-- single-row statement (inlined: none). It names only pg_catalog's functions and
+-- operators and a schema-qualified constant, and it runs inside the capture functions'
+-- pinned search_path; it is no SECURITY DEFINER, so it runs with its caller's rights.
+create or replace function audit.capped_label(value text, kind text default 'resource_label')
+returns text
+language sql immutable parallel safe
 as $$
-  select case
-    when cardinality(pk_columns) = 1 then format('%s.%I::text', rowref, pk_columns[1])
-    else format('row(%s)::text',
-                (select string_agg(format('%s.%I', rowref, c), ', ' order by ord)
-                 from unnest(pk_columns) with ordinality as u(c, ord)))
-  end
+  select case when pg_catalog.length(value) operator(pg_catalog.>)
+                   (audit.value_limits() operator(pg_catalog.->>) kind)::integer
+              then pg_catalog.left(value, (audit.value_limits() operator(pg_catalog.->>) kind)::integer
+                                          operator(pg_catalog.-) 1)
+                   operator(pg_catalog.||) '…'
+              else value end
 $$;
-comment on function audit.key_expression(text[], text) is
-  'Internal: SQL expression rendering a row''s primary key as text (a row literal for a composite key).';
+comment on function audit.capped_label(text, text) is
+  'Internal: a label cut to its audit.value_limits() entry (resource_label: 500 characters, action: 200), ending with "…" when cut.';
 
 -- The default label of an action on a tracked table, from the table's display words:
 -- "Client created", "Campaign status change", "Batch client deletion",
@@ -92,13 +105,15 @@ begin
     loop
       label := replace(label, '{' || placeholder || '}', coalesce(row_data ->> placeholder, ''));
     end loop;
+    -- filled from the row: as long as the row's values, cut to what the log indexes
+    label := audit.capped_label(label, 'action');
     override_type := rule ->> 'action_type';
     return;
   end loop;
 end
 $$;
 comment on function audit.label_override(jsonb, text, jsonb, text[]) is
-  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row.';
+  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row (cut at 200 characters).';
 
 -- The action type of a batch that mixes statements: equal types stay, a status change
 -- wins over a plain update, anything else is an update.

@@ -13,23 +13,19 @@
 --              (it takes a superuser).
 --   generic    audit.capture(): the same queries, written out and EXECUTEd at every
 --              statement, so always in step with the table. Slower; the fallback where
---              no event trigger could be installed.
+--              no event trigger could be installed. Also what the partitions and
+--              inheritance children of a tracked table call, in both modes (their
+--              statements are logged as the tracked table's: 06_capture_queries.sql).
+--
+-- Both run with `jit = off`. Their queries are planned once per session and the plan is
+-- kept, with the row estimates of the statement that first ran them: after a bulk
+-- statement, the one-row query's plan is costed for rows x rows (a cross join of the
+-- transition tables) and marked for JIT, and every later one-row statement of that
+-- session then paid a JIT compilation (measured: 0.6 s per single-row UPDATE, where
+-- 0.2 ms is normal). A 100,000-row statement gains nothing from JIT either: it spent
+-- more compiling (0.07 to 1 s) than it saved.
 
--- The action that audit.batch is building in this transaction, if any. Its id sits in a
--- transaction-local variable; checking it against this transaction means a forged
--- value cannot redirect items into another action.
-create or replace function audit.open_batch(batch_label text, out action_id bigint, out row_count integer)
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select l.id, l.row_count
-  from audit.action_log l
-  where l.id = nullif(current_setting('audit.batch_action_id', true), '')::bigint
-    and l.transaction_id = txid_current()
-    and l.action = batch_label
-$$;
-comment on function audit.open_batch(text) is
-  'Internal: id and row count of the action audit.batch is building in this transaction (nulls when none).';
+-- audit.open_batch(), the action audit.batch is building, is in 04_context.sql.
 
 -- Writes (or, for a batch, grows) the action of a statement whose items the capture
 -- query has just written: a many-row statement, or any statement inside audit.batch.
@@ -44,17 +40,18 @@ declare
   ctx   audit.context := audit.current_context();
   reg   audit.tracked_table;
   kind  text;
-  item  jsonb;
+  item_id  text;     -- the one item of a batch that so far holds one row
+  item_row jsonb;
 begin
   if operation = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
-    delete from audit.pending_key_change
-    where backend_pid = pg_backend_pid() and relation = target;
-    perform set_config('audit.keys_moved', '', true);
+    perform audit.forget_key_changes(target);
   end if;
+  perform audit.check_action_type(ctx.action_type, operation, target);
   if item_count = 0 then
     return;  -- nothing really changed: no action
   end if;
-  select * into reg from audit.tracked_table where relation = target;
+  -- a partition or inheritance child is logged as its tracked table
+  reg := audit.current_settings(coalesce(audit.tracked_root(target), target));
 
   kind := case operation
     when 'INSERT' then coalesce(ctx.action_type, 'create')
@@ -77,12 +74,13 @@ begin
     return;
   end if;
   if ctx.batch is not null then
-    perform set_config('audit.batch_action_id', action_id::text, true);
+    perform audit.note_batch_action(action_id);
   end if;
   if item_count = 1 then
     -- a batch that so far holds one row names it, as a single-row action would
-    select (c.items::jsonb) -> 0 into item from audit.action_item_chunk c
-    where c.action_id = finish_statement.action_id;
+    -- (read through audit.action_items(), which knows every chunk format)
+    select i.resource_id, coalesce(i.new, i.old) into item_id, item_row
+    from audit.action_items(finish_statement.action_id, 1, 1) i;
   end if;
 
   insert into audit.action_log (
@@ -94,14 +92,14 @@ begin
     action_id,
     coalesce(ctx.batch, audit.default_label(reg.label, reg.label_plural, kind, item_count, changed_columns)),
     kind, reg.resource_type,
-    item ->> 0,
-    coalesce(item -> 2, item -> 1) ->> reg.label_column,
+    item_id,
+    audit.capped_label(item_row ->> reg.label_column),
     item_count, ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('rows', item_count)
       || case when operation = 'UPDATE' then jsonb_build_object('changed_columns', changed_columns) else '{}' end,
     ctx.db_user, txid_current(), ctx.request_id, ctx.context,
     (select format('%I.%I', n.nspname, c.relname) from pg_class c
-     join pg_namespace n on n.oid = c.relnamespace where c.oid = target),
+     join pg_namespace n on n.oid = c.relnamespace where c.oid = reg.relation),
     operation, nullif(current_setting('application_name'), ''), inet_client_addr());
 end
 $$;
@@ -173,14 +171,18 @@ begin
   -- a statement on one row: the whole action in one statement (nothing inside a batch,
   -- or when a context value is wrong)
   if tg_op = 'INSERT' then
-    INSERT one;
+    %1$s;
   elsif tg_op = 'UPDATE' then
-    UPDATE one;
+    %2$s;
   else
-    DELETE one;
+    %3$s;
   end if;
   get diagnostics v_written = row_count;
   if v_written > 0 then
+    -- the one-row path pairs without notes; the statement's notes go all the same
+    if tg_op = 'UPDATE' and current_setting('audit.keys_moved', true) = 'on' then
+      perform audit.forget_key_changes(tg_relid);
+    end if;
     return null;
   end if;
 
@@ -196,13 +198,13 @@ begin
   v_work_mem := current_setting('work_mem');
   perform set_config('work_mem', '64MB', true);
   if tg_op = 'INSERT' then
-    INSERT many;
+    %4$s;
   elsif tg_op = 'DELETE' then
-    DELETE many;
+    %5$s;
   elsif current_setting('audit.keys_moved', true) = 'on' then
-    UPDATE moved;
+    %6$s;
   else
-    UPDATE many;
+    %7$s;
   end if;
   perform set_config('work_mem', v_work_mem, true);
   perform audit.finish_statement(tg_relid, tg_op, p_action_id, p_items_before > 0,
@@ -210,25 +212,44 @@ begin
   return null;
 end
 $body$;
-  foreach op in array array['INSERT', 'UPDATE', 'DELETE'] loop
-    foreach variant in array array['one', 'many', 'moved'] loop
-      continue when variant = 'moved' and op <> 'UPDATE';
-      body := replace(body, E'\n    ' || op || ' ' || variant || ';',
-                      E'\n    ' || (slot ->> (op || ' ' || variant)) || ';');
-    end loop;
-  end loop;
-  return body;
+  -- one pass of format(): a query is never searched again, so a name inside it that
+  -- looks like a slot stays inside its quotes
+  return format(body, slot ->> 'INSERT one', slot ->> 'UPDATE one', slot ->> 'DELETE one',
+                slot ->> 'INSERT many', slot ->> 'DELETE many', slot ->> 'UPDATE moved',
+                slot ->> 'UPDATE many');
 end
 $$;
 comment on function audit.capture_function_body(regclass) is
   'Internal: the PL/pgSQL body of a capture trigger function, for one table (static SQL) or, with null, for any table (EXECUTE).';
 
--- The generic capture function, made from the same body.
+-- Whether a statement trigger firing audit.capture() is one audit.track() installs: on a
+-- tracked table or a member of one (a partition, an inheritance child), under its audit
+-- name, with the transition tables under the names capture reads. EXECUTE on
+-- audit.capture() is everyone's (whoever creates a partition of a tracked table creates
+-- its capture triggers, through the event trigger), so a copy attached elsewhere by
+-- hand (another table, another name, old and new rows swapped) must log nothing.
+create or replace function audit.is_capture_trigger(rel oid, trigger_name name) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select from pg_trigger g
+    where g.tgrelid = rel and g.tgname = trigger_name
+      and g.tgname in ('audit_capture_insert', 'audit_capture_update', 'audit_capture_delete')
+      and coalesce(g.tgoldtable, 'audit_old_rows') = 'audit_old_rows'
+      and coalesce(g.tgnewtable, 'audit_new_rows') = 'audit_new_rows')
+    and audit.tracked_root(rel) is not null
+$$;
+comment on function audit.is_capture_trigger(oid, name) is
+  'Internal: true when a trigger firing audit.capture() is an audit trigger of a tracked table or of one of its partitions or inheritance children.';
+
+-- The generic capture function, made from the same body, behind that check.
 do $$
 begin
   execute format($f$create or replace function audit.capture() returns trigger
-    language plpgsql security definer set search_path = pg_catalog, pg_temp as %L$f$,
-    audit.capture_function_body(null));
+    language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as %L$f$,
+    regexp_replace(audit.capture_function_body(null), '\nbegin\n',
+                   E'\nbegin\n  if not audit.is_capture_trigger(tg_relid, tg_name) then\n    return null;\n  end if;\n'));
 end
 $$;
 comment on function audit.capture() is
@@ -255,8 +276,8 @@ begin
             hint = 'audit_capture identifies rows by primary key. Run audit.untrack() first, or add another primary key in the same transaction.';
   end if;
   execute format($f$create or replace function %s() returns trigger
-    language plpgsql security definer set search_path = pg_catalog, pg_temp as %L$f$,
-    fn, '-- Generated by audit.generate_capture() for ' || target::text || ': do not edit.'
+    language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as %L$f$,
+    fn, '-- Generated by audit.generate_capture() for the table of oid ' || target::oid || ': do not edit.'
         || audit.capture_function_body(target));
   execute format('revoke all on function %s() from public', fn);
   execute format('grant execute on function %s() to audit_admin', fn);
@@ -278,14 +299,29 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  key_sql text := audit.key_expression(audit.primary_key_columns(tg_relid), '($1)');
-  old_key text;
-  new_key text;
+  -- a partition's copy of this trigger (PostgreSQL clones row triggers to partitions),
+  -- or an inheritance child's, notes the change under the tracked table, where every
+  -- capture trigger of the tree looks for it
+  tracked  regclass := audit.tracked_root(tg_relid);
+  key_sql  text;
+  old_key  text;
+  new_key  text;
 begin
+  -- EXECUTE is granted to everyone (creating a partition of a tracked table clones
+  -- this trigger, as the partition's creator): a table that is not tracked is ignored
+  if tracked is null then
+    return null;
+  end if;
+  -- the tracked table's key columns (an inheritance child has no primary key of its
+  -- own), rendered as the capture queries give the key (audit.key_sql(): no cast of a
+  -- type the table's owner made runs here, as audit_owner)
+  key_sql := audit.key_sql(tracked, '($1)');
   execute 'select ' || key_sql into old_key using old;
   execute 'select ' || key_sql into new_key using new;
-  insert into audit.pending_key_change (backend_pid, relation, old_key, new_key)
-  values (pg_backend_pid(), tg_relid, old_key, new_key);
+  -- one statement's notes: its transaction and the depth its triggers fire at (the
+  -- statement trigger fires at the same depth; a nested statement's one level deeper)
+  insert into audit.pending_key_change (backend_pid, relation, old_key, new_key, transaction_id, trigger_depth)
+  values (pg_backend_pid(), tracked, old_key, new_key, txid_current(), pg_trigger_depth());
   perform set_config('audit.keys_moved', 'on', true);
   return null;
 end
@@ -293,20 +329,74 @@ $$;
 comment on function audit.capture_key_change() is
   'Row trigger of tracked tables, fired only when an UPDATE changes a row''s primary key: notes old and new key for the statement trigger.';
 
+-- Called by the UPDATE statement trigger once it has read its notes (both paths): drops
+-- this statement's notes (its transaction, its trigger depth, its tracked table) and
+-- any note of a transaction that has ended (none should be left: nothing accumulates),
+-- and turns audit.keys_moved off when no note of this transaction is left (a statement
+-- running outside this one may still have some).
+create or replace function audit.forget_key_changes(target regclass) returns void
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from audit.pending_key_change
+  where transaction_id = txid_current() and trigger_depth = pg_trigger_depth()
+    and relation = coalesce(audit.tracked_root(target), target);
+  delete from audit.pending_key_change
+  where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
+  if not exists (select from audit.pending_key_change where transaction_id = txid_current()) then
+    perform set_config('audit.keys_moved', '', true);
+  end if;
+end
+$$;
+comment on function audit.forget_key_changes(regclass) is
+  'Internal: drops the key-change notes of the running UPDATE statement (and any of an ended transaction); turns audit.keys_moved off when none is left.';
+
 -- TRUNCATE has no transition table: it is logged as one delete action whose label says
 -- the table was truncated. The rows themselves are not copied.
+--
+-- TRUNCATE of a partitioned table (or of an inheritance parent) fires the TRUNCATE
+-- triggers of every partition too, and a partition may be truncated on its own: one
+-- action per statement and tracked table, whichever tables the statement names. The
+-- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
+-- tree logs it and notes so in audit.pending_truncate; the BEFORE triggers of the
+-- tree's other tables find the note and log nothing; the first table's AFTER trigger
+-- (audit_capture_truncate_end) removes it. An AFTER trigger named
+-- audit_capture_truncate is one installed before revision 0005: it logs.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  ctx audit.context := audit.current_context();
-  reg audit.tracked_table;
+  ctx     audit.context;
+  reg     audit.tracked_table;
+  tracked regclass := audit.tracked_root(tg_relid);
 begin
-  select * into reg from audit.tracked_table where relation = tg_relid::regclass;
-  if not found then
+  -- EXECUTE is everyone's (see audit.is_capture_trigger()): only its own triggers count
+  if tracked is null or tg_op <> 'TRUNCATE' or tg_level <> 'STATEMENT'
+     or tg_name not in ('audit_capture_truncate', 'audit_capture_truncate_end') then
     return null;
   end if;
+  if tg_name = 'audit_capture_truncate_end' then
+    delete from audit.pending_truncate
+    where transaction_id = txid_current() and trigger_depth = pg_trigger_depth()
+      and relation = tracked and first_table = tg_relid;
+    -- (and any note of a transaction that has ended: none should be left)
+    delete from audit.pending_truncate
+    where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
+    return null;
+  end if;
+  if tg_when = 'BEFORE' then
+    insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
+    values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
+    on conflict do nothing;
+    if not found then
+      return null;  -- this statement's tree is logged already
+    end if;
+  end if;
+  ctx := audit.current_context();
+  select * into reg from audit.tracked_table where relation = tracked;
+  perform audit.check_action_type(ctx.action_type, 'TRUNCATE', tracked);
   insert into audit.action_log (
     action, action_type, resource_type, row_count, actor_id, actor_name, actor_type,
     source, changes, db_user, transaction_id, request_id, context, table_name,
@@ -316,10 +406,11 @@ begin
     ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source,
     jsonb_build_object('truncated', format('%I.%I', tg_table_schema, tg_table_name)),
     ctx.db_user, txid_current(), ctx.request_id, ctx.context,
-    format('%I.%I', tg_table_schema, tg_table_name), 'TRUNCATE',
-    nullif(current_setting('application_name'), ''), inet_client_addr());
+    (select format('%I.%I', n.nspname, c.relname) from pg_class c
+     join pg_namespace n on n.oid = c.relnamespace where c.oid = tracked),
+    'TRUNCATE', nullif(current_setting('application_name'), ''), inet_client_addr());
   return null;
 end
 $$;
 comment on function audit.capture_truncate() is
-  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated").';
+  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated"), once per statement and tracked table.';

@@ -1,5 +1,7 @@
 -- Application events that are no table change: logins, logouts, exports, sends.
--- Same context resolution as the capture trigger; one call is one action.
+-- Same context resolution as the capture trigger; one call is one action. Its
+-- action_type is its own argument: audit.action_type (an override for table changes)
+-- does not apply to events, and an invalid one is still refused, naming it.
 
 create or replace function audit.log_action(
   action_type     text,
@@ -25,6 +27,15 @@ begin
     raise exception 'action (the label) must not be empty'
       using errcode = 'invalid_parameter_value';
   end if;
+  -- the log indexes the label and the resource type (btree, text search): refused when
+  -- longer than audit.value_limits() allows; a resource label is cut, like a row's
+  if length(action) > (audit.value_limits() ->> 'action')::integer
+     or length(resource_type) > (audit.value_limits() ->> 'resource_type')::integer
+     or length(context::text) > (audit.value_limits() ->> 'context')::integer then
+    perform audit.check_length('action', action);
+    perform audit.check_length('resource_type', resource_type);
+    perform audit.check_length('context', context::text);
+  end if;
   if row_count is null or row_count < 0 then
     raise exception 'row_count is %; expected 0 or more', coalesce(row_count::text, 'null')
       using errcode = 'invalid_parameter_value';
@@ -43,7 +54,7 @@ begin
     actor_id, actor_name, actor_type, source, changes, db_user, transaction_id,
     request_id, context, application_name, client_addr)
   values (
-    action, action_type, resource_type, resource_id, resource_label, row_count,
+    action, action_type, resource_type, resource_id, audit.capped_label(resource_label), row_count,
     ctx.actor_id, ctx.actor_name, ctx.actor_type, ctx.source, coalesce(changes, '{}'),
     ctx.db_user, txid_current(), ctx.request_id,
     -- the transaction's audit.context, with the event's own keys on top

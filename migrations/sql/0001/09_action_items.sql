@@ -1,5 +1,33 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
+-- A chunk's items as jsonb. A chunk written before revision 0005 can hold "\u0000" in a
+-- json column's value (json accepts it, jsonb does not): such a chunk is read with each
+-- of those escapes turned into the six characters it spells, so the action's page
+-- shows it instead of failing. Every other chunk is one cast, as before.
+create or replace function audit.chunk_items(items text) returns jsonb
+language plpgsql immutable strict parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  fixed text;
+begin
+  if strpos(items, '\u0000') = 0 then
+    return items::jsonb;
+  end if;
+  -- an escape preceded by an even number of backslashes (after an odd number it is an
+  -- escaped backslash followed by the text "u0000", which jsonb reads fine); a pass
+  -- skips the second of two adjacent escapes, so repeat until none is left
+  loop
+    fixed := regexp_replace(items, '(^|[^\\])((\\\\)*)\\u0000', '\1\2\\\\u0000', 'g');
+    exit when fixed = items;
+    items := fixed;
+  end loop;
+  return items::jsonb;
+end
+$$;
+comment on function audit.chunk_items(text) is
+  'Internal: a chunk''s items text as jsonb, reading a "\u0000" that jsonb cannot hold (in chunks written before revision 0005) as the text \u0000.';
+
 -- A window of an action's items, item_no first_item .. first_item + max_items - 1:
 -- only the chunks that overlap it are read, so paging through a big action is cheap.
 create or replace function audit.action_items(action_id bigint, first_item integer, max_items integer)
@@ -8,12 +36,16 @@ language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
   select * from (
-    -- a many-row action (or a batch): its chunks, in order
-    select c.first_item + (e.i - 1)::integer as item_no, c.resource_type, e.item ->> 0,
-           case when c.operation <> 'INSERT' then e.item -> 1 end,
-           case when c.operation <> 'DELETE' then e.item -> 2 end
+    -- a many-row action (or a batch): its chunks, in order. A chunk holds [resource_id,
+    -- old, new] triples, or (resource_ids set: bulk INSERT, DELETE) the rows alone.
+    select c.first_item + (e.i - 1)::integer as item_no, c.resource_type,
+           case when c.resource_ids is null then e.item ->> 0 else c.resource_ids[e.i] end,
+           case when c.operation = 'INSERT' then null
+                when c.resource_ids is null then e.item -> 1 else e.item end,
+           case when c.operation = 'DELETE' then null
+                when c.resource_ids is null then e.item -> 2 else e.item end
     from audit.action_item_chunk c
-    cross join lateral jsonb_array_elements(c.items::jsonb) with ordinality as e(item, i)
+    cross join lateral jsonb_array_elements(audit.chunk_items(c.items)) with ordinality as e(item, i)
     where c.action_id = action_items.action_id
       and c.first_item <= action_items.first_item::bigint + action_items.max_items - 1
       and c.first_item + c.item_count - 1 >= action_items.first_item

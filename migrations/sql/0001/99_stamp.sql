@@ -34,6 +34,20 @@ begin
     comment on event trigger audit_capture_alter_table is
       'audit_capture: rewrites the capture function of a tracked table after ALTER TABLE.';
   end if;
+  -- (revision 0005) CREATE TABLE too: a new partition or inheritance child of a
+  -- tracked table gets its audit triggers (audit.on_alter_table())
+  if not exists (select from pg_event_trigger where evtname = 'audit_capture_create_table') then
+    create event trigger audit_capture_create_table on ddl_command_end
+      when tag in ('CREATE TABLE') execute function audit.on_alter_table();
+    comment on event trigger audit_capture_create_table is
+      'audit_capture: gives a new partition or inheritance child of a tracked table its audit triggers.';
+  end if;
+  if not exists (select from pg_event_trigger where evtname = 'audit_capture_triggers') then
+    create event trigger audit_capture_triggers on ddl_command_end
+      when tag in ('CREATE TRIGGER', 'ALTER TRIGGER') execute function audit.on_trigger_change();
+    comment on event trigger audit_capture_triggers is
+      'audit_capture: refuses renaming or replacing the audit triggers of a tracked table.';
+  end if;
   if not exists (select from pg_event_trigger where evtname = 'audit_capture_drop') then
     create event trigger audit_capture_drop on sql_drop execute function audit.on_drop();
     comment on event trigger audit_capture_drop is
