@@ -1,48 +1,36 @@
--- The log: one row of audit.action_log is one action, and audit.action_item keeps every
--- row that an action affected. Both are append-only (see audit.refuse_change below).
+-- The log: one row of audit.action_log is one action; audit.action_item_chunk keeps the
+-- rows a many-row action affected, read through audit.action_items(). Both are
+-- append-only (audit.refuse_change below).
 
+-- No table CHECK (01_vocabulary.sql says why). That an action about many rows names none
+-- of them (resource_id null when row_count > 1) is the capture functions' rule.
 create table if not exists audit.action_log (
-  -- increasing id; with occurred_at, the key of the viewer's pagination
   id                bigint generated always as identity primary key,
-  -- when the statement (or the event) happened
   occurred_at       timestamptz not null default pg_catalog.statement_timestamp(),
-  -- display label: "Client updated", "Batch client deletion", "LawRuler login"
   action            audit.label not null,
   action_type       audit.action_type not null,
-  -- what kind of thing was acted on: client, campaign, case, call, ...
   resource_type     text,
-  -- the affected row's primary key as text; null when the action covers many rows
   resource_id       text,
-  -- the affected row's label column (a client's name, say)
   resource_label    text,
-  -- how many rows the action covers; 0 for an event that changed no row
   row_count         audit.row_count not null default 0,
   actor_id          text,
   actor_name        text,
   actor_type        audit.actor_type not null,
-  -- null when no context was set: a direct database change
   source            audit.source,
-  -- update: {"col": {"old": .., "new": ..}}; create: the new row; delete: the old row;
-  -- many rows: a summary. Redacted columns never appear in clear.
   changes           jsonb not null default '{}',
-  -- the role that made the change (SET ROLE's role, else the session's login role)
   db_user           text not null,
   transaction_id    bigint not null,
   request_id        text,
   context           jsonb,
-  -- the tracked table, schema-qualified, as it was named when the action happened
   table_name        text,
-  -- INSERT, UPDATE, DELETE or TRUNCATE for a table change; null for an event
   operation         audit.operation,
   application_name  text,
   client_addr       inet
-  -- No table CHECK here: see 01_vocabulary.sql. That an action about many rows names
-  -- none of them (resource_id null when row_count > 1) is the capture functions' rule.
 );
 
 comment on table audit.action_log is
   'audit_capture: one row per action (a statement on a tracked table, a batch of statements, or an application event). Append-only.';
-comment on column audit.action_log.id is 'Increasing action id.';
+comment on column audit.action_log.id is 'Increasing action id; with occurred_at, the key of the viewer''s pagination.';
 comment on column audit.action_log.occurred_at is 'When the statement or event happened (statement_timestamp()).';
 comment on column audit.action_log.action is 'Display label, e.g. "Client updated", "Batch client deletion", "LawRuler login".';
 comment on column audit.action_log.action_type is 'One of audit.action_types(): create, update, delete, status_change, import, login, logout, export, send.';
@@ -72,33 +60,24 @@ create index if not exists action_log_occurred_at_idx
 -- item: its one item is its `changes`. A many-row action (or a batch) stores its items
 -- in chunks of up to 1,000, one table row per chunk, as compact JSON that TOAST
 -- compresses: a bulk statement writes a few dozen rows here, not one per affected row.
+--
+-- Bulk INSERT and DELETE chunks keep their rows as json_agg() writes them and the rows'
+-- ids beside them (resource_ids), rather than pasting each row into a [resource_id, old,
+-- new] triple: building the chunks of 100,000 rows took 25% less time (the whole
+-- DELETE, about 5%). No foreign key to action_log on purpose: the capture function
+-- writes both in one trigger call, and both tables are append-only, so nothing can
+-- orphan a chunk.
 create table if not exists audit.action_item_chunk (
   action_id      bigint not null,
-  -- item_no of the chunk's first item (items are numbered 1..row_count per action)
   first_item     integer not null check (first_item >= 1),
   item_count     integer not null check (item_count between 1 and 1000),
   resource_type  text not null,
-  -- the statement that affected these rows
   operation      text not null check (operation in ('INSERT', 'UPDATE', 'DELETE')),
-  -- for an UPDATE, the columns that its items changed
   changed_columns text[],
-  -- JSON text, [[resource_id, old, new], ...]: old is null for an INSERT, new for a
-  -- DELETE; an UPDATE's old and new hold the changed columns only. Redacted columns
-  -- read "[redacted]". Text rather than json: it is written without being parsed.
-  -- When resource_ids is set (bulk INSERT and DELETE), items is the rows alone,
-  -- [row, ...], and resource_ids[i] names row i (see below).
   items          text not null,
+  resource_ids   text[],
   primary key (action_id, first_item)
 );
-
--- Bulk INSERT and DELETE chunks keep their rows as json_agg() writes them and the rows'
--- ids beside them, rather than pasting each row into a [resource_id, old, new] triple:
--- building the chunks of 100,000 rows took 25% less time (the whole DELETE, about 5%).
--- Chunks written before this column existed, and every UPDATE chunk, have it null and
--- keep the triples.
-alter table audit.action_item_chunk add column if not exists resource_ids text[];
--- No foreign key to action_log on purpose: the capture function writes both in one
--- trigger call, and both tables are append-only, so nothing can orphan a chunk.
 
 do $$
 begin
@@ -115,13 +94,13 @@ $$;
 comment on table audit.action_item_chunk is
   'audit_capture: the rows affected by many-row actions, up to 1,000 per chunk. Read them with audit.action_items(action_id). Append-only.';
 comment on column audit.action_item_chunk.action_id is 'The action (audit.action_log.id).';
-comment on column audit.action_item_chunk.first_item is 'item_no of the first item in this chunk; items are numbered from 1 within their action.';
+comment on column audit.action_item_chunk.first_item is 'item_no of the first item in this chunk; items are numbered 1..row_count within their action.';
 comment on column audit.action_item_chunk.item_count is 'How many items the chunk holds.';
 comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
 comment on column audit.action_item_chunk.operation is 'INSERT, UPDATE or DELETE: the statement that affected the rows.';
 comment on column audit.action_item_chunk.changed_columns is 'For an UPDATE: the columns its items changed.';
-comment on column audit.action_item_chunk.items is 'JSON text: [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]". With resource_ids set: [row, ...], the new rows of an INSERT or the old rows of a DELETE.';
-comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null where items holds [resource_id, old, new] triples.';
+comment on column audit.action_item_chunk.items is 'JSON text (written without being parsed): [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]". With resource_ids set: [row, ...], the new rows of an INSERT or the old rows of a DELETE.';
+comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null (every UPDATE) where items holds [resource_id, old, new] triples.';
 
 -- Append-only. DELETE and TRUNCATE are refused to everyone, the owner included. UPDATE
 -- is refused too, except on an action that the current transaction itself is still
@@ -161,26 +140,26 @@ create or replace trigger action_item_chunk_no_truncate
 
 -- Rows whose primary key an UPDATE changed, noted by a row trigger so that the
 -- statement trigger can pair the old and new versions by key. Transient: the statement
--- trigger deletes what it read. Unlogged, since it never outlives a transaction.
+-- trigger deletes what it read. Unlogged, since it never outlives a transaction. A note
+-- belongs to one statement: its transaction (never reused, where a backend pid is reused
+-- by a later session) and the trigger depth its triggers fire at (a statement run inside
+-- another's triggers, an ON UPDATE CASCADE, fires one level deeper).
 create unlogged table if not exists audit.pending_key_change (
-  backend_pid  integer not null,
-  relation     oid not null,
-  old_key      text not null,
-  new_key      text not null
+  backend_pid     integer not null,
+  relation        oid not null,
+  old_key         text not null,
+  new_key         text not null,
+  transaction_id  bigint not null default pg_catalog.txid_current(),
+  trigger_depth   integer not null default 0
 );
--- A note belongs to one statement: its transaction (txid_current(), never reused, where
--- a backend pid is reused by a later session) and the trigger depth its triggers fire at
--- (a statement run inside another's triggers, an ON UPDATE CASCADE, fires one level
--- deeper). Added by revision 0005, which also replaced the (backend_pid, relation) index.
-alter table audit.pending_key_change
-  add column if not exists transaction_id bigint not null default pg_catalog.txid_current(),
-  add column if not exists trigger_depth integer not null default 0;
-drop index if exists audit.pending_key_change_lookup_idx;
 create index if not exists pending_key_change_statement_idx
   on audit.pending_key_change (transaction_id, trigger_depth, relation);
 comment on table audit.pending_key_change is
   'Internal: primary-key changes of the running UPDATE statement, written by audit.capture_key_change() and consumed by the statement''s capture trigger (audit.forget_key_changes()).';
 comment on column audit.pending_key_change.backend_pid is 'The session (pg_backend_pid()) whose statement changed the key (informative: notes are matched by transaction and trigger depth).';
+comment on column audit.pending_key_change.relation is 'The tracked table.';
+comment on column audit.pending_key_change.old_key is 'The row''s primary key before the UPDATE, as text.';
+comment on column audit.pending_key_change.new_key is 'The row''s primary key after the UPDATE, as text.';
 comment on column audit.pending_key_change.transaction_id is 'The transaction (txid_current()) whose statement changed the key.';
 comment on column audit.pending_key_change.trigger_depth is 'pg_trigger_depth() of the statement''s triggers: tells a nested statement''s notes from its outer statement''s.';
 
@@ -190,7 +169,7 @@ comment on column audit.pending_key_change.trigger_depth is 'pg_trigger_depth() 
 -- trigger fires in a statement (its transaction, its trigger depth) notes it here and
 -- logs the action; the others find the note and log nothing; the first table's AFTER
 -- trigger removes it (audit.capture_truncate()). Written only by audit_owner, so no
--- session can make a TRUNCATE go unlogged. Added by revision 0005.
+-- session can make a TRUNCATE go unlogged.
 create unlogged table if not exists audit.pending_truncate (
   transaction_id  bigint not null,
   trigger_depth   integer not null,
@@ -204,6 +183,3 @@ comment on column audit.pending_truncate.transaction_id is 'The transaction (txi
 comment on column audit.pending_truncate.trigger_depth is 'pg_trigger_depth() of its TRUNCATE triggers: a TRUNCATE run inside a trigger is another statement.';
 comment on column audit.pending_truncate.relation is 'The tracked table whose tree is truncated.';
 comment on column audit.pending_truncate.first_table is 'The statement''s first table of that tree: the one whose trigger logged it and whose AFTER trigger removes this row.';
-comment on column audit.pending_key_change.relation is 'The tracked table.';
-comment on column audit.pending_key_change.old_key is 'The row''s primary key before the UPDATE, as text.';
-comment on column audit.pending_key_change.new_key is 'The row''s primary key after the UPDATE, as text.';

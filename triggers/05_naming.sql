@@ -15,11 +15,6 @@ $$;
 comment on function audit.primary_key_columns(oid) is
   'Internal: the primary-key column names of a table, in key order; null when it has none.';
 
--- (audit.key_expression(), which rendered a key through its columns' own casts, was
--- replaced by audit.key_sql() in 06_capture_queries.sql in revision 0005; a database
--- upgraded from 0004 loses the copy it still holds.)
-drop function if exists audit.key_expression(text[], text);
-
 -- A label for the log, cut to its limit: a row's label column value as resource_label
 -- (audit.value_limits() ->> 'resource_label', 500 characters), or an action label made
 -- from row values by a label rule ("{name}": 'action', 200). What is cut ends with "…"

@@ -1,9 +1,9 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
--- A chunk's items as jsonb. A chunk written before revision 0005 can hold "\u0000" in a
--- json column's value (json accepts it, jsonb does not): such a chunk is read with each
--- of those escapes turned into the six characters it spells, so the action's page
--- shows it instead of failing. Every other chunk is one cast, as before.
+-- A chunk's items as jsonb. A chunk can hold "\u0000" in a json column's value (json
+-- accepts it, jsonb does not; the pre-release revisions wrote such chunks): it is read
+-- with each of those escapes turned into the six characters it spells, so the action's
+-- page shows it instead of failing. Every other chunk is one cast.
 create or replace function audit.chunk_items(items text) returns jsonb
 language plpgsql immutable strict parallel safe
 set search_path = pg_catalog, pg_temp
@@ -26,7 +26,7 @@ begin
 end
 $$;
 comment on function audit.chunk_items(text) is
-  'Internal: a chunk''s items text as jsonb, reading a "\u0000" that jsonb cannot hold (in chunks written before revision 0005) as the text \u0000.';
+  'Internal: a chunk''s items text as jsonb, reading a "\u0000" that jsonb cannot hold (written by pre-release revisions) as the text \u0000.';
 
 -- A window of an action's items, item_no first_item .. first_item + max_items - 1:
 -- only the chunks that overlap it are read, so paging through a big action is cheap.

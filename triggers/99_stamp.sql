@@ -1,5 +1,7 @@
--- Stamps every function of the schema with its fingerprint, as the last line of its
--- COMMENT, so that `audit-capture status` can tell a function edited by hand.
+-- Last: stamps every function of the schema with its fingerprint, as the last line of its
+-- COMMENT, so that `audit-capture status` can tell a function edited by hand; then
+-- creates the event triggers whose functions 11_ddl.sql defines. They are made here, as
+-- the installing role: creating an event trigger needs a superuser, not audit_owner.
 
 do $$
 declare
@@ -34,8 +36,8 @@ begin
     comment on event trigger audit_capture_alter_table is
       'audit_capture: rewrites the capture function of a tracked table after ALTER TABLE.';
   end if;
-  -- (revision 0005) CREATE TABLE too: a new partition or inheritance child of a
-  -- tracked table gets its audit triggers (audit.on_alter_table())
+  -- CREATE TABLE too: a new partition or inheritance child of a tracked table gets its
+  -- audit triggers (audit.on_alter_table())
   if not exists (select from pg_event_trigger where evtname = 'audit_capture_create_table') then
     create event trigger audit_capture_create_table on ddl_command_end
       when tag in ('CREATE TABLE') execute function audit.on_alter_table();

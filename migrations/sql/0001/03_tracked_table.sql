@@ -2,47 +2,33 @@
 -- audit.untrack(); read by the capture trigger on every statement.
 
 create table if not exists audit.tracked_table (
-  -- the table; a regclass follows renames of the table
   relation          regclass primary key,
-  -- what the log calls its rows: client, campaign, case_task
   resource_type     text not null check (resource_type ~ '^[a-z][a-z0-9_]*$'),
-  -- singular and plural display words: "Case task", "Case tasks"
   label             text not null check (label <> ''),
   label_plural      text not null check (label_plural <> ''),
-  -- the column whose value names a row (a client's name); null: none
   label_column      text,
-  -- a change to one of these makes the action a status_change
   status_columns    text[] not null default '{}',
-  -- an update that touches only these is not logged, and they are left out of diffs
   ignored_columns   text[] not null default '{}',
-  -- stored as "[redacted]", never in clear
   redacted_columns  text[] not null default '{}',
-  -- label overrides, tried in order on single-row actions; see audit.track()
   labels            jsonb not null default '[]' check (jsonb_typeof(labels) = 'array'),
-  -- the primary-key columns the installed triggers were made for
   key_columns       text[] not null default '{}',
   tracked_at        timestamptz not null default pg_catalog.now(),
-  tracked_by        text not null default pg_catalog.session_user()
+  tracked_by        text not null default pg_catalog.session_user(),
+  setting_columns   jsonb not null default '{}'
 );
-
--- The attribute number of every column the settings above name ({"ssn": 7}), so that
--- ALTER TABLE ... RENAME COLUMN is followed into them (audit.follow_column_renames()):
--- a renamed redacted column stays redacted. Added by revision 0004.
-alter table audit.tracked_table
-  add column if not exists setting_columns jsonb not null default '{}';
 
 comment on table audit.tracked_table is
   'audit_capture: the tables whose changes are logged, and how. Change it with audit.track() and audit.untrack().';
-comment on column audit.tracked_table.relation is 'The tracked table.';
+comment on column audit.tracked_table.relation is 'The tracked table (a regclass: follows the table''s renames).';
 comment on column audit.tracked_table.resource_type is 'The resource_type its actions carry (client, campaign, case_task, ...).';
 comment on column audit.tracked_table.label is 'Singular display word used in action labels: "Client" gives "Client updated".';
 comment on column audit.tracked_table.label_plural is 'Plural display word: "Clients" gives "Clients imported (12)".';
-comment on column audit.tracked_table.label_column is 'Column whose value becomes action_log.resource_label.';
+comment on column audit.tracked_table.label_column is 'Column whose value names a row (a client''s name) and becomes action_log.resource_label; null: none.';
 comment on column audit.tracked_table.status_columns is 'A change to any of these columns makes the action a status_change.';
 comment on column audit.tracked_table.ignored_columns is 'Columns left out of diffs; an update that changes only these is not logged.';
 comment on column audit.tracked_table.redacted_columns is 'Columns whose values are stored as "[redacted]", never in clear.';
 comment on column audit.tracked_table.labels is 'Label overrides for single-row actions, first match wins: [{"on": "create", "when": {"kind": "sms"}, "changed": ["col"], "label": "Batch send SMS", "action_type": "send"}]; "{col}" in a label is replaced by the row''s value.';
-comment on column audit.tracked_table.setting_columns is 'The attribute numbers of the columns named by the settings ({"ssn": 7}): how a renamed column is followed.';
+comment on column audit.tracked_table.setting_columns is 'The attribute numbers of the columns named by the settings ({"ssn": 7}): audit.follow_column_renames() follows ALTER TABLE ... RENAME COLUMN into the settings through them (a renamed redacted column stays redacted).';
 comment on column audit.tracked_table.key_columns is 'The primary-key columns the installed capture triggers were made for.';
 comment on column audit.tracked_table.tracked_at is 'When audit.track() last configured the table.';
 comment on column audit.tracked_table.tracked_by is 'The role that last configured it.';
@@ -50,7 +36,7 @@ comment on column audit.tracked_table.tracked_by is 'The role that last configur
 -- The tracked table whose changes a table's statements are logged as: the table itself
 -- when it is tracked, else its topmost tracked ancestor (a partition of a tracked
 -- partitioned table, at any depth, or an inheritance child of a tracked table); null
--- when neither. Added by revision 0005.
+-- when neither.
 create or replace function audit.tracked_root(target regclass) returns regclass
 language sql stable security definer
 set search_path = pg_catalog, pg_temp

@@ -17,11 +17,6 @@
 -- columns alone (action_log_kind_idx: btree deduplication stores each combination once
 -- with its row pointers) serves the query layer as a PROBE: none -> an empty page at
 -- once; a few -> fetched through it and sorted; many -> the time walk.
---
--- Every statement here is `create index if not exists ... ;` on one line per index
--- head: migration 0002 builds the same indexes with CREATE INDEX CONCURRENTLY first
--- (never locking a live log against writes for the length of a build), reading their
--- definitions from this file, so these statements then find them and do nothing.
 
 -- Actor filter (actor=id:<actor_id>): every actor with an id; a departed admin's rows are
 -- all old. Partial: rows without actor_id (direct database changes) never match.

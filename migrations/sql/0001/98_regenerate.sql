@@ -12,8 +12,7 @@
 
 reset role;
 
--- the columns the settings name, by number (new in 0004: taken here for tables tracked
--- before it, so that their next RENAME COLUMN is followed)
+-- settings naming a column renamed while the event trigger was off follow it
 select audit.follow_column_renames(t.relation) from audit.tracked_table t;
 
 select audit.make_key_change_trigger(t.relation)
@@ -29,11 +28,11 @@ select audit.generate_capture(t.relation), audit.adopt_capture_function(t.relati
 from audit.tracked_table t
 where audit.restored_capture_function(t.relation) is not null;
 
--- (revision 0005) The TRUNCATE triggers became a BEFORE and an AFTER one (logged once
--- per statement), and the partitions and inheritance children of a tracked table carry
--- audit triggers of their own: remake them where they differ. That takes the tables'
--- owners' rights: a table the installing role may not change is left with a warning
--- (`audit-capture status` names it; `audit-capture track` as its owner remakes it).
+-- TRUNCATE triggers (a BEFORE and an AFTER one) and the audit triggers of partitions and
+-- inheritance children that differ from audit.track()'s (audit.capture_gaps()) are
+-- remade. That takes the tables' owners' rights: a table the installing role may not
+-- change is left with a warning (`audit-capture status` names it; `audit-capture track`
+-- as its owner remakes it).
 do $$
 declare
   target regclass;
