@@ -1,15 +1,9 @@
--- Run after each SQL file of a revision (online by audit_capture.sqlfiles, and written
--- into the script of `audit-capture migrate upgrade --sql`): hand Alembic's version
--- table to the audit schema's owner and let the audit roles read it.
---
--- Alembic creates audit.alembic_version as the migrating user, before the SQL files
--- run. Once the files have made the schema belong to audit_owner, the version table
--- follows, so statements run as that role (the files `set local role audit_owner`) may
--- touch it like every other table of the schema, Alembic's own UPDATE of the revision
--- included. The files revoke everything on the schema's tables from public: SELECT goes
--- back to audit_reader and audit_admin, so that a monitoring login granted either may
--- run `audit-capture status` and `migrate current`. The role the files left in use is
--- put back.
+-- Run after each SQL file of a revision (online and in `migrate upgrade --sql`'s script).
+-- Alembic creates audit.alembic_version as the migrating user; once the files have given
+-- the schema to audit_owner, the table follows, so that the files' statements (run as
+-- audit_owner) and Alembic's UPDATE may touch it; SELECT goes back to audit_reader and
+-- audit_admin (the files revoke all from public) for `status` and `migrate current`.
+-- The role the files left in use is put back.
 do $version_table$
 declare
   role_in_use  text := current_user;

@@ -33,10 +33,6 @@ comment on column audit.tracked_table.key_columns is 'The primary-key columns th
 comment on column audit.tracked_table.tracked_at is 'When audit.track() last configured the table.';
 comment on column audit.tracked_table.tracked_by is 'The role that last configured it.';
 
--- The tracked table whose changes a table's statements are logged as: the table itself
--- when it is tracked, else its topmost tracked ancestor (a partition of a tracked
--- partitioned table, at any depth, or an inheritance child of a tracked table); null
--- when neither.
 create or replace function audit.tracked_root(target regclass) returns regclass
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
@@ -53,4 +49,4 @@ as $$
   limit 1
 $$;
 comment on function audit.tracked_root(regclass) is
-  'The tracked table a table''s changes are logged as: itself when tracked, else its topmost tracked ancestor (partition or inheritance parent); null when none.';
+  'The tracked table a table''s changes are logged as: itself when tracked, else its topmost tracked ancestor (of a partition at any depth, or of an inheritance child); null when none.';

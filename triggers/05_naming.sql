@@ -1,7 +1,6 @@
 -- Naming: how rows are identified (primary keys as text) and how actions are labelled
 -- ("Client updated", "Batch client deletion", label overrides).
 
--- The primary-key column names of a table, in key order.
 create or replace function audit.primary_key_columns(rel oid) returns text[]
 language sql stable
 set search_path = pg_catalog, pg_temp

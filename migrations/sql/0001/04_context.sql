@@ -40,8 +40,6 @@ end
 $$;
 comment on type audit.context is 'The resolved audit context of the current transaction (see audit.current_context()).';
 
--- Raises the error every bad context value gets: it names the variable, the value and
--- the allowed values.
 create or replace function audit.reject_value(variable text, value text, allowed text[])
 returns void
 language plpgsql immutable
@@ -56,7 +54,7 @@ begin
 end
 $$;
 comment on function audit.reject_value(text, text, text[]) is
-  'Internal: raises "audit.source is ''webb''; expected one of web, api, ai, mobile".';
+  'Internal: the error every bad context value gets, naming the variable, the value and the allowed ones: "audit.source is ''webb''; expected one of web, api, ai, mobile".';
 
 -- The longest value each context variable (and audit.log_action argument) may hold, in
 -- characters; resource_label is not refused but cut (audit.capped_label()). The Python
@@ -73,8 +71,6 @@ $$;
 comment on function audit.value_limits() is
   'The longest value, in characters, of each audit context variable and audit.log_action argument; a resource_label is cut at its limit, the others are refused.';
 
--- Raises when a value is longer than its limit in audit.value_limits(): "audit.actor_name
--- is 3,000 characters; at most 200 are allowed".
 create or replace function audit.check_length(variable text, value text) returns void
 language plpgsql immutable
 set search_path = pg_catalog, pg_temp
@@ -113,8 +109,6 @@ $$;
 comment on function audit.allowed_action_types(text) is
   'The values audit.action_type may take for an INSERT, UPDATE, DELETE or TRUNCATE (import is allowed on all and marks only inserts).';
 
--- Raises when audit.action_type does not fit the statement: "audit.action_type is
--- 'delete' for an INSERT on public.clients; expected one of create, import".
 create or replace function audit.check_action_type(override text, operation text, target regclass)
 returns void
 language plpgsql stable
@@ -131,7 +125,7 @@ begin
 end
 $$;
 comment on function audit.check_action_type(text, text, regclass) is
-  'Internal: raises when audit.action_type does not fit the statement (see audit.allowed_action_types()).';
+  'Internal: raises when audit.action_type does not fit the statement (see audit.allowed_action_types()): "audit.action_type is ''delete'' for an INSERT on public.clients; expected one of create, import".';
 
 -- audit.context is free application metadata, but a JSON object: its keys are what the
 -- viewer shows (and what the Python helpers accept: a mapping).
@@ -292,8 +286,6 @@ comment on table audit.batch_action is
 comment on column audit.batch_action.action_id is 'The batch''s action (audit.action_log.id).';
 comment on column audit.batch_action.transaction_id is 'The transaction that opened it.';
 
--- audit.batch_action_id, the capture trigger's own record of the action that
--- audit.batch is building in this transaction (a number; '' or unset: none yet).
 create or replace function audit.batch_action_setting() returns bigint
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -311,7 +303,7 @@ begin
 end
 $$;
 comment on function audit.batch_action_setting() is
-  'Internal: audit.batch_action_id as a number (null when unset); raises, naming it, when it is not one.';
+  'Internal: audit.batch_action_id (the capture trigger''s record of the action audit.batch is building in this transaction) as a number, null when unset or ''''; raises, naming it, when it is not one.';
 
 -- The action that audit.batch is building in this transaction, if any: the one
 -- audit.batch_action_id names, when a batch of this transaction opened it under this

@@ -1,9 +1,5 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
--- A chunk's items as jsonb. A chunk can hold "\u0000" in a json column's value (json
--- accepts it, jsonb does not; the pre-release revisions wrote such chunks): it is read
--- with each of those escapes turned into the six characters it spells, so the action's
--- page shows it instead of failing. Every other chunk is one cast.
 create or replace function audit.chunk_items(items text) returns jsonb
 language plpgsql immutable strict parallel safe
 set search_path = pg_catalog, pg_temp
@@ -26,7 +22,7 @@ begin
 end
 $$;
 comment on function audit.chunk_items(text) is
-  'Internal: a chunk''s items text as jsonb, reading a "\u0000" that jsonb cannot hold (written by pre-release revisions) as the text \u0000.';
+  'Internal: a chunk''s items text as jsonb; a "\u0000" escape, which json accepts and jsonb cannot hold (pre-release revisions wrote such chunks), reads as the six characters \u0000 instead of failing.';
 
 -- A window of an action's items, item_no first_item .. first_item + max_items - 1:
 -- only the chunks that overlap it are read, so paging through a big action is cheap.
