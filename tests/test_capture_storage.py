@@ -248,35 +248,3 @@ def test_columns_named_like_the_capture_aliases_and_a_domain_over_an_enum(conn):
     ]
     assert logged[5]["changes"] == {"k": {"old": "gone", "new": "new"}}
     assert sorted(i["old"]["n"] for i in items(conn, logged[6]["id"])) == [2, 3]
-
-
-def test_a_chunk_written_before_0005_with_a_nul_escape_still_reads(conn):
-    """Before revision 0005 a bulk INSERT stored a json column's "\\u0000" as is in its
-    chunk (json text accepts it); reading it as jsonb failed, and with it the action's
-    page. It now reads as the six characters \\u0000; an escaped backslash before
-    "u0000" keeps its meaning."""
-    with conn.transaction():
-        conn.execute("create table docs (id int primary key, body json)")
-        conn.execute("select audit.track('docs', 'doc')")
-        conn.execute("""insert into docs values (1, '"a"'), (2, '"b"')""")
-    (action_id,) = conn.execute(
-        "select id from audit.action_log where resource_type = 'doc'"
-    ).fetchone()
-    old_chunk = (
-        '[{"id": 3, "body": "\\u0000\\u0000 x \\\\u0000 \\\\\\u0000"},'
-        ' {"id": 4, "body": {"k": "\\u0000"}}]'
-    )
-    with conn.transaction():
-        conn.execute(
-            "insert into audit.action_item_chunk (action_id, first_item, item_count,"
-            " resource_type, operation, resource_ids, items)"
-            " values (%s, 3, 2, 'doc', 'INSERT', '{3,4}', %s)",
-            (action_id, old_chunk),
-        )
-    got = [(i["resource_id"], i["new"]["body"]) for i in items(conn, action_id)]
-    assert got == [
-        ("1", "a"),
-        ("2", "b"),
-        ("3", "\\u0000\\u0000 x \\u0000 \\\\u0000"),
-        ("4", {"k": "\\u0000"}),
-    ]

@@ -1,29 +1,5 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
-create or replace function audit.chunk_items(items text) returns jsonb
-language plpgsql immutable strict parallel safe
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  fixed text;
-begin
-  if strpos(items, '\u0000') = 0 then
-    return items::jsonb;
-  end if;
-  -- an escape preceded by an even number of backslashes (after an odd number it is an
-  -- escaped backslash followed by the text "u0000", which jsonb reads fine); a pass
-  -- skips the second of two adjacent escapes, so repeat until none is left
-  loop
-    fixed := regexp_replace(items, '(^|[^\\])((\\\\)*)\\u0000', '\1\2\\\\u0000', 'g');
-    exit when fixed = items;
-    items := fixed;
-  end loop;
-  return items::jsonb;
-end
-$$;
-comment on function audit.chunk_items(text) is
-  'Internal: a chunk''s items text as jsonb; a "\u0000" escape, which json accepts and jsonb cannot hold (pre-release revisions wrote such chunks), reads as the six characters \u0000 instead of failing.';
-
 -- A window of an action's items, item_no first_item .. first_item + max_items - 1:
 -- only the chunks that overlap it are read, so paging through a big action is cheap.
 create or replace function audit.action_items(action_id bigint, first_item integer, max_items integer)
@@ -41,7 +17,7 @@ as $$
            case when c.operation = 'DELETE' then null
                 when c.resource_ids is null then e.item -> 2 else e.item end
     from audit.action_item_chunk c
-    cross join lateral jsonb_array_elements(audit.chunk_items(c.items)) with ordinality as e(item, i)
+    cross join lateral jsonb_array_elements(c.items::jsonb) with ordinality as e(item, i)
     where c.action_id = action_items.action_id
       and c.first_item <= action_items.first_item::bigint + action_items.max_items - 1
       and c.first_item + c.item_count - 1 >= action_items.first_item
