@@ -15,10 +15,9 @@
 -- of its own; the helpers never do it (set_config(..., true)). The README shows how to
 -- find role and database defaults (pg_db_role_setting).
 --
--- Limits (audit.value_limits()): ids, names, the request id and the batch label are
--- at most 200 characters, audit.context at most 10,000. They are what the log's
--- indexes can hold (a btree entry is at most 2,704 bytes, a text-search document 1 MB)
--- with room to spare; a longer value is refused with a message naming the variable.
+-- Limits (audit.value_limits()) are what the log's indexes can hold (a btree entry is
+-- at most 2,704 bytes, a text-search document 1 MB) with room to spare; a longer value
+-- is refused with a message naming the variable.
 
 do $$
 begin
@@ -56,9 +55,7 @@ $$;
 comment on function audit.reject_value(text, text, text[]) is
   'Internal: the error every bad context value gets, naming the variable, the value and the allowed ones: "audit.source is ''webb''; expected one of web, api, ai, mobile".';
 
--- The longest value each context variable (and audit.log_action argument) may hold, in
--- characters; resource_label is not refused but cut (audit.capped_label()). The Python
--- helpers (audit_capture.context.LIMITS) are tested against this list.
+-- The Python helpers (audit_capture.context.LIMITS) are tested against this list.
 create or replace function audit.value_limits() returns jsonb
 language sql immutable parallel safe
 set search_path = pg_catalog, pg_temp
@@ -69,7 +66,7 @@ as $$
            "resource_label": 500}'::jsonb
 $$;
 comment on function audit.value_limits() is
-  'The longest value, in characters, of each audit context variable and audit.log_action argument; a resource_label is cut at its limit, the others are refused.';
+  'The longest value, in characters, of each audit context variable and audit.log_action argument; a resource_label is cut at its limit (audit.capped_label()), the others are refused.';
 
 create or replace function audit.check_length(variable text, value text) returns void
 language plpgsql immutable
@@ -145,8 +142,6 @@ $$;
 comment on function audit.check_context_object(jsonb) is
   'Internal: raises when audit.context is valid JSON but not an object ([1], "x", 42).';
 
--- The current transaction's context, validated, with the defaults of the contract:
--- no context gives actor_type system, actor_name the database role, source null.
 create or replace function audit.current_context() returns audit.context
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -205,10 +200,8 @@ begin
 end
 $$;
 comment on function audit.current_context() is
-  'The validated audit context of the current transaction; raises on an unknown actor_type, source or action_type, and on a value longer than its audit.value_limits() entry.';
+  'The validated audit context of the current transaction, with the contract''s defaults (no context: actor_type system, actor_name the database role, source null); raises on an unknown actor_type, source or action_type, and on a value longer than its audit.value_limits() entry.';
 
--- Sets the whole context for the current transaction. Every argument is stored
--- (null clears the variable), so a call states the context completely.
 create or replace function audit.set_context(
   actor_id    text default null,
   actor_name  text default null,
@@ -246,7 +239,7 @@ begin
 end
 $$;
 comment on function audit.set_context(text, text, text, text, text, jsonb) is
-  'Sets the audit context (actor, source, request id, metadata) for the current transaction only. Raises on an unknown actor_type or source, or a value over its audit.value_limits() entry.';
+  'Sets the whole audit context (actor, source, request id, metadata) for the current transaction only: every argument is stored, null clears its variable. Raises on an unknown actor_type or source, or a value over its audit.value_limits() entry.';
 
 -- The condition under which the one-row capture query (06_capture_queries.sql) writes
 -- its action itself: no audit.batch, and every context value it reads (as c.*) valid

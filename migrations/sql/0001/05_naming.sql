@@ -72,8 +72,6 @@ $$;
 comment on function audit.default_label(text, text, text, integer, text[]) is
   'Internal: the default action label from a table''s display words ("Client", "Clients"), an action type, a row count and the changed columns.';
 
--- Applies a table's label overrides (tracked_table.labels) to a single-row action.
--- Returns the label and action type to use, or nulls when no rule matches.
 create or replace function audit.label_override(
   rules jsonb, action_type text, row_data jsonb, changed_columns text[],
   out label text, out override_type text
@@ -107,10 +105,8 @@ begin
 end
 $$;
 comment on function audit.label_override(jsonb, text, jsonb, text[]) is
-  'Internal: first matching label rule of a tracked table for a single-row action, with "{column}" placeholders filled from the row (cut at 200 characters).';
+  'Internal: the label and action type of the first matching label rule (tracked_table.labels) for a single-row action, with "{column}" placeholders filled from the row (cut at 200 characters); nulls when no rule matches.';
 
--- The action type of a batch that mixes statements: equal types stay, a status change
--- wins over a plain update, anything else is an update.
 create or replace function audit.merge_action_types(a text, b text) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
@@ -122,5 +118,5 @@ as $$
   end
 $$;
 comment on function audit.merge_action_types(text, text) is
-  'Internal: the action type of a batch action that groups statements of types a and b.';
+  'Internal: the action type of a batch action that groups statements of types a and b: equal types stay, a status change wins over a plain update, anything else is an update.';
 
