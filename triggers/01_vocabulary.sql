@@ -27,7 +27,9 @@ comment on function audit.sources() is
 -- table's CHECK expressions anew for every INSERT statement, which on the log's
 -- one-row inserts cost more than the insert itself, while a domain's are cached. The
 -- vocabulary domains copy the lists above in as constants when they are created (a
--- CHECK calling a function would make that call on every row).
+-- CHECK calling a function would make that call on every row). So a value added to a
+-- list later reaches existing databases through its revision's upgrade file (ALTER
+-- DOMAIN ... DROP/ADD CONSTRAINT: migrations/README.md), not through this file.
 do $$
 begin
   if not exists (select from pg_catalog.pg_type t join pg_catalog.pg_namespace n on n.oid = t.typnamespace
