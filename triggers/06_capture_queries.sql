@@ -22,12 +22,6 @@
 --   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
 --           versions through audit.pending_key_change
 
--- (Before the templates, capture_query() took no parameter names and bind_names()
--- renamed $1 and $2 with a lexer; a database installed before them loses them here.)
-drop function if exists audit.capture_query(regclass, text, text);
-drop function if exists audit.overridden_sql(text, text, text);
-drop function if exists audit.bind_names(text);
-
 -- Fills the {{name}} slots of a template with the values of slots, in one pass: a value
 -- is never searched for slots itself, so a column named '{{label}}' stays a name. A
 -- slot without a value, or a value without its slot, is a mistake of the generator.

@@ -334,8 +334,7 @@ comment on function audit.forget_key_changes(regclass) is
 -- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
 -- tree logs it and notes so in audit.pending_truncate; the BEFORE triggers of the
 -- tree's other tables find the note and log nothing; the first table's AFTER trigger
--- (audit_capture_truncate_end) removes it. An AFTER trigger named
--- audit_capture_truncate is one installed before revision 0005: it logs.
+-- (audit_capture_truncate_end) removes it.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -359,13 +358,11 @@ begin
     where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
     return null;
   end if;
-  if tg_when = 'BEFORE' then
-    insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
-    values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
-    on conflict do nothing;
-    if not found then
-      return null;  -- this statement's tree is logged already
-    end if;
+  insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
+  values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
+  on conflict do nothing;
+  if not found then
+    return null;  -- this statement's tree is logged already
   end if;
   ctx := audit.current_context();
   select * into reg from audit.tracked_table where relation = tracked;

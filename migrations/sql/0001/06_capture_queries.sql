@@ -6,18 +6,53 @@
 -- columns directly is what keeps the per-row cost low: no row is turned into jsonb just
 -- to diff it, and the items of a bulk statement are written as compact JSON arrays.
 --
--- The same texts serve both capture modes (see 07_capture.sql): a function generated
--- per table embeds them as static SQL, whose plans PostgreSQL caches; the generic
--- fallback runs them with EXECUTE. The many-row queries take two parameters:
---   $1 the action's id   $2 the items the action already holds (a batch)
+-- Each query is one template (at the end of this file) whose {{slots}} audit.fill()
+-- fills with fragments written once per query, one place for each rule (a column's
+-- value as JSON, the row's key, the whole row, the label). The same texts serve both
+-- capture modes (see 07_capture.sql): a function generated per table embeds them as
+-- static SQL, whose plans PostgreSQL caches, naming its own variables where the
+-- many-row queries need the action's id and the number of items it already holds (a
+-- batch); the generic fallback runs them with EXECUTE ... USING, naming $1 and $2.
 --
 -- variants:
 --   'one'   a statement on one row: writes the whole action (diff or row in `changes`,
 --           no item row) and nothing when the statement touched 0 or many rows
---   'many'  any statement: writes its items in chunks of 1,000 under action $1 and
+--   'many'  any statement: writes its items in chunks of 1,000 under the action and
 --           returns (items written, changed columns)
 --   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
 --           versions through audit.pending_key_change
+
+-- Fills the {{name}} slots of a template with the values of slots, in one pass: a value
+-- is never searched for slots itself, so a column named '{{label}}' stays a name. A
+-- slot without a value, or a value without its slot, is a mistake of the generator.
+create or replace function audit.fill(template text, slots jsonb) returns text
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  pieces text[] := regexp_split_to_array(template, '\{\{[a-z_]+\}\}');
+  names  text[] := array(select r.m[1] from regexp_matches(template, '\{\{([a-z_]+)\}\}', 'g')
+                                              with ordinality r(m, i) order by r.i);
+  result text := pieces[1];
+  unused text;
+begin
+  for i in 1 .. cardinality(names) loop
+    if slots ->> names[i] is null then
+      raise exception 'audit.fill(): no value for the slot {{%}}', names[i]
+        using errcode = 'invalid_parameter_value';
+    end if;
+    result := result || (slots ->> names[i]) || pieces[i + 1];
+  end loop;
+  select string_agg(k, ', ') into unused from jsonb_object_keys(slots) k where not k = any (names);
+  if unused is not null then
+    raise exception 'audit.fill(): the template has no slot for %', unused
+      using errcode = 'invalid_parameter_value';
+  end if;
+  return result;
+end
+$$;
+comment on function audit.fill(text, jsonb) is
+  'Internal: a template with each {{name}} replaced by slots ->> name, in one pass (values are never searched for slots).';
 
 -- concat_ws(',', ...) of the given expressions (nulls skipped), in pieces of 99.
 create or replace function audit.concat_ws_sql(expressions text[]) returns text
@@ -257,63 +292,79 @@ $$;
 comment on function audit.differs_sql(regclass, text) is
   'Internal: SQL comparing a column''s old and new value (see audit.compare_sql()).';
 
--- The label (or action type) expression of a one-row action: the label rules' result
--- when the table has rules (rules_join is not empty), the default otherwise.
-create or replace function audit.overridden_sql(rules_join text, default_sql text, field text default 'label')
-returns text
-language sql immutable
+-- The members "column": value of the columns that differ (differs[i]: SQL telling
+-- whether columns[i] differs between o and n), joined by commas (the inside of a JSON
+-- object): old values (versions 'o'), new ones ('n'), or both as "column": {"old": ..,
+-- "new": ..} ('both'). The one place where a redacted column's value is left out.
+create or replace function audit.changed_json_sql(
+  columns text[], differs text[], redacted text[], versions text
+) returns text
+language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select case when rules_join = '' then default_sql
-              else format('coalesce(r.%I, %s)', field, default_sql) end
+begin
+  return audit.concat_ws_sql(array(
+    select case versions
+      when 'both' then format('case when %s then %L || %s || '',"new":'' || %s || ''}'' end',
+                              d, to_json(c)::text || ':{"old":', v.o, v.n)
+      else format('case when %s then %L || %s end', d, to_json(c)::text || ':',
+                  case versions when 'o' then v.o else v.n end)
+    end
+    from unnest(columns, differs) with ordinality u(c, d, i)
+    cross join lateral (
+      select case when c = any (redacted) then $s$'"[redacted]"'$s$
+                  else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end as o,
+             case when c = any (redacted) then $s$'"[redacted]"'$s$
+                  else format($s$coalesce(to_json(n.%I)::text, 'null')$s$, c) end as n) v
+    order by u.i));
+end
 $$;
-comment on function audit.overridden_sql(text, text, text) is
-  'Internal: SQL choosing a label rule''s label or action type over the default, when the table has rules.';
+comment on function audit.changed_json_sql(text[], text[], text[], text) is
+  'Internal: SQL writing the changed columns of a row pair as JSON object members: old values, new values or both; "[redacted]" for a redacted column.';
 
-create or replace function audit.capture_query(target regclass, operation text, variant text)
-returns text
+-- ---- the queries -------------------------------------------------------------------
+-- Each is one template, filled by audit.fill() with the fragments computed first.
+-- action_id, items_before: what names the action's id and the number of items it holds
+-- already (a batch) in the many-row variants: the capture function's variables, or $1
+-- and $2 for EXECUTE ... USING.
+create or replace function audit.capture_query(
+  target regclass, operation text, variant text, action_id text, items_before text
+) returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  reg          audit.tracked_table;
-  all_columns  text[];     -- every live column, in table order
-  compared     text[];     -- the columns an UPDATE compares (all but the ignored)
-  redacted     text[];
-  status       text[];
-  pk           text[];
-  label_column text;
-  key_shown    text;       -- SQL: the row's key as resource_id (of n for INSERT, o otherwise)
-  table_name   text;
-  redaction    text;       -- '{"ssn": "[redacted]"}'::jsonb merged over whole rows
-  changed      text;       -- does this row pair differ in a compared column?
-  status_hit   text;       -- ... in a status column?
-  label_words  text;       -- 'Client', 'Clients' as SQL literals
-  rules        text;
-  source_rows  text;
-  alias        text;
-  row_json     text;
-  single_label text;
-  kind_sql     text;
-  label_sql    text;
-  type_sql     text;
-  rules_join   text := '';
-  pairs        text;
-  changes_sql  text;
-  context_sql  text;
-  context_ok   text;
   -- the tracked table: target itself, or the tracked table that target (a partition at
   -- any depth, an inheritance child) is part of. A member is logged as its tracked
   -- table: its settings, its key columns, its name; its own columns by name (a
   -- partition's attribute numbers may differ; a child's extra columns are left out)
   root         regclass := coalesce(audit.tracked_root(target), target);
-  extra        text := '';  -- ' - ''{level}''::text[]': an inheritance child's own columns
+  pk           text[] := audit.primary_key_columns(root);
+  reg          audit.tracked_table;
+  all_columns  text[];     -- every live column, in table order
+  compared     text[];     -- the columns an UPDATE compares (all but the ignored)...
+  differs      text[];     -- ... and for each, SQL telling whether it differs (UPDATE only)
+  redacted     text[];
+  label_column text;
+  extra        text;       -- ' - ''{level}''::text[]': an inheritance child's own columns
+  redaction    text := ''; -- ' || ''{"ssn": "[redacted]"}''::jsonb', merged over whole rows
+  -- the row an action names: an INSERT's or an UPDATE's new one, a DELETE's old one
+  alias        text := case operation when 'DELETE' then 'o' else 'n' end;
+  transition   text := case operation when 'DELETE' then 'audit_old_rows' else 'audit_new_rows' end;
+  key_of       jsonb;      -- {"o": .., "n": ..}: SQL giving the row's key as resource_id
+  whole_row    text;       -- SQL giving the row (alias) as logged
+  changes      text;
+  rules        text := '';
 begin
   -- the settings under the columns' current names (a column renamed without the event
   -- trigger, in the generic mode, keeps its role: see audit.current_settings())
   reg := audit.current_settings(root);
   if reg.relation is null then
     raise exception '% is not tracked', target using errcode = 'undefined_object';
+  end if;
+  if pk is null then
+    raise exception 'cannot capture changes of %: it has no primary key', target
+      using errcode = 'invalid_table_definition';
   end if;
   select array_agg(a.attname::text order by a.attnum) into all_columns
   from pg_attribute a
@@ -327,31 +378,28 @@ begin
   where a.attrelid = target and a.attnum > 0 and not a.attisdropped
     and not a.attname::text = any (all_columns);
   compared := array(select c from unnest(all_columns) c where not c = any (reg.ignored_columns));
+  if operation = 'UPDATE' then
+    differs := array(select audit.differs_sql(target, c) from unnest(compared) c);
+  end if;
   redacted := array(select c from unnest(all_columns) c where c = any (reg.redacted_columns));
-  status := array(select c from unnest(compared) c where c = any (reg.status_columns));
-  -- a redacted column never names a row (audit.track() refuses it; this holds whatever
-  -- a later ALTER TABLE made of the settings)
+
+  -- ---- the fragments every query shares: one place for each rule -------------------
+  -- A whole row as logged (a create's or a delete's changes and item): without an
+  -- inheritance child's own columns, its redacted columns overwritten. alias.*: a bare
+  -- alias would mean a column of that name (a table may have one).
+  if cardinality(redacted) > 0 then
+    redaction := format(' || %L::jsonb', (select jsonb_object_agg(c, '[redacted]') from unnest(redacted) c));
+  end if;
+  whole_row := format('(to_jsonb(%s.*)%s)%s', alias, extra, redaction);
+  -- The row's key as resource_id (of the versions the query reads): '[redacted]' when
+  -- a key column is redacted (audit.track() refuses it; an ALTER TABLE could make it so).
+  select jsonb_object_agg(v, case when pk && redacted then '''[redacted]''' else audit.key_sql(target, v) end)
+  into key_of
+  from unnest(case when operation = 'UPDATE' and variant <> 'one' then array['o', 'n'] else array[alias] end) v;
+  -- A redacted column never names a row either (audit.track() refuses it; this holds
+  -- whatever a later ALTER TABLE made of the settings).
   label_column := case when reg.label_column = any (all_columns)
                         and not reg.label_column = any (redacted) then reg.label_column end;
-  pk := audit.primary_key_columns(root);
-  if pk is null then
-    raise exception 'cannot capture changes of %: it has no primary key', target
-      using errcode = 'invalid_table_definition';
-  end if;
-  -- the key as resource_id: '[redacted]' when a key column is redacted (audit.track()
-  -- refuses it; an ALTER TABLE could make it so)
-  key_shown := case when pk && redacted then '''[redacted]'''
-                    else audit.key_sql(target, case when operation = 'INSERT' then 'n' else 'o' end) end;
-  select format('%I.%I', n.nspname, c.relname) into table_name
-  from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = root;
-  label_words := format('%L, %L', reg.label, reg.label_plural);
-  rules := case when reg.labels <> '[]' then quote_literal(reg.labels::text) || '::jsonb' end;
-  redaction := case when cardinality(redacted) > 0 then
-    format(' || %L::jsonb', (select jsonb_object_agg(c, '[redacted]') from unnest(redacted) c)) else '' end;
-  changed := coalesce((select string_agg(audit.differs_sql(target, c), ' or ')
-                       from unnest(compared) c), 'false');
-  status_hit := coalesce((select string_agg(audit.differs_sql(target, c), ' or ')
-                          from unnest(status) c), 'false');
 
   -- ---- one row: the whole action in one INSERT ... SELECT --------------------------
   -- It reads the context itself (see audit.current_context() for the rules) and
@@ -362,7 +410,30 @@ begin
   -- of at most two rows (limit 2): counting a bulk statement's whole transition table
   -- here cost 5% of a 100,000-row DELETE.
   if variant = 'one' then
-    context_sql := $c$(select nullif(current_setting('audit.actor_id', true), '') as actor_id,
+    -- An UPDATE's one old and one new version are the same row, so they pair without a
+    -- key (a changed primary key included). Its changes, {"col": {"old": .., "new": ..}}
+    -- for the changed columns, are written as JSON text and parsed once: cheaper than
+    -- merging one jsonb object per column. An INSERT's or a DELETE's: the whole row.
+    if operation = 'UPDATE' then
+      changes := format('(''{'' || %s || ''}'')::jsonb', audit.changed_json_sql(compared, differs, redacted, 'both'));
+    end if;
+    -- The table's label rules (audit.label_override()): their label and action type win.
+    if reg.labels <> '[]' then
+      rules := format(' cross join lateral audit.label_override(%L::jsonb, k.kind, %s, %s) r', reg.labels,
+        case when operation = 'UPDATE' then format('to_jsonb(n.*)%s', redaction) else 'k.changes' end,
+        case when operation = 'UPDATE' then format('array_remove(array[%s], null)',
+               (select string_agg(format('case when %s then %L end', d, c), ', ') from unnest(compared, differs) u(c, d)))
+             else 'null' end);
+    end if;
+    return audit.fill($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
+  resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
+  transaction_id, request_id, context, table_name, operation, application_name, client_addr)
+select {{label}}, {{action_type}}, {{resource_type}}, {{resource_id}}, {{resource_label}}, 1,
+       c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user), c.actor_type, c.source,
+       k.changes, c.db_user, txid_current(), c.request_id, c.context,
+       {{table_name}}, {{operation}}, nullif(current_setting('application_name'), ''), inet_client_addr()
+from {{rows}}
+cross join (select nullif(current_setting('audit.actor_id', true), '') as actor_id,
         nullif(current_setting('audit.actor_name', true), '') as actor_name,
         coalesce(nullif(current_setting('audit.actor_type', true), ''), 'system') as actor_type,
         nullif(current_setting('audit.source', true), '') as source,
@@ -370,80 +441,51 @@ begin
         nullif(current_setting('audit.action_type', true), '') as kind_override,
         case when current_setting('audit.context', true) <> ''
              then (audit.current_context()).context end as context,
-        coalesce(nullif(current_setting('role'), 'none'), session_user::text) as db_user) c$c$;
-    context_ok := audit.context_ok_sql(operation);
-    if operation in ('INSERT', 'DELETE') then
-      source_rows := case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end;
-      alias := case operation when 'INSERT' then 'n' else 'o' end;
-      -- an explicit audit.action_type wins; 'import' applies to inserts only
-      kind_sql := case operation when 'INSERT' then 'coalesce(c.kind_override, ''create'')'
-                  else 'case when c.kind_override is null or c.kind_override = ''import'' then ''delete'' else c.kind_override end' end;
-      -- alias.*: a bare alias would mean a column of that name (a table may have one)
-      row_json := format('(to_jsonb(%s.*)%s)%s', alias, extra, redaction);
-      single_label := case operation
-        when 'INSERT' then format('case k.kind when ''create'' then %L when ''import'' then %L else audit.default_label(%s, k.kind, 1, null) end',
-                                  reg.label || ' created', reg.label_plural || ' imported (1)', label_words)
-        else format('case k.kind when ''delete'' then %L else audit.default_label(%s, k.kind, 1, null) end',
-                    reg.label || ' deleted', label_words) end;
-      if rules is not null then
-        rules_join := format(' cross join lateral audit.label_override(%s, k.kind, k.changes, null) r', rules);
-      end if;
-      label_sql := audit.overridden_sql(rules_join, single_label);
-      type_sql := audit.overridden_sql(rules_join, 'k.kind', 'override_type');
-      return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
-  resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
-  transaction_id, request_id, context, table_name, operation, application_name, client_addr)
-select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
-       c.actor_type, c.source, k.changes, c.db_user, txid_current(), c.request_id, c.context,
-       %6$L, %7$L, nullif(current_setting('application_name'), ''), inet_client_addr()
-from %8$s
-cross join %13$s
-cross join lateral (select %10$s as kind, %11$s as changes) k%12$s
-where (select count(*) from (select from %15$s limit 2) two) = 1 and %14$s$q$,
-        label_sql, type_sql, reg.resource_type, key_shown,
-        case when label_column is null then 'null' else format('audit.capped_label(%s.%I::text)', alias, label_column) end, table_name, operation,
-        audit.rows_sql(target, source_rows, alias), alias, kind_sql, row_json, rules_join, context_sql, context_ok,
-        source_rows);
-    end if;
-
-    -- UPDATE of one row: its one old and one new version are the same row, so they
-    -- pair without a key (a changed primary key included)
-    kind_sql := format('case when c.kind_override is null or c.kind_override = ''import'' then case when %s then ''status_change'' else ''update'' end else c.kind_override end',
-                       status_hit);
-    single_label := format('case k.kind when ''update'' then %L when ''status_change'' then %L else audit.default_label(%s, k.kind, 1, null) end',
-                           reg.label || ' updated', reg.label || ' status change', label_words);
-    -- {"col": {"old": .., "new": ..}} for the changed columns, written as JSON text
-    -- and parsed once: cheaper than merging one jsonb object per column
-    changes_sql := format('(''{'' || %s || ''}'')::jsonb', audit.concat_ws_sql(array(
-      select format('case when %1$s then %2$L || %3$s || '',"new":'' || %4$s || ''}'' end',
-                    audit.differs_sql(target, c), to_json(c)::text || ':{"old":',
-                    case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(o.%I)::text, ''null'')', c) end,
-                    case when c = any (redacted) then '''"[redacted]"''' else format('coalesce(to_json(n.%I)::text, ''null'')', c) end)
-      from unnest(compared) c)));
-    if rules is not null then
-      rules_join := format(
-        ' cross join lateral audit.label_override(%s, k.kind, to_jsonb(n.*)%s, array_remove(array[%s], null)) r',
-        rules, redaction,
-        (select string_agg(format('case when %s then %L end', audit.differs_sql(target, c), c), ', ')
-         from unnest(compared) c));
-    end if;
-    label_sql := audit.overridden_sql(rules_join, single_label);
-    type_sql := audit.overridden_sql(rules_join, 'k.kind', 'override_type');
-    return format($q$insert into audit.action_log (action, action_type, resource_type, resource_id,
-  resource_label, row_count, actor_id, actor_name, actor_type, source, changes, db_user,
-  transaction_id, request_id, context, table_name, operation, application_name, client_addr)
-select %1$s, %2$s, %3$L, %4$s, %5$s, 1, c.actor_id, coalesce(c.actor_name, c.actor_id, c.db_user),
-       c.actor_type, c.source, %6$s, c.db_user, txid_current(), c.request_id, c.context,
-       %7$L, 'UPDATE', nullif(current_setting('application_name'), ''), inet_client_addr()
-from %13$s cross join %14$s
-cross join %11$s
-cross join lateral (select %8$s as kind) k%9$s
-where (select count(*) from (select from audit_new_rows limit 2) two) = 1 and %12$s and (%10$s)$q$,
-      label_sql, type_sql, reg.resource_type,
-      case when pk && redacted then key_shown else audit.key_sql(target, 'n') end,
-      case when label_column is null then 'null' else format('audit.capped_label(n.%I::text)', label_column) end, changes_sql, table_name,
-      kind_sql, rules_join, changed, context_sql, context_ok,
-      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
+        coalesce(nullif(current_setting('role'), 'none'), session_user::text) as db_user) c
+cross join lateral (select {{kind}} as kind, {{changes}} as changes) k{{rules}}
+where (select count(*) from (select from {{transition}} limit 2) two) = 1
+  and {{context_ok}}
+  and ({{changed}})$q$,
+      jsonb_build_object(
+        -- the default label of each action type the operation usually has, written out
+        -- (the words audit.default_label() gives)
+        'label', (select format(case when rules = '' then '%s' else 'coalesce(r.label, %s)' end,
+                                format('case k.kind %s else audit.default_label(%L, %L, k.kind, 1, null) end',
+                                       string_agg(format('when %L then %L', u.kind, audit.default_label(
+                                                           reg.label, reg.label_plural, u.kind, 1, null)),
+                                                  ' ' order by u.i),
+                                       reg.label, reg.label_plural))
+                  from unnest(case operation when 'INSERT' then array['create', 'import']
+                                             when 'UPDATE' then array['update', 'status_change']
+                                             else array['delete'] end) with ordinality u(kind, i)),
+        'action_type', case when rules = '' then 'k.kind' else 'coalesce(r.override_type, k.kind)' end,
+        'resource_type', quote_literal(reg.resource_type),
+        'resource_id', key_of ->> alias,
+        'resource_label', case when label_column is null then 'null'
+                               else format('audit.capped_label(%s.%I::text)', alias, label_column) end,
+        'table_name', (select quote_literal(format('%I.%I', n.nspname, c.relname))
+                       from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = root),
+        'operation', quote_literal(operation),
+        'rows', case when operation = 'UPDATE'
+                     then format('%s cross join %s', audit.rows_sql(target, 'audit_old_rows', 'o'),
+                                 audit.rows_sql(target, 'audit_new_rows', 'n'))
+                     else audit.rows_sql(target, transition, alias) end,
+        -- an explicit audit.action_type wins; 'import' applies to inserts only (as in
+        -- audit.finish_statement(), which writes the other actions)
+        'kind', case operation
+          when 'INSERT' then 'coalesce(c.kind_override, ''create'')'
+          else format('case when c.kind_override is null or c.kind_override = ''import'' then %s else c.kind_override end',
+                      case operation when 'DELETE' then '''delete'''
+                           else format('case when %s then ''status_change'' else ''update'' end',
+                                       coalesce((select string_agg(d, ' or ') from unnest(compared, differs) u(c, d)
+                                                 where c = any (reg.status_columns)), 'false')) end) end,
+        'changes', coalesce(changes, whole_row),
+        'rules', rules,
+        'transition', transition,
+        'context_ok', audit.context_ok_sql(operation),
+        -- an UPDATE that changed no compared column writes nothing
+        'changed', case when operation <> 'UPDATE' then 'true'
+                        else coalesce(nullif(array_to_string(differs, ' or '), ''), 'false') end));
   end if;
 
   -- ---- many rows: items in chunks, the action is written by the caller ------------
@@ -452,87 +494,83 @@ where (select count(*) from (select from audit_new_rows limit 2) two) = 1 and %1
   -- INSERT and DELETE: the rows as json_agg() writes them, their ids beside them in
   -- resource_ids (both aggregates see the rows in the same order).
   if operation in ('INSERT', 'DELETE') then
-    alias := case operation when 'INSERT' then 'n' else 'o' end;
-    return format($q$with d as (
-  select row_number() over () - 1 as i, %1$s as k, %2$s as r
-  from %3$s %4$s),
+    return audit.fill($q$with d as (
+  select row_number() over () - 1 as i, {{resource_id}} as k, {{item}} as r
+  from {{rows}}),
 chunks as (
   insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, resource_ids, items)
-  select $1, $2 + (i / 1000)::integer * 1000 + 1, count(*), %5$L, %6$L, array_agg(k), json_agg(r)::text
+  select {{action_id}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, {{operation}}, array_agg(k), json_agg(r)::text
   from d group by i / 1000
   returning item_count)
 select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
-      key_shown,
-      -- the whole row (json_agg() of the row, not of its JSON, where a column has the
-      -- alias's name: a bare alias would name that column); an inheritance child's own
-      -- columns left out
-      case when redaction <> '' or extra <> '' then format('(to_jsonb(%s.*)%s)%s', alias, extra, redaction)
-           when alias = any (all_columns) then format('to_json(%s.*)', alias)
-           else alias end,
-      audit.rows_sql(target, case operation when 'INSERT' then 'audit_new_rows' else 'audit_old_rows' end, alias), '',
-      reg.resource_type, operation);
+      jsonb_build_object(
+        'resource_id', key_of ->> alias,
+        -- json_agg() of the row itself (cheaper than of its jsonb) when nothing is taken
+        -- out of it; of alias.* where a column has the alias's name
+        'item', case when redaction <> '' or extra <> '' then whole_row
+                     when alias = any (all_columns) then format('to_json(%s.*)', alias)
+                     else alias end,
+        'rows', audit.rows_sql(target, transition, alias),
+        'action_id', action_id, 'items_before', items_before,
+        'resource_type', quote_literal(reg.resource_type), 'operation', quote_literal(operation)));
   end if;
 
   -- UPDATE: each item is written as JSON text, [resource_id, old, new], its old and new
   -- versions paired by primary key. A full join keeps a version whose partner cannot
   -- be found (a row moved across partitions) as an item of its own rather than losing
-  -- it. An item keeps the changed columns only.
-  if variant = 'moved' then
-    pairs := format($q$(select o.*, coalesce(m.new_key, %1$s) as "audit.key"
-       from %4$s
-       left join audit.pending_key_change m
-              on m.transaction_id = txid_current() and m.trigger_depth = pg_trigger_depth()
-             and m.relation = %2$s and m.old_key = %1$s) o
-      full join (select n.*, %3$s as "audit.key" from %5$s) n
-              on o."audit.key" = n."audit.key"$q$,
-      audit.key_sql(target, 'o'), root::oid, audit.key_sql(target, 'n'),
-      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'));
-  else
-    pairs := format('%s full join %s on %s',
-      audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'),
-      -- a domain's values are joined as its base type's (no = for a domain over an
-      -- enum); those capture renders are text by now
-      (select string_agg(case when t.typtype = 'd' and audit.value_rendering(t.oid) is null
-                              then format('o.%1$I::%2$s = n.%1$I::%2$s', c, format_type(t.typbasetype, null))
-                              else format('o.%1$I = n.%1$I', c) end, ' and ')
-       from unnest(pk) c
-       join pg_attribute a on a.attrelid = target and a.attname = c
-       join pg_type t on t.oid = a.atttypid));
-  end if;
-  return format($q$with d as (
+  -- it. An item keeps the changed columns only; "changed <i>" tells whether the i-th
+  -- compared column changed. When keys moved, an old version's key is first turned
+  -- into its new one through the notes of audit.capture_key_change().
+  return audit.fill($q$with d as (
   select row_number() over () - 1 as i, x.*
-  from (select '[' || to_json(coalesce(%1$s, %2$s))::text
-               || ',{' || %3$s || '},{' || %4$s || '}]' as item,
-               %5$s
-        from %6$s) x
-  where %7$s),
+  from (select '[' || to_json(coalesce({{new_key}}, {{old_key}}))::text
+               || ',{' || {{old_values}} || '},{' || {{new_values}} || '}]' as item,
+               {{changed_flags}}
+        from {{pairs}}) x
+  where {{any_changed}}),
 chunks as (
   insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, changed_columns, items)
-  select $1, $2 + (i / 1000)::integer * 1000 + 1, count(*), %8$L, 'UPDATE',
-         array_remove(array[%9$s]::text[], null), '[' || string_agg(item, ',') || ']'
+  select {{action_id}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, 'UPDATE',
+         array_remove(array[{{changed_columns}}]::text[], null), '[' || string_agg(item, ',') || ']'
   from d group by i / 1000
   returning item_count, changed_columns)
 select coalesce(sum(item_count), 0)::integer,
        array(select distinct c from chunks, unnest(chunks.changed_columns) c order by c)
 from chunks$q$,
-    case when pk && redacted then key_shown else audit.key_sql(target, 'n') end,
-    case when pk && redacted then key_shown else audit.key_sql(target, 'o') end,
-    audit.concat_ws_sql(array(
-      select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
-                    case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end)
-      from unnest(compared) c)),
-    audit.concat_ws_sql(array(
-      select format('case when %1$s then %2$L || %3$s end', audit.differs_sql(target, c), to_json(c)::text || ':',
-                    case when c = any (redacted) then $s$'"[redacted]"'$s$ else format($s$coalesce(to_json(n.%I)::text, 'null')$s$, c) end)
-      from unnest(compared) c)),
-    coalesce((select string_agg(format('%s as "changed %s"', audit.differs_sql(target, c), i), ', ')
-              from unnest(compared) with ordinality u(c, i)), 'false as "changed 0"'),
-    pairs,
-    coalesce((select string_agg(format('x."changed %s"', i), ' or ') from generate_series(1, cardinality(compared)) i), 'false'),
-    reg.resource_type,
-    coalesce((select string_agg(format('case when bool_or("changed %s") then %L end', i, c), ', ')
-              from unnest(compared) with ordinality u(c, i)), ''));
+    jsonb_build_object(
+      'new_key', key_of ->> 'n', 'old_key', key_of ->> 'o',
+      'old_values', audit.changed_json_sql(compared, differs, redacted, 'o'),
+      'new_values', audit.changed_json_sql(compared, differs, redacted, 'n'),
+      'changed_flags', coalesce((select string_agg(format('%s as "changed %s"', d, i), ', ')
+                                 from unnest(differs) with ordinality u(d, i)), 'false as "changed 0"'),
+      'pairs', case when variant = 'moved' then audit.fill($p$(select o.*, coalesce(m.new_key, {{old_key}}) as "audit.key"
+       from {{old_rows}}
+       left join audit.pending_key_change m
+              on m.transaction_id = txid_current() and m.trigger_depth = pg_trigger_depth()
+             and m.relation = {{tracked}} and m.old_key = {{old_key}}) o
+      full join (select n.*, {{new_key}} as "audit.key" from {{new_rows}}) n
+              on o."audit.key" = n."audit.key"$p$,
+        jsonb_build_object('old_key', audit.key_sql(target, 'o'), 'new_key', audit.key_sql(target, 'n'),
+                           'tracked', root::oid::text,
+                           'old_rows', audit.rows_sql(target, 'audit_old_rows', 'o'),
+                           'new_rows', audit.rows_sql(target, 'audit_new_rows', 'n')))
+        else format('%s full join %s on %s',
+          audit.rows_sql(target, 'audit_old_rows', 'o'), audit.rows_sql(target, 'audit_new_rows', 'n'),
+          -- a domain's values are joined as its base type's (no = for a domain over an
+          -- enum); those capture renders are text by now
+          (select string_agg(case when t.typtype = 'd' and audit.value_rendering(t.oid) is null
+                                  then format('o.%1$I::%2$s = n.%1$I::%2$s', k.c, format_type(t.typbasetype, null))
+                                  else format('o.%1$I = n.%1$I', k.c) end, ' and ' order by k.i)
+           from unnest(pk) with ordinality k(c, i)
+           join pg_attribute a on a.attrelid = target and a.attname = k.c
+           join pg_type t on t.oid = a.atttypid)) end,
+      'any_changed', coalesce((select string_agg(format('x."changed %s"', i), ' or ')
+                               from generate_series(1, cardinality(compared)) i), 'false'),
+      'action_id', action_id, 'items_before', items_before,
+      'resource_type', quote_literal(reg.resource_type),
+      'changed_columns', coalesce((select string_agg(format('case when bool_or("changed %s") then %L end', i, c), ', ')
+                                   from unnest(compared) with ordinality u(c, i)), '')));
 end
 $$;
-comment on function audit.capture_query(regclass, text, text) is
-  'Internal: the SQL that captures one INSERT, UPDATE or DELETE statement on a tracked table (variant one, many or moved), written out for the table as it is now.';
+comment on function audit.capture_query(regclass, text, text, text, text) is
+  'Internal: the SQL that captures one INSERT, UPDATE or DELETE statement on a tracked table (variant one, many or moved), written out for the table as it is now; action_id and items_before name the many-row variants'' parameters.';

@@ -106,59 +106,35 @@ $$;
 comment on function audit.finish_statement(regclass, text, bigint, boolean, integer, text[]) is
   'Internal: writes the action of a many-row statement (or grows the transaction''s audit.batch action) after its items were written.';
 
--- Replaces the $1 and $2 parameters of a capture query with the names of the capture
--- function's variables, leaving quoted literals and identifiers alone.
-create or replace function audit.bind_names(query text) returns text
-language plpgsql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  result text := '';
-  part text;
-begin
-  for part in
-    select m[1] from regexp_matches(query, $r$('(?:[^']|'')*'|"(?:[^"]|"")*"|[^'"]+)$r$, 'g') m
-  loop
-    if left(part, 1) not in ('''', '"') then
-      part := replace(replace(part, '$1', 'p_action_id'), '$2', 'p_items_before');
-    end if;
-    result := result || part;
-  end loop;
-  return result;
-end
-$$;
-comment on function audit.bind_names(text) is
-  'Internal: turns the $1 and $2 parameters of a capture query into the capture function''s variable names.';
-
--- The body of a capture trigger function: for one table (static queries), or for any
--- table when target is null (the generic fallback, which EXECUTEs the queries).
+-- The body of a capture trigger function: for one table (its queries as static SQL), or
+-- for any table when target is null (the generic function audit.capture(), which first
+-- checks that its trigger is an audit trigger, then writes its queries out and EXECUTEs
+-- them). The template is filled in one pass (audit.fill()): a query is never searched
+-- again, so a name inside it that looks like a slot stays inside its quotes.
 create or replace function audit.capture_function_body(target regclass) returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  query_args constant text := 'p_action_id, p_items_before';
-  many_into constant text := 'v_item_count, v_changed';
-  slot jsonb := '{}'::jsonb;
+  slots jsonb := '{}'::jsonb;
   op text;
   variant text;
-  body text;
 begin
   foreach op in array array['INSERT', 'UPDATE', 'DELETE'] loop
     foreach variant in array array['one', 'many', 'moved'] loop
       continue when variant = 'moved' and op <> 'UPDATE';
-      slot := slot || jsonb_build_object(op || ' ' || variant, case
+      slots := slots || jsonb_build_object(lower(op) || '_' || variant, case
         when target is null then
-          format('execute audit.capture_query(tg_relid, %L, %L)%s', op, variant,
-                 case when variant = 'one' then '' else ' into ' || many_into || ' using ' || query_args end)
+          format('execute audit.capture_query(tg_relid, %L, %L, ''$1'', ''$2'')', op, variant)
+          || case when variant = 'one' then ''
+                  else ' into v_item_count, v_changed using p_action_id, p_items_before' end
         else
-          audit.bind_names(audit.capture_query(target, op, variant))
-          || case when variant = 'one' then '' else E'\n    into ' || many_into end
+          audit.capture_query(target, op, variant, 'p_action_id', 'p_items_before')
+          || case when variant = 'one' then '' else E'\n    into v_item_count, v_changed' end
         end);
     end loop;
   end loop;
-
-  body := $body$
+  return audit.fill($body$
 declare
   p_batch         text;
   p_action_id     bigint;
@@ -168,14 +144,14 @@ declare
   v_changed       text[];
   v_work_mem      text;
 begin
-  -- a statement on one row: the whole action in one statement (nothing inside a batch,
+{{guard}}  -- a statement on one row: the whole action in one statement (nothing inside a batch,
   -- or when a context value is wrong)
   if tg_op = 'INSERT' then
-    %1$s;
+    {{insert_one}};
   elsif tg_op = 'UPDATE' then
-    %2$s;
+    {{update_one}};
   else
-    %3$s;
+    {{delete_one}};
   end if;
   get diagnostics v_written = row_count;
   if v_written > 0 then
@@ -198,25 +174,23 @@ begin
   v_work_mem := current_setting('work_mem');
   perform set_config('work_mem', '64MB', true);
   if tg_op = 'INSERT' then
-    %4$s;
+    {{insert_many}};
   elsif tg_op = 'DELETE' then
-    %5$s;
+    {{delete_many}};
   elsif current_setting('audit.keys_moved', true) = 'on' then
-    %6$s;
+    {{update_moved}};
   else
-    %7$s;
+    {{update_many}};
   end if;
   perform set_config('work_mem', v_work_mem, true);
   perform audit.finish_statement(tg_relid, tg_op, p_action_id, p_items_before > 0,
                                  v_item_count, v_changed);
   return null;
 end
-$body$;
-  -- one pass of format(): a query is never searched again, so a name inside it that
-  -- looks like a slot stays inside its quotes
-  return format(body, slot ->> 'INSERT one', slot ->> 'UPDATE one', slot ->> 'DELETE one',
-                slot ->> 'INSERT many', slot ->> 'DELETE many', slot ->> 'UPDATE moved',
-                slot ->> 'UPDATE many');
+$body$,
+    slots || jsonb_build_object('guard', case when target is null then
+      E'  if not audit.is_capture_trigger(tg_relid, tg_name) then\n    return null;\n  end if;\n'
+      else '' end));
 end
 $$;
 comment on function audit.capture_function_body(regclass) is
@@ -248,8 +222,7 @@ do $$
 begin
   execute format($f$create or replace function audit.capture() returns trigger
     language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as %L$f$,
-    regexp_replace(audit.capture_function_body(null), '\nbegin\n',
-                   E'\nbegin\n  if not audit.is_capture_trigger(tg_relid, tg_name) then\n    return null;\n  end if;\n'));
+    audit.capture_function_body(null));
 end
 $$;
 comment on function audit.capture() is
@@ -361,8 +334,7 @@ comment on function audit.forget_key_changes(regclass) is
 -- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
 -- tree logs it and notes so in audit.pending_truncate; the BEFORE triggers of the
 -- tree's other tables find the note and log nothing; the first table's AFTER trigger
--- (audit_capture_truncate_end) removes it. An AFTER trigger named
--- audit_capture_truncate is one installed before revision 0005: it logs.
+-- (audit_capture_truncate_end) removes it.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -386,13 +358,11 @@ begin
     where transaction_id < txid_snapshot_xmin(txid_current_snapshot());
     return null;
   end if;
-  if tg_when = 'BEFORE' then
-    insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
-    values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
-    on conflict do nothing;
-    if not found then
-      return null;  -- this statement's tree is logged already
-    end if;
+  insert into audit.pending_truncate (transaction_id, trigger_depth, relation, first_table)
+  values (txid_current(), pg_trigger_depth(), tracked, tg_relid)
+  on conflict do nothing;
+  if not found then
+    return null;  -- this statement's tree is logged already
   end if;
   ctx := audit.current_context();
   select * into reg from audit.tracked_table where relation = tracked;

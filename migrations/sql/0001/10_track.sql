@@ -202,15 +202,9 @@ $$;
 comment on function audit.make_capture_triggers(regclass, regproc) is
   'Internal: (re)creates the INSERT, UPDATE and DELETE statement triggers of a tracked table, calling the given capture function.';
 
--- A table restored by pg_dump into another database has a new oid, but its triggers
--- still call the generated function named for its old one, restored with them: ALTER
--- TABLE would write audit.capture_<new oid>() and leave the triggers on the stale
--- copy, whose column list no longer matches (an UPDATE after a dropped column failed).
--- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
--- at the function named for the table's oid and drops the stale one once unused.
--- Runs as the caller: recreating triggers takes the table owner's rights.
 -- The generated capture function a table's triggers call when it was written for
--- another oid (the table restored from a dump); null when there is none.
+-- another oid (the table restored from a dump: see audit.adopt_capture_function());
+-- null when there is none.
 create or replace function audit.restored_capture_function(target regclass) returns oid
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -224,6 +218,13 @@ $$;
 comment on function audit.restored_capture_function(regclass) is
   'Internal: the capture function, written for another oid, that a restored table''s triggers still call; null when none.';
 
+-- A table restored by pg_dump into another database has a new oid, but its triggers
+-- still call the generated function named for its old one, restored with them: ALTER
+-- TABLE would write audit.capture_<new oid>() and leave the triggers on the stale
+-- copy, whose column list no longer matches (an UPDATE after a dropped column failed).
+-- Called after generate_capture() (11_ddl.sql, 98_regenerate.sql): points the triggers
+-- at the function named for the table's oid and drops the stale one once unused.
+-- Runs as the caller: recreating triggers takes the table owner's rights.
 create or replace function audit.adopt_capture_function(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -238,9 +239,10 @@ begin
   perform audit.make_capture_triggers(target, own::regproc);
   perform audit.stamp_triggers(target);
   if not exists (select from pg_trigger where tgfoid = stale) then
-    -- drop_generated_capture() names the function by the oid it was written for
+    -- drop_generated_capture() names the function by the oid it was written for: the
+    -- digits after 'capture_'
     perform audit.drop_generated_capture(
-      substr((select proname from pg_proc where oid = stale), 9)::oid::regclass);
+      substr((select proname from pg_proc where oid = stale), length('capture_') + 1)::oid::regclass);
   end if;
 end
 $$;
@@ -344,6 +346,76 @@ $$;
 comment on function audit.capture_gaps(regclass) is
   'What is wrong with the audit triggers of the tracked tables and their partitions and inheritance children (or of one table): missing, disabled, replica-only, calling another function, changed. No row: nothing escapes capture.';
 
+-- The SQL that captures a tracked table (or one of its partitions or inheritance
+-- children) as the database holds it, for a DBA to read or diff (`audit-capture status
+-- --show-sql TABLE`): the audit triggers of the table and of its members, the functions
+-- they call, and the queries audit.capture() (the generic mode; a member's in both
+-- modes) writes out at every statement, as it would now. SECURITY DEFINER: those are
+-- written from the registry, as audit.capture() writes them. A name with a control
+-- character shows as a JSON string in a comment line, where a line break would end it.
+create or replace function audit.capture_sql(target regclass) returns text
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  tracked   regclass := audit.tracked_root(target);
+  relations regclass[] := array[target] || array(select m from audit.capture_members(target) m order by m::text);
+  result    text;
+  rel       regclass;
+  fn        regprocedure;
+begin
+  if tracked is null then
+    raise exception '% is not tracked (nor a partition or inheritance child of a tracked table)', target
+      using errcode = 'undefined_object';
+  end if;
+  result := format(E'-- audit_capture: the SQL that captures %s, as the database holds it%s\n',
+                   audit.comment_text(target::text), case when tracked = target then ''
+                     else format(' (logged as %s)', audit.comment_text(tracked::text)) end);
+  foreach rel in array relations loop
+    result := result || format(E'\n-- triggers on %s\n', audit.comment_text(rel::text))
+      || coalesce((select string_agg(pg_get_triggerdef(t.oid) || E';\n', '' order by t.tgname)
+                   from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+                   where t.tgrelid = rel and not t.tgisinternal
+                     and (t.tgname like 'audit\_capture\_%' or p.pronamespace = 'audit'::regnamespace)),
+                  E'-- (none)\n');
+  end loop;
+  for fn in select f from (select distinct t.tgfoid::regprocedure as f
+                            from pg_trigger t join pg_proc p on p.oid = t.tgfoid
+                            where t.tgrelid = any (relations) and not t.tgisinternal
+                              and (t.tgname like 'audit\_capture\_%' or p.pronamespace = 'audit'::regnamespace)) used
+            order by f::text loop
+    result := result || format(E'\n-- function %s\n%s;\n', audit.comment_text(fn::text), pg_get_functiondef(fn));
+    continue when fn <> 'audit.capture()'::regprocedure;
+    for rel in select t.tgrelid::regclass from pg_trigger t
+               where t.tgfoid = fn and t.tgname = 'audit_capture_insert' and t.tgrelid = any (relations)
+               order by t.tgrelid::regclass::text loop
+      result := result || format(E'\n-- the queries audit.capture() writes out at every statement on %s, as it would now\n'
+                                 || E'-- ($1: the action''s id, $2: the number of items it holds already)\n',
+                                 audit.comment_text(rel::text))
+        || (select string_agg(format(E'-- %s\n%s;\n', v.title, audit.capture_query(rel, v.op, v.variant, '$1', '$2')), '' order by v.i)
+            from (values (1, 'INSERT', 'one', 'INSERT, one row'), (2, 'INSERT', 'many', 'INSERT, many rows'),
+                         (3, 'UPDATE', 'one', 'UPDATE, one row'), (4, 'UPDATE', 'many', 'UPDATE, many rows'),
+                         (5, 'UPDATE', 'moved', 'UPDATE, many rows, primary keys changed'),
+                         (6, 'DELETE', 'one', 'DELETE, one row'), (7, 'DELETE', 'many', 'DELETE, many rows'))
+                 v(i, op, variant, title));
+    end loop;
+  end loop;
+  return result;
+end
+$$;
+comment on function audit.capture_sql(regclass) is
+  'The SQL that captures a tracked table (or a partition or inheritance child of one) as the database holds it: its audit triggers and its members'', the functions they call, the queries audit.capture() writes out. Read by audit-capture status --show-sql.';
+
+-- A name as a comment line may show it: a JSON string when it holds a control character.
+create or replace function audit.comment_text(name text) returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when name ~ '[[:cntrl:]]' then to_json(name)::text else name end
+$$;
+comment on function audit.comment_text(text) is
+  'Internal: a name as a SQL comment line may show it (a JSON string when it holds a control character).';
+
 -- The TRUNCATE triggers of a tracked table or member (see audit.capture_truncate()).
 create or replace function audit.make_truncate_triggers(target regclass) returns void
 language plpgsql security invoker
@@ -383,6 +455,8 @@ begin
      or not exists (select from audit.capture_gaps(target)) then
     return;
   end if;
+  -- (audit.make_capture_triggers()'s three, written again: that one takes any function
+  -- and is audit_admin's only, see 12_privileges.sql)
   execute format('create or replace trigger audit_capture_insert after insert on %s
                     referencing new table as audit_new_rows
                     for each statement execute function audit.capture()', target);

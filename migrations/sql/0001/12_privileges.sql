@@ -47,7 +47,8 @@ grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, 
 grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
   to audit_reader;
 -- ... and what audit-capture status compares (a monitoring login granted audit_reader)
-grant execute on function audit.function_fingerprint(oid), audit.trigger_fingerprint(oid)
+grant execute on function audit.function_fingerprint(oid), audit.trigger_fingerprint(oid),
+  audit.capture_sql(regclass)
   to audit_reader;
 
 -- admins (the DBA): everything a reader may (00_roles.sql), plus tracking tables
