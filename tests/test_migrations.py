@@ -13,7 +13,7 @@ from alembic.config import Config
 from pg_binaries import tool
 from psycopg import sql
 
-from audit_capture import migrate, resources, sqlfiles
+from audit_capture import migrate, resources, revisions, sqlfiles
 
 
 def _scalar(url: str, query: str, params=()):
@@ -82,7 +82,7 @@ def test_current_changes_nothing_on_a_database_without_audit(empty_db_url):
 
 def test_head_revision_freezes_current_triggers():
     """triggers/*.sql must equal the head revision's resolved SQL (migrations/README.md)."""
-    chain = sqlfiles.Chain.packaged()
+    chain = revisions.Chain.packaged()
     head = chain.head()
     current = {path.name: path.read_bytes() for path in resources.triggers_dir().glob("*.sql")}
     frozen = {name: path.read_bytes() for name, path in chain.state_files(head).items()}
@@ -95,11 +95,11 @@ def test_head_revision_freezes_current_triggers():
         else "run scripts/freeze-sql"
     )
     assert not differ, f"triggers/ differs from revision {head}'s SQL: {differ}; {fix}"
-    assert sqlfiles.UNINSTALL_FILE in frozen
+    assert revisions.UNINSTALL_FILE in frozen
 
 
 def test_every_revision_has_its_sql():
-    chain = sqlfiles.Chain.packaged()
+    chain = revisions.Chain.packaged()
     assert chain.revisions() == migrate.revisions()
     for revision in chain.revisions():
         assert chain.install_files(revision), f"no SQL for revision {revision}"
@@ -110,7 +110,7 @@ def test_upgrade_sql_mode_prints_the_frozen_sql(capsys):
     migrate.upgrade_sql("head")
     out = capsys.readouterr().out
     assert "audit.alembic_version" in out
-    chain = sqlfiles.Chain.packaged()
+    chain = revisions.Chain.packaged()
     files = chain.install_files(chain.head())
     for path in files:
         assert f"-- {path.relative_to(chain.root).as_posix()}\n" in out

@@ -24,7 +24,7 @@ from psycopg import sql
 from test_migrations import psql
 
 from audit_capture import migrate, resources, sqlfiles
-from audit_capture.sqlfiles import Chain, RevisionError
+from audit_capture.revisions import Chain, RevisionError
 
 BASELINE = {
     "00_types.sql": """

@@ -20,6 +20,7 @@ from psycopg import sql
 
 from audit_capture import database, resources, sqlfiles
 from audit_capture.errors import AuditCaptureError
+from audit_capture.revisions import Chain
 
 VERSION_SCHEMA = "audit"
 VERSION_TABLE = "alembic_version"
@@ -63,7 +64,7 @@ def repair(url: str) -> str:
                 f"the audit schema is at {installed or 'no revision (not installed)'}, not at "
                 f"this package's head {target}: run audit-capture migrate upgrade instead"
             )
-        sqlfiles.install(conn, sqlfiles.Chain.packaged().install_files(target))
+        sqlfiles.install(conn, Chain.packaged().install_files(target))
         sqlfiles.give_version_table_to_schema_owner(conn)
         conn.commit()
     return target

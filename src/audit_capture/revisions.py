@@ -1,0 +1,273 @@
+"""The package's chain of revisions and the SQL files of each (``migrations/``).
+
+A revision keeps what its SQL meant when it was written (``migrations/README.md`` says
+how to add one):
+
+- ``migrations/sql/<rev>/`` holds only the state files the revision adds or changes, and
+  an empty ``<name>.removed`` marker for a state file it removes. A revision's full set
+  of state files is resolved by walking back along ``down_revision``: the baseline's
+  files, each later folder overriding same-named files and removing marked ones.
+- ``migrations/upgrade/<rev>.sql`` (optional) holds what cannot simply be run again:
+  ALTER TABLE on the log, ALTER TYPE ... ADD VALUE, a domain's new check.
+- ``migrations/downgrade/<rev>.sql`` (optional) removes what the revision added.
+- ``migrations/manifest.json`` records the sha256 of every file of every revision and
+  which revisions are released (``scripts/freeze-sql``, ``scripts/release-revision``).
+
+How a revision's files run (in an Alembic migration) is ``sqlfiles``' job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from audit_capture import resources
+
+UNINSTALL_FILE = "uninstall.sql"
+REMOVED_SUFFIX = ".removed"
+MANIFEST_FILE = "manifest.json"
+
+
+class RevisionError(Exception):
+    """A revision's files cannot be resolved, frozen or released as asked."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- a chain of revisions and the files of each ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The revisions of an Alembic script folder (``migrations/``) and their SQL."""
+
+    root: Path
+
+    @classmethod
+    def packaged(cls) -> Chain:
+        """The package's own chain (``migrations/``)."""
+        return cls(resources.migrations_dir())
+
+    @cached_property
+    def parents(self) -> dict[str, str | None]:
+        """{revision: down_revision}, read from ``versions/*.py`` by Alembic."""
+        from alembic.script import ScriptDirectory
+
+        script = ScriptDirectory(str(self.root))
+        found: dict[str, str | None] = {}
+        for rev in script.walk_revisions():
+            down = rev.down_revision
+            if isinstance(down, tuple | list):
+                raise RevisionError(f"revision {rev.revision} merges {down}: not supported")
+            found[rev.revision] = down
+        return found
+
+    def lineage(self, revision: str) -> list[str]:
+        """The revisions from the baseline up to ``revision``, oldest first."""
+        if revision not in self.parents:
+            raise RevisionError(f"no revision {revision!r} in {self.root / 'versions'}")
+        revs: list[str] = []
+        current: str | None = revision
+        while current is not None:
+            revs.append(current)
+            current = self.parents[current]
+        return revs[::-1]
+
+    def revisions(self) -> list[str]:
+        """Every revision, oldest first (the chain has no branches)."""
+        heads = [rev for rev in self.parents if rev not in self.parents.values()]
+        if len(heads) != 1:
+            raise RevisionError(f"{self.root / 'versions'} has heads {sorted(heads)}, not one")
+        return self.lineage(heads[0])
+
+    def head(self) -> str:
+        return self.revisions()[-1]
+
+    def folder(self, revision: str) -> Path:
+        """``sql/<revision>/``: the state files ``revision`` adds or changes (may be absent)."""
+        return self.root / "sql" / revision
+
+    def upgrade_file(self, revision: str) -> Path:
+        return self.root / "upgrade" / f"{revision}.sql"
+
+    def downgrade_file(self, revision: str) -> Path:
+        return self.root / "downgrade" / f"{revision}.sql"
+
+    def state_files(self, revision: str) -> dict[str, Path]:
+        """{file name: path} of every state file of ``revision`` (``uninstall.sql``
+        included), resolved along the chain."""
+        files: dict[str, Path] = {}
+        for rev in self.lineage(revision):
+            folder = self.folder(rev)
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if path.name.endswith(REMOVED_SUFFIX):
+                    name = path.name.removesuffix(REMOVED_SUFFIX)
+                    if name not in files:
+                        raise RevisionError(
+                            f"{path} removes {name}, which revision {rev}'s ancestors lack"
+                        )
+                    del files[name]
+                elif path.suffix == ".sql":
+                    files[path.name] = path
+        return files
+
+    def install_files(self, revision: str) -> list[Path]:
+        """The resolved state files an install of ``revision`` runs, in order."""
+        files = self.state_files(revision)
+        if not files:
+            raise RevisionError(f"revision {revision} has no SQL: {self.folder(revision)}")
+        return [files[name] for name in sorted(files) if name != UNINSTALL_FILE]
+
+    def uninstall_file(self, revision: str) -> Path:
+        path = self.state_files(revision).get(UNINSTALL_FILE)
+        if path is None:
+            raise RevisionError(f"revision {revision} has no {UNINSTALL_FILE}")
+        return path
+
+    def own_files(self, revision: str) -> list[Path]:
+        """Every file that belongs to ``revision`` alone: its folder's files, its
+        upgrade and downgrade files."""
+        folder = self.folder(revision)
+        files = sorted(folder.iterdir()) if folder.is_dir() else []
+        extra = [self.upgrade_file(revision), self.downgrade_file(revision)]
+        return files + [path for path in extra if path.is_file()]
+
+    # -- the manifest ------------------------------------------------------------------
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_FILE
+
+    def manifest(self) -> dict:
+        """``{"revisions": {rev: {"released": bool, "files": {relative path: sha256}}}}``."""
+        if not self.manifest_path.is_file():
+            return {"revisions": {}}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def write_manifest(self, manifest: dict) -> None:
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        self.manifest_path.write_text(text, encoding="utf-8")
+
+    def is_released(self, revision: str) -> bool:
+        return bool(self.manifest()["revisions"].get(revision, {}).get("released"))
+
+    def recorded_files(self, revision: str) -> dict[str, str]:
+        """{path relative to the chain's folder: sha256} of ``revision``'s own files."""
+        return {
+            path.relative_to(self.root).as_posix(): sha256(path)
+            for path in self.own_files(revision)
+        }
+
+    def manifest_problems(self) -> list[str]:
+        """What differs between the files on disk and ``manifest.json``, one line per
+        file, each saying what to do; empty when they agree."""
+        manifest = self.manifest()["revisions"]
+        revisions = self.revisions()
+        problems = [
+            f"{MANIFEST_FILE} lists revision {rev}, which versions/ lacks: remove its entry"
+            for rev in sorted(set(manifest) - set(revisions))
+        ]
+        for folder in ("sql", "upgrade", "downgrade"):
+            for path in sorted((self.root / folder).glob("*")):
+                if (path.name if folder == "sql" else path.stem) not in revisions:
+                    problems.append(
+                        f"{path.relative_to(self.root).as_posix()} belongs to no revision"
+                    )
+        for rev in revisions:
+            problems += self.revision_problems(rev)
+        return problems
+
+    def revision_problems(self, revision: str) -> list[str]:
+        """``manifest_problems()`` of one revision's files."""
+        entry = self.manifest()["revisions"].get(revision)
+        if entry is None:
+            return [f"revision {revision} is not in {MANIFEST_FILE}: run scripts/freeze-sql"]
+        if entry.get("released"):
+            fix = (
+                f"revision {revision} is released and never changes: restore the file "
+                "(git checkout) and put the change in a new revision "
+                '(scripts/new-revision "what changed")'
+            )
+        else:
+            fix = "if the change is meant, run scripts/freeze-sql"
+        listed, actual = entry.get("files", {}), self.recorded_files(revision)
+        problems = []
+        for name in sorted(set(listed) | set(actual)):
+            if name not in actual:
+                problems.append(f"{name} is missing ({MANIFEST_FILE} lists it): {fix}")
+            elif name not in listed:
+                problems.append(f"{name} is not in {MANIFEST_FILE}: {fix}")
+            elif listed[name] != actual[name]:
+                problems.append(f"{name} differs from its sha256 in {MANIFEST_FILE}: {fix}")
+        return problems
+
+    # -- maintainers' tools ------------------------------------------------------------
+
+    def freeze(self, triggers: Path, revision: str | None = None) -> list[str]:
+        """Write into the head revision's folder the files of ``triggers`` that differ from
+        the previous revision's resolved set (and a marker for each one it lacks), and
+        record the revision's files in the manifest. Returns what it wrote.
+
+        Refuses a revision that is not the head, or that is released.
+        """
+        head = self.head()
+        revision = revision or head
+        if revision != head:
+            raise RevisionError(
+                f"revision {revision} is not the head ({head}): only the head revision's "
+                "SQL may be frozen; a change goes into a new revision "
+                '(scripts/new-revision "what changed")'
+            )
+        if self.is_released(revision):
+            raise RevisionError(
+                f"revision {revision} is released ({MANIFEST_FILE}): its SQL never changes; "
+                'put the change in a new revision (scripts/new-revision "what changed")'
+            )
+        current = {path.name: path for path in triggers.glob("*.sql")}
+        if not current:
+            raise RevisionError(f"{triggers} holds no .sql file")
+        down = self.parents[revision]
+        previous = self.state_files(down) if down else {}
+        folder = self.folder(revision)
+        if folder.is_dir():
+            for path in folder.iterdir():
+                path.unlink()
+        written: list[str] = []
+        for name in sorted(current):
+            data = current[name].read_bytes()
+            if name not in previous or previous[name].read_bytes() != data:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+                written.append(name)
+        for name in sorted(set(previous) - set(current)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / (name + REMOVED_SUFFIX)).write_bytes(b"")
+            written.append(name + REMOVED_SUFFIX)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        self.record(revision)
+        return written
+
+    def record(self, revision: str, released: bool | None = None) -> None:
+        """Write ``revision``'s files (and, when given, its released flag) into the manifest."""
+        manifest = self.manifest()
+        entry = manifest["revisions"].setdefault(revision, {"released": False})
+        entry["files"] = self.recorded_files(revision)
+        if released is not None:
+            entry["released"] = released
+        self.write_manifest(manifest)
+
+    def release(self, revision: str) -> None:
+        """Mark ``revision`` released: from now on its files never change."""
+        self.lineage(revision)  # names a known revision
+        problems = self.revision_problems(revision)
+        if problems:
+            raise RevisionError("; ".join(problems))
+        self.record(revision, released=True)
