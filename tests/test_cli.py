@@ -406,3 +406,12 @@ def test_status_of_a_database_without_audit(empty_db_url):
     result = run(empty_db_url, "status")
     assert result.exit_code != 0
     assert f"migration: - (package head {migrate.head()}): not installed" in result.output
+
+
+def test_one_row_names_the_query_that_returned_none(conn):
+    from audit_capture import database
+
+    assert database.one_value(conn, "select count(*) from clients where false") == 0
+    assert database.one_row(conn, "select 1, %s", ("two",)) == (1, "two")
+    with pytest.raises(LookupError, match="got none from: 'select 1 where false'"):
+        database.one_row(conn, "select 1 where false")

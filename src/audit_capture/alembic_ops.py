@@ -204,8 +204,9 @@ def _display(operation: TrackTableOp | UntrackTableOp) -> str:
 def _track_table(operations: Operations, operation: TrackTableOp) -> None:
     if not operations.get_context().as_sql and not _may(operations, "track", _display(operation)):
         raise AuditNotInstalled(
-            f"track_table({_display(operation)!r}): {NOT_INSTALLED}; run `audit-capture migrate upgrade` (the package's own chain) before "
-            "the application's migrations that track tables"
+            f"track_table({_display(operation)!r}): {NOT_INSTALLED}; run `audit-capture migrate"
+            " upgrade` (the package's own chain) before the application's migrations that track"
+            " tables"
         )
     s = operation.settings
     statement = text(

@@ -254,10 +254,11 @@ def untrack(ctx, table) -> None:
     """Stop audit capture of TABLE. Its logged actions stay in the log."""
     with database.connect(database_url(ctx)) as conn:
         _check_tracking_access(conn, "untrack")
-        tracked = conn.execute(
+        tracked = database.one_value(
+            conn,
             "select exists (select from audit.tracked_table where relation = %s::regclass)",
             (table,),
-        ).fetchone()[0]
+        )
         conn.execute("select audit.untrack(%s::regclass)", (table,))
     click.echo(
         f"no longer tracking {table}" if tracked else f"{table} was not tracked: nothing to do"
@@ -270,7 +271,7 @@ def _check_tracking_access(conn: psycopg.Connection, verb: str) -> None:
     fix nor the role)."""
     from audit_capture.tracking_access import ACCESS_SQL, NOT_INSTALLED, TrackingAccess
 
-    access = TrackingAccess.from_row(conn.execute(ACCESS_SQL).fetchone())
+    access = TrackingAccess.from_row(database.one_row(conn, ACCESS_SQL))
     if not access.installed:
         raise click.ClickException(f"{NOT_INSTALLED}: run `audit-capture migrate upgrade` first")
     if not access.may(verb):
@@ -283,7 +284,9 @@ def _parse_labels(labels_json: str | None):
     try:
         labels = json.loads(labels_json)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"{labels_json!r} is not JSON: {exc}", param_hint="--labels")
+        raise click.BadParameter(
+            f"{labels_json!r} is not JSON: {exc}", param_hint="--labels"
+        ) from None
     if not isinstance(labels, list):
         raise click.BadParameter(f"{labels_json!r} is not a JSON array", param_hint="--labels")
     return labels
@@ -334,7 +337,8 @@ def _print_status(result) -> None:
     click.echo(f"migration: {m.installed or '-'} (package head {m.head}): {m.state}")
     if result.capture_mode == "fast":
         click.echo(
-            "capture: fast (a function per tracked table, remade after ALTER TABLE by an event trigger)"
+            "capture: fast (a function per tracked table,"
+            " remade after ALTER TABLE by an event trigger)"
         )
     elif result.capture_mode == "generic":
         click.echo(
@@ -567,16 +571,15 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
 
         step(4, f"serving the viewer ({_demo_stop_note(server, keep_dir)})")
         try:
-            web = create_server(
-                demo.app, host="127.0.0.1", port=port, threads=4
-            )  # listening from here
+            # listening from here
+            web = create_server(demo.app, host="127.0.0.1", port=port, threads=4)
         except OSError as exc:
             raise click.ClickException(
                 f"cannot serve on 127.0.0.1:{port}: {exc.strerror} (choose another --port)"
             ) from None
         click.echo(
-            f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n  password  {demo.password}\n"
-            f"  psql   {_demo_psql(url, server)}\n"
+            f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n"
+            f"  password  {demo.password}\n  psql   {_demo_psql(url, server)}\n"
         )
         try:
             web.run()

@@ -38,6 +38,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
+from audit_capture.database import one_row
 from audit_capture.enums import ActorType, Source, coerce
 from audit_capture.errors import ContextValueTooLong, InvalidContextValue, NoTransaction
 
@@ -98,7 +99,9 @@ def context_values(
         as_text(request_id),
         None if context is None else json.dumps(dict(context), default=str),
     )
-    variables = {name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values)}
+    variables = {
+        name: "" if v is None else v for name, v in zip(CONTEXT_VARIABLES, values, strict=True)
+    }
     for name, value in variables.items():
         check_value(name, value)
     return variables
@@ -154,8 +157,8 @@ def read_variables(conn: psycopg.Connection, names: tuple[str, ...]) -> dict[str
     """The current values of audit variables ('' for unset), in one round trip."""
     _require_transaction(conn)
     calls = ", ".join("coalesce(current_setting(%s, true), '')" for _ in names)
-    row = conn.execute(f"select {calls}", list(names)).fetchone()
-    return dict(zip(names, row))
+    row = one_row(conn, f"select {calls}", list(names))
+    return dict(zip(names, row, strict=True))
 
 
 def set_context(conn: psycopg.Connection, **values: Any) -> None:

@@ -9,10 +9,13 @@ so that every failure to reach the database becomes one readable line.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+
+if TYPE_CHECKING:  # types only: an older psycopg has no QueryNoTemplate
+    from psycopg.abc import Params, QueryNoTemplate
 
 SQLALCHEMY_DRIVER = "postgresql+psycopg"
 LIBPQ_SCHEMES = ("postgresql://", "postgres://")
@@ -114,6 +117,24 @@ def create_engine(url: str, **kwargs: Any):
     return sqlalchemy.create_engine(
         f"{SQLALCHEMY_DRIVER}://", creator=lambda: connect(url), **kwargs
     )
+
+
+def one_row(
+    conn: psycopg.Connection, query: QueryNoTemplate, params: Params | None = None
+) -> tuple:
+    """The row of a query that always returns one (``select count(*) ...``, ``select
+    exists (...)``); no row at all raises LookupError naming the query."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise LookupError(f"expected one row, got none from: {query!r}")
+    return row
+
+
+def one_value(
+    conn: psycopg.Connection, query: QueryNoTemplate, params: Params | None = None
+) -> Any:
+    """The first column of ``one_row(conn, query, params)``."""
+    return one_row(conn, query, params)[0]
 
 
 def _first_line(text: str) -> str:

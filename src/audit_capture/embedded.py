@@ -26,6 +26,8 @@ from pathlib import Path
 import psycopg
 import testing.postgresql
 
+from audit_capture.database import one_value
+
 UNPRIVILEGED_USER = "nobody"
 
 SERVER_SETTINGS = (
@@ -158,9 +160,9 @@ class EmbeddedPostgresql(testing.postgresql.Postgresql):
 
     # -- convenience --------------------------------------------------------------
 
-    def url(self, database: str = "postgres", **kwargs) -> str:  # type: ignore[override]
+    def url(self, database: str = "postgres", **kwargs) -> str:
         return super().url(database=database, **kwargs)
 
     def server_version(self) -> str:
         with psycopg.connect(self.url()) as conn:
-            return conn.execute("show server_version").fetchone()[0]
+            return one_value(conn, "show server_version")

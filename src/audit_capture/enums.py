@@ -63,7 +63,9 @@ def coerce(enum: type[StrEnum], variable: str, value: object) -> str | None:
 
     if value is None:
         return None
-    try:
-        return enum(value).value
-    except ValueError:
-        raise InvalidContextValue(variable, value, [m.value for m in enum]) from None
+    if isinstance(value, str):  # a member is one too
+        try:
+            return enum(value).value
+        except ValueError:
+            pass
+    raise InvalidContextValue(variable, value, [m.value for m in enum])

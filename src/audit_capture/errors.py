@@ -1,5 +1,9 @@
 """The exceptions of audit_capture. Each message names the bad value and the rule."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
 
 class AuditCaptureError(Exception):
     """Base class of audit_capture's own errors."""
@@ -11,7 +15,12 @@ class InvalidContextValue(AuditCaptureError, ValueError):
     message names the variable."""
 
     def __init__(
-        self, variable: str, value: object, allowed: list[str] = (), *, message: str | None = None
+        self,
+        variable: str,
+        value: object,
+        allowed: Iterable[str] = (),
+        *,
+        message: str | None = None,
     ):
         self.variable = variable
         self.value = value

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from audit_capture.context import as_text, check_value, require_sync_connection
+from audit_capture.database import one_value
 from audit_capture.enums import ActionType, coerce
 
 #: The longest action label and resource type an event may have, in characters (the
@@ -39,10 +40,7 @@ def record_action(
     otherwise); a longer ``resource_label`` is kept to its first 500 characters.
     """
     require_sync_connection(conn)
-    row = conn.execute(
-        LOG_ACTION_SQL, log_action_arguments(action_type, action, **details)
-    ).fetchone()
-    return row[0]
+    return one_value(conn, LOG_ACTION_SQL, log_action_arguments(action_type, action, **details))
 
 
 def log_action_arguments(

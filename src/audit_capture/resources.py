@@ -2,8 +2,8 @@
 
 An installed wheel carries copies of the top-level ``triggers/``, ``migrations/`` and
 ``viewer/`` folders inside the package (``audit_capture/_triggers``,
-``audit_capture/_migrations``, ``audit_capture/_viewer``). An editable or source checkout has no such copies,
-so we fall back to the folders at the root of the source tree.
+``audit_capture/_migrations``, ``audit_capture/_viewer``). An editable or source checkout
+has no such copies, so we fall back to the folders at the root of the source tree.
 """
 
 from __future__ import annotations

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 #: the role, the role quoted for a GRANT. No parameters (psycopg and SQLAlchemy alike).
 ACCESS_SQL = """
 select to_regclass('audit.tracked_table') is not null
-         and bool_or(has_function_privilege(p.oid, 'execute')) filter (where p.proname = 'track') is not null,
-       coalesce(bool_or(has_function_privilege(p.oid, 'execute')) filter (where p.proname = 'track'), false),
-       coalesce(bool_or(has_function_privilege(p.oid, 'execute')) filter (where p.proname = 'untrack'), false),
+         and bool_or(has_function_privilege(p.oid, 'execute'))
+               filter (where p.proname = 'track') is not null,
+       coalesce(bool_or(has_function_privilege(p.oid, 'execute'))
+                  filter (where p.proname = 'track'), false),
+       coalesce(bool_or(has_function_privilege(p.oid, 'execute'))
+                  filter (where p.proname = 'untrack'), false),
        current_user, quote_ident(current_user)
 from pg_catalog.pg_proc p
 where p.pronamespace = to_regnamespace('audit') and p.proname in ('track', 'untrack')

@@ -21,6 +21,7 @@ from flask import Flask
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from audit_capture.database import one_value
 from audit_capture.viewer.present import instant
 
 FIRST_NAMES = [
@@ -101,9 +102,8 @@ class Driver:
             path = "/api" + path
         response = self.client.open(path, method=method, json=json or {}, headers=headers)
         if response.status_code >= 400:
-            raise RuntimeError(
-                f"{method} {path} failed: {response.status_code} {response.get_data(as_text=True)[:200]}"
-            )
+            text = response.get_data(as_text=True)[:200]
+            raise RuntimeError(f"{method} {path} failed: {response.status_code} {text}")
         return response.get_json(silent=True) or {}
 
 
@@ -153,7 +153,8 @@ def generate(app: Flask, superuser_url: str, *, seed: int = 7, step: Step = lamb
                     "name": name,
                     "email": f"{name.lower().replace(' ', '.')}{i}@example.com",
                     "phone": f"555-01{i:02d}",
-                    "ssn": f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(1000, 9999)}",
+                    "ssn": f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-"
+                    f"{rng.randint(1000, 9999)}",
                     "campaign_id": rng.choice(campaigns),
                 },
                 source,
@@ -300,7 +301,7 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
     tables, the audit triggers) for its own session."""
     with psycopg.connect(superuser_url) as conn:
         conn.execute("set session_replication_role = replica")
-        count = conn.execute("select count(*) from audit.action_log").fetchone()[0]
+        count = one_value(conn, "select count(*) from audit.action_log")
         moves = conn.execute(
             """
             with ranked as (
@@ -357,7 +358,8 @@ def _move_written_timestamps(
     for table, column in conn.execute("""
             select c.table_name, c.column_name from information_schema.columns c
             join audit.tracked_table t
-              on t.relation = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
+              on t.relation
+                 = (quote_ident(c.table_schema) || '.' || quote_ident(c.table_name))::regclass
             where c.data_type = 'timestamp with time zone'""").fetchall():
         rows = conn.execute(
             sql.SQL("select ctid, {} from {} where {} is not null").format(

@@ -64,7 +64,8 @@ def _routes(engine: sa.Engine) -> Blueprint:
     def create_campaign():
         d = body()
         new_id = run(
-            "insert into campaigns (name, channel, script) values (:name, :channel, :script) returning id",
+            "insert into campaigns (name, channel, script)"
+            " values (:name, :channel, :script) returning id",
             name=d["name"],
             channel=d.get("channel", "voice"),
             script=d.get("script"),
@@ -75,8 +76,8 @@ def _routes(engine: sa.Engine) -> Blueprint:
     def update_campaign(campaign_id):
         d = body()
         run(
-            "update campaigns set script = coalesce(:script, script), name = coalesce(:name, name), "
-            "updated_at = now() where id = :id",
+            "update campaigns set script = coalesce(:script, script),"
+            " name = coalesce(:name, name), updated_at = now() where id = :id",
             script=d.get("script"),
             name=d.get("name"),
             id=campaign_id,

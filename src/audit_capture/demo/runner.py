@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from psycopg import sql
 
 from audit_capture import migrate
-from audit_capture.database import sqlalchemy_url
+from audit_capture.database import one_value, sqlalchemy_url
 from audit_capture.demo.activity import generate, spread_over_days
 from audit_capture.demo.crm_app import make_crm_app
 from audit_capture.sample import install_crm
@@ -44,7 +44,7 @@ def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> 
     with psycopg.connect(url) as conn:
         step("creating the sample CRM and tracking its tables")
         with conn.transaction():
-            already = conn.execute("select count(*) from audit.tracked_table").fetchone()[0]
+            already = one_value(conn, "select count(*) from audit.tracked_table")
             if not already:
                 install_crm(conn)
         viewer_password = secrets.token_urlsafe(18)
@@ -63,7 +63,7 @@ def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> 
         # only a superuser may switch the log's append-only triggers off: keep "now"
         step("  (not a superuser: the actions keep today's timestamps)")
         with psycopg.connect(url) as conn:
-            actions = conn.execute("select count(*) from audit.action_log").fetchone()[0]
+            actions = one_value(conn, "select count(*) from audit.action_log")
     viewer_url = psycopg.conninfo.make_conninfo(url, user=VIEWER_ROLE, password=viewer_password)
     return Prepared(actions=actions, seconds=time.monotonic() - started, viewer_url=viewer_url)
 
@@ -124,12 +124,13 @@ def is_prepared(url: str) -> bool:
     """True when the database already holds a demo (a kept data folder)."""
     with psycopg.connect(url) as conn:
         return bool(
-            conn.execute(
+            one_value(
+                conn,
                 "select to_regclass('audit.action_log') is not null "
                 "and exists (select from pg_roles where rolname = %s)",
                 (VIEWER_ROLE,),
-            ).fetchone()[0]
-            and conn.execute("select exists (select from audit.action_log)").fetchone()[0]
+            )
+            and one_value(conn, "select exists (select from audit.action_log)")
         )
 
 

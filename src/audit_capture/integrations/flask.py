@@ -67,8 +67,8 @@ class Actor:
     """Who acts: an id, a display name, and admin, client or system."""
 
     id: object
-    name: str
-    type: ActorType | str
+    name: str | None
+    type: ActorType | str | None
 
 
 class AuditContext:
@@ -178,7 +178,9 @@ class AuditContext:
     def _enter(self) -> None:
         fixed = self.request_values(request)  # a bad trusted source header: a 400 now
         stack = ExitStack()
-        resolve = _RequestContext(self, request._get_current_object(), fixed, ambient_variables())
+        # flask types its request proxy as a Request; it is a werkzeug LocalProxy
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        resolve = _RequestContext(self, current, fixed, ambient_variables())
         stack.enter_context(deferred_context(resolve))
         g._audit_capture_context = stack
         g.audit_request_id = fixed["request_id"]

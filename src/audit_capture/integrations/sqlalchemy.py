@@ -122,7 +122,8 @@ def _set_config(variables: Mapping[str, str]) -> tuple[str, list[str]]:
 
 def _cleared(applied: Mapping[str, str] | object) -> dict[str, str]:
     # the ambient context ended mid-transaction: unset what this transaction set
-    names = CONTEXT_VARIABLES if applied is UNKNOWN else applied
+    # applied: what this transaction set, or UNKNOWN after a savepoint was rolled back
+    names = applied if isinstance(applied, Mapping) else CONTEXT_VARIABLES
     return {name: "" for name in names}
 
 
