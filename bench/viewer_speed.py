@@ -29,6 +29,7 @@ median and the worst. Targets: every page < 50 ms, the CSV export < 1 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import signal
@@ -319,12 +320,12 @@ def report(results: list[Result], facts: dict) -> str:
                 r.error or r.note,
             )
         )
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
 
     def fmt(row):
         return "  ".join(
             str(v).ljust(w) if i in (0, 6) else str(v).rjust(w)
-            for i, (v, w) in enumerate(zip(row, widths))
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines]
@@ -445,10 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.keep:
             log(f"server kept at {url} (Ctrl-C stops it)")
-            try:
+            with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
-            except KeyboardInterrupt:
-                pass
     finally:
         log("stopping PostgreSQL")
         server.stop()

@@ -85,7 +85,8 @@ def prepare(server, rows: int) -> str:
             conn.execute(
                 sql.SQL(
                     "create trigger floor_update after update on {0} referencing old table as"
-                    " audit_old_rows new table as audit_new_rows for each statement execute function {1}();"
+                    " audit_old_rows new table as audit_new_rows for each statement"
+                    " execute function {1}();"
                     " create trigger floor_insert after insert on {0} referencing new table as"
                     " audit_new_rows for each statement execute function {1}()"
                 ).format(sql.Identifier(table), sql.SQL(function))

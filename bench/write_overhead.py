@@ -15,6 +15,7 @@ Progress goes to stderr, the table to stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -409,7 +411,8 @@ def run_bulk(conn: psycopg.Connection, table: str, statement: str, rows: int) ->
 def check_bulk_action(conn: psycopg.Connection, rows: int) -> int:
     """The id of the action the tracked bulk statement wrote, after a sanity check."""
     action_id, row_count = conn.execute(
-        "select id, row_count from audit.action_log where id = (select max(id) from audit.action_log)"
+        "select id, row_count from audit.action_log"
+        " where id = (select max(id) from audit.action_log)"
     ).fetchone() or (None, None)
     if row_count != rows:
         raise BenchError(f"the last action ({action_id}) has row_count {row_count}, not {rows}")
@@ -480,7 +483,7 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
         for table in (PLAIN, TRACKED):
             side = 1 if table == TRACKED else 0
             result = guarded(
-                update, lambda: run_bulk(conn, table, "update {table} set status = 'closed'", n)
+                update, partial(run_bulk, conn, table, "update {table} set status = 'closed'", n)
             )
             if result is None:
                 continue
@@ -503,7 +506,7 @@ def measure_bulk(url: str, conn: psycopg.Connection, settings: Settings) -> list
                     )
         for table in (PLAIN, TRACKED):
             side = 1 if table == TRACKED else 0
-            result = guarded(delete, lambda: run_bulk(conn, table, "delete from {table}", n))
+            result = guarded(delete, partial(run_bulk, conn, table, "delete from {table}", n))
             if result is None:
                 continue
             (delete.plain, delete.tracked)[side].append(result.seconds)
@@ -557,7 +560,7 @@ def render_table(rows: list[Row], settings: Settings) -> str:
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     align = ["<", ">", ">", ">", "<", "<"]
     out = [
-        "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths)).rstrip()
+        "  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(line, align, widths, strict=True)).rstrip()
         for line in [header, tuple("-" * w for w in widths), *lines]
     ]
     errors = [f"ERROR {row.workload.strip()}: {row.error}" for row in rows if row.error]
@@ -614,7 +617,7 @@ def run(server: EmbeddedPostgresql, settings: Settings, working_triggers: bool) 
             tps = Row(f"{workload.name} (tps)", "tps", target=workload.target)
             wal = Row(f"  WAL per tx, {workload.name} (B)", "B")
             guarded(
-                tps, lambda: measure_pgbench(server, conn, scripts, settings, workload, tps, wal)
+                tps, partial(measure_pgbench, server, conn, scripts, settings, workload, tps, wal)
             )
             rows.extend([tps, wal])
         log(f"bulk statements ({settings.bulk_runs} run(s) each)")
@@ -624,10 +627,8 @@ def run(server: EmbeddedPostgresql, settings: Settings, working_triggers: bool) 
 
 def wait_for_interrupt(server: EmbeddedPostgresql) -> None:
     print(f"server kept running: {server.url(DATABASE)}  (Ctrl-C to stop it)", file=sys.stderr)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         signal.pause()
-    except KeyboardInterrupt:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,10 @@
 - ``db_url``             a fresh copy of ``audit_template`` per test, dropped afterwards
 - ``empty_db_url``       a fresh empty database per test (for migration tests)
 - ``conn``               ``psycopg.connect(db_url)``, autocommit off, closed afterwards
+- ``make_role``          ``make_role(*grants)``: a LOGIN role for one test, its URL
+- ``owning_app``         a connection as a role that owns the tracked table owned_notes
+- ``seeded``, ``reader_url``, ``app``, ``client``, ``user``: the viewer over a seeded log
+  (viewer_data.py), a reader role, the Flask app, its test client, signed in as alice
 
 When pytest runs as root, the server runs as ``nobody`` (PostgreSQL refuses root).
 """
@@ -21,6 +25,7 @@ import pytest
 from pg_binaries import ENVVAR as PGBIN_ENVVAR
 from pg_binaries import bin_dir
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from audit_capture import migrate
 from audit_capture.embedded import EmbeddedPostgresql
@@ -152,3 +157,90 @@ def conn(db_url):
         yield connection
     finally:
         connection.close()
+
+
+# -- roles (test_security, test_capture_integrity) ----------------------------------
+
+_role_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_role(conn, db_url):
+    """Creates LOGIN roles for one test (roles are cluster-wide) and drops them after."""
+    made = []
+
+    def make(*grants: str) -> str:
+        name = f"role_{next(_role_numbers)}_{conn.info.dbname}"
+        with conn.transaction():
+            conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
+            for grant in grants:
+                conn.execute(sql.SQL(grant).format(role=sql.Identifier(name)))
+        made.append(name)
+        return make_conninfo(db_url, user=name)
+
+    yield make
+    conn.rollback()
+    for name in made:
+        with conn.transaction():
+            conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def owning_app(make_role, conn):
+    """An application role that OWNS a tracked table (as migration tools make it), and
+    its connection: tracked by the superuser, as a DBA would."""
+    url = make_role("grant usage, create on schema public to {role}")
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute("create table owned_notes (id int primary key, body text)")
+    with conn.transaction():
+        conn.execute("select audit.track('owned_notes', 'note')")
+    with psycopg.connect(url, autocommit=True) as connection:
+        yield connection
+
+
+# -- the viewer (test_viewer_app, test_viewer_session) ----------------------------------
+# imported lazily: collecting the other tests needs no viewer extra
+
+
+@pytest.fixture
+def seeded(conn):
+    """The viewer tests' log (viewer_data.seed)."""
+    from viewer_data import seed
+
+    return seed(conn)
+
+
+@pytest.fixture
+def reader_url(conn, db_url):
+    """A LOGIN role granted only audit_reader, as the viewer connects in production."""
+    from viewer_data import drop_role, make_reader
+
+    name, url = make_reader(conn, db_url)
+    yield url
+    drop_role(conn, name)
+
+
+@pytest.fixture
+def app(seeded, reader_url):
+    """The standalone viewer's Flask app over the seeded log (test_security has its own
+    ``app``: an application role's connection)."""
+    from viewer_data import app_config
+
+    from audit_capture.viewer import create_app
+
+    return create_app(app_config(reader_url))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def user(client):
+    """The test client, signed in as alice."""
+    from viewer_data import sign_in
+
+    response = sign_in(client)
+    assert response.status_code == 302, response.text
+    return client

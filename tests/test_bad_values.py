@@ -185,9 +185,11 @@ def test_python_refuses_a_long_value_before_sending_anything(conn):
     assert isinstance(caught.value, InvalidContextValue)
     with pytest.raises(ContextValueTooLong, match="audit.context is 10,01"):
         set_context(conn, context={"note": "n" * 10_000})
-    with pytest.raises(ContextValueTooLong, match="audit.batch is 201 characters"):
-        with batch(conn, "b" * 201):
-            pass
+    with (
+        pytest.raises(ContextValueTooLong, match="audit.batch is 201 characters"),
+        batch(conn, "b" * 201),
+    ):
+        pass
     assert conn.info.transaction_status == pq.TransactionStatus.IDLE  # no round trip made
 
 
@@ -359,10 +361,10 @@ def test_the_batch_bookkeeping_is_out_of_reach_of_the_application(conn, db_url):
                     app.execute("select (audit.current_context()).actor_name").fetchone()[0]
                     == "Alice"
                 )
-            with app.transaction():  # ... and a batch still works for it
-                with batch(app, "Batch client creation by app"):
-                    app.execute("insert into clients (name) values ('a')")
-                    app.execute("insert into clients (name) values ('b')")
+            # ... and a batch still works for it
+            with app.transaction(), batch(app, "Batch client creation by app"):
+                app.execute("insert into clients (name) values ('a')")
+                app.execute("insert into clients (name) values ('b')")
         assert only_action(conn, action="Batch client creation by app")["row_count"] == 2
     finally:
         conn.rollback()
@@ -400,7 +402,8 @@ def test_an_action_type_that_does_not_fit_the_statement_is_refused(
         conn.execute(sql.SQL("set local audit.action_type = {}").format(sql.Literal(override)))
         conn.execute(statement)
     assert caught.value.diag.message_primary == (
-        f"audit.action_type is '{override}' for an {operation} on public.clients; expected one of {allowed}"
+        f"audit.action_type is '{override}' for an {operation} on public.clients;"
+        f" expected one of {allowed}"
     )
     assert "audit.log_action()" in caught.value.diag.message_hint
     assert count_actions(conn) == before

@@ -230,7 +230,8 @@ def test_case_deleted(crm):
 def test_batch_case_deletion(crm):
     with crm.transaction():
         crm.execute(
-            "insert into cases (client_id, title) select 2, 'Case ' || i from generate_series(1, 3) i"
+            "insert into cases (client_id, title)"
+            " select 2, 'Case ' || i from generate_series(1, 3) i"
         )
         as_admin(crm)
         crm.execute("delete from cases where client_id = 2")
@@ -260,7 +261,8 @@ def test_case_task_created(crm):
 def test_bulk_case_status_update(crm):
     with crm.transaction():
         crm.execute(
-            "insert into cases (client_id, title) select 2, 'Case ' || i from generate_series(1, 4) i"
+            "insert into cases (client_id, title)"
+            " select 2, 'Case ' || i from generate_series(1, 4) i"
         )
         as_admin(crm)
         crm.execute("update cases set status = 'in_review' where client_id = 2")
@@ -277,7 +279,8 @@ def test_bulk_case_status_update(crm):
 def test_bulk_case_condition_update(crm):
     with crm.transaction():
         crm.execute(
-            "insert into cases (client_id, title) select 2, 'Case ' || i from generate_series(1, 4) i"
+            "insert into cases (client_id, title)"
+            " select 2, 'Case ' || i from generate_series(1, 4) i"
         )
         as_admin(crm)
         crm.execute("update cases set condition = 'urgent', updated_at = now() where client_id = 2")

@@ -9,6 +9,8 @@ import pytest
 from audit_log import actions, items
 from psycopg import errors
 
+from audit_capture.status import GAP, read_status
+
 # every test here runs against both capture modes (see conftest.py)
 CAPTURE_MODES = ("generated", "generic")
 
@@ -32,7 +34,8 @@ def test_a_key_changed_back_and_forth_leaves_no_note_for_the_next_statement(conn
     column changed) and the notes outlived the commit."""
     with conn.transaction():
         conn.execute(
-            "insert into clients (id, name, email) values (7001, 'Ann', 'a@x'), (7002, 'Bob', 'b@x')"
+            "insert into clients (id, name, email)"
+            " values (7001, 'Ann', 'a@x'), (7002, 'Bob', 'b@x')"
         )
     first = conn.execute("select max(id) from audit.action_log").fetchone()[0]
     with conn.transaction():
@@ -227,7 +230,8 @@ def test_partitions_created_or_attached_later_and_subpartitions_are_captured(con
     _events(conn)
     with conn.transaction():
         conn.execute(
-            "create table events_us (dropped int, secret text, note text, region text not null, id int not null)"
+            "create table events_us"
+            " (dropped int, secret text, note text, region text not null, id int not null)"
         )
         conn.execute("alter table events_us drop column dropped")
         conn.execute("alter table events attach partition events_us for values in ('us')")
@@ -360,10 +364,6 @@ def test_a_partition_or_child_of_a_tracked_table_is_not_tracked_on_its_own(conn)
 
 # -- item 2: capture cannot be switched off unseen ---------------------------------------
 
-from test_security import make_role, owning_app  # noqa: E402,F401  (fixtures)
-
-from audit_capture.status import GAP, read_status  # noqa: E402
-
 NOOP = "create function noop() returns trigger language plpgsql as $$ begin return null; end $$"
 
 
@@ -381,7 +381,8 @@ def _table(conn, relation):
         "create or replace trigger audit_capture_key_change after update on owned_notes"
         " for each row execute function noop()",
         "create or replace trigger audit_capture_delete after delete on owned_notes"
-        " referencing old table as audit_old_rows for each statement when (false) execute function audit.capture()",
+        " referencing old table as audit_old_rows for each statement when (false)"
+        " execute function audit.capture()",
         "create trigger sneaky after insert on owned_notes referencing new table as audit_new_rows"
         " for each statement execute function audit.capture()",
     ],
@@ -469,7 +470,8 @@ def test_an_owner_may_name_its_own_triggers_freely_elsewhere(owning_app, conn):
     )
     owning_app.execute(
         "create trigger scratch_capture after insert on scratch"
-        " referencing new table as audit_new_rows for each statement execute function audit.capture()"
+        " referencing new table as audit_new_rows for each statement"
+        " execute function audit.capture()"
     )
     owning_app.execute("insert into scratch values (1)")
     assert actions(conn, table_name="public.scratch") == []

@@ -31,10 +31,12 @@ def test_upsert_logs_the_inserts_and_the_updates_separately(conn):
 def test_copy_is_logged_like_an_insert(conn):
     with conn.transaction():
         set_context(conn, actor_type="system", actor_name="CSV loader", source="api")
-        with importing(conn):
-            with conn.cursor().copy("copy clients (id, name, email) from stdin") as copy:
-                for i in range(1, 31):
-                    copy.write_row((i, f"Lead {i}", f"lead{i}@example.com"))
+        with (
+            importing(conn),
+            conn.cursor().copy("copy clients (id, name, email) from stdin") as copy,
+        ):
+            for i in range(1, 31):
+                copy.write_row((i, f"Lead {i}", f"lead{i}@example.com"))
     action = only_action(conn, action="Clients imported (30)")
     assert (action["action_type"], action["actor_name"], action["row_count"]) == (
         "import",
@@ -109,10 +111,11 @@ def test_names_that_need_quoting(conn):
     with conn.transaction():
         conn.execute('create schema "Sales Dept"')
         conn.execute(
-            'create table "Sales Dept"."Lead List" ("Lead ID" int primary key, "Full Name" text, "Status" text)'
+            'create table "Sales Dept"."Lead List"'
+            ' ("Lead ID" int primary key, "Full Name" text, "Status" text)'
         )
-        conn.execute("""select audit.track('"Sales Dept"."Lead List"', 'lead', label_column => 'Full Name',
-                        status_columns => '{Status}')""")
+        conn.execute("""select audit.track('"Sales Dept"."Lead List"', 'lead',
+                        label_column => 'Full Name', status_columns => '{Status}')""")
         conn.execute("insert into \"Sales Dept\".\"Lead List\" values (1, 'Ann', 'new')")
         conn.execute('update "Sales Dept"."Lead List" set "Status" = \'won\', "Lead ID" = 2')
     created, changed = actions(conn, resource_type="lead")
@@ -154,7 +157,8 @@ def test_names_that_need_quoting(conn):
             "unknown key",
         ),
         (
-            'select audit.track(\'clients\', \'client\', labels => \'[{"label": "x", "action_type": "sent"}]\')',
+            "select audit.track('clients', 'client',"
+            """ labels => '[{"label": "x", "action_type": "sent"}]')""",
             "label rule action_type is 'sent'; expected one of",
         ),
         ("select audit.track('no_such_table', 'x')", 'relation "no_such_table" does not exist'),

@@ -258,7 +258,8 @@ def test_a_json_value_that_jsonb_cannot_hold_never_fails_the_write(conn):
     through and the value is logged as a JSON string of its text."""
     with conn.transaction():
         conn.execute(
-            "create table docs (id int primary key, body json, secret json, plain json, lists json[])"
+            "create table docs"
+            " (id int primary key, body json, secret json, plain json, lists json[])"
         )
         conn.execute("select audit.track('docs', 'doc', redacted_columns => '{secret}')")
     with conn.transaction():
@@ -267,7 +268,8 @@ def test_a_json_value_that_jsonb_cannot_hold_never_fails_the_write(conn):
             """ '{"a": [1, 2.5]}', array['{"c": 1}', '[2]']::json[])"""
         )
         conn.execute(
-            "update docs set body = '[1e-16384]', secret = '[1e999999, \"top-secret\"]' where id = 1"
+            "update docs set body = '[1e-16384]', secret = '[1e999999, \"top-secret\"]'"
+            " where id = 1"
         )
     with conn.transaction():
         conn.execute(

@@ -126,7 +126,8 @@ SECOND = (
 
 def insert_mixed(conn, values, table="mixed"):
     conn.execute(
-        f"insert into {table} values (%s, %s, %s, %s, %s, %s::jsonb, %s::json, %s, %s, %s, %s, %s, %s, %s, %s)",
+        f"insert into {table} values"
+        " (%s, %s, %s, %s, %s, %s::jsonb, %s::json, %s, %s, %s, %s, %s, %s, %s, %s)",
         (*values[:5], json.dumps(values[5]), *values[6:]),
     )
 

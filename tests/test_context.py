@@ -122,10 +122,12 @@ def test_sql_set_context_rejects_a_wrong_source(conn):
 
 
 def test_invalid_context_json_is_a_clear_error(conn):
-    with pytest.raises(errors.InvalidParameterValue, match="audit.context is not valid JSON"):
-        with conn.transaction():
-            conn.execute("set local audit.context = '{not json'")
-            conn.execute("insert into clients (name) values ('Never')")
+    with (
+        pytest.raises(errors.InvalidParameterValue, match="audit.context is not valid JSON"),
+        conn.transaction(),
+    ):
+        conn.execute("set local audit.context = '{not json'")
+        conn.execute("insert into clients (name) values ('Never')")
     assert conn.execute("select count(*) from clients").fetchone()[0] == 0
 
 
@@ -276,19 +278,21 @@ def test_an_asyncio_connection_is_refused_rather_than_ignored(db_url):
     from audit_capture import apply_context
 
     async def use_helpers():
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            async with conn.transaction():
-                for helper in (
-                    lambda: set_context(conn, actor_type="admin"),
-                    lambda: record_action(conn, "login", "LawRuler login"),
-                ):
-                    with pytest.raises(TypeError, match="not an AsyncConnection"):
-                        helper()
-                with (
-                    context(actor_type="admin"),
-                    pytest.raises(TypeError, match="audit.set_context"),
-                ):
-                    apply_context(conn)
+        async with (
+            await psycopg.AsyncConnection.connect(db_url) as conn,
+            conn.transaction(),
+        ):
+            for helper in (
+                lambda: set_context(conn, actor_type="admin"),
+                lambda: record_action(conn, "login", "LawRuler login"),
+            ):
+                with pytest.raises(TypeError, match="not an AsyncConnection"):
+                    helper()
+            with (
+                context(actor_type="admin"),
+                pytest.raises(TypeError, match="audit.set_context"),
+            ):
+                apply_context(conn)
 
     asyncio.run(use_helpers())
 

@@ -187,8 +187,8 @@ def test_keep_reuses_the_demo_database(reachable_dir):
     assert served.returncode == 0
     progress = (reachable_dir / "err").read_text()
     assert (
-        f"[4/4] serving the viewer (Ctrl-C stops it; the demo database stays in {keep} for the next run)"
-        in progress
+        f"[4/4] serving the viewer (Ctrl-C stops it; the demo database stays in {keep}"
+        " for the next run)" in progress
     )
     assert "removes" not in progress
     assert re.search(r"^  psql   psql postgresql://postgres@127\.0\.0\.1:\d+/crm$", printed, re.M)

@@ -161,7 +161,8 @@ begin
         case target when 'text' then 'HIJACKED' else '"HIJACKED"' end);
       execute format('create cast (%s as %s) with function own.%s(%s)%s', t, target,
                      'to_' || target || '_' || md5(t), t,
-                     case when target = 'text' and t not like '%[]' then ' as implicit' else '' end);
+                     case when target = 'text' and t not like '%[]' then ' as implicit'
+                          else '' end);
     end loop;
     execute format($f$create function own.%s(a %s, b %s) returns boolean language plpgsql as $b$
       begin perform public.mark(%L); return false; end $b$$f$, 'eq_' || md5(t), t, t, t || ' =');
@@ -213,7 +214,8 @@ def test_casts_and_operators_of_the_owner_s_types_never_run_as_audit_owner(
         # a domain over the enum as the key, a composite as the label
         "insert into own.by_dmood values ('calm', 1, '(7,calm)', 'a')",
         "update own.by_dmood set d = 'tense', pair = '(8,tense)' where tag = 1",
-        "insert into own.by_dmood values ('calm', 2, null, 'b'), ('it''s \"odd\", (really)\\', 3, '(9,calm)', 'c')",
+        "insert into own.by_dmood values ('calm', 2, null, 'b'),"
+        " ('it''s \"odd\", (really)\\', 3, '(9,calm)', 'c')",
         "update own.by_dmood set note = 'x' where tag = 1",
         "update own.by_dmood set note = 'd'",
         "delete from own.by_dmood where tag = 1",
@@ -240,7 +242,8 @@ def test_casts_and_operators_of_the_owner_s_types_never_run_as_audit_owner(
     )
     assert "HIJACKED" not in (
         conn.execute(
-            "select string_agg(concat_ws(' ', resource_ids, items), ' ') from audit.action_item_chunk"
+            "select string_agg(concat_ws(' ', resource_ids, items), ' ')"
+            " from audit.action_item_chunk"
         ).fetchone()[0]
         or ""
     )

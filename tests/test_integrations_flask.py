@@ -126,6 +126,7 @@ def test_request_id_is_taken_or_made_and_echoed(host_app, conn):
         and log["made"]["request_id"] == made.headers["X-Request-ID"]
     )
     assert log["forged"]["request_id"] != "x" * 500 and len(log["forged"]["request_id"]) == 32
+    assert forged.headers["X-Request-ID"] == log["forged"]["request_id"]
 
 
 def test_plain_psycopg_in_a_request(host_app, conn):

@@ -26,13 +26,16 @@ def serve(pool, numbers, errors):
     try:
         for n in numbers:
             actor = f"Actor {n}"
-            with audit_capture.context(
-                actor_id=n,
-                actor_name=actor,
-                actor_type="client",
-                source="api",
-                request_id=f"req-{n}",
-            ), audited_connection(pool) as conn:
+            with (
+                audit_capture.context(
+                    actor_id=n,
+                    actor_name=actor,
+                    actor_type="client",
+                    source="api",
+                    request_id=f"req-{n}",
+                ),
+                audited_connection(pool) as conn,
+            ):
                 # the row says who should be blamed for it
                 conn.execute(
                     "insert into clients (name, notes) values (%s, %s)", (f"by {actor}", actor)

@@ -37,24 +37,23 @@ def engine(db_url):
 @pytest.fixture
 def statements(engine, tmp_path):
     """What the engine's connections send to the server: libpq's own protocol trace."""
-    trace = open(tmp_path / "libpq.trace", "w")
-    event.listen(
-        engine, "connect", lambda dbapi_conn, record: dbapi_conn.pgconn.trace(trace.fileno())
-    )
-    engine.dispose()  # new connections from now on are traced
+    with open(tmp_path / "libpq.trace", "w") as trace:
+        event.listen(
+            engine, "connect", lambda dbapi_conn, record: dbapi_conn.pgconn.trace(trace.fileno())
+        )
+        engine.dispose()  # new connections from now on are traced
 
-    class Sent:
-        def __iter__(self):
-            trace.flush()
-            text = (tmp_path / "libpq.trace").read_text()
-            # one Parse (or Query) message per statement sent
-            return iter(
-                line for line in text.splitlines() if "\tParse\t" in line or "\tQuery\t" in line
-            )
+        class Sent:
+            def __iter__(self):
+                trace.flush()
+                text = (tmp_path / "libpq.trace").read_text()
+                # one Parse (or Query) message per statement sent
+                return iter(
+                    line for line in text.splitlines() if "\tParse\t" in line or "\tQuery\t" in line
+                )
 
-    yield Sent()
-    engine.dispose()
-    trace.close()
+        yield Sent()
+        engine.dispose()
 
 
 def test_session_writes_carry_the_context(engine, conn):
@@ -88,9 +87,11 @@ def test_sessionmaker_is_accepted(db_url, conn):
     factory = sessionmaker(bind=engine)
     assert instrument(factory) is engine
     try:
-        with audit_capture.context(actor_name="Importer", actor_type="system", source="api"):
-            with factory.begin() as session:
-                session.execute(sa.text("insert into clients (name) values ('x')"))
+        with (
+            audit_capture.context(actor_name="Importer", actor_type="system", source="api"),
+            factory.begin() as session,
+        ):
+            session.execute(sa.text("insert into clients (name) values ('x')"))
         assert only_action(conn, action="Client created")["actor_name"] == "Importer"
     finally:
         engine.dispose()
@@ -140,9 +141,11 @@ def test_one_round_trip_per_transaction(engine, statements):
 
 
 def test_autocommit_connections_send_nothing(engine, statements, conn):
-    with audit_capture.context(**ALICE):
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.execute(sa.text("insert into clients (name) values ('autocommit')"))
+    with (
+        audit_capture.context(**ALICE),
+        engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+    ):
+        connection.execute(sa.text("insert into clients (name) values ('autocommit')"))
     sent = list(statements)
     assert any("autocommit" in s for s in sent)
     assert not any("set_config" in s for s in sent)
@@ -190,12 +193,13 @@ def test_a_savepoint_rollback_brings_back_what_was_set_before_it(engine, conn):
     with Session(engine) as session, session.begin():
         with audit_capture.context(**ALICE):
             session.execute(sa.text("insert into clients (name) values ('by Alice')"))
-            with pytest.raises(RuntimeError), session.begin_nested():
-                with audit_capture.context(
-                    actor_name="Bob", actor_type="client", source="mobile"
-                ):
-                    session.execute(sa.text("select 1"))
-                    raise RuntimeError("undo the savepoint")
+            with (
+                pytest.raises(RuntimeError),
+                session.begin_nested(),
+                audit_capture.context(actor_name="Bob", actor_type="client", source="mobile"),
+            ):
+                session.execute(sa.text("select 1"))
+                raise RuntimeError("undo the savepoint")
             session.execute(
                 sa.text("insert into clients (name) values ('Alice, after the savepoint')")
             )
@@ -240,9 +244,11 @@ def test_uninstrument(engine, statements):
 
 
 def test_bad_values_fail_before_anything_is_sent(engine):
-    with pytest.raises(audit_capture.InvalidContextValue, match="audit.source is 'webb'"):
-        with audit_capture.context(actor_type="admin", source="webb"):
-            pass
+    with (
+        pytest.raises(audit_capture.InvalidContextValue, match="audit.source is 'webb'"),
+        audit_capture.context(actor_type="admin", source="webb"),
+    ):
+        pass
 
 
 def test_batch_and_importing_through_a_session(engine, conn):
@@ -257,9 +263,7 @@ def test_batch_and_importing_through_a_session(engine, conn):
             )
         with batch(session, "Batch client deletion"):
             for client_id in (1, 2, 3):
-                session.execute(
-                    sa.text("delete from clients where id = :id"), {"id": client_id}
-                )
+                session.execute(sa.text("delete from clients where id = :id"), {"id": client_id})
     imported = only_action(conn, action="Clients imported (3)")
     deleted = only_action(conn, action="Batch client deletion")
     assert (imported["action_type"], imported["actor_name"]) == ("import", "Alice Admin")

@@ -110,7 +110,8 @@ def test_swapping_keys_between_rows_pairs_by_key_not_position(conn):
 def test_composite_and_text_primary_keys(conn):
     with conn.transaction():
         conn.execute(
-            "create table assignments (case_id int, lawyer text, role text, primary key (case_id, lawyer))"
+            "create table assignments"
+            " (case_id int, lawyer text, role text, primary key (case_id, lawyer))"
         )
         conn.execute("select audit.track('assignments', 'assignment', label_column => 'lawyer')")
         conn.execute(

@@ -13,7 +13,8 @@ def test_every_table_and_column_has_a_comment(conn):
         where c.relnamespace = 'audit'::regnamespace and c.relkind in ('r', 'v')
           and c.relname <> 'alembic_version'
           and (obj_description(c.oid, 'pg_class') is null
-               or (c.relkind = 'r' and a.attname is not null and col_description(c.oid, a.attnum) is null))
+               or (c.relkind = 'r' and a.attname is not null
+                   and col_description(c.oid, a.attnum) is null))
         """
     ).fetchall()
     assert missing == []

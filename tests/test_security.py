@@ -4,39 +4,16 @@ functions run as a role nobody logs in as, with a pinned search_path."""
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import psycopg
 import pytest
 from audit_log import actions, only_action
 from psycopg import errors, sql
-from psycopg.conninfo import make_conninfo
 
 from audit_capture import record_action, set_context
 
-_role_numbers = itertools.count(1)
-
-
-@pytest.fixture
-def make_role(conn, db_url):
-    """Creates LOGIN roles for one test (roles are cluster-wide) and drops them after."""
-    made = []
-
-    def make(*grants: str) -> str:
-        name = f"role_{next(_role_numbers)}_{conn.info.dbname}"
-        with conn.transaction():
-            conn.execute(sql.SQL("create role {} login").format(sql.Identifier(name)))
-            for grant in grants:
-                conn.execute(sql.SQL(grant).format(role=sql.Identifier(name)))
-        made.append(name)
-        return make_conninfo(db_url, user=name)
-
-    yield make
-    conn.rollback()
-    for name in made:
-        with conn.transaction():
-            conn.execute(sql.SQL("drop owned by {0}; drop role {0}").format(sql.Identifier(name)))
+# make_role and owning_app are in conftest.py
 
 
 APP_GRANTS = (
@@ -88,7 +65,8 @@ def test_application_role_writes_business_tables_and_records_events(app, conn):
         "select * from audit.action_log",
         "select * from audit.action_item_chunk",
         "alter function audit.capture() owner to current_user",
-        "create or replace function audit.current_context() returns audit.context language sql as 'select null::audit.context'",
+        "create or replace function audit.current_context() returns audit.context"
+        " language sql as 'select null::audit.context'",
     ],
 )
 def test_application_role_cannot_touch_the_log_triggers_or_registry(app, statement):
@@ -227,19 +205,6 @@ def test_audit_admin_tracks_its_own_tables(make_role, conn):
             admin.execute("select audit.untrack('leads')")
             admin.execute("insert into leads values (2, 'Not logged')")
     assert only_action(conn, action="Lead created")["resource_label"] == "Lead one"
-
-
-@pytest.fixture
-def owning_app(make_role, conn):
-    """An application role that OWNS a tracked table (as migration tools make it), and
-    its connection: tracked by the superuser, as a DBA would."""
-    url = make_role("grant usage, create on schema public to {role}")
-    with psycopg.connect(url, autocommit=True) as owner:
-        owner.execute("create table owned_notes (id int primary key, body text)")
-    with conn.transaction():
-        conn.execute("select audit.track('owned_notes', 'note')")
-    with psycopg.connect(url, autocommit=True) as connection:
-        yield connection
 
 
 @pytest.mark.parametrize(

@@ -32,60 +32,18 @@ from viewer_data import (
     XSS_LABEL,
     XSS_NAME,
     app_config,
+    csrf_token,
     drop_role,
     make_reader,
     old_action,
-    seed,
+    sign_in,
 )
 
 from audit_capture.viewer import create_app, make_blueprint
 from audit_capture.viewer.config import ConfigError
 from audit_capture.viewer.present import instant
 
-# -- fixtures ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def seeded(conn):
-    return seed(conn)
-
-
-@pytest.fixture
-def reader_url(conn, db_url):
-    name, url = make_reader(conn, db_url)
-    yield url
-    drop_role(conn, name)
-
-
-@pytest.fixture
-def app(seeded, reader_url):
-    return create_app(app_config(reader_url))
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-def csrf_token(client, path="/sign-in") -> str:
-    page = client.get(path)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-
-
-def sign_in(client, username="alice", password=PASSWORD, next_url="/"):
-    token = csrf_token(client)
-    return client.post(
-        "/sign-in",
-        data={"csrf_token": token, "username": username, "password": password, "next": next_url},
-    )
-
-
-@pytest.fixture
-def user(client):
-    """The test client, signed in as alice."""
-    response = sign_in(client)
-    assert response.status_code == 302, response.text
-    return client
+# the fixtures (seeded, reader_url, app, client, user) are in conftest.py
 
 
 def rows(page) -> list[dict]:
@@ -672,9 +630,11 @@ def test_the_read_only_setting_holds_even_for_a_role_that_could_write(app, seede
     from audit_capture.viewer import db
     from audit_capture.viewer.config import ViewerSettings
 
-    with db.connect(ViewerSettings(db_url)) as conn:  # the superuser: it could write
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("update clients set notes = 'via the viewer'")
+    with (
+        db.connect(ViewerSettings(db_url)) as conn,  # the superuser: it could write
+        pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+    ):
+        conn.execute("update clients set notes = 'via the viewer'")
 
 
 # -- escaping and headers --------------------------------------------------------------

@@ -8,6 +8,7 @@ screenshots of the list and of actions in tests/artifacts/ (see browser.py).
 from __future__ import annotations
 
 import csv
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -169,7 +170,7 @@ def test_the_panels_of_an_action_do_not_touch(page, viewer_url):
         page.locator(selector).bounding_box()
         for selector in ("section[aria-labelledby=h-summary]", ".two-col", "#items")
     ]
-    for upper, lower in zip(boxes, boxes[1:]):
+    for upper, lower in itertools.pairwise(boxes):
         assert lower["y"] >= upper["y"] + upper["height"] + 10
 
 

@@ -9,7 +9,7 @@ import io
 import itertools
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -29,7 +29,7 @@ from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import count_text
 
 UTC = ZoneInfo("UTC")
-T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 _role_numbers = itertools.count(1)
 
 
@@ -238,7 +238,7 @@ def test_the_where_clause_binds_every_value(conn):
 def test_dates_are_whole_days_in_the_viewers_time_zone(conn):
     new_york = ZoneInfo("America/New_York")
     late = put(
-        conn, occurred_at=datetime(2025, 3, 11, 3, 30, tzinfo=timezone.utc)
+        conn, occurred_at=datetime(2025, 3, 11, 3, 30, tzinfo=UTC)
     )  # 23:30 on the 10th there
     conn.commit()
     assert ids(
@@ -347,7 +347,7 @@ def test_forged_garbled_or_tampered_cursors_are_bad_requests(conn, bad):
 
 
 def test_cursor_round_trip_keeps_microseconds():
-    moment = datetime(2025, 3, 10, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    moment = datetime(2025, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
     assert cursors.decode(cursors.encode(moment, 2**62)) == (moment, 2**62)
     assert cursors.decode(cursors.encode(moment.astimezone(ZoneInfo("Asia/Tokyo")), 5))[0] == moment
 
@@ -430,7 +430,8 @@ def _crm_actions(conn):
     with conn.transaction():
         set_context(conn, actor_id=7, actor_name="Alice Admin", actor_type="admin", source="web")
         client_id = conn.execute(
-            "insert into clients (name, email, ssn) values ('Ann Lee', 'a@x.com', '123') returning id"
+            "insert into clients (name, email, ssn)"
+            " values ('Ann Lee', 'a@x.com', '123') returning id"
         ).fetchone()[0]
         conn.execute("update clients set email = 'b@x.com' where id = %s", (client_id,))
         conn.execute("delete from clients where id = %s", (client_id,))
@@ -568,7 +569,8 @@ def test_every_text_column_of_the_csv_is_formula_safe(conn, db_url):
             ),
             (action_id,),
         ).fetchone()
-        for column, value in zip([c for c in EXPORT_COLUMNS if c not in NOT_TEXT], stored):
+        text_columns = [c for c in EXPORT_COLUMNS if c not in NOT_TEXT]
+        for column, value in zip(text_columns, stored, strict=True):
             if value is None:
                 assert row[column] == "", column
             elif RUNS_AS_FORMULA.match(value):
@@ -623,8 +625,8 @@ def test_csv_cells_never_run_as_spreadsheet_formulas_and_json_keeps_them(conn):
 def test_exports_keep_the_log_s_order_across_a_clock_change(conn):
     # in Paris, 02:30+02:00 (00:30 UTC) comes before 02:10+01:00 (01:10 UTC): ordered by
     # the exported text, the CSV had them the other way round
-    earlier = datetime(2025, 10, 26, 0, 30, tzinfo=timezone.utc)
-    later = datetime(2025, 10, 26, 1, 10, tzinfo=timezone.utc)
+    earlier = datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+    later = datetime(2025, 10, 26, 1, 10, tzinfo=UTC)
     for moment in (later, earlier):
         conn.execute(
             "insert into audit.action_log (occurred_at, action, action_type, actor_type, db_user,"

@@ -9,7 +9,7 @@ reads) and checks every page against a plain query of the same words."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,7 +26,7 @@ from audit_capture.viewer.filters import (
 from audit_capture.viewer.pages import list_page
 
 UTC = ZoneInfo("UTC")
-T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 FILLER = 20_000
 SIZE = 10
 #: depths (0: the newest filler row) of the filler rows labelled "Maria Smith": three at

@@ -5,8 +5,7 @@ forged with the secret key signs nobody in."""
 from __future__ import annotations
 
 import pytest
-from test_viewer_app import app, client, csrf_token, reader_url, seeded, sign_in, user  # noqa: F401
-from viewer_data import app_config
+from viewer_data import app_config, csrf_token, sign_in
 
 from audit_capture.viewer import create_app
 from audit_capture.viewer.auth import SESSIONS

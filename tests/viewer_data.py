@@ -14,6 +14,7 @@ straight into the log: the only way to have dates other than today).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -133,7 +134,8 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
         set_context(conn, **alice, request_id="req-1004")
         with importing(conn):
             conn.execute(
-                "insert into clients (name, email) select 'Lead ' || n, 'lead' || n || '@example.com'"
+                "insert into clients (name, email)"
+                " select 'Lead ' || n, 'lead' || n || '@example.com'"
                 " from generate_series(1, %s) n",
                 (BULK_CLIENTS,),
             )
@@ -145,7 +147,8 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
         set_context(conn, **alice, request_id="req-1005")
         conn.execute("update clients set status = 'contacted' where name like 'Lead %'")
     seeded.ids["bulk"] = conn.execute(
-        "select max(id) from audit.action_log where row_count = %s and action_type = 'status_change'",
+        "select max(id) from audit.action_log"
+        " where row_count = %s and action_type = 'status_change'",
         (BULK_CLIENTS,),
     ).fetchone()[0]
 
@@ -175,6 +178,21 @@ def _seed(conn: psycopg.Connection, xss: bool) -> Seeded:
         conn.execute("update campaigns set name = %s where name = 'Spring intake'", (XSS_LABEL,))
     seeded.ids["xss"] = _last_id(conn, "Campaign updated")
     return seeded
+
+
+def csrf_token(client, path="/sign-in") -> str:
+    """The CSRF token of the form at ``path`` (Flask test client)."""
+    page = client.get(path)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+
+
+def sign_in(client, username="alice", password=PASSWORD, next_url="/"):
+    """Sign the Flask test client in through the form."""
+    token = csrf_token(client)
+    return client.post(
+        "/sign-in",
+        data={"csrf_token": token, "username": username, "password": password, "next": next_url},
+    )
 
 
 def old_action(
