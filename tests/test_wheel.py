@@ -1,15 +1,22 @@
 """The built wheel works on its own: installed outside the source tree, it installs
-the audit schema from the SQL and migrations it carries inside the package."""
+the audit schema from the SQL and migrations it carries inside the package. Without
+extras it brings no web or test server, and still migrates, tracks, reports status and
+sets the context; the commands that need an extra say which; with [viewer] it serves."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psycopg
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,36 +40,63 @@ def run(args: list[str], **kwargs) -> subprocess.CompletedProcess:
     return completed
 
 
-def test_installed_wheel_migrates_a_database_from_outside_the_source_tree(tmp_path, empty_db_url):
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     run([*uv_command(), "build", "--wheel", "-o", str(dist)], cwd=REPO_ROOT)
     wheels = list(dist.glob("audit_capture-*.whl"))
     assert len(wheels) == 1, wheels
+    return wheels[0]
 
-    venv = tmp_path / "venv"
+
+def make_venv(where: Path, requirement: str) -> Path:
+    """A fresh venv holding ``requirement`` (the wheel, with or without extras); its bin."""
     base_python = getattr(sys, "_base_executable", None) or sys.executable
-    run([base_python, "-m", "venv", "--without-pip", str(venv)])
+    run([base_python, "-m", "venv", "--without-pip", str(where)])
     # uv installs into the plain venv from its cache: much faster than pip, same result
-    run([*uv_command(), "pip", "install", "--python", str(venv / "bin" / "python"), str(wheels[0])])
+    run([*uv_command(), "pip", "install", "--python", str(where / "bin" / "python"), requirement])
+    return where / "bin"
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+
+@pytest.fixture(scope="module")
+def core_bin(wheel, tmp_path_factory) -> Path:
+    """The wheel installed without extras."""
+    return make_venv(tmp_path_factory.mktemp("core") / "venv", str(wheel))
+
+
+@pytest.fixture
+def elsewhere(tmp_path) -> Path:
+    """A working folder outside the source tree."""
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    return folder
+
+
+def outside_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.pop("AUDIT_CAPTURE_DATABASE_URL", None)
+    return env
 
+
+def test_installed_wheel_migrates_a_database_from_outside_the_source_tree(
+    core_bin, elsewhere, empty_db_url
+):
+    env = outside_env()
     where = run(
         [
-            str(venv / "bin" / "python"),
+            str(core_bin / "python"),
             "-c",
             "from audit_capture import resources; print(resources.migrations_dir())",
         ],
         cwd=elsewhere,
         env=env,
     ).stdout.strip()
-    assert where.startswith(str(venv)), f"migrations found outside the installed package: {where}"
+    assert where.startswith(str(core_bin.parent)), (
+        f"migrations found outside the installed package: {where}"
+    )
 
     completed = run(
-        [str(venv / "bin" / "audit-capture"), "--database-url", empty_db_url, "migrate", "upgrade"],
+        [str(core_bin / "audit-capture"), "--database-url", empty_db_url, "migrate", "upgrade"],
         cwd=elsewhere,
         env=env,
     )
@@ -70,3 +104,125 @@ def test_installed_wheel_migrates_a_database_from_outside_the_source_tree(tmp_pa
 
     with psycopg.connect(empty_db_url) as conn:
         assert conn.execute("select to_regclass('audit.action_log') is not null").fetchone()[0]
+
+
+def test_the_wheel_without_extras_installs_no_web_or_test_server(core_bin):
+    listed = run([*uv_command(), "pip", "list", "--python", str(core_bin / "python")]).stdout
+    installed = {line.split()[0].lower() for line in listed.splitlines()[2:] if line.strip()}
+    assert "audit-capture" in installed and "psycopg" in installed
+    assert not installed & {"flask", "werkzeug", "waitress", "testing-postgresql"}, installed
+
+
+CONTEXT_SCRIPT = """
+import sys
+
+import psycopg
+
+import audit_capture
+from audit_capture.context import CONTEXT_VARIABLES, read_variables
+
+with psycopg.connect(sys.argv[1]) as conn:
+    with conn.transaction():
+        audit_capture.set_context(
+            conn, actor_id=7, actor_name="Alice", actor_type="admin", source="api"
+        )
+        print(read_variables(conn, CONTEXT_VARIABLES)["audit.actor_name"])
+        conn.execute("insert into leads (name) values ('Ann')")
+"""
+
+
+def test_the_wheel_without_extras_tracks_and_states_who_acts(core_bin, elsewhere, empty_db_url):
+    """What an application that only wants the log needs: the schema, tracking, status and
+    the context helpers, from the wheel installed without extras."""
+    env = outside_env()
+    cli = [str(core_bin / "audit-capture"), "--database-url", empty_db_url]
+    run([*cli, "migrate", "upgrade"], cwd=elsewhere, env=env)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table leads (id serial primary key, name text)")
+    tracked = run([*cli, "track", "leads", "--resource", "lead", "--label-column", "name"], env=env)
+    assert tracked.stdout.strip() == "tracking leads as lead"
+    status = run([*cli, "status"], cwd=elsewhere, env=env).stdout
+    assert "leads" in status
+
+    said = run([str(core_bin / "python"), "-c", CONTEXT_SCRIPT, empty_db_url], env=env)
+    assert said.stdout.strip() == "Alice"
+    with psycopg.connect(empty_db_url) as conn:
+        logged = conn.execute(
+            "select action, actor_id, actor_name, actor_type, source, resource_label"
+            " from audit.action_log"
+        ).fetchall()
+    assert logged == [("Lead created", "7", "Alice", "admin", "api", "Ann")]
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [(["viewer", "--config", "viewer.toml"], "viewer"), (["demo"], "demo")],
+)
+def test_the_wheel_without_extras_says_which_extra_a_command_needs(
+    core_bin, elsewhere, command, extra
+):
+    completed = subprocess.run(
+        [str(core_bin / "audit-capture"), *command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=elsewhere,
+        env=outside_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "Traceback" not in completed.stderr
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith(f"Error: audit-capture {extra} needs the {extra} extra (")
+    assert line.endswith(f"pip install 'audit-capture[{extra}]'")
+
+
+def test_the_wheel_with_the_viewer_extra_serves(wheel, tmp_path, elsewhere, conn, db_url):
+    from viewer_data import SECRET_KEY, app_config, drop_role, make_reader
+
+    viewer_bin = make_venv(tmp_path / "venv", f"audit-capture[viewer] @ {wheel.as_uri()}")
+    settings = elsewhere / "viewer.toml"
+    settings.write_text(
+        f'secret_key = "{SECRET_KEY}"\n[users]\nalice = "{app_config("")["USERS"]["alice"]}"\n'
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    reader, url = make_reader(conn, db_url)
+    viewer = subprocess.Popen(
+        [str(viewer_bin / "audit-capture"), "viewer", "--database-url", url]
+        + ["--config", str(settings), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=elsewhere,
+        env=outside_env(),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        # the line comes once the settings and the database were checked
+        assert viewer.stdout.readline().startswith("audit-capture viewer: serving"), (
+            viewer.stderr.read()
+        )
+        page = get_when_listening(f"http://127.0.0.1:{port}/sign-in", viewer)
+        assert page.status == 200
+        assert 'name="csrf_token"' in page.read().decode()
+    finally:
+        viewer.terminate()
+        viewer.communicate(timeout=30)
+        drop_role(conn, reader)
+
+
+def get_when_listening(url: str, process: subprocess.Popen):
+    """``url``'s response once ``process`` listens: it prints its "serving" line just
+    before binding the port, so a refused connection is retried while it runs."""
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=30)
+        except ConnectionRefusedError:
+            pass
+        except urllib.error.URLError as exc:
+            if not isinstance(exc.reason, ConnectionRefusedError):
+                raise
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        time.sleep(0.05)  # a poll interval, not a guess at how long starting takes

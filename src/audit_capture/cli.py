@@ -39,6 +39,11 @@ def one_line(exc: BaseException) -> str:
     return message.strip()
 
 
+#: The commands that need an extra (pyproject.toml's optional-dependencies): a module it
+#: brings that is missing makes the command say which extra to install.
+EXTRA_OF_COMMAND = {"viewer": "viewer", "demo": "demo"}
+
+
 class AuditCaptureGroup(click.Group):
     """A click group that turns expected failures into ``Error: <one line>``."""
 
@@ -49,6 +54,14 @@ class AuditCaptureGroup(click.Group):
             raise
         except DatabaseUnavailable as exc:
             raise click.ClickException(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            extra = EXTRA_OF_COMMAND.get(ctx.invoked_subcommand or "")
+            if extra is None or (exc.name or "").partition(".")[0] in ("", "audit_capture"):
+                raise  # a core command, or the package itself broken: not a missing extra
+            raise click.ClickException(
+                f"audit-capture {ctx.invoked_subcommand} needs the {extra} extra"
+                f" ({exc.name} is not installed): pip install 'audit-capture[{extra}]'"
+            ) from None
         except psycopg.Error as exc:
             raise click.ClickException(one_line(exc)) from None
         except Exception as exc:  # noqa: BLE001 - narrowed below, re-raised otherwise
