@@ -176,14 +176,30 @@ def test_the_panels_of_an_action_do_not_touch(page, viewer_url):
 
 def test_a_filter_list_stepped_through_with_the_keyboard_waits_for_enter(page, viewer_url):
     sign_in(page, viewer_url)
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    # counted after viewer.js's own listeners, which run first (registration order): once
+    # both changes are counted, a submit they caused would have been dispatched already
+    page.evaluate(
+        """() => {
+        window.seen = {changes: 0, submits: 0};
+        document.querySelector("form.filter-form")
+          .addEventListener("submit", () => { window.seen.submits += 1; });
+        document.querySelector("#f-source")
+          .addEventListener("change", () => { window.seen.changes += 1; });
+    }"""
+    )
     page.focus("#f-source")
     page.keyboard.press("ArrowDown")  # each arrow key is a change: it must not reload the page
     page.keyboard.press("ArrowDown")
-    page.wait_for_timeout(500)
-    assert page.url == viewer_url + "/"
+    # both changes handled, or a new page (without window.seen) loaded instead
+    page.wait_for_function("!window.seen || window.seen.changes === 2")
+    assert navigations == [] and page.url == viewer_url + "/"
+    assert page.evaluate("window.seen") == {"changes": 2, "submits": 0}
     assert page.evaluate("document.activeElement.id") == "f-source"
     page.keyboard.press("Enter")
     page.wait_for_url("**/?source=api")
+    assert len(navigations) == 1, navigations
 
 
 def test_keyboard_focus_is_outlined_in_the_accent_colour(page, viewer_url):
