@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import lines_until
 
 AUDIT_CAPTURE = str(Path(sys.executable).with_name("audit-capture"))
 
@@ -67,21 +68,19 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
     port = free_port()
     before = temp_servers()
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
-    out_path, err_path = tmp_path / "out", tmp_path / "err"
-    with open(out_path, "w") as out, open(err_path, "w") as err:
+    err_path = tmp_path / "err"
+    with open(err_path, "w") as err:
         demo = subprocess.Popen(
             [AUDIT_CAPTURE, "demo", "--port", str(port)],
-            stdout=out,
+            stdout=subprocess.PIPE,
             stderr=err,
+            text=True,
             env=env,
             stdin=subprocess.DEVNULL,
         )
     try:
-        printed = wait_for(
-            lambda: "password" in out_path.read_text() and out_path.read_text(),
-            60,
-            "the demo to print its credentials",
-        )
+        # the banner comes once the viewer listens; its psql line is the last
+        printed = lines_until(demo, "  psql   ")
         assert f"http://127.0.0.1:{port}/" in printed
         user = re.search(r"user\s+(\S+)", printed).group(1)
         password = re.search(r"password\s+(\S+)", printed).group(1)
@@ -119,7 +118,7 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
         assert len(servers) == 1, servers
     finally:
         demo.send_signal(signal.SIGTERM)
-        demo.wait(timeout=30)
+        demo.communicate(timeout=30)
     assert demo.returncode == 0, err_path.read_text()
     assert "stopping the demo" in err_path.read_text()
     wait_for(lambda: not (temp_servers() & servers), 15, "the demo's PostgreSQL to stop")
@@ -164,26 +163,20 @@ def test_keep_reuses_the_demo_database(reachable_dir):
 
     # served, its banner says the data stays (and Ctrl-C keeps it: the next run reuses it)
     port = free_port()
-    with open(reachable_dir / "out", "w") as out, open(reachable_dir / "err", "w") as err:
+    with open(reachable_dir / "err", "w") as err:
         served = subprocess.Popen(
             [AUDIT_CAPTURE, "demo", "--keep", str(keep), "--port", str(port)],
-            stdout=out,
+            stdout=subprocess.PIPE,
             stderr=err,
+            text=True,
             env=env,
             stdin=subprocess.DEVNULL,
         )
     try:
-        printed = wait_for(
-            lambda: (
-                "psql" in (reachable_dir / "out").read_text()
-                and (reachable_dir / "out").read_text()
-            ),
-            60,
-            "the kept demo to print its banner",
-        )
+        printed = lines_until(served, "  psql   ")
     finally:
         served.send_signal(signal.SIGINT)
-        served.wait(timeout=30)
+        served.communicate(timeout=30)
     assert served.returncode == 0
     progress = (reachable_dir / "err").read_text()
     assert (

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from processes import first_line
 from viewer_data import PASSWORD, USERS, drop_role, make_reader
 
 ROWS = 100_000
@@ -159,15 +160,10 @@ def viewer_process(
     )
     viewer = Viewer(process, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                viewer.request("GET", "/sign-in").read()
-                break
-            except OSError:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < deadline, "the viewer did not start"
-                time.sleep(0.2)
+        # printed once it listens
+        assert first_line(process).startswith("audit-capture viewer: serving"), (
+            process.stderr.read()
+        )
         viewer.sign_in()
         yield viewer
     finally:

@@ -10,13 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
+from processes import first_line
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,29 +199,12 @@ def test_the_wheel_with_the_viewer_extra_serves(wheel, tmp_path, elsewhere, conn
         stdin=subprocess.DEVNULL,
     )
     try:
-        # the line comes once the settings and the database were checked
-        assert viewer.stdout.readline().startswith("audit-capture viewer: serving"), (
-            viewer.stderr.read()
-        )
-        page = get_when_listening(f"http://127.0.0.1:{port}/sign-in", viewer)
-        assert page.status == 200
-        assert 'name="csrf_token"' in page.read().decode()
+        # printed once it listens (after checking its settings and the database)
+        assert first_line(viewer).startswith("audit-capture viewer: serving"), viewer.stderr.read()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in") as page:
+            assert page.status == 200
+            assert 'name="csrf_token"' in page.read().decode()
     finally:
         viewer.terminate()
         viewer.communicate(timeout=30)
         drop_role(conn, reader)
-
-
-def get_when_listening(url: str, process: subprocess.Popen):
-    """``url``'s response once ``process`` listens: it prints its "serving" line just
-    before binding the port, so a refused connection is retried while it runs."""
-    while True:
-        try:
-            return urllib.request.urlopen(url, timeout=30)
-        except ConnectionRefusedError:
-            pass
-        except urllib.error.URLError as exc:
-            if not isinstance(exc.reason, ConnectionRefusedError):
-                raise
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.05)  # a poll interval, not a guess at how long starting takes

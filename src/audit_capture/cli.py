@@ -422,7 +422,7 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
         return
     import os
 
-    import waitress
+    from waitress.server import create_server
 
     from audit_capture.viewer import config as viewer_config
     from audit_capture.viewer.app import create_app
@@ -436,13 +436,21 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     _check_viewer_database(url)
+    address = f"{_url_host(host)}:{port}"
+    try:  # listening from here: the line below says so once it is true
+        server = create_server(app, host=host, port=port, threads=threads, ident=VIEWER_IDENT)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve on {address}: {exc.strerror or exc} (choose another --port or --host)"
+        ) from None
     _stop_on_interrupt()
-    click.echo(f"audit-capture viewer: serving http://{_url_host(host)}:{port}/ (Ctrl-C stops)")
+    click.echo(f"audit-capture viewer: serving http://{address}/ (Ctrl-C stops)")
     # returns on Ctrl-C or SIGTERM: waitress takes the KeyboardInterrupt and closes
-    waitress.serve(
-        app, host=host, port=port, threads=threads, ident="audit-capture-viewer", _quiet=True
-    )
+    server.run()
     click.echo("audit-capture viewer: stopped")
+
+
+VIEWER_IDENT = "audit-capture-viewer"  # the Server header of its responses
 
 
 def _stop_on_interrupt() -> None:
