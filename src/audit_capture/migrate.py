@@ -102,8 +102,10 @@ def current_on(conn) -> str | None:
 
 def head() -> str:
     """This package's newest revision."""
-    script = ScriptDirectory.from_config(alembic_config())
-    return script.get_current_head()
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no revision in {resources.migrations_dir() / 'versions'}")
+    return head
 
 
 def revisions() -> list[str]:

@@ -29,6 +29,7 @@ import psycopg
 from psycopg import sql
 
 from audit_capture import migrate
+from audit_capture.database import one_value
 from audit_capture.errors import AuditCaptureError
 
 STAMP = re.compile(r"audit_capture sha256:([0-9a-f]{64})\s*$")
@@ -158,10 +159,11 @@ def read_status(conn: psycopg.Connection) -> Status:
 
 
 def _capture_mode(conn: psycopg.Connection) -> str:
-    fast = conn.execute(
+    fast = one_value(
+        conn,
         "select exists (select from pg_catalog.pg_event_trigger "
-        "where evtname = 'audit_capture_alter_table' and evtenabled <> 'D')"
-    ).fetchone()[0]
+        "where evtname = 'audit_capture_alter_table' and evtenabled <> 'D')",
+    )
     return FAST if fast else GENERIC
 
 
@@ -180,9 +182,9 @@ def _migration_status(conn: psycopg.Connection) -> MigrationStatus:
 
 
 def _schema_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute(
-        "select exists (select from pg_catalog.pg_namespace where nspname = 'audit')"
-    ).fetchone()[0]
+    return one_value(
+        conn, "select exists (select from pg_catalog.pg_namespace where nspname = 'audit')"
+    )
 
 
 # The fingerprints are computed by the installed SQL itself (audit.function_fingerprint,
@@ -198,7 +200,7 @@ TRIGGER_FINGERPRINT = sql.SQL(
 
 
 def _has_function(conn: psycopg.Connection, signature: str) -> bool:
-    return conn.execute("select to_regprocedure(%s) is not null", (signature,)).fetchone()[0]
+    return one_value(conn, "select to_regprocedure(%s) is not null", (signature,))
 
 
 def _function_fingerprint(conn: psycopg.Connection) -> sql.Composable:
@@ -238,7 +240,7 @@ def _function_statuses(conn: psycopg.Connection):
 
 
 def _table_statuses(conn: psycopg.Connection):
-    if not conn.execute("select to_regclass('audit.tracked_table') is not null").fetchone()[0]:
+    if not one_value(conn, "select to_regclass('audit.tracked_table') is not null"):
         return
     tables = conn.execute(
         "select relation::oid, relation::text, resource_type from audit.tracked_table order by 2"
