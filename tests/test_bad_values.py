@@ -481,7 +481,7 @@ def test_a_session_level_set_outlives_its_transaction_and_the_helpers_do_not(con
     assert actions(conn)[-1]["actor_name"] == "postgres"
 
 
-def test_a_database_default_is_every_sessions_actor_and_the_readme_query_finds_it(conn, db_url):
+def test_a_database_default_is_every_sessions_actor_and_the_reference_query_finds_it(conn, db_url):
     conn.autocommit = True
     conn.execute(
         sql.SQL("alter database {} set audit.actor_name = 'Default Dan'").format(
@@ -492,8 +492,8 @@ def test_a_database_default_is_every_sessions_actor_and_the_readme_query_finds_i
     with psycopg.connect(db_url) as later, later.transaction():
         later.execute("insert into clients (name) values ('a')")
     assert only_action(conn, action="Client created")["actor_name"] == "Default Dan"
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    query = readme.split("-- audit variables set as role or database defaults", 1)[1].split(
+    reference = (Path(__file__).parents[1] / "docs" / "reference.md").read_text()
+    query = reference.split("-- audit variables set as role or database defaults", 1)[1].split(
         "```", 1
     )[0]
     found = conn.execute("-- " + query).fetchall()

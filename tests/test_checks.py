@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,12 @@ def scripts_test(project: Path, module: str) -> subprocess.CompletedProcess:
     (project / "src" / "audit_capture" / "__init__.py").write_text(module)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.pop("UV_PROJECT_ENVIRONMENT", None)
+    # scripts/test runs `python3 -m uv`: the machine's python3, not this run's environment
+    # (which has no uv), as a developer's shell would find it
+    here = Path(sys.prefix, "bin").resolve()
+    env["PATH"] = os.pathsep.join(
+        folder for folder in env.get("PATH", "").split(os.pathsep) if Path(folder).resolve() != here
+    )
     return subprocess.run(
         [str(project / "scripts" / "test"), "-q", "-p", "no:cacheprovider"],
         cwd=project,
