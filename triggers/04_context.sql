@@ -241,11 +241,9 @@ $$;
 comment on function audit.set_context(text, text, text, text, text, jsonb) is
   'Sets the whole audit context (actor, source, request id, metadata) for the current transaction only: every argument is stored, null clears its variable. Raises on an unknown actor_type or source, or a value over its audit.value_limits() entry.';
 
--- The condition under which the one-row capture query (06_capture_queries.sql) writes
--- its action itself: no audit.batch, and every context value it reads (as c.*) valid
--- for this statement. When it is false the statement takes the many-row path, whose
--- audit.current_context() and audit.check_action_type() raise the named error. The
--- vocabularies and limits are copied in as constants.
+-- It reads the context values as c.*. When it is false the statement takes the
+-- many-row path, whose audit.current_context() and audit.check_action_type() raise the
+-- named error. The vocabularies and limits are copied in as constants.
 create or replace function audit.context_ok_sql(operation text) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
@@ -316,9 +314,8 @@ $$;
 comment on function audit.open_batch(text) is
   'Internal: id and row count of the action audit.batch is building in this transaction (nulls when none).';
 
--- Notes that a batch opened action_id in this transaction (audit.batch_action_id and
--- audit.batch_action), and removes the notes of transactions that have ended. Those
--- rows are skipped when another session holds them, never waited for.
+-- The rows of ended transactions are skipped when another session holds them, never
+-- waited for.
 create or replace function audit.note_batch_action(action_id bigint) returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -334,4 +331,4 @@ begin
 end
 $$;
 comment on function audit.note_batch_action(bigint) is
-  'Internal: records that audit.batch opened this action in the current transaction; forgets those of ended transactions.';
+  'Internal: records that audit.batch opened this action in the current transaction (audit.batch_action_id and audit.batch_action); forgets those of ended transactions.';

@@ -22,9 +22,7 @@
 --   'moved' like 'many' for an UPDATE that changed primary keys: pairs old and new
 --           versions through audit.pending_key_change
 
--- Fills the {{name}} slots of a template with the values of slots, in one pass: a value
--- is never searched for slots itself, so a column named '{{label}}' stays a name. A
--- slot without a value, or a value without its slot, is a mistake of the generator.
+-- (so a column named '{{label}}' stays a name)
 create or replace function audit.fill(template text, slots jsonb) returns text
 language plpgsql immutable
 set search_path = pg_catalog, pg_temp
@@ -52,9 +50,8 @@ begin
 end
 $$;
 comment on function audit.fill(text, jsonb) is
-  'Internal: a template with each {{name}} replaced by slots ->> name, in one pass (values are never searched for slots).';
+  'Internal: a template with each {{name}} replaced by slots ->> name, in one pass (values are never searched for slots); raises on a slot without a value or a value without its slot, mistakes of the generator.';
 
--- concat_ws(',', ...) of the given expressions (nulls skipped), in pieces of 99.
 create or replace function audit.concat_ws_sql(expressions text[]) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
@@ -70,7 +67,7 @@ as $$
   end
 $$;
 comment on function audit.concat_ws_sql(text[]) is
-  'Internal: SQL joining the given text expressions with commas, skipping nulls, in pieces when there are more than 99.';
+  'Internal: SQL joining the given text expressions with commas, skipping nulls (concat_ws(), in pieces of 99 when there are more).';
 
 -- (has_equality, value_rendering and compare_sql are PL/pgSQL rather than SQL: the
 -- generic capture mode writes its queries out at every statement, calling them for each
@@ -180,7 +177,6 @@ $$;
 comment on function audit.loggable_json(json) is
   'Internal: a json value, or a JSON string of its text when jsonb cannot hold it (\u0000, a number out of numeric''s range); never fails.';
 
--- The type under a domain (and a domain over a domain); the type itself otherwise.
 create or replace function audit.base_type(type_oid oid) returns oid
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -263,8 +259,6 @@ $$;
 comment on function audit.key_sql(regclass, text) is
   'Internal: SQL rendering a row''s primary key as text (a row literal for a composite key), never through a cast of a type a non-superuser owns.';
 
--- SQL telling whether two values of a type differ: = where the type has it, as text
--- otherwise, as rendered text for a type capture must not cast or compare itself.
 create or replace function audit.compare_sql(type_oid oid, a text, b text) returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -279,9 +273,8 @@ begin
 end
 $$;
 comment on function audit.compare_sql(oid, text, text) is
-  'Internal: SQL telling whether two values of a type differ, never through a cast or operator a non-superuser could define.';
+  'Internal: SQL telling whether two values of a type differ: = where the type has it, as text otherwise, as rendered text for a type capture must not cast or compare itself (never through a cast or operator a non-superuser could define).';
 
--- SQL telling whether column c differs between the old (o) and new (n) version.
 create or replace function audit.differs_sql(target regclass, c text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -290,7 +283,7 @@ as $$
   from pg_attribute a where a.attrelid = target and a.attname = c
 $$;
 comment on function audit.differs_sql(regclass, text) is
-  'Internal: SQL comparing a column''s old and new value (see audit.compare_sql()).';
+  'Internal: SQL comparing a column''s old (o) and new (n) value (see audit.compare_sql()).';
 
 -- The members "column": value of the columns that differ (differs[i]: SQL telling
 -- whether columns[i] differs between o and n), joined by commas (the inside of a JSON
@@ -322,11 +315,7 @@ $$;
 comment on function audit.changed_json_sql(text[], text[], text[], text) is
   'Internal: SQL writing the changed columns of a row pair as JSON object members: old values, new values or both; "[redacted]" for a redacted column.';
 
--- ---- the queries -------------------------------------------------------------------
--- Each is one template, filled by audit.fill() with the fragments computed first.
--- action_id, items_before: what names the action's id and the number of items it holds
--- already (a batch) in the many-row variants: the capture function's variables, or $1
--- and $2 for EXECUTE ... USING.
+-- ---- the queries (the header of this file says how they are made) -----------------
 create or replace function audit.capture_query(
   target regclass, operation text, variant text, action_id text, items_before text
 ) returns text

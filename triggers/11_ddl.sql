@@ -13,12 +13,9 @@
 -- triggers stay but log nothing (audit.is_capture_trigger()), and its owner may drop
 -- them.
 
--- Whether the role running the statement may switch off or drop a tracked table's audit
--- triggers: a superuser or a member of audit_admin, the DBA who tracks tables. Anyone
--- else, a table's owner included, is refused by the event triggers below: an
--- application that owns its tables (common with migration tools) cannot silence its
--- own audit. The role is the SET ROLE role, else the login role (inside a SECURITY
--- DEFINER function current_user is the function's owner).
+-- Anyone else, a table's owner included, is refused by the event triggers below: an
+-- application that owns its tables (common with migration tools) cannot silence its own
+-- audit. The role is the SET ROLE role, else the login role (see audit.current_context()).
 create or replace function audit.may_change_audit_triggers() returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp

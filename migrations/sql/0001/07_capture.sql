@@ -25,10 +25,6 @@
 -- 0.2 ms is normal). A 100,000-row statement gains nothing from JIT either: it spent
 -- more compiling (0.07 to 1 s) than it saved.
 
--- audit.open_batch(), the action audit.batch is building, is in 04_context.sql.
-
--- Writes (or, for a batch, grows) the action of a statement whose items the capture
--- query has just written: a many-row statement, or any statement inside audit.batch.
 create or replace function audit.finish_statement(
   target regclass, operation text, action_id bigint, batch_exists boolean,
   item_count integer, changed_columns text[]
@@ -104,13 +100,11 @@ begin
 end
 $$;
 comment on function audit.finish_statement(regclass, text, bigint, boolean, integer, text[]) is
-  'Internal: writes the action of a many-row statement (or grows the transaction''s audit.batch action) after its items were written.';
+  'Internal: writes the action of a many-row statement, or of any statement inside audit.batch (or grows the transaction''s audit.batch action, audit.open_batch()), after the capture query wrote its items.';
 
--- The body of a capture trigger function: for one table (its queries as static SQL), or
--- for any table when target is null (the generic function audit.capture(), which first
--- checks that its trigger is an audit trigger, then writes its queries out and EXECUTEs
--- them). The template is filled in one pass (audit.fill()): a query is never searched
--- again, so a name inside it that looks like a slot stays inside its quotes.
+-- The generic function audit.capture() (target null) first checks that its trigger is
+-- an audit trigger. The template is filled by audit.fill(), so a name inside a query
+-- that looks like a slot stays inside its quotes.
 create or replace function audit.capture_function_body(target regclass) returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -228,9 +222,8 @@ $$;
 comment on function audit.capture() is
   'Statement trigger of tracked tables (generic mode): logs one action per INSERT, UPDATE or DELETE statement, or joins the transaction''s audit.batch action. Writes the SQL out at every statement; see audit.generate_capture() for the fast mode.';
 
--- (Re)writes audit.capture_<oid>() for a tracked table. Returns true when its primary
--- key is not the one the triggers were made for (the caller then remakes the
--- key-change trigger, which needs the table owner's rights).
+-- The caller remakes the key-change trigger when this returns true: that needs the
+-- table owner's rights.
 create or replace function audit.generate_capture(target regclass) returns boolean
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -265,8 +258,6 @@ $$;
 comment on function audit.generate_capture(regclass) is
   'Writes audit.capture_<oid>(), the capture function of one tracked table, from the table as it is now; true when its primary key changed since.';
 
--- Row trigger that fires only for rows whose primary key an UPDATE changes (its WHEN
--- clause compares the key columns), so that a many-row UPDATE can pair their versions.
 create or replace function audit.capture_key_change() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -291,8 +282,7 @@ begin
   key_sql := audit.key_sql(tracked, '($1)');
   execute 'select ' || key_sql into old_key using old;
   execute 'select ' || key_sql into new_key using new;
-  -- one statement's notes: its transaction and the depth its triggers fire at (the
-  -- statement trigger fires at the same depth; a nested statement's one level deeper)
+  -- (a note belongs to one statement: see audit.pending_key_change)
   insert into audit.pending_key_change (backend_pid, relation, old_key, new_key, transaction_id, trigger_depth)
   values (pg_backend_pid(), tracked, old_key, new_key, txid_current(), pg_trigger_depth());
   perform set_config('audit.keys_moved', 'on', true);
@@ -300,13 +290,11 @@ begin
 end
 $$;
 comment on function audit.capture_key_change() is
-  'Row trigger of tracked tables, fired only when an UPDATE changes a row''s primary key: notes old and new key for the statement trigger.';
+  'Row trigger of tracked tables, fired only when an UPDATE changes a row''s primary key (its WHEN clause compares the key columns): notes old and new key, so that the statement trigger of a many-row UPDATE can pair the versions.';
 
--- Called by the UPDATE statement trigger once it has read its notes (both paths): drops
--- this statement's notes (its transaction, its trigger depth, its tracked table) and
--- any note of a transaction that has ended (none should be left: nothing accumulates),
--- and turns audit.keys_moved off when no note of this transaction is left (a statement
--- running outside this one may still have some).
+-- Called by the UPDATE statement trigger once it has read its notes (both paths). No
+-- note of an ended transaction should be left (nothing accumulates); a statement
+-- running outside this one may still have notes of this transaction.
 create or replace function audit.forget_key_changes(target regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -326,15 +314,10 @@ comment on function audit.forget_key_changes(regclass) is
   'Internal: drops the key-change notes of the running UPDATE statement (and any of an ended transaction); turns audit.keys_moved off when none is left.';
 
 -- TRUNCATE has no transition table: it is logged as one delete action whose label says
--- the table was truncated. The rows themselves are not copied.
---
--- TRUNCATE of a partitioned table (or of an inheritance parent) fires the TRUNCATE
--- triggers of every partition too, and a partition may be truncated on its own: one
--- action per statement and tracked table, whichever tables the statement names. The
--- BEFORE trigger (audit_capture_truncate) of the statement's first table of a tracked
--- tree logs it and notes so in audit.pending_truncate; the BEFORE triggers of the
--- tree's other tables find the note and log nothing; the first table's AFTER trigger
--- (audit_capture_truncate_end) removes it.
+-- the table was truncated. The rows themselves are not copied. One action per statement
+-- and tracked table, whichever of its tables the statement names: how, see
+-- audit.pending_truncate (02_action_log.sql); the BEFORE trigger is
+-- audit_capture_truncate, the AFTER one audit_capture_truncate_end.
 create or replace function audit.capture_truncate() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp

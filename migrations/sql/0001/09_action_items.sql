@@ -1,7 +1,5 @@
 -- Reading an action's items: the contract, whatever the storage (see 02_action_log.sql).
 
--- A window of an action's items, item_no first_item .. first_item + max_items - 1:
--- only the chunks that overlap it are read, so paging through a big action is cheap.
 create or replace function audit.action_items(action_id bigint, first_item integer, max_items integer)
 returns table (item_no integer, resource_type text, resource_id text, old jsonb, new jsonb)
 language sql stable security definer
@@ -42,7 +40,7 @@ as $$
   order by items.item_no
 $$;
 comment on function audit.action_items(bigint, integer, integer) is
-  'A window of audit.action_items(action_id): max_items items from item_no first_item on.';
+  'A window of audit.action_items(action_id): max_items items from item_no first_item on. Only the chunks that overlap it are read, so paging through a big action is cheap.';
 
 create or replace function audit.action_items(action_id bigint)
 returns table (item_no integer, resource_type text, resource_id text, old jsonb, new jsonb)

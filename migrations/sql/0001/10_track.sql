@@ -6,8 +6,8 @@
 -- table owner's to give, not audit_owner's. The caller also needs audit_admin (or
 -- superuser) to change audit.tracked_table.
 
--- Stable fingerprints, stamped into COMMENTs at install time so that
--- `audit-capture status` can tell when a function or trigger was changed by hand.
+-- Stamped into COMMENTs at install time, so that `audit-capture status` can tell when a
+-- function or trigger was changed by hand.
 create or replace function audit.function_fingerprint(fn oid) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -33,8 +33,6 @@ $$;
 comment on function audit.trigger_fingerprint(oid) is
   'sha256 of a trigger''s definition (less its table''s name); compared with the "audit_capture sha256:" line of its COMMENT.';
 
--- The row trigger that notes primary-key changes (see audit.capture_key_change()); its
--- WHEN clause names the key columns, so it is remade when the key changes.
 create or replace function audit.make_key_change_trigger(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -56,10 +54,8 @@ begin
 end
 $$;
 comment on function audit.make_key_change_trigger(regclass) is
-  'Internal: (re)creates the row trigger that notes primary-key changes of a tracked table.';
+  'Internal: (re)creates the row trigger that notes primary-key changes of a tracked table (audit.capture_key_change()); its WHEN clause names the key columns, so it is remade when the key changes.';
 
--- The columns a tracked table's label rules name: keys of "when", entries of "changed",
--- "{column}" placeholders of "label".
 create or replace function audit.rule_columns(rules jsonb) returns text[]
 language sql immutable
 set search_path = pg_catalog, pg_temp
@@ -80,7 +76,6 @@ $$;
 comment on function audit.rule_columns(jsonb) is
   'Internal: the column names the label rules refer to (when, changed, {column} placeholders).';
 
--- The label rules with one column renamed everywhere they name it.
 create or replace function audit.rename_in_rules(rules jsonb, old_name text, new_name text)
 returns jsonb
 language sql immutable
@@ -180,8 +175,6 @@ $$;
 comment on function audit.follow_column_renames(regclass) is
   'Internal: writes audit.current_settings() into the registry (columns renamed or dropped since the settings were written).';
 
--- The three statement triggers that capture a table's INSERT, UPDATE and DELETE, calling
--- capture (audit.capture_<oid> in the fast mode, audit.capture in the generic one).
 create or replace function audit.make_capture_triggers(target regclass, capture regproc)
 returns void
 language plpgsql security invoker
@@ -200,11 +193,8 @@ begin
 end
 $$;
 comment on function audit.make_capture_triggers(regclass, regproc) is
-  'Internal: (re)creates the INSERT, UPDATE and DELETE statement triggers of a tracked table, calling the given capture function.';
+  'Internal: (re)creates the INSERT, UPDATE and DELETE statement triggers of a tracked table, calling the given capture function (audit.capture_<oid>() in the fast mode, audit.capture() in the generic one).';
 
--- The generated capture function a table's triggers call when it was written for
--- another oid (the table restored from a dump: see audit.adopt_capture_function());
--- null when there is none.
 create or replace function audit.restored_capture_function(target regclass) returns oid
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -216,7 +206,7 @@ as $$
     and p.proname <> 'capture_' || target::oid
 $$;
 comment on function audit.restored_capture_function(regclass) is
-  'Internal: the capture function, written for another oid, that a restored table''s triggers still call; null when none.';
+  'Internal: the capture function, written for another oid, that a restored table''s triggers still call (see audit.adopt_capture_function()); null when none.';
 
 -- A table restored by pg_dump into another database has a new oid, but its triggers
 -- still call the generated function named for its old one, restored with them: ALTER
@@ -249,7 +239,6 @@ $$;
 comment on function audit.adopt_capture_function(regclass) is
   'Internal: moves a restored table''s capture triggers from the function named for its old oid to audit.capture_<oid>().';
 
--- Stamps each audit trigger of a table with its fingerprint, for `audit-capture status`.
 create or replace function audit.stamp_triggers(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -266,7 +255,7 @@ begin
 end
 $$;
 comment on function audit.stamp_triggers(regclass) is
-  'Internal: writes each audit trigger''s fingerprint into its COMMENT.';
+  'Internal: writes each audit trigger''s fingerprint into its COMMENT, for `audit-capture status`.';
 
 -- The members of a tracked table: its partitions at every depth, its inheritance
 -- children (pg_inherits holds both). Each is captured as part of the tracked table
@@ -287,10 +276,7 @@ $$;
 comment on function audit.capture_members(regclass) is
   'Internal: the partitions (at any depth) and inheritance children of a table.';
 
--- What is wrong with the audit triggers of the tracked tables and their members (or of
--- one table, tracked or member): one row per trigger that is missing, disabled, fires
--- only under replication, calls another function, or differs from what audit.track()
--- installs. No row: every statement on them is captured. Read by `audit-capture
+-- One row per audit trigger that is wrong (see the COMMENT). Read by `audit-capture
 -- status` and by the event triggers of 11_ddl.sql (which refuse to leave a gap).
 create or replace function audit.capture_gaps(target regclass default null)
 returns table (relation regclass, tracked regclass, trigger_name text, problem text)
@@ -346,13 +332,10 @@ $$;
 comment on function audit.capture_gaps(regclass) is
   'What is wrong with the audit triggers of the tracked tables and their partitions and inheritance children (or of one table): missing, disabled, replica-only, calling another function, changed. No row: nothing escapes capture.';
 
--- The SQL that captures a tracked table (or one of its partitions or inheritance
--- children) as the database holds it, for a DBA to read or diff (`audit-capture status
--- --show-sql TABLE`): the audit triggers of the table and of its members, the functions
--- they call, and the queries audit.capture() (the generic mode; a member's in both
--- modes) writes out at every statement, as it would now. SECURITY DEFINER: those are
--- written from the registry, as audit.capture() writes them. A name with a control
--- character shows as a JSON string in a comment line, where a line break would end it.
+-- For a DBA to read or diff (`audit-capture status --show-sql TABLE`); the queries are
+-- those audit.capture() (the generic mode; a member's in both modes) writes out at every
+-- statement, as it would now. SECURITY DEFINER: those are written from the registry, as
+-- audit.capture() writes them.
 create or replace function audit.capture_sql(target regclass) returns text
 language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
@@ -406,7 +389,7 @@ $$;
 comment on function audit.capture_sql(regclass) is
   'The SQL that captures a tracked table (or a partition or inheritance child of one) as the database holds it: its audit triggers and its members'', the functions they call, the queries audit.capture() writes out. Read by audit-capture status --show-sql.';
 
--- A name as a comment line may show it: a JSON string when it holds a control character.
+-- (a line break in a name would end the comment line)
 create or replace function audit.comment_text(name text) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
@@ -416,7 +399,6 @@ $$;
 comment on function audit.comment_text(text) is
   'Internal: a name as a SQL comment line may show it (a JSON string when it holds a control character).';
 
--- The TRUNCATE triggers of a tracked table or member (see audit.capture_truncate()).
 create or replace function audit.make_truncate_triggers(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -429,18 +411,16 @@ begin
 end
 $$;
 comment on function audit.make_truncate_triggers(regclass) is
-  'Internal: (re)creates the TRUNCATE triggers of a tracked table or of one of its members.';
+  'Internal: (re)creates the TRUNCATE triggers of a tracked table or of one of its members (see audit.capture_truncate()).';
 
--- Gives a member of a tracked table (a partition, an inheritance child) the audit
--- triggers that log its statements as the tracked table's: INSERT, UPDATE and DELETE
--- statement triggers calling audit.capture() (the generic function: it writes its SQL
--- for the member's own columns at every statement), the TRUNCATE triggers, and for an
--- inheritance child the key-change row trigger (a partition has the tracked table's
--- own, cloned by PostgreSQL). Does nothing when the member's triggers are right
--- already, or for a table that is not a member. Runs with the caller's rights (the
--- member's owner: audit.track(), or the event trigger after CREATE TABLE ... PARTITION
--- OF, ATTACH PARTITION, INHERITS, ALTER TABLE ... INHERIT); it installs only these
--- fixed triggers, so anyone may call it.
+-- The triggers: INSERT, UPDATE and DELETE statement triggers calling audit.capture()
+-- (the generic function: it writes its SQL for the member's own columns at every
+-- statement), the TRUNCATE triggers, and for an inheritance child the key-change row
+-- trigger (a partition has the tracked table's own, cloned by PostgreSQL). Does nothing
+-- when the member's triggers are right already, or for a table that is not a member.
+-- Runs with the caller's rights (the member's owner: audit.track(), or the event trigger
+-- after CREATE TABLE ... PARTITION OF, ATTACH PARTITION, INHERITS, ALTER TABLE ...
+-- INHERIT); it installs only these fixed triggers, so anyone may call it.
 create or replace function audit.make_member_triggers(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -660,7 +640,6 @@ $$;
 comment on function audit.drop_triggers(regclass) is
   'Internal: drops the audit_capture_* triggers of a table.';
 
--- Drops audit.capture_<oid>() once no trigger uses it any more.
 create or replace function audit.drop_generated_capture(target regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -674,7 +653,7 @@ begin
 end
 $$;
 comment on function audit.drop_generated_capture(regclass) is
-  'Internal: drops the generated capture function of a table that is no longer tracked.';
+  'Internal: drops audit.capture_<oid>(), the generated capture function of a table, once no trigger uses it any more.';
 
 create or replace function audit.untrack(target regclass) returns void
 language plpgsql security invoker
@@ -700,10 +679,9 @@ $$;
 comment on function audit.untrack(regclass) is
   'Stops tracking a table: drops its triggers and its registry row. Its past actions stay in the log. Idempotent.';
 
--- Which tables are tracked, by name: the registry as a DBA reads it.
 create or replace view audit.tracked_tables as
   select t.relation::text as table_name, t.resource_type, t.label, t.label_plural,
          t.label_column, t.status_columns, t.ignored_columns, t.redacted_columns,
          t.labels, t.tracked_at, t.tracked_by
   from audit.tracked_table t;
-comment on view audit.tracked_tables is 'The tracked tables and their settings, by table name.';
+comment on view audit.tracked_tables is 'The tracked tables and their settings, by table name: the registry as a DBA reads it.';

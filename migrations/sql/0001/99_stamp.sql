@@ -22,8 +22,6 @@ $$;
 
 reset role;
 
--- The event triggers of 11_ddl.sql need a superuser. Without them tracked tables use
--- the generic capture function, which is slower but needs nothing to follow ALTER TABLE.
 do $$
 begin
   if not (select rolsuper from pg_roles where rolname = current_user) then
@@ -36,8 +34,6 @@ begin
     comment on event trigger audit_capture_alter_table is
       'audit_capture: rewrites the capture function of a tracked table after ALTER TABLE.';
   end if;
-  -- CREATE TABLE too: a new partition or inheritance child of a tracked table gets its
-  -- audit triggers (audit.on_alter_table())
   if not exists (select from pg_event_trigger where evtname = 'audit_capture_create_table') then
     create event trigger audit_capture_create_table on ddl_command_end
       when tag in ('CREATE TABLE') execute function audit.on_alter_table();
