@@ -64,6 +64,33 @@ def test_downgrade_to_base_removes_everything_and_upgrade_works_again(empty_db_u
     assert _scalar(empty_db_url, "select to_regclass('audit.action_log') is not null")
 
 
+def test_downgrade_to_base_with_a_tracked_table_removes_its_triggers_and_every_function(
+    empty_db_url,
+):
+    # uninstall.sql with something to remove: a tracked table's triggers, its generated
+    # capture function, logged actions, and audit.refuse_change(), which the log's own
+    # triggers call (it goes after the tables)
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.clients (id int primary key, name text)")
+        conn.execute("select audit.track('public.clients', 'client')")
+        conn.execute("insert into public.clients values (1, 'Ann'), (2, 'Bob')")
+        oid = conn.execute("select 'public.clients'::regclass::oid").fetchone()[0]
+        assert conn.execute(f"select to_regprocedure('audit.capture_{oid}()')").fetchone()[0]
+
+    migrate.downgrade(empty_db_url, "base")
+
+    assert _audit_objects(empty_db_url) == {"schema": 0, "functions": 0, "tables": 0}
+    assert (
+        _scalar(
+            empty_db_url,
+            "select count(*) from pg_trigger where tgrelid = 'public.clients'::regclass",
+        )
+        == 0
+    )
+    assert _scalar(empty_db_url, "select count(*) from public.clients") == 2
+
+
 def test_upgrade_leaves_a_host_alembic_version_table_alone(empty_db_url):
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("create table public.alembic_version (version_num varchar(32) primary key)")
