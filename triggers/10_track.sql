@@ -496,7 +496,6 @@ begin
       using errcode = 'invalid_parameter_value',
             hint = 'Untrack it first: tracking the parent captures its partitions and children as part of it.';
   end if;
-  missing := null;
   if rel.relnamespace = 'audit'::regnamespace then
     raise exception 'cannot track %: the audit schema''s own tables are not tracked', target
       using errcode = 'invalid_parameter_value';
@@ -659,15 +658,11 @@ create or replace function audit.untrack(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  member regclass;
 begin
   -- its members' triggers too (those of a partitioned table's partitions are all its
   -- own: the cloned key-change trigger goes with the tracked table's)
-  for member in select m from audit.capture_members(target) m
-                where audit.tracked_root(m) = target loop
-    perform audit.drop_triggers(member);
-  end loop;
+  perform audit.drop_triggers(m) from audit.capture_members(target) m
+  where audit.tracked_root(m) = target;
   perform audit.drop_triggers(target);
   perform audit.drop_generated_capture(target);
   delete from audit.tracked_table where relation = target;

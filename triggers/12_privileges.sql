@@ -47,24 +47,18 @@ grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, 
 grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
   to audit_reader;
 -- ... and what audit-capture status compares (a monitoring login granted audit_reader)
-grant execute on function audit.function_fingerprint(oid), audit.trigger_fingerprint(oid),
-  audit.capture_sql(regclass)
+grant execute on function audit.function_fingerprint(oid), audit.capture_sql(regclass)
   to audit_reader;
 
--- admins (the DBA): everything a reader may (00_roles.sql), plus tracking tables
+-- admins (the DBA): everything a reader may (00_roles.sql) and public may (the trigger
+-- functions, whose EXECUTE CREATE TRIGGER needs, among them), plus tracking tables
 grant select, insert, update, delete on audit.tracked_table to audit_admin;
 grant execute on function
   audit.track(regclass, text, text, text[], text[], text[], jsonb, text, text),
   audit.untrack(regclass),
   audit.drop_triggers(regclass),
   audit.drop_generated_capture(regclass),
-  audit.make_key_change_trigger(regclass),
-  audit.primary_key_columns(oid),
   -- which function the capture triggers call is audit.track()'s choice: a table's
   -- owner calling this with its own function would switch capture off
-  audit.make_capture_triggers(regclass, regproc),
-  audit.trigger_fingerprint(oid),
-  audit.function_fingerprint(oid),
-  -- CREATE TRIGGER needs EXECUTE on the trigger function
-  audit.capture(), audit.capture_key_change(), audit.capture_truncate()
+  audit.make_capture_triggers(regclass, regproc)
   to audit_admin;

@@ -275,16 +275,6 @@ $$;
 comment on function audit.compare_sql(oid, text, text) is
   'Internal: SQL telling whether two values of a type differ: = where the type has it, as text otherwise, as rendered text for a type capture must not cast or compare itself (never through a cast or operator a non-superuser could define).';
 
-create or replace function audit.differs_sql(target regclass, c text) returns text
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select audit.compare_sql(a.atttypid, format('o.%I', c), format('n.%I', c))
-  from pg_attribute a where a.attrelid = target and a.attname = c
-$$;
-comment on function audit.differs_sql(regclass, text) is
-  'Internal: SQL comparing a column''s old (o) and new (n) value (see audit.compare_sql()).';
-
 -- The members "column": value of the columns that differ (differs[i]: SQL telling
 -- whether columns[i] differs between o and n), joined by commas (the inside of a JSON
 -- object): old values (versions 'o'), new ones ('n'), or both as "column": {"old": ..,
@@ -368,7 +358,9 @@ begin
     and not a.attname::text = any (all_columns);
   compared := array(select c from unnest(all_columns) c where not c = any (reg.ignored_columns));
   if operation = 'UPDATE' then
-    differs := array(select audit.differs_sql(target, c) from unnest(compared) c);
+    differs := array(select audit.compare_sql(a.atttypid, format('o.%I', u.c), format('n.%I', u.c))
+                     from unnest(compared) with ordinality u(c, i)
+                     join pg_attribute a on a.attrelid = target and a.attname = u.c order by u.i);
   end if;
   redacted := array(select c from unnest(all_columns) c where c = any (reg.redacted_columns));
 
