@@ -113,6 +113,15 @@ def test_a_batch_mixing_updates_and_status_changes_is_a_status_change(conn):
     assert (action["action_type"], action["row_count"]) == ("status_change", 2)
 
 
+def test_a_batch_mixing_creates_and_deletes_is_an_update(conn):
+    with conn.transaction(), batch(conn, "Client shuffle"):
+        add_clients(conn, 1)
+        conn.execute("delete from clients where id = 1")
+        add_clients(conn, 1, start=2)
+    action = only_action(conn, action="Client shuffle")
+    assert (action["action_type"], action["row_count"]) == ("update", 3)
+
+
 def test_status_change_versus_plain_update(conn):
     with conn.transaction():
         add_clients(conn, 1)

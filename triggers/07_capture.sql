@@ -64,7 +64,11 @@ begin
       row_count = l.row_count + item_count,
       resource_id = null,
       resource_label = null,
-      action_type = audit.merge_action_types(l.action_type, kind),
+      -- statements of two types: a status change wins over a plain update, else update
+      action_type = case when l.action_type = kind then kind
+                         when array[l.action_type, kind] <@ array['update', 'status_change']
+                           then 'status_change'
+                         else 'update' end,
       changes = jsonb_build_object('rows', l.row_count + item_count)
     where l.id = action_id;
     return;

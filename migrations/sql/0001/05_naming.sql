@@ -106,17 +106,3 @@ end
 $$;
 comment on function audit.label_override(jsonb, text, jsonb, text[]) is
   'Internal: the label and action type of the first matching label rule (tracked_table.labels) for a single-row action, with "{column}" placeholders filled from the row (cut at 200 characters); nulls when no rule matches.';
-
-create or replace function audit.merge_action_types(a text, b text) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case
-    when a = b then a
-    when array[a, b] <@ array['update', 'status_change'] then 'status_change'
-    else 'update'
-  end
-$$;
-comment on function audit.merge_action_types(text, text) is
-  'Internal: the action type of a batch action that groups statements of types a and b: equal types stay, a status change wins over a plain update, anything else is an update.';
-
