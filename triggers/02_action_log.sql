@@ -102,10 +102,8 @@ comment on column audit.action_item_chunk.changed_columns is 'For an UPDATE: the
 comment on column audit.action_item_chunk.items is 'JSON text (written without being parsed): [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]". With resource_ids set: [row, ...], the new rows of an INSERT or the old rows of a DELETE.';
 comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null (every UPDATE) where items holds [resource_id, old, new] triples.';
 
--- Append-only. DELETE and TRUNCATE are refused to everyone, the owner included. UPDATE
--- is refused too, except on an action that the current transaction itself is still
--- building: audit.batch grows its one action statement by statement. Committed history
--- therefore never changes.
+-- Refused to everyone, the owner included. The one UPDATE allowed is audit.batch growing
+-- its action statement by statement: committed history never changes.
 create or replace function audit.refuse_change() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp
 as $$

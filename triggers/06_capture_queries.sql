@@ -9,10 +9,9 @@
 -- Each query is one template (at the end of this file) whose {{slots}} audit.fill()
 -- fills with fragments written once per query, one place for each rule (a column's
 -- value as JSON, the row's key, the whole row, the label). The same texts serve both
--- capture modes (see 07_capture.sql): a function generated per table embeds them as
--- static SQL, whose plans PostgreSQL caches, naming its own variables where the
--- many-row queries need the action's id and the number of items it already holds (a
--- batch); the generic fallback runs them with EXECUTE ... USING, naming $1 and $2.
+-- capture modes (07_capture.sql): where the many-row queries need the action's id and
+-- the number of items it already holds (a batch), they name the generated function's
+-- variables, or $1 and $2 for the generic one's EXECUTE ... USING.
 --
 -- variants:
 --   'one'   a statement on one row: writes the whole action (diff or row in `changes`,

@@ -275,8 +275,7 @@ declare
   old_key  text;
   new_key  text;
 begin
-  -- EXECUTE is granted to everyone (creating a partition of a tracked table clones
-  -- this trigger, as the partition's creator): a table that is not tracked is ignored
+  -- EXECUTE is everyone's (12_privileges.sql says why): a table not tracked is ignored
   if tracked is null then
     return null;
   end if;

@@ -419,8 +419,7 @@ comment on function audit.make_truncate_triggers(regclass) is
 -- trigger (a partition has the tracked table's own, cloned by PostgreSQL). Does nothing
 -- when the member's triggers are right already, or for a table that is not a member.
 -- Runs with the caller's rights (the member's owner: audit.track(), or the event trigger
--- after CREATE TABLE ... PARTITION OF, ATTACH PARTITION, INHERITS, ALTER TABLE ...
--- INHERIT); it installs only these fixed triggers, so anyone may call it.
+-- of 11_ddl.sql); it installs only these fixed triggers, so anyone may call it.
 create or replace function audit.make_member_triggers(target regclass) returns void
 language plpgsql security invoker
 set search_path = pg_catalog, pg_temp
@@ -572,8 +571,7 @@ begin
   end loop;
 
   -- "case_task" reads "Case task" / "Case tasks" unless told otherwise
-  display := replace(resource_type, '_', ' ');
-  display := upper(left(display, 1)) || substr(display, 2);
+  display := upper(left(resource_type, 1)) || replace(substr(resource_type, 2), '_', ' ');
 
   insert into audit.tracked_table as t (
     relation, resource_type, label, label_plural, label_column, status_columns,
