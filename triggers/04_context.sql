@@ -88,11 +88,9 @@ $$;
 comment on function audit.check_length(text, text) is
   'Internal: raises "audit.actor_name is 3,000 characters; at most 200 are allowed" when a value is longer than its audit.value_limits() entry.';
 
--- The action types an explicit audit.action_type may give a statement: it must agree
--- with what the statement did. 'import' marks inserts; an import's updates and deletes
--- (an upsert) keep their own type. An UPDATE may be called a status change or a plain
--- update. login, logout, export and send are events (audit.log_action), never a table
--- change.
+-- An explicit audit.action_type must agree with what the statement did. 'import' marks
+-- inserts; an import's updates and deletes (an upsert) keep their own type. login,
+-- logout, export and send are events (audit.log_action), never a table change.
 create or replace function audit.allowed_action_types(operation text) returns text[]
 language sql immutable parallel safe
 set search_path = pg_catalog, pg_temp
@@ -124,8 +122,6 @@ $$;
 comment on function audit.check_action_type(text, text, regclass) is
   'Internal: raises when audit.action_type does not fit the statement (see audit.allowed_action_types()): "audit.action_type is ''delete'' for an INSERT on public.clients; expected one of create, import".';
 
--- audit.context is free application metadata, but a JSON object: its keys are what the
--- viewer shows (and what the Python helpers accept: a mapping).
 create or replace function audit.check_context_object(context jsonb) returns void
 language plpgsql immutable
 set search_path = pg_catalog, pg_temp
@@ -140,7 +136,7 @@ begin
 end
 $$;
 comment on function audit.check_context_object(jsonb) is
-  'Internal: raises when audit.context is valid JSON but not an object ([1], "x", 42).';
+  'Internal: raises when audit.context is valid JSON but not an object ([1], "x", 42): free application metadata, but its keys are what the viewer shows (and what the Python helpers accept: a mapping).';
 
 create or replace function audit.current_context() returns audit.context
 language plpgsql stable

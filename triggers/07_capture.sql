@@ -194,12 +194,10 @@ $$;
 comment on function audit.capture_function_body(regclass) is
   'Internal: the PL/pgSQL body of a capture trigger function, for one table (static SQL) or, with null, for any table (EXECUTE).';
 
--- Whether a statement trigger firing audit.capture() is one audit.track() installs: on a
--- tracked table or a member of one (a partition, an inheritance child), under its audit
--- name, with the transition tables under the names capture reads. EXECUTE on
--- audit.capture() is everyone's (whoever creates a partition of a tracked table creates
--- its capture triggers, through the event trigger), so a copy attached elsewhere by
--- hand (another table, another name, old and new rows swapped) must log nothing.
+-- It checks the trigger's name and its transition tables' names too:
+-- EXECUTE on audit.capture() is everyone's (the creator of a partition of a tracked table
+-- creates its capture triggers, through the event trigger), so a copy attached elsewhere
+-- by hand (another table, another name, old and new rows swapped) must log nothing.
 create or replace function audit.is_capture_trigger(rel oid, trigger_name name) returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp

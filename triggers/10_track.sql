@@ -6,8 +6,6 @@
 -- table owner's to give, not audit_owner's. The caller also needs audit_admin (or
 -- superuser) to change audit.tracked_table.
 
--- Stamped into COMMENTs at install time, so that `audit-capture status` can tell when a
--- function or trigger was changed by hand.
 create or replace function audit.function_fingerprint(fn oid) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -18,7 +16,7 @@ as $$
   from pg_proc p where p.oid = fn
 $$;
 comment on function audit.function_fingerprint(oid) is
-  'sha256 of a function''s body, security and settings; compared with the "audit_capture sha256:" line of its COMMENT.';
+  'sha256 of a function''s body, security and settings; stamped at install time as the "audit_capture sha256:" line of its COMMENT, with which `audit-capture status` compares it to find a function changed by hand.';
 
 create or replace function audit.trigger_fingerprint(trigger_oid oid) returns text
 language sql stable
@@ -31,7 +29,7 @@ as $$
   from pg_trigger t where t.oid = trigger_oid
 $$;
 comment on function audit.trigger_fingerprint(oid) is
-  'sha256 of a trigger''s definition (less its table''s name); compared with the "audit_capture sha256:" line of its COMMENT.';
+  'sha256 of a trigger''s definition (less its table''s name); compared with the "audit_capture sha256:" line of its COMMENT (see audit.function_fingerprint()).';
 
 create or replace function audit.make_key_change_trigger(target regclass) returns void
 language plpgsql security invoker
@@ -101,12 +99,10 @@ $$;
 comment on function audit.rename_in_rules(jsonb, text, text) is
   'Internal: label rules with a renamed column''s old name replaced by its new one.';
 
--- A tracked table's settings as they apply to the table now: a column renamed since
--- they were written (found by its attribute number in setting_columns) under its new
--- name, a dropped one left out, the numbers taken again. Capture reads the settings
--- through this (audit.capture_query(), audit.finish_statement()), so a renamed
--- redacted column stays redacted in both capture modes, even before the registry
--- itself is updated (audit.follow_column_renames()). Null when the table is not tracked.
+-- A column is found by its attribute number in setting_columns (the numbers are taken
+-- again). Capture reads the settings through this (audit.capture_query(),
+-- audit.finish_statement()), so a renamed redacted column stays redacted in both capture
+-- modes, even before the registry itself is updated (audit.follow_column_renames()).
 create or replace function audit.current_settings(target regclass)
 returns audit.tracked_table
 language plpgsql stable security definer
@@ -150,10 +146,9 @@ $$;
 comment on function audit.current_settings(regclass) is
   'A tracked table''s settings with the columns renamed since they were written under their new names (dropped ones left out); null when not tracked.';
 
--- Writes audit.current_settings() into the registry: called by audit.track(), by the
--- ALTER TABLE event trigger before the capture function is rewritten, and at every
--- install. SECURITY DEFINER: whoever altered the table may not write the registry, and
--- this writes only what the catalog says.
+-- Called by audit.track(), by the ALTER TABLE event trigger before the capture function
+-- is rewritten, and at every install. SECURITY DEFINER: whoever altered the table may
+-- not write the registry, and this writes only what the catalog says.
 create or replace function audit.follow_column_renames(target regclass) returns void
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -257,11 +252,10 @@ $$;
 comment on function audit.stamp_triggers(regclass) is
   'Internal: writes each audit trigger''s fingerprint into its COMMENT, for `audit-capture status`.';
 
--- The members of a tracked table: its partitions at every depth, its inheritance
--- children (pg_inherits holds both). Each is captured as part of the tracked table
--- (audit.tracked_root()): a statement that names a member fires only the member's
--- statement triggers, and one that names the tracked table only the tracked table's,
--- so each carries its own and every statement is logged once.
+-- Partitions and children alike (pg_inherits holds both): each is captured as part of
+-- the tracked table (audit.tracked_root()). A statement that names a member fires only
+-- the member's statement triggers, and one that names the tracked table only the
+-- tracked table's, so each carries its own and every statement is logged once.
 create or replace function audit.capture_members(target regclass) returns setof regclass
 language sql stable
 set search_path = pg_catalog, pg_temp

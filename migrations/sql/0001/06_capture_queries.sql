@@ -186,8 +186,7 @@ $$;
 comment on function audit.base_type(oid) is
   'Internal: the base type of a domain (through domains over domains); any other type itself.';
 
--- SQL rendering the value expression expr, of type type_oid, as audit.value_rendering()
--- says. A value holding json is looked at first: only one with what jsonb could refuse
+-- A value holding json is looked at first: only one with what jsonb could refuse
 -- ("\u0000", an exponent of 5 digits, a run of 200 digits: numeric keeps up to 131072
 -- digits before the point and 16383 after) goes through audit.loggable_json() (json)
 -- or becomes a JSON string of its text (a type holding json).
@@ -211,11 +210,9 @@ $$;
 comment on function audit.rendered_sql(oid, text) is
   'Internal: SQL rendering a value as capture logs it (see audit.value_rendering()): itself, its output text, or json that jsonb can hold.';
 
--- The rows of a transition table as capture reads them: the table itself, or, when a
--- column needs rendering (audit.value_rendering()), a subquery giving that column's
--- rendered value under its own name. Everything the capture queries do with a row
--- (to_jsonb, json_agg, ::text, comparing, joining on the key) then meets only types
--- whose casts and operators are PostgreSQL's own.
+-- The subquery gives a rendered column's value under its own name. Everything the
+-- capture queries do with a row (to_jsonb, json_agg, ::text, comparing, joining on the
+-- key) then meets only types whose casts and operators are PostgreSQL's own.
 create or replace function audit.rows_sql(target regclass, transition text, alias text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
@@ -236,11 +233,9 @@ $$;
 comment on function audit.rows_sql(regclass, text, text) is
   'Internal: the FROM item of a transition table for capture: the table, or a subquery rendering the columns of types capture must not cast (see audit.value_rendering()).';
 
--- SQL rendering a row's primary key as text (one column's text, or a row literal such
--- as "(3,7)" for a composite key), with the columns of a type capture must not cast
--- rendered first (their output text). rowref is a table alias or a record expression;
--- the capture queries and audit.capture_key_change() must give the same text for the
--- same key.
+-- A composite key as a row literal such as "(3,7)". rowref is a table alias or a record
+-- expression; the capture queries and audit.capture_key_change() must give the same
+-- text for the same key.
 create or replace function audit.key_sql(target regclass, rowref text) returns text
 language sql stable
 set search_path = pg_catalog, pg_temp
