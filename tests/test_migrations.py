@@ -91,6 +91,27 @@ def test_downgrade_to_base_with_a_tracked_table_removes_its_triggers_and_every_f
     assert _scalar(empty_db_url, "select count(*) from public.clients") == 2
 
 
+def test_downgrade_to_base_removes_the_triggers_a_detached_partition_kept(empty_db_url):
+    # a partition detached from a tracked table (or a child disinherited) becomes a
+    # table of its own and keeps the audit triggers it had, which call the functions
+    # the uninstall drops: it failed with "cannot drop function audit.capture()"
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("create table public.cases (id int primary key) partition by range (id)")
+        conn.execute(
+            "create table public.cases_old partition of public.cases for values from (0) to (100)"
+        )
+        conn.execute("select audit.track('public.cases', 'case')")
+        conn.execute("alter table public.cases detach partition public.cases_old")
+        kept = "select count(*) from pg_trigger where tgrelid = 'public.cases_old'::regclass"
+        assert conn.execute(kept).fetchone()[0] > 0
+
+    migrate.downgrade(empty_db_url, "base")
+
+    assert _audit_objects(empty_db_url) == {"schema": 0, "functions": 0, "tables": 0}
+    assert _scalar(empty_db_url, kept) == 0
+
+
 def test_upgrade_leaves_a_host_alembic_version_table_alone(empty_db_url):
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("create table public.alembic_version (version_num varchar(32) primary key)")

@@ -1,4 +1,4 @@
--- Removes audit_capture from this database: the triggers of every tracked table, the
+-- Removes audit_capture from this database: the audit triggers of every table, the
 -- event triggers, the functions, the registry and the log. The schema stays (the
 -- Alembic version table lives in it) and so do the roles (they are cluster-wide).
 
@@ -8,7 +8,11 @@ begin
   drop event trigger if exists audit_capture_drop;
   drop event trigger if exists audit_capture_create_table;
   drop event trigger if exists audit_capture_triggers;
-  perform audit.drop_triggers(t.relation) from audit.tracked_table t;
+  -- every table's audit triggers: the tracked tables', and those a partition detached
+  -- from a tracked table (or a child disinherited) kept when it became a table of its own
+  perform audit.drop_triggers(t.tgrelid)
+  from (select distinct tgrelid from pg_trigger
+        where tgname like 'audit\_capture\_%' and not tgisinternal and tgparentid = 0) t;
 end
 $$;
 
