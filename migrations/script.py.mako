@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from audit_capture import sqlfiles
 
-${imports if imports else ""}
-# revision identifiers, used by Alembic.
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
+${imports if imports else ""}# revision identifiers, used by Alembic.
+revision = "${up_revision}"
+down_revision = ${'"%s"' % down_revision if down_revision else "None"}
 branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 

@@ -232,8 +232,16 @@ def test_the_revision_template_makes_a_tiny_revision(chain):
     (script,) = chain.root.joinpath("versions").glob("0002_*.py")
     text = script.read_text()
     assert "sqlfiles.upgrade(revision)" in text and "sqlfiles.downgrade(revision)" in text
-    assert "down_revision = '0001'" in text
+    assert 'down_revision = "0001"' in text
     assert len(text.splitlines()) < 35
+    # scripts/test's checks accept a new revision as written
+    ruff = str(Path(sys.executable).with_name("ruff"))
+    for check in (["format", "--check"], ["check"]):
+        settings = str(Path(__file__).parents[1] / "pyproject.toml")
+        done = subprocess.run(
+            [ruff, *check, "--config", settings, str(script)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_upgrade_to_head_is_a_fresh_install_of_head(chain, empty_db_url, other_empty_db_url):
