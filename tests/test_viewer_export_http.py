@@ -271,6 +271,17 @@ def export_backends(conn: psycopg.Connection, role: str) -> list[int]:
     return pids
 
 
+def viewer_sessions(conn: psycopg.Connection, role: str) -> int:
+    """How many sessions the viewer's role has, read in a transaction of its own
+    (pg_stat_activity is a snapshot taken once per transaction)."""
+    conn.rollback()
+    count = conn.execute(
+        "select count(*) from pg_stat_activity where usename = %s", (role,)
+    ).fetchone()[0]
+    conn.commit()
+    return count
+
+
 def wait_for(condition, what: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -314,12 +325,4 @@ def test_a_client_that_goes_away_releases_the_export_s_connection(conn, reader, 
             response.hang_up()  # the client goes away mid-export
             wait_for(lambda: not export_backends(conn, role), "the export's session to end")
             # nothing of the viewer is left connected but idle sessions closed per request
-            wait_for(
-                lambda: (
-                    not conn.execute(
-                        "select count(*) from pg_stat_activity where usename = %s", (role,)
-                    ).fetchone()[0]
-                ),
-                "the viewer's sessions to close",
-            )
-            conn.commit()
+            wait_for(lambda: not viewer_sessions(conn, role), "the viewer's sessions to close")
