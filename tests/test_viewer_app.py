@@ -291,7 +291,9 @@ def test_the_filter_controls_offer_the_log_s_values(user):
         assert f">{label}</label>" in text
     assert '<option value="status_change">Status Change</option>' in text
     assert '<option value="login">Login</option>' in text
-    assert '<option value="id:7">Alice Admin (Admin)</option>' in text
+    # the actor: a text field searching every actor (/actors), not a list of the first 500
+    assert 'id="f-actor" name="_actor" type="search"' in text
+    assert 'data-suggest="/actors"' in text
     assert '<option value="database">Database</option>' in text
     assert '<option value="mobile">Mobile App</option>' in text
     assert '<option value="client">Clients</option>' in text

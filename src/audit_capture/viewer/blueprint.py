@@ -51,7 +51,8 @@ def make_blueprint(
     connect: Callable[[], psycopg.Connection] | None = None,
     name: str = DEFAULT_NAME,
 ) -> Blueprint:
-    """A viewer blueprint: ``/`` (the list and its exports) and ``/actions/<id>``.
+    """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``, and
+    ``/actors?q=`` (the actor search behind the Actor field, JSON).
 
     - ``authorize()``: True lets the request in. None: nobody is let in (403).
     - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
@@ -95,6 +96,7 @@ def make_blueprint(
 
     bp.add_url_rule("/", "actions", views.actions)
     bp.add_url_rule("/actions/<action_id>", "action", views.action)
+    bp.add_url_rule("/actors", "actors", views.actors_json)
 
     register_error_pages(bp)
     return bp

@@ -19,6 +19,8 @@ Parameters (all optional):
 
 ``action_type``  create, update, delete, status_change, import, login, logout, export, send
 ``actor``        ``id:<actor_id>``, or ``name:<actor_name>`` for an actor without an id
+                 (found by a few letters of a name or id: ``actor_search``; the form's
+                 ``_actor`` text field and ``/actors?q=`` use it)
 ``actor_type``   admin, client, system
 ``source``       web, api, ai, mobile, database (database: no context was set, source IS NULL)
 ``resource``     a resource_type (client, campaign, ...)
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -366,6 +368,19 @@ class Filters:
         for a in self.active:
             params.update(a.params)
         return sql.SQL(" and ").join(a.condition for a in self.active), params
+
+    def shown_as(self, param: str, display: str, note: str = "") -> Filters:
+        """These filters with the filter ``param`` shown as ``display``, and ``note``
+        after it in the sentence: "Actor is Maria Smith (Admin)" where the URL holds
+        "id:7" (the name is the user's text, isolated; the note is the viewer's)."""
+        return Filters(
+            tuple(
+                replace(a, display=display, phrase=f"{a.label} is {display}{note}")
+                if a.param == param
+                else a
+                for a in self.active
+            )
+        )
 
     def query_args(self) -> dict[str, str]:
         """URL parameters that reproduce these filters."""

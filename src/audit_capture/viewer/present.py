@@ -214,7 +214,12 @@ def user_text(value: Any) -> Markup:
 def filter_phrase(active) -> Markup:
     """An active filter's part of the sentence ("Actor is Alice"), its value isolated."""
     phrase, shown = active.phrase, active.display
-    at = phrase.rfind(shown) if shown else -1
+    # "Actor is Admin (Admin)": the value follows "<label> is ", whatever comes after it
+    lead = f"{active.label} is "
+    if shown and phrase.startswith(lead + shown):
+        at = len(lead)
+    else:
+        at = phrase.rfind(shown) if shown else -1
     if at < 0:
         return escape(visible(phrase))
     return escape(phrase[:at]) + user_text(shown) + escape(phrase[at + len(shown) :])

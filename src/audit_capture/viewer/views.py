@@ -13,14 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from flask import Response, abort, render_template, request, url_for
+from flask import Response, abort, jsonify, redirect, render_template, request, url_for
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
 from audit_capture.viewer.actions import change_rows, get_action, items_page
-from audit_capture.viewer.errors import BadRequest
+from audit_capture.viewer.actor_search import describe, find_actors, result_limit, search_text
+from audit_capture.viewer.errors import BadRequest, TooBroad
 from audit_capture.viewer.export import export_csv, export_json
-from audit_capture.viewer.filters import Filters, parse_filters
+from audit_capture.viewer.filters import ACTOR_PARAM, Filters, given_once, parse_filters
 from audit_capture.viewer.options import load_options
 from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
@@ -40,6 +41,9 @@ def actions():
     if export_format is not None:
         return export(parse_filters(request.args, settings.zone), export_format)
 
+    if ACTOR_TEXT in request.args:
+        return choose_actor(request.args[ACTOR_TEXT])
+
     direction = filter_args.direction(request.args.get("_dir"))
     raw_size = request.args.get("_size")
     size = filter_args.page_size(raw_size) if raw_size else settings.page_size
@@ -49,6 +53,13 @@ def actions():
     options = load_options(conn)
     filters = parse_filters(request.args, settings.zone, options=options)
     page = list_page(conn, filters, cursor=cursor, direction=direction, size=size)
+    actor_text = ""
+    chosen = filters.get(ACTOR_PARAM)
+    if chosen is not None:
+        actor = describe(conn, chosen.value)
+        if actor is not None:  # the sentence names the actor: "Actor is Maria Smith (Admin)"
+            filters = filters.shown_as(ACTOR_PARAM, actor.shown, f" ({actor.kind})")
+        actor_text = actor.shown if actor is not None else chosen.value
 
     base = dict(filters.query_args())
     if size != settings.page_size:
@@ -60,6 +71,7 @@ def actions():
         options=options,
         resource_labels=dict(options.resources),
         selected={f.param: f.value for f in filters.active},
+        actor_text=actor_text,
         size=size,
         default_size=settings.page_size,
         next_url=page.next_cursor and list_url(base, _cursor=page.next_cursor, _dir="next"),
@@ -69,6 +81,69 @@ def actions():
         clear_all_url=url_for(".actions"),
         csv_url=list_url(filters.query_args(), _format="csv"),
         json_url=list_url(filters.query_args(), _format="json"),
+    )
+
+
+#: The filter form's actor text field: what the admin typed (a few letters of a name or
+#: id). The list never shows it: it is resolved into the ``actor`` filter, or a choice.
+ACTOR_TEXT = "_actor"
+ACTOR_CHOICES = 20
+ACTOR_KEY = re.compile(r"(id|name):.+", re.DOTALL)
+
+
+def choose_actor(typed: str):
+    """The filter form sent the actor text field: a redirect to the list filtered by the
+    one actor it names (or by every actor when it is empty), else a page listing the
+    actors it matches, or saying that none does. Works without JavaScript."""
+    given_once(request.args)
+    current = request.args.get(ACTOR_PARAM) or ""
+    args = {
+        k: v
+        for k, v in request.args.items()
+        if k not in (ACTOR_TEXT, ACTOR_PARAM, "_cursor", "_dir") and v != ""
+    }
+    text = " ".join(typed.split())
+    if not text:
+        return redirect(list_url(args))  # the field was cleared: every actor
+    if ACTOR_KEY.fullmatch(text):
+        return redirect(list_url(args, actor=text))  # a filter value, as in a URL
+    conn = db.get_conn()
+    if current:
+        actor = describe(conn, current)
+        if text == (actor.shown if actor is not None else current):
+            return redirect(list_url(args, actor=current))  # the field was left as shown
+    matches = find_actors(conn, search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
+    one = matches.chosen()
+    if one is not None:
+        return redirect(list_url(args, actor=one.key))
+    return render_template(
+        "audit_viewer/actor_choice.html",
+        typed=text,
+        matches=matches,
+        choices=[(a, list_url(args, actor=a.key)) for a in matches.actors],
+        back_url=list_url(args),
+    )
+
+
+def actors_json():
+    """``/actors?q=mar&limit=20``: the actors whose id or a word of whose name starts
+    with ``q``, as JSON, for the filter form's suggestions. A bad ``q`` or ``limit`` is a
+    400 with ``{"error": "..."}``."""
+    try:
+        given_once(request.args)
+        unknown = sorted(k for k in request.args if k not in ("q", "limit"))
+        if unknown:
+            raise BadRequest(f"{unknown[0]} is not a parameter of /actors; expected q, limit")
+        text = search_text(request.args.get("q"))
+        limit = result_limit(request.args.get("limit"))
+        matches = find_actors(db.get_conn(), text, limit)
+    except (BadRequest, TooBroad) as exc:
+        return jsonify(error=str(exc)), 400
+    return jsonify(
+        q=text,
+        actors=[a.as_json() for a in matches.actors],
+        more=matches.more,
+        complete=matches.complete,
     )
 
 
