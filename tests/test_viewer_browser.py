@@ -215,3 +215,46 @@ def test_keyboard_focus_is_outlined_in_the_accent_colour(page, viewer_url):
         " return [s.outlineStyle, s.outlineWidth, s.outlineColor]; })()"
     )
     assert style == ["solid", "2px", "rgb(47, 91, 211)"]  # --accent, not the pale tint
+
+
+def test_the_actor_field_suggests_and_the_keyboard_chooses(page, viewer_url):
+    """Issue 12, item 4: type a few letters of a name, step through the suggestions with
+    the arrow keys (an ARIA combobox), Enter lands on the list filtered by that actor."""
+    sign_in(page, viewer_url)
+    field = page.locator("#f-actor")
+    assert field.get_attribute("role") == "combobox"
+    assert field.get_attribute("aria-expanded") == "false"
+    errors = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+
+    field.press_sequentially("al")  # Alice Admin twice: id 7 (seeded) and id alice (history)
+    options = page.locator("#f-actor-list li[role=option]")
+    options.nth(1).wait_for()
+    assert options.count() == 2
+    assert field.get_attribute("aria-expanded") == "true"
+    assert options.nth(0).inner_text().startswith("Alice Admin")
+
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert options.nth(1).get_attribute("aria-selected") == "true"
+    assert field.get_attribute("aria-activedescendant") == options.nth(1).get_attribute("id")
+    page.keyboard.press("ArrowUp")  # and back to the first, then the second again
+    page.keyboard.press("ArrowDown")
+    assert "id alice" in options.nth(1).inner_text()
+
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/?actor=id:alice")
+    assert page.locator(".active-filters .sentence").inner_text() == "Actor is Alice Admin (Admin)"
+    actors = page.locator("table.log td[data-label=Actor] .actor-name").all_inner_texts()
+    assert actors and set(actors) == {"Alice Admin"}
+    assert field.input_value() == "Alice Admin"
+
+    # Escape closes the list; a system actor is found by a later word of its name
+    field.fill("")
+    field.press_sequentially("sync")
+    options.first.wait_for()
+    assert options.first.inner_text().startswith("LawRuler sync")
+    page.keyboard.press("Escape")
+    page.locator("#f-actor-list").wait_for(state="hidden")
+    assert field.get_attribute("aria-expanded") == "false"
+    assert errors == []  # no CSP violation, no script error
