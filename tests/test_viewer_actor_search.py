@@ -260,3 +260,22 @@ def test_search_module_alone(conn, actors, reader_url):
         assert [a.key for a in found.actors] == ["id:a-100"] and found.chosen().exact
         assert actor_search.describe(reader, "id:nobody") is None
         assert actor_search.describe(reader, "bogus") is None
+
+
+def test_the_directory_is_read_again_after_its_lifetime(conn, actors, reader_url):
+    import psycopg
+
+    now = [0.0]
+    cache = actor_search.DirectoryCache(ttl=60, clock=lambda: now[0])
+    with psycopg.connect(reader_url) as reader:
+        assert cache.get(reader).find("newcomer").actors == ()
+        conn.autocommit = True
+        with conn.transaction():
+            set_context(conn, actor_id="n-9", actor_name="Newcomer Nuñez", actor_type="admin")
+            record_action(conn, "login", "LawRuler login", resource_type="integration")
+        conn.autocommit = False
+        now[0] = 59.0
+        assert cache.get(reader).find("newcomer").actors == ()  # kept: no walk per keystroke
+        now[0] = 60.0
+        found = cache.get(reader).find("NUÑ").actors  # read again; any case, any letter
+        assert [a.key for a in found] == ["id:n-9"]

@@ -13,12 +13,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from flask import Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
 from audit_capture.viewer.actions import change_rows, get_action, items_page
-from audit_capture.viewer.actor_search import describe, find_actors, result_limit, search_text
+from audit_capture.viewer.actor_search import (
+    DirectoryCache,
+    describe,
+    result_limit,
+    search_text,
+)
 from audit_capture.viewer.errors import BadRequest, TooBroad
 from audit_capture.viewer.export import export_csv, export_json
 from audit_capture.viewer.filters import ACTOR_PARAM, Filters, given_once, parse_filters
@@ -112,7 +126,7 @@ def choose_actor(typed: str):
         actor = describe(conn, current)
         if text == (actor.shown if actor is not None else current):
             return redirect(list_url(args, actor=current))  # the field was left as shown
-    matches = find_actors(conn, search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
+    matches = actor_directory(conn).find(search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
     one = matches.chosen()
     if one is not None:
         return redirect(list_url(args, actor=one.key))
@@ -123,6 +137,17 @@ def choose_actor(typed: str):
         choices=[(a, list_url(args, actor=a.key)) for a in matches.actors],
         back_url=list_url(args),
     )
+
+
+ACTOR_DIRECTORIES = "audit_viewer_actor_directories"
+
+
+def actor_directory(conn: psycopg.Connection):
+    """Every actor of this viewer's log, read at most once a minute (``DirectoryCache``):
+    one per viewer blueprint of the app, since each may read another database."""
+    caches = current_app.extensions.setdefault(ACTOR_DIRECTORIES, {})
+    cache = caches.get(request.blueprint) or caches.setdefault(request.blueprint, DirectoryCache())
+    return cache.get(conn)
 
 
 def actors_json():
@@ -136,7 +161,7 @@ def actors_json():
             raise BadRequest(f"{unknown[0]} is not a parameter of /actors; expected q, limit")
         text = search_text(request.args.get("q"))
         limit = result_limit(request.args.get("limit"))
-        matches = find_actors(db.get_conn(), text, limit)
+        matches = actor_directory(db.get_conn()).find(text, limit)
     except (BadRequest, TooBroad) as exc:
         return jsonify(error=str(exc)), 400
     return jsonify(
