@@ -279,3 +279,22 @@ def test_the_directory_is_read_again_after_its_lifetime(conn, actors, reader_url
         now[0] = 60.0
         found = cache.get(reader).find("NUÑ").actors  # read again; any case, any letter
         assert [a.key for a in found] == ["id:n-9"]
+
+
+def test_under_a_host_s_prefix_and_authorize_hook(reader_url, actors):
+    from test_viewer_app import host_app
+
+    client = host_app(reader_url, {}).test_client()
+    assert client.get("/admin/audit/actors?q=mar").status_code == 403  # nobody signed in
+    client.get("/login/agent")
+    assert client.get("/admin/audit/actors?q=mar").status_code == 403  # not allowed
+    client.get("/login/admin")
+    page = client.get("/admin/audit/")
+    assert 'data-suggest="/admin/audit/actors"' in page.text
+    assert [a["actor"] for a in client.get("/admin/audit/actors?q=mar").get_json()["actors"]] == [
+        "id:a-100",
+        "id:a-200",
+    ]
+    chosen = client.get("/admin/audit/?_actor=smith")
+    assert chosen.status_code == 302
+    assert chosen.headers["Location"] == "/admin/audit/?actor=id:a-100"
