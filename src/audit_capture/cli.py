@@ -541,18 +541,29 @@ if __name__ == "__main__":
     "--prepare-only", is_flag=True, help="Prepare the demo, print what it holds, and stop."
 )
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone the viewer shows.")
+@click.option(
+    "--history",
+    default=0,
+    metavar="N",
+    type=click.IntRange(0, 50_000_000),
+    help="Add N generated older actions before the month of activity (up to 50,000,000;"
+    " a million take a minute or two), marked as generated history.",
+)
 @click.pass_context
-def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
+def demo(ctx, port, keep_dir, prepare_only, timezone, history) -> None:
     """The sample CRM, a month of realistic activity, and the viewer: one command.
 
     Starts a throwaway PostgreSQL (or uses --database-url), installs the audit schema
     and the CRM, generates activity through the CRM application, and serves the viewer
     on http://127.0.0.1:PORT/ until Ctrl-C, then stops and removes everything (with
-    --keep, the data stays in DIR; with --database-url, in that database).
+    --keep, the data stays in DIR; with --database-url, in that database). --history N
+    adds N older actions generated in SQL (their context says {"demo": "generated
+    history"}), to show the viewer at scale.
     """
     import time
 
     from audit_capture.demo import runner
+    from audit_capture.demo.history import NotSuperuser
 
     _stop_on_interrupt()
     started = time.monotonic()
@@ -576,16 +587,33 @@ def demo(ctx, port, keep_dir, prepare_only, timezone) -> None:
             step(1, f"using {database.describe_url(url)}")
         if keep_dir and server is not None and runner.is_prepared(url):
             step(2, "reusing the kept demo database")
+            if history:
+                click.echo(
+                    f"      --history {history} is not applied: the kept log stays as it was"
+                    f" prepared (remove {keep_dir} to prepare it again)",
+                    err=True,
+                )
             viewer_url = runner.reset_viewer_password(url)
             prepared = None
         else:
             step(2, "preparing the demo")
-            prepared = runner.prepare(url, step=lambda text: click.echo(f"      {text}", err=True))
+            try:
+                prepared = runner.prepare(
+                    url, step=lambda text: click.echo(f"      {text}", err=True), history=history
+                )
+            except NotSuperuser as exc:
+                raise click.ClickException(str(exc)) from None
             viewer_url = prepared.viewer_url
         step(3, "building the viewer")
         demo = runner.viewer_app(url, viewer_url, timezone=timezone)
         summary = f"{prepared.actions} actions" if prepared else "the kept log"
         click.echo(f"ready in {time.monotonic() - started:.1f} s: {summary}", err=True)
+        if prepared and prepared.history:
+            click.echo(
+                f"      {prepared.history:,} generated history actions"
+                " (older than the month of activity)",
+                err=True,
+            )
         if prepare_only:
             return
         from waitress.server import create_server

@@ -291,14 +291,16 @@ def generate(app: Flask, superuser_url: str, *, seed: int = 7, step: Step = lamb
         )
 
 
-def spread_over_days(superuser_url: str, days: int = 30) -> int:
+def spread_over_days(superuser_url: str, days: int = 30, *, after: int = 0) -> int:
     """Move the log's timestamps back over the last ``days`` days, keeping their order
     (more recent days busier), and every timestamp the activity wrote with them: the
     CRM rows' own (created_at, updated_at, ...) and those inside logged rows and diffs,
     each moved as far as the action that wrote it, so that a client created in an
     action dated 27 Oct says created_at 27 Oct. Demo data preparation only: it needs a
     superuser, which may switch the log's append-only triggers off (and, for the CRM
-    tables, the audit triggers) for its own session."""
+    tables, the audit triggers) for its own session. Only the actions after id ``after``
+    move (the generated history before them stays where it is); returns the count of
+    all the log's actions."""
     with psycopg.connect(superuser_url) as conn:
         conn.execute("set session_replication_role = replica")
         count = one_value(conn, "select count(*) from audit.action_log")
@@ -307,7 +309,7 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
             with ranked as (
               select id, occurred_at, row_number() over (order by id) as n,
                      count(*) over () as total
-              from audit.action_log),
+              from audit.action_log where id > %(after)s),
             moved as (
               update audit.action_log l
               set occurred_at = now() - make_interval(days => %(days)s)
@@ -316,10 +318,10 @@ def spread_over_days(superuser_url: str, days: int = 30) -> int:
               from ranked r where r.id = l.id
               returning r.occurred_at as before, l.occurred_at as after)
             select before, after from moved order by before""",
-            {"days": days},
+            {"days": days, "after": after},
         ).fetchall()
         if moves:
-            _move_written_timestamps(conn, moves)
+            _move_written_timestamps(conn, moves, after)
         return count
 
 
@@ -347,7 +349,7 @@ def _move_in_json(value, move):
 
 
 def _move_written_timestamps(
-    conn: psycopg.Connection, moves: list[tuple[datetime, datetime]]
+    conn: psycopg.Connection, moves: list[tuple[datetime, datetime]], after: int
 ) -> None:
     starts = [before for before, _ in moves]
     first, last = starts[0] - timedelta(hours=1), starts[-1] + timedelta(hours=1)
@@ -374,7 +376,7 @@ def _move_written_timestamps(
                 (move(moment), ctid),
             )
     for action_id, changes, context in conn.execute(
-        "select id, changes, context from audit.action_log"
+        "select id, changes, context from audit.action_log where id > %s", (after,)
     ).fetchall():
         conn.execute(
             "update audit.action_log set changes = %s, context = %s where id = %s",
@@ -385,7 +387,8 @@ def _move_written_timestamps(
             ),
         )
     for action_id, first_item, items in conn.execute(
-        "select action_id, first_item, items from audit.action_item_chunk"
+        "select action_id, first_item, items from audit.action_item_chunk where action_id > %s",
+        (after,),
     ).fetchall():
         conn.execute(
             "update audit.action_item_chunk set items = %s"

@@ -1,7 +1,9 @@
 """What ``audit-capture demo`` does, step by step.
 
 ``prepare(url)`` installs the audit schema with the package's migrations, creates the
-sample CRM and tracks it, runs a month of activity and spreads it over the last 30 days.
+sample CRM and tracks it, adds the generated history asked for (``history``: older
+actions generated in SQL, ``audit_capture.demo.history``), runs a month of activity and
+spreads it over the last 30 days.
 ``serve(...)`` serves the viewer on 127.0.0.1 until Ctrl-C. The CLI adds a throwaway
 PostgreSQL around them (``audit_capture.embedded``) unless it is given a database.
 """
@@ -21,6 +23,7 @@ from audit_capture import migrate
 from audit_capture.database import one_value, sqlalchemy_url
 from audit_capture.demo.activity import generate, spread_over_days
 from audit_capture.demo.crm_app import make_crm_app
+from audit_capture.demo.history import add_history, check_superuser, history_end
 from audit_capture.sample import install_crm
 
 Step = Callable[[str], None]
@@ -34,11 +37,19 @@ class Prepared:
     actions: int
     seconds: float
     viewer_url: str
+    history: int = 0
+    history_seconds: float = 0.0
 
 
-def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> Prepared:
-    """Make ``url``'s database a demo: schema, CRM, activity, a read-only viewer role."""
+def prepare(
+    url: str, *, step: Step = lambda _: None, spread_days: int = 30, history: int = 0
+) -> Prepared:
+    """Make ``url``'s database a demo: schema, CRM, ``history`` generated older actions,
+    activity, a read-only viewer role. History needs a superuser's ``url``
+    (``history.NotSuperuser`` otherwise, before anything is done)."""
     started = time.monotonic()
+    if history:
+        check_superuser(url)
     step("installing the audit schema (audit-capture migrate upgrade)")
     migrate.upgrade(url, "head")
     with psycopg.connect(url) as conn:
@@ -50,6 +61,11 @@ def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> 
         viewer_password = secrets.token_urlsafe(18)
         with conn.transaction():
             _viewer_role(conn, viewer_password)
+    added = None
+    if history:
+        step(f"generating {history:,} history actions in SQL (older than the month of activity)")
+        added = add_history(url, history, end_at=history_end(spread_days))
+        step(f"  {added.actions:,} actions in {added.seconds:.1f} s (with VACUUM ANALYZE)")
     step("generating a month of activity through the CRM application")
     engine = sa.create_engine(sqlalchemy_url(url))
     try:
@@ -58,14 +74,20 @@ def prepare(url: str, *, step: Step = lambda _: None, spread_days: int = 30) -> 
         engine.dispose()
     step(f"spreading the actions over the last {spread_days} days")
     try:
-        actions = spread_over_days(url, spread_days)
+        actions = spread_over_days(url, spread_days, after=added.last_id if added else 0)
     except psycopg.errors.InsufficientPrivilege:
         # only a superuser may switch the log's append-only triggers off: keep "now"
         step("  (not a superuser: the actions keep today's timestamps)")
         with psycopg.connect(url) as conn:
             actions = one_value(conn, "select count(*) from audit.action_log")
     viewer_url = psycopg.conninfo.make_conninfo(url, user=VIEWER_ROLE, password=viewer_password)
-    return Prepared(actions=actions, seconds=time.monotonic() - started, viewer_url=viewer_url)
+    return Prepared(
+        actions=actions,
+        seconds=time.monotonic() - started,
+        viewer_url=viewer_url,
+        history=added.actions if added else 0,
+        history_seconds=added.seconds if added else 0.0,
+    )
 
 
 def _viewer_role(conn: psycopg.Connection, password: str) -> None:
