@@ -4,19 +4,21 @@
 
 The audit schema must be installed. Two statements do the work (bench/sql/):
 
-* ``fill_log.sql``: one ``INSERT ... SELECT ... FROM generate_series(1, N)``: a mix of
-  admins, clients, system actors and database roles, all four sources and none,
-  every resource type and action type, recent rows denser than old ones, and five
-  departed admins whose rows are all old (see the file's header for the shape);
+* ``fill_log.sql``: one ``INSERT ... SELECT ... FROM generate_series(1, N)``: about
+  2,000 skewed actors (admins, clients named like "Maria Garcia", system actors,
+  database roles, and five departed admins whose rows are all old), all four sources
+  and none, every resource type and action type (clients' "Portal login", admins'
+  "LawRuler login"), recent rows denser than old ones (see the file's header for the
+  shape); deterministic for a given seed (``setseed``);
 * ``fill_items.sql``: the items of the many-row actions, written straight into
   audit.action_item_chunk in its storage format (chunks of up to 1,000 items).
 
 Rows go in with plain INSERTs: the log's append-only triggers refuse only UPDATE,
 DELETE and TRUNCATE, so nothing is disabled. What keeps 10 million rows to minutes is
-inserting before the viewer's indexes exist: the benchmark installs revision 0001,
-fills, then upgrades to head, which builds the indexes concurrently over the filled log
-(as a real upgrade on a big log would). ``fill()`` works at any revision, only slower
-with the GIN index present.
+inserting before the viewer's indexes exist: bench/viewer_speed.py installs head, drops
+the log's indexes but its primary key, fills, then builds them again from their saved
+definitions. ``fill()`` works with the indexes in place too, only slower (the GIN index
+above all).
 """
 
 from __future__ import annotations

@@ -4,12 +4,16 @@
 -- Shape: actions spread over the last {days} days, denser towards now (row g happens at
 -- start + span * sqrt(g / rows), so the density grows linearly with time and ids grow
 -- with time as in a real log). Sources web 48%, api 20%, ai 8%, mobile 14%, none 10%
--- (direct database changes by database roles, without actor_id). 40 admins (a few
--- much busier than others), 5,000 clients, 3 system actors with ids, 3 database roles;
--- and 5 departed admins ("Departed Admin N", ids departed-N) whose rows are all in the
--- oldest tenth of the log: the rare-and-old actor of the viewer's worst case.
--- Resource labels are "<first> <last>" names from 30 x 30 names, so one first name
--- matches about 1% of the log (the text search's hard case).
+-- (direct database changes by database roles, without actor_id). About 2,000 actors,
+-- skewed: 40 admins (a few much busier than others), 1,950 clients (client-0 the
+-- busiest), 3 system actors with ids (sys-intake, the AI agent, ~8% of the log), 3
+-- database roles; and 5 departed admins ("Departed Admin N", ids departed-N) whose rows
+-- are all in the oldest tenth of the log: the rare-and-old actor of the viewer's worst
+-- case. Resource labels and clients' names are "<first> <last>" names from 30 x 30 names
+-- (Maria Smith, ... Garcia), so one first name matches about 1% of the log (the text
+-- search's hard case) and a name may belong to several clients. A client's login and
+-- logout are "Portal login" / "Portal logout" (resource client); an admin's or system's
+-- are an integration's ("LawRuler login").
 
 insert into audit.action_log (
   occurred_at, action, action_type, resource_type, resource_id, resource_label, row_count,
@@ -41,6 +45,8 @@ select
 from (
   select p.*,
     case
+      when action_type = 'login' and actor_type = 'client' then 'Portal login'
+      when action_type = 'logout' and actor_type = 'client' then 'Portal logout'
       when action_type = 'login' then provider || ' login'
       when action_type = 'logout' then provider || ' logout'
       when action_type = 'export' then 'Call export to file'
@@ -71,6 +77,7 @@ from (
   from (
     select a.*,
       case
+        when action_type in ('login', 'logout') and actor_type = 'client' then 'client'
         when action_type in ('login', 'logout') then 'integration'
         when action_type = 'export' then 'call'
         when action_type = 'send' then 'batch_job'
@@ -106,8 +113,8 @@ from (
           when source is null then null
           when source = 'ai' then 'sys-intake'
           when source = 'api' and r_actor < 0.7 then (array['sys-sync', 'sys-billing'])[1 + (g % 2)]
-          when source = 'mobile' or (source = 'web' and r_actor < 0.25) then 'client-' || floor(r_actor2 * 5000)::int
-          else 'admin-' || floor(power(r_actor2, 2) * 40)::int
+          when source = 'mobile' or (source = 'web' and r_actor < 0.25) then 'client-' || client_no
+          else 'admin-' || admin_no
         end as actor_id,
         case
           when departed then 'Departed Admin ' || (1 + g % 5)
@@ -115,10 +122,17 @@ from (
           when source = 'ai' then 'Intake agent'
           when source = 'api' and r_actor < 0.7 then (array['Nightly sync', 'Billing job'])[1 + (g % 2)]
           when source = 'mobile' or (source = 'web' and r_actor < 0.25)
-            then 'Client ' || (array['Ann', 'Ben', 'Cleo', 'Dov', 'Eli', 'Fay'])[1 + floor(r_actor2 * 5000)::int % 6]
-                 || ' ' || floor(r_actor2 * 5000)::int
-          else (array['Alice', 'Bruno', 'Carmen', 'Dmitri', 'Esther', 'Farid', 'Greta', 'Hiro'])[1 + floor(power(r_actor2, 2) * 40)::int % 8]
-               || ' ' || (array['Admin', 'Okafor', 'Novak', 'Reyes', 'Kim'])[1 + floor(power(r_actor2, 2) * 40)::int / 8]
+            then (array['Maria', 'James', 'Linda', 'Robert', 'Patricia', 'John', 'Jennifer', 'Michael',
+                        'Elizabeth', 'David', 'Barbara', 'William', 'Susan', 'Richard', 'Jessica', 'Joseph',
+                        'Sarah', 'Thomas', 'Karen', 'Charles', 'Nancy', 'Daniel', 'Lisa', 'Matthew',
+                        'Betty', 'Anthony', 'Sandra', 'Mark', 'Ashley', 'Steven'])[1 + (client_no + 11) % 30]
+                 || ' ' ||
+                 (array['Smith', 'Johnson', 'Williams', 'Brown', 'Jones', 'Garcia', 'Miller', 'Davis',
+                        'Rodriguez', 'Martinez', 'Hernandez', 'Lopez', 'Gonzalez', 'Wilson', 'Anderson',
+                        'Thomas', 'Taylor', 'Moore', 'Jackson', 'Martin', 'Lee', 'Perez', 'Thompson',
+                        'White', 'Harris', 'Sanchez', 'Clark', 'Ramirez', 'Lewis', 'Robinson'])[1 + (client_no / 30 + 5) % 30]
+          else (array['Alice', 'Bruno', 'Carmen', 'Dmitri', 'Esther', 'Farid', 'Greta', 'Hiro'])[1 + admin_no % 8]
+               || ' ' || (array['Admin', 'Okafor', 'Novak', 'Reyes', 'Kim'])[1 + admin_no / 8]
         end as actor_name,
         case
           when departed then 'admin'
@@ -130,6 +144,9 @@ from (
         select r.*,
           -- the departed admins: 1 row in 1,000 of the oldest tenth
           (g <= {rows} / 10 and r_dep < 0.001) as departed,
+          -- skewed: the lower numbers act far more often
+          floor(power(r_actor2, 2) * 1950)::int as client_no,
+          floor(power(r_actor2, 2) * 40)::int as admin_no,
           case
             when r_dep < 0.001 and g <= {rows} / 10 then 'web'
             when r_src < 0.10 then null

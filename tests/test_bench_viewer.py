@@ -1,0 +1,116 @@
+"""bench/viewer_speed.py runs: a tiny log, both layers, no timing asserted.
+
+The bench starts its own PostgreSQL and ``audit-capture viewer`` (waitress), signs in
+over HTTP and checks every HTTP page's action ids against the query layer's; here it
+runs on 2,000 actions, and what is asserted is that it works: it exits 0, prints the
+table with the query and HTTP columns of each whole run, and no case failed (a failed
+case is a wrong page, an error page or an export missing rows, whatever its time).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "viewer_speed.py"
+
+sys.path.insert(0, str(BENCH.parent))
+
+import viewer_speed  # noqa: E402
+
+
+def run_bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_the_bench_runs_over_http_and_at_the_query_layer_side_by_side(tmp_path):
+    results = tmp_path / "results.json"
+    done = run_bench("--rows", "2000", "--runs", "1", "--repeat", "2", "--json", str(results))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout.splitlines()
+    header = table[0].split()
+    for column in ("query #1", "query #2", "HTTP #1", "HTTP #2"):
+        assert column in table[0], table[0]
+    assert header[0] == "case"
+    cases = {cells[0]: cells for cells in (re.split(r"\s{2,}", line) for line in table[2:])}
+    for name in (
+        "no filter",
+        "source=database",
+        "_size=200 (no filter)",
+        "text prefix + word: q=mari* smith",
+        "text 2 words: q=portal login",
+        "text + 2 filters: q=garcia + actor_type=client + resource=case",
+        "matches nothing: admin-0 (busiest) + source=database",
+        "keyset page 1,800 rows deep",
+    ):
+        assert name in cases, (name, done.stdout)
+    assert any(name.startswith("CSV export") for name in cases), done.stdout
+    # every page showed the query layer's rows, the export all of them; only a case the
+    # tiny log cannot hold (page 21 of a search) is skipped, and says so
+    assert "ERROR" not in done.stdout, done.stdout
+    assert "skipped: text: q=smith, page 21" in done.stdout
+    assert "run #1: HTTP pages within 50 ms" in done.stdout
+    assert "run #2: HTTP pages within 50 ms" in done.stdout
+    assert "viewer process: peak RSS" in done.stdout
+    # a few pages really have rows (an empty log would compare equal too)
+    assert cases["no filter"][1] == "50", cases["no filter"]
+    assert cases["_size=200 (no filter)"][1] == "200", cases["_size=200 (no filter)"]
+    assert results.exists()
+
+
+def test_a_page_showing_other_rows_is_a_failed_case():
+    """The HTTP check compares ids, not just the status: a page with a row too many, a
+    row missing or rows in another order fails the case."""
+
+    class Server:
+        def __init__(self, body: bytes):
+            self.body = body
+
+        def get(self, params):
+            return 200, self.body
+
+    def page(*ids: int) -> bytes:
+        rows = "".join(
+            f'<tr><a href="/actions/{i}">x</a><a href="/actions/{i}">y</a></tr>' for i in ids
+        )
+        return f"<table>{rows}</table>".encode()
+
+    case = viewer_speed.Case("c", {})
+    for shown, met in (
+        (page(3, 2, 1), True),
+        (page(3, 2), False),
+        (page(3, 2, 1, 0), False),
+        (page(2, 3, 1), False),
+    ):
+        result = viewer_speed.Result("c", "page")
+        viewer_speed.time_http_page(Server(shown), case, None, 1, result, [3, 2, 1])
+        assert (result.http[0].error is None) is met, (shown, result.http[0].error)
+
+
+def test_an_error_page_is_a_failed_case():
+    class Server:
+        def get(self, params):
+            return 400, b'<p class="message">q is too long</p>'
+
+    result = viewer_speed.Result("c", "page")
+    viewer_speed.time_http_page(Server(), viewer_speed.Case("c", {}), None, 1, result, [])
+    assert result.http[0].error == "HTTP 400: q is too long"
+    assert not result.met
+
+
+@pytest.mark.parametrize("rows", ["10", "0", "-5"])
+def test_too_few_rows_is_refused_naming_the_value(rows):
+    done = run_bench("--rows", rows)
+    assert done.returncode == 2
+    assert "--rows" in done.stderr and rows in done.stderr, done.stderr
