@@ -135,7 +135,7 @@ class Result:
     """A case: its query-layer and HTTP timings, one of each per whole run (--repeat)."""
 
     case: str
-    kind: str  # "page" or "csv"
+    kind: str  # "page", "csv", or "floor" (HTTP only, no database)
     query: list[Timing] = field(default_factory=list)
     http: list[Timing] = field(default_factory=list)
     rows: int | None = None
@@ -591,6 +591,25 @@ def time_http_page(
             timing.samples_ms.append(elapsed)
 
 
+FLOOR_CASE = "HTTP floor: GET /static/viewer.css (no database)"
+
+
+def time_http_floor(viewer: Viewer, runs: int, result: Result) -> None:
+    """What any request costs: the server, Flask and the socket, without the database."""
+    timing = Timing()
+    result.http.append(timing)
+    result.note = "what every page pays before its queries and template"
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        status, body, _response = viewer.request("GET", "/static/viewer.css")
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            timing.error = f"HTTP {status} for the stylesheet"
+            return
+        if run:
+            timing.samples_ms.append(elapsed)
+
+
 def deep_cursor(conn: psycopg.Connection, depth: int) -> str:
     """The cursor of the row ``depth`` rows into the log (read once, not timed)."""
     occurred_at, action_id = conn.execute(
@@ -693,6 +712,9 @@ def whole_run(conn, viewer: Viewer, results: dict[str, Result], args, facts: dic
     def wanted(name: str) -> bool:
         return not args.only or any(text in name for text in args.only)
 
+    if wanted(FLOOR_CASE):
+        result = results.setdefault(FLOOR_CASE, Result(FLOOR_CASE, "floor"))
+        time_http_floor(viewer, args.runs, result)
     cases = page_cases()
     for depth in sorted({min(depth, args.rows - 200) for depth in (100_000, 5_000_000)}):
         cases.append(Case(f"keyset page {depth:,} rows deep", {}, cursor=deep_cursor(conn, depth)))
