@@ -5,7 +5,7 @@ through its own query code.
     python3 -m uv run --frozen python bench/viewer_speed.py --rows 10000000  # the full report
     ... --runs 7 --json results.json --keep (leave the servers running; Ctrl-C stops them)
     ... --repeat 3      three whole runs, side by side (noise shows as their spread)
-    ... --data DIR      keep the filled server in DIR and reuse it on the next run
+    ... --data DIR      keep the filled server in DIR and reuse it (upgraded to head) next time
     ... --only 'q='     time only the cases whose name holds this text (repeatable)
 
 It starts its own PostgreSQL, installs the audit schema at head, drops the viewer's
@@ -187,6 +187,18 @@ def viewer_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str | None]
     ).fetchall()
 
 
+def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
+    """The bytes of each index of audit.action_log, by name."""
+    return {
+        name: size
+        for name, size in conn.execute(
+            "select c.relname, pg_relation_size(c.oid) from pg_index i"
+            " join pg_class c on c.oid = i.indexrelid"
+            " where i.indrelid = 'audit.action_log'::regclass order by 1"
+        )
+    }
+
+
 def prepare(server: EmbeddedPostgresql, rows: int) -> tuple[str, dict]:
     """The filled, indexed, analyzed database; (its URL, facts for the report)."""
     facts: dict = {"rows": rows}
@@ -220,14 +232,7 @@ def prepare(server: EmbeddedPostgresql, rows: int) -> tuple[str, dict]:
         log("vacuum analyze")
         conn.execute("vacuum analyze audit.action_log")
         conn.execute("vacuum analyze audit.action_item_chunk")
-        facts["indexes"] = {
-            name: size
-            for name, size in conn.execute(
-                "select c.relname, pg_relation_size(c.oid) from pg_index i"
-                " join pg_class c on c.oid = i.indexrelid"
-                " where i.indrelid = 'audit.action_log'::regclass order by 1"
-            )
-        }
+        facts["indexes"] = index_sizes(conn)
         facts["table_bytes"] = conn.execute("select pg_table_size('audit.action_log')").fetchone()[
             0
         ]
@@ -907,7 +912,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.data:
                 (args.data / FACTS_FILE).write_text(json.dumps(facts))
         else:
-            log(f"reusing the log of {args.rows:,} actions filled earlier")
+            log(f"reusing the log of {args.rows:,} actions filled earlier; upgrading it to head")
+            # a revision released since the fill (a new index) is built over the filled log
+            started = time.perf_counter()
+            migrate.upgrade(url, "head")
+            log(f"  at head ({time.perf_counter() - started:.1f} s)")
+            with psycopg.connect(url) as conn:
+                facts["indexes"] = index_sizes(conn)
         facts["runs"] = args.runs
         facts["repeat"] = args.repeat
         results: dict[str, Result] = {}
