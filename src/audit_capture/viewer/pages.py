@@ -6,7 +6,8 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
 * **Keyset pages, never OFFSET.** Rows come newest first (``rows.order_by``). A page is
   "the ``size`` rows after this cursor" plus one more to learn whether another page
   follows. A ``prev`` page runs the reversed order from its cursor and is flipped back.
-* **No full count** (``counts``).
+* **No full count**: up to 1,001 matches are counted, past that the planner estimates
+  (``counts``).
 * **Text search is steered** (``text_search``).
 * **Rare combinations of low-cardinality filters are probed** (``kind_probe``). An actor
   with a source (a busy admin + a source they never use) takes the page's ids from
@@ -158,5 +159,5 @@ def list_page(
         if position is None and not more:
             count = Count(len(rows), "exact")
         else:
-            count = count_actions(conn, filters, seen=len(rows), probe=probe)
+            count = count_actions(conn, filters, seen=len(fetched), probe=probe)
     return Page(rows, next_cursor, prev_cursor, count)

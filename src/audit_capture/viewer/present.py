@@ -230,22 +230,29 @@ def plural(count: int, one: str, many: str | None = None) -> str:
 
 
 def about(n: float) -> str:
-    """A rounded count for people: "about 1.2 million actions", "about 45,000 actions"."""
-    if n >= 1_000_000:
-        return f"about {n / 1_000_000:.1f} million actions".replace(".0 million", " million")
+    """An estimate for people, rounded to two significant figures: "about 2,100
+    actions", "about 45,000 actions", "about 1.2 million actions", "about 12 million
+    actions"."""
     digits = len(str(int(n))) - 2
     rounded = int(round(n, -digits)) if digits > 0 else int(n)
+    for size, word in ((1_000_000_000, "billion"), (1_000_000, "million")):
+        if rounded >= size:
+            return f"about {rounded / size:g} {word} actions"
     return f"about {rounded:,} actions"
 
 
 def count_text(count: Count) -> str:
-    """A page's count in words: "No actions", "12 actions" (exact), "about 1.2 million
-    actions" (the planner's estimate), "50+ actions" (at least), "Many actions"."""
+    """A page's count in words (the rule: ``counts``): "No actions", "1 action", "679
+    actions" (exact), "about 2,100 actions" (the planner's estimate, above 1,000),
+    "more than 1,000 actions" (counted that far, the estimate was lower), "at least 51
+    actions" (counting was too slow), "Many actions" (too slow, and no row seen)."""
+    n = int(count.value)
     if count.how == "estimate":
         return about(count.value)
-    n = int(count.value)
+    if count.how == "more_than":
+        return f"more than {plural(n, 'action')}"
     if count.how == "at_least":
-        return f"{n:,}+ actions" if n else "Many actions"
+        return f"at least {plural(n, 'action')}" if n else "Many actions"
     return "No actions" if n == 0 else plural(n, "action")
 
 
