@@ -6,7 +6,8 @@ The whole table is never counted. The rule (what an admin reads, ``present.count
    ``select count(*) from (select 1 from log where <the page's filter> limit 1001)``.
    It takes the indexes the page takes (index-only on the actor and time indexes, the
    kind index, the text index), and stops at 1,001 rows however common the filter is
-   (measured at 1M actions: 0.02-2 ms, text searches 3-32 ms). 1,000 or fewer: that
+   (EXPLAIN ANALYZE at 1M actions: 0.02-7 ms, text searches 0.02-85 ms; see rule
+   4). 1,000 or fewer: that
    is the count ("679 actions"), whatever the planner believes.
 2. **Past 1,000: the planner's estimate E, checked where checking is cheap.** When
    the probe reached 1,001, EXPLAIN (nothing runs) gives E. If 3E is at most
@@ -23,14 +24,16 @@ The whole table is never counted. The rule (what an admin reads, ``present.count
 3. **Broad text searches: the estimate alone.** A text search the planner expects in
    more than ``TEXT_COUNT_LIMIT`` (30,000) rows is not counted: the full-text index
    gathers every match before the first one comes out, so even 1,001 of them cost as
-   much as all (at 1M actions: ``smith`` 7 ms, ``mar*`` 32 ms; ten times that at
-   10M). Its estimate comes from the words' statistics, which put a common word
-   close and several words too LOW (as if independent), never 30x too high.
+   much as all (at 1M actions: ``smith`` 7-16 ms, ``mar*`` 32-71 ms; ten times that
+   at 10M). Its estimate comes from the words' statistics, which put a common word
+   close and several words too low (as if independent) rather than too high.
 4. **Slow to count: a lower bound.** The probe runs under a local statement_timeout
-   of ``COUNT_PROBE_MS`` (never above the viewer's own). A filter whose matches are
-   slow to find (a prefix search gathers every word it starts, a combination the
-   planner thinks common but which is rare walks far) is cancelled and shows "at
-   least N actions", N the rows the page itself already found; the page stays fast.
+   of ``COUNT_PROBE_MS`` (10 ms; never above the viewer's own): a filter whose
+   matches are slow to find (common words with another filter: the text index still
+   gathers them all; a busy actor with a source they never use, which the planner
+   thinks common and walks the whole log for) is cancelled and shows "at least N
+   actions", N the rows the page itself already found. The page pays at most 10 ms
+   (twice that when the second count of rule 2 is cancelled too).
 
 Filters made of low-cardinality columns only are counted by the kind probe, which the
 page runs anyway (exact up to ``KIND_PROBE_LIMIT``, the same 1,000; past it, rule 2
@@ -55,7 +58,7 @@ from audit_capture.viewer.rows import LOG, one_row
 EXACT_COUNT_LIMIT = 1_000  # every count up to this is exact
 CHECK_LIMIT = 10_000  # the most rows counted to check a low estimate
 TEXT_COUNT_LIMIT = 30_000  # a text search expected in more rows is not counted
-COUNT_PROBE_MS = 20  # the most a capped count may cost (a local statement_timeout)
+COUNT_PROBE_MS = 10  # the most a capped count may cost (a local statement_timeout)
 
 # lower this transaction's statement_timeout to the cap (never raise it); the old value
 # is returned, to be put back (SET LOCAL outlives a released savepoint)
