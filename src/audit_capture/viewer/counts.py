@@ -52,7 +52,7 @@ from psycopg import sql
 
 from audit_capture.viewer.filters import TEXT_PARAM, Filters
 from audit_capture.viewer.kind_probe import KIND_PARAMS, KIND_PROBE_LIMIT, kind_probe
-from audit_capture.viewer.planner import estimate, planner_settings
+from audit_capture.viewer.planner import estimate
 from audit_capture.viewer.rows import LOG, one_row
 
 EXACT_COUNT_LIMIT = 1_000  # every count up to this is exact
@@ -60,13 +60,24 @@ CHECK_LIMIT = 10_000  # the most rows counted to check a low estimate
 TEXT_COUNT_LIMIT = 30_000  # a text search expected in more rows is not counted
 COUNT_PROBE_MS = 10  # the most a capped count may cost (a local statement_timeout)
 
-# lower this transaction's statement_timeout to the cap (never raise it); the old value
-# is returned, to be put back (SET LOCAL outlives a released savepoint)
-PROBE_TIMEOUT = """
-select old, set_config('statement_timeout',
-  case when old::interval = '0'::interval or old::interval > %(cap)s::text::interval
-       then %(cap)s::text else old end, true)
-from (select pg_catalog.current_setting('statement_timeout') as old) s
+# For the capped count: lower this transaction's statement_timeout to the cap (never
+# raise it), and turn sequential scans and JIT off (``capped_count``), in one round
+# trip; the old values are returned, to be put back by RESTORE_SETTINGS (SET LOCAL
+# outlives a released savepoint).
+PROBE_SETTINGS = """
+select old_timeout, old_seqscan, old_jit,
+  set_config('statement_timeout',
+    case when old_timeout::interval = '0'::interval
+              or old_timeout::interval > %(cap)s::text::interval
+         then %(cap)s::text else old_timeout end, true),
+  set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)
+from (select pg_catalog.current_setting('statement_timeout') as old_timeout,
+             pg_catalog.current_setting('enable_seqscan') as old_seqscan,
+             pg_catalog.current_setting('jit') as old_jit) s
+"""
+RESTORE_SETTINGS = """
+select set_config('statement_timeout', %s, true), set_config('enable_seqscan', %s, true),
+       set_config('jit', %s, true)
 """
 
 
@@ -93,17 +104,17 @@ def capped_count(conn: psycopg.Connection, filters: Filters, limit: int) -> int 
     where its index-only scan takes 0.3 ms), and walk all of it for a combination it
     thinks common but is rare (a busy actor with a source they never use: 700 ms,
     where their index entries take 70). JIT, which the disabled scan's cost would set
-    off, is off too."""
+    off, is off too. Settings, count and restore are three round trips in a
+    savepoint: a cancelled count rolls the settings back with it."""
     where, params = filters.where()
     capped = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
         LOG, where, sql.Literal(limit + 1)
     )
     try:
         with conn.transaction():
-            previous = one_row(conn.execute(PROBE_TIMEOUT, {"cap": f"{COUNT_PROBE_MS}ms"}))[0]
-            with planner_settings(conn, enable_seqscan="off", jit="off"):
-                counted = one_row(conn.execute(capped, params, prepare=False))[0]
-            conn.execute("select set_config('statement_timeout', %s, true)", (previous,))
+            previous = one_row(conn.execute(PROBE_SETTINGS, {"cap": f"{COUNT_PROBE_MS}ms"}))[:3]
+            counted = one_row(conn.execute(capped, params, prepare=False))[0]
+            conn.execute(RESTORE_SETTINGS, previous)
     except psycopg.errors.QueryCanceled:
         return None
     return int(counted)
