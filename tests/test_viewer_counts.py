@@ -220,10 +220,15 @@ def log_seq_scans(conn) -> int:
     ],
 )
 def test_counts_take_the_indexes_never_a_sequential_scan(skewed, args):
+    settings = "select current_setting('enable_seqscan'), current_setting('jit'),"
+    settings += " current_setting('statement_timeout')"
+    outside = skewed.execute(settings).fetchone()
     before = log_seq_scans(skewed)
     count = counted(skewed, args)
     assert log_seq_scans(skewed) == before, count
     assert count.how != "at_least"
+    # the caller's transaction keeps its own settings
+    assert skewed.execute(settings).fetchone() == outside
 
 
 def test_a_broad_text_search_shows_its_estimate_uncounted(skewed, monkeypatch):
