@@ -223,12 +223,27 @@ def reader_url(conn, db_url):
 @pytest.fixture
 def app(seeded, reader_url):
     """The standalone viewer's Flask app over the seeded log (test_security has its own
-    ``app``: an application role's connection)."""
+    ``app``: an application role's connection); its connection pool closed after."""
     from viewer_data import app_config
 
     from audit_capture.viewer import create_app
+    from audit_capture.viewer.app import close
 
-    return create_app(app_config(reader_url))
+    viewer = create_app(app_config(reader_url))
+    yield viewer
+    close(viewer)
+
+
+@pytest.fixture(autouse=True)
+def _close_viewer_pools():
+    """The connection pools of the viewers a test made are closed after it (a pool keeps
+    its connections open, and a worker thread, until closed)."""
+    import sys
+
+    yield
+    viewer_db = sys.modules.get("audit_capture.viewer.db")
+    if viewer_db is not None:
+        viewer_db.close_all()
 
 
 @pytest.fixture

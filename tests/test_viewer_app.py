@@ -601,31 +601,39 @@ def test_export_requires_sign_in(client, seeded):
 
 
 def test_the_viewer_s_connection_cannot_write(app, seeded):
+    from flask import g
+
     from audit_capture.viewer import db
+    from audit_capture.viewer.config import ViewerSettings
 
-    with app.test_request_context("/"):
-        from flask import g
-
-        from audit_capture.viewer.config import ViewerSettings
-
-        g.audit_viewer_settings = ViewerSettings(
-            app.config["DATABASE_URL"], statement_timeout_ms=1234
-        )
-        conn = db.get_conn()
-        assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
-        assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
-            conn.execute("create temporary table t (x int)")
-        conn.rollback()
-        with pytest.raises(psycopg.Error):
-            conn.execute(
-                "insert into audit.action_log (action, action_type, actor_type, db_user,"
-                " transaction_id) values ('Forged', 'create', 'admin', 'x', 1)"
-            )
-        conn.rollback()
-        db.close_conn()
-        assert "audit_viewer_conn" not in g
-        assert conn.closed
+    viewer_db = db.ViewerDatabase(  # one connection: the next request gets the same
+        ViewerSettings(app.config["DATABASE_URL"], statement_timeout_ms=1234, pool_max_size=1)
+    )
+    try:
+        with app.test_request_context("/"):
+            g.audit_viewer_db = viewer_db
+            conn = db.get_conn()
+            assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
+            assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                conn.execute("create temporary table t (x int)")
+            conn.rollback()
+            with pytest.raises(psycopg.Error):
+                conn.execute(
+                    "insert into audit.action_log (action, action_type, actor_type, db_user,"
+                    " transaction_id) values ('Forged', 'create', 'admin', 'x', 1)"
+                )
+            db.close_conn()
+            assert "audit_viewer_conn" not in g
+            # back in the pool, idle (its failed transaction rolled back), still read-only
+            assert not conn.closed
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert db.get_conn() is conn
+            assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
+            db.close_conn()
+    finally:
+        viewer_db.close()
+    assert conn.closed
 
 
 def test_the_read_only_setting_holds_even_for_a_role_that_could_write(app, seeded, db_url):

@@ -7,7 +7,8 @@ subprocess on 127.0.0.1, read by a plain HTTP client.
 - a failure mid-stream (the database connection killed) ends the chunked response
   without its terminating chunk, so the client sees an incomplete body, never a
   clean-looking short file;
-- a client that goes away releases the export's database connection.
+- a client that goes away gives the export's database connection back to the pool
+  (idle, its transaction ended), where the next page finds it.
 """
 
 from __future__ import annotations
@@ -129,13 +130,18 @@ class Viewer:
 
 @contextmanager
 def viewer_process(
-    reader_url: str, tmp_path: Path, threads: int = 4, statement_timeout_ms: int = 5000
+    reader_url: str,
+    tmp_path: Path,
+    threads: int = 4,
+    statement_timeout_ms: int = 5000,
+    pool_max_size: int = 4,
 ):
     settings = tmp_path / "viewer.toml"
     users = "\n".join(f'{name} = "{password_hash}"' for name, password_hash in USERS.items())
     settings.write_text(
         f'secret_key = "{secrets.token_urlsafe(48)}"\n'
-        f"statement_timeout_ms = {statement_timeout_ms}\n[users]\n{users}\n"
+        f"statement_timeout_ms = {statement_timeout_ms}\n"
+        f"pool_max_size = {pool_max_size}\n[users]\n{users}\n"
     )
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIT_CAPTURE_")}
@@ -271,17 +277,6 @@ def export_backends(conn: psycopg.Connection, role: str) -> list[int]:
     return pids
 
 
-def viewer_sessions(conn: psycopg.Connection, role: str) -> int:
-    """How many sessions the viewer's role has, read in a transaction of its own
-    (pg_stat_activity is a snapshot taken once per transaction)."""
-    conn.rollback()
-    count = conn.execute(
-        "select count(*) from pg_stat_activity where usename = %s", (role,)
-    ).fetchone()[0]
-    conn.commit()
-    return count
-
-
 def wait_for(condition, what: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while not (result := condition()):
@@ -314,15 +309,39 @@ def test_a_failure_mid_export_is_an_incomplete_response(conn, reader, tmp_path, 
         )
 
 
-def test_a_client_that_goes_away_releases_the_export_s_connection(conn, reader, tmp_path):
+def viewer_sessions(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
+    """The viewer's sessions: (pid, state)."""
+    conn.rollback()
+    found = [
+        tuple(r)
+        for r in conn.execute(
+            "select pid, state from pg_stat_activity where usename = %s order by pid", (role,)
+        )
+    ]
+    conn.commit()
+    return found
+
+
+def test_a_client_that_goes_away_gives_the_export_s_connection_back_to_the_pool(
+    conn, reader, tmp_path
+):
     fill(conn, BLOCKED_ROWS, "many")
     role, url = reader
-    with viewer_process(url, tmp_path) as viewer:
+    # a pool of one connection: the page after an export is served only if the export
+    # gave its connection back
+    with viewer_process(url, tmp_path, pool_max_size=1) as viewer:
         for export_format in ("csv", "json"):
             response = export(viewer, f"_format={export_format}")
             response.read(64 * 1024)
-            wait_for(lambda: export_backends(conn, role), "the export's session")
+            (exporting,) = wait_for(lambda: export_backends(conn, role), "the export's session")
             response.hang_up()  # the client goes away mid-export
             wait_for(lambda: not export_backends(conn, role), "the export's session to end")
-            # nothing of the viewer is left connected but idle sessions closed per request
-            wait_for(lambda: not viewer_sessions(conn, role), "the viewer's sessions to close")
+            # the same session, idle in the pool: its transaction ended, not closed
+            wait_for(
+                lambda pid=exporting: viewer_sessions(conn, role) == [(pid, "idle")],
+                "the export's session to be idle in the pool",
+            )
+            page = viewer.request("GET", "/?resource=many")
+            assert page.status == 200, page.read()
+            page.read()
+            assert viewer_sessions(conn, role) == [(exporting, "idle")]

@@ -425,6 +425,7 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     from waitress.server import create_server
 
     from audit_capture.viewer import config as viewer_config
+    from audit_capture.viewer.app import close as close_viewer
     from audit_capture.viewer.app import create_app
     from audit_capture.viewer.config import ConfigError
 
@@ -446,7 +447,10 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
     _stop_on_interrupt()
     click.echo(f"audit-capture viewer: serving http://{address}/ (Ctrl-C stops)")
     # returns on Ctrl-C or SIGTERM: waitress takes the KeyboardInterrupt and closes
-    server.run()
+    try:
+        server.run()
+    finally:
+        close_viewer(app)  # the pool's sessions end before the process does
     click.echo("audit-capture viewer: stopped")
 
 

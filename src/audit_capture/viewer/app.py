@@ -11,6 +11,8 @@ Without ``config``, the settings come from ``AUDIT_CAPTURE_VIEWER_CONFIG`` (a TO
 and the ``AUDIT_CAPTURE_VIEWER_*`` environment variables (``config.py``), the database
 from ``AUDIT_CAPTURE_DATABASE_URL``; so ``waitress-serve --call
 audit_capture.viewer.app:create_app`` works too. Bad settings raise ``ConfigError``.
+The viewer's connection pool opens on the first request; ``close(app)`` closes it (the
+process's exit does too).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def create_app(config_values: Mapping[str, Any] | None = None) -> Flask:
         timezone=settings["TIMEZONE"],
         page_size=settings["PAGE_SIZE"],
         statement_timeout_ms=settings["STATEMENT_TIMEOUT_MS"],
+        pool_min_size=settings["POOL_MIN_SIZE"],
+        pool_max_size=settings["POOL_MAX_SIZE"],
+        options_cache_seconds=settings["OPTIONS_CACHE_SECONDS"],
     )
     app.register_blueprint(viewer)
     auth.init_app(app)
@@ -83,3 +88,9 @@ def create_app(config_values: Mapping[str, Any] | None = None) -> Flask:
         ), 500
 
     return app
+
+
+def close(app: Flask) -> None:
+    """Close the database pools of the viewers ``app`` holds."""
+    for viewer_db in app.extensions.get("audit_viewer", {}).values():
+        viewer_db.close()

@@ -15,7 +15,10 @@
 package's own CSS and script) and decides who may see the log: False answers
 ``unauthorized()`` (by default a 403 page). Without an ``authorize`` hook nobody is let
 in: a host says who may read its log. The viewer connects with ``database_url`` (a role
-granted ``audit_reader``), in a read-only session with a statement timeout.
+granted ``audit_reader``), in a read-only session with a statement timeout, through a
+pool of ``pool_min_size`` to ``pool_max_size`` connections opened on the first request
+(``app.extensions["audit_viewer"][name]`` is its ``db.ViewerDatabase``: ``close()`` it
+when the app goes away before the process does; the process's exit closes it anyway).
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ def make_blueprint(
     unauthorized: Callable[[], Any] | None = None,
     connect: Callable[[], psycopg.Connection] | None = None,
     name: str = DEFAULT_NAME,
+    pool_min_size: int = config.DEFAULTS["POOL_MIN_SIZE"],
+    pool_max_size: int = config.DEFAULTS["POOL_MAX_SIZE"],
+    options_cache_seconds: int = config.DEFAULTS["OPTIONS_CACHE_SECONDS"],
 ) -> Blueprint:
     """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``, and
     ``/actors?q=`` (the actor search behind the Actor field, JSON).
@@ -57,17 +63,23 @@ def make_blueprint(
     - ``authorize()``: True lets the request in. None: nobody is let in (403).
     - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
     - ``database_url``: libpq URL of a role granted ``audit_reader``; or ``connect``, a
-      function returning a new psycopg connection (closed by the viewer after each request).
-    - ``timezone``, ``page_size``, ``statement_timeout_ms``: as in the settings file.
+      function returning a new psycopg connection (the pool opens them with it).
+    - ``timezone``, ``page_size``, ``statement_timeout_ms``, ``pool_min_size``,
+      ``pool_max_size``, ``options_cache_seconds``: as in the settings file.
     """
+    min_size, max_size = config.pool_sizes(pool_min_size, pool_max_size)
     settings = config.ViewerSettings(
         database_url=database_url,
         timezone=timezone,
         page_size=config.page_size(page_size),
         statement_timeout_ms=config.statement_timeout(statement_timeout_ms),
         connect=connect,
+        pool_min_size=min_size,
+        pool_max_size=max_size,
+        options_cache_seconds=config.options_cache_seconds(options_cache_seconds),
     )
     config.zone(settings.timezone)  # an unknown zone fails here, at setup
+    viewer_db = db.ViewerDatabase(settings)
     deny_response = unauthorized or deny
 
     bp = Blueprint(
@@ -81,6 +93,7 @@ def make_blueprint(
     @bp.before_request
     def check_access():
         g.audit_viewer_settings = settings
+        g.audit_viewer_db = viewer_db
         if request.endpoint == f"{bp.name}.static":
             return None  # the stylesheet and script ship with the package: nothing secret
         if authorize is None or not authorize():
@@ -89,6 +102,11 @@ def make_blueprint(
 
     bp.after_request(security.add_headers)
     bp.teardown_app_request(db.close_conn)
+    bp.record_once(
+        lambda state: state.app.extensions.setdefault("audit_viewer", {}).__setitem__(
+            name, viewer_db
+        )
+    )
 
     @bp.context_processor
     def helpers():
@@ -132,6 +150,11 @@ def register_error_pages(bp: Blueprint) -> None:
     @bp.errorhandler(TooBroad)
     def too_broad(exc: TooBroad):
         return error_page(400, "Filter too broad", TooBroad.MESSAGE)
+
+    @bp.errorhandler(db.ViewerBusy)
+    def busy(exc: db.ViewerBusy):
+        bp_logger().warning("audit viewer: every database connection of the pool is in use")
+        return error_page(503, "The viewer is busy", db.ViewerBusy.MESSAGE)
 
     @bp.errorhandler(DatabaseUnavailable)
     def unavailable(exc: DatabaseUnavailable):

@@ -7,6 +7,9 @@ A settings file (``audit-capture viewer --config viewer.toml``)::
     page_size = 50                          # rows per page, 10..200
     statement_timeout_ms = 5000             # a query running longer is cancelled
     session_idle_minutes = 30               # signed out after this long without a request
+    pool_min_size = 1                       # database connections kept open, 0..pool_max_size
+    pool_max_size = 4                       # connections at most (pages and exports), 1..100
+    options_cache_seconds = 60              # filter choices read again after this, 0..3600
 
     [users]                                 # name = password HASH, never a password
     alice = "scrypt:32768:8:1$...$..."      # made by `audit-capture viewer hash-password`
@@ -15,10 +18,11 @@ Environment variables override the file: ``AUDIT_CAPTURE_VIEWER_SECRET_KEY``,
 ``AUDIT_CAPTURE_VIEWER_USERS`` (a JSON object ``{"alice": "scrypt:..."}``),
 ``AUDIT_CAPTURE_VIEWER_TIMEZONE``, ``AUDIT_CAPTURE_VIEWER_PAGE_SIZE``,
 ``AUDIT_CAPTURE_VIEWER_STATEMENT_TIMEOUT_MS``,
-``AUDIT_CAPTURE_VIEWER_SESSION_IDLE_MINUTES``. Keys are case-insensitive (``SECRET_KEY``
-or ``secret_key``). A missing or weak secret key (``secret_key()``), no
-users, a plain password where a hash belongs or an unknown time zone is a
-``ConfigError`` with one readable line.
+``AUDIT_CAPTURE_VIEWER_SESSION_IDLE_MINUTES``, ``AUDIT_CAPTURE_VIEWER_POOL_MIN_SIZE``,
+``AUDIT_CAPTURE_VIEWER_POOL_MAX_SIZE``, ``AUDIT_CAPTURE_VIEWER_OPTIONS_CACHE_SECONDS``.
+Keys are case-insensitive (``SECRET_KEY`` or ``secret_key``). A missing or weak secret key
+(``secret_key()``), no users, a plain password where a hash belongs, an unknown time zone
+or a pool size out of range is a ``ConfigError`` with one readable line.
 """
 
 from __future__ import annotations
@@ -51,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
     # a session ends after this long without a request, and 8 hours after sign-in
     "SESSION_IDLE_MINUTES": 30,
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=8),
+    # the database connections of the viewer's pool: kept open, and at most (waitress
+    # serves with a few threads; an export holds one connection while it streams)
+    "POOL_MIN_SIZE": 1,
+    "POOL_MAX_SIZE": 4,
+    # the filter controls' choices (actors, resources...) are read again after this long
+    "OPTIONS_CACHE_SECONDS": 60,
 }
 
 # settings read from the environment, and how to read each
@@ -63,9 +73,14 @@ ENV_SETTINGS: dict[str, Callable[[str], Any]] = {
     "DATABASE_URL": str,
     "SESSION_IDLE_MINUTES": int,
     "SESSION_COOKIE_SECURE": lambda value: value.strip().lower() in ("1", "true", "yes", "on"),
+    "POOL_MIN_SIZE": int,
+    "POOL_MAX_SIZE": int,
+    "OPTIONS_CACHE_SECONDS": int,
 }
 
 PAGE_SIZE_RANGE = (10, 200)
+POOL_MAX_SIZE_RANGE = (1, 100)
+OPTIONS_CACHE_SECONDS_RANGE = (0, 3600)
 
 # Whoever knows the secret key can sign a session cookie naming any user, and is signed
 # in without a password: it must be as hard to guess as 32 random bytes. A key is
@@ -149,6 +164,13 @@ def check(settings: dict[str, Any], *, standalone: bool = True) -> dict[str, Any
     zone(settings["TIMEZONE"])
     settings["PAGE_SIZE"] = page_size(settings.get("PAGE_SIZE"))
     settings["STATEMENT_TIMEOUT_MS"] = statement_timeout(settings.get("STATEMENT_TIMEOUT_MS"))
+    settings["POOL_MIN_SIZE"], settings["POOL_MAX_SIZE"] = pool_sizes(
+        settings.get("POOL_MIN_SIZE", DEFAULTS["POOL_MIN_SIZE"]),
+        settings.get("POOL_MAX_SIZE", DEFAULTS["POOL_MAX_SIZE"]),
+    )
+    settings["OPTIONS_CACHE_SECONDS"] = options_cache_seconds(
+        settings.get("OPTIONS_CACHE_SECONDS", DEFAULTS["OPTIONS_CACHE_SECONDS"])
+    )
     if standalone:
         settings["SECRET_KEY"] = secret_key(settings.get("SECRET_KEY"))
         settings["SESSION_IDLE_MINUTES"] = idle_minutes(settings.get("SESSION_IDLE_MINUTES"))
@@ -235,6 +257,38 @@ def statement_timeout(value: Any) -> int:
     return milliseconds
 
 
+def _whole_number(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name} {value!r} is not a whole number")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} {value!r} is not a whole number") from None
+
+
+def pool_sizes(min_size: Any, max_size: Any) -> tuple[int, int]:
+    """The pool's (pool_min_size, pool_max_size): 1 <= max <= 100, 0 <= min <= max."""
+    low, high = POOL_MAX_SIZE_RANGE
+    largest = _whole_number("pool_max_size", max_size)
+    if not low <= largest <= high:
+        raise ConfigError(f"pool_max_size is {largest}; expected {low} to {high} connections")
+    smallest = _whole_number("pool_min_size", min_size)
+    if not 0 <= smallest <= largest:
+        raise ConfigError(
+            f"pool_min_size is {smallest}; expected 0 to pool_max_size ({largest}) connections"
+        )
+    return smallest, largest
+
+
+def options_cache_seconds(value: Any) -> int:
+    """How long the filter options are kept (0: read for every page)."""
+    low, high = OPTIONS_CACHE_SECONDS_RANGE
+    seconds = _whole_number("options_cache_seconds", value)
+    if not low <= seconds <= high:
+        raise ConfigError(f"options_cache_seconds is {seconds}; expected {low} to {high}")
+    return seconds
+
+
 def users(value: Any) -> dict[str, str]:
     """The user table ``{name: password hash}``; refuses plain passwords."""
     if not value:
@@ -270,6 +324,9 @@ class ViewerSettings:
     statement_timeout_ms: int = 5000
     # application-level connection factory, for hosts that manage their own connections
     connect: Callable[[], Any] | None = None
+    pool_min_size: int = 1
+    pool_max_size: int = 4
+    options_cache_seconds: int = 60
 
     @property
     def zone(self) -> ZoneInfo:

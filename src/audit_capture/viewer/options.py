@@ -13,9 +13,17 @@ scans the log:
 * resources are the registry (audit.tracked_table, with its plural labels) plus the
   resource types of events, found in the planner's statistics (pg_stats, which a
   reader may see for the columns it may read) and in the newest rows.
+
+Even bounded, they are the same for every page and every user of one viewer, so each
+viewer keeps them in an ``OptionsCache`` for ``options_cache_seconds`` (a setting, 60 by
+default): a new actor or resource type appears in the controls within that time.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
@@ -130,3 +138,31 @@ def load_options(conn: psycopg.Connection) -> FilterOptions:
         sources=[(s, source_label(s)) for s in SOURCE_CHOICES],
         resources=resources,
     )
+
+
+class OptionsCache:
+    """The filter options of one viewer, read again once older than ``lifetime`` seconds
+    (0: read for every page). Thread-safe: one thread reads them while the others wait
+    for its result; a read that fails is not kept (the next page tries again).
+    ``clock`` (seconds, monotonic) is injectable for tests."""
+
+    def __init__(self, lifetime: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lifetime = lifetime
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._options: FilterOptions | None = None
+        self._read_at = 0.0
+
+    def get(self, read: Callable[[], FilterOptions], *, refresh: bool = False) -> FilterOptions:
+        """The cached options, or ``read()``'s when there are none, they are too old, or
+        ``refresh`` asks for the log's own."""
+        with self._lock:
+            now = self.clock()
+            if refresh or self._options is None or now - self._read_at >= self.lifetime:
+                self._options = read()
+                self._read_at = now
+            return self._options
+
+    def clear(self) -> None:
+        with self._lock:
+            self._options = None

@@ -8,7 +8,7 @@ export is the same URL plus ``_format=csv`` or ``_format=json``.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,7 +36,6 @@ from audit_capture.viewer.actor_search import (
 from audit_capture.viewer.errors import BadRequest, TooBroad
 from audit_capture.viewer.export import export_csv, export_json
 from audit_capture.viewer.filters import ACTOR_PARAM, Filters, given_once, parse_filters
-from audit_capture.viewer.options import load_options
 from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
 
@@ -64,8 +63,12 @@ def actions():
     cursor = request.args.get("_cursor") or None
 
     conn = db.get_conn()
-    options = load_options(conn)
-    filters = parse_filters(request.args, settings.zone, options=options)
+    options = db.filter_options(conn)
+    try:
+        filters = parse_filters(request.args, settings.zone, options=options)
+    except BadRequest:  # or a value newer than the cached options: read them, try again
+        options = db.filter_options(conn, refresh=True)
+        filters = parse_filters(request.args, settings.zone, options=options)
     page = list_page(conn, filters, cursor=cursor, direction=direction, size=size)
     actor_text = ""
     chosen = filters.get(ACTOR_PARAM)
@@ -183,10 +186,11 @@ def list_url(args: Mapping[str, str], **page_args: str) -> str:
 def export(filters: Filters, export_format: str) -> Response:
     """The current filter's rows as a streamed CSV or JSON download.
 
-    The stream has its own connection, not the request's: the request's is closed by the
-    teardown as soon as this view returns, while the stream still has rows to read. The
-    stream's is closed when the last row has gone out, when the stream fails, or when the
-    server closes the response (the client went away). A failure after the first rows
+    The stream has its own connection of the pool, not the request's: the request's is
+    given back by the teardown as soon as this view returns, while the stream still has
+    rows to read. The stream's is given back (its transaction ended) when the last row has
+    gone out, when the stream fails, or when the server closes the response (the client
+    went away). A failure after the first rows
     propagates out of the stream, so the server aborts the response (for chunked transfer,
     without the terminating chunk: the client sees an incomplete body, never a short file
     that looks whole).
@@ -194,31 +198,34 @@ def export(filters: Filters, export_format: str) -> Response:
     if export_format not in EXPORTS:
         raise BadRequest(f"_format is {export_format!r}; expected csv or json")
     produce, mimetype, extension = EXPORTS[export_format]
-    conn = db.connect(db.current_settings())
+    viewer_db = db.current_db()
+    conn = viewer_db.getconn()
+    release = db.releaser(viewer_db, conn)
     try:
         chunks = produce(conn, filters)
         # the first chunk runs the query: a bad or too broad filter fails here, as a page
         first = next(chunks, b"")
     except BaseException:
-        conn.close()
+        release()
         raise
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     filename = f"audit-actions_{filters.slug()}_{stamp}.{extension}"
     response = Response(
-        _stream(conn, first, chunks),
+        _stream(release, first, chunks),
         mimetype=mimetype,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-    # a stream never started (the server failed before iterating) is closed here too
-    response.call_on_close(conn.close)
+    # a stream never started (the server failed before iterating) is given back here too
+    response.call_on_close(release)
     return response
 
 
 def _stream(
-    conn: psycopg.Connection, first: bytes, rest: Generator[bytes, None, None]
+    release: Callable[[], None], first: bytes, rest: Generator[bytes, None, None]
 ) -> Iterator[bytes]:
     """``first`` then ``rest``; whatever ends it (the last row, an error, the server closing
-    the response), the export's transaction is ended and its connection closed."""
+    the response), the export's transaction is ended and its connection given back
+    (``release``)."""
     try:
         yield first
         yield from rest
@@ -228,7 +235,7 @@ def _stream(
         except psycopg.Error:
             pass  # the connection is already broken: closing it is all that is left
         finally:
-            conn.close()
+            release()
 
 
 ACTION_ID = re.compile(r"[0-9]{1,30}")
