@@ -467,3 +467,25 @@ def test_the_blueprint_checks_its_pool_settings():
         )
     settings = ViewerSettings("postgresql://x@127.0.0.1/db")
     assert (settings.pool_min_size, settings.pool_max_size) == (1, 4)
+
+
+def test_a_host_s_connection_factory_feeds_the_pool_read_only(db_url, seeded):
+    """A host's ``connect`` gives the pool its connections, made read-only all the same:
+    here a superuser's, which could write."""
+    from flask import Flask
+
+    host = Flask("host")
+    host.register_blueprint(
+        make_blueprint(lambda: True, connect=lambda: psycopg.connect(db_url), pool_max_size=1),
+        url_prefix="/audit",
+    )
+    client = host.test_client()
+    assert client.get("/audit/").status_code == 200
+    assert client.get(f"/audit/actions/{seeded['bulk']}").status_code == 200
+    viewer_db = host.extensions["audit_viewer"]["audit_viewer"]
+    with viewer_db.pool().connection() as pooled:
+        assert pooled.execute("show default_transaction_read_only").fetchone()[0] == "on"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            pooled.execute("update clients set notes = 'via the viewer'")
+        pooled.rollback()
+    viewer_db.close()
