@@ -199,3 +199,37 @@ def test_an_audit_reader_login_may_show_the_sql(db_url):
     finally:
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop role {}").format(sql.Identifier(login)))
+
+
+def test_a_role_without_audit_reader_may_not_show_the_sql(db_url):
+    # an application role, and one that owns a tracked table of its own: neither reads
+    # the capture SQL (capture_sql is SECURITY DEFINER, granted to audit_reader only)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        app = f"app_{conn.info.dbname}"
+        owner = f"owner_{conn.info.dbname}"
+        for role in (app, owner):
+            conn.execute(sql.SQL("create role {} login").format(sql.Identifier(role)))
+        conn.execute(
+            sql.SQL("grant usage, create on schema public to {}").format(sql.Identifier(owner))
+        )
+        conn.execute(sql.SQL("create table public.owned (id int primary key)"))
+        conn.execute(sql.SQL("alter table public.owned owner to {}").format(sql.Identifier(owner)))
+        conn.execute("select audit.track('public.owned', 'owned')")
+    try:
+        for role, table in ((app, "clients"), (owner, "owned")):
+            url = make_conninfo(db_url, user=role)
+            with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select audit.capture_sql(%s::regclass)", (table,))
+            result = run(url, "status", "--show-sql", table)
+            assert result.exit_code != 0
+            assert isinstance(result.exception, SystemExit), result.exception
+            assert result.output == (
+                f"Error: role {role!r} may not read the capture SQL: grant audit_reader to {role}\n"
+            )
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("select audit.untrack('public.owned')")
+            conn.execute("drop table public.owned")
+            for role in (app, owner):
+                conn.execute(sql.SQL("drop owned by {}").format(sql.Identifier(role)))
+                conn.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))

@@ -328,13 +328,13 @@ def status(ctx, show_sql: str | None) -> None:
     With --show-sql TABLE, prints the SQL that captures TABLE instead, to read or diff;
     exits with 1 when TABLE does not exist or is not tracked.
     """
-    from audit_capture.status import NotCaptured, capture_sql, printable, read_status
+    from audit_capture.status import NotAllowed, NotCaptured, capture_sql, printable, read_status
 
     if show_sql is not None:
         with database.connect(database_url(ctx), autocommit=True) as conn:
             try:
                 text = capture_sql(conn, show_sql)
-            except NotCaptured as exc:
+            except (NotCaptured, NotAllowed) as exc:
                 raise click.ClickException(str(exc)) from None
         click.echo(printable(text), nl=False)
         return

@@ -298,6 +298,10 @@ class NotCaptured(AuditCaptureError, LookupError):
     a partition or inheritance child of a tracked table); the message names it."""
 
 
+class NotAllowed(AuditCaptureError, PermissionError):
+    """``capture_sql`` was asked by a role not granted audit_reader; the message says so."""
+
+
 # Characters a terminal would act on rather than show (escape sequences, a carriage
 # return that overwrites the line, bidirectional overrides that reorder it), such as a
 # table's owner may put in its names: shown as ⟨U+001B⟩. Line breaks and tabs stay.
@@ -316,12 +320,20 @@ def capture_sql(conn: psycopg.Connection, table: str) -> str:
     ``crm."Clients"``), as the database holds it: the definitions of its audit triggers
     and those of its partitions and inheritance children, of the functions they call,
     and in the generic mode the queries ``audit.capture()`` writes out. Raises
-    NotCaptured for an unknown or untracked table."""
+    NotCaptured for an unknown or untracked table, NotAllowed for a role not granted
+    audit_reader."""
     shown = printable(repr(table), keep_lines=False)
     if not _schema_exists(conn) or not _has_function(conn, "audit.capture_sql(regclass)"):
         raise NotCaptured(
             "this database has no audit.capture_sql(): install or upgrade the audit schema "
             "(audit-capture migrate upgrade)"
+        )
+    if not one_value(
+        conn, "select pg_catalog.has_function_privilege('audit.capture_sql(regclass)', 'execute')"
+    ):
+        user = one_value(conn, "select current_user")
+        raise NotAllowed(
+            f"role {user!r} may not read the capture SQL: grant audit_reader to {user}"
         )
     found = conn.execute(
         "select c.oid, audit.tracked_root(c.oid) is not null from pg_catalog.pg_class c"
