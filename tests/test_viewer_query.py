@@ -777,7 +777,7 @@ def test_text_search_uses_the_full_text_index(conn):
             sql.SQL("explain select id from audit.action_log where {}").format(condition), params
         )
     )
-    assert "action_log_text_idx" in plan
+    assert "action_log_text_time_idx" in plan
 
 
 # -- rare combinations of low-cardinality filters (the kind index probe) ----------------
