@@ -28,6 +28,7 @@ from audit_capture.viewer.pages import list_page
 UTC = ZoneInfo("UTC")
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 FILLER = 20_000
+STEP = timedelta(minutes=30)  # between filler rows: 20,000 of them span 14 months
 SIZE = 10
 #: depths (0: the newest filler row) of the filler rows labelled "Maria Smith": three at
 #: the top, then a gap, then groups ever older, the last in the oldest tenth of the log
@@ -51,7 +52,7 @@ def put(conn, occurred_at, resource_label, actor_name="Alice Admin", source="web
 
 @pytest.fixture
 def text_log(conn):
-    """20,000 filler actions a second apart (ids growing with time), "Maria Smith" at
+    """20,000 filler actions STEP apart (ids growing with time), "Maria Smith" at
     MATCH_DEPTHS, decoys that hold the words inside longer ones ("Smithson Mariano",
     "Amaria Blacksmith"), and rows whose ids disagree with their time: the newest
     action has the lowest id, an old one the highest, three share one instant."""
@@ -59,21 +60,19 @@ def text_log(conn):
     conn.execute(
         "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
         " resource_label, actor_id, actor_name, actor_type, db_user, transaction_id, source)"
-        " select %(t0)s - (%(n)s + 1 - g) * interval '1 second', 'Client updated', 'update',"
+        " select %(t0)s - (%(n)s + 1 - g) * %(step)s, 'Client updated', 'update',"
         " 'client', case when %(n)s - g = any(%(depths)s) then 'Maria Smith'"
         "                when g %% 97 = 0 then 'Smithson Mariano'"
         "                when g %% 89 = 0 then 'Amaria Blacksmith' else 'Ann Lee' end,"
         " '7', 'Alice Admin', 'admin', 'crm_app', 1, case when g %% 3 = 0 then 'api' else 'web' end"
         " from generate_series(1, %(n)s) g",
-        {"t0": T0, "n": FILLER, "depths": MATCH_DEPTHS},
+        {"t0": T0, "n": FILLER, "depths": MATCH_DEPTHS, "step": STEP},
     )
     same = [
-        put(conn, T0 - timedelta(seconds=7000.5), label, source="api")
+        put(conn, T0 - 7000.5 * STEP, label, source="api")
         for label in ("maria smith", "Smith, Maria", "MARIA-SMITH")
     ]
-    oldest_time_highest_id = put(
-        conn, T0 - timedelta(seconds=10000.5), "x", actor_name="MARIA SMITH"
-    )
+    oldest_time_highest_id = put(conn, T0 - 10000.5 * STEP, "x", actor_name="MARIA SMITH")
     conn.commit()
     conn.execute("analyze audit.action_log")
     conn.commit()
@@ -128,22 +127,22 @@ def pinned_estimate(monkeypatch):
 
 
 @pytest.fixture
-def bounds(monkeypatch):
-    """Every window's time bound, per call of fetch_rows (None: the whole index)."""
+def windows(monkeypatch):
+    """Per call of ``_text_windows``, the windows it asked the index for: the days of
+    each (``audit.time_buckets`` numbers), or "rest" for the rest of the log."""
     seen: list[list] = []
-    real_bound, real_windows = text_search._time_bound, text_search._text_windows
+    real_windows, real_rows = text_search._text_windows, text_search._window_rows
 
-    def windows(*args, **kwargs):
+    def text_windows(*args, **kwargs):
         seen.append([])
         return real_windows(*args, **kwargs)
 
-    def time_bound(*args, **kwargs):
-        bound = real_bound(*args, **kwargs)
-        seen[-1].append(bound)
-        return bound
+    def window_rows(cur, filters, window, window_params, *args, **kwargs):
+        seen[-1].append(window_params.get("w_days", "rest"))
+        return real_rows(cur, filters, window, window_params, *args, **kwargs)
 
-    monkeypatch.setattr(text_search, "_text_windows", windows)
-    monkeypatch.setattr(text_search, "_time_bound", time_bound)
+    monkeypatch.setattr(text_search, "_text_windows", text_windows)
+    monkeypatch.setattr(text_search, "_window_rows", window_rows)
     return seen
 
 
@@ -157,21 +156,24 @@ def bounds(monkeypatch):
     ],
 )
 def test_time_windows_over_the_full_text_index_give_every_match_in_order(
-    conn, text_log, monkeypatch, pinned_estimate, bounds, args
+    conn, text_log, monkeypatch, pinned_estimate, windows, args
 ):
     monkeypatch.setattr(text_search, "TEXT_WINDOW", 0)  # never the walk
     monkeypatch.setattr(text_search, "TEXT_PROBE_WALK", 0)
-    monkeypatch.setattr(text_search, "TEXT_FEW_MATCHES", 0)  # never all matches at once
     pages = every_page(conn, args)
     assert flat(pages) == expected_ids(conn, args)
     assert all(len(p) == SIZE for p in pages[:-1])
     if "source" not in args:
         assert pages[0][0] == text_log["newest"]  # the newest action, with the lowest id
         assert len(pages) >= 4
-        # the first page grew its window once (four matches in the first), and a later
-        # page reached the matches older than any window through the whole index
-        assert len(bounds[0]) == 2 and all(bounds[0])
-        assert any(b and b[-1] is None for b in bounds)
+        # the first page took a second window of older days (four matches in the
+        # first), never a day twice; a later page reached the matches older than any
+        # window: the rest of the log
+        first, second = windows[0][:2]
+        assert first != "rest" and second != "rest" and not set(first) & set(second)
+        assert any(w and w[-1] == "rest" for w in windows)
+        # windows of more than two months name whole months (negative numbers)
+        assert any(n < 0 for w in windows for days in w if days != "rest" for n in days)
 
 
 @pytest.mark.parametrize(
@@ -206,22 +208,22 @@ def test_the_sieved_walk_gives_every_match_in_order(
     ],
 )
 def test_prefixes_beside_whole_words_take_windows_over_the_whole_words(
-    conn, text_log, monkeypatch, pinned_estimate, bounds, args
+    conn, text_log, monkeypatch, pinned_estimate, windows, args
 ):
     monkeypatch.setattr(text_search, "TEXT_WINDOW", 0)  # never the walk
     monkeypatch.setattr(text_search, "TEXT_PROBE_WALK", 0)
-    monkeypatch.setattr(text_search, "TEXT_FEW_MATCHES", 0)  # never all matches at once
     pages = every_page(conn, args)
     expected = expected_ids(conn, args)
     assert flat(pages) == expected and expected
     assert all(len(p) == SIZE for p in pages[:-1])
-    assert all(bounds) and any(all(b) for b in bounds)  # pages came through time windows
+    # pages came through windows of days
+    assert all(windows) and any(w[0] != "rest" for w in windows)
 
 
-def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, text_log, bounds):
+def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, text_log, windows):
     assert expected_ids(conn, {"q": "smith zeb*"}) == []
     assert every_page(conn, {"q": "smith zeb*"}) == [[]]
-    assert bounds  # through the windows over "smith", not a bitmap of every zeb* word
+    assert windows  # through the windows over "smith", not a bitmap of every zeb* word
 
 
 def test_whole_words_leave_out_prefixes_only_beside_whole_words():
