@@ -82,8 +82,7 @@ def test_the_index_answers_a_window_of_days(conn):
         )
     )
     assert "action_log_text_time_idx" in plan
-    assert (
-        "Index Cond" in plan
-        and "time_buckets" in plan.split("Index Cond", 1)[1]
-        or ("occurred_at AT TIME ZONE" in plan.split("Index Cond", 1)[1])
-    )
+    # the window is a condition of the index scan (a second scan key), not a filter
+    # applied to every match afterwards
+    index_condition = plan.split("Index Cond:", 1)[1].splitlines()[0]
+    assert "&&" in index_condition and "@@" in index_condition
