@@ -174,6 +174,50 @@ def _page_day(
     return None if newest is None else utc_day(newest)
 
 
+class _DaysBack:
+    """The windows of a text search, one after the other: sets of whole UTC days
+    starting at the page's day, each further back than the last (forward, for
+    ``prev``), never a day twice, and at last the rest of the log.
+
+    ``edge`` is the first day the next window may take. ``take(rows)`` gives the next
+    window reaching about ``rows`` rows past the page's start (``_time_bound``), at
+    least one day; ``rest()`` every day past the windows taken."""
+
+    def __init__(
+        self, conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str
+    ):
+        self.conn, self.position, self.direction = conn, position, direction
+        self.edge = _page_day(conn, position, direction)
+
+    @property
+    def empty(self) -> bool:
+        return self.edge is None
+
+    def take(self, rows: float) -> tuple[sql.Composable, dict] | None:
+        """The next window, or None when the log ends within ``rows`` (take ``rest()``)."""
+        assert self.edge is not None
+        bound = _time_bound(self.conn, self.position, self.direction, int(rows))
+        if bound is None:
+            return None
+        if self.direction == "next":
+            low, high = min(utc_day(bound), self.edge), self.edge
+            self.edge = low - timedelta(days=1)
+        else:
+            low, high = self.edge, max(utc_day(bound), self.edge)
+            self.edge = high + timedelta(days=1)
+        condition = sql.SQL("{} && {}::integer[]").format(TIME_BUCKETS, sql.Placeholder("w_days"))
+        return condition, {"w_days": buckets(low, high)}
+
+    def rest(self) -> tuple[sql.Composable, dict]:
+        """Every day past the windows taken: older (newer, for ``prev``) actions."""
+        assert self.edge is not None
+        if self.direction == "next":
+            condition = sql.SQL("occurred_at < {}").format(sql.Placeholder("w_edge"))
+            return condition, {"w_edge": day_start(self.edge + timedelta(days=1))}
+        condition = sql.SQL("occurred_at >= {}").format(sql.Placeholder("w_edge"))
+        return condition, {"w_edge": day_start(self.edge)}
+
+
 def _window_rows(
     cur: psycopg.Cursor[LogRow],
     filters: Filters,
@@ -227,14 +271,14 @@ def _text_windows(
     (``audit.time_buckets``; ``time_window`` says how they are numbered), so "these
     words on these days" is one index scan that decodes only those days' entries: at
     10M, "maria smith" over the last 9 days takes 3 ms where all its matches took 32 ms
-    just to gather. The first window starts at the page's day and reaches back about
-    twice the rows the page should span (the planner's estimate of all the filters'
-    matches, turned into a time by ``_time_bound``), in whole days; when it holds too
-    few, the next window takes the days before it (never the same day twice: the rows
-    found so far are all newer than the next window's), grown by the density found, and
-    at the ``TEXT_WINDOW_TRIES``th window, or when the log ends, the rest of the log
-    (every older match, the words alone). Exact: a window is a set of whole days, and
-    each one's rows are older than the previous one's (newer, for ``prev``).
+    just to gather. The first window (``_DaysBack``) starts at the page's day and reaches
+    back about twice the rows the page should span (the planner's estimate of all the
+    filters' matches), in whole days; when it holds too few, the next window takes the
+    days before it (the rows found so far are all newer than the next window's), grown
+    by the density found, and at the ``TEXT_WINDOW_TRIES``th window, or when the log
+    ends, the rest of the log (every older match, the words alone). Exact: a window is a
+    set of whole days, and each one's rows are older than the previous one's (newer,
+    for ``prev``).
 
     ``recheck``: the whole filters, when ``filters`` search only part of the text (the
     whole words of "mari* smith"): the windows work on ``filters``, and ``recheck``'s text
@@ -244,54 +288,23 @@ def _text_windows(
     test = (
         _text_test(conn, split_text(recheck)[1]) if recheck is not None else (sql.SQL("true"), {})
     )
-    edge = _page_day(conn, position, direction)
-    if edge is None:
+    days = _DaysBack(conn, position, direction)
+    if days.empty:
         return []
     size = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
     found: list[LogRow] = []
-    # ``edge``: the first day the next window may take (going back for next, forward for prev)
     for tries in itertools.count(1):
-        bound = (
-            None
-            if tries >= TEXT_WINDOW_TRIES or size >= total
-            else _time_bound(conn, position, direction, int(size))
-        )
-        if bound is None:
+        window = None if tries >= TEXT_WINDOW_TRIES or size >= total else days.take(size)
+        if window is None:
             # the rest of the log: every match of the words older (newer) than the windows
-            if direction == "next":
-                rest = sql.SQL("occurred_at < {}").format(sql.Placeholder("w_edge"))
-                edge_at = day_start(edge + timedelta(days=1))
-            else:
-                rest = sql.SQL("occurred_at >= {}").format(sql.Placeholder("w_edge"))
-                edge_at = day_start(edge)
+            condition, params = days.rest()
             return found + _window_rows(
-                cur,
-                filters,
-                rest,
-                {"w_edge": edge_at},
-                position,
-                direction,
-                limit - len(found),
-                test,
+                cur, filters, condition, params, position, direction, limit - len(found), test
             )
-        if direction == "next":
-            low, high = min(utc_day(bound), edge), edge
-            edge = low - timedelta(days=1)
-        else:
-            low, high = edge, max(utc_day(bound), edge)
-            edge = high + timedelta(days=1)
-        window = sql.SQL("{} && {}::integer[]").format(TIME_BUCKETS, sql.Placeholder("w_days"))
-        rows = _window_rows(
-            cur,
-            filters,
-            window,
-            {"w_days": buckets(low, high)},
-            position,
-            direction,
-            limit - len(found),
-            test,
+        condition, params = window
+        found += _window_rows(
+            cur, filters, condition, params, position, direction, limit - len(found), test
         )
-        found += rows
         if len(found) >= limit:
             return found
         # too few: the next window reaches further by the density found so far
