@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 
 from audit_capture.viewer import text_search
+from audit_capture.viewer.counts import Count
 from audit_capture.viewer.filters import (
     TEXT_DOCUMENT,
     ActiveFilter,
@@ -283,3 +284,21 @@ def test_the_sieve_is_a_necessary_condition_of_the_match(conn, text_log):
         assert missed == 0, q
     # and the document the sieve reads is the one the index reads
     assert "coalesce(resource_label, '')" in TEXT_DOCUMENT.as_string(conn)
+
+
+@pytest.mark.parametrize("q", ["maria smith", "smith mari*", "SMI* maria", "mar* smi*", "zebra"])
+def test_a_text_search_with_fewer_than_a_thousand_matches_is_counted_exactly(conn, text_log, q):
+    """Prefixes beside whole words are counted on the whole words' rows (the prefixes
+    tested on them): the count is the same as the plain one."""
+    page = list_page(conn, parse_filters({"q": q}, UTC), size=SIZE)
+    assert page.count == Count(len(expected_ids(conn, {"q": q})), "exact")
+
+
+def test_the_count_of_prefixes_beside_whole_words_reads_the_whole_words_in_the_index(conn):
+    statement, params = text_search.capped_count_query(
+        parse_filters({"q": "smith mari*"}, UTC), 1000
+    )
+    text = statement.as_string(conn)
+    assert "materialized" in text and params["t_words"] == "'smith'"
+    plain, _ = text_search.capped_count_query(parse_filters({"q": "smith maria"}, UTC), 1000)
+    assert "materialized" not in plain.as_string(conn)

@@ -54,6 +54,7 @@ from audit_capture.viewer.filters import TEXT_PARAM, Filters
 from audit_capture.viewer.kind_probe import KIND_PARAMS, KIND_PROBE_LIMIT, kind_probe
 from audit_capture.viewer.planner import estimate
 from audit_capture.viewer.rows import LOG, one_row
+from audit_capture.viewer.text_search import capped_count_query
 
 EXACT_COUNT_LIMIT = 1_000  # every count up to this is exact
 CHECK_LIMIT = 10_000  # the most rows counted to check a low estimate
@@ -106,10 +107,13 @@ def capped_count(conn: psycopg.Connection, filters: Filters, limit: int) -> int 
     where their index entries take 70). JIT, which the disabled scan's cost would set
     off, is off too. Settings, count and restore are three round trips in a
     savepoint: a cancelled count rolls the settings back with it."""
-    where, params = filters.where()
-    capped = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
-        LOG, where, sql.Literal(limit + 1)
-    )
+    if filters.get(TEXT_PARAM):
+        capped, params = capped_count_query(filters, limit)  # prefixes: text_search says why
+    else:
+        where, params = filters.where()
+        capped = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
+            LOG, where, sql.Literal(limit + 1)
+        )
     try:
         with conn.transaction():
             previous = one_row(conn.execute(PROBE_SETTINGS, {"cap": f"{COUNT_PROBE_MS}ms"}))[:3]
