@@ -19,6 +19,7 @@ from audit_capture.viewer.time_window import (
 MOMENTS = [
     datetime(2000, 1, 1, tzinfo=UTC),
     datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC),  # before the epoch: negative days
+    datetime(1, 1, 1, 12, tzinfo=UTC),  # the first year: far below every month number
     datetime(2024, 2, 29, 12, tzinfo=UTC),
     datetime(2026, 12, 2, 23, 59, 59, 999999, tzinfo=UTC),
     # 00:30 on the 3rd in Paris is still the 2nd in UTC: days are UTC days
@@ -60,8 +61,15 @@ def test_a_window_names_exactly_its_days_with_few_numbers(low, high):
     wanted = {low + timedelta(days=i) for i in range((high - low).days + 1)}
     assert days_named(numbers, low) == wanted
     assert len(numbers) == len(set(numbers))
-    months_inside = sum(1 for n in numbers if n < 0)
+    months_inside = sum(1 for n in numbers if n % 2)
     assert len(numbers) - months_inside <= 62  # the partial months' days at most
+
+
+def test_no_day_is_ever_a_month():
+    """A window of days must never bring back a month's actions (the windows of a page
+    follow each other: one month's rows twice would repeat rows on the page)."""
+    for day in (date(1, 1, 1), date(1999, 12, 31), date(2000, 1, 1), date(9999, 12, 31)):
+        assert day_number(day) % 2 == 0 and month_number(day) % 2 == 1
 
 
 def test_an_empty_window_names_nothing():

@@ -55,16 +55,18 @@ create index if not exists action_log_kind_idx on audit.action_log (actor_type, 
 create or replace function audit.time_buckets(occurred_at timestamptz) returns integer[]
 language sql immutable parallel safe
 -- a SQL-standard body: parsed once, here, so no search_path is ever consulted, and
--- inlined into the index expression (a call per logged row would cost microseconds)
+-- inlined into the index expression (a call per logged row would cost microseconds).
+-- Days are even numbers and months odd ones, so that no day is ever taken for a month
+-- whatever the year (a window of days must never bring back a month's actions).
 return array[
-  -- the day: days since 2000-01-01 (UTC), a positive number
-  (occurred_at at time zone 'UTC')::date - date '2000-01-01',
-  -- the month: -1 for January 2000, -2 for February 2000..., a negative number
-  -1 - ((extract(year from occurred_at at time zone 'UTC')::integer - 2000) * 12
-        + extract(month from occurred_at at time zone 'UTC')::integer - 1)
+  -- the day: twice the days since 2000-01-01 (UTC)
+  2 * ((occurred_at at time zone 'UTC')::date - date '2000-01-01'),
+  -- the month: twice the months since January 2000, plus one
+  2 * ((extract(year from occurred_at at time zone 'UTC')::integer - 2000) * 12
+       + extract(month from occurred_at at time zone 'UTC')::integer - 1) + 1
 ];
 comment on function audit.time_buckets(timestamptz) is
-  'Internal: the day (days since 2000-01-01, UTC) and the month (-1 for January 2000, going down) of an action, the time column of the text-search index.';
+  'Internal: the day (twice the days since 2000-01-01, UTC: even) and the month (twice the months since January 2000, plus one: odd) of an action, the time column of the text-search index.';
 
 create index if not exists action_log_text_time_idx on audit.action_log using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at));
 

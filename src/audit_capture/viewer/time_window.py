@@ -2,8 +2,9 @@
 
 The text-search index (``action_log_text_time_idx``, triggers/13_viewer_indexes.sql)
 holds, beside each action's words, the day and the month it happened in, as numbers
-(``audit.time_buckets``): the day as days since 2000-01-01 (UTC), the month as -1 for
-January 2000, -2 for February 2000, and so on. A search asks for "these words, on these
+(``audit.time_buckets``): the day as twice the days since 2000-01-01 (UTC), an even
+number, the month as twice the months since January 2000 plus one, an odd number (so
+that no day is ever taken for a month, whatever the year). A search asks for "these words, on these
 days or in these months" (``TIME_BUCKETS && array[...]``), and the index decodes only
 those days' entries instead of every match of the words.
 
@@ -24,13 +25,13 @@ EPOCH = date(2000, 1, 1)
 
 
 def day_number(day: date) -> int:
-    """``audit.time_buckets``' number of a (UTC) day."""
-    return (day - EPOCH).days
+    """``audit.time_buckets``' number of a (UTC) day (even)."""
+    return 2 * (day - EPOCH).days
 
 
 def month_number(day: date) -> int:
-    """``audit.time_buckets``' number of the month of a (UTC) day."""
-    return -1 - ((day.year - EPOCH.year) * 12 + day.month - 1)
+    """``audit.time_buckets``' number of the month of a (UTC) day (odd)."""
+    return 2 * ((day.year - EPOCH.year) * 12 + day.month - 1) + 1
 
 
 def utc_day(moment: datetime) -> date:
