@@ -227,15 +227,50 @@ def test_a_prefix_beside_a_word_that_never_comes_with_it_finds_nothing(conn, tex
     assert windows  # through the windows over "smith", not a bitmap of every zeb* word
 
 
-def test_whole_words_leave_out_prefixes_only_beside_whole_words():
-    def words(q):
-        found = text_search._whole_words(parse_filters({"q": q}, UTC))
-        return None if found is None else found.active[0].params
+@pytest.fixture
+def common_prefixes(monkeypatch):
+    """The planner's estimate of each term alone: prefixes of 3 letters or fewer are
+    common (1,000,000 rows), longer ones rare (100), whatever this small log holds."""
 
-    assert words("mari* Smith") == {"t_words": "'smith'"}
-    assert words("a* b c*") == {"t_words": "'b'"}
-    assert words("mar* smi*") is None  # prefixes only: the planner's own plan
-    assert words("maria smith") is None  # whole words only: the windows as they are
+    def term_estimate(conn, text, term):
+        return 1e6 if term.endswith(":*") and len(term.split("'")[1]) <= 3 else 100.0
+
+    monkeypatch.setattr(text_search, "_term_estimate", term_estimate)
+
+
+def test_the_index_gathers_whole_words_and_rare_prefixes_only(conn, common_prefixes):
+    def index_terms(q):
+        text = parse_filters({"q": q}, UTC)
+        found = text_search._index_terms(conn, text)
+        return found if found is None or found is text else found.active[0].params
+
+    assert index_terms("mar* Smith") == {"t_words": "'smith'"}
+    assert index_terms("a* b c*") == {"t_words": "'b'"}
+    assert index_terms("zebr* smi*") == {"t_words": "'zebr':*"}
+    assert index_terms("mar* smi*") is None  # common prefixes only: the planner's own plan
+    text = parse_filters({"q": "maria zebr*"}, UTC)
+    assert text_search._index_terms(conn, text) is text  # every term cheap: as it is
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"q": "smith mar*"},
+        {"q": "maria smi*"},
+        {"q": "smit* mar*"},  # a rare prefix beside a common one
+        {"q": "mar* smi*"},
+        {"q": "smith mar*", "source": "api"},
+    ],
+)
+def test_searches_with_common_prefixes_give_every_match_in_order(
+    conn, text_log, monkeypatch, common_prefixes, args
+):
+    monkeypatch.setattr(text_search, "TEXT_WINDOW", 0)  # never the walk
+    monkeypatch.setattr(text_search, "TEXT_PROBE_WALK", 0)
+    pages = every_page(conn, args)
+    expected = expected_ids(conn, args)
+    assert flat(pages) == expected and expected
+    assert all(len(p) == SIZE for p in pages[:-1])
 
 
 def test_the_decoys_match_prefixes_but_not_whole_words(conn, text_log):
@@ -297,11 +332,21 @@ def test_a_text_search_with_fewer_than_a_thousand_matches_is_counted_exactly(
     assert page.count == Count(len(expected_ids(conn, {"q": q})), "exact")
 
 
-def test_the_count_of_prefixes_beside_whole_words_reads_the_whole_words_in_the_index(conn):
+def test_the_count_of_a_search_with_common_prefixes_reads_its_cheap_terms_or_nothing(
+    conn, text_log, monkeypatch, common_prefixes
+):
     statement, params = text_search.capped_count_query(
-        parse_filters({"q": "smith mari*"}, UTC), 1000
+        conn, parse_filters({"q": "smith mar*"}, UTC), 1000
     )
-    text = statement.as_string(conn)
-    assert "materialized" in text and params["t_words"] == "'smith'"
-    plain, _ = text_search.capped_count_query(parse_filters({"q": "smith maria"}, UTC), 1000)
+    assert "materialized" in statement.as_string(conn) and params["t_words"] == "'smith'"
+    plain, _ = text_search.capped_count_query(conn, parse_filters({"q": "smith maria"}, UTC), 1000)
     assert "materialized" not in plain.as_string(conn)
+    # common prefixes only: not counted at all, the page says "at least" what it found
+    assert (
+        text_search.capped_count_query(conn, parse_filters({"q": "mar* smi*"}, UTC), 1000) is None
+    )
+    monkeypatch.setattr(counts, "COUNT_PROBE_MS", 60_000)
+    page = list_page(conn, parse_filters({"q": "mar* smi*"}, UTC), size=SIZE)
+    assert page.count == Count(SIZE + 1, "at_least")
+    counted = list_page(conn, parse_filters({"q": "smith mar*"}, UTC), size=SIZE)
+    assert counted.count == Count(len(expected_ids(conn, {"q": "smith mar*"})), "exact")

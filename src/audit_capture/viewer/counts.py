@@ -108,7 +108,10 @@ def capped_count(conn: psycopg.Connection, filters: Filters, limit: int) -> int 
     off, is off too. Settings, count and restore are three round trips in a
     savepoint: a cancelled count rolls the settings back with it."""
     if filters.get(TEXT_PARAM):
-        capped, params = capped_count_query(filters, limit)  # prefixes: text_search says why
+        query = capped_count_query(conn, filters, limit)  # prefixes: text_search says why
+        if query is None:
+            return None
+        capped, params = query
     else:
         where, params = filters.where()
         capped = sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(

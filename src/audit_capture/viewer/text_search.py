@@ -44,6 +44,8 @@ TEXT_WINDOW = 40_000  # most rows of the (sieved) time walk tried before the ful
 TEXT_WINDOW_TRIES = 3  # the try at which the windows give way to the rest of the log
 TEXT_FEW_MATCHES = 3_000  # estimated matches few enough to fetch and sort them all (an
 # absent word is estimated at ~2,800 at 10M: the rarest common word's frequency, halved)
+# a prefix the planner expects in more rows is never asked of the index (_index_terms)
+PREFIX_GATHER_LIMIT = 20_000
 TEXT_PROBE_WALK = 5_000  # the short walk tried before the full-text index (~4 ms at 10M)
 
 
@@ -77,18 +79,38 @@ def _walk_window(words: float, limit: int, total: float) -> int:
     return 0 if words <= TEXT_FEW_MATCHES else TEXT_PROBE_WALK
 
 
-def _whole_words(text: Filters) -> Filters | None:
-    """The text search with its prefix terms left out ("mari* smith": "smith"), when it
-    holds both prefixes and whole words; None otherwise. Its rows are a superset of the
-    search's: every match of all the terms matches the whole words."""
+def _term_estimate(conn: psycopg.Connection, text: Filters, term: str) -> float:
+    """The planner's estimate of the rows one term of the search matches ("'mar':*")."""
+    (active,) = text.active
+    alone = replace(active, condition=text_match("t_term"), params={"t_term": term})
+    return estimate(conn, Filters((alone,)))
+
+
+def _index_terms(conn: psycopg.Connection, text: Filters) -> Filters | None:
+    """What of a search holding prefixes the index should gather: its whole words and
+    the prefixes the planner expects in at most ``PREFIX_GATHER_LIMIT`` rows.
+
+    The index gathers every word a prefix starts before the first match comes out, and
+    a statement_timeout does not interrupt that: ``mar*`` is over a million entries
+    (150-350 ms at 10M), ``zeb*`` 2,300. So "mari* smith" asks the index for "smith"
+    and tests "mari*" on its rows, and "zeb* smi*" asks for "zeb*" alone. Returns
+    ``text`` itself when every term is cheap, the cheap terms as a search of their own
+    (its own parameter name; its rows are a superset of the search's) when only some
+    are, and None when none is (the planner's own plan: such prefixes are common, and
+    the walk of the newest rows finds them)."""
     (active,) = text.active
     terms = _tsquery(text).split(" & ")  # as text_query() writes it: 'mari':* & 'smith'
-    words = [term for term in terms if not term.endswith(":*")]
-    if not words or len(words) == len(terms):
+    cheap = [
+        term
+        for term in terms
+        if not term.endswith(":*") or _term_estimate(conn, text, term) <= PREFIX_GATHER_LIMIT
+    ]
+    if not cheap:
         return None
-    # its own parameter name: the whole search is tested beside it (_text_windows)
+    if len(cheap) == len(terms):
+        return text
     return Filters(
-        (replace(active, condition=text_match("t_words"), params={"t_words": " & ".join(words)}),)
+        (replace(active, condition=text_match("t_words"), params={"t_words": " & ".join(cheap)}),)
     )
 
 
@@ -352,47 +374,45 @@ def text_rows(
         if len(rows) >= limit:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
-    if not _has_prefix(text):
+    index = _index_terms(conn, text) if _has_prefix(text) else text
+    if index is text:
         return _text_windows(conn, cur, filters, position, direction, limit, total)
-    whole = _whole_words(text)
-    if whole is not None:
-        # prefixes beside whole words ("mari* smith"): the index gathers the whole
-        # words alone, in time windows, and the prefixes are tested on their rows
-        narrowed = Filters(rest.active + whole.active)
+    if index is not None:
+        # prefixes beside whole words or rare prefixes ("mari* smith", "zeb* smi*"): the
+        # index gathers the cheap terms alone, in windows of days, and the whole search
+        # is tested on their rows
+        narrowed = Filters(rest.active + index.active)
         return _text_windows(
-            conn,
-            cur,
-            narrowed,
-            position,
-            direction,
-            limit,
-            total,
-            recheck=filters,
+            conn, cur, narrowed, position, direction, limit, total, recheck=filters
         )
-    # prefixes only, with few matches near the top: the planner's own plan. The
+    # common prefixes only, with few matches near the top: the planner's own plan. The
     # full-text index gathers every word a prefix starts into a bitmap before anything
     # else (mar*: a million entries, 150 to 350 ms at 10M), so neither the windows nor
     # gathering every match (over 5 s for "mar* smi*") are better
     return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 
-def capped_count_query(filters: Filters, limit: int) -> tuple[sql.Composed, dict]:
+def capped_count_query(
+    conn: psycopg.Connection, filters: Filters, limit: int
+) -> tuple[sql.Composed, dict] | None:
     """The statement counting a text search's matches up to ``limit`` + 1 (``counts``
-    runs it under its timeout).
+    runs it under its timeout), or None when no statement can be stopped in time.
 
-    A search of prefixes beside whole words ("mari* smith") counts the whole words' rows
-    and tests the prefixes on them: asked for the prefixes, the index gathers every word
-    they start before the first match, and a statement_timeout does not interrupt that
-    (a 10 ms count of "mari* smith" ran 50 ms at 10M); the whole words' scan stops when
-    the timeout fires. Any other search is counted as the page's filter reads."""
+    The index gathers every word a prefix starts before the first match, and a
+    statement_timeout does not interrupt that (a 10 ms count of "lawr* logi*" ran 85 ms
+    at 10M). So a search holding common prefixes is counted on its cheap terms
+    (``_index_terms``: whole words, rare prefixes), the whole search tested on their
+    rows, and a search of common prefixes only is not counted (None)."""
     rest, text = split_text(filters)
-    whole = _whole_words(text) if _has_prefix(text) else None
-    if whole is None:
+    index = _index_terms(conn, text) if _has_prefix(text) else text
+    if index is None:
+        return None
+    if index is text:
         where, params = filters.where()
         return sql.SQL("select count(*) from (select 1 from {} where {} limit {}) p").format(
             LOG, where, sql.Literal(limit + 1)
         ), params
-    where, params = Filters(rest.active + whole.active).where()
+    where, params = Filters(rest.active + index.active).where()
     match, match_params = text.where()
     # MATERIALIZED: left alone, the planner hands the prefixes to the index as well
     return sql.SQL(
