@@ -108,7 +108,8 @@ def capped_count(conn: psycopg.Connection, filters: Filters, limit: int) -> int 
     off, is off too. Settings, count and restore are three round trips in a
     savepoint: a cancelled count rolls the settings back with it."""
     if filters.get(TEXT_PARAM):
-        query = capped_count_query(conn, filters, limit)  # prefixes: text_search says why
+        # prefixes, and the words beside them: text_search says why
+        query = capped_count_query(conn, filters, limit, TEXT_COUNT_LIMIT)
         if query is None:
             return None
         capped, params = query
