@@ -38,7 +38,9 @@ allocation and peak RSS growth; the viewer process's VmHWM and VmRSS,
 /proc/<pid>/status, before and after its exports).
 
 Each case runs once to warm up, then ``--runs`` times; the table (stdout) shows the
-median and the worst of each layer per whole run (``--repeat``), side by side. Targets:
+median and the worst of each layer per whole run (``--repeat``), side by side, and the
+medians of the two parts the viewer's ``Server-Timing`` header names in each HTTP
+response (``db``: its query layer; ``render``: its template). Targets:
 every HTTP page < 50 ms, the median page < 20 ms, the CSV export over HTTP < 1 s with
 the viewer's memory flat.
 """
@@ -107,6 +109,8 @@ SERVER_ARGS = (
 )
 # the ids of the rows of a list page, in order: each row links its action twice
 ACTION_LINK = re.compile(r'href="/actions/([0-9]+)"')
+# a part of the viewer's Server-Timing header: "db;dur=2.41"
+SERVER_TIMING_PART = re.compile(r"([A-Za-z0-9_-]+);dur=([0-9]+(?:\.[0-9]+)?)")
 
 _started = time.monotonic()
 
@@ -121,6 +125,10 @@ class Timing:
 
     samples_ms: list[float] = field(default_factory=list)
     error: str | None = None
+    # HTTP only: the parts of each sample the viewer's Server-Timing header names (the
+    # query layer, the template), ms
+    db_ms: list[float] = field(default_factory=list)
+    render_ms: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
@@ -129,6 +137,14 @@ class Timing:
     @property
     def worst(self) -> float | None:
         return max(self.samples_ms) if self.samples_ms else None
+
+    @property
+    def db_median(self) -> float | None:
+        return statistics.median(self.db_ms) if self.db_ms else None
+
+    @property
+    def render_median(self) -> float | None:
+        return statistics.median(self.render_ms) if self.render_ms else None
 
 
 @dataclass
@@ -297,6 +313,8 @@ class Viewer:
         self.cookie = ""
         self.password = ""
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        # the durations of the last response's Server-Timing header, by name (ms)
+        self.server_timing: dict[str, float] = {}
 
     def request(self, method: str, path: str, body: str | None = None, headers=None):
         """(status, body, response) of one request on the persistent connection."""
@@ -315,6 +333,7 @@ class Viewer:
         cookie = response.getheader("Set-Cookie")
         if cookie:
             self.cookie = cookie.split(";", 1)[0]
+        self.server_timing = server_timing(response.getheader("Server-Timing"))
         return response.status, data, response
 
     def get(self, params: dict) -> tuple[int, bytes]:
@@ -417,6 +436,11 @@ def viewer_process(server: EmbeddedPostgresql) -> Iterator[Viewer]:
         if errors.strip():
             log(f"the viewer's stderr:\n{errors.rstrip()}")
         workdir.cleanup()
+
+
+def server_timing(header: str | None) -> dict[str, float]:
+    """``{"db": 2.41, "render": 7.9}`` from ``db;dur=2.41, render;dur=7.90`` (ms)."""
+    return {name: float(ms) for name, ms in SERVER_TIMING_PART.findall(header or "")}
 
 
 def page_ids(body: bytes) -> list[int]:
@@ -598,6 +622,16 @@ def time_http_page(
             return
         if run:
             timing.samples_ms.append(elapsed)
+            record_parts(viewer, timing)
+
+
+def record_parts(viewer: Viewer, timing: Timing) -> None:
+    """The db and render durations of the last response's Server-Timing (when it had one)."""
+    parts = getattr(viewer, "server_timing", {})
+    if "db" in parts:
+        timing.db_ms.append(parts["db"])
+    if "render" in parts:
+        timing.render_ms.append(parts["render"])
 
 
 FLOOR_CASE = "HTTP floor: GET /static/viewer.css (no database)"
@@ -706,6 +740,7 @@ def time_http_csv(
         del body, exported
         if run:
             timing.samples_ms.append(elapsed)
+            record_parts(viewer, timing)
         else:  # the warm-up export: what a first export costs the server is not growth
             # (nor, wholly, is the growth after it: each of the server's threads that
             # serves an export first grows its own glibc malloc arena; see
@@ -750,6 +785,7 @@ def whole_run(conn, viewer: Viewer, results: dict[str, Result], args, facts: dic
         q, h = result.query[-1], result.http[-1]
         log(
             f"  {case.name}: query {q.median or 0:.1f} ms, HTTP {h.median or 0:.1f} ms"
+            f" (db {ms(h.db_median)}, render {ms(h.render_median)})"
             f" {' '.join(result.errors)}"
         )
     if wanted("CSV export"):
@@ -779,6 +815,18 @@ def median_page(results: list[Result], run: int, layer: str) -> float | None:
     return statistics.median(medians) if medians else None
 
 
+def median_part(results: list[Result], run: int, part: str) -> float | None:
+    """The median over the pages of the median ``part`` (``db_median`` or
+    ``render_median``, from the Server-Timing header) of their HTTP samples in whole run
+    ``run``."""
+    values = [
+        getattr(r.http[run], part)
+        for r in results
+        if r.kind == "page" and len(r.http) > run and getattr(r.http[run], part) is not None
+    ]
+    return statistics.median(values) if values else None
+
+
 def report(results: list[Result], facts: dict) -> str:
     repeat = facts["repeat"]
     header = ["case", "rows"]
@@ -786,7 +834,12 @@ def report(results: list[Result], facts: dict) -> str:
         header.append(f"query #{run + 1}")
     for run in range(repeat):
         header.append(f"HTTP #{run + 1}")
-    header += ["target", "met", "count / note"]
+    header += ["target", "met"]
+    # the viewer's own account of each HTTP page (Server-Timing): the query layer and the
+    # template, medians; the rest of the HTTP time is Flask, waitress and the socket
+    for run in range(repeat):
+        header.append(f"db / render #{run + 1}")
+    header.append("count / note")
     lines = []
     for r in results:
         line = [r.case, "-" if r.rows is None else f"{r.rows:,}"]
@@ -797,7 +850,12 @@ def report(results: list[Result], facts: dict) -> str:
                     "ERROR" if t.error else "-" if r.skipped else f"{ms(t.median)} / {ms(t.worst)}"
                 )
         met = "-" if r.skipped else "yes" if r.met else "NO"
-        line += [f"< {r.target:g}", met, r.skipped or "; ".join(r.errors) or r.note]
+        line += [f"< {r.target:g}", met]
+        for run in range(repeat):
+            t = r.http[run] if run < len(r.http) else Timing()
+            parts = (t.db_median, t.render_median)
+            line.append("-" if parts == (None, None) else f"{ms(parts[0])} / {ms(parts[1])}")
+        line.append(r.skipped or "; ".join(r.errors) or r.note)
         lines.append(line)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
     left = (0, len(header) - 1)
@@ -825,7 +883,9 @@ def report(results: list[Result], facts: dict) -> str:
             f"run #{run + 1}: HTTP pages within {PAGE_TARGET_MS:g} ms (worst): "
             f"{within}/{len(pages)}; median page HTTP {ms(http_median)} ms "
             f"(target < {MEDIAN_PAGE_TARGET_MS:g}), "
-            f"query {ms(median_page(results, run, 'query'))} ms"
+            f"query {ms(median_page(results, run, 'query'))} ms; "
+            f"its Server-Timing: db {ms(median_part(results, run, 'db_median'))} ms, "
+            f"render {ms(median_part(results, run, 'render_median'))} ms"
         )
     indexes = ", ".join(f"{name} {size / 2**20:,.0f} MB" for name, size in facts["indexes"].items())
     out += [
@@ -839,7 +899,9 @@ def report(results: list[Result], facts: dict) -> str:
         "(parse_filters + list_page / export_csv) over a read-only audit_reader login, "
         f"statement_timeout {STATEMENT_TIMEOUT_MS} ms; HTTP: GET to the last byte, "
         f"`audit-capture viewer` (waitress, {VIEWER_THREADS} threads), signed in, "
-        "one keep-alive connection, every page's ids checked against the query layer's",
+        "one keep-alive connection, every page's ids checked against the query layer's; "
+        "db / render: medians of the viewer's Server-Timing header of the HTTP samples "
+        "(db: the query layer, render: the template; an export's is its first rows)",
         f"{sum(r.met for r in results)}/{sum(not r.skipped for r in results)} cases within "
         "target in every run (met: no error and HTTP worst < target)"
         + "".join(f"; skipped: {r.case}" for r in results if r.skipped),

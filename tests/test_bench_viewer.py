@@ -40,7 +40,7 @@ def test_the_bench_runs_over_http_and_at_the_query_layer_side_by_side(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     table = done.stdout.splitlines()
     header = table[0].split()
-    for column in ("query #1", "HTTP #1"):
+    for column in ("query #1", "HTTP #1", "db / render #1"):
         assert column in table[0], table[0]
     assert header[0] == "case"
     cases = {cells[0]: cells for cells in (re.split(r"\s{2,}", line) for line in table[2:])}
@@ -66,6 +66,15 @@ def test_the_bench_runs_over_http_and_at_the_query_layer_side_by_side(tmp_path):
     # a few pages really have rows (an empty log would compare equal too)
     assert cases["no filter"][1] == "50", cases["no filter"]
     assert cases["_size=200 (no filter)"][1] == "200", cases["_size=200 (no filter)"]
+    # each HTTP page's Server-Timing, its query layer and template: "0.9 / 3.2"
+    columns = re.split(r"\s{2,}", table[0])
+    parts = cases["no filter"][columns.index("db / render #1")]
+    assert re.fullmatch(r"[0-9]+\.[0-9] / [0-9]+\.[0-9]", parts), cases["no filter"]
+    assert (
+        cases["HTTP floor: GET /static/viewer.css (no database)"][columns.index("db / render #1")]
+        == "-"
+    )
+    assert re.search(r"its Server-Timing: db [0-9.]+ ms, render [0-9.]+ ms", done.stdout)
     assert results.exists()
 
 
@@ -77,7 +86,10 @@ def test_whole_runs_are_reported_side_by_side():
             "no filter",
             "page",
             query=[viewer_speed.Timing([1.0, 2.0]), viewer_speed.Timing([1.5, 9.0])],
-            http=[viewer_speed.Timing(runs[0]), viewer_speed.Timing(runs[1])],
+            http=[
+                viewer_speed.Timing(runs[0], db_ms=[1.0, 3.0], render_ms=[2.0, 4.0]),
+                viewer_speed.Timing(runs[1]),
+            ],
             rows=50,
         )
     ]
@@ -97,6 +109,13 @@ def test_whole_runs_are_reported_side_by_side():
     assert row[:6] == ["no filter", "50", "1.5 / 2.0", "5.2 / 9.0", "6.0 / 7.0", "45.0 / 60.0"]
     # the second run's worst page is over 50 ms: the case is not met
     assert row[7] == "NO"
+    # then each run's db / render medians (Server-Timing), "-" where the viewer sent none
+    assert header[8:11] == ["db / render #1", "db / render #2", "count / note"]
+    assert row[8:10] == ["2.0 / 3.0", "-"]
+    assert (
+        "median page HTTP 6.0 ms (target < 20), query 1.5 ms; "
+        "its Server-Timing: db 2.0 ms, render 3.0 ms" in text
+    )
     assert "run #1: HTTP pages within 50 ms (worst): 1/1; median page HTTP 6.0 ms" in text
     assert "run #2: HTTP pages within 50 ms (worst): 0/1; median page HTTP 45.0 ms" in text
 

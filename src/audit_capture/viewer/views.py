@@ -3,13 +3,21 @@
 The URL is the API: the list's filters, cursor and page size are query parameters
 (``audit_capture.viewer.filters``), so a filtered view is a link one can send, and an
 export is the same URL plus ``_format=csv`` or ``_format=json``.
+
+Each page says where its time went in a ``Server-Timing`` header (the browser's
+developer tools show it beside the request): ``db``, the query layer (the pool's
+connection, parsing the filters, the queries and their counts, the filter options),
+and ``render``, the template. An export's response has ``db`` (its first rows, read
+before the response starts). An error page has neither.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 import psycopg
@@ -17,7 +25,9 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     jsonify,
+    make_response,
     redirect,
     render_template,
     request,
@@ -62,26 +72,27 @@ def actions():
     size = filter_args.page_size(raw_size) if raw_size else settings.page_size
     cursor = request.args.get("_cursor") or None
 
-    conn = db.get_conn()
-    options = db.filter_options(conn)
-    try:
-        filters = parse_filters(request.args, settings.zone, options=options)
-    except BadRequest:  # or a value newer than the cached options: read them, try again
-        options = db.filter_options(conn, refresh=True)
-        filters = parse_filters(request.args, settings.zone, options=options)
-    page = list_page(conn, filters, cursor=cursor, direction=direction, size=size)
-    actor_text = ""
-    chosen = filters.get(ACTOR_PARAM)
-    if chosen is not None:
-        actor = describe(conn, chosen.value)
-        if actor is not None:  # the sentence names the actor: "Actor is Maria Smith (Admin)"
-            filters = filters.shown_as(ACTOR_PARAM, actor.shown, f" ({actor.kind})")
-        actor_text = actor.shown if actor is not None else chosen.value
+    with querying():
+        conn = db.get_conn()
+        options = db.filter_options(conn)
+        try:
+            filters = parse_filters(request.args, settings.zone, options=options)
+        except BadRequest:  # or a value newer than the cached options: read them, try again
+            options = db.filter_options(conn, refresh=True)
+            filters = parse_filters(request.args, settings.zone, options=options)
+        page = list_page(conn, filters, cursor=cursor, direction=direction, size=size)
+        actor_text = ""
+        chosen = filters.get(ACTOR_PARAM)
+        if chosen is not None:
+            actor = describe(conn, chosen.value)
+            if actor is not None:  # the sentence names the actor: "Actor is Maria Smith (Admin)"
+                filters = filters.shown_as(ACTOR_PARAM, actor.shown, f" ({actor.kind})")
+            actor_text = actor.shown if actor is not None else chosen.value
 
     base = dict(filters.query_args())
     if size != settings.page_size:
         base["_size"] = str(size)
-    return render_template(
+    return timed_page(
         "audit_viewer/actions.html",
         page=page,
         filters=filters,
@@ -124,16 +135,17 @@ def choose_actor(typed: str):
         return redirect(list_url(args))  # the field was cleared: every actor
     if ACTOR_KEY.fullmatch(text):
         return redirect(list_url(args, actor=text))  # a filter value, as in a URL
-    conn = db.get_conn()
-    if current:
-        actor = describe(conn, current)
-        if text == (actor.shown if actor is not None else current):
-            return redirect(list_url(args, actor=current))  # the field was left as shown
-    matches = actor_directory(conn).find(search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
+    with querying():
+        conn = db.get_conn()
+        if current:
+            actor = describe(conn, current)
+            if text == (actor.shown if actor is not None else current):
+                return redirect(list_url(args, actor=current))  # the field was left as shown
+        matches = actor_directory(conn).find(search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
     one = matches.chosen()
     if one is not None:
         return redirect(list_url(args, actor=one.key))
-    return render_template(
+    return timed_page(
         "audit_viewer/actor_choice.html",
         typed=text,
         matches=matches,
@@ -198,6 +210,7 @@ def export(filters: Filters, export_format: str) -> Response:
     if export_format not in EXPORTS:
         raise BadRequest(f"_format is {export_format!r}; expected csv or json")
     produce, mimetype, extension = EXPORTS[export_format]
+    started = perf_counter()
     viewer_db = db.current_db()
     conn = viewer_db.getconn()
     release = db.releaser(viewer_db, conn)
@@ -208,12 +221,16 @@ def export(filters: Filters, export_format: str) -> Response:
     except BaseException:
         release()
         raise
+    db_ms = (perf_counter() - started) * 1000
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     filename = f"audit-actions_{filters.slug()}_{stamp}.{extension}"
     response = Response(
         _stream(release, first, chunks),
         mimetype=mimetype,
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            SERVER_TIMING: server_timing(db=db_ms),
+        },
     )
     # a stream never started (the server failed before iterating) is given back here too
     response.call_on_close(release)
@@ -250,15 +267,16 @@ def action(action_id: str):
         abort(404, description=f"There is no action {number}.")
     after = item_offset(request.args.get("items_after"))
 
-    conn = db.get_conn()
-    found = get_action(conn, number)
-    if found is None:
-        abort(404, description=f"There is no action {number}.")
-    items = items_page(conn, number, after=after, size=ITEMS_PAGE_SIZE)
+    with querying():
+        conn = db.get_conn()
+        found = get_action(conn, number)
+        if found is None:
+            abort(404, description=f"There is no action {number}.")
+        items = items_page(conn, number, after=after, size=ITEMS_PAGE_SIZE)
     if after and not items.items:
         # the log is append-only, so only an edited link gets here
         raise BadRequest(past_the_last_item(after, found.row_count))
-    return render_template(
+    return timed_page(
         "audit_viewer/action.html",
         action=found,
         changes=change_rows(found),
@@ -272,6 +290,37 @@ def action(action_id: str):
             ".action", action_id=number, items_after=items.prev_after or None, _anchor="items"
         ),
     )
+
+
+SERVER_TIMING = "Server-Timing"
+#: the milliseconds this request has spent in the query layer so far (``querying``)
+DB_MS = "audit_viewer_db_ms"
+
+
+@contextmanager
+def querying() -> Iterator[None]:
+    """Counts the time spent inside towards the page's ``db`` duration."""
+    started = perf_counter()
+    try:
+        yield
+    finally:
+        setattr(g, DB_MS, g.get(DB_MS, 0.0) + (perf_counter() - started) * 1000)
+
+
+def timed_page(template: str, **values: Any) -> Response:
+    """The page ``template`` renders with ``values``, with a ``Server-Timing`` header: the
+    time spent in the query layer (``querying``) and in the template."""
+    started = perf_counter()
+    html = render_template(template, **values)
+    render_ms = (perf_counter() - started) * 1000
+    response = make_response(html)
+    response.headers[SERVER_TIMING] = server_timing(db=g.get(DB_MS, 0.0), render=render_ms)
+    return response
+
+
+def server_timing(**durations_ms: float) -> str:
+    """``db;dur=2.41, render;dur=7.90``: each duration in milliseconds."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in durations_ms.items())
 
 
 def past_the_last_item(after: int, row_count: int) -> str:
