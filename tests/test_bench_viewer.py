@@ -165,3 +165,23 @@ def test_too_few_rows_is_refused_naming_the_value(rows):
     done = run_bench("--rows", rows)
     assert done.returncode == 2
     assert "--rows" in done.stderr and rows in done.stderr, done.stderr
+
+
+def test_the_render_bench_runs_and_reads_the_pages_server_timing():
+    """bench/viewer_render.py: the list page in process at 50 and 200 rows, its total,
+    db and render medians (Server-Timing) and its bytes; no timing asserted."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH.parent / "viewer_render.py"), "--rows", "1000", "--runs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["page", "rows", "total", "ms", "db", "ms", "render", "ms", "bytes"]
+    for line, size in zip(lines[1:3], ("50", "200"), strict=True):
+        cells = line.split()
+        assert cells[0] == f"_size={size}" and cells[1] == size, line
+        assert all(re.fullmatch(r"[0-9]+\.[0-9]{2}", cell) for cell in cells[2:5]), line
+        assert re.fullmatch(r"[0-9,]+", cells[5]), line

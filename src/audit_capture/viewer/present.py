@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,52 +25,50 @@ from markupsafe import Markup, escape
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer.counts import Count
 from audit_capture.viewer.filters import DATABASE_SOURCE
-from audit_capture.viewer.rows import REDACTED
+from audit_capture.viewer.rows import REDACTED, LogRow
 
 
-def _label(enum, value: str | None, default: str = "") -> str:
+def _labels(enum) -> dict[str, str]:
+    return {member.value: member.label for member in enum}
+
+
+# looked up for every row of a page: a dict, not the enum's lookup and its ValueError
+_ACTION_TYPE_LABELS = _labels(ActionType)
+_ACTOR_TYPE_LABELS = _labels(ActorType)
+_SOURCE_LABELS = _labels(Source)
+
+
+def _label(labels: dict[str, str], value: str | None, default: str = "") -> str:
     if value is None:
         return default
-    try:
-        return enum(value).label
-    except ValueError:
-        return str(value)
+    label = labels.get(value)
+    return label if label is not None else str(value)
 
 
 def source_label(source: str | None) -> str:
     """ "Web", "API", "AI", "Mobile App"; "Database" where no source was set."""
-    return _label(Source, source, default="Database")
+    return _label(_SOURCE_LABELS, source, default="Database")
 
 
 def source_key(source: str | None) -> str:
     """A CSS-safe key for the source badge."""
-    return (
-        source if source is not None and source in Source.__members__.values() else DATABASE_SOURCE
-    )
+    return source if source in _SOURCE_LABELS else DATABASE_SOURCE
 
 
 def actor_type_label(actor_type: str | None) -> str:
-    return _label(ActorType, actor_type, default="Unknown")
+    return _label(_ACTOR_TYPE_LABELS, actor_type, default="Unknown")
 
 
 def actor_type_key(actor_type: str | None) -> str:
-    return (
-        actor_type
-        if actor_type is not None and actor_type in ActorType.__members__.values()
-        else "unknown"
-    )
+    return actor_type if actor_type in _ACTOR_TYPE_LABELS else "unknown"
 
 
 def action_type_label(action_type: str | None) -> str:
-    return _label(ActionType, action_type)
+    return _label(_ACTION_TYPE_LABELS, action_type)
 
 
 def action_type_key(action_type: str | None) -> str:
-    return (
-        action_type
-        if action_type is not None and action_type in ActionType.__members__.values()
-        else "other"
-    )
+    return action_type if action_type in _ACTION_TYPE_LABELS else "other"
 
 
 def resource_type_label(resource_type: str | None) -> str:
@@ -196,6 +196,8 @@ def user_text(value: Any) -> Markup:
     if value is None:
         return Markup("")
     text = str(value)
+    if HIDDEN_CHARACTERS.search(text) is None:  # most text: escaped once, no parts
+        return Markup(f"<bdi>{escape(text)}</bdi>")
     parts: list[Markup] = []
     last = 0
     for match in HIDDEN_CHARACTERS.finditer(text):
@@ -256,6 +258,97 @@ def count_text(count: Count) -> str:
     return "No actions" if n == 0 else plural(n, "action")
 
 
+@dataclass(slots=True)
+class ListRow:
+    """A line of the Single Actions table as the page shows it: every text ready, so
+    the template does no per-row work but output. ``Markup`` fields went through
+    ``user_text`` (escaped, isolated); ``str`` fields are escaped by the template."""
+
+    id: int
+    type_key: str  # CSS class of the action type's dot
+    type_label: str  # "Status Change"
+    action: Markup  # the action's label
+    actor: Markup  # the actor's name, else id, else "Unknown"
+    actor_key: str  # CSS class and icon of the actor type's badge
+    actor_label: str  # "Admin"
+    iso: str  # the exact instant (<time datetime>, its hover)
+    date: str  # "26 Nov 2026", in the viewer's zone
+    time: str  # "14:05:09", in the viewer's zone
+    source_key: str  # CSS class and icon of the source's badge
+    source_label: str  # "Mobile App", "Database"
+    resource: Markup | str  # the resource link's text: its label, "60 rows", "View details"
+    resource_detail: Markup  # "Clients · #12 · 60 rows"
+
+
+def list_rows(
+    rows: Iterable[LogRow], zone: ZoneInfo, resource_labels: Mapping[str, str]
+) -> list[ListRow]:
+    """The Single Actions table's lines (``ListRow``) for ``rows``, their times in
+    ``zone``, each resource type named by ``resource_labels`` (else by itself).
+
+    The same text as the helpers above give one value at a time (``user_text``,
+    ``date_text``, ``action_type_label``...), each computed once per distinct value of
+    the page: a page repeats a few labels, names, resource types and days."""
+    texts: dict[str, Markup] = {}
+    days: dict[date, str] = {}
+    kinds: dict[str, Markup] = {}
+
+    def text(value: str) -> Markup:
+        shown = texts.get(value)
+        if shown is None:
+            shown = texts[value] = user_text(value)
+        return shown
+
+    lines = []
+    for row in rows:
+        moment = row.occurred_at.astimezone(zone)
+        day = days.get(moment.date())
+        if day is None:
+            day = days[moment.date()] = date_text(moment, zone)
+        many = row.row_count > 1
+        # "Clients · #12 · 60 rows": built as text from escaped parts (user_text's
+        # markup, the separators, a number), marked safe once
+        detail: str = ""
+        if row.resource_type:
+            detail = kinds.get(row.resource_type) or kinds.setdefault(
+                row.resource_type,
+                user_text(resource_labels.get(row.resource_type, row.resource_type)),
+            )
+        if row.resource_id:
+            detail = f"{detail} · #{user_text(row.resource_id)}"
+        if many and row.resource_label:
+            detail = f"{detail} · {escape(plural(row.row_count, 'row'))}"
+        lines.append(
+            ListRow(
+                id=row.id,
+                type_key=action_type_key(row.action_type),
+                type_label=action_type_label(row.action_type),
+                action=text(row.action),
+                actor=text(row.actor_name or row.actor_id or "Unknown"),
+                actor_key=actor_type_key(row.actor_type),
+                actor_label=actor_type_label(row.actor_type),
+                iso=row.occurred_at.isoformat(),
+                date=day,
+                time=f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}",
+                source_key=source_key(row.source),
+                source_label=source_label(row.source),
+                resource=text(row.resource_label)
+                if row.resource_label
+                else plural(row.row_count, "row")
+                if many
+                else "View details",
+                resource_detail=Markup(detail),
+            )
+        )
+    return lines
+
+
+def row_icons(rows: Iterable[ListRow]) -> list[str]:
+    """The icons of the badges of ``rows`` (their keys), each once: the list draws
+    them once above its table, and each row's badge refers to its own."""
+    return sorted({r.actor_key for r in rows} | {r.source_key for r in rows})
+
+
 HELPERS = {
     "source_label": source_label,
     "source_key": source_key,
@@ -278,4 +371,6 @@ HELPERS = {
     "visible": visible,
     "isolated": isolated,
     "filter_phrase": filter_phrase,
+    "list_rows": list_rows,
+    "row_icons": row_icons,
 }

@@ -95,6 +95,8 @@ def actions():
     return timed_page(
         "audit_viewer/actions.html",
         page=page,
+        # an action's page is this plus its id: url_for costs ~10 us, twice a row
+        action_url=url_for(".action", action_id="0").removesuffix("0"),
         filters=filters,
         options=options,
         resource_labels=dict(options.resources),
