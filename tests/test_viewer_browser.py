@@ -258,3 +258,27 @@ def test_the_actor_field_suggests_and_the_keyboard_chooses(page, viewer_url):
     page.locator("#f-actor-list").wait_for(state="hidden")
     assert field.get_attribute("aria-expanded") == "false"
     assert errors == []  # no CSP violation, no script error
+
+
+def test_every_row_badge_draws_its_icon_under_the_csp(page, viewer_url):
+    """The list draws each badge icon once and every row refers to it (<use>): under
+    the viewer's Content-Security-Policy each reference finds its drawing, drawn at
+    the badge's icon size as inline icons were, and nothing is refused."""
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+    sign_in(page, viewer_url)
+    icons = page.locator("table.log tbody .badge svg")
+    assert icons.count() == 2 * page.locator("table.log tbody tr").count() > 40
+    drawn = page.evaluate(
+        """() => Array.from(document.querySelectorAll("table.log tbody .badge svg use"),
+            use => {
+              const symbol = document.querySelector(use.getAttribute("href"));
+              const box = use.getBBox();  // the drawing's own extent: empty if unresolved
+              return [use.getAttribute("href"), symbol && symbol.tagName, box.width > 0,
+                      use.closest("svg").getBoundingClientRect().width];
+            })"""
+    )
+    assert drawn and all(symbol == "symbol" and has_box for _, symbol, has_box, _ in drawn), drawn
+    # the size .badge svg gives (12 px), as the inline icons had
+    assert {round(width) for *_, width in drawn} == {12}
+    assert not refused, refused
