@@ -30,10 +30,10 @@ The whole table is never counted. The rule (what an admin reads, ``present.count
 4. **Slow to count: a lower bound.** The probe runs under a local statement_timeout
    of ``COUNT_PROBE_MS`` (10 ms; never above the viewer's own): a filter whose
    matches are slow to find (common words with another filter: the text index still
-   gathers them all; a busy actor with a source they never use, which the planner
-   thinks common and walks the whole log for) is cancelled and shows "at least N
-   actions", N the rows the page itself already found. The page pays at most 10 ms
-   (twice that when the second count of rule 2 is cancelled too).
+   gathers them all; a busy actor with an action type they rarely do: the bitmaps of
+   the actor's and the type's entries, ANDed, 28 ms at 1M) is cancelled and shows
+   "at least N actions", N the rows the page itself already found. The page pays at
+   most 10 ms (twice that when the second count of rule 2 is cancelled too).
 
 Filters made of low-cardinality columns only are counted by the kind probe, which the
 page runs anyway (exact up to ``KIND_PROBE_LIMIT``, the same 1,000; past it, rule 2
@@ -104,9 +104,10 @@ def capped_count(conn: psycopg.Connection, filters: Filters, limit: int) -> int 
     table for a common value (a busy actor: 1,001 of its rows in 7 ms at 1M actions,
     where its index-only scan takes 0.3 ms), and walk all of it for a combination it
     thinks common but is rare (a busy actor with a source they never use: 700 ms,
-    where their index entries take 70). JIT, which the disabled scan's cost would set
-    off, is off too. Settings, count and restore are three round trips in a
-    savepoint: a cancelled count rolls the settings back with it."""
+    where action_log_actor_source_idx, actor and source its keys, takes one seek).
+    JIT, which the disabled scan's cost would set off, is off too. Settings, count
+    and restore are three round trips in a savepoint: a cancelled count rolls the
+    settings back with it."""
     if filters.get(TEXT_PARAM):
         # prefixes, and the words beside them: text_search says why
         query = capped_count_query(conn, filters, limit, TEXT_COUNT_LIMIT)

@@ -9,9 +9,16 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
 * **No full count**: up to 1,001 matches are counted, past that the planner estimates
   (``counts``).
 * **Text search is steered** (``text_search``).
-* **Rare combinations of low-cardinality filters are probed** (``kind_probe``). An actor
-  with a source (a busy admin + a source they never use) takes the page's ids from
-  action_log_actor_idx alone, which INCLUDEs source, and then those rows by id.
+* **Rare combinations of low-cardinality filters are probed** (``kind_probe``).
+* **An actor is read per source** (``rows.actor_branches``). action_log_actor_source_idx
+  (actor_id, source, occurred_at desc, id desc) holds an actor's rows in page order
+  for each source: an actor with a source is one seek (a busy admin with a source they
+  never use finds none at once), an actor alone is one seek per source value (web,
+  api, ai, mobile, none), the branches' ordered reads merged in page order in the same
+  statement (Merge Append; nothing sorted but a branch's own ``limit`` rows). Filters
+  the index answers alone (actor, source, dates) take the page's ids from it alone
+  (index-only, so no plan walks the time index instead), then those rows by id.
+  With a text search, ``text_search`` reads each branch and they are merged here.
 * **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
   a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
 
@@ -22,6 +29,8 @@ only its own savepoint).
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,15 +54,20 @@ from audit_capture.viewer.kind_probe import KIND_PROBE_LIMIT, kind_probe, rare_r
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
+    SOURCE_PARAM,
     LogRow,
+    actor_branches,
+    actor_order,
     column_list,
     keyset_condition,
+    merged,
+    one_row,
     order_by,
     planned_rows,
 )
 from audit_capture.viewer.text_search import text_rows
 
-#: the filters action_log_actor_idx answers alone (its keys, and source INCLUDEd)
+#: the filters action_log_actor_source_idx answers alone (its keys)
 ACTOR_SOURCE_PARAMS = (ACTOR_PARAM, "source", "from", "to")
 
 
@@ -81,7 +95,6 @@ def fetch_rows(
     ``probe``: ``kind_probe(conn, filters)``, when the caller has it already."""
     keyset, keyset_params = keyset_condition(position, direction)
     cur = conn.cursor(row_factory=class_row(LogRow))
-    actor = filters.get(ACTOR_PARAM)
     if probe is None:
         probe = kind_probe(conn, filters)
     if probe is not None:  # low-cardinality filters, probed on action_log_kind_idx
@@ -92,32 +105,90 @@ def fetch_rows(
             # (the time walk would pass nearly every row of the log to find them)
             return rare_rows(conn, filters, position, direction, limit)
         # common: the time walk below finds a page's rows within a few thousand entries
-    if (
-        actor is not None
-        and actor.value.startswith("id:")
-        and filters.get("source")
-        and all(a.param in ACTOR_SOURCE_PARAMS for a in filters.active)
-    ):
-        # an actor and a source: the page's ids from action_log_actor_idx alone (it
-        # INCLUDEs source: an index-only scan tests it without a heap fetch for each of
-        # the actor's rows, which a source they never use would take), then those rows
-        where, params = filters.where()
+    branches = actor_branches(filters)
+    if filters.get(TEXT_PARAM):
+        if branches is None or len(branches) == 1:
+            return text_rows(conn, cur, filters, position, direction, limit)
+        # a text search of an actor without source: each source's rows from text_search
+        # (the actor and the source among its other filters), merged in page order
+        pages = [
+            text_rows(conn, cur, b, position, direction, limit)
+            for b in _used_branches(conn, branches)
+        ]
+        merge = heapq.merge(
+            *pages, key=lambda r: (r.occurred_at, r.id), reverse=direction == "next"
+        )
+        return list(itertools.islice(merge, limit))
+    if branches is not None:
+        query, params = actor_query(branches, keyset, keyset_params, direction, limit)
+        return cur.execute(query, params, prepare=False).fetchall()
+    return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
+
+
+def _used_branches(conn: psycopg.Connection, branches: list[Filters]) -> list[Filters]:
+    """The branches of an actor (``rows.actor_branches``) whose source the actor has
+    used: one seek into action_log_actor_source_idx each, in one round trip. A text
+    search reads each branch in several statements; most actors use one or two
+    sources."""
+    tests, params = [], {}
+    for branch in branches:
+        where, branch_params = Filters(
+            tuple(a for a in branch.active if a.param in (ACTOR_PARAM, SOURCE_PARAM))
+        ).where()
+        params.update(branch_params)
+        tests.append(
+            sql.SQL("exists(select from {log} where {where})").format(log=LOG, where=where)
+        )
+    query = sql.SQL("select array[{}]").format(sql.SQL(", ").join(tests))
+    used = one_row(conn.execute(query, params, prepare=False))[0]
+    return [branch for branch, is_used in zip(branches, used, strict=True) if is_used]
+
+
+def actor_query(
+    branches: list[Filters],
+    keyset: sql.Composable,
+    keyset_params: dict,
+    direction: str,
+    limit: int,
+) -> tuple[sql.Composed, dict]:
+    """The statement of up to ``limit`` rows of an actor with an id, and its parameters:
+    each branch's (``rows.actor_branches``) first ``limit`` rows along
+    action_log_actor_source_idx, merged in page order, in one statement. When the index
+    answers every filter alone, the branches read ids (index-only), and the page's rows
+    are fetched by id: the planner then never prefers a walk of the time index for a
+    combination it thinks common (a busy admin and a source they never use: every row
+    of the log passed for none)."""
+    ids_only = all(a.param in ACTOR_SOURCE_PARAMS for a in branches[0].active)
+    columns = sql.SQL("occurred_at, id") if ids_only else column_list(LIST_COLUMNS)
+    params = dict(keyset_params)
+    selects = []
+    for branch in branches:
+        where, branch_params = branch.where()
+        params.update(branch_params)  # the same names and values in every branch
+        selects.append(
+            sql.SQL(
+                "select {cols} from {log} where {where} and {keyset} order by {order} limit {limit}"
+            ).format(
+                cols=columns,
+                log=LOG,
+                where=where,
+                keyset=keyset,
+                order=actor_order(direction),
+                limit=sql.Literal(limit),
+            )
+        )
+    if ids_only:
         query = sql.SQL(
-            "select {cols} from {log} where id = any(array(select id from {log}"
-            " where {where} and {keyset} order by {order} limit {limit}))"
-            " order by {order}"
+            "select {cols} from {log} where id = any(array({ids})) order by {order}"
         ).format(
             cols=column_list(LIST_COLUMNS),
             log=LOG,
-            where=where,
-            keyset=keyset,
+            ids=merged(selects, sql.SQL("id"), order_by(direction), limit),
             order=order_by(direction),
-            limit=sql.Literal(limit),
         )
-        return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
-    if filters.get(TEXT_PARAM):
-        return text_rows(conn, cur, filters, position, direction, limit)
-    return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
+    else:
+        query = merged(selects, column_list(LIST_COLUMNS), order_by(direction), limit)
+    return query, params
 
 
 def list_page(

@@ -5,23 +5,38 @@ Every page read orders rows newest first by (occurred_at DESC, id DESC), the ord
 log's time index and of each composite index (column, occurred_at DESC, id DESC), and
 starts after a keyset position (``keyset_condition``), never at an OFFSET.
 
+An actor filter (``actor=id:X``) without a source filter reads one branch per source
+(``actor_branches``): action_log_actor_source_idx keys each actor's rows by (source,
+time), so only an actor AND a source are in page order in it; the branches' ordered
+reads are merged in page order (``merged``, a Merge Append).
+
 Statements are not prepared (``prepare=False``): a generic plan, chosen once for all
 values, is exactly what fails on a skewed log (a rare actor planned like a common one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
 
 from audit_capture.viewer import cursor as cursors
-from audit_capture.viewer.filters import Filters
+from audit_capture.viewer.filters import (
+    ACTOR_PARAM,
+    FILTER_PARAMS,
+    FILTERS,
+    SOURCE_CHOICES,
+    Filters,
+    ParseContext,
+)
 
 LOG = sql.Identifier("audit", "action_log")
+SOURCE_PARAM = "source"
 #: What the log holds in place of a value of a redacted column (triggers write it).
 REDACTED = "[redacted]"
 
@@ -121,3 +136,70 @@ def planned_rows(
         limit=sql.Literal(limit),
     )
     return cur.execute(query, {**params, **keyset_params}, prepare=False).fetchall()
+
+
+def actor_branches(filters: Filters) -> list[Filters] | None:
+    """The reads of an actor with an id, each in page order on action_log_actor_source_idx
+    (actor_id, source, occurred_at desc, id desc): with a source filter, the filters
+    themselves; without, these filters once per source value (``SOURCE_CHOICES``: the
+    vocabulary of audit.sources() and ``database``, a row without source). None for
+    filters without ``actor=id:`` (one read in page order, on another index).
+
+    The branches' matches are disjoint and together exactly the filters' matches (every
+    row has one of the sources or none: the log's CHECK), so the first ``limit`` rows
+    of their merge in page order are the page. Each branch's source condition is a
+    literal of the closed vocabulary, so that branches composed into ONE statement
+    (``merged``) share the filters' parameters without a clash. Read each branch in
+    ``actor_order``."""
+    actor = filters.get(ACTOR_PARAM)
+    if actor is None or not actor.value.startswith("id:"):
+        return None
+    if filters.get(SOURCE_PARAM):
+        return [filters]
+    source_def = next(f for f in FILTERS if f.param == SOURCE_PARAM)
+    context = ParseContext(tz=ZoneInfo("UTC"))  # a source's condition has no time in it
+    branches = []
+    for value in SOURCE_CHOICES:
+        source = source_def.parse(source_def, value, context)
+        if source.params:  # source = %(f_source)s: the value itself, quoted
+            (bound,) = source.params.values()
+            source = replace(
+                source, condition=sql.SQL("source = {}").format(sql.Literal(bound)), params={}
+            )
+        active = sorted((*filters.active, source), key=lambda a: FILTER_PARAMS.index(a.param))
+        branches.append(Filters(tuple(active)))
+    return branches
+
+
+def actor_order(direction: str) -> sql.Composable:
+    """The page order of one of ``actor_branches``: ``order_by`` led by source, which
+    is one value in a branch (so the order is the same), and the index's second key.
+    For ``source is null`` (``database``) it is what makes the index's order usable:
+    PostgreSQL takes ``source = 'web'`` as a constant that leaves (occurred_at, id) in
+    order, but not ``source is null``, and would sort every one of the actor's rows
+    without source (a system actor's hundreds of thousands)."""
+    return sql.SQL(
+        "source, occurred_at desc, id desc"
+        if direction == "next"
+        else "source desc, occurred_at, id"
+    )
+
+
+def merged(
+    branches: Sequence[sql.Composable],
+    columns: sql.Composable,
+    order: sql.Composable,
+    limit: int,
+) -> sql.Composed:
+    """``select columns`` of the rows of the ``branches`` (each a complete SELECT of
+    rows of the log in ``order``, each perhaps with its own LIMIT), merged in ``order``:
+    ``select columns from ((b1) union all (b2) ...) action_log order by order limit``.
+    The planner merges the branches' ordered outputs (Merge Append: nothing sorted,
+    nothing read past the rows taken). The merged rows are named ``action_log``, so
+    ``columns`` and ``order`` may name the log's columns as a query of the log does."""
+    return sql.SQL("select {} from ({}) action_log order by {} limit {}").format(
+        columns,
+        sql.SQL(" union all ").join(sql.SQL("({})").format(b) for b in branches),
+        order,
+        sql.Literal(limit),
+    )

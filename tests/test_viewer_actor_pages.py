@@ -1,0 +1,361 @@
+"""An actor's pages on action_log_actor_source_idx (actor_id, source, occurred_at desc,
+id desc): an actor alone is read per source and merged in page order, an actor with a
+source is one seek. Against a real PostgreSQL: every page equals plain SQL's
+``order by occurred_at desc, id desc``, forward and back across the sources, with other
+filters; the plans read the actor index in order and sort no more than a page; hostile
+actor values."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from audit_capture.enums import Source
+from audit_capture.viewer.actor_search import describe
+from audit_capture.viewer.export import export_csv
+from audit_capture.viewer.filters import SOURCE_CHOICES, parse_filters
+from audit_capture.viewer.pages import fetch_rows, list_page
+from audit_capture.viewer.rows import actor_branches
+
+UTC = ZoneInfo("UTC")
+T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+# the sources of the mixed actor, in the order its rows take them (None: no context)
+MIXED_SOURCES = ["web", "api", None, "ai", "mobile", "web", None, "api"]
+BUSY_ROWS = 10_000  # the busy actor's rows, 2,000 per source value
+# an actor id a hostile URL may hold: quotes, LIKE's wildcards, a backslash, non-Latin
+HOSTILE = "o'brien%_\\ü—李\"; drop table audit.action_log; --"
+
+
+def insert(conn, rows: list[dict]) -> None:
+    """Actions straight into the log (as the superuser: an actor without source too)."""
+    defaults = {
+        "action_type": "update",
+        "resource_type": "client",
+        "resource_label": "Ann Lee",
+        "actor_type": "admin",
+        "db_user": "crm_app",
+        "transaction_id": 1,
+    }
+    for row in rows:
+        values = {**defaults, **row}
+        conn.execute(
+            sql.SQL("insert into audit.action_log ({}) values ({})").format(
+                sql.SQL(", ").join(map(sql.Identifier, values)),
+                sql.SQL(", ").join(sql.Placeholder() * len(values)),
+            ),
+            list(values.values()),
+        )
+
+
+@pytest.fixture
+def actor_log(conn):
+    """``mixed``: 64 actions over all four sources and none, interleaved, two at each
+    instant (so pages meet inside a tie and across sources), half "Client updated"
+    (update), half "Campaign sent" (send), over eight days; ``busy``: 10,000 actions,
+    2,000 per source value; ``gone``: 30 old actions (web and none); 3,000 actions of
+    others; the hostile actor: 6 actions (web and none). Analyzed."""
+    mixed = []
+    for i in range(64):
+        update = i % 2 == 0
+        mixed.append(
+            {
+                "occurred_at": T0 - timedelta(hours=6 * (i // 2)),
+                "action": "Client updated" if update else "Campaign sent",
+                "action_type": "update" if update else "send",
+                "actor_id": "mixed",
+                "actor_name": "Mia Mixed",
+                "source": MIXED_SOURCES[(i * 3) % len(MIXED_SOURCES)],
+            }
+        )
+    insert(conn, mixed)
+    insert(
+        conn,
+        [
+            {
+                "occurred_at": T0 - timedelta(days=800, hours=i),
+                "action": "Client updated",
+                "actor_id": "gone",
+                "actor_name": "Gus Gone",
+                "source": "web" if i % 3 else None,
+            }
+            for i in range(30)
+        ]
+        + [
+            {
+                "occurred_at": T0 - timedelta(minutes=7 * i),
+                "action": "Client updated",
+                "actor_id": HOSTILE,
+                "actor_name": "Odd Name",
+                "source": "web" if i % 2 else None,
+            }
+            for i in range(6)
+        ],
+    )
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
+        " actor_id, actor_name, actor_type, db_user, transaction_id, source)"
+        " select %(t0)s - g * interval '37 seconds', 'Client updated', 'update', 'client',"
+        " 'busy', 'Bea Busy', 'admin', 'crm_app', 1,"
+        " (array['web', 'api', 'ai', 'mobile', null])[1 + g %% 5]"
+        " from generate_series(1, %(busy)s) g"
+        " union all"
+        " select %(t0)s - g * interval '11 seconds', 'Client updated', 'update', 'client',"
+        " 'other-' || g %% 30, 'Olga Other', 'admin', 'crm_app', 1, 'web'"
+        " from generate_series(1, 3000) g",
+        {"t0": T0, "busy": BUSY_ROWS},
+    )
+    conn.commit()
+    conn.execute("analyze audit.action_log")
+    conn.commit()
+
+
+def plain_ids(conn, where: str, params=(), direction: str = "next") -> list[int]:
+    order = "occurred_at desc, id desc" if direction == "next" else "occurred_at, id"
+    return [
+        r[0]
+        for r in conn.execute(
+            f"select id from audit.action_log where {where} order by {order}", params
+        )
+    ]
+
+
+def ids(page) -> list[int]:
+    return [r.id for r in page.rows]
+
+
+# plain SQL of each filter set, beside the mixed actor
+FILTER_CASES = [
+    ({}, "true"),
+    ({"action_type": "send"}, "action_type = 'send'"),
+    ({"q": "campaign"}, "action = 'Campaign sent'"),
+    (
+        {"from": "2025-03-04", "to": "2025-03-08"},
+        "occurred_at >= '2025-03-04' and occurred_at < '2025-03-09'",
+    ),
+    (
+        {"q": "client", "to": "2025-03-07"},
+        "action = 'Client updated' and occurred_at < '2025-03-08'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("extra", "where"), FILTER_CASES)
+def test_an_actor_s_pages_are_plain_sql_s_across_its_sources(conn, actor_log, extra, where):
+    filters = parse_filters({"actor": "id:mixed", **extra}, UTC)
+    expected = plain_ids(conn, f"actor_id = 'mixed' and {where}")
+    assert len(expected) >= 16 and len(set(expected)) == len(expected)
+    first = list_page(conn, filters, size=10)
+    assert ids(first) == expected[:10] and first.prev_cursor is None
+    second = list_page(conn, filters, cursor=first.next_cursor, size=10)
+    assert ids(second) == expected[10:20]
+    third = list_page(conn, filters, cursor=second.next_cursor, size=10)
+    assert ids(third) == expected[20:30]
+    back = list_page(conn, filters, cursor=third.prev_cursor, direction="prev", size=10)
+    assert ids(back) == expected[10:20]
+    assert back.next_cursor == second.next_cursor
+    # every row at once, and the count
+    whole = list_page(conn, filters, size=200)
+    assert ids(whole) == expected and whole.next_cursor is None
+    assert whole.count.how == "exact" and whole.count.value == len(expected)
+
+
+@pytest.mark.parametrize(("extra", "where"), FILTER_CASES[:3])
+def test_an_actor_one_row_at_a_time_both_ways(conn, actor_log, extra, where):
+    # a limit of 1: every step crosses from one source's branch to another's
+    filters = parse_filters({"actor": "id:mixed", **extra}, UTC)
+    expected = plain_ids(conn, f"actor_id = 'mixed' and {where}")
+    walked, position = [], None
+    while rows := fetch_rows(conn, filters, position, "next", 1):
+        (row,) = rows
+        walked.append(row.id)
+        position = (row.occurred_at, row.id)
+    assert walked == expected
+    back = []
+    while rows := fetch_rows(conn, filters, position, "prev", 1):
+        (row,) = rows
+        back.append(row.id)
+        position = (row.occurred_at, row.id)
+    assert back == expected[-2::-1]
+
+
+def test_a_busy_actor_pages_deep_and_back(conn, actor_log):
+    filters = parse_filters({"actor": "id:busy"}, UTC)
+    expected = plain_ids(conn, "actor_id = 'busy'")
+    assert len(expected) == BUSY_ROWS
+    page = list_page(conn, filters, size=200)
+    seen = ids(page)
+    for _ in range(4):
+        page = list_page(conn, filters, cursor=page.next_cursor, size=200)
+        seen += ids(page)
+    assert seen == expected[:1000]
+    back = list_page(conn, filters, cursor=page.prev_cursor, direction="prev", size=200)
+    assert ids(back) == expected[600:800]
+    assert page.count.how == "estimate"  # past 1,000 and above the check: the estimate
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"actor": "id:gone", "source": "mobile"},
+        {"actor": "id:gone", "source": "api"},
+        {"actor": "id:other-3", "source": "database"},
+        {"actor": "id:other-3", "source": "ai", "q": "client"},
+        {"actor": "id:nobody"},
+        {"actor": "id:nobody", "q": "client"},
+    ],
+)
+def test_an_actor_with_a_source_never_used_is_an_empty_page(conn, actor_log, args):
+    page = list_page(conn, parse_filters(args, UTC))
+    assert page.rows == [] and page.next_cursor is None and page.prev_cursor is None
+    assert page.count.how == "exact" and page.count.value == 0
+
+
+def test_an_actor_with_a_source_pages_that_source_only(conn, actor_log):
+    for source in SOURCE_CHOICES:
+        where = "source is null" if source == "database" else f"source = '{source}'"
+        expected = plain_ids(conn, f"actor_id = 'busy' and {where}")
+        filters = parse_filters({"actor": "id:busy", "source": source}, UTC)
+        first = list_page(conn, filters, size=50)
+        second = list_page(conn, filters, cursor=first.next_cursor, size=50)
+        assert ids(first) + ids(second) == expected[:100], source
+        back = list_page(conn, filters, cursor=second.prev_cursor, direction="prev", size=50)
+        assert ids(back) == expected[:50]
+
+
+def test_a_departed_actor_s_old_rows(conn, actor_log):
+    expected = plain_ids(conn, "actor_id = 'gone'")
+    page = list_page(conn, parse_filters({"actor": "id:gone"}, UTC), size=200)
+    assert ids(page) == expected and len(expected) == 30
+    page = list_page(conn, parse_filters({"actor": "id:gone", "q": "client"}, UTC), size=10)
+    assert ids(page) == expected[:10]
+
+
+def test_the_branches_are_every_source_value_once():
+    # the vocabulary of audit.sources() (a test of the enums checks it against the SQL),
+    # and no source: the branches cover every row of the actor, each row once
+    assert [m.value for m in Source] + ["database"] == SOURCE_CHOICES
+    branches = actor_branches(parse_filters({"actor": "id:7", "q": "x"}, UTC))
+    assert [b.get("source").value for b in branches] == SOURCE_CHOICES
+    assert all(b.get("q") and b.get("actor") for b in branches)
+    only = parse_filters({"actor": "id:7", "source": "api"}, UTC)
+    assert actor_branches(only) == [only]
+    assert actor_branches(parse_filters({"actor": "name:postgres"}, UTC)) is None
+    assert actor_branches(parse_filters({"source": "api"}, UTC)) is None
+
+
+def _plan(conn, query, params) -> dict:
+    conn.execute("set local enable_seqscan = off")  # the small test log: as a big one
+    if isinstance(query, str):
+        query = sql.SQL(query)
+    found = conn.execute(
+        sql.SQL("explain (analyze, format json) {}").format(query), params
+    ).fetchone()[0]
+    conn.rollback()
+    return (json.loads(found) if isinstance(found, str) else found)[0]["Plan"]
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+READS_LOG = re.compile(r'from "?audit"?\."?action_log', re.IGNORECASE)
+
+
+def plans_of(conn, monkeypatch, read) -> list[dict]:
+    """The plans (EXPLAIN ANALYZE) of the statements ``read()`` runs that read the log."""
+    seen = []
+    original = psycopg.Cursor.execute
+
+    def execute(self, query, params=None, **kwargs):
+        seen.append((query, params))
+        return original(self, query, params, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(psycopg.Cursor, "execute", execute)
+        read()
+    conn.rollback()
+    statements = [
+        (query, params)
+        for query, params in seen
+        if READS_LOG.search(query if isinstance(query, str) else query.as_string(conn))
+    ]
+    assert statements
+    return [_plan(conn, query, params) for query, params in statements]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"source": "database"}, {"source": "web"}, {"source": "mobile"}, {"to": "2025-03-09"}],
+)
+@pytest.mark.parametrize("direction", ["next", "prev"])
+def test_an_actor_page_reads_the_actor_index_in_order_and_sorts_no_more_than_a_page(
+    conn, actor_log, extra, direction, monkeypatch
+):
+    filters = parse_filters({"actor": "id:busy", **extra}, UTC)
+    middle = conn.execute(
+        "select occurred_at, id from audit.action_log where actor_id = 'busy'"
+        " order by occurred_at desc, id desc offset 4000 limit 1"
+    ).fetchone()
+    for position in (None, tuple(middle)):
+        if position is None and direction == "prev":
+            continue
+        plans = plans_of(
+            conn, monkeypatch, lambda p=position: fetch_rows(conn, filters, p, direction, 51)
+        )
+        nodes = [node for plan in plans for node in _nodes(plan)]
+        # the actor index, once per branch (each source value, or the one filtered),
+        # and the page's rows by id
+        indexes = [n["Index Name"] for n in nodes if "Index Name" in n]
+        assert set(indexes) == {"action_log_actor_source_idx", "action_log_pkey"}, indexes
+        branches = 1 if "source" in extra else len(SOURCE_CHOICES)
+        assert indexes.count("action_log_actor_source_idx") == branches
+        # no node handles more than a page: nothing sorts the actor's rows, no scan
+        # passes rows it does not return
+        for node in nodes:
+            assert node["Actual Rows"] <= 51, node
+            assert node.get("Rows Removed by Filter", 0) == 0, node
+
+
+def test_with_other_filters_each_branch_reads_the_actor_index_in_order(
+    conn, actor_log, monkeypatch
+):
+    filters = parse_filters({"actor": "id:busy", "action_type": "update"}, UTC)
+    plans = plans_of(conn, monkeypatch, lambda: fetch_rows(conn, filters, None, "next", 51))
+    nodes = [node for plan in plans for node in _nodes(plan)]
+    indexes = [n["Index Name"] for n in nodes if "Index Name" in n]
+    assert indexes == ["action_log_actor_source_idx"] * len(SOURCE_CHOICES)
+    for node in nodes:
+        assert node["Actual Rows"] <= 51, node
+    assert (
+        list_page(conn, filters, size=60).rows
+        == list_page(conn, parse_filters({"actor": "id:busy"}, UTC), size=60).rows
+    )
+
+
+def test_hostile_actor_values_are_values(conn, actor_log):
+    expected = plain_ids(conn, "actor_id = %s", (HOSTILE,))
+    assert len(expected) == 6
+    filters = parse_filters({"actor": "id:" + HOSTILE}, UTC)
+    assert ids(list_page(conn, filters, size=10)) == expected
+    assert ids(list_page(conn, parse_filters({"actor": "id:" + HOSTILE, "q": "client"}, UTC))) == (
+        expected
+    )
+    assert ids(
+        list_page(conn, parse_filters({"actor": "id:" + HOSTILE, "source": "database"}, UTC))
+    ) == plain_ids(conn, "actor_id = %s and source is null", (HOSTILE,))
+    # LIKE's wildcards and a prefix match nothing: the actor is compared whole
+    for value in ("%", "o'brien%", "o'brien%_", "_", "\\", "o'brien%_\\ü"):
+        assert list_page(conn, parse_filters({"actor": "id:" + value}, UTC)).rows == []
+    csv_ids = [
+        int(line.split(b",")[0]) for line in b"".join(export_csv(conn, filters)).splitlines()[1:]
+    ]
+    assert csv_ids == expected
+    assert describe(conn, "id:" + HOSTILE).name == "Odd Name"
