@@ -3,18 +3,24 @@
 Both hold the same rows in the same order as the pages (newest first, by
 (occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``.
 
-* CSV is written by the server: ``COPY (select ... limit ITERSIZE) TO STDOUT WITH
-  (FORMAT csv)``, batch after batch, each starting after the last row of the one before
-  along the (occurred_at, id) index, all in one REPEATABLE READ transaction (one
-  snapshot). jsonb columns (``changes``, ``context``) come out as JSON text; in every
-  text column, text that a spreadsheet would run as a formula is led by an apostrophe
-  (``_csv_value``). COPY takes no server-side parameters, so psycopg binds the filter's
-  values client-side, with proper quoting.
-* JSON is an array of objects built by the server (``json_build_object(...)::text``),
-  one object a line, read through a server-side cursor ``ITERSIZE`` rows a FETCH.
+Both are read in batches of ``ITERSIZE`` rows, each starting after the last row of the
+one before (keyset, along the (occurred_at, id) order), all in one REPEATABLE READ
+transaction (one snapshot). An actor with an id is read per source
+(``rows.actor_branches``: action_log_actor_source_idx holds an actor's rows in time
+order for each source), the branches merged in order by the batch's statement (Merge
+Append): a busy actor's 900,000 rows are never sorted, a departed actor's are found at
+once (the time index would be walked to its end).
 
-Each batch or FETCH is a statement of its own, so the statement_timeout bounds the work
-of finding the next rows, never the time a client takes to download the file (one COPY
+* CSV is written by the server: ``COPY (select ... limit ITERSIZE) TO STDOUT WITH
+  (FORMAT csv)``, batch after batch. jsonb columns (``changes``, ``context``) come out
+  as JSON text; in every text column, text that a spreadsheet would run as a formula is
+  led by an apostrophe (``_csv_value``). COPY takes no server-side parameters, so
+  psycopg binds the filter's values client-side, with proper quoting.
+* JSON is an array of objects built by the server (``json_build_object(...)::text``),
+  one object a line.
+
+Each batch is a statement of its own, so the statement_timeout bounds the work of
+finding the next rows, never the time a client takes to download the file (one COPY
 for the whole file was cancelled under a slow client). Chunks are gathered up to
 ``CHUNK_BYTES`` before being yielded, so a WSGI server writes a few large blocks rather
 than one per row. Timestamps are ISO 8601 with their offset (in the connection's
@@ -34,7 +40,7 @@ from psycopg import sql
 
 from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import Filters
-from audit_capture.viewer.rows import LOG
+from audit_capture.viewer.rows import LOG, actor_branches, actor_order, merged
 
 CHUNK_BYTES = 64 * 1024
 ITERSIZE = 2_000
@@ -67,7 +73,8 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 # qualified: in ORDER BY a bare name is first an output column, and the CSV's output
 # columns named occurred_at and id are text (sorted as text, and by a full sort rather
 # than along the index)
-ORDER = sql.SQL("order by action_log.occurred_at desc, action_log.id desc")
+KEYS = sql.SQL("action_log.occurred_at desc, action_log.id desc")
+ORDER = sql.SQL("order by {}").format(KEYS)
 
 
 #: The columns that are not text: numbers and the timestamp. Every other column is
@@ -113,9 +120,39 @@ def _csv_value(column: str) -> sql.Composable:
     return safe
 
 
-def _select(filters: Filters, values: sql.Composable) -> tuple[sql.Composed, dict]:
+def _batch(
+    filters: Filters, columns: sql.Composable, after: tuple[object, int] | None
+) -> tuple[sql.Composed, dict]:
+    """``select columns`` of the first ``ITERSIZE`` rows of ``filters`` after ``after``
+    (the occurred_at and id of the last row sent; None: from the newest), in page order.
+    An actor with an id: each source's rows in order along action_log_actor_source_idx,
+    merged."""
     where, params = filters.where()
-    return sql.SQL("select {} from {} where {} {}").format(values, LOG, where, ORDER), params
+    params = dict(params)
+    after_condition: sql.Composable = sql.SQL("true")
+    if after is not None:  # the rows after the last one sent, along the index
+        after_condition = sql.SQL(
+            "(action_log.occurred_at, action_log.id)"
+            " < (%(export_after_at)s::timestamptz, %(export_after_id)s::bigint)"
+        )
+        params.update(export_after_at=after[0], export_after_id=after[1])
+    limit = sql.Literal(ITERSIZE)
+    branches = actor_branches(filters)
+    if branches is None:
+        select = sql.SQL("select {} from {} where ({}) and {} {} limit {}").format(
+            columns, LOG, where, after_condition, ORDER, limit
+        )
+        return select, params
+    selects = []
+    for branch in branches:
+        branch_where, branch_params = branch.where()
+        params.update(branch_params)  # the same names and values in every branch
+        selects.append(
+            sql.SQL("select * from {} where ({}) and {} order by {} limit {}").format(
+                LOG, branch_where, after_condition, actor_order("next"), limit
+            )
+        )
+    return merged(selects, columns, KEYS, ITERSIZE), params
 
 
 def _set_timeout(conn: psycopg.Connection, statement_timeout: int | None) -> None:
@@ -146,20 +183,9 @@ def export_csv(
     columns = sql.SQL(", ").join(
         sql.SQL("{} as {}").format(_csv_value(c), sql.Identifier(c)) for c in EXPORT_COLUMNS
     )
-    where, params = filters.where()
 
     def batch(after: tuple[str, int] | None) -> tuple[sql.Composed, dict]:
-        condition = where
-        batch_params = dict(params)
-        if after is not None:  # the rows after the last one sent, along the index
-            condition = sql.SQL(
-                "({}) and (action_log.occurred_at, action_log.id)"
-                " < (%(export_after_at)s::timestamptz, %(export_after_id)s::bigint)"
-            ).format(where)
-            batch_params.update(export_after_at=after[0], export_after_id=after[1])
-        select = sql.SQL("select {} from {} where {} {} limit {}").format(
-            columns, LOG, condition, ORDER, sql.Literal(ITERSIZE)
-        )
+        select, batch_params = _batch(filters, columns, after)
         return sql.SQL("copy ({}) to stdout with (format csv)").format(select), batch_params
 
     def chunks() -> Iterator[bytes]:
@@ -192,36 +218,41 @@ def export_csv(
     return _gather(chunks())
 
 
-def _fetch(
-    conn: psycopg.Connection, select: sql.Composed, params: dict, statement_timeout: int | None
-) -> Iterator[list[tuple]]:
-    """The rows of ``select``, ``ITERSIZE`` at a time, through a server-side cursor in a
-    transaction of its own."""
-    with translate_errors(), conn.transaction():
-        _set_timeout(conn, statement_timeout)
-        with conn.cursor(name="audit_viewer_export") as cur:
-            cur.execute(select, params)
-            while rows := cur.fetchmany(ITERSIZE):
-                yield rows
-
-
 def export_json(
     conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
 ) -> Generator[bytes, None, None]:
     """The rows of ``filters`` as one JSON array of objects (keys EXPORT_COLUMNS), in
-    chunks of bytes; read through a server-side cursor, so memory stays flat."""
+    chunks of bytes; read in batches of ``ITERSIZE`` rows, so memory stays flat.
+
+    Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
+    """
     pairs = sql.SQL(", ").join(
         sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS
     )
-    select, params = _select(filters, sql.SQL("json_build_object({})::text").format(pairs))
+    # each object, and the keys of its row: where the next batch starts
+    columns = sql.SQL("json_build_object({})::text, action_log.occurred_at, action_log.id").format(
+        pairs
+    )
 
     def chunks() -> Iterator[bytes]:
         yield b"["
         separator = b"\n"
-        for rows in _fetch(conn, select, params, statement_timeout):
-            for (obj,) in rows:
-                yield separator + obj.encode("utf-8")
-                separator = b",\n"
+        own_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with translate_errors(), conn.transaction():
+            if own_transaction:  # one snapshot for every batch, as the CSV's
+                conn.execute("set transaction isolation level repeatable read")
+            _set_timeout(conn, statement_timeout)
+            after = None
+            while True:
+                select, params = _batch(filters, columns, after)
+                rows = conn.execute(select, params, prepare=False).fetchall()
+                for obj, _at, _id in rows:
+                    yield separator + obj.encode("utf-8")
+                    separator = b",\n"
+                if len(rows) < ITERSIZE:
+                    break
+                _obj, occurred_at, action_id = rows[-1]
+                after = (occurred_at, action_id)
         yield b"\n]\n"
 
     return _gather(chunks())
