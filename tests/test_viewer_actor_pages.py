@@ -3,7 +3,8 @@ id desc): an actor alone is read per source and merged in page order, an actor w
 source is one seek. Against a real PostgreSQL: every page equals plain SQL's
 ``order by occurred_at desc, id desc``, forward and back across the sources, with other
 filters; the plans read the actor index in order and sort no more than a page; hostile
-actor values; exports, every row in order, each batch along the actor index."""
+actor values; exports, every row in order, each batch along the actor index; the actor's
+newest row for the directory, the options and the filter sentence."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import pytest
 from psycopg import sql
 
 from audit_capture.enums import Source
-from audit_capture.viewer.actor_search import describe
+from audit_capture.viewer.actor_search import describe, load_directory
 from audit_capture.viewer.export import export_csv, export_json
 from audit_capture.viewer.filters import SOURCE_CHOICES, parse_filters
+from audit_capture.viewer.options import load_options
 from audit_capture.viewer.pages import fetch_rows, list_page
 from audit_capture.viewer.rows import actor_branches
 
@@ -402,3 +404,69 @@ def test_an_actor_s_export_batches_read_the_actor_index_in_order(conn, actor_log
             assert not [n for n in nodes if n["Node Type"] == "Seq Scan"]
             for node in _nodes(plan):  # a batch's rows at most: nothing sorts them all
                 assert node["Actual Rows"] <= 2_000, node
+
+
+# -- the actor's newest row: the directory, the options, the filter sentence ---------------
+
+
+@pytest.fixture
+def renamed(conn, actor_log):
+    """The busy actor renamed in its newest row, which has no source (a direct change
+    with the actor set), and a newer row in every source of the mixed actor but one."""
+    insert(
+        conn,
+        [
+            {
+                "occurred_at": T0 + timedelta(hours=1),
+                "action": "Client updated",
+                "actor_id": "busy",
+                "actor_name": "Bea Renamed",
+                "actor_type": "system",
+                "source": None,
+            },
+            {
+                "occurred_at": T0 + timedelta(hours=2),
+                "action": "Client updated",
+                "actor_id": "mixed",
+                "actor_name": "Mia Newest",
+                "source": "ai",
+            },
+            {
+                "occurred_at": T0 + timedelta(hours=1, minutes=59),
+                "action": "Client updated",
+                "actor_id": "mixed",
+                "actor_name": "Mia Older",
+                "source": "mobile",
+            },
+        ],
+    )
+    conn.commit()
+
+
+def test_each_actor_s_newest_row_names_it_whatever_its_source(conn, renamed):
+    directory = {a.key: a for a in load_directory(conn).actors}
+    assert directory["id:busy"].name == "Bea Renamed"
+    assert directory["id:busy"].actor_type == "system"
+    assert directory["id:mixed"].name == "Mia Newest"
+    assert directory["id:gone"].name == "Gus Gone"
+    assert directory["id:" + HOSTILE].name == "Odd Name"
+    assert describe(conn, "id:busy").name == "Bea Renamed"
+    assert describe(conn, "id:mixed").name == "Mia Newest"
+    assert describe(conn, "id:nobody") is None
+    options = load_options(conn)
+    assert ("id:busy", "Bea Renamed", "system") in options.actors
+    assert ("id:mixed", "Mia Newest", "admin") in options.actors
+    sentence = parse_filters({"actor": "id:busy"}, UTC, options=options).sentence()
+    assert sentence == "Actor is Bea Renamed"
+
+
+def test_the_newest_row_is_one_probe_per_source(conn, renamed, monkeypatch):
+    # each probe reads one entry of the actor index: none reads or sorts the actor's
+    # 10,000 rows (the null branch orders by the index's keys, source first)
+    (plan,) = plans_of(conn, monkeypatch, lambda: describe(conn, "id:busy"))
+    nodes = list(_nodes(plan))
+    scans = [n for n in nodes if n.get("Relation Name") == "action_log"]
+    assert {n["Index Name"] for n in scans} == {"action_log_actor_source_idx"}
+    assert sum(n["Actual Loops"] for n in scans) == len(SOURCE_CHOICES)
+    for node in nodes:
+        assert node["Actual Rows"] <= len(SOURCE_CHOICES), node

@@ -6,10 +6,11 @@ scans the log:
 * action types, actor types and sources are the fixed vocabularies (audit_capture.enums);
   the event types (login, logout, export, send) are offered when the planner's
   statistics or the newest rows show them;
-* actors come from a *skip scan* of the actor indexes of triggers/13_viewer_indexes.sql:
-  a recursive query that jumps from one distinct actor_id to the next (one index probe
-  per actor, not one per row), capped at ``MAX_ACTORS``; then each actor's newest row
-  gives its current name and type;
+* actors (only the names the filter sentence falls back on: the page names its actor
+  with ``actor_search.describe``, and an admin finds one with ``actor_search``) are the
+  actor directory's walk (``actor_search.load_directory``: a skip scan of the actor
+  indexes, each actor's newest row giving its current name and type), capped at
+  ``MAX_ACTORS`` ids and ``MAX_ACTORS`` names;
 * resources are the registry (audit.tracked_table, with its plural labels) plus the
   resource types of events, found in the planner's statistics (pg_stats, which a
   reader may see for the columns it may read) and in the newest rows.
@@ -29,6 +30,7 @@ import psycopg
 from psycopg import sql
 
 from audit_capture.enums import ActionType, ActorType
+from audit_capture.viewer.actor_search import load_directory
 from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import (
     SOURCE_CHOICES,
@@ -47,46 +49,6 @@ TABLE_CHANGE_TYPES = (
     ActionType.IMPORT,
 )
 
-
-# distinct actor ids, one index probe each (action_log_actor_idx), newest row of each
-ACTORS_BY_ID = """
-with recursive ids(actor_id, n) as (
-  (select actor_id, 1 from audit.action_log where actor_id is not null
-   order by actor_id limit 1)
-  union all
-  select (select l.actor_id from audit.action_log l
-          where l.actor_id > ids.actor_id order by l.actor_id limit 1), ids.n + 1
-  from ids where ids.actor_id is not null and ids.n < %(max)s
-)
-select 'id:' || ids.actor_id, coalesce(newest.actor_name, ids.actor_id), newest.actor_type
-from ids
-cross join lateral (
-  select l.actor_name, l.actor_type from audit.action_log l
-  where l.actor_id = ids.actor_id order by l.occurred_at desc, l.id desc limit 1
-) newest
-where ids.actor_id is not null
-"""
-
-# actors without id (database roles), through action_log_actor_name_idx
-ACTORS_BY_NAME = """
-with recursive names(actor_name, n) as (
-  (select actor_name, 1 from audit.action_log where actor_id is null and actor_name is not null
-   order by actor_name limit 1)
-  union all
-  select (select l.actor_name from audit.action_log l
-          where l.actor_id is null and l.actor_name > names.actor_name
-          order by l.actor_name limit 1), names.n + 1
-  from names where names.actor_name is not null and names.n < %(max)s
-)
-select 'name:' || names.actor_name, names.actor_name, newest.actor_type
-from names
-cross join lateral (
-  select l.actor_type from audit.action_log l
-  where l.actor_id is null and l.actor_name = names.actor_name
-  order by l.occurred_at desc, l.id desc limit 1
-) newest
-where names.actor_name is not null
-"""
 
 # values of a column seen in the planner's statistics or in the newest rows
 SEEN_VALUES = """
@@ -118,8 +80,8 @@ def load_options(conn: psycopg.Connection) -> FilterOptions:
             if t not in TABLE_CHANGE_TYPES and t.value in seen_types
         ]
 
-        actors = [tuple(r) for r in conn.execute(ACTORS_BY_ID, {"max": MAX_ACTORS})]
-        actors += [tuple(r) for r in conn.execute(ACTORS_BY_NAME, {"max": MAX_ACTORS})]
+        directory = load_directory(conn, max_scanned=MAX_ACTORS)
+        actors = [(a.key, a.shown, a.actor_type or "") for a in directory.actors]
         actors.sort(key=lambda a: (a[1].casefold(), a[0]))
 
         registry: dict[str, str] = dict(
