@@ -29,8 +29,6 @@ only its own savepoint).
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,14 +52,12 @@ from audit_capture.viewer.kind_probe import KIND_PROBE_LIMIT, kind_probe, rare_r
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
-    SOURCE_PARAM,
     LogRow,
     actor_branches,
     actor_order,
     column_list,
     keyset_condition,
     merged,
-    one_row,
     order_by,
     planned_rows,
 )
@@ -107,41 +103,12 @@ def fetch_rows(
         # common: the time walk below finds a page's rows within a few thousand entries
     branches = actor_branches(filters)
     if filters.get(TEXT_PARAM):
-        if branches is None or len(branches) == 1:
-            return text_rows(conn, cur, filters, position, direction, limit)
-        # a text search of an actor without source: each source's rows from text_search
-        # (the actor and the source among its other filters), merged in page order
-        pages = [
-            text_rows(conn, cur, b, position, direction, limit)
-            for b in _used_branches(conn, branches)
-        ]
-        merge = heapq.merge(
-            *pages, key=lambda r: (r.occurred_at, r.id), reverse=direction == "next"
-        )
-        return list(itertools.islice(merge, limit))
+        # an actor among the other filters: text_search reads its rows per source too
+        return text_rows(conn, cur, filters, position, direction, limit)
     if branches is not None:
         query, params = actor_query(branches, keyset, keyset_params, direction, limit)
         return cur.execute(query, params, prepare=False).fetchall()
     return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
-
-
-def _used_branches(conn: psycopg.Connection, branches: list[Filters]) -> list[Filters]:
-    """The branches of an actor (``rows.actor_branches``) whose source the actor has
-    used: one seek into action_log_actor_source_idx each, in one round trip. A text
-    search reads each branch in several statements; most actors use one or two
-    sources."""
-    tests, params = [], {}
-    for branch in branches:
-        where, branch_params = Filters(
-            tuple(a for a in branch.active if a.param in (ACTOR_PARAM, SOURCE_PARAM))
-        ).where()
-        params.update(branch_params)
-        tests.append(
-            sql.SQL("exists(select from {log} where {where})").format(log=LOG, where=where)
-        )
-    query = sql.SQL("select array[{}]").format(sql.SQL(", ").join(tests))
-    used = one_row(conn.execute(query, params, prepare=False))[0]
-    return [branch for branch, is_used in zip(branches, used, strict=True) if is_used]
 
 
 def actor_query(

@@ -32,8 +32,11 @@ from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
     LogRow,
+    actor_branches,
+    actor_order,
     column_list,
     keyset_condition,
+    merged,
     one_row,
     order_by,
     planned_rows,
@@ -41,6 +44,10 @@ from audit_capture.viewer.rows import (
 from audit_capture.viewer.time_window import TIME_BUCKETS, buckets, day_start, utc_day
 
 TEXT_WINDOW = 40_000  # most rows of the (sieved) time walk tried before the full-text index
+# the most rows the first window of days spans, however rare the planner believes the
+# search: it believes an actor's text search rare (an actor outside its statistics), and
+# a window over most of the log gathers the words' matches of all of it
+TEXT_FIRST_WINDOW = 1_000_000
 TEXT_WINDOW_TRIES = 3  # the try at which the windows give way to the rest of the log
 TEXT_FEW_MATCHES = 3_000  # estimated matches few enough to fetch and sort them all (an
 # absent word is estimated at ~2,800 at 10M: the rarest common word's frequency, halved)
@@ -313,7 +320,7 @@ def _text_windows(
     days = _DaysBack(conn, position, direction)
     if days.empty:
         return []
-    size = 2 * limit * total / max(estimate(conn, recheck or filters), 1.0)
+    size = min(2 * limit * total / max(estimate(conn, recheck or filters), 1.0), TEXT_FIRST_WINDOW)
     found: list[LogRow] = []
     for tries in itertools.count(1):
         window = None if tries >= TEXT_WINDOW_TRIES or size >= total else days.take(size)
@@ -334,6 +341,47 @@ def _text_windows(
     raise AssertionError("unreachable")
 
 
+def _newest_candidates(
+    rest: Filters, keyset: sql.Composable, keyset_params: dict, direction: str, window: int
+) -> tuple[sql.Composed, dict]:
+    """The statement of the newest ``window`` rows of the other filters, in page order,
+    for the walk. An actor with an id is read along action_log_actor_source_idx, one
+    branch per source merged in page order (``rows.actor_branches``): ordered by time
+    alone, PostgreSQL would sort every one of a busy actor's rows."""
+    branches = actor_branches(rest)
+    if branches is None:
+        where, params = rest.where()
+        return sql.SQL(
+            "select {cols} from {log} where {where} and {keyset} order by {order} limit {window}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            log=LOG,
+            where=where,
+            keyset=keyset,
+            order=order_by(direction),
+            window=sql.Literal(window),
+        ), {**params, **keyset_params}
+    params = dict(keyset_params)
+    selects = []
+    for branch in branches:
+        where, branch_params = branch.where()
+        params.update(branch_params)  # the same names and values in every branch
+        selects.append(
+            sql.SQL(
+                "select {cols} from {log} where {where} and {keyset}"
+                " order by {order} limit {window}"
+            ).format(
+                cols=column_list(LIST_COLUMNS),
+                log=LOG,
+                where=where,
+                keyset=keyset,
+                order=actor_order(direction),
+                window=sql.Literal(window),
+            )
+        )
+    return merged(selects, column_list(LIST_COLUMNS), order_by(direction), window), params
+
+
 def text_rows(
     conn: psycopg.Connection,
     cur: psycopg.Cursor[LogRow],
@@ -352,26 +400,30 @@ def text_rows(
     if window:
         # a common word: walk the newest candidates (time or composite index) through a
         # bounded window; on those rows, the sieve first, then the words themselves
-        rest_where, rest_params = rest.where()
         test, test_params = _text_test(conn, text)
+        candidates, rest_params = _newest_candidates(rest, keyset, keyset_params, direction, window)
         query = sql.SQL(
-            "select {cols} from (select {cols} from {log} where {rest} and {keyset}"
-            " order by {order} limit {window}) w"
-            " where {test} order by {order} limit {limit}"
+            "select {cols} from ({candidates}) w where {test} order by {order} limit {limit}"
         ).format(
             cols=column_list(LIST_COLUMNS),
-            log=LOG,
-            rest=rest_where,
-            keyset=keyset,
-            order=order_by(direction),
-            window=sql.Literal(window),
+            candidates=candidates,
             test=test,
+            order=order_by(direction),
             limit=sql.Literal(limit),
         )
-        rows = cur.execute(
-            query, {**rest_params, **test_params, **keyset_params}, prepare=False
-        ).fetchall()
+        rows = cur.execute(query, {**rest_params, **test_params}, prepare=False).fetchall()
         if len(rows) >= limit:
+            return rows
+        # fewer candidates than the window: every one was walked (an actor with few
+        # rows), and the rows found are all there are
+        walked = one_row(
+            conn.execute(
+                sql.SQL("select count(*) from ({}) w").format(candidates),
+                rest_params,
+                prepare=False,
+            )
+        )[0]
+        if walked < window:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
     index = _index_terms(conn, text) if _has_prefix(text) else text
