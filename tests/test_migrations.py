@@ -203,6 +203,28 @@ def test_the_upgrade_sql_script_installs_the_chain_in_psql(empty_db_url, capsys)
         assert conn.execute("select current_user").fetchone()[0] == conn.info.user
 
 
+def test_the_viewer_keeps_execute_on_time_buckets_after_a_repair(make_role, db_url):
+    # the text search's condition calls audit.time_buckets(); 12_privileges.sql revokes
+    # PUBLIC's EXECUTE from the functions that exist when it runs: on a fresh install
+    # not yet this one (13_viewer_indexes.sql makes it), on a repair (or an upgrade) it
+    # did, and the viewer's text search failed with "permission denied"
+    reader = make_role("grant audit_reader to {role}")
+    stranger = make_role()
+    search = (
+        "select count(*) from audit.action_log"
+        " where audit.time_buckets(occurred_at) && '{1}'::integer[]"
+    )
+    for _ in ("fresh", "repaired"):
+        with psycopg.connect(reader, autocommit=True) as conn:
+            assert conn.execute(search).fetchone()[0] == 0
+        with (
+            psycopg.connect(stranger, autocommit=True) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            conn.execute("select audit.time_buckets(now())")
+        migrate.repair(db_url)
+
+
 # -- a host application's own chain ---------------------------------------------------
 
 HOST_ENV = """

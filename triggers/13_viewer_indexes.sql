@@ -67,6 +67,13 @@ return array[
 ];
 comment on function audit.time_buckets(timestamptz) is
   'Internal: the day (twice the days since 2000-01-01, UTC: even) and the month (twice the months since January 2000, plus one: odd) of an action, the time column of the text-search index.';
+-- The viewer (audit_reader) calls it in its text-search condition, and PostgreSQL
+-- checks EXECUTE before it inlines it. Granted here: 12_privileges.sql revokes PUBLIC's
+-- EXECUTE from the functions that exist when it runs, so from this one on every run but
+-- a fresh install's (migrate repair, every later upgrade): without this line the viewer
+-- lost it there ("permission denied for function time_buckets").
+revoke all on function audit.time_buckets(timestamptz) from public;
+grant execute on function audit.time_buckets(timestamptz) to audit_reader;
 
 create index if not exists action_log_text_time_idx on audit.action_log using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at));
 
