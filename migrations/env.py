@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from alembic import context
 from sqlalchemy import exc, text
 
-from audit_capture import database
+from audit_capture import database, sqlfiles
 
 VERSION_SCHEMA = "audit"
 VERSION_TABLE = "alembic_version"
@@ -71,10 +71,13 @@ def _drop_version_table_if_unused(connection) -> None:
 def _run(connection) -> None:
     """Run the migrations on ``connection``.
 
-    On a connection of our own, Alembic manages the transaction itself, so that a
-    revision may use ``op.get_context().autocommit_block()`` (revision 0002 builds its
-    indexes with CREATE INDEX CONCURRENTLY, which cannot run inside a transaction).
-    On a caller's connection already in a transaction, everything runs inside it.
+    On a connection of our own (or a caller's outside a transaction), Alembic manages
+    the transaction itself, so that a revision may leave it: its
+    ``upgrade_concurrently/<rev>.sql`` runs in ``autocommit_block()`` (revision 0002
+    builds its indexes with CREATE INDEX CONCURRENTLY, which cannot run inside a
+    transaction; ``sqlfiles.run_concurrently``). On a caller's connection already in a
+    transaction, everything runs inside it: those files are skipped, with a warning,
+    and the transactional part builds the indexes under a lock that blocks writes.
     """
     if connection.in_transaction():
         with nullcontext():
@@ -86,7 +89,7 @@ def _run(connection) -> None:
         return
     with connection.begin():
         connection.execute(text("create schema if not exists audit"))
-    _configure(connection=connection)
+    _configure(connection=connection, **{sqlfiles.AUTOCOMMIT_OPTION: True})
     with context.begin_transaction():
         context.run_migrations()
     with connection.begin():

@@ -6,7 +6,9 @@ Create Date: ${create_date}
 
 Its SQL: the state files it adds or changes in migrations/sql/${up_revision}/ (written by
 scripts/freeze-sql), and migrations/upgrade/${up_revision}.sql and
-migrations/downgrade/${up_revision}.sql when it needs them (migrations/README.md).
+migrations/downgrade/${up_revision}.sql when it needs them; what runs outside a transaction
+before them (CREATE INDEX CONCURRENTLY) in migrations/upgrade_concurrently/${up_revision}.sql and
+migrations/downgrade_concurrently/${up_revision}.sql (migrations/README.md).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import textwrap
 from pathlib import Path
@@ -586,3 +587,329 @@ def test_status_reports_restored_tables_and_repair_moves_them(db_url, empty_db_u
         for table in ("clients", "campaigns", "cases"):
             oid = conn.execute("select %s::regclass::oid", (table,)).fetchone()[0]
             assert _capture_function_of(conn, table) == f"audit.capture_{oid}"
+
+
+# -- revision 0002: its indexes built outside the transaction ---------------------------
+
+_numbered_databases = itertools.count(1)
+
+LOG_INDEXES = """
+select c.relname, x.indexdef, i.indisvalid
+from pg_index i
+join pg_class c on c.oid = i.indexrelid
+join pg_indexes x on x.schemaname = 'audit' and x.indexname = c.relname
+where i.indrelid = 'audit.action_log'::regclass
+order by 1
+"""
+
+
+def _log_indexes(url: str) -> list[tuple[str, str, bool]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(LOG_INDEXES).fetchall()
+
+
+@pytest.fixture
+def fresh_indexes(pg_superuser_url):
+    """fresh_indexes(rev): the log's indexes of a fresh install of revision ``rev``'s
+    state files (sqlfiles.install, no migration), in a database of its own."""
+    made: list[str] = []
+
+    def indexes(revision: str) -> list[tuple[str, str, bool]]:
+        name = f"fresh_{next(_numbered_databases)}"
+        with psycopg.connect(pg_superuser_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("create database {} template template0").format(sql.Identifier(name))
+            )
+        made.append(name)
+        url = pg_superuser_url.rsplit("/", 1)[0] + "/" + name
+        with psycopg.connect(url) as conn:
+            conn.execute("create schema audit")
+            sqlfiles.install(conn, revisions.Chain.packaged().install_files(revision))
+            conn.commit()
+        return _log_indexes(url)
+
+    yield indexes
+    with psycopg.connect(pg_superuser_url, autocommit=True) as admin:
+        for name in made:
+            admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+def _at_0001_with_actions(url: str, rows: int = 300) -> None:
+    """The audit schema at revision 0001 and a tracked table whose writes filled the log
+    (actors with an id and a source, and without)."""
+    from audit_capture import set_context
+
+    migrate.upgrade(url, "0001")
+    with psycopg.connect(url) as conn:
+        conn.execute("create table public.clients (id int primary key, name text)")
+        conn.execute("select audit.track('public.clients', 'client', label_column => 'name')")
+        for start in range(0, rows, 100):
+            with conn.transaction():
+                if start % 200 == 0:
+                    set_context(conn, actor_id=start + 1, actor_name="Ann", source="web")
+                conn.execute(
+                    "insert into public.clients select n, 'client ' || n"
+                    " from generate_series(%s::int, %s::int) as n",
+                    (start + 1, start + 100),
+                )
+        conn.commit()
+
+
+def _make_invalid_indexes(url: str) -> None:
+    """As a failed CREATE INDEX CONCURRENTLY leaves them: one index of each new name of
+    revision 0002, INVALID, with the wrong definition."""
+    with psycopg.connect(url, autocommit=True) as conn:  # the superuser
+        # a real failed concurrent build: a unique index over duplicate values
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "create unique index concurrently action_log_actor_source_idx"
+                " on audit.action_log (action_type)"
+            )
+        conn.execute("create index action_log_text_time_idx on audit.action_log (id)")
+        conn.execute(
+            "update pg_index set indisvalid = false"
+            " where indexrelid = 'audit.action_log_text_time_idx'::regclass"
+        )
+    invalid = {name for name, _, valid in _log_indexes(url) if not valid}
+    assert invalid == {"action_log_actor_source_idx", "action_log_text_time_idx"}
+
+
+NEW_INDEXES = {"action_log_text_time_idx", "action_log_actor_source_idx"}
+OLD_INDEXES = {"action_log_text_idx", "action_log_actor_idx"}
+
+
+def test_upgrade_to_0002_leaves_the_indexes_of_a_fresh_install_at_head(
+    empty_db_url, fresh_indexes, caplog
+):
+    _at_0001_with_actions(empty_db_url)
+    assert {name for name, _, _ in _log_indexes(empty_db_url)} >= OLD_INDEXES
+    _make_invalid_indexes(empty_db_url)  # a concurrent build that failed before
+
+    with caplog.at_level("WARNING", logger="audit_capture.sqlfiles"):
+        migrate.upgrade(empty_db_url, "head")
+
+    assert migrate.current(empty_db_url) == "0002"
+    indexes = _log_indexes(empty_db_url)
+    assert indexes == fresh_indexes("0002")  # names and pg_indexes.indexdef
+    assert all(valid for _, _, valid in indexes)
+    names = {name for name, _, _ in indexes}
+    assert names >= NEW_INDEXES and not OLD_INDEXES & names
+    assert sorted(r.getMessage() for r in caplog.records) == [
+        f"dropping the INVALID index audit.{name} (a failed concurrent build left it)"
+        for name in sorted(NEW_INDEXES)
+    ]
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("insert into public.clients values (1000, 'after')")
+        assert conn.execute(
+            "select count(*) from audit.action_log where to_tsvector('simple', action"
+            " || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, ''))"
+            " @@ 'after'::tsquery"
+        ).fetchone() == (1,)
+        assert conn.execute("select current_user").fetchone()[0] == conn.info.user
+
+
+def test_downgrade_from_0002_leaves_the_indexes_of_a_fresh_install_of_0001(
+    empty_db_url, fresh_indexes
+):
+    _at_0001_with_actions(empty_db_url)
+    migrate.upgrade(empty_db_url, "head")
+
+    migrate.downgrade(empty_db_url, "0001")
+
+    assert migrate.current(empty_db_url) == "0001"
+    indexes = _log_indexes(empty_db_url)
+    assert indexes == fresh_indexes("0001")
+    assert all(valid for _, _, valid in indexes)
+    assert (
+        _scalar(empty_db_url, "select to_regprocedure('audit.time_buckets(timestamptz)')") is None
+    )
+    migrate.upgrade(empty_db_url, "head")  # and up again
+    assert _log_indexes(empty_db_url) == fresh_indexes("0002")
+
+
+def _caller_connection(url: str):
+    from sqlalchemy import create_engine
+
+    from audit_capture.database import sqlalchemy_url
+
+    return create_engine(sqlalchemy_url(url))
+
+
+def test_on_a_caller_s_transaction_0002_builds_its_indexes_in_it_and_says_so(
+    empty_db_url, fresh_indexes, caplog
+):
+    _at_0001_with_actions(empty_db_url)
+    _make_invalid_indexes(empty_db_url)
+    config = migrate.alembic_config(None)
+    engine = _caller_connection(empty_db_url)
+    try:
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            # everything runs in the caller's transaction: rolled back, nothing happened
+            with connection.begin() as transaction:
+                command.upgrade(config, "head")
+                transaction.rollback()
+            assert migrate.current(empty_db_url) == "0001"
+            assert {n for n, _, _ in _log_indexes(empty_db_url)} >= OLD_INDEXES
+
+            caplog.clear()
+            with (
+                caplog.at_level("WARNING", logger="audit_capture.sqlfiles"),
+                connection.begin(),
+            ):
+                command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+    assert migrate.current(empty_db_url) == "0002"
+    indexes = _log_indexes(empty_db_url)
+    assert indexes == fresh_indexes("0002")
+    assert all(valid for _, _, valid in indexes)
+    warning, *dropped = [r.getMessage() for r in caplog.records]
+    assert warning == (
+        "revision 0002: the connection is already in a transaction, so "
+        "upgrade_concurrently/0002.sql cannot run (CREATE INDEX CONCURRENTLY runs outside a "
+        "transaction): its indexes are built inside the transaction instead, which holds a "
+        "SHARE lock on audit.action_log (ACCESS EXCLUSIVE, which blocks reads too, where it "
+        "drops an index) and blocks every INSERT, UPDATE and DELETE of every "
+        "tracked table (their audited writes) until it commits. To build them without "
+        "blocking writes, run `audit-capture migrate upgrade` (or migrate.upgrade(url, ...)) "
+        "on a connection of its own."
+    )
+    assert sorted(dropped) == [
+        f"dropping the INVALID index audit.{name} (a failed concurrent build left it)"
+        for name in sorted(NEW_INDEXES)
+    ]
+
+    # the way back, in a caller's transaction too
+    caplog.clear()
+    engine = _caller_connection(empty_db_url)
+    try:
+        with (
+            engine.connect() as connection,
+            caplog.at_level("WARNING", logger="audit_capture.sqlfiles"),
+        ):
+            config.attributes["connection"] = connection
+            with connection.begin():
+                command.downgrade(config, "0001")
+    finally:
+        engine.dispose()
+    assert migrate.current(empty_db_url) == "0001"
+    assert _log_indexes(empty_db_url) == fresh_indexes("0001")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(
+        "revision 0002: the connection is already in a transaction, so "
+        "downgrade_concurrently/0002.sql cannot run"
+    )
+    assert "run `audit-capture migrate downgrade` (or migrate.downgrade(url, ...))" in warning
+
+
+def test_on_a_caller_s_connection_outside_a_transaction_0002_builds_concurrently(
+    empty_db_url, fresh_indexes, caplog
+):
+    _at_0001_with_actions(empty_db_url)
+    config = migrate.alembic_config(None)
+    engine = _caller_connection(empty_db_url)
+    try:
+        with engine.connect() as connection:
+            config.attributes["connection"] = connection
+            with caplog.at_level("WARNING", logger="audit_capture.sqlfiles"):
+                command.upgrade(config, "head")
+            assert not connection.in_transaction()
+    finally:
+        engine.dispose()
+    assert not caplog.records
+    assert _log_indexes(empty_db_url) == fresh_indexes("0002")
+
+
+def test_an_audited_write_goes_on_while_0002_builds_its_indexes(empty_db_url):
+    # An open transaction that wrote to a tracked table (it holds ROW EXCLUSIVE on the
+    # log) makes the index build wait for it. Built in the migration's transaction, the
+    # index would hold SHARE on the log (or the old index's DROP, ACCESS EXCLUSIVE) and
+    # queue every other write behind it; CONCURRENTLY, it holds SHARE UPDATE EXCLUSIVE,
+    # and another write takes its lock at once (NOWAIT: no timing involved).
+    import threading
+
+    _at_0001_with_actions(empty_db_url)
+    failures: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            migrate.upgrade(empty_db_url, "head")
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    holder = psycopg.connect(empty_db_url)
+    holder.execute("insert into public.clients values (5001, 'open')")
+    migration = threading.Thread(target=upgrade)
+    migration.start()
+    try:
+        with psycopg.connect(empty_db_url, autocommit=True) as watcher:
+            waiting = None
+            for _ in range(600):  # until the migration waits for the open transaction
+                waiting = watcher.execute(
+                    "select query from pg_stat_activity where datname = current_database()"
+                    " and wait_event_type = 'Lock' and pid <> %s",
+                    (holder.info.backend_pid,),
+                ).fetchone()
+                if waiting or failures:
+                    break
+                watcher.execute("select pg_sleep(0.1)")
+            assert waiting is not None, failures
+            assert (
+                "create index concurrently if not exists action_log_text_time_idx" in waiting[0]
+            ), waiting
+            with psycopg.connect(empty_db_url) as writer:
+                writer.execute("lock table audit.action_log in row exclusive mode nowait")
+                writer.execute("insert into public.clients values (5002, 'during')")
+                writer.commit()
+    finally:
+        holder.rollback()
+        holder.close()
+        migration.join(timeout=300)
+    assert not migration.is_alive() and not failures, failures
+    assert migrate.current(empty_db_url) == "0002"
+    indexes = _log_indexes(empty_db_url)
+    assert all(valid for _, _, valid in indexes)
+    assert {name for name, _, _ in indexes} >= NEW_INDEXES
+    assert (
+        _scalar(
+            empty_db_url, "select count(*) from audit.action_log where resource_label = 'during'"
+        )
+        == 1
+    )
+
+
+def test_the_upgrade_sql_script_builds_0002_s_indexes_outside_a_transaction_in_psql(
+    empty_db_url, fresh_indexes, capsys
+):
+    migrate.upgrade_sql("head", "0001")
+    script = capsys.readouterr().out
+    order = [
+        "COMMIT;",
+        "-- upgrade_concurrently/0002.sql: OUTSIDE a transaction, one statement at a time.",
+        "-- psql runs each statement in autocommit (its default): run this script without",
+        "set role audit_owner;",
+        "create or replace function audit.time_buckets(",
+        "-- an index action_log_text_time_idx left INVALID by a failed build is dropped first",
+        "create index concurrently if not exists action_log_text_time_idx on audit.action_log",
+        "-- an index action_log_actor_source_idx left INVALID by a failed build is dropped first",
+        "create index concurrently if not exists action_log_actor_source_idx on audit.action_log",
+        "drop index concurrently if exists audit.action_log_text_idx;",
+        "drop index concurrently if exists audit.action_log_actor_idx;",
+        "reset role;",
+        "BEGIN;",
+        "-- upgrade/0002.sql",
+        "-- sql/0001/00_roles.sql",
+    ]
+    at = [script.index("\n" + line) for line in order]
+    assert at == sorted(at), script
+    # as a DBA runs it (psql, autocommit, stop at an error), on a log with actions and
+    # the INVALID indexes a failed build left
+    _at_0001_with_actions(empty_db_url)
+    _make_invalid_indexes(empty_db_url)
+    psql(empty_db_url, script)
+    assert migrate.current(empty_db_url) == "0002"
+    indexes = _log_indexes(empty_db_url)
+    assert indexes == fresh_indexes("0002")
+    assert all(valid for _, _, valid in indexes)

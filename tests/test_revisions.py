@@ -24,7 +24,7 @@ from psycopg import sql
 from test_migrations import psql
 
 from audit_capture import migrate, resources, sqlfiles
-from audit_capture.revisions import Chain, RevisionError
+from audit_capture.revisions import Chain, RevisionError, concurrent_statements, sha256
 
 BASELINE = {
     "00_types.sql": """
@@ -418,3 +418,158 @@ def test_the_manifest_check_names_an_edited_an_added_and_a_missing_file(chain):
     ]
     with pytest.raises(RevisionError, match="upgrade/0002.sql differs"):
         chain.release("0002")
+
+
+# -- what runs outside a transaction (upgrade_concurrently/, downgrade_concurrently/) ---
+
+CONCURRENT_0002 = """
+-- the index the state file makes again (if not exists), built without blocking writes
+create or replace function audit.first_color(c audit.color) returns text
+language sql immutable parallel safe
+return 'first; ' || c::text;  -- a ';' inside a string, and in a comment: fine
+
+create index concurrently if not exists log_color_idx on audit.log (color);
+create unique index concurrently if not exists log_note_idx on audit.log (note);
+drop index concurrently if exists audit.log_old_idx;
+"""
+
+
+def test_a_concurrent_file_is_split_at_each_semicolon_outside_strings_and_comments(tmp_path):
+    path = tmp_path / "0002.sql"
+    path.write_text(CONCURRENT_0002.lstrip())
+    statements = concurrent_statements(path)
+    assert [(s.line, s.index) for s in statements] == [
+        (2, None),
+        (6, ("log_color_idx", "audit.log")),
+        (7, ("log_note_idx", "audit.log")),
+        (8, None),
+    ]
+    assert statements[0].text.startswith("-- the index")
+    assert statements[0].text.endswith("return 'first; ' || c::text;")
+    assert statements[1].text == (
+        "  -- a ';' inside a string, and in a comment: fine\n\n"
+        "create index concurrently if not exists log_color_idx on audit.log (color);"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "why"),
+    [
+        (
+            "create function audit.f() returns int language sql as $$ select 1; $$;",
+            1,
+            "a '$' (dollar quoting cannot be split safely)",
+        ),
+        ("select 1;\nselect $q$;$q$;", 2, "a '$' (dollar quoting cannot be split safely)"),
+        ("select 1; /* ; */", 1, "a /* comment */ (write -- comments)"),
+        ("select E'it\\';s';", 1, "an E'...' string (backslash escapes)"),
+        ("select 'it;s;\n", 1, "an unterminated '...'"),
+        ("select 1;\n\nselect 2", 3, "a statement without its closing ';'"),
+        ("select 1;;", 1, "an empty statement"),
+        ("-- nothing\n", 1, "no statement"),
+        (
+            "create index if not exists a_idx on audit.log (color);",
+            1,
+            "CREATE INDEX must read 'create [unique] index concurrently if not exists "
+            "<name> on <schema>.<table>' (a plain name, lowercase)",
+        ),
+        (
+            "create index concurrently if not exists a_idx on log (color);",
+            1,
+            "CREATE INDEX must read 'create [unique] index concurrently if not exists "
+            "<name> on <schema>.<table>' (a plain name, lowercase)",
+        ),
+        (
+            'create index concurrently if not exists "A" on audit.log (color);',
+            1,
+            "CREATE INDEX must read 'create [unique] index concurrently if not exists "
+            "<name> on <schema>.<table>' (a plain name, lowercase)",
+        ),
+        (
+            "create index concurrently on audit.log (color);",
+            1,
+            "CREATE INDEX must read 'create [unique] index concurrently if not exists "
+            "<name> on <schema>.<table>' (a plain name, lowercase)",
+        ),
+        (
+            "drop index audit.log_old_idx;",
+            1,
+            "DROP INDEX must read 'drop index concurrently if exists ...'",
+        ),
+        (
+            "\n  Set role audit_owner;",
+            2,
+            "SET: transaction, role and session commands have no place here (each "
+            "statement runs in its own transaction, as audit_owner)",
+        ),
+        (
+            "begin;\ncreate index concurrently if not exists a on audit.log (color);\ncommit;",
+            1,
+            "BEGIN: transaction, role and session commands have no place here (each "
+            "statement runs in its own transaction, as audit_owner)",
+        ),
+        (
+            "create function audit.f() returns int language sql\n"
+            "begin atomic select 1; select 2; end;",
+            1,
+            "a BEGIN ATOMIC body (its ';' cannot be split safely): write the function's "
+            "body as 'return ...', or create it in the transactional part",
+        ),
+        ("select 1;\n\\gexec\n", 2, "a '\\' (a psql command: the file also runs without psql)"),
+    ],
+)
+def test_a_concurrent_file_that_cannot_be_split_safely_is_refused(tmp_path, text, line, why):
+    path = tmp_path / "0002.sql"
+    path.write_text(text)
+    with pytest.raises(RevisionError) as raised:
+        concurrent_statements(path)
+    assert str(raised.value) == (
+        f"{path.as_posix()}, line {line}: {why}; the statements of a *_concurrently file run "
+        "one at a time outside a transaction and are split at each ';' outside strings, "
+        "quoted names and -- comments (migrations/README.md)"
+    )
+
+
+def test_freeze_records_the_concurrent_files_and_refuses_one_it_cannot_split(chain, tmp_path):
+    triggers = write_triggers(tmp_path / "triggers", DELTA)
+    folder = chain.root / "upgrade_concurrently"
+    folder.mkdir()
+    folder.joinpath("0002.sql").write_text(CONCURRENT_0002.lstrip())
+    chain.freeze(triggers)
+    files = chain.manifest()["revisions"]["0002"]["files"]
+    assert files["upgrade_concurrently/0002.sql"] == sha256(folder / "0002.sql")
+    assert not chain.manifest_problems()
+
+    folder.joinpath("0002.sql").write_text("create index on audit.log (color);\n")
+    with pytest.raises(RevisionError, match=r"upgrade_concurrently/0002.sql, line 1: CREATE"):
+        chain.freeze(triggers)
+    assert chain.manifest()["revisions"]["0002"]["files"] == files  # nothing recorded
+
+    chain.root.joinpath("downgrade_concurrently").mkdir()
+    chain.concurrent_file("0002", "downgrade").write_text("select 1;\n")
+    folder.joinpath("0002.sql").write_text(CONCURRENT_0002.lstrip())
+    chain.freeze(triggers)
+    chain.release("0002")
+    released = (
+        "revision 0002 is released and never changes: restore the file (git checkout) and put "
+        'the change in a new revision (scripts/new-revision "what changed")'
+    )
+    chain.concurrent_file("0002", "downgrade").write_text("select 2;\n")
+    chain.root.joinpath("upgrade_concurrently", "0003.sql").write_text("select 3;\n")
+    assert chain.manifest_problems() == [
+        "upgrade_concurrently/0003.sql belongs to no revision",
+        f"downgrade_concurrently/0002.sql differs from its sha256 in manifest.json: {released}",
+    ]
+    with pytest.raises(RevisionError, match="is released"):
+        chain.freeze(triggers)
+
+
+def test_the_package_s_concurrent_files_split(tmp_path):
+    chain = Chain.packaged()
+    for revision in chain.revisions():
+        for direction in ("upgrade", "downgrade"):
+            chain.concurrent_statements(revision, direction)  # raises when it cannot
+    assert [s.index for s in chain.concurrent_statements("0002", "upgrade") if s.index] == [
+        ("action_log_text_time_idx", "audit.action_log"),
+        ("action_log_actor_source_idx", "audit.action_log"),
+    ]

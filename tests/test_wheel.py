@@ -105,6 +105,26 @@ def test_installed_wheel_migrates_a_database_from_outside_the_source_tree(
         assert conn.execute("select to_regclass('audit.action_log') is not null").fetchone()[0]
 
 
+def test_the_wheel_carries_every_file_of_the_migration_chain(wheel):
+    # manifest.json lists every file a revision runs (state files, upgrade, downgrade and
+    # the *_concurrently files that run outside a transaction): a file left out of the
+    # wheel would be skipped or fail on the DBA's machine only
+    import zipfile
+
+    from audit_capture.revisions import Chain
+
+    chain = Chain.packaged()
+    listed = {
+        f"audit_capture/_migrations/{name}"
+        for entry in chain.manifest()["revisions"].values()
+        for name in entry["files"]
+    }
+    assert "audit_capture/_migrations/upgrade_concurrently/0002.sql" in listed
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert listed <= names, sorted(listed - names)
+
+
 def test_the_wheel_without_extras_installs_no_web_or_test_server(core_bin):
     listed = run([*uv_command(), "pip", "list", "--python", str(core_bin / "python")]).stdout
     installed = {line.split()[0].lower() for line in listed.splitlines()[2:] if line.strip()}

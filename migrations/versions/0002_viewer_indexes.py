@@ -6,7 +6,9 @@ Create Date: 2026-12-02 17:39:03.453903
 
 Its SQL: the state files it adds or changes in migrations/sql/0002/ (written by
 scripts/freeze-sql), and migrations/upgrade/0002.sql and
-migrations/downgrade/0002.sql when it needs them (migrations/README.md).
+migrations/downgrade/0002.sql when it needs them; what runs outside a transaction
+before them (CREATE INDEX CONCURRENTLY) in migrations/upgrade_concurrently/0002.sql and
+migrations/downgrade_concurrently/0002.sql (migrations/README.md).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ how to add one):
 - ``migrations/upgrade/<rev>.sql`` (optional) holds what cannot simply be run again:
   ALTER TABLE on the log, ALTER TYPE ... ADD VALUE, a domain's new check.
 - ``migrations/downgrade/<rev>.sql`` (optional) removes what the revision added.
+- ``migrations/upgrade_concurrently/<rev>.sql`` and ``downgrade_concurrently/<rev>.sql``
+  (optional) hold what runs OUTSIDE a transaction before the upgrade (downgrade): one
+  statement at a time in autocommit, ``CREATE INDEX CONCURRENTLY`` on the live log.
+  ``concurrent_statements`` splits such a file, and refuses what it cannot split safely.
 - ``migrations/manifest.json`` records the sha256 of every file of every revision and
   which revisions are released (``scripts/freeze-sql``, ``scripts/release-revision``).
 
@@ -20,15 +24,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from audit_capture import resources
 
 UNINSTALL_FILE = "uninstall.sql"
 REMOVED_SUFFIX = ".removed"
 MANIFEST_FILE = "manifest.json"
+Direction = Literal["upgrade", "downgrade"]
+CONCURRENT_FOLDERS: dict[Direction, str] = {
+    "upgrade": "upgrade_concurrently",
+    "downgrade": "downgrade_concurrently",
+}
 
 
 class RevisionError(Exception):
@@ -37,6 +48,138 @@ class RevisionError(Exception):
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- statements that run outside a transaction ------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConcurrentStatement:
+    """One statement of a ``*_concurrently/<rev>.sql`` file."""
+
+    text: str  # as written, with the comment lines above it, ending with ';'
+    line: int  # the line of the file where its first word is
+    # (index name, schema-qualified table) of a CREATE INDEX CONCURRENTLY IF NOT EXISTS
+    index: tuple[str, str] | None = None
+    drops_index: bool = False  # a DROP INDEX CONCURRENTLY
+
+
+_IDENT = r"[a-z_][a-z0-9_]*"
+_CREATE_INDEX = re.compile(
+    rf"create (?:unique )?index concurrently if not exists ({_IDENT}) on (?:only )?"
+    rf"({_IDENT}\.{_IDENT})\b"
+)
+_TRANSACTION_OR_ROLE = re.compile(
+    r"(begin|start|commit|end|rollback|abort|savepoint|release|prepare|set|reset)\b"
+)
+
+
+def concurrent_statements(path: Path) -> list[ConcurrentStatement]:
+    """The statements of ``path`` (a ``*_concurrently/<rev>.sql`` file), one by one.
+
+    The rule: a statement ends at a ``;`` that is outside a '...' string, a "..."
+    name and a ``--`` comment. What this rule cannot split safely is refused, with
+    the line: dollar quoting (``$$`` or ``$tag$``) and ``begin atomic`` bodies (a
+    function the file needs has a SQL-standard ``return ...`` body, or goes into the
+    transactional part), ``/* */`` comments, E'...' strings (backslash escapes), psql's
+    backslash commands, an unterminated string or text after the last ``;``. So are
+    statements that would defeat the file's purpose:
+    CREATE INDEX without ``concurrently if not exists <name> on <schema>.<table>``
+    (the name is needed to drop an INVALID index a failed build left), DROP INDEX
+    without ``concurrently if exists``, and transaction, role and session commands
+    (the runner sets the role and runs each statement in a transaction of its own).
+    """
+    text = path.read_text(encoding="utf-8")
+    name = path.as_posix()
+
+    def refuse(at: int, why: str) -> RevisionError:
+        line = text.count("\n", 0, at) + 1
+        return RevisionError(
+            f"{name}, line {line}: {why}; the statements of a *_concurrently file run one "
+            "at a time outside a transaction and are split at each ';' outside strings, "
+            "quoted names and -- comments (migrations/README.md)"
+        )
+
+    statements: list[ConcurrentStatement] = []
+    start, first, shape = 0, -1, []  # shape: the code, strings emptied, comments gone
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end + 1
+            shape.append(" ")
+            continue
+        if text.startswith("/*", i):
+            raise refuse(i, "a /* comment */ (write -- comments)")
+        if char == "$":
+            raise refuse(i, "a '$' (dollar quoting cannot be split safely)")
+        if char == "\\":
+            raise refuse(i, "a '\\' (a psql command: the file also runs without psql)")
+        if first < 0 and not char.isspace() and char != ";":
+            first = i
+        if char in "'\"":
+            before = text[max(i - 2, 0) : i].rjust(2)
+            if char == "'" and before[1] in "eE" and not (before[0].isalnum() or before[0] == "_"):
+                raise refuse(i, "an E'...' string (backslash escapes)")
+            end = i + 1
+            while True:
+                end = text.find(char, end)
+                if end < 0:
+                    raise refuse(i, f"an unterminated {char}...{char}")
+                if text.startswith(char * 2, end):
+                    end += 2
+                    continue
+                break
+            shape.append(char * 2 if char == "'" else text[i : end + 1])
+            i = end + 1
+            continue
+        if char == ";":
+            if first < 0:
+                raise refuse(i, "an empty statement")
+            code = " ".join("".join(shape).split()).lower()
+            line = text.count("\n", 0, first) + 1
+            statement, why = _checked(text[start : i + 1], code, line)
+            if statement is None:
+                raise refuse(first, why)
+            statements.append(statement)
+            start, first, shape = i + 1, -1, []
+        else:
+            shape.append(char)
+        i += 1
+    if first >= 0:
+        raise refuse(first, "a statement without its closing ';'")
+    if not statements:
+        raise refuse(0, "no statement")
+    return statements
+
+
+def _checked(statement: str, code: str, line: int) -> tuple[ConcurrentStatement | None, str]:
+    """The statement, or None and why it is refused."""
+    if _TRANSACTION_OR_ROLE.match(code):
+        return None, (
+            f"{code.split()[0].upper()}: transaction, role and session commands have no "
+            "place here (each statement runs in its own transaction, as audit_owner)"
+        )
+    if re.search(r"\bbegin atomic\b", code):
+        return None, (
+            "a BEGIN ATOMIC body (its ';' cannot be split safely): write the function's "
+            "body as 'return ...', or create it in the transactional part"
+        )
+    index = None
+    if re.match(r"create (unique )?index\b", code):
+        found = _CREATE_INDEX.match(code)
+        if not found:
+            return None, (
+                "CREATE INDEX must read 'create [unique] index concurrently if not exists "
+                "<name> on <schema>.<table>' (a plain name, lowercase)"
+            )
+        index = (found[1], found[2])
+    elif re.match(r"drop index\b", code):
+        if not code.startswith("drop index concurrently if exists "):
+            return None, "DROP INDEX must read 'drop index concurrently if exists ...'"
+        return ConcurrentStatement(statement, line, drops_index=True), ""
+    return ConcurrentStatement(statement, line, index), ""
 
 
 # -- a chain of revisions and the files of each ---------------------------------------
@@ -98,6 +241,20 @@ class Chain:
     def downgrade_file(self, revision: str) -> Path:
         return self.root / "downgrade" / f"{revision}.sql"
 
+    def concurrent_file(self, revision: str, direction: Direction) -> Path:
+        """``upgrade_concurrently/<revision>.sql`` or ``downgrade_concurrently/...``: what
+        runs outside a transaction before the upgrade's (downgrade's) transactional part."""
+        return self.root / CONCURRENT_FOLDERS[direction] / f"{revision}.sql"
+
+    def concurrent_statements(
+        self, revision: str, direction: Direction
+    ) -> list[ConcurrentStatement]:
+        """The statements of ``concurrent_file()``, split and checked; [] without one."""
+        path = self.concurrent_file(revision, direction)
+        if not path.is_file():
+            return []
+        return concurrent_statements(path)
+
     def state_files(self, revision: str) -> dict[str, Path]:
         """{file name: path} of every state file of ``revision`` (``uninstall.sql``
         included), resolved along the chain."""
@@ -133,10 +290,15 @@ class Chain:
 
     def own_files(self, revision: str) -> list[Path]:
         """Every file that belongs to ``revision`` alone: its folder's files, its
-        upgrade and downgrade files."""
+        upgrade and downgrade files, and what runs outside a transaction before them."""
         folder = self.folder(revision)
         files = sorted(folder.iterdir()) if folder.is_dir() else []
-        extra = [self.upgrade_file(revision), self.downgrade_file(revision)]
+        extra = [
+            self.upgrade_file(revision),
+            self.downgrade_file(revision),
+            self.concurrent_file(revision, "upgrade"),
+            self.concurrent_file(revision, "downgrade"),
+        ]
         return files + [path for path in extra if path.is_file()]
 
     # -- the manifest ------------------------------------------------------------------
@@ -174,7 +336,7 @@ class Chain:
             f"{MANIFEST_FILE} lists revision {rev}, which versions/ lacks: remove its entry"
             for rev in sorted(set(manifest) - set(revisions))
         ]
-        for folder in ("sql", "upgrade", "downgrade"):
+        for folder in ("sql", "upgrade", "downgrade", *CONCURRENT_FOLDERS.values()):
             for path in sorted((self.root / folder).glob("*")):
                 if (path.name if folder == "sql" else path.stem) not in revisions:
                     problems.append(
@@ -230,6 +392,8 @@ class Chain:
                 f"revision {revision} is released ({MANIFEST_FILE}): its SQL never changes; "
                 'put the change in a new revision (scripts/new-revision "what changed")'
             )
+        for direction in CONCURRENT_FOLDERS:
+            self.concurrent_statements(revision, direction)  # refuses what it cannot split
         current = {path.name: path for path in triggers.glob("*.sql")}
         if not current:
             raise RevisionError(f"{triggers} holds no .sql file")

@@ -6,7 +6,10 @@
 Which files a revision of the package's chain runs is ``revisions``' job:
 upgrade(rev) runs its upgrade file first, then every resolved state file;
 downgrade(rev) runs the previous revision's resolved state files, then its downgrade
-file; the baseline's downgrade runs its ``uninstall.sql``.
+file; the baseline's downgrade runs its ``uninstall.sql``. Before either, a revision's
+``upgrade_concurrently/<rev>.sql`` (``downgrade_concurrently/``) runs outside the
+migration's transaction, one statement at a time, as ``audit_owner``: CREATE INDEX
+CONCURRENTLY on the live log does not block its writes (``run_concurrently``).
 
 The files hold plpgsql ``$$`` bodies, ``%`` format placeholders and ``:name``-like
 text, so they go to the server verbatim through psycopg without parameters (psycopg 3
@@ -16,14 +19,22 @@ They never go through SQLAlchemy ``text()``, which would read ``:name`` as a bin
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from audit_capture import resources
-from audit_capture.revisions import UNINSTALL_FILE, Chain
+from audit_capture.revisions import UNINSTALL_FILE, Chain, ConcurrentStatement, Direction
 
 VERSION_TABLE_FILE = "version_table.sql"
+# set by migrations/env.py when migrate owns the connection (no caller's transaction
+# around it): the revision may then leave the transaction (autocommit_block())
+AUTOCOMMIT_OPTION = "audit_capture_autocommit"
+SCHEMA_OWNER = "audit_owner"
+
+log = logging.getLogger(__name__)
 
 
 def install_files(folder: Path) -> list[Path]:
@@ -96,9 +107,11 @@ def _running_chain() -> Chain:
 
 
 def upgrade(revision: str) -> None:
-    """A revision's upgrade(): ``upgrade/<revision>.sql`` if any, then every resolved
-    state file of ``revision``."""
+    """A revision's upgrade(): ``upgrade_concurrently/<revision>.sql`` if any (outside
+    the transaction), ``upgrade/<revision>.sql`` if any, then every resolved state file
+    of ``revision``."""
     chain = _running_chain()
+    run_concurrently(chain, revision, "upgrade")
     explicit = chain.upgrade_file(revision)
     _run_in_migration(
         ([explicit] if explicit.is_file() else []) + chain.install_files(revision), chain
@@ -106,15 +119,141 @@ def upgrade(revision: str) -> None:
 
 
 def downgrade(revision: str) -> None:
-    """A revision's downgrade(): the previous revision's resolved state files, then
+    """A revision's downgrade(): ``downgrade_concurrently/<revision>.sql`` if any
+    (outside the transaction), the previous revision's resolved state files, then
     ``downgrade/<revision>.sql`` if any; for the baseline, its ``uninstall.sql``."""
     chain = _running_chain()
     down = chain.parents[revision]
     if down is None:
         _uninstall_in_migration(chain.uninstall_file(revision), chain)
         return
+    run_concurrently(chain, revision, "downgrade")
     explicit = chain.downgrade_file(revision)
     _run_in_migration(chain.install_files(down) + ([explicit] if explicit.is_file() else []), chain)
+
+
+def run_concurrently(chain: Chain, revision: str, direction: Direction) -> None:
+    """Run ``revision``'s ``<direction>_concurrently/<revision>.sql``, if it has one,
+    outside the migration's transaction: the transaction so far is committed
+    (Alembic's ``autocommit_block()``), then each statement runs on its own in
+    autocommit, as ``audit_owner`` (the owner of the log builds its indexes). Before a
+    ``create index concurrently if not exists <name>``, an index of that name that a
+    failed concurrent build left INVALID is dropped (``if not exists`` would keep it).
+
+    Offline (``--sql``) it prints the same, between a COMMIT and a BEGIN, for psql.
+    On a caller's connection already in a transaction nothing can leave it: the file
+    is skipped, with a warning naming the lock, and the transactional part (the upgrade
+    or downgrade file and the state files, which must do the same work) does it all;
+    INVALID indexes of the file's names are dropped in the transaction first.
+    """
+    from alembic import context, op
+
+    path = chain.concurrent_file(revision, direction)
+    statements = chain.concurrent_statements(revision, direction)
+    if not statements:
+        return
+    name = path.relative_to(chain.root).as_posix()
+    migration = op.get_context()
+    if context.is_offline_mode():
+        with migration.autocommit_block():
+            _print_concurrently(migration.impl.static_output, name, statements)
+        return
+    if not migration.opts.get(AUTOCOMMIT_OPTION):
+        tables = sorted({statement.index[1] for statement in statements if statement.index})
+        drops = any(statement.drops_index for statement in statements)
+        log.warning(
+            "revision %s: the connection is already in a transaction, so %s cannot run "
+            "(CREATE INDEX CONCURRENTLY runs outside a transaction): its indexes are built "
+            "inside the transaction instead, which holds a SHARE lock on %s%s and blocks "
+            "every INSERT, UPDATE and DELETE of every tracked table (their audited writes) "
+            "until it commits. To build them without blocking writes, run `audit-capture "
+            "migrate %s` (or migrate.%s(url, ...)) on a connection of its own.",
+            revision,
+            name,
+            ", ".join(tables) or "the tables it indexes",
+            " (ACCESS EXCLUSIVE, which blocks reads too, where it drops an index)" if drops else "",
+            direction,
+            direction,
+        )
+        conn = _driver_connection()
+        conn.execute(sql.SQL("set local role {}").format(sql.Identifier(SCHEMA_OWNER)))
+        for statement in statements:
+            if statement.index:
+                _drop_invalid_index(conn, *statement.index, concurrently=False)
+        restore_role(conn)
+        return
+    with migration.autocommit_block():
+        conn = _driver_connection()
+        assert conn.autocommit, "autocommit_block() left a transaction open"
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(SCHEMA_OWNER)))
+        try:
+            for statement in statements:
+                if statement.index:
+                    _drop_invalid_index(conn, *statement.index, concurrently=True)
+                try:
+                    conn.execute(statement.text.strip(), prepare=False)
+                except psycopg.Error as exc:
+                    exc.add_note(f"while running {path}, line {statement.line}")
+                    raise
+        finally:
+            conn.execute("reset role")
+
+
+_INVALID_INDEX = """
+select n.nspname, c.relname
+from pg_catalog.pg_index i
+join pg_catalog.pg_class c on c.oid = i.indexrelid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where c.relname = {name}
+  and c.relnamespace = (select relnamespace from pg_catalog.pg_class where oid = {table})
+  and not i.indisvalid
+"""
+
+
+def _drop_invalid_index(
+    conn: psycopg.Connection, name: str, table: str, *, concurrently: bool
+) -> None:
+    """Drop the index ``name`` of ``table``'s schema if it is INVALID (left by a failed
+    CREATE INDEX CONCURRENTLY, or by one still running elsewhere: one migration at a time)."""
+    query = sql.SQL(_INVALID_INDEX).format(name=sql.Literal(name), table=sql.SQL("to_regclass(%s)"))
+    row = conn.execute(query, (table,)).fetchone()
+    if row is None:
+        return
+    log.warning("dropping the INVALID index %s.%s (a failed concurrent build left it)", *row)
+    drop = "drop index concurrently if exists {}" if concurrently else "drop index if exists {}"
+    conn.execute(sql.SQL(drop).format(sql.Identifier(*row)))
+
+
+def _print_concurrently(output, name: str, statements: list[ConcurrentStatement]) -> None:
+    """``run_concurrently()`` as a psql script: Alembic has printed COMMIT before it and
+    prints BEGIN after it."""
+    output(
+        f"-- {name}: OUTSIDE a transaction, one statement at a time.\n"
+        "-- psql runs each statement in autocommit (its default): run this script without\n"
+        "-- --single-transaction (-1) and with AUTOCOMMIT on, or CREATE INDEX CONCURRENTLY\n"
+        "-- fails (cannot run inside a transaction block)."
+    )
+    output(f"set role {SCHEMA_OWNER};")
+    for statement in statements:
+        lines = statement.text.strip().splitlines()
+        comments = 0
+        while lines[comments].lstrip().startswith("--") or not lines[comments].strip():
+            comments += 1
+        if comments:
+            output("\n".join(lines[:comments]))
+        if statement.index:
+            index, table = statement.index
+            query = sql.SQL(_INVALID_INDEX).format(
+                name=sql.Literal(index), table=sql.SQL("to_regclass({})").format(sql.Literal(table))
+            )
+            output(
+                f"-- an index {index} left INVALID by a failed build is dropped first\n"
+                "-- (psql's \\gexec runs the statement that the query returns, if any)\n"
+                "select format('drop index concurrently if exists %I.%I', nspname, relname)"
+                f" from ({query.as_string().strip()}\n) as invalid \\gexec"
+            )
+        output("\n".join(lines[comments:]))
+    output("reset role;")
 
 
 def _run_in_migration(paths: list[Path], chain: Chain) -> None:
