@@ -530,8 +530,19 @@ def test_a_concurrent_file_that_cannot_be_split_safely_is_refused(tmp_path, text
     )
 
 
+# the state file that makes again what CONCURRENT_0002 built
+INDEXES_0002 = """
+-- the same as upgrade_concurrently/0002.sql, its comments and spacing aside
+create or replace function audit.first_color(c audit.color) returns text
+language sql immutable parallel safe
+return 'first; '   ||   c::text;
+create index if not exists log_color_idx on audit.log (color);
+create unique index if not exists log_note_idx on audit.log (note);
+"""
+
+
 def test_freeze_records_the_concurrent_files_and_refuses_one_it_cannot_split(chain, tmp_path):
-    triggers = write_triggers(tmp_path / "triggers", DELTA)
+    triggers = write_triggers(tmp_path / "triggers", {**DELTA, "06_indexes.sql": INDEXES_0002})
     folder = chain.root / "upgrade_concurrently"
     folder.mkdir()
     folder.joinpath("0002.sql").write_text(CONCURRENT_0002.lstrip())
@@ -564,11 +575,52 @@ def test_freeze_records_the_concurrent_files_and_refuses_one_it_cannot_split(cha
         chain.freeze(triggers)
 
 
-def test_the_package_s_concurrent_files_split(tmp_path):
+def test_freeze_refuses_a_concurrent_statement_that_the_state_files_lack(chain, tmp_path):
+    # the state files must find what the file built: an index of another definition
+    # would be kept by 'if not exists'; a function they replace would no longer be the
+    # one that computed the index's entries
+    triggers = write_triggers(tmp_path / "triggers", {**DELTA, "06_indexes.sql": INDEXES_0002})
+    folder = chain.root / "upgrade_concurrently"
+    folder.mkdir()
+    chain.root.joinpath("downgrade_concurrently").mkdir()
+    text = CONCURRENT_0002.lstrip()
+    for wrong in (
+        text.replace("(color)", "(color desc)"),
+        text.replace("'first; '", "'first: '"),
+    ):
+        folder.joinpath("0002.sql").write_text(wrong)
+        with pytest.raises(RevisionError) as raised:
+            chain.freeze(triggers)
+        (problem,) = str(raised.value).split("; upgrade")
+        assert problem.startswith("upgrade_concurrently/0002.sql, line ")
+        assert problem.endswith(
+            ": not a statement of revision 0002's state files (the same but for "
+            "'concurrently', comments aside): make it the state file's, character for "
+            "character, or the state files keep (create index if not exists) or replace "
+            "(create or replace function) what it built"
+        )
+    folder.joinpath("0002.sql").write_text(text)
+    # the way back is checked against the previous revision's state files
+    chain.concurrent_file("0002", "downgrade").write_text(
+        "create index concurrently if not exists log_color_idx on audit.log (color);\n"
+    )
+    with pytest.raises(RevisionError) as raised:
+        chain.freeze(triggers)
+    assert str(raised.value).startswith(
+        "downgrade_concurrently/0002.sql, line 1: not a statement of revision 0001's state files"
+    )
+    chain.concurrent_file("0002", "downgrade").unlink()
+    chain.freeze(triggers)
+    assert not chain.concurrent_problems("0002")
+    assert not chain.manifest_problems()
+
+
+def test_the_package_s_concurrent_files_split_and_match_the_state_files():
     chain = Chain.packaged()
     for revision in chain.revisions():
         for direction in ("upgrade", "downgrade"):
             chain.concurrent_statements(revision, direction)  # raises when it cannot
+        assert not chain.concurrent_problems(revision)
     assert [s.index for s in chain.concurrent_statements("0002", "upgrade") if s.index] == [
         ("action_log_text_time_idx", "audit.action_log"),
         ("action_log_actor_source_idx", "audit.action_log"),

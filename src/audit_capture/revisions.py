@@ -154,6 +154,13 @@ def concurrent_statements(path: Path) -> list[ConcurrentStatement]:
     return statements
 
 
+def _normalized(sql_text: str) -> str:
+    """``sql_text`` without its -- comments (outside '...' strings), its spacing collapsed
+    and lowercased: two statements that differ only there compare equal."""
+    text = re.sub(r"('(?:[^']|'')*')|--[^\n]*", lambda m: m.group(1) or " ", sql_text)
+    return " ".join(text.split()).lower()
+
+
 def _checked(statement: str, code: str, line: int) -> tuple[ConcurrentStatement | None, str]:
     """The statement, or None and why it is refused."""
     if _TRANSACTION_OR_ROLE.match(code):
@@ -254,6 +261,54 @@ class Chain:
         if not path.is_file():
             return []
         return concurrent_statements(path)
+
+    def concurrent_problems(self, revision: str, state: dict[str, Path] | None = None) -> list[str]:
+        """What differs between ``revision``'s ``*_concurrently`` files and the state files
+        their transactional part runs (``state``: the upgrade's, default the revision's
+        own; the downgrade's are the previous revision's), one line per statement.
+
+        Each ``create index`` and ``create or replace function`` of such a file must be a
+        statement of those state files, the same but for ``concurrently`` (comments and
+        spacing aside): an index of another definition would be kept by the state
+        file's ``if not exists``, and a function the state file replaced would no longer
+        be the one that computed the index's entries.
+        """
+        down = self.parents[revision]
+        targets: dict[Direction, tuple[str | None, dict[str, Path]]] = {
+            "upgrade": (revision, self.state_files(revision) if state is None else state),
+            "downgrade": (down, self.state_files(down) if down else {}),
+        }
+        problems = []
+        for direction, (target, files) in targets.items():
+            statements = self.concurrent_statements(revision, direction)
+            name = self.concurrent_file(revision, direction).relative_to(self.root).as_posix()
+            if statements and target is None:
+                problems.append(f"{name}: never runs (the baseline's downgrade is uninstall.sql)")
+                continue
+            against = _normalized(
+                "\n".join(
+                    path.read_text(encoding="utf-8")
+                    for file, path in sorted(files.items())
+                    if file != UNINSTALL_FILE
+                )
+            )
+            for statement in statements:
+                code = _normalized(statement.text)
+                if not (statement.index or code.startswith("create or replace function ")):
+                    continue
+                if (
+                    re.sub(r"^create (unique )?index concurrently ", r"create \1index ", code)
+                    in against
+                ):
+                    continue
+                problems.append(
+                    f"{name}, line {statement.line}: not a statement of revision {target}'s "
+                    "state files (the same but for 'concurrently', comments aside): make it "
+                    "the state file's, character for character, or the state files keep "
+                    "(create index if not exists) or replace (create or replace function) "
+                    "what it built"
+                )
+        return problems
 
     def state_files(self, revision: str) -> dict[str, Path]:
         """{file name: path} of every state file of ``revision`` (``uninstall.sql``
@@ -392,11 +447,13 @@ class Chain:
                 f"revision {revision} is released ({MANIFEST_FILE}): its SQL never changes; "
                 'put the change in a new revision (scripts/new-revision "what changed")'
             )
-        for direction in CONCURRENT_FOLDERS:
-            self.concurrent_statements(revision, direction)  # refuses what it cannot split
         current = {path.name: path for path in triggers.glob("*.sql")}
         if not current:
             raise RevisionError(f"{triggers} holds no .sql file")
+        # refuses a *_concurrently file it cannot split, or that differs from the SQL
+        problems = self.concurrent_problems(revision, current)
+        if problems:
+            raise RevisionError("; ".join(problems))
         down = self.parents[revision]
         previous = self.state_files(down) if down else {}
         folder = self.folder(revision)
