@@ -849,7 +849,8 @@ def test_an_audited_write_goes_on_while_0002_builds_its_indexes(empty_db_url):
             for _ in range(600):  # until the migration waits for the open transaction
                 waiting = watcher.execute(
                     "select query from pg_stat_activity where datname = current_database()"
-                    " and wait_event_type = 'Lock' and pid <> %s",
+                    " and backend_type = 'client backend' and wait_event_type = 'Lock'"
+                    " and pid <> %s",
                     (holder.info.backend_pid,),
                 ).fetchone()
                 if waiting or failures:
