@@ -470,3 +470,19 @@ def test_the_newest_row_is_one_probe_per_source(conn, renamed, monkeypatch):
     assert sum(n["Actual Loops"] for n in scans) == len(SOURCE_CHOICES)
     for node in nodes:
         assert node["Actual Rows"] <= len(SOURCE_CHOICES), node
+
+
+def test_a_walk_that_passed_every_row_of_an_actor_is_the_whole_answer(conn, actor_log, monkeypatch):
+    """The walk of the newest candidates read all of a departed actor's 30 rows: the
+    rows it found are all there are, and no window of the full-text index follows."""
+    from audit_capture.viewer import text_search
+
+    monkeypatch.setattr(text_search, "TEXT_WINDOW", 10**6)  # the walk, as deep as it likes
+
+    def no_windows(*args, **kwargs):
+        raise AssertionError("the walk had passed every candidate")
+
+    monkeypatch.setattr(text_search, "_text_windows", no_windows)
+    expected = plain_ids(conn, "actor_id = 'gone'")
+    page = list_page(conn, parse_filters({"actor": "id:gone", "q": "client"}, UTC), size=50)
+    assert ids(page) == expected and page.next_cursor is None
