@@ -549,6 +549,15 @@ def page_cases() -> list[Case]:
         Case("text prefix + word: q=mari* smith", {"q": "mari* smith"}),
         Case("text prefix + absent word: q=mar* zzz", {"q": "mar* zzz"}),
         Case("text 2 words, no match together: q=smith johnson", {"q": "smith johnson"}),
+        Case("text rare prefix + common prefix: q=zeb* smi*", {"q": "zeb* smi*"}),
+        Case(
+            "text + actor: busiest admin + q=maria smith",
+            {"actor": "id:admin-0", "q": "maria smith"},
+        ),
+        Case(
+            "text + actor: departed-1 (old rows) + q=smith",
+            {"actor": "id:departed-1", "q": "smith"},
+        ),
     ]
     return cases
 
