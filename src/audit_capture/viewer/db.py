@@ -238,7 +238,18 @@ class ViewerDatabase:
     def filter_options(self, conn: psycopg.Connection, *, refresh: bool = False) -> FilterOptions:
         """The filter controls' choices, read with ``conn`` when the cached ones are older
         than ``options_cache_seconds`` (or ``refresh``)."""
-        return self.options_cache.get(lambda: load_options(conn), refresh=refresh)
+        return self.options_cache.get(
+            lambda: load_options(conn), refresh=refresh, background=self._read_options_apart
+        )
+
+    def _read_options_apart(self) -> FilterOptions:
+        """The filter options, read on a connection of the pool's own (the cache's
+        refresh away from the pages)."""
+        conn = self.getconn()
+        try:
+            return load_options(conn)
+        finally:
+            self.putconn(conn)
 
 
 _OPEN: weakref.WeakSet[ViewerDatabase] = weakref.WeakSet()
