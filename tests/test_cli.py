@@ -415,3 +415,16 @@ def test_one_row_names_the_query_that_returned_none(conn):
     assert database.one_row(conn, "select 1, %s", ("two",)) == (1, "two")
     with pytest.raises(LookupError, match="got none from: 'select 1 where false'"):
         database.one_row(conn, "select 1 where false")
+
+
+def test_a_server_leaves_its_start_out_of_full_garbage_collections():
+    """The viewer and the demo call it before serving (cli.py says why)."""
+    import gc
+
+    from audit_capture.cli import freeze_startup_objects
+
+    try:
+        freeze_startup_objects()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()

@@ -11,6 +11,7 @@ non-zero exit code; never a traceback.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -445,6 +446,7 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
             f"cannot serve on {address}: {exc.strerror or exc} (choose another --port or --host)"
         ) from None
     _stop_on_interrupt()
+    freeze_startup_objects()
     click.echo(f"audit-capture viewer: serving http://{address}/ (Ctrl-C stops)")
     # returns on Ctrl-C or SIGTERM: waitress takes the KeyboardInterrupt and closes
     try:
@@ -455,6 +457,15 @@ def viewer(ctx, viewer_database_url, host, port, config_file, threads) -> None:
 
 
 VIEWER_IDENT = "audit-capture-viewer"  # the Server header of its responses
+
+
+def freeze_startup_objects() -> None:
+    """Leave the objects of a long-running server's start (modules, Flask, templates:
+    ~50,000) out of Python's full garbage collections from now on (``gc.freeze``).
+    Every such collection walked them all: 17-21 ms, a few times per 400 pages, and one
+    page over HTTP then took 45 ms more than its neighbours."""
+    gc.collect()
+    gc.freeze()
 
 
 def _stop_on_interrupt() -> None:
@@ -634,6 +645,7 @@ def demo(ctx, port, keep_dir, prepare_only, timezone, history) -> None:
             f"\n  open   http://127.0.0.1:{port}/\n  user   {demo.username}\n"
             f"  password  {demo.password}\n  psql   {_demo_psql(url, server)}\n"
         )
+        freeze_startup_objects()
         try:
             web.run()
         finally:
