@@ -290,3 +290,27 @@ def test_a_hostile_filter_counts_as_typed(skewed):
 )
 def test_count_text_words_each_case(count, words):
     assert count_text(count) == words
+
+
+def test_a_text_search_s_count_gets_half_the_time(conn):
+    """The page of a text search has paid the search already: its count is cancelled
+    at half of COUNT_PROBE_MS (5 ms), any other count at all of it."""
+
+    caps = []
+
+    class Recording:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def execute(self, query, params=None, **kwargs):
+            if isinstance(params, dict) and "cap" in params:
+                caps.append(params["cap"])
+            return self.real.execute(query, params, **kwargs)
+
+    recording = Recording(conn)
+    counts.capped_count(recording, parse_filters({"q": "alice"}, ZoneInfo("UTC")), 1000)
+    counts.capped_count(recording, parse_filters({"source": "web"}, ZoneInfo("UTC")), 1000)
+    assert caps == [f"{counts.COUNT_PROBE_MS / 2:g}ms", f"{counts.COUNT_PROBE_MS:g}ms"]
