@@ -18,7 +18,7 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
   statement (Merge Append; nothing sorted but a branch's own ``limit`` rows). Filters
   the index answers alone (actor, source, dates) take the page's ids from it alone
   (index-only, so no plan walks the time index instead), then those rows by id.
-  With a text search, ``text_search`` reads each branch and they are merged here.
+  A text search of an actor walks the same merged branches (``text_search``).
 * **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
   a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
 
@@ -54,10 +54,9 @@ from audit_capture.viewer.rows import (
     LOG,
     LogRow,
     actor_branches,
-    actor_order,
+    actor_rows,
     column_list,
     keyset_condition,
-    merged,
     order_by,
     planned_rows,
 )
@@ -126,35 +125,18 @@ def actor_query(
     combination it thinks common (a busy admin and a source they never use: every row
     of the log passed for none)."""
     ids_only = all(a.param in ACTOR_SOURCE_PARAMS for a in branches[0].active)
-    columns = sql.SQL("occurred_at, id") if ids_only else column_list(LIST_COLUMNS)
-    params = dict(keyset_params)
-    selects = []
-    for branch in branches:
-        where, branch_params = branch.where()
-        params.update(branch_params)  # the same names and values in every branch
-        selects.append(
-            sql.SQL(
-                "select {cols} from {log} where {where} and {keyset} order by {order} limit {limit}"
-            ).format(
-                cols=columns,
-                log=LOG,
-                where=where,
-                keyset=keyset,
-                order=actor_order(direction),
-                limit=sql.Literal(limit),
-            )
-        )
     if ids_only:
-        query = sql.SQL(
-            "select {cols} from {log} where id = any(array({ids})) order by {order}"
-        ).format(
-            cols=column_list(LIST_COLUMNS),
-            log=LOG,
-            ids=merged(selects, sql.SQL("id"), order_by(direction), limit),
-            order=order_by(direction),
+        ids, params = actor_rows(
+            branches, sql.SQL("occurred_at, id"), keyset, keyset_params, direction, limit
         )
+        query = sql.SQL(
+            "select {cols} from {log} where id = any(array(select id from ({ids}) page))"
+            " order by {order}"
+        ).format(cols=column_list(LIST_COLUMNS), log=LOG, ids=ids, order=order_by(direction))
     else:
-        query = merged(selects, column_list(LIST_COLUMNS), order_by(direction), limit)
+        query, params = actor_rows(
+            branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, limit
+        )
     return query, params
 
 

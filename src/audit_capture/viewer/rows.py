@@ -203,3 +203,34 @@ def merged(
         order,
         sql.Literal(limit),
     )
+
+
+def actor_rows(
+    branches: Sequence[Filters],
+    columns: sql.Composable,
+    keyset: sql.Composable,
+    keyset_params: dict,
+    direction: str,
+    limit: int,
+) -> tuple[sql.Composed, dict]:
+    """The statement of the first ``limit`` rows (``columns``) after the keyset of an
+    actor's ``actor_branches``, each branch read in ``actor_order`` with its own LIMIT,
+    merged in page order (``merged``), and its parameters."""
+    params = dict(keyset_params)
+    selects = []
+    for branch in branches:
+        where, branch_params = branch.where()
+        params.update(branch_params)  # the same names and values in every branch
+        selects.append(
+            sql.SQL(
+                "select {cols} from {log} where {where} and {keyset} order by {order} limit {limit}"
+            ).format(
+                cols=columns,
+                log=LOG,
+                where=where,
+                keyset=keyset,
+                order=actor_order(direction),
+                limit=sql.Literal(limit),
+            )
+        )
+    return merged(selects, columns, order_by(direction), limit), params

@@ -33,10 +33,9 @@ from audit_capture.viewer.rows import (
     LOG,
     LogRow,
     actor_branches,
-    actor_order,
+    actor_rows,
     column_list,
     keyset_condition,
-    merged,
     one_row,
     order_by,
     planned_rows,
@@ -361,25 +360,7 @@ def _newest_candidates(
             order=order_by(direction),
             window=sql.Literal(window),
         ), {**params, **keyset_params}
-    params = dict(keyset_params)
-    selects = []
-    for branch in branches:
-        where, branch_params = branch.where()
-        params.update(branch_params)  # the same names and values in every branch
-        selects.append(
-            sql.SQL(
-                "select {cols} from {log} where {where} and {keyset}"
-                " order by {order} limit {window}"
-            ).format(
-                cols=column_list(LIST_COLUMNS),
-                log=LOG,
-                where=where,
-                keyset=keyset,
-                order=actor_order(direction),
-                window=sql.Literal(window),
-            )
-        )
-    return merged(selects, column_list(LIST_COLUMNS), order_by(direction), window), params
+    return actor_rows(branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, window)
 
 
 def text_rows(
