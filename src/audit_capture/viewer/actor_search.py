@@ -30,7 +30,6 @@ says so (``ActorMatches.complete`` is false).
 from __future__ import annotations
 
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Callable
@@ -41,6 +40,7 @@ import psycopg
 
 from audit_capture.enums import ActorType, Source
 from audit_capture.viewer.errors import BadRequest, translate_errors
+from audit_capture.viewer.kept import Kept
 
 QUERY_MIN_LENGTH, QUERY_MAX_LENGTH = 1, 100
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
@@ -252,50 +252,21 @@ def find_actors(conn: psycopg.Connection, text: str, limit: int = DEFAULT_LIMIT)
 
 
 class DirectoryCache:
-    """The directory of one viewer, kept ``ttl`` seconds: the walk of every actor costs
-    one to a few hundred milliseconds at ten million actions, a search in it ~1 ms, and
-    an admin types a name letter by letter. An actor seen for the first time is found
-    once the directory is read again (at most ``ttl`` seconds later). Thread-safe: one
-    reader refreshes while the others wait for it. With a ``background`` reader (its own
-    connection), a directory past its ``ttl`` is read again in a thread while the
-    searches go on in the old one (at 10M the walk takes ~80 ms: a keystroke once a
-    minute paid it)."""
+    """The directory of one viewer, kept ``ttl`` seconds (``kept.Kept``): the walk of
+    every actor costs one to a few hundred milliseconds at ten million actions, a search
+    in it ~1 ms, and an admin types a name letter by letter. An actor seen for the first
+    time is found once the directory is read again (at most ``ttl`` seconds later). With
+    a ``background`` reader (its own connection), a directory past its ``ttl`` is read
+    again in a thread while the searches go on in the old one (~80 ms at 10M: a
+    keystroke once a minute paid it)."""
 
     def __init__(self, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self.ttl, self.clock = ttl, clock
-        self._lock = threading.Lock()
-        self._directory: Directory | None = None
-        self._read_at = 0.0
-        self._refreshing = False
+        self._kept: Kept[Directory] = Kept(ttl, clock=clock, name="audit-viewer-actors")
 
     def get(
         self, conn: psycopg.Connection, background: Callable[[], Directory] | None = None
     ) -> Directory:
-        with self._lock:
-            now = self.clock()
-            stale = now - self._read_at >= self.ttl
-            if self._directory is None or (stale and background is None):
-                self._directory = load_directory(conn)
-                self._read_at = now
-            elif stale and not self._refreshing:
-                self._refreshing = True
-                threading.Thread(
-                    target=self._read_apart,
-                    args=(background,),
-                    name="audit-viewer-actors",
-                    daemon=True,
-                ).start()
-            return self._directory
-
-    def _read_apart(self, background: Callable[[], Directory]) -> None:
-        try:
-            directory = background()
-        except Exception:  # noqa: BLE001 - the searches still have the old directory
-            directory = None
-        with self._lock:
-            if directory is not None:
-                self._directory, self._read_at = directory, self.clock()
-            self._refreshing = False
+        return self._kept.get(lambda: load_directory(conn), background=background)
 
 
 def describe(conn: psycopg.Connection, key: str) -> Actor | None:

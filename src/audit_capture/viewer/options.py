@@ -22,7 +22,6 @@ default): a new actor or resource type appears in the controls within that time.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
@@ -38,6 +37,7 @@ from audit_capture.viewer.filters import (
     resource_plural,
     source_label,
 )
+from audit_capture.viewer.kept import Kept
 
 MAX_ACTORS = 500
 RECENT_ROWS = 10_000
@@ -102,67 +102,11 @@ def load_options(conn: psycopg.Connection) -> FilterOptions:
     )
 
 
-class OptionsCache:
-    """The filter options of one viewer, read again once older than ``lifetime`` seconds
-    (0: read for every page). Thread-safe: one thread reads them while the others wait
-    for its result; a read that fails is not kept (the next page tries again).
-
-    Options that are too old are read again AWAY from the page when ``get`` is given a
-    ``background`` reader (one with its own connection): the page gets the old options at
-    once and one thread reads new ones for the pages after it. At ten million actions
-    the read takes 30-50 ms, which every page once a minute paid on top of its own.
-    ``clock`` (seconds, monotonic) is injectable for tests."""
+class OptionsCache(Kept[FilterOptions]):
+    """The filter options of one viewer (``kept.Kept``), read again once older than
+    ``lifetime`` seconds (0: read for every page); past it, with a background reader, the
+    pages get the old options at once while one thread reads new ones (30-50 ms at ten
+    million actions, which one page a minute paid on top of its own)."""
 
     def __init__(self, lifetime: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.lifetime = lifetime
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._options: FilterOptions | None = None
-        self._read_at = 0.0
-        self._refreshing = False
-
-    def get(
-        self,
-        read: Callable[[], FilterOptions],
-        *,
-        refresh: bool = False,
-        background: Callable[[], FilterOptions] | None = None,
-    ) -> FilterOptions:
-        """The cached options, or ``read()``'s when there are none, ``refresh`` asks for
-        the log's own, or they are too old and there is no ``background`` reader (with
-        one, the old options, while a thread reads new ones)."""
-        with self._lock:
-            now = self.clock()
-            stale = now - self._read_at >= self.lifetime
-            if (
-                refresh
-                or self._options is None
-                or (stale and (background is None or not self.lifetime))
-            ):
-                self._options = read()
-                self._read_at = now
-            elif stale and not self._refreshing:
-                self._refreshing = True
-                threading.Thread(
-                    target=self._read_apart,
-                    args=(background,),
-                    name="audit-viewer-options",
-                    daemon=True,
-                ).start()
-            return self._options
-
-    def _read_apart(self, background: Callable[[], FilterOptions]) -> None:
-        """Read new options in this thread; a failure keeps the old ones (the next
-        page past their lifetime tries again)."""
-        try:
-            options = background()
-        except Exception:  # noqa: BLE001 - the pages still have the old options
-            options = None
-        with self._lock:
-            if options is not None:
-                self._options, self._read_at = options, self.clock()
-            self._refreshing = False
-
-    def clear(self) -> None:
-        with self._lock:
-            self._options = None
+        super().__init__(lifetime, clock=clock, name="audit-viewer-options")
