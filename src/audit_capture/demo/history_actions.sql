@@ -16,64 +16,12 @@
 -- context: the database role, source null). Time: more recent days are busier, most
 -- weekend work moves to the week before it, office hours for people, the small hours
 -- for the scheduler and the sync.
-with draw as materialized (
-  select g,
-         random() as r_who, random() as r_actor, random() as r_day, random() as r_week,
-         random() as r_hour, random() as r_hour2, random() as r_source, random() as r_what,
-         random() as r_resource, random() as r_variant, random() as r_rows
-  from generate_series(1, %(n)s) as g
-),
-who as (
-  select d.*,
-         case when r_who < 0.40 then 'admin' when r_who < 0.68 then 'client'
-              when r_who < 0.77 then 'scheduler' when r_who < 0.87 then 'intake'
-              when r_who < 0.93 then 'followup' when r_who < 0.98 then 'sync'
-              else 'database' end as kind,
-         1 + floor(40 * power(r_actor, 3))::int as admin_no,
-         1 + floor(1950 * power(r_actor, 2))::int as client_no
-  from draw d
-),
-actor as materialized (
-  select w.*,
-         case kind when 'admin' then 'adm-' || admin_no when 'client' then 'cli-' || client_no
-                   when 'scheduler' then 'sys-scheduler' when 'intake' then 'ai-intake'
-                   when 'followup' then 'ai-followup' when 'sync' then 'sys-case-sync' end
-           as actor_id,
-         case kind
-           when 'admin' then
-             case admin_no when 1 then 'Maria Lopez' when 2 then 'James Carter'
-                           when 3 then 'Priya Shah'
-                           else (%(first_names)s::text[])[1 + mod(admin_no * 7, 20)] || ' '
-                                || (%(last_names)s::text[])[1 + mod(admin_no * 3, 20)] end
-           when 'client' then
-             case client_no when 17 then 'Dana Whitfield' when 23 then 'Omar Haddad'
-                            else (%(first_names)s::text[])[1 + mod(client_no, 20)] || ' '
-                                 || (%(last_names)s::text[])[1 + mod(client_no / 20, 20)] end
-           when 'scheduler' then 'Nightly scheduler' when 'intake' then 'Intake Agent'
-           when 'followup' then 'Follow-up Agent' when 'sync' then 'Case sync'
-           else current_user end as actor_name,
-         case kind when 'admin' then 'admin' when 'client' then 'client' else 'system' end
-           as actor_type,
-         case kind
-           when 'admin' then case when r_source < 0.75 then 'web' when r_source < 0.90 then 'api'
-                                  else 'mobile' end
-           when 'client' then case when r_source < 0.65 then 'mobile' else 'web' end
-           when 'intake' then 'ai' when 'followup' then 'ai' when 'database' then null
-           else 'api' end as source,
-         -- how far into the history the action lies, 0 (oldest) to 1 (newest)
-         case when kind = 'admin' and admin_no > 30 then r_day * 0.05 * (admin_no - 30)
-              when kind = 'client' and client_no > 1700 then r_day * 0.4
-              else power(r_day, 0.6) end as at
-  from who w
-),
-timed as (
-  select a.*, day - case when extract(isodow from day) > 5 and r_week < 0.8
-                         then (extract(isodow from day) - 5)::int + floor(r_week / 0.16)::int
-                         else 0 end as shifted
-  from (select a.*, (%(end_at)s::timestamptz - make_interval(days => %(days)s))::date
-                    + floor(a.at * (%(days)s - 2))::int as day
-        from actor a) a
-),
+-- The statement is one pipeline: the draws are made once per action (the one materialized
+-- stage, narrow), each action finds its template in its kind's arrays (a binary search,
+-- not a join with all of its kind's templates), each "offset 0" stage computes its
+-- columns once for the stage above it (a fence, not a copy), and the one sort orders the
+-- actions by time before their wide columns (labels, changes) are built.
+with
 templates (kind, ord, label, action_type, resource_type, operation, weight, most_rows) as (
   values
     ('admin', 1, 'Client updated', 'update', 'client', 'UPDATE', 20, 1),
@@ -119,42 +67,134 @@ templates (kind, ord, label, action_type, resource_type, operation, weight, most
     ('database', 1, 'Client updated', 'update', 'client', 'UPDATE', 80, 1),
     ('database', 2, 'Campaign updated', 'update', 'campaign', 'UPDATE', 20, 1)
 ),
-chances as (
-  select t.*,
-         (sum(weight) over (partition by kind order by ord) - weight)
-           / sum(weight) over (partition by kind) as low,
-         sum(weight) over (partition by kind order by ord)
-           / sum(weight) over (partition by kind) as high
-  from templates t
+-- per kind, its templates in arrays: a template's chance is its weight over its kind's;
+-- lows[k] is the sum of the chances of the templates before the k-th (lows[1] = 0), so
+-- that width_bucket(r_what, lows), a binary search, is the k whose range holds r_what
+kinds as (
+  select kind,
+         array_agg(low::float8 order by ord) as lows,
+         array_agg(label order by ord) as labels,
+         array_agg(action_type order by ord) as action_types,
+         array_agg(resource_type order by ord) as resource_types,
+         array_agg(operation order by ord) as operations,
+         array_agg(most_rows order by ord) as most_rows
+  from (select t.*,
+               (sum(weight) over (partition by kind order by ord) - weight)
+                 / sum(weight) over (partition by kind) as low
+        from templates t) chances
+  group by kind
 ),
-acted as materialized (
-  select m.*, c.label, c.action_type, c.resource_type, c.operation,
-         case when c.most_rows > 1 then 2 + floor(power(r_rows, 3) * (c.most_rows - 1))::int
-              else c.most_rows end as row_count,
-         (m.shifted::timestamp at time zone 'UTC') + make_interval(
-           hours => case when m.kind in ('scheduler', 'sync') then 1 + floor(3 * r_hour)::int
-                         when r_hour < 0.8 then 8 + floor(5 * (r_hour / 0.8 + r_hour2))::int
-                         else floor(24 * r_hour2)::int end,
-           secs => floor(3600 * r_variant)) as occurred_at,
-         -- the resource: a client, case, task or batch job that existed by then
-         case c.resource_type
+-- the draws, once per action, in generate_series' order: the one materialized stage,
+-- narrow (random() is volatile: the stages above it read its rows, they do not redraw)
+draw as materialized (
+  select g,
+         random() as r_who, random() as r_actor, random() as r_day, random() as r_week,
+         random() as r_hour, random() as r_hour2, random() as r_source, random() as r_what,
+         random() as r_resource, random() as r_variant, random() as r_rows
+  from generate_series(1, %(n)s) as g
+),
+-- the history's first day
+start as materialized (
+  select (%(end_at)s::timestamptz - make_interval(days => %(days)s))::date as first_day
+),
+actor as (
+  select w.*, k.labels, k.action_types, k.resource_types, k.operations, k.most_rows as most_rows_of,
+         case kind when 'admin' then 'adm-' || admin_no when 'client' then 'cli-' || client_no
+                   when 'scheduler' then 'sys-scheduler' when 'intake' then 'ai-intake'
+                   when 'followup' then 'ai-followup' when 'sync' then 'sys-case-sync' end
+           as actor_id,
+         case kind
+           when 'admin' then
+             case admin_no when 1 then 'Maria Lopez' when 2 then 'James Carter'
+                           when 3 then 'Priya Shah'
+                           else (%(first_names)s::text[])[1 + mod(admin_no * 7, 20)] || ' '
+                                || (%(last_names)s::text[])[1 + mod(admin_no * 3, 20)] end
            when 'client' then
-             case when m.kind = 'client' and c.label = 'Client updated' then m.client_no
-                  when c.action_type in ('create', 'import')
+             case client_no when 17 then 'Dana Whitfield' when 23 then 'Omar Haddad'
+                            else (%(first_names)s::text[])[1 + mod(client_no, 20)] || ' '
+                                 || (%(last_names)s::text[])[1 + mod(client_no / 20, 20)] end
+           when 'scheduler' then 'Nightly scheduler' when 'intake' then 'Intake Agent'
+           when 'followup' then 'Follow-up Agent' when 'sync' then 'Case sync'
+           else current_user end as actor_name,
+         case kind when 'admin' then 'admin' when 'client' then 'client' else 'system' end
+           as actor_type,
+         case kind
+           when 'admin' then case when r_source < 0.75 then 'web' when r_source < 0.90 then 'api'
+                                  else 'mobile' end
+           when 'client' then case when r_source < 0.65 then 'mobile' else 'web' end
+           when 'intake' then 'ai' when 'followup' then 'ai' when 'database' then null
+           else 'api' end as source,
+         -- the action's template: its number in its kind's arrays
+         width_bucket(r_what, k.lows) as pick
+  from (
+    select d.*,
+           case when r_who < 0.40 then 'admin' when r_who < 0.68 then 'client'
+                when r_who < 0.77 then 'scheduler' when r_who < 0.87 then 'intake'
+                when r_who < 0.93 then 'followup' when r_who < 0.98 then 'sync'
+                else 'database' end as kind,
+           1 + floor(40 * power(r_actor, 3))::int as admin_no,
+           1 + floor(1950 * power(r_actor, 2))::int as client_no
+    from draw d
+    offset 0
+  ) w
+  join kinds k using (kind)
+),
+timed as (
+  select a.*,
+         -- how far into the history the action lies, 0 (oldest) to 1 (newest)
+         case when kind = 'admin' and admin_no > 30 then r_day * 0.05 * (admin_no - 30)
+              when kind = 'client' and client_no > 1700 then r_day * 0.4
+              else power(r_day, 0.6) end as at,
+         labels[pick] as label, action_types[pick] as action_type,
+         resource_types[pick] as resource_type, operations[pick] as operation,
+         most_rows_of[pick] as most_rows
+  from actor a
+  offset 0
+),
+dated as (
+  select t.*,
+         -- most weekend work moves to the week before it (isodow: Monday 1 to Sunday 7;
+         -- 1970-01-05 was a Monday)
+         day - case when isodow > 5 and r_week < 0.8
+                    then isodow - 5 + floor(r_week / 0.16)::int else 0 end as shifted
+  from (select t.*, s.first_day + floor(t.at * (%(days)s - 2))::int as day
+        from timed t cross join start s) t
+  cross join lateral (select 1 + mod(t.day - date '1970-01-05', 7) as isodow) w
+),
+acted as (
+  select m.*,
+         case when most_rows > 1 then 2 + floor(power(r_rows, 3) * (most_rows - 1))::int
+              else most_rows end as row_count,
+         -- the day's midnight UTC, plus the hour and the second: seconds since 1970 (whole
+         -- numbers, exact in a float8), one function call instead of a time zone lookup
+         to_timestamp(86400 * (m.shifted - date '1970-01-01') + 3600 * (
+           case when m.kind in ('scheduler', 'sync') then 1 + floor(3 * r_hour)::int
+                when r_hour < 0.8 then 8 + floor(5 * (r_hour / 0.8 + r_hour2))::int
+                else floor(24 * r_hour2)::int end) + floor(3600 * r_variant)) as occurred_at,
+         -- the resource: a client, case, task or batch job that existed by then
+         case resource_type
+           when 'client' then
+             case when m.kind = 'client' and label = 'Client updated' then m.client_no
+                  when action_type in ('create', 'import')
                     then 1 + floor(m.at * (%(clients)s - 301))::int
                   else 1 + floor(r_resource * (1 + m.at * (%(clients)s - 301)))::int end
            when 'case' then
-             case when c.action_type = 'create' then 1 + floor(m.at * (%(cases)s - 41))::int
+             case when action_type = 'create' then 1 + floor(m.at * (%(cases)s - 41))::int
                   else 1 + floor(r_resource * (1 + m.at * (%(cases)s - 41)))::int end
            when 'case_task' then 1 + floor(m.at * (%(tasks)s - 1))::int
            when 'batch_job' then 1 + floor(m.at * (%(batch_jobs)s - 1))::int
            when 'campaign' then 1 + mod(g, cardinality(%(campaigns)s::text[]))
-           when 'integration' then case when c.label like 'LawRuler%%' then 1 else 2 end
+           when 'integration' then case when label like 'LawRuler%%' then 1 else 2 end
          end as number
-  from timed m
-  join chances c on c.kind = m.kind and m.r_what >= c.low and m.r_what < c.high
+  from dated m
+  offset 0
 ),
-described as materialized (
+-- in time order (g breaks ties), so that the ids the log draws grow with time: the sort
+-- carries the draws and the resource's number, the wide columns are built above it
+sorted as (
+  select * from acted order by occurred_at, g offset 0
+),
+described as (
   select a.*,
          case a.resource_type
            when 'client' then
@@ -172,7 +212,8 @@ described as materialized (
            when 'integration' then case a.number when 1 then 'LawRuler' else 'SmartAdvocate' end
          end as resource_label,
          to_jsonb(a.occurred_at) as stamp
-  from acted a
+  from sorted a
+  offset 0
 )
 insert into audit.action_log (
   occurred_at, action, action_type, resource_type, resource_id, resource_label, row_count,
@@ -272,5 +313,3 @@ select
   operation::audit.operation,
   'audit-capture demo --history'
 from described
--- in time order, so that the ids the log draws grow with time
-order by occurred_at
