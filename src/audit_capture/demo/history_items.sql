@@ -16,7 +16,8 @@ from audit.action_log l
 cross join lateral (
   select case when l.action like '%%condition%%' then 'condition' else 'status' end
            as column_name,
-         to_jsonb(l.occurred_at) as stamp,
+         -- json, as the items are: built into them as text, not printed from a jsonb
+         to_json(l.occurred_at) as stamp,
          -- the first row: a range that existed by then, the same for every item
          1 + mod(l.id * 7919, greatest(case l.resource_type when 'client' then %(clients)s
                                                           else %(cases)s end - 301, 1))
@@ -56,8 +57,10 @@ cross join lateral (
                  'status', 'closed', 'condition', 'ready to file',
                  'document_url', 'https://docs.example.com/' || (a.first_id + k),
                  'created_at', a.stamp, 'updated_at', a.stamp)
-           end order by k) as items,
-         array_agg((a.first_id + k)::text order by k) as ids
+           end) as items,
+         array_agg((a.first_id + k)::text) as ids
+  -- no ORDER BY in the aggregates (in PostgreSQL 15 each would sort its action's rows
+  -- apart): they read generate_series' k in its order, items and ids alike
   from generate_series(0, l.row_count - 1) as k
   cross join lateral (
     select case a.first_id + k when 17 then 'Dana Whitfield' when 23 then 'Omar Haddad'
