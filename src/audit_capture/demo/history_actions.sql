@@ -74,9 +74,10 @@ kinds as (
   select kind,
          array_agg(low::float8 order by ord) as lows,
          array_agg(label order by ord) as labels,
-         array_agg(action_type order by ord) as action_types,
+         -- the log's enum types, cast once here rather than once per action
+         array_agg(action_type::audit.action_type order by ord) as action_types,
          array_agg(resource_type order by ord) as resource_types,
-         array_agg(operation order by ord) as operations,
+         array_agg(operation::audit.operation order by ord) as operations,
          array_agg(most_rows order by ord) as most_rows
   from (select t.*,
                (sum(weight) over (partition by kind order by ord) - weight)
