@@ -16,6 +16,7 @@
 -- context: the database role, source null). Time: more recent days are busier, most
 -- weekend work moves to the week before it, office hours for people, the small hours
 -- for the scheduler and the sync.
+--
 -- The statement is one pipeline: the draws are made once per action (the one materialized
 -- stage, narrow), each action finds its template in its kind's arrays (a binary search,
 -- not a join with all of its kind's templates), each "offset 0" stage computes its
@@ -99,7 +100,8 @@ start as materialized (
   select (%(end_at)s::timestamptz - make_interval(days => %(days)s))::date as first_day
 ),
 actor as (
-  select w.*, k.labels, k.action_types, k.resource_types, k.operations, k.most_rows as most_rows_of,
+  select w.*,
+         k.labels, k.action_types, k.resource_types, k.operations, k.most_rows as most_rows_of,
          case kind when 'admin' then 'adm-' || admin_no when 'client' then 'cli-' || client_no
                    when 'scheduler' then 'sys-scheduler' when 'intake' then 'ai-intake'
                    when 'followup' then 'ai-followup' when 'sync' then 'sys-case-sync' end
