@@ -231,3 +231,30 @@ def test_keep_prepares_the_history_once_and_says_a_reuse_ignores_it():
         assert "generated history actions" not in second.stderr
     finally:
         shutil.rmtree(keep, ignore_errors=True)
+
+
+def test_the_same_seed_gives_the_same_history_with_ids_growing_with_time(db_url):
+    """Each random draw is made once per action: two histories of one seed hold the same
+    actions (all but their ids and transaction), each written in time order."""
+    from audit_capture.demo.history import add_history, history_end
+
+    end = history_end(30)
+    first = add_history(db_url, 2000, end_at=end, seed=0.42)
+    second = add_history(db_url, 2000, end_at=end, seed=0.42)
+    columns = (
+        "occurred_at, action, action_type, resource_type, resource_id, resource_label,"
+        " row_count, actor_id, actor_name, actor_type, source, changes::text, request_id,"
+        " table_name, operation"
+    )
+    with psycopg.connect(db_url) as conn:
+
+        def batch(low, high):
+            return conn.execute(
+                f"select {columns} from audit.action_log where id > %s and id <= %s"
+                f" and {MARKED} order by id",
+                (low, high),
+            ).fetchall()
+
+        one, two = batch(0, first.last_id), batch(first.last_id, second.last_id)
+        assert len(one) == len(two) == 2000 and one == two
+        assert [row[0] for row in one] == sorted(row[0] for row in one)

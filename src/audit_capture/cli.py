@@ -562,7 +562,7 @@ if __name__ == "__main__":
     metavar="N",
     type=click.IntRange(0, 50_000_000),
     help="Add N generated older actions before the month of activity (up to 50,000,000;"
-    " a million take a minute or two), marked as generated history.",
+    " a million take about 35 s), marked as generated history.",
 )
 @click.pass_context
 def demo(ctx, port, keep_dir, prepare_only, timezone, history) -> None:
