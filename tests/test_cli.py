@@ -428,3 +428,28 @@ def test_a_server_leaves_its_start_out_of_full_garbage_collections():
         assert gc.get_freeze_count() > 1000
     finally:
         gc.unfreeze()
+
+
+def test_status_names_an_invalid_index_and_how_to_build_it_again(db_url):
+    """A CREATE INDEX CONCURRENTLY that did not finish (revision upgrades build their
+    indexes so) leaves an INVALID index: no query uses it, every write updates it, and
+    `if not exists` would keep it as it is."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into clients (name) values ('Ann'), ('Ann')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("create unique index concurrently clients_name_once on clients (name)")
+        conn.execute(
+            "update pg_index set indisvalid = false"
+            " where indexrelid = 'audit.action_log_kind_idx'::regclass"
+        )
+    result = run(db_url, "status")
+    assert result.exit_code == 1, result.output
+    assert (
+        "index audit.action_log_kind_idx on audit.action_log: INVALID" in result.output
+        and "reindex index concurrently audit.action_log_kind_idx" in result.output
+    )
+    assert "clients_name_once" not in result.output  # the application's own: not ours
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("reindex index concurrently audit.action_log_kind_idx")
+    result = run(db_url, "status")
+    assert result.exit_code == 0 and "INVALID" not in result.output, result.output

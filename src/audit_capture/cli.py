@@ -322,9 +322,10 @@ def _parse_labels(labels_json: str | None):
 def status(ctx, show_sql: str | None) -> None:
     """Compare the database with this version: migration, functions, triggers.
 
-    Exits with 1 when anything is outdated, modified, disabled or missing, or when a
+    Exits with 1 when anything is outdated, modified, disabled or missing, when a
     tracked table, a partition or an inheritance child of one lacks an audit trigger
-    (renamed, replaced, dropped, switched off).
+    (renamed, replaced, dropped, switched off), or when an index of the audit schema is
+    INVALID (a concurrent build that did not finish).
 
     With --show-sql TABLE, prints the SQL that captures TABLE instead, to read or diff;
     exits with 1 when TABLE does not exist or is not tracked.
@@ -374,6 +375,8 @@ def _print_status(result) -> None:
                 click.echo(f"    not captured: {gap}")
     elif m.installed:
         click.echo("tracked tables: none")
+    for index in result.invalid_indexes:
+        click.echo(f"index {index}")
     click.echo("status: ok" if result.ok else "status: NOT OK", err=not result.ok)
 
 

@@ -16,6 +16,11 @@ Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
   table ``not captured``, never ok: a trigger renamed, replaced or dropped behind the
   event triggers' back (an install without them), a partition created since.
 
+- Indexes: an index of schema ``audit`` left INVALID (a ``CREATE INDEX CONCURRENTLY``
+  that failed or was cancelled, as revision upgrades run them) is never used by a query
+  and still slows every write; ``if not exists`` would keep it as it is, so it is named,
+  with the statement that builds it again.
+
 ``capture_sql(conn, table)`` is the SQL behind a tracked table's capture, as the database
 holds it (``audit.capture_sql(regclass)``): ``audit-capture status --show-sql TABLE``.
 """
@@ -120,10 +125,26 @@ GENERIC = "generic"
 
 
 @dataclass(frozen=True)
+class InvalidIndex:
+    """An index of schema ``audit`` that PostgreSQL marks invalid."""
+
+    name: str  # audit.action_log_text_time_idx
+    table: str  # audit.action_log
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} on {self.table}: INVALID (a CREATE INDEX CONCURRENTLY that did not"
+            f" finish; no query uses it, every write still updates it): rebuild it with"
+            f" `reindex index concurrently {self.name}`"
+        )
+
+
+@dataclass(frozen=True)
 class Status:
     migration: MigrationStatus
     functions: tuple[FunctionStatus, ...] = ()
     tables: tuple[TableStatus, ...] = ()
+    invalid_indexes: tuple[InvalidIndex, ...] = ()
     # FAST when the ALTER TABLE event trigger is installed (capture functions generated
     # per table), GENERIC otherwise (installed without a superuser); None: no schema
     capture_mode: str | None = None
@@ -134,6 +155,7 @@ class Status:
             self.migration.ok
             and all(f.ok for f in self.functions)
             and all(t.ok for t in self.tables)
+            and not self.invalid_indexes
         )
 
 
@@ -155,7 +177,20 @@ def read_status(conn: psycopg.Connection) -> Status:
         functions=tuple(_function_statuses(conn)),
         tables=tuple(_table_statuses(conn)),
         capture_mode=_capture_mode(conn),
+        invalid_indexes=tuple(_invalid_indexes(conn)),
     )
+
+
+def _invalid_indexes(conn: psycopg.Connection) -> list[InvalidIndex]:
+    """The indexes of schema ``audit`` that are not valid (pg_index.indisvalid)."""
+    return [
+        InvalidIndex(name, table)
+        for name, table in conn.execute(
+            "select i.indexrelid::regclass::text, i.indrelid::regclass::text"
+            " from pg_catalog.pg_index i join pg_catalog.pg_class c on c.oid = i.indexrelid"
+            " where c.relnamespace = 'audit'::regnamespace and not i.indisvalid order by 1"
+        )
+    ]
 
 
 def _capture_mode(conn: psycopg.Connection) -> str:
