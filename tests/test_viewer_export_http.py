@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import psycopg
 import pytest
 from processes import first_line
-from viewer_data import PASSWORD, USERS, drop_role, make_reader
+from viewer_data import PASSWORD, USERS, drop_role, make_reader, role_sessions
 
 ROWS = 100_000
 FEW_ROWS = 10_000
@@ -310,19 +310,6 @@ def test_a_failure_mid_export_is_an_incomplete_response(conn, reader, tmp_path, 
         )
 
 
-def viewer_sessions(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
-    """The viewer's sessions: (pid, state)."""
-    conn.rollback()
-    found = [
-        tuple(r)
-        for r in conn.execute(
-            "select pid, state from pg_stat_activity where usename = %s order by pid", (role,)
-        )
-    ]
-    conn.commit()
-    return found
-
-
 def test_a_client_that_goes_away_gives_the_export_s_connection_back_to_the_pool(
     conn, reader, tmp_path
 ):
@@ -339,13 +326,13 @@ def test_a_client_that_goes_away_gives_the_export_s_connection_back_to_the_pool(
             wait_for(lambda: not export_backends(conn, role), "the export's session to end")
             # the same session, idle in the pool: its transaction ended, not closed
             wait_for(
-                lambda pid=exporting: viewer_sessions(conn, role) == [(pid, "idle")],
+                lambda pid=exporting: role_sessions(conn, role) == [(pid, "idle")],
                 "the export's session to be idle in the pool",
             )
             page = viewer.request("GET", "/?resource=many")
             assert page.status == 200, page.read()
             page.read()
-            assert viewer_sessions(conn, role) == [(exporting, "idle")]
+            assert role_sessions(conn, role) == [(exporting, "idle")]
 
 
 @pytest.mark.parametrize("actor", ["busy", "o'brien%_\\ü—李&_format=json"])

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from viewer_data import SECRET_KEY, USERS, app_config, sign_in
+from viewer_data import SECRET_KEY, USERS, app_config, role_sessions, sign_in
 
 from audit_capture import record_action, set_context
 from audit_capture.viewer import create_app, db, make_blueprint
@@ -33,19 +33,6 @@ from audit_capture.viewer.options import OptionsCache
 
 def role_of(url: str) -> str:
     return psycopg.conninfo.conninfo_to_dict(url)["user"]
-
-
-def sessions(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
-    """The role's sessions in the server: (pid, state), by pid."""
-    conn.rollback()
-    found = [
-        tuple(r)
-        for r in conn.execute(
-            "select pid, state from pg_stat_activity where usename = %s order by pid", (role,)
-        )
-    ]
-    conn.commit()
-    return found
 
 
 def wait_for(condition, what: str, timeout: float = 30) -> None:
@@ -72,7 +59,7 @@ def one_connection(seeded, reader_url):
 
 
 def only_session(conn, reader_url) -> int:
-    (found,) = sessions(conn, role_of(reader_url))
+    (found,) = role_sessions(conn, role_of(reader_url))
     pid, state = found
     assert state == "idle"  # in the pool, its transaction ended
     return pid
@@ -83,16 +70,16 @@ def only_session(conn, reader_url) -> int:
 
 def test_the_pool_opens_on_the_first_request_and_closes_with_the_app(conn, seeded, reader_url):
     app = create_app(app_config(reader_url))
-    assert sessions(conn, role_of(reader_url)) == []  # nothing at import or create_app
+    assert role_sessions(conn, role_of(reader_url)) == []  # nothing at import or create_app
     client = app.test_client()
     sign_in(client)
     assert client.get("/").status_code == 200
     assert client.get("/").status_code == 200
-    opened = sessions(conn, role_of(reader_url))
+    opened = role_sessions(conn, role_of(reader_url))
     assert 1 <= len(opened) <= 4 and all(state == "idle" for _pid, state in opened)
     close(app)
     # the server ends a session once it has read the client's goodbye
-    wait_for(lambda: sessions(conn, role_of(reader_url)) == [], "the pool's sessions to end")
+    wait_for(lambda: role_sessions(conn, role_of(reader_url)) == [], "the pool's sessions to end")
     # a closed viewer says the database is unavailable rather than reopening
     assert client.get("/").status_code == 503
 

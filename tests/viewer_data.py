@@ -246,3 +246,17 @@ def app_config(reader_url: str, **overrides) -> dict:
         "TESTING": True,
         **overrides,
     }
+
+
+def role_sessions(conn: psycopg.Connection, role: str) -> list[tuple[int, str]]:
+    """The role's sessions in the server: (pid, state), by pid. Each look is its own
+    transaction (one transaction's snapshot of pg_stat_activity never changes)."""
+    conn.rollback()
+    found = [
+        tuple(r)
+        for r in conn.execute(
+            "select pid, state from pg_stat_activity where usename = %s order by pid", (role,)
+        )
+    ]
+    conn.commit()
+    return found
