@@ -93,8 +93,9 @@ def _term_estimate(conn: psycopg.Connection, text: Filters, term: str) -> float:
 
 
 def _index_terms(conn: psycopg.Connection, text: Filters) -> Filters | None:
-    """What of a search holding prefixes the index should gather: its whole words and
-    the prefixes the planner expects in at most ``PREFIX_GATHER_LIMIT`` rows.
+    """What of a search the index should gather: its whole words and the prefixes the
+    planner expects in at most ``PREFIX_GATHER_LIMIT`` rows (a search of whole words
+    only is ``text`` itself, with no estimate read).
 
     The index gathers every word a prefix starts before the first match comes out, and
     a statement_timeout does not interrupt that: ``mar*`` is over a million entries
@@ -125,11 +126,6 @@ def _tsquery(text: Filters) -> str:
     parameter)."""
     (value,) = text.active[0].params.values()
     return str(value)
-
-
-def _has_prefix(text: Filters) -> bool:
-    """Whether the text search holds a prefix term (word*)."""
-    return any(":*" in str(value) for a in text.active for value in a.params.values())
 
 
 _LEXEME = re.compile(r"'([^']*)'(?::\*)?")
@@ -412,7 +408,7 @@ def text_rows(
         ):
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
-    index = _index_terms(conn, text) if _has_prefix(text) else text
+    index = _index_terms(conn, text)
     if index is text:
         return _text_windows(conn, cur, filters, position, direction, limit, total)
     if index is not None:
@@ -445,7 +441,7 @@ def capped_count_query(
     ``gather_limit`` rows; otherwise (common prefixes only, or beside common words) it
     is not counted (None)."""
     rest, text = split_text(filters)
-    index = _index_terms(conn, text) if _has_prefix(text) else text
+    index = _index_terms(conn, text)
     if index is None:
         return None
     if index is text:
