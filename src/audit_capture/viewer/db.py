@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from flask import g
@@ -45,6 +45,8 @@ from audit_capture import database
 from audit_capture.database import DatabaseUnavailable
 from audit_capture.viewer.config import ViewerSettings
 from audit_capture.viewer.options import FilterOptions, OptionsCache, load_options
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -239,15 +241,17 @@ class ViewerDatabase:
         """The filter controls' choices, read with ``conn`` when the cached ones are older
         than ``options_cache_seconds`` (or ``refresh``)."""
         return self.options_cache.get(
-            lambda: load_options(conn), refresh=refresh, background=self._read_options_apart
+            lambda: load_options(conn),
+            refresh=refresh,
+            background=lambda: self.read_apart(load_options),
         )
 
-    def _read_options_apart(self) -> FilterOptions:
-        """The filter options, read on a connection of the pool's own (the cache's
-        refresh away from the pages)."""
+    def read_apart(self, read: Callable[[psycopg.Connection], T]) -> T:
+        """``read`` on a connection of the pool's own, given back after: what a cache
+        refreshes in a thread, away from the pages (``kept.Kept``)."""
         conn = self.getconn()
         try:
-            return load_options(conn)
+            return read(conn)
         finally:
             self.putconn(conn)
 

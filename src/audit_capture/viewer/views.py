@@ -38,7 +38,6 @@ from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
 from audit_capture.viewer.actions import change_rows, get_action, items_page
 from audit_capture.viewer.actor_search import (
-    Directory,
     DirectoryCache,
     describe,
     load_directory,
@@ -167,16 +166,7 @@ def actor_directory(conn: psycopg.Connection):
     caches = current_app.extensions.setdefault(ACTOR_DIRECTORIES, {})
     cache = caches.get(request.blueprint) or caches.setdefault(request.blueprint, DirectoryCache())
     viewer_db = db.current_db()
-
-    def read_apart() -> Directory:
-        """The directory on a connection of the pool's own (a refresh in a thread)."""
-        own = viewer_db.getconn()
-        try:
-            return load_directory(own)
-        finally:
-            viewer_db.putconn(own)
-
-    return cache.get(conn, background=read_apart)
+    return cache.get(conn, background=lambda: viewer_db.read_apart(load_directory))
 
 
 def actors_json():
