@@ -229,8 +229,21 @@ class _DaysBack:
         else:
             low, high = self.edge, max(utc_day(bound), self.edge)
             self.edge = high + timedelta(days=1)
-        condition = sql.SQL("{} && {}::integer[]").format(TIME_BUCKETS, sql.Placeholder("w_days"))
-        return condition, {"w_days": buckets(low, high)}
+        # the days' numbers find the window in the text index; the same days as a range
+        # of occurred_at let the planner skip the months (partitions) outside it
+        condition = sql.SQL(
+            "{} && {}::integer[] and occurred_at >= {} and occurred_at < {}"
+        ).format(
+            TIME_BUCKETS,
+            sql.Placeholder("w_days"),
+            sql.Placeholder("w_from"),
+            sql.Placeholder("w_to"),
+        )
+        return condition, {
+            "w_days": buckets(low, high),
+            "w_from": day_start(low),
+            "w_to": day_start(high + timedelta(days=1)),
+        }
 
     def rest(self) -> tuple[sql.Composable, dict]:
         """Every day past the windows taken: older (newer, for ``prev``) actions."""
