@@ -12,8 +12,8 @@ scans the log:
   indexes, each actor's newest row giving its current name and type), capped at
   ``MAX_ACTORS`` ids and ``MAX_ACTORS`` names;
 * resources are the registry (audit.tracked_table, with its plural labels) plus the
-  resource types of events, found in the planner's statistics (pg_stats, which a
-  reader may see for the columns it may read) and in the newest rows.
+  resource types of events, found in the planner's statistics of the log's partitions
+  (pg_stats, which a reader may see for the columns it may read) and in the newest rows.
 
 Even bounded, they are the same for every page and every user of one viewer, so each
 viewer keeps them in an ``OptionsCache`` for ``options_cache_seconds`` (a setting, 60 by
@@ -55,7 +55,12 @@ SEEN_VALUES = """
 select v from (
   select unnest(most_common_vals::text::text[]) as v
   from pg_catalog.pg_stats
-  where schemaname = 'audit' and tablename = 'action_log' and attname = %(column)s
+  where schemaname = 'audit' and attname = %(column)s
+    -- the log's partitions (autovacuum analyzes each, never their parent), or the log
+    and tablename in (
+      select c.relname
+      from pg_catalog.pg_partition_tree('audit.action_log'::regclass) t
+      join pg_catalog.pg_class c on c.oid = t.relid)
   union
   select {column}::text from (
     select {column} from audit.action_log order by occurred_at desc, id desc limit %(recent)s

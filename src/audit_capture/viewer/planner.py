@@ -17,15 +17,20 @@ from psycopg import sql
 from audit_capture.viewer.filters import Filters
 from audit_capture.viewer.rows import LOG, one_row
 
+# the partitions' counts: a partitioned table has no rows of its own, and autovacuum
+# never analyzes it (its reltuples stays -1); on an unpartitioned log, the table's own
+LOG_SIZE = """
+select greatest(sum(greatest(c.reltuples, 0)), 1)
+from pg_catalog.pg_partition_tree('audit.action_log'::regclass) t
+join pg_catalog.pg_class c on c.oid = t.relid
+where t.isleaf
+"""
+
 
 def log_size(conn: psycopg.Connection) -> float:
-    """The planner's count of the log's rows (pg_class.reltuples: no scan)."""
-    return one_row(
-        conn.execute(
-            "select greatest(reltuples, 1) from pg_catalog.pg_class"
-            " where oid = 'audit.action_log'::regclass"
-        )
-    )[0]
+    """The planner's count of the log's rows (pg_class.reltuples of its partitions: no
+    scan)."""
+    return float(one_row(conn.execute(LOG_SIZE))[0])
 
 
 def estimate(conn: psycopg.Connection, filters: Filters) -> float:
