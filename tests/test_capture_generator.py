@@ -96,8 +96,8 @@ def test_a_generated_function_names_its_own_variables(conn, capture_mode):
         " where t.tgrelid = 'public.clients'::regclass and t.tgname = 'audit_capture_insert'"
     ).fetchone()[0]
     if capture_mode == "generated":
-        assert "select p_action_id, p_items_before + (i / 1000)" in source
-        assert "$1" not in source and "$2" not in source
+        assert "select p_action_id, p_occurred_at, p_items_before + (i / 1000)" in source
+        assert "$1" not in source and "$2" not in source and "$3" not in source
     else:
-        assert "execute audit.capture_query(tg_relid, 'INSERT', 'many', '$1', '$2')" in source
-        assert "using p_action_id, p_items_before" in source
+        assert "execute audit.capture_query(tg_relid, 'INSERT', 'many', '$1', '$2', '$3')" in source
+        assert "using p_action_id, p_items_before, p_occurred_at" in source

@@ -438,6 +438,33 @@ def test_status_names_an_invalid_index_and_how_to_build_it_again(db_url):
         conn.execute("insert into clients (name) values ('Ann'), ('Ann')")
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute("create unique index concurrently clients_name_once on clients (name)")
+        # the log is partitioned by month: a partition's index is the one a concurrent
+        # build leaves invalid (its partitioned parent index is valid once all are attached)
+        (index,) = conn.execute(
+            "select i.inhrelid::regclass::text from pg_inherits i"
+            " join pg_index x on x.indexrelid = i.inhrelid"
+            " where i.inhparent = 'audit.action_log_kind_idx'::regclass"
+            " and x.indrelid = to_char(now() at time zone 'UTC',"
+            " '\"audit.action_log_p\"YYYY_MM')::regclass"
+        ).fetchone()
+        conn.execute(
+            "update pg_index set indisvalid = false where indexrelid = %s::regclass", (index,)
+        )
+    result = run(db_url, "status")
+    assert result.exit_code == 1, result.output
+    assert (
+        f"index {index} on audit.action_log_p" in result.output
+        and f"reindex index concurrently {index}" in result.output
+    )
+    assert "clients_name_once" not in result.output  # the application's own: not ours
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"reindex index concurrently {index}")
+    result = run(db_url, "status")
+    assert result.exit_code == 0 and "INVALID" not in result.output, result.output
+
+
+def test_status_names_an_invalid_index_of_the_partitioned_log_and_how_to_attach(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             "update pg_index set indisvalid = false"
             " where indexrelid = 'audit.action_log_kind_idx'::regclass"
@@ -445,11 +472,8 @@ def test_status_names_an_invalid_index_and_how_to_build_it_again(db_url):
     result = run(db_url, "status")
     assert result.exit_code == 1, result.output
     assert (
-        "index audit.action_log_kind_idx on audit.action_log: INVALID" in result.output
-        and "reindex index concurrently audit.action_log_kind_idx" in result.output
+        "index audit.action_log_kind_idx on audit.action_log: INVALID (a partition's index"
+        " is missing or not attached"
+        in result.output
+        and "alter index audit.action_log_kind_idx attach partition <its index>" in result.output
     )
-    assert "clients_name_once" not in result.output  # the application's own: not ours
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("reindex index concurrently audit.action_log_kind_idx")
-    result = run(db_url, "status")
-    assert result.exit_code == 0 and "INVALID" not in result.output, result.output

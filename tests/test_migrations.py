@@ -686,7 +686,7 @@ def test_upgrade_to_0002_leaves_the_indexes_of_a_fresh_install_at_head(
     _make_invalid_indexes(empty_db_url)  # a concurrent build that failed before
 
     with caplog.at_level("WARNING", logger="audit_capture.sqlfiles"):
-        migrate.upgrade(empty_db_url, "head")
+        migrate.upgrade(empty_db_url, "0002")
 
     assert migrate.current(empty_db_url) == "0002"
     indexes = _log_indexes(empty_db_url)
@@ -712,7 +712,7 @@ def test_downgrade_from_0002_leaves_the_indexes_of_a_fresh_install_of_0001(
     empty_db_url, fresh_indexes
 ):
     _at_0001_with_actions(empty_db_url)
-    migrate.upgrade(empty_db_url, "head")
+    migrate.upgrade(empty_db_url, "0002")
 
     migrate.downgrade(empty_db_url, "0001")
 
@@ -723,7 +723,7 @@ def test_downgrade_from_0002_leaves_the_indexes_of_a_fresh_install_of_0001(
     assert (
         _scalar(empty_db_url, "select to_regprocedure('audit.time_buckets(timestamptz)')") is None
     )
-    migrate.upgrade(empty_db_url, "head")  # and up again
+    migrate.upgrade(empty_db_url, "0002")  # and up again
     assert _log_indexes(empty_db_url) == fresh_indexes("0002")
 
 
@@ -747,7 +747,7 @@ def test_on_a_caller_s_transaction_0002_builds_its_indexes_in_it_and_says_so(
             config.attributes["connection"] = connection
             # everything runs in the caller's transaction: rolled back, nothing happened
             with connection.begin() as transaction:
-                command.upgrade(config, "head")
+                command.upgrade(config, "0002")
                 transaction.rollback()
             assert migrate.current(empty_db_url) == "0001"
             assert {n for n, _, _ in _log_indexes(empty_db_url)} >= OLD_INDEXES
@@ -757,7 +757,7 @@ def test_on_a_caller_s_transaction_0002_builds_its_indexes_in_it_and_says_so(
                 caplog.at_level("WARNING", logger="audit_capture.sqlfiles"),
                 connection.begin(),
             ):
-                command.upgrade(config, "head")
+                command.upgrade(config, "0002")
     finally:
         engine.dispose()
 
@@ -814,7 +814,7 @@ def test_on_a_caller_s_connection_outside_a_transaction_0002_builds_concurrently
         with engine.connect() as connection:
             config.attributes["connection"] = connection
             with caplog.at_level("WARNING", logger="audit_capture.sqlfiles"):
-                command.upgrade(config, "head")
+                command.upgrade(config, "0002")
             assert not connection.in_transaction()
     finally:
         engine.dispose()
@@ -835,7 +835,7 @@ def test_an_audited_write_goes_on_while_0002_builds_its_indexes(empty_db_url):
 
     def upgrade() -> None:
         try:
-            migrate.upgrade(empty_db_url, "head")
+            migrate.upgrade(empty_db_url, "0002")
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
 
@@ -884,7 +884,7 @@ def test_an_audited_write_goes_on_while_0002_builds_its_indexes(empty_db_url):
 def test_the_upgrade_sql_script_builds_0002_s_indexes_outside_a_transaction_in_psql(
     empty_db_url, fresh_indexes, capsys
 ):
-    migrate.upgrade_sql("head", "0001")
+    migrate.upgrade_sql("0002", "0001")
     script = capsys.readouterr().out
     order = [
         "COMMIT;",

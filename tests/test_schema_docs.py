@@ -10,10 +10,11 @@ def test_every_table_and_column_has_a_comment(conn):
         select c.relname || coalesce('.' || a.attname, '')
         from pg_class c
         left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-        where c.relnamespace = 'audit'::regnamespace and c.relkind in ('r', 'v')
+        where c.relnamespace = 'audit'::regnamespace and c.relkind in ('r', 'p', 'v')
           and c.relname <> 'alembic_version'
+          -- a partition's columns are its parent's (each has its table comment)
           and (obj_description(c.oid, 'pg_class') is null
-               or (c.relkind = 'r' and a.attname is not null
+               or (c.relkind in ('r', 'p') and not c.relispartition and a.attname is not null
                    and col_description(c.oid, a.attnum) is null))
         """
     ).fetchall()

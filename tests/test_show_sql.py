@@ -85,7 +85,7 @@ def test_a_tracked_table_shows_its_triggers_and_its_generated_function(db_url):
     for column in clients_columns:
         assert f"o.{column} is distinct from n.{column}" in printed, column
     # the parameters are the function's own variables; nothing is left to rename
-    assert "p_action_id, p_items_before + (i / 1000)" in printed
+    assert "p_action_id, p_occurred_at, p_items_before + (i / 1000)" in printed
     assert "$1" not in printed.replace("($1)", "")  # (capture_key_change's own EXECUTE)
 
 
@@ -98,13 +98,13 @@ def test_the_generic_mode_shows_the_queries_audit_capture_writes_out(db_url, cap
 
     assert "EXECUTE FUNCTION audit.capture()" in printed
     assert "-- function audit.capture()\nCREATE OR REPLACE FUNCTION audit.capture()" in printed
-    assert "execute audit.capture_query(tg_relid, 'UPDATE', 'many', '$1', '$2')" in printed
+    assert "execute audit.capture_query(tg_relid, 'UPDATE', 'many', '$1', '$2', '$3')" in printed
     assert "audit.capture_1" not in printed  # no generated function in this mode
     written_out = printed.split(
         "-- the queries audit.capture() writes out at every statement on public.clients, as"
     )[1].split("\n-- function ")[0]
     assert written_out.count("insert into audit.action_log") == 3  # one row: each operation
-    assert "select $1, $2 + (i / 1000)" in written_out
+    assert "select $1, $3, $2 + (i / 1000)" in written_out
     for column in clients_columns:
         assert f"o.{column} is distinct from n.{column}" in written_out, column
 

@@ -1,11 +1,18 @@
 -- The log: one row of audit.action_log is one action; audit.action_item_chunk keeps the
 -- rows a many-row action affected, read through audit.action_items(). Both are
 -- append-only (audit.refuse_change below).
+--
+-- Both are partitioned by month of the action's time (UTC calendar months): a month is
+-- one partition of each, audit.action_log_pYYYY_MM and audit.action_item_chunk_pYYYY_MM,
+-- created and dropped together; a default partition of each catches what no month
+-- holds. 14_partitions.sql creates them (audit.maintain(), audit.prepare_partitions()).
+-- A chunk carries its ACTION's occurred_at, so it lives in its action's month however
+-- late a batch writes it; the action's occurred_at never changes after its insert.
 
 -- No table CHECK (01_vocabulary.sql says why). That an action about many rows names none
 -- of them (resource_id null when row_count > 1) is the capture functions' rule.
 create table if not exists audit.action_log (
-  id                bigint generated always as identity primary key,
+  id                bigint generated always as identity,
   occurred_at       timestamptz not null default pg_catalog.statement_timestamp(),
   action            audit.label not null,
   action_type       audit.action_type not null,
@@ -25,13 +32,14 @@ create table if not exists audit.action_log (
   table_name        text,
   operation         audit.operation,
   application_name  text,
-  client_addr       inet
-);
+  client_addr       inet,
+  primary key (id, occurred_at)
+) partition by range (occurred_at);
 
 comment on table audit.action_log is
   'audit_capture: one row per action (a statement on a tracked table, a batch of statements, or an application event). Append-only.';
 comment on column audit.action_log.id is 'Increasing action id; with occurred_at, the key of the viewer''s pagination.';
-comment on column audit.action_log.occurred_at is 'When the statement or event happened (statement_timestamp()).';
+comment on column audit.action_log.occurred_at is 'When the statement or event happened (statement_timestamp()); for a batch, its first statement. The partition key (UTC months); never changes after the insert.';
 comment on column audit.action_log.action is 'Display label, e.g. "Client updated", "Batch client deletion", "LawRuler login".';
 comment on column audit.action_log.action_type is 'One of audit.action_types(): create, update, delete, status_change, import, login, logout, export, send.';
 comment on column audit.action_log.resource_type is 'Kind of thing acted on (client, campaign, case, ...), from audit.tracked_table or the event.';
@@ -69,6 +77,7 @@ create index if not exists action_log_occurred_at_idx
 -- orphan a chunk.
 create table if not exists audit.action_item_chunk (
   action_id      bigint not null,
+  occurred_at    timestamptz not null,
   first_item     integer not null check (first_item >= 1),
   item_count     integer not null check (item_count between 1 and 1000),
   resource_type  text not null,
@@ -76,8 +85,8 @@ create table if not exists audit.action_item_chunk (
   changed_columns text[],
   items          text not null,
   resource_ids   text[],
-  primary key (action_id, first_item)
-);
+  primary key (action_id, first_item, occurred_at)
+) partition by range (occurred_at);
 
 do $$
 begin
@@ -94,6 +103,7 @@ $$;
 comment on table audit.action_item_chunk is
   'audit_capture: the rows affected by many-row actions, up to 1,000 per chunk. Read them with audit.action_items(action_id). Append-only.';
 comment on column audit.action_item_chunk.action_id is 'The action (audit.action_log.id).';
+comment on column audit.action_item_chunk.occurred_at is 'The action''s occurred_at (not the time the chunk was written): the partition key, so that a chunk lives in its action''s month. ''-infinity'' for a chunk written before the log was partitioned (an upgraded install''s legacy partition).';
 comment on column audit.action_item_chunk.first_item is 'item_no of the first item in this chunk; items are numbered 1..row_count within their action.';
 comment on column audit.action_item_chunk.item_count is 'How many items the chunk holds.';
 comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
@@ -103,15 +113,22 @@ comment on column audit.action_item_chunk.items is 'JSON text (written without b
 comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null (every UPDATE) where items holds [resource_id, old, new] triples.';
 
 -- Refused to everyone, the owner included. The one UPDATE allowed is audit.batch growing
--- its action statement by statement: committed history never changes.
+-- its action statement by statement: committed history never changes. The row triggers
+-- are on the partitioned parents, so PostgreSQL clones them to every partition (they
+-- fire as the partition: tg_relid); the TRUNCATE triggers are on the parents and on each
+-- partition (14_partitions.sql), since a partition's TRUNCATE does not fire its parent's.
+-- The action's occurred_at never changes: an UPDATE of it would move the row to another
+-- partition (a DELETE and an INSERT).
 create or replace function audit.refuse_change() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp
 as $$
 begin
   -- nested ifs: OLD does not exist in the statement-level (TRUNCATE) case
-  if tg_op = 'UPDATE' and tg_table_name = 'action_log' then
+  if tg_op = 'UPDATE' and tg_level = 'ROW'
+     and pg_partition_root(tg_relid) = 'audit.action_log'::regclass then
     if old.transaction_id = txid_current()
-       and new.id = old.id and new.transaction_id = old.transaction_id then
+       and new.id = old.id and new.transaction_id = old.transaction_id
+       and new.occurred_at = old.occurred_at then
       return new;
     end if;
   end if;

@@ -266,12 +266,14 @@ comment on function audit.context_ok_sql(text) is
 -- needed after a crash.
 create unlogged table if not exists audit.batch_action (
   action_id       bigint primary key,
-  transaction_id  bigint not null
+  transaction_id  bigint not null,
+  occurred_at     timestamptz not null default pg_catalog.statement_timestamp()
 );
 comment on table audit.batch_action is
   'Internal: the actions audit.batch opened, with their transaction (txid_current()); what audit.batch_action_id is checked against.';
 comment on column audit.batch_action.action_id is 'The batch''s action (audit.action_log.id).';
 comment on column audit.batch_action.transaction_id is 'The transaction that opened it.';
+comment on column audit.batch_action.occurred_at is 'The action''s occurred_at (the time of the batch''s first statement): its later statements write their chunks with it, into the action''s month, and find the action''s partition by it.';
 
 create or replace function audit.batch_action_setting() returns bigint
 language plpgsql stable
@@ -301,9 +303,10 @@ language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select l.id, l.row_count
-  from audit.action_log l
-  join audit.batch_action b on b.action_id = l.id and b.transaction_id = txid_current()
-  where l.id = audit.batch_action_setting()
+  from audit.batch_action b
+  join audit.action_log l on l.id = b.action_id and l.occurred_at = b.occurred_at
+  where b.action_id = audit.batch_action_setting()
+    and b.transaction_id = txid_current()
     and l.transaction_id = txid_current()
     and l.action = batch_label
 $$;

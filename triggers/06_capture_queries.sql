@@ -10,8 +10,9 @@
 -- fills with fragments written once per query, one place for each rule (a column's
 -- value as JSON, the row's key, the whole row, the label). The same texts serve both
 -- capture modes (07_capture.sql): where the many-row queries need the action's id and
--- the number of items it already holds (a batch), they name the generated function's
--- variables, or $1 and $2 for the generic one's EXECUTE ... USING.
+-- the number of items it already holds (a batch) and the action's occurred_at (which
+-- its chunks carry: their partition is the action's month), they name the generated
+-- function's variables, or $1, $2 and $3 for the generic one's EXECUTE ... USING.
 --
 -- variants:
 --   'one'   a statement on one row: writes the whole action (diff or row in `changes`,
@@ -301,7 +302,8 @@ comment on function audit.changed_json_sql(text[], text[], text[], text) is
 
 -- ---- the queries (the header of this file says how they are made) -----------------
 create or replace function audit.capture_query(
-  target regclass, operation text, variant text, action_id text, items_before text
+  target regclass, operation text, variant text, action_id text, items_before text,
+  occurred_at text
 ) returns text
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
@@ -473,8 +475,8 @@ where (select count(*) from (select from {{transition}} limit 2) two) = 1
   select row_number() over () - 1 as i, {{resource_id}} as k, {{item}} as r
   from {{rows}}),
 chunks as (
-  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, resource_ids, items)
-  select {{action_id}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, {{operation}}, array_agg(k), json_agg(r)::text
+  insert into audit.action_item_chunk (action_id, occurred_at, first_item, item_count, resource_type, operation, resource_ids, items)
+  select {{action_id}}, {{occurred_at}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, {{operation}}, array_agg(k), json_agg(r)::text
   from d group by i / 1000
   returning item_count)
 select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
@@ -486,7 +488,7 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
                      when alias = any (all_columns) then format('to_json(%s.*)', alias)
                      else alias end,
         'rows', audit.rows_sql(target, transition, alias),
-        'action_id', action_id, 'items_before', items_before,
+        'action_id', action_id, 'items_before', items_before, 'occurred_at', occurred_at,
         'resource_type', quote_literal(reg.resource_type), 'operation', quote_literal(operation)));
   end if;
 
@@ -504,8 +506,8 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
         from {{pairs}}) x
   where {{any_changed}}),
 chunks as (
-  insert into audit.action_item_chunk (action_id, first_item, item_count, resource_type, operation, changed_columns, items)
-  select {{action_id}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, 'UPDATE',
+  insert into audit.action_item_chunk (action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns, items)
+  select {{action_id}}, {{occurred_at}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, 'UPDATE',
          array_remove(array[{{changed_columns}}]::text[], null), '[' || string_agg(item, ',') || ']'
   from d group by i / 1000
   returning item_count, changed_columns)
@@ -541,11 +543,11 @@ from chunks$q$,
            join pg_type t on t.oid = a.atttypid)) end,
       'any_changed', coalesce((select string_agg(format('x."changed %s"', i), ' or ')
                                from generate_series(1, cardinality(compared)) i), 'false'),
-      'action_id', action_id, 'items_before', items_before,
+      'action_id', action_id, 'items_before', items_before, 'occurred_at', occurred_at,
       'resource_type', quote_literal(reg.resource_type),
       'changed_columns', coalesce((select string_agg(format('case when bool_or("changed %s") then %L end', i, c), ', ')
                                    from unnest(compared) with ordinality u(c, i)), '')));
 end
 $$;
-comment on function audit.capture_query(regclass, text, text, text, text) is
-  'Internal: the SQL that captures one INSERT, UPDATE or DELETE statement on a tracked table (variant one, many or moved), written out for the table as it is now; action_id and items_before name the many-row variants'' parameters.';
+comment on function audit.capture_query(regclass, text, text, text, text, text) is
+  'Internal: the SQL that captures one INSERT, UPDATE or DELETE statement on a tracked table (variant one, many or moved), written out for the table as it is now; action_id, items_before and occurred_at (the action''s time, which its chunks carry) name the many-row variants'' parameters.';

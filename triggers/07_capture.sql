@@ -70,7 +70,10 @@ begin
                            then 'status_change'
                          else 'update' end,
       changes = jsonb_build_object('rows', l.row_count + item_count)
-    where l.id = action_id;
+    -- (its occurred_at, kept by audit.open_batch()'s table, names its partition)
+    where l.id = action_id
+      and l.occurred_at = (select b.occurred_at from audit.batch_action b
+                           where b.action_id = finish_statement.action_id);
     return;
   end if;
   if ctx.batch is not null then
@@ -123,11 +126,11 @@ begin
       continue when variant = 'moved' and op <> 'UPDATE';
       slots := slots || jsonb_build_object(lower(op) || '_' || variant, case
         when target is null then
-          format('execute audit.capture_query(tg_relid, %L, %L, ''$1'', ''$2'')', op, variant)
+          format('execute audit.capture_query(tg_relid, %L, %L, ''$1'', ''$2'', ''$3'')', op, variant)
           || case when variant = 'one' then ''
-                  else ' into v_item_count, v_changed using p_action_id, p_items_before' end
+                  else ' into v_item_count, v_changed using p_action_id, p_items_before, p_occurred_at' end
         else
-          audit.capture_query(target, op, variant, 'p_action_id', 'p_items_before')
+          audit.capture_query(target, op, variant, 'p_action_id', 'p_items_before', 'p_occurred_at')
           || case when variant = 'one' then '' else E'\n    into v_item_count, v_changed' end
         end);
     end loop;
@@ -137,6 +140,7 @@ declare
   p_batch         text;
   p_action_id     bigint;
   p_items_before  integer;
+  p_occurred_at   timestamptz := pg_catalog.statement_timestamp();
   v_written       bigint;
   v_item_count    integer;
   v_changed       text[];
@@ -166,6 +170,11 @@ begin
   if p_batch is not null then
     select b.action_id, b.row_count into p_action_id, p_items_before
     from audit.open_batch(p_batch) b;
+    -- a batch's chunks carry its action's time (its first statement's), whatever the
+    -- clock says now: they go into the action's month
+    if p_action_id is not null then
+      select a.occurred_at into p_occurred_at from audit.batch_action a where a.action_id = p_action_id;
+    end if;
   end if;
   p_items_before := coalesce(p_items_before, 0);
   p_action_id := coalesce(p_action_id, nextval('audit.action_log_id_seq'));

@@ -367,9 +367,9 @@ begin
                where t.tgfoid = fn and t.tgname = 'audit_capture_insert' and t.tgrelid = any (relations)
                order by t.tgrelid::regclass::text loop
       result := result || format(E'\n-- the queries audit.capture() writes out at every statement on %s, as it would now\n'
-                                 || E'-- ($1: the action''s id, $2: the number of items it holds already)\n',
+                                 || E'-- ($1: the action''s id, $2: the number of items it holds already, $3: the action''s occurred_at)\n',
                                  audit.comment_text(rel::text))
-        || (select string_agg(format(E'-- %s\n%s;\n', v.title, audit.capture_query(rel, v.op, v.variant, '$1', '$2')), '' order by v.i)
+        || (select string_agg(format(E'-- %s\n%s;\n', v.title, audit.capture_query(rel, v.op, v.variant, '$1', '$2', '$3')), '' order by v.i)
             from (values (1, 'INSERT', 'one', 'INSERT, one row'), (2, 'INSERT', 'many', 'INSERT, many rows'),
                          (3, 'UPDATE', 'one', 'UPDATE, one row'), (4, 'UPDATE', 'many', 'UPDATE, many rows'),
                          (5, 'UPDATE', 'moved', 'UPDATE, many rows, primary keys changed'),

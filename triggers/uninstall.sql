@@ -30,7 +30,8 @@ begin
 end
 $$;
 
-drop view if exists audit.tracked_tables;
+drop view if exists audit.tracked_tables, audit.log_partitions;
+-- (the log's partitions go with their partitioned parents)
 drop table if exists audit.tracked_table, audit.action_item_chunk, audit.action_log,
   audit.pending_key_change, audit.pending_truncate,
   audit.batch_action;

@@ -1,10 +1,11 @@
 -- The items of the many-row actions that fill_log.sql wrote (ids above {after_id}), in
 -- the storage format of audit.action_item_chunk (triggers/02_action_log.sql): chunks of
 -- up to 1,000 items, each chunk one JSON text array of [resource_id, old, new]. An
--- INSERT's old and a DELETE's new are null; an UPDATE holds its changed column only.
+-- INSERT's old and a DELETE's new are null; an UPDATE holds its changed column only. A
+-- chunk carries its action's occurred_at (the partition key: its action's month).
 insert into audit.action_item_chunk
-  (action_id, first_item, item_count, resource_type, operation, changed_columns, items)
-select l.id, c.first_item, c.item_count, l.resource_type, l.operation,
+  (action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns, items)
+select l.id, l.occurred_at, c.first_item, c.item_count, l.resource_type, l.operation,
        case when l.operation = 'UPDATE' then '{status}'::text[] end,
        (select '[' || string_agg(
                  case l.operation

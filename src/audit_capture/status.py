@@ -130,8 +130,17 @@ class InvalidIndex:
 
     name: str  # audit.action_log_text_time_idx
     table: str  # audit.action_log
+    # the index of a partitioned table (the log): valid once each partition's index is
+    # attached to it; REINDEX does not make it so
+    partitioned: bool = False
 
     def __str__(self) -> str:
+        if self.partitioned:
+            return (
+                f"{self.name} on {self.table}: INVALID (a partition's index is missing or not"
+                f" attached; no query of the partitioned table uses it): build the partition's"
+                f" index and `alter index {self.name} attach partition <its index>`"
+            )
         return (
             f"{self.name} on {self.table}: INVALID (a CREATE INDEX CONCURRENTLY that did not"
             f" finish; no query uses it, every write still updates it): rebuild it with"
@@ -184,9 +193,9 @@ def read_status(conn: psycopg.Connection) -> Status:
 def _invalid_indexes(conn: psycopg.Connection) -> list[InvalidIndex]:
     """The indexes of schema ``audit`` that are not valid (pg_index.indisvalid)."""
     return [
-        InvalidIndex(name, table)
-        for name, table in conn.execute(
-            "select i.indexrelid::regclass::text, i.indrelid::regclass::text"
+        InvalidIndex(name, table, partitioned)
+        for name, table, partitioned in conn.execute(
+            "select i.indexrelid::regclass::text, i.indrelid::regclass::text, c.relkind = 'I'"
             " from pg_catalog.pg_index i join pg_catalog.pg_class c on c.oid = i.indexrelid"
             " where c.relnamespace = 'audit'::regnamespace and not i.indisvalid order by 1"
         )

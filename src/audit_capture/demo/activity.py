@@ -320,6 +320,13 @@ def spread_over_days(superuser_url: str, days: int = 30, *, after: int = 0) -> i
             select before, after from moved order by before""",
             {"days": days, "after": after},
         ).fetchall()
+        # a chunk carries its action's time (the log is partitioned by month): it moves too
+        conn.execute(
+            "update audit.action_item_chunk c set occurred_at = l.occurred_at"
+            " from audit.action_log l"
+            " where l.id = c.action_id and l.id > %(after)s and c.occurred_at <> l.occurred_at",
+            {"after": after},
+        )
         if moves:
             _move_written_timestamps(conn, moves, after)
         return count

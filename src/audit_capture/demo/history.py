@@ -94,6 +94,15 @@ def add_history(url: str, count: int, *, end_at: datetime, seed: float = 0.42) -
         conn.execute("set local jit = off")
         conn.execute("select setseed(%s)", (seed,))
         rebuild = _drop_log_indexes(conn)
+        # the months the history covers get their partitions (the log is partitioned by
+        # month; rows of no prepared month would go into the default partition)
+        conn.execute(
+            "select audit.prepare_partitions("
+            "date_trunc('month', (%(end_at)s::timestamptz - make_interval(days => %(days)s))"
+            " at time zone 'UTC')::date,"
+            " date_trunc('month', %(end_at)s::timestamptz at time zone 'UTC')::date)",
+            {"end_at": end_at, "days": HISTORY_DAYS},
+        )
         conn.execute(
             _sql("history_actions.sql"),
             {
@@ -139,7 +148,9 @@ def _drop_log_indexes(conn: psycopg.Connection) -> list[sql.SQL | sql.Composed]:
     for schema, name, definition, comment in found:
         index = sql.Identifier(schema, name)
         conn.execute(sql.SQL("drop index {}").format(index))
-        rebuild.append(sql.SQL(definition))
+        # (an index of the partitioned log reads "ON ONLY": made so, it would stay
+        # invalid, without its partitions' indexes)
+        rebuild.append(sql.SQL(definition.replace(" ON ONLY ", " ON ", 1)))
         if comment is not None:
             rebuild.append(sql.SQL("comment on index {} is {}").format(index, sql.Literal(comment)))
     return rebuild

@@ -6,9 +6,9 @@
 -- ids, from a first one drawn from the action's id. Parameters: after (the log's last
 -- id before the history), clients, cases, first_names, last_names.
 insert into audit.action_item_chunk (
-  action_id, first_item, item_count, resource_type, operation, changed_columns, items,
-  resource_ids)
-select l.id, 1, l.row_count, l.resource_type, l.operation,
+  action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns,
+  items, resource_ids)
+select l.id, l.occurred_at, 1, l.row_count, l.resource_type, l.operation,
        case when l.operation = 'UPDATE' then array[column_name] end,
        rows.items::text,
        case when l.operation <> 'UPDATE' then rows.ids end
