@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
-DEFAULT_DAYS = 730
+DEFAULT_DAYS = 1096  # 36 months
 
 
 def _render(name: str, **values: int) -> str:
@@ -55,6 +55,13 @@ def fill(
     timings = {}
     with conn.transaction():
         after_id = conn.execute("select coalesce(max(id), 0) from audit.action_log").fetchone()[0]
+        # the months the fill spans, each a partition of the log (beyond them, rows would
+        # land in the default partition)
+        conn.execute(
+            "select audit.prepare_partitions(date_trunc('month', now() - make_interval(days => %s))"
+            "::date, date_trunc('month', now())::date)",
+            (days,),
+        )
         conn.execute("select setseed(%s)", (seed,))
         # the statement builds large sorts and hashes only for the items; give it room
         conn.execute("set local work_mem = '256MB'")
