@@ -210,7 +210,7 @@ def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
     return {
         name: size
         for name, size in conn.execute(
-            "select c.relname, (select sum(pg_relation_size(t.relid))"
+            "select c.relname, (select sum(pg_relation_size(t.relid))::bigint"
             " from pg_partition_tree(c.oid) t) from pg_index i"
             " join pg_class c on c.oid = i.indexrelid"
             " where i.indrelid = 'audit.action_log'::regclass order by 1"
@@ -258,7 +258,7 @@ def prepare(server: EmbeddedPostgresql, rows: int) -> tuple[str, dict]:
         conn.execute("checkpoint")
         facts["indexes"] = index_sizes(conn)
         facts["table_bytes"] = conn.execute(
-            "select sum(pg_table_size(relid)) from pg_partition_tree('audit.action_log')"
+            "select sum(pg_table_size(relid))::bigint from pg_partition_tree('audit.action_log')"
         ).fetchone()[0]
         facts["partitions"] = conn.execute("select count(*) from audit.log_partitions").fetchone()[
             0
