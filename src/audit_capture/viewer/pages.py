@@ -49,6 +49,7 @@ from audit_capture.viewer.filters import (
     Filters,
 )
 from audit_capture.viewer.kind_probe import KIND_PROBE_LIMIT, kind_probe, rare_rows
+from audit_capture.viewer.planner import estimates_kept
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
@@ -161,7 +162,7 @@ def list_page(
     position = cursors.decode(cursor) if cursor else None
     if position is None:
         direction = "next"
-    with translate_errors(), conn.transaction():
+    with translate_errors(), conn.transaction(), estimates_kept():
         probe = kind_probe(conn, filters)
         fetched = fetch_rows(conn, filters, position, direction, size + 1, probe=probe)
         more = len(fetched) > size

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -162,40 +162,35 @@ def _text_test(conn: psycopg.Connection, text: Filters) -> tuple[sql.Composable,
 
 
 def _time_bound(
-    conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str, rows: int
+    conn: psycopg.Connection, anchor: int, direction: str, rows: int
 ) -> datetime | None:
-    """A time about ``rows`` rows past the page's start in ``direction``: the
-    occurred_at of the row ``rows`` ids away (ids grow with time, so id distance is a
-    cheap measure of rows, read on the primary key). None when the log ends first.
-    Only a guess of the window's size: the window itself is a set of whole days, so the
-    page is exact whatever the ids say."""
+    """A time about ``rows`` rows past the page's start (the action ``anchor``) in
+    ``direction``: the occurred_at of the row ``rows`` ids away (ids grow with time, so
+    id distance is a cheap measure of rows, read on the primary key). None when the log
+    ends first. Only a guess of the window's size: the window itself is a set of whole
+    days, so the page is exact whatever the ids say."""
     if direction == "next":
-        query = sql.SQL(
-            "select occurred_at from {log} where id <= coalesce({anchor},"
-            " (select max(id) from {log})) - {rows} order by id desc limit 1"
-        )
+        query = sql.SQL("select occurred_at from {log} where id <= {edge} order by id desc limit 1")
     else:
-        query = sql.SQL(
-            "select occurred_at from {log} where id >= coalesce({anchor},"
-            " (select max(id) from {log})) + {rows} order by id limit 1"
-        )
+        query = sql.SQL("select occurred_at from {log} where id >= {edge} order by id limit 1")
+    edge = anchor - rows if direction == "next" else anchor + rows
     found = conn.execute(
-        query.format(log=LOG, anchor=sql.Placeholder("anchor"), rows=sql.Placeholder("rows")),
-        {"anchor": position[1] if position else None, "rows": rows},
-        prepare=False,
+        query.format(log=LOG, edge=sql.Placeholder("edge")), {"edge": edge}, prepare=False
     ).fetchone()
     return found[0] if found else None
 
 
-def _page_day(
-    conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str
-) -> date | None:
-    """The UTC day the page starts on: the cursor's, or for the first page the newest
-    action's (None: an empty log)."""
+def _page_start(
+    conn: psycopg.Connection, position: tuple[datetime, int] | None
+) -> tuple[datetime, int] | None:
+    """Where the page starts: the cursor's time and id, or for the first page the newest
+    time and the highest id (None: an empty log), read together."""
     if position is not None:
-        return utc_day(position[0])
-    newest = one_row(conn.execute(sql.SQL("select max(occurred_at) from {}").format(LOG)))[0]
-    return None if newest is None else utc_day(newest)
+        return position
+    newest = one_row(
+        conn.execute(sql.SQL("select max(occurred_at), max(id) from {}").format(LOG), prepare=False)
+    )
+    return None if newest[0] is None else (newest[0], newest[1])
 
 
 class _DaysBack:
@@ -210,8 +205,9 @@ class _DaysBack:
     def __init__(
         self, conn: psycopg.Connection, position: tuple[datetime, int] | None, direction: str
     ):
-        self.conn, self.position, self.direction = conn, position, direction
-        self.edge = _page_day(conn, position, direction)
+        self.conn, self.direction = conn, direction
+        self.start = _page_start(conn, position)
+        self.edge = None if self.start is None else utc_day(self.start[0])
 
     @property
     def empty(self) -> bool:
@@ -220,7 +216,8 @@ class _DaysBack:
     def take(self, rows: float) -> tuple[sql.Composable, dict] | None:
         """The next window, or None when the log ends within ``rows`` (take ``rest()``)."""
         assert self.edge is not None
-        bound = _time_bound(self.conn, self.position, self.direction, int(rows))
+        assert self.start is not None
+        bound = _time_bound(self.conn, self.start[1], self.direction, int(rows))
         if bound is None:
             return None
         if self.direction == "next":
