@@ -452,15 +452,34 @@ def test_a_concurrent_file_is_split_at_each_semicolon_outside_strings_and_commen
     )
 
 
+def test_a_concurrent_file_keeps_dollar_quoted_bodies_whole(tmp_path):
+    # a DO block (revision 0003 computes a constraint's bound in one) or a plpgsql
+    # function: their ';' are inside the $tag$ string; a '$' in a name or a $1 opens none
+    path = tmp_path / "0002.sql"
+    path.write_text(
+        "do $$ begin perform 1; end $$;\n"
+        "create or replace function audit.f(int) returns int language sql\n"
+        "as $body$ select $1; -- ; $$ $body$;\n"
+        "select a$b, 'it''s; $$' from audit.log;\n"
+    )
+    statements = concurrent_statements(path)
+    assert [(s.line, s.text.strip()) for s in statements] == [
+        (1, "do $$ begin perform 1; end $$;"),
+        (
+            2,
+            "create or replace function audit.f(int) returns int language sql\n"
+            "as $body$ select $1; -- ; $$ $body$;",
+        ),
+        (4, "select a$b, 'it''s; $$' from audit.log;"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "line", "why"),
     [
-        (
-            "create function audit.f() returns int language sql as $$ select 1; $$;",
-            1,
-            "a '$' (dollar quoting cannot be split safely)",
-        ),
-        ("select 1;\nselect $q$;$q$;", 2, "a '$' (dollar quoting cannot be split safely)"),
+        ("select 1;\ndo $$ begin perform 1; end;\n", 2, "an unterminated $$...$$"),
+        ("select 1;\nselect $q$;$Q$;", 2, "an unterminated $q$...$q$"),
+        ("select $ 1;", 1, "a '$' that opens no $tag$ string"),
         ("select 1; /* ; */", 1, "a /* comment */ (write -- comments)"),
         ("select E'it\\';s';", 1, "an E'...' string (backslash escapes)"),
         ("select 'it;s;\n", 1, "an unterminated '...'"),
@@ -609,7 +628,23 @@ def test_freeze_refuses_a_concurrent_statement_that_the_state_files_lack(chain, 
     assert str(raised.value).startswith(
         "downgrade_concurrently/0002.sql, line 1: not a statement of revision 0001's state files"
     )
+    # an index no state file creates must be one the revision's own file uses by name
+    # (0003's primary keys: 'add constraint ... primary key using index <name>')
     chain.concurrent_file("0002", "downgrade").unlink()
+    folder.joinpath("0002.sql").write_text(
+        text + "create unique index concurrently if not exists log_new_pkey on audit.log (id);\n"
+    )
+    with pytest.raises(RevisionError) as raised:
+        chain.freeze(triggers)
+    assert str(raised.value) == (
+        "upgrade_concurrently/0002.sql, line 9: not a statement of revision 0002's state "
+        "files, whose 'create index if not exists' lack log_new_pkey, nor an index "
+        "upgrade/0002.sql uses by name (e.g. 'primary key using index'): nothing would use it"
+    )
+    chain.upgrade_file("0002").parent.mkdir(exist_ok=True)
+    chain.upgrade_file("0002").write_text(
+        "alter table audit.log add primary key using index log_new_pkey;\n"
+    )
     chain.freeze(triggers)
     assert not chain.concurrent_problems("0002")
     assert not chain.manifest_problems()

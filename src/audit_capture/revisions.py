@@ -69,6 +69,11 @@ _CREATE_INDEX = re.compile(
     rf"create (?:unique )?index concurrently if not exists ({_IDENT}) on (?:only )?"
     rf"({_IDENT}\.{_IDENT})\b"
 )
+# a dollar-quoted string opens with $tag$ (tag optional) where '$' does not continue a
+# name (a$b); $1 is a parameter
+_DOLLAR_QUOTE = re.compile(r"\$([A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$")
+_PARAMETER = re.compile(r"\$[0-9]")
+_IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\u0080-\uffff]")
 _TRANSACTION_OR_ROLE = re.compile(
     r"(begin|start|commit|end|rollback|abort|savepoint|release|prepare|set|reset)\b"
 )
@@ -78,11 +83,12 @@ def concurrent_statements(path: Path) -> list[ConcurrentStatement]:
     """The statements of ``path`` (a ``*_concurrently/<rev>.sql`` file), one by one.
 
     The rule: a statement ends at a ``;`` that is outside a '...' string, a "..."
-    name and a ``--`` comment. What this rule cannot split safely is refused, with
-    the line: dollar quoting (``$$`` or ``$tag$``) and ``begin atomic`` bodies (a
-    function the file needs has a SQL-standard ``return ...`` body, or goes into the
-    transactional part), ``/* */`` comments, E'...' strings (backslash escapes), psql's
-    backslash commands, an unterminated string or text after the last ``;``. So are
+    name, a ``$tag$...$tag$`` string (``do $$ ... $$``, a plpgsql body) and a ``--``
+    comment. What this rule cannot split safely is refused, with the line: a ``$``
+    that opens no such string (nor continues a name, nor is a ``$1`` parameter),
+    ``begin atomic`` bodies (a function the file needs has a SQL-standard ``return
+    ...`` or a ``$$`` body), ``/* */`` comments, E'...' strings (backslash escapes),
+    psql's backslash commands, an unterminated string or text after the last ``;``. So are
     statements that would defeat the file's purpose:
     CREATE INDEX without ``concurrently if not exists <name> on <schema>.<table>``
     (the name is needed to drop an INVALID index a failed build left), DROP INDEX
@@ -112,8 +118,20 @@ def concurrent_statements(path: Path) -> list[ConcurrentStatement]:
             continue
         if text.startswith("/*", i):
             raise refuse(i, "a /* comment */ (write -- comments)")
-        if char == "$":
-            raise refuse(i, "a '$' (dollar quoting cannot be split safely)")
+        if char == "$" and not (i and _IDENT_CHAR.match(text[i - 1])):
+            quote = _DOLLAR_QUOTE.match(text, i)
+            if quote is None:
+                if not _PARAMETER.match(text, i):
+                    raise refuse(i, "a '$' that opens no $tag$ string")
+            else:
+                if first < 0:
+                    first = i
+                end = text.find(quote[0], quote.end())
+                if end < 0:
+                    raise refuse(i, f"an unterminated {quote[0]}...{quote[0]}")
+                shape.append(quote[0] * 2)
+                i = end + len(quote[0])
+                continue
         if char == "\\":
             raise refuse(i, "a '\\' (a psql command: the file also runs without psql)")
         if first < 0 and not char.isspace() and char != ";":
@@ -271,7 +289,10 @@ class Chain:
         statement of those state files, the same but for ``concurrently`` (comments and
         spacing aside): an index of another definition would be kept by the state
         file's ``if not exists``, and a function the state file replaced would no longer
-        be the one that computed the index's entries.
+        be the one that computed the index's entries. An index of a name that no state
+        file creates is a step of the revision's own upgrade (downgrade) file instead
+        (revision 0003's new primary keys, ``add primary key using index <name>``): that
+        file must name it.
         """
         down = self.parents[revision]
         targets: dict[Direction, tuple[str | None, dict[str, Path]]] = {
@@ -292,9 +313,35 @@ class Chain:
                     if file != UNINSTALL_FILE
                 )
             )
+            explicit_file = (
+                self.upgrade_file(revision)
+                if direction == "upgrade"
+                else self.downgrade_file(revision)
+            )
+            explicit = (
+                _normalized(explicit_file.read_text(encoding="utf-8"))
+                if explicit_file.is_file()
+                else ""
+            )
             for statement in statements:
                 code = _normalized(statement.text)
                 if not (statement.index or code.startswith("create or replace function ")):
+                    continue
+                if statement.index and not re.search(
+                    rf"\bindex (?:concurrently )?if not exists {statement.index[0]} ", against
+                ):
+                    # not an index of the state files: a step of the revision's own
+                    # upgrade (downgrade) file, which must use it by name (e.g. a new
+                    # primary key added 'using index <name>')
+                    if re.search(rf"\b{statement.index[0]}\b", explicit):
+                        continue
+                    problems.append(
+                        f"{name}, line {statement.line}: not a statement of revision "
+                        f"{target}'s state files, whose 'create index if not exists' lack "
+                        f"{statement.index[0]}, nor an index "
+                        f"{explicit_file.relative_to(self.root).as_posix()} uses by name "
+                        "(e.g. 'primary key using index'): nothing would use it"
+                    )
                     continue
                 if (
                     re.sub(r"^create (unique )?index concurrently ", r"create \1index ", code)
