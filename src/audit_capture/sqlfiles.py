@@ -20,6 +20,8 @@ They never go through SQLAlchemy ``text()``, which would read ``:name`` as a bin
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -111,11 +113,19 @@ def upgrade(revision: str) -> None:
     the transaction), ``upgrade/<revision>.sql`` if any, then every resolved state file
     of ``revision``."""
     chain = _running_chain()
-    run_concurrently(chain, revision, "upgrade")
+    outside = run_concurrently(chain, revision, "upgrade")
     explicit = chain.upgrade_file(revision)
-    _run_in_migration(
-        ([explicit] if explicit.is_file() else []) + chain.install_files(revision), chain
-    )
+    try:
+        _run_in_migration(
+            ([explicit] if explicit.is_file() else []) + chain.install_files(revision), chain
+        )
+    except Exception as exc:
+        if outside:
+            exc.add_note(
+                f"{outside} ran before, outside the transaction: what it did stays done "
+                f"(revision {revision} is not applied); run the upgrade again to finish it"
+            )
+        raise
 
 
 def downgrade(revision: str) -> None:
@@ -132,7 +142,7 @@ def downgrade(revision: str) -> None:
     _run_in_migration(chain.install_files(down) + ([explicit] if explicit.is_file() else []), chain)
 
 
-def run_concurrently(chain: Chain, revision: str, direction: Direction) -> None:
+def run_concurrently(chain: Chain, revision: str, direction: Direction) -> str | None:
     """Run ``revision``'s ``<direction>_concurrently/<revision>.sql``, if it has one,
     outside the migration's transaction: the transaction so far is committed
     (Alembic's ``autocommit_block()``), then each statement runs on its own in
@@ -145,19 +155,21 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> None:
     is skipped, with a warning naming the lock, and the transactional part (the upgrade
     or downgrade file and the state files, which must do the same work) does it all;
     INVALID indexes of the file's names are dropped in the transaction first.
+
+    Returns the file's name when its statements ran (online, outside the transaction).
     """
     from alembic import context, op
 
     path = chain.concurrent_file(revision, direction)
     statements = chain.concurrent_statements(revision, direction)
     if not statements:
-        return
+        return None
     name = path.relative_to(chain.root).as_posix()
     migration = op.get_context()
     if context.is_offline_mode():
         with migration.autocommit_block():
             _print_concurrently(migration.impl.static_output, name, statements)
-        return
+        return None
     if not migration.opts.get(AUTOCOMMIT_OPTION):
         tables = sorted({statement.index[1] for statement in statements if statement.index})
         drops = any(statement.drops_index for statement in statements)
@@ -181,8 +193,8 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> None:
             if statement.index:
                 _drop_invalid_index(conn, *statement.index, concurrently=False)
         restore_role(conn)
-        return
-    with migration.autocommit_block():
+        return None
+    with migration.autocommit_block(), _warnings_logged(_driver_connection()):
         conn = _driver_connection()
         assert conn.autocommit, "autocommit_block() left a transaction open"
         conn.execute(sql.SQL("set role {}").format(sql.Identifier(SCHEMA_OWNER)))
@@ -197,6 +209,7 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> None:
                     raise
         finally:
             conn.execute("reset role")
+    return name
 
 
 _INVALID_INDEX = """
@@ -270,10 +283,28 @@ def _run_in_migration(paths: list[Path], chain: Chain) -> None:
         output("reset role;")
         return
     driver_connection = _driver_connection()
-    for path in paths:
-        execute_file(driver_connection, path)
-        give_version_table_to_schema_owner(driver_connection)
-    restore_role(driver_connection)
+    with _warnings_logged(driver_connection):
+        for path in paths:
+            execute_file(driver_connection, path)
+            give_version_table_to_schema_owner(driver_connection)
+        restore_role(driver_connection)
+
+
+def _warn(diagnostic: psycopg.errors.Diagnostic) -> None:
+    if diagnostic.severity_nonlocalized == "WARNING":
+        log.warning("%s", diagnostic.message_primary)
+
+
+@contextmanager
+def _warnings_logged(conn: psycopg.Connection) -> Iterator[None]:
+    """A file's RAISE WARNING (revision 0003's downgrade says what it copies) reaches the
+    person running the migration, through this module's logger; NOTICEs ('already
+    exists, skipping') do not."""
+    conn.add_notice_handler(_warn)
+    try:
+        yield
+    finally:
+        conn.remove_notice_handler(_warn)
 
 
 def _uninstall_in_migration(path: Path, chain: Chain) -> None:
