@@ -34,9 +34,10 @@ at revision 0002 instead of filling one (a copy of bench/viewer_speed.py's folde
 
 Measured (2 shared cores, 2026-12-02; the table is in migrations/README.md): at 1,000,000
 actions the upgrade 1.3-1.8 s, the slowest audited insert meanwhile 199-342 ms; at
-10,000,000 (a copy of bench/viewer_speed.py's 10M folder) 14.9 s, 14.5 s of it outside
-the transaction, the slowest insert 153 ms; the fallback 6.9 s with an insert waiting
-6,624 ms; the downgrade 6.8 s, an insert waiting 6,731 ms.
+10,000,000 (a copy of bench/viewer_speed.py's 10M folder, two runs) 14.9-19.0 s,
+14.5-18.2 s of it outside the transaction, the slowest insert 153-531 ms; the fallback
+6.9-8.0 s with an insert waiting 6,624-7,777 ms; the downgrade 6.7-6.8 s, an insert
+waiting 6,527-6,731 ms.
 """
 
 from __future__ import annotations
