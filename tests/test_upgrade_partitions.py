@@ -353,6 +353,11 @@ def test_an_existing_log_becomes_the_legacy_partition_without_a_rewrite(
             "revision 0003: the connection is already in a transaction, so "
             "upgrade_concurrently/0003.sql cannot run"
         )
+        assert (
+            " The work of its other statements is done in the transaction too, under its "
+            "locks, however long it takes (the scan that validates a constraint, for one)."
+            in warning
+        )
 
     _check_upgraded(empty_db_url, before, storage, fresh_head)
     _check_writes_after_upgrade(empty_db_url, before)

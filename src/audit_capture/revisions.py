@@ -62,6 +62,9 @@ class ConcurrentStatement:
     # (index name, schema-qualified table) of a CREATE INDEX CONCURRENTLY IF NOT EXISTS
     index: tuple[str, str] | None = None
     drops_index: bool = False  # a DROP INDEX CONCURRENTLY
+    # neither an index's build or drop nor a function: a step of the file's own (a
+    # constraint validated, a column added), which the fallback does under its lock too
+    other: bool = False
 
 
 _IDENT = r"[a-z_][a-z0-9_]*"
@@ -204,7 +207,8 @@ def _checked(statement: str, code: str, line: int) -> tuple[ConcurrentStatement 
         if not code.startswith("drop index concurrently if exists "):
             return None, "DROP INDEX must read 'drop index concurrently if exists ...'"
         return ConcurrentStatement(statement, line, drops_index=True), ""
-    return ConcurrentStatement(statement, line, index), ""
+    other = index is None and not code.startswith("create or replace function ")
+    return ConcurrentStatement(statement, line, index, other=other), ""
 
 
 # -- a chain of revisions and the files of each ---------------------------------------

@@ -178,12 +178,16 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> str |
             "(CREATE INDEX CONCURRENTLY runs outside a transaction): its indexes are built "
             "inside the transaction instead, which holds a SHARE lock on %s%s and blocks "
             "every INSERT, UPDATE and DELETE of every tracked table (their audited writes) "
-            "until it commits. To build them without blocking writes, run `audit-capture "
+            "until it commits.%s To build them without blocking writes, run `audit-capture "
             "migrate %s` (or migrate.%s(url, ...)) on a connection of its own.",
             revision,
             name,
             ", ".join(tables) or "the tables it indexes",
             " (ACCESS EXCLUSIVE, which blocks reads too, where it drops an index)" if drops else "",
+            " The work of its other statements is done in the transaction too, under its "
+            "locks, however long it takes (the scan that validates a constraint, for one)."
+            if any(statement.other for statement in statements)
+            else "",
             direction,
             direction,
         )
