@@ -600,3 +600,72 @@ def test_action_items_reads_the_chunks_of_the_action_s_month_only(conn):
         for name in re.findall(r" on (action_item_chunk_\w+)", line)
     }
     assert scanned == {f"action_item_chunk_p{_month(conn)}"}, plan
+
+
+# -- audit-capture maintain --------------------------------------------------------
+
+
+def _cli(url: str, *args: str):
+    from click.testing import CliRunner
+
+    from audit_capture.cli import cli
+
+    return CliRunner().invoke(
+        cli, ["--database-url", url, *args], env={"AUDIT_CAPTURE_DATABASE_URL": None}
+    )
+
+
+def test_the_maintain_command_prints_what_it_did_and_exits_0(conn, admin_url):
+    _forge_action(conn, "2025-05-03 08:00:00+00")
+    conn.commit()
+    result = _cli(admin_url, "maintain", "--months-ahead", "4")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "created: audit.action_log_p2025_05",
+        "created: audit.action_item_chunk_p2025_05",
+        "moved: 1 actions and 1 item chunks of 2025-05 out of the default partitions",
+        f"created: audit.action_log_p{_month(conn, 4)}",
+        f"created: audit.action_item_chunk_p{_month(conn, 4)}",
+        "done: 4 partition(s) created, 1 month(s) moved out of the default",
+    ]
+    again = _cli(admin_url, "maintain", "--months-ahead", "4")
+    assert again.exit_code == 0, again.output
+    assert again.output == (
+        f"ok: {_month(conn).replace('_', '-')} to {_month(conn, 4).replace('_', '-')} ready;"
+        " no row of a month in the default partitions\n"
+    )
+
+
+@pytest.mark.parametrize("grants", [("grant audit_reader to {role}",), APP_GRANTS])
+def test_the_maintain_command_refuses_a_non_admin_in_one_line(make_role, grants):
+    url = make_role(*grants)
+    role = url.split("user=")[1].split()[0]
+    result = _cli(url, "maintain")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: role {role} may not maintain the log's partitions: a superuser runs"
+        f" `grant audit_admin to {role};`\n"
+    )
+
+
+def test_the_maintain_command_exits_75_when_the_log_stays_locked(conn, admin_url):
+    _forge_action(conn, "2025-05-03 08:00:00+00")
+    conn.commit()
+    reader = psycopg.connect(conn.info.dsn)
+    try:
+        reader.execute("select count(*) from audit.action_log")  # a long read, still open
+        result = _cli(admin_url, "maintain")
+    finally:
+        reader.close()
+    assert result.exit_code == 75, result.output
+    (line,) = result.output.splitlines()
+    assert line.startswith("Error: audit.maintain: the log is in use (its lock was not free")
+    assert line.endswith(
+        "nothing changed; run it again (from cron: the next run does it) (exit status 75)"
+    )
+
+
+def test_the_maintain_command_refuses_a_bad_months_ahead(admin_url):
+    result = _cli(admin_url, "maintain", "--months-ahead", "-1")
+    assert result.exit_code == 2
+    assert "Invalid value for '--months-ahead': -1 is not in the range 0<=x<=120." in result.output

@@ -700,3 +700,41 @@ def _start_demo_server(keep_dir: str | None):
             else ""
         )
         raise click.ClickException(f"PostgreSQL did not start: {one_line(exc)}{hint}") from None
+
+
+# -- maintain ----------------------------------------------------------------------
+
+
+@cli.command("maintain")
+@database_url_option
+@click.option(
+    "--months-ahead",
+    default=3,
+    show_default=True,
+    type=click.IntRange(0, 120),
+    help="Months after the current one whose partitions must exist.",
+)
+@click.pass_context
+def maintain(ctx, months_ahead: int) -> None:
+    """Keep the log's month partitions ready; run it every hour from cron:
+
+    17 * * * * audit-capture --database-url postgresql://dba@db/crm maintain
+
+    Creates the current month's partitions and the next N months' where missing, and
+    moves rows that landed in the default partitions into their months. Prints what it
+    did and exits 0. Needs audit_admin. When the log stays locked longer than it waits
+    (half of deadlock_timeout), it changes nothing and exits with 75: the next run does it.
+    """
+    from audit_capture.partitions import EXIT_LOG_BUSY, LogBusy, NotAllowed, describe
+    from audit_capture.partitions import maintain as run_maintain
+
+    with database.connect(database_url(ctx), autocommit=True) as conn:
+        try:
+            steps = run_maintain(conn, months_ahead)
+        except NotAllowed as exc:
+            raise click.ClickException(str(exc)) from None
+        except LogBusy as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(EXIT_LOG_BUSY)
+    for line in describe(steps):
+        click.echo(line)
