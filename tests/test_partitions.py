@@ -290,6 +290,43 @@ def test_maintain_moves_the_default_s_rows_into_their_months(conn, admin_url):
     ]
 
 
+def test_maintain_attaches_a_default_holding_one_month_as_that_month(conn, admin_url):
+    # the usual case (rows written before their month was prepared): no row is copied,
+    # so none is sent again to a subscriber of the log; the default pair is a new one
+    forged = _forge_action(conn, "2025-05-03 08:00:00+00")
+    defaults = conn.execute(
+        "select 'audit.action_log_default'::regclass::oid,"
+        " 'audit.action_item_chunk_default'::regclass::oid"
+    ).fetchone()
+    conn.commit()
+
+    assert _maintain(admin_url) == [
+        ("created", "audit.action_log_p2025_05"),
+        ("created", "audit.action_item_chunk_p2025_05"),
+        ("moved", "1 actions and 1 item chunks of 2025-05 out of the default partitions"),
+    ]
+    assert (
+        conn.execute(
+            "select 'audit.action_log_p2025_05'::regclass::oid,"
+            " 'audit.action_item_chunk_p2025_05'::regclass::oid"
+        ).fetchone()
+        == defaults
+    )
+    assert _partitions_of(conn, "audit.action_log", "id = %s", forged) == {
+        "audit.action_log_p2025_05"
+    }
+    assert [len(items(conn, forged))] == [2]
+    # the month keeps its guard, its reader, and indexes named after the log's
+    with pytest.raises(errors.InsufficientPrivilege, match="append-only: DELETE"):
+        conn.execute("delete from audit.action_log_p2025_05")
+    conn.rollback()
+    assert conn.execute(
+        "select has_table_privilege('audit_reader', 'audit.action_item_chunk_p2025_05', 'select'),"
+        " to_regclass('audit.action_log_p2025_05_text_time_idx') is not null,"
+        " to_regclass('audit.action_log_default_text_time_idx') is not null"
+    ).fetchone() == (True, True, True)
+
+
 def test_maintain_keeps_the_asked_months_ahead(conn, admin_url):
     steps = _maintain(admin_url, months_ahead=5)
     assert steps == [

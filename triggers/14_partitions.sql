@@ -76,6 +76,37 @@ $$;
 comment on function audit.guard_partition(regclass) is
   'Internal: gives a partition of the log its TRUNCATE refusal (the parents'' row triggers are cloned to it by PostgreSQL).';
 
+-- A partition's indexes are named after the partition and the log's index each belongs
+-- to (audit.action_log_p2026_12_text_time_idx for audit.action_log_text_time_idx), so
+-- that a plan or \d names the parent index; PostgreSQL's own names are made of columns.
+create or replace function audit.name_partition_indexes(part regclass) returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  idx    record;
+  parent text := (select p.relname::text from pg_inherits i join pg_class p on p.oid = i.inhparent
+                  where i.inhrelid = part);
+begin
+  for idx in
+    select c.relname as name,
+           left((select t.relname from pg_class t where t.oid = part)
+                || regexp_replace(pc.relname, '^' || parent, ''), 63) as wanted
+    from pg_index x
+    join pg_class c on c.oid = x.indexrelid
+    join pg_inherits h on h.inhrelid = x.indexrelid
+    join pg_class pc on pc.oid = h.inhparent
+    where x.indrelid = part and starts_with(pc.relname, parent)
+  loop
+    if idx.name <> idx.wanted and to_regclass(format('audit.%I', idx.wanted)) is null then
+      execute format('alter index audit.%I rename to %I', idx.name, idx.wanted);
+    end if;
+  end loop;
+end
+$$;
+comment on function audit.name_partition_indexes(regclass) is
+  'Internal: renames the indexes of a partition of the log after the partition and the parent index each is attached to.';
+
 -- The default pair (if missing).
 create or replace function audit.make_default_partitions() returns setof regclass
 language plpgsql
@@ -90,6 +121,7 @@ begin
       execute format('comment on table audit.%I is %L', parent || '_default',
         format('audit_capture: the default partition of audit.%s: rows of no prepared month (audit.maintain() moves them into their month). Append-only.', parent));
       perform audit.guard_partition(format('audit.%I', parent || '_default')::regclass);
+      perform audit.name_partition_indexes(format('audit.%I', parent || '_default')::regclass);
       -- the viewer reads a partition's statistics (pg_stats shows only what it may read)
       execute format('grant select on audit.%I to audit_reader', parent || '_default');
       return next format('audit.%I', parent || '_default')::regclass;
@@ -147,6 +179,7 @@ begin
       execute format('comment on table audit.%I is %L', part,
         format('audit_capture: audit.%s of %s (UTC). Append-only.', parent, to_char(month, 'YYYY-MM')));
       perform audit.guard_partition(format('audit.%I', part)::regclass);
+      perform audit.name_partition_indexes(format('audit.%I', part)::regclass);
       execute format('grant select on audit.%I to audit_reader', part);
       return next format('audit.%I', part)::regclass;
     end if;
@@ -175,6 +208,8 @@ declare
   log_cols   text;
   chunk_cols text;
   idx        regclass;
+  parent     text;
+  part       text;
 begin
   if to_regclass('audit.action_log_default') is null or to_regclass('audit.action_item_chunk_default') is null then
     return;
@@ -200,6 +235,36 @@ begin
   execute format('alter table audit.action_item_chunk_default rename to %I', old_chunk);
   -- (a fresh default pair: not reported, the default pair is no new partition)
   perform audit.make_default_partitions();
+  -- One month (the usual case: rows written before maintain prepared their month): the
+  -- old default pair BECOMES that month's pair, attached in place: no row is copied
+  -- (nor sent again to a subscriber of the log), ATTACH checks the rows fit its bounds.
+  if cardinality(months) = 1
+     and not exists (select from audit.log_partitions p
+                     where p.kind <> 'default' and p.from_at = (to_char(months[1], 'YYYY-MM-DD') || ' 00:00:00+00')::timestamptz) then
+    m := months[1];
+    execute format('alter table audit.%I rename to %I', old_log, 'action_log_p' || to_char(m, 'YYYY_MM'));
+    execute format('alter table audit.%I rename to %I', old_chunk, 'action_item_chunk_p' || to_char(m, 'YYYY_MM'));
+    foreach parent in array array['action_log', 'action_item_chunk'] loop
+      part := parent || '_p' || to_char(m, 'YYYY_MM');
+      execute format('alter table audit.%I attach partition audit.%I for values from (%L) to (%L)',
+                     parent, part, to_char(m, 'YYYY-MM-DD') || ' 00:00:00+00',
+                     to_char((m + interval '1 month')::date, 'YYYY-MM-DD') || ' 00:00:00+00');
+      execute format('comment on table audit.%I is %L', part,
+        format('audit_capture: audit.%s of %s (UTC). Append-only.', parent, to_char(m, 'YYYY-MM')));
+      perform audit.guard_partition(format('audit.%I', part)::regclass);
+      perform audit.name_partition_indexes(format('audit.%I', part)::regclass);
+      created := format('audit.%I', part)::regclass;
+      return next;
+    end loop;
+    created := null;
+    month := m;
+    actions := (select count(*) from audit.action_log l
+                where l.tableoid = format('audit.%I', 'action_log_p' || to_char(m, 'YYYY_MM'))::regclass);
+    chunks := (select count(*) from audit.action_item_chunk c
+               where c.tableoid = format('audit.%I', 'action_item_chunk_p' || to_char(m, 'YYYY_MM'))::regclass);
+    return next;
+    return;
+  end if;
   foreach m in array months loop
     for created in select * from audit.make_month_partitions(m) loop
       return next;
@@ -224,7 +289,7 @@ begin
 end
 $$;
 comment on function audit.move_default_rows() is
-  'Internal: moves the rows of the default partitions into their months'' partitions (created where missing), through a detached copy of the default pair; one row per month moved (and per partition created). The caller locks the parents.';
+  'Internal: moves the rows of the default partitions into their months'' partitions: rows of one month by attaching the old default pair as that month (no copy), of several by copying them into the months (created where missing); one row per month moved (and per partition created). The caller locks the parents.';
 
 -- The work of prepare_partitions() and maintain(): no lock taken when nothing is to do.
 create or replace function audit.prepare_months(from_month date, to_month date)
