@@ -738,3 +738,75 @@ def maintain(ctx, months_ahead: int) -> None:
             ctx.exit(EXIT_LOG_BUSY)
     for line in describe(steps):
         click.echo(line)
+
+
+# -- retention ---------------------------------------------------------------------
+
+
+@cli.command("retention")
+@database_url_option
+@click.option(
+    "--keep",
+    "keep_text",
+    required=True,
+    metavar="N{months|years}",
+    help="Whole months kept before the current one, e.g. 24months or 2years.",
+)
+@click.option("--apply", is_flag=True, help="Drop them (without it: only show what would go).")
+@click.option(
+    "--require-archive",
+    "archive_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Refuse a month without an archive in DIR that `archive verify` finds intact.",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0.1, max=600),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Give up (changing nothing) when the log is locked longer than this.",
+)
+@click.pass_context
+def retention(ctx, keep_text: str, apply: bool, archive_dir: str | None, lock_wait: float):
+    """Drop the months of the log older than --keep (whole partitions), and log it.
+
+    Shows each month that would go (actions, chunks, size on disk) and changes nothing
+    unless --apply. The current month and the 3 before it, and the default partitions,
+    never go. Only for audit_admin. Exits with 1 when refused (nothing changed).
+    """
+    from pathlib import Path
+
+    from audit_capture import retention as retention_module
+
+    try:
+        keep_months = retention_module.parse_keep(keep_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--keep") from None
+    verify_month = None
+    if archive_dir is not None:
+        import importlib
+
+        try:
+            verify_month = importlib.import_module("audit_capture.archive").verify_month
+        except (ImportError, AttributeError):
+            raise click.ClickException(
+                "--require-archive needs audit_capture.archive.verify_month, missing here"
+            ) from None
+    with database.connect(database_url(ctx)) as conn:
+        try:
+            result = retention_module.run(
+                conn,
+                keep_months,
+                apply=apply,
+                archive_dir=None if archive_dir is None else Path(archive_dir),
+                verify=None
+                if verify_month is None
+                else retention_module.verifier(verify_month, conn),
+                lock_wait=lock_wait,
+            )
+        except retention_module.RetentionRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    for line in retention_module.report_lines(result, keep_text):
+        click.echo(line)
