@@ -27,7 +27,12 @@ drop function if exists audit.move_default_rows();
 drop function if exists audit.make_month_partitions(date);
 drop function if exists audit.make_default_partitions();
 drop function if exists audit.guard_partition(regclass);
+drop function if exists audit.name_partition_indexes(regclass);
 drop function if exists audit.legacy_chunk_bound();
+-- (15_retention.sql)
+drop function if exists audit.apply_retention(integer, boolean, jsonb, interval);
+drop function if exists audit.drop_retired_partitions(interval);
+drop function if exists audit.retention_floor_months();
 -- (06_capture_queries.sql's revision 0003 signature; 0002's state files made its own again)
 drop function if exists audit.capture_query(regclass, text, text, text, text, text);
 
