@@ -810,3 +810,95 @@ def retention(ctx, keep_text: str, apply: bool, archive_dir: str | None, lock_wa
             raise click.ClickException(str(exc)) from None
     for line in retention_module.report_lines(result, keep_text):
         click.echo(line)
+
+
+# -- archive -----------------------------------------------------------------------
+
+
+@cli.group("archive", invoke_without_command=True)
+@database_url_option
+@click.option("--before", metavar="YYYY-MM", help="Archive every closed month before this one.")
+@click.option(
+    "--to",
+    "folder",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Folder of the archive (created if missing).",
+)
+@click.pass_context
+def archive_group(ctx, before: str | None, folder: str | None) -> None:
+    """Write each closed month (UTC) before --before that holds actions as one gzip
+    NDJSON file plus a manifest in DIR; months archived already and unchanged are skipped.
+    Any role granted audit_reader may run it.
+
+    \b
+    audit-capture archive --before 2025-01 --to /srv/audit-archive
+    audit-capture archive verify /srv/audit-archive
+    audit-capture archive load /srv/audit-archive/audit_log_2024-11.ndjson.gz
+    """
+    if ctx.invoked_subcommand is not None:
+        if before or folder:
+            raise click.UsageError("--before and --to go without a subcommand")
+        return
+    from audit_capture.archive import ArchiveError, Month, archive
+
+    if before is None or folder is None:
+        raise click.UsageError("archive needs --before YYYY-MM and --to DIR (or: verify, load)")
+    try:
+        month = Month.parse(before, option="--before")
+        with database.connect(database_url(ctx)) as conn:
+            archive(conn, folder, month, say=click.echo)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@archive_group.command("verify")
+@click.argument("folder", metavar="DIR")
+@click.pass_context
+def archive_verify(ctx, folder: str) -> None:
+    """Check every archived month of DIR against its manifest (size, sha256, counts,
+    ranges); each bad one is a line naming its file, and the exit status is 1."""
+    from audit_capture.archive import ArchiveError, verify_dir
+
+    try:
+        results = verify_dir(folder)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    for result in results:
+        if result.ok:
+            manifest = result.manifest or {}
+            click.echo(
+                f"{result.month}: ok ({manifest.get('actions', 0):,} actions,"
+                f" {manifest.get('items', 0):,} items, sha256 {manifest.get('sha256')})"
+            )
+        else:
+            click.echo(f"Error: {result.problem}", err=True)
+    if not all(result.ok for result in results):
+        ctx.exit(1)
+
+
+@archive_group.command("load")
+@database_url_option
+@click.argument("file", metavar="FILE")
+@click.option(
+    "--schema",
+    default="audit_archive",
+    show_default=True,
+    help="Schema to load into; 'audit' loads into the audit schema of another database"
+    " (installed with migrate upgrade) so that the viewer shows the month.",
+)
+@click.pass_context
+def archive_load(ctx, file: str, schema: str) -> None:
+    """Load an archived month (FILE: its .ndjson.gz or its manifest) into SCHEMA,
+    after checking it against its manifest: all or nothing."""
+    from audit_capture.archive import ArchiveError, load
+
+    try:
+        with database.connect(database_url(ctx)) as conn:
+            outcome = load(conn, file, schema)
+    except ArchiveError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"{outcome.month} loaded into schema {outcome.schema}: {outcome.actions:,} actions,"
+        f" {outcome.chunks:,} chunks, {outcome.items:,} items"
+    )
