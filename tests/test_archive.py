@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from audit_capture import migrate, record_action, set_context
 from audit_capture.archive import Month, archive, verify_dir, verify_month
@@ -508,3 +508,28 @@ def test_load_into_another_database_serves_the_viewer_unchanged(
         finally:
             close(viewer)
             drop_role(investigation, name)
+
+
+def test_load_without_the_rights_is_one_line_and_loads_nothing(
+    db_url, conn, past_log, make_role, empty_db_url, tmp_path
+):
+    month = past_log
+    archive(conn, tmp_path, month.next())
+    path = str(tmp_path / manifests.data_name(month))
+    nobody = make_role()  # no CREATE on the database
+    line = error_line(run(nobody, "archive", "load", path))
+    assert "cannot load into schema audit_archive: permission denied" in line
+    # the audit schema of another database: only who may insert into the log
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
+        c.execute(CHUNK_TIME)
+    admin = make_conninfo(nobody, dbname=conninfo_to_dict(empty_db_url)["dbname"])
+    with psycopg.connect(empty_db_url, autocommit=True) as c:
+        role = sql.Identifier(conninfo_to_dict(nobody)["user"])
+        c.execute(sql.SQL("grant audit_admin to {}").format(role))
+    line = error_line(run(admin, "archive", "load", path, "--schema", "audit"))
+    assert "needs a role that may insert into the log" in line
+    with psycopg.connect(empty_db_url) as investigation:
+        assert investigation.execute("select count(*) from audit.action_log").fetchone()[0] == 0
+    conn.rollback()
+    assert conn.execute("select to_regnamespace('audit_archive')").fetchone()[0] is None
