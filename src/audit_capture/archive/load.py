@@ -21,7 +21,6 @@ counts loaded must equal the manifest's: all or nothing, in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from audit_capture.archive import manifest as manifests
 from audit_capture.archive import source
 from audit_capture.archive.errors import ArchiveError
 from audit_capture.archive.month import Month
-from audit_capture.archive.verify import READ_BYTES, check_manifest_file
+from audit_capture.archive.verify import Inflater, check_manifest_file
 from audit_capture.database import one_row, one_value
 
 DEFAULT_SCHEMA = "audit_archive"
@@ -232,18 +231,19 @@ def _copy_in(
     month: Month,
 ) -> LoadOutcome:
     conn.execute("create temp table archive_line (line text not null) on commit drop")
-    sha = hashlib.sha256()
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     # CSV with a delimiter and a quote that JSON text never holds raw (control
     # characters are escaped in JSON): each line arrives as it is, backslashes included
     copy_sql = (
         "copy archive_line (line) from stdin with (format csv, delimiter E'\\x01', quote E'\\x02')"
     )
     with conn.cursor().copy(copy_sql) as copy, open(data_path, "rb") as raw:
-        while block := raw.read(READ_BYTES):
-            sha.update(block)
-            copy.write(inflate.decompress(block))
-    if sha.hexdigest() != manifest["sha256"] or not inflate.eof:
+        reader = Inflater(raw)
+        try:
+            for piece in reader:
+                copy.write(piece)
+        except zlib.error:
+            reader.finish()
+    if reader.sha.hexdigest() != manifest["sha256"] or not reader.ended:
         raise ArchiveError(f"{data_path} changed while it was loaded: refused, nothing loaded")
     log_table = sql.Identifier(schema, "action_log")
     chunk_table = sql.Identifier(schema, "action_item_chunk")

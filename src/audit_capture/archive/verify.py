@@ -27,10 +27,11 @@ import hashlib
 import json
 import re
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg
 
@@ -40,7 +41,8 @@ from audit_capture.archive.errors import ArchiveError
 from audit_capture.archive.month import Month
 from audit_capture.archive.writer import archived_counts
 
-READ_BYTES = 1 << 20
+READ_BYTES = 1 << 18
+INFLATED_BYTES = 1 << 22
 _HEAD = re.compile(rb'\{"id":(\d+),"occurred_at":"([^"]+)"')
 _NO_CHUNKS = b',"item_chunks":[]}'
 _CHUNKS = b',"item_chunks":['
@@ -62,39 +64,64 @@ class FileFacts:
     problem: str | None = None  # the content itself is broken (not gzip, a bad line...)
 
 
+class Inflater:
+    """Reads a gzip file in blocks: hashes the bytes as stored, yields the text in
+    pieces of at most INFLATED_BYTES (a block of very repetitive items inflates a
+    hundredfold: memory stays flat)."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.bytes = 0
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self.raw.read(READ_BYTES):
+            self.sha.update(block)
+            self.bytes += len(block)
+            piece = self.inflate.decompress(block, INFLATED_BYTES)
+            yield piece
+            while self.inflate.unconsumed_tail:
+                yield self.inflate.decompress(self.inflate.unconsumed_tail, INFLATED_BYTES)
+
+    def finish(self) -> None:
+        """Hash what is left unread (after a problem stopped the reading)."""
+        while block := self.raw.read(READ_BYTES):
+            self.sha.update(block)
+            self.bytes += len(block)
+
+    @property
+    def ended(self) -> bool:
+        return self.inflate.eof
+
+
 def scan(path: Path) -> FileFacts:
     """Read ``path`` once: its bytes and sha256, and the counts and ranges of its lines."""
     facts = FileFacts()
-    sha = hashlib.sha256()
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
     rest = b""
     line_no = 0
     with open(path, "rb") as raw:
-        while True:
-            block = raw.read(READ_BYTES)
-            if not block:
-                break
-            sha.update(block)
-            facts.bytes += len(block)
-            if facts.problem:
-                continue
-            try:
-                text = rest + inflate.decompress(block)
-            except zlib.error as exc:
-                facts.problem = f"not a valid gzip stream ({exc})"
-                continue
-            lines = text.split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                line_no += 1
-                facts.problem = _take_line(facts, line, line_no)
+        reader = Inflater(raw)
+        try:
+            for piece in reader:
+                lines = (rest + piece).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    line_no += 1
+                    facts.problem = _take_line(facts, line, line_no)
+                    if facts.problem:
+                        break
                 if facts.problem:
                     break
-    facts.sha256 = sha.hexdigest()
+        except zlib.error as exc:
+            facts.problem = f"not a valid gzip stream ({exc})"
+        reader.finish()
+    facts.bytes = reader.bytes
+    facts.sha256 = reader.sha.hexdigest()
     if facts.problem is None:
-        if not inflate.eof:
+        if not reader.ended:
             facts.problem = "the gzip stream ends early (truncated)"
-        elif inflate.unused_data:
+        elif reader.inflate.unused_data:
             facts.problem = "bytes follow the end of the gzip stream"
         elif rest:
             facts.problem = "its last line does not end with a newline"
