@@ -533,3 +533,24 @@ def test_load_without_the_rights_is_one_line_and_loads_nothing(
         assert investigation.execute("select count(*) from audit.action_log").fetchone()[0] == 0
     conn.rollback()
     assert conn.execute("select to_regnamespace('audit_archive')").fetchone()[0] is None
+
+
+def test_files_are_the_owners_alone_and_a_planted_link_is_not_followed(
+    db_url, conn, past_log, tmp_path
+):
+    month = past_log
+    folder = tmp_path / "new"
+    folder.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    # a link where the run writes its partial file, planted in a shared folder
+    manifests.partial_path(folder / manifests.data_name(month)).symlink_to(victim)
+    manifests.partial_path(folder / manifests.manifest_name(month)).symlink_to(victim)
+    archive(conn, folder, month.next())
+    assert victim.read_text() == "precious"
+    assert verify_dir(folder)[-1].ok
+    for path in folder.glob("audit_log_*"):
+        assert path.stat().st_mode & 0o077 == 0, path
+    created = tmp_path / "made" / "here"
+    archive(conn, created, month.next())
+    assert created.stat().st_mode & 0o077 == 0

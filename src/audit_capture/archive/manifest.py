@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from audit_capture.archive.errors import ArchiveError
 from audit_capture.archive.month import Month
@@ -113,12 +113,27 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a hidden partial file, flush it to disk, then rename it to
     ``path``: a reader never sees a half-written file under the final name."""
     partial = partial_path(path)
-    with open(partial, "wb") as out:
+    with create_new(partial) as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())
     os.replace(partial, path)
     sync_folder(path.parent)
+
+
+#: the archive holds the whole log: only its owner reads it (the database grants the log
+#: to audit_reader alone); a folder the run creates is the owner's alone too
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+
+
+def create_new(path: Path) -> BinaryIO:
+    """``path`` opened for writing as a new file of mode FILE_MODE: whatever was there
+    (a partial file of a killed run, or a symbolic link planted in a shared folder) is
+    removed first, never followed."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    return os.fdopen(fd, "wb")
 
 
 def sync_folder(folder: Path) -> None:

@@ -127,7 +127,7 @@ def _locked_folder(folder: Path) -> Iterator[None]:
     """Create ``folder`` if needed and hold its lock file for the run: a second run on
     the same folder stops at once rather than writing the same partial files."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=manifests.FOLDER_MODE, parents=True, exist_ok=True)
         lock = open(folder / LOCK_NAME, "a")  # noqa: SIM115 - held for the whole run
     except OSError as exc:
         raise ArchiveError(
@@ -164,7 +164,7 @@ def _archive_month(
         conn.execute("select set_config('TimeZone', 'UTC', true)")
         counts = source.live_counts(conn, month)
         try:
-            with open(partial, "wb") as raw:
+            with manifests.create_new(partial) as raw:
                 written = _write_lines(conn, raw, month, block_actions)
                 raw.flush()
                 os.fsync(raw.fileno())
