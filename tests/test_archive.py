@@ -546,6 +546,11 @@ def test_files_are_the_owners_alone_and_a_planted_link_is_not_followed(
     # a link where the run writes its partial file, planted in a shared folder
     manifests.partial_path(folder / manifests.data_name(month)).symlink_to(victim)
     manifests.partial_path(folder / manifests.manifest_name(month)).symlink_to(victim)
+    (folder / LOCK_NAME).symlink_to(tmp_path / "created-through-a-link")
+    line = error_line(run(db_url, "archive", "--before", str(month.next()), "--to", str(folder)))
+    assert "cannot write to the archive folder" in line
+    assert not (tmp_path / "created-through-a-link").exists()
+    (folder / LOCK_NAME).unlink()
     archive(conn, folder, month.next())
     assert victim.read_text() == "precious"
     assert verify_dir(folder)[-1].ok

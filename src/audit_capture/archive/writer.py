@@ -128,21 +128,24 @@ def _locked_folder(folder: Path) -> Iterator[None]:
     the same folder stops at once rather than writing the same partial files."""
     try:
         folder.mkdir(mode=manifests.FOLDER_MODE, parents=True, exist_ok=True)
-        lock = open(folder / LOCK_NAME, "a")  # noqa: SIM115 - held for the whole run
+        # never through a link: O_CREAT would create the link's target
+        lock = os.open(
+            folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, manifests.FILE_MODE
+        )
     except OSError as exc:
         raise ArchiveError(
             f"cannot write to the archive folder {folder}: {exc.strerror or exc}"
         ) from None
     try:
         try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ArchiveError(
                 f"another archive run is writing to {folder} (it holds {folder / LOCK_NAME})"
             ) from None
         yield
     finally:
-        lock.close()
+        os.close(lock)
 
 
 def _archive_month(
