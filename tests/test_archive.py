@@ -11,6 +11,9 @@ from __future__ import annotations
 import fcntl
 import gzip
 import json
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -256,6 +259,41 @@ def test_killed_run_leaves_nothing_that_looks_finished_and_a_rerun_completes(
     verified = run(None, "archive", "verify", str(tmp_path))
     assert verified.exit_code == 0, verified.output
     assert f"{month}: ok" in verified.output
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+import psycopg
+from audit_capture.archive import writer
+
+real_write = writer._HashingWriter.write
+
+def write_then_die(self, data):
+    real_write(self, data)
+    self.raw.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # as kill -9 would, halfway through a file
+
+writer._HashingWriter.write = write_then_die
+writer.archive(psycopg.connect(sys.argv[1]), sys.argv[2], sys.argv[3])
+"""
+
+
+def test_a_run_killed_halfway_is_finished_by_the_next(db_url, conn, past_log, tmp_path):
+    month = past_log
+    oldest = months_back(conn, 3)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_WRITING, db_url, str(tmp_path), str(month.next())],
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    partial = manifests.partial_path(tmp_path / manifests.data_name(oldest))
+    assert partial.stat().st_size > 0
+    assert not list(tmp_path.glob("audit_log_*"))  # nothing that looks finished
+    rerun = run(db_url, "archive", "--before", str(month.next()), "--to", str(tmp_path))
+    assert rerun.exit_code == 0, rerun.output
+    assert not partial.exists()
+    assert [result.month for result in verify_dir(tmp_path) if result.ok] == [oldest, month]
 
 
 def test_open_and_malformed_months_and_bad_folders_are_one_line(db_url, conn, tmp_path):
