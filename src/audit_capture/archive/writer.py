@@ -4,6 +4,7 @@ which holds actions becomes one gzip file of NDJSON plus its manifest (manifest.
 Flat memory: the server writes the lines, a block of BLOCK_ACTIONS actions at a time
 (one statement per block, keyset on id, in one REPEATABLE READ snapshot per month), and
 Python only compresses and hashes each block as it comes: no Python code per action.
+A thread fetches the next block while the last one is compressed.
 (COPY TO STDOUT would hand psycopg one message per row, which is a Python loop per row.)
 The block's counts come with it, so the file's counts are checked against the month's
 as the database holds them, in the same snapshot.
@@ -19,13 +20,15 @@ import fcntl
 import gzip
 import hashlib
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -306,24 +309,74 @@ def _write_lines(conn: psycopg.Connection, raw: Any, month: Month, limit: int) -
     with gzip.GzipFile(
         filename="", fileobj=hashing, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0
     ) as out:
-        after = 0
-        while True:
-            params = {**source.bounds(month), "after": after, "limit": limit}
-            row = conn.execute(BLOCK, params, binary=True).fetchone()
-            assert row is not None
-            lines, actions, last_id, chunks, items = row
-            if not actions:
-                break
+        for lines, actions, chunks, items in _prefetched(_blocks(conn, month, limit)):
             out.write(lines)
             written.actions += actions
             written.chunks += chunks
             written.items += items
-            after = last_id
-            if actions < limit:
-                break
     written.bytes = hashing.bytes
     written.sha256 = hashing.sha.hexdigest()
     return written
+
+
+def _blocks(conn: psycopg.Connection, month: Month, limit: int) -> Iterator[tuple]:
+    """The month's blocks of lines, in id order: (lines, actions, chunks, items)."""
+    after = 0
+    while True:
+        params = {**source.bounds(month), "after": after, "limit": limit}
+        row = conn.execute(BLOCK, params, binary=True).fetchone()
+        assert row is not None
+        lines, actions, last_id, chunks, items = row
+        if not actions:
+            return
+        yield lines, actions, chunks, items
+        if actions < limit:
+            return
+        after = last_id
+
+
+T = TypeVar("T")
+
+
+def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``items``, produced by a thread of their own up to ``depth`` ahead: the server
+    builds the next block while this thread compresses the last one (zlib lets go of
+    the GIL). A month of 1M actions on a busy 2-core machine: 29-31 s against 34-53 s
+    one after the other (indicative)."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put("error", exc)
+
+    producer = threading.Thread(target=produce, name="archive-blocks", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        producer.join()  # the statement it runs ends first: the connection is free after
 
 
 def _iso(value: datetime | None) -> str | None:
