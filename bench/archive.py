@@ -10,8 +10,8 @@ the days from the last day of the month before last to now, so that about --acti
 fall in the previous month (denser towards now: the month before last gets almost
 none); the items of its many-row actions are written in the storage format with their
 action's occurred_at (bench/sql/fill_items.sql's shape). Each command then runs in a
-child process of its own (``python -m audit_capture.cli``), so that its peak RSS
-(resource.getrusage(RUSAGE_CHILDREN) after it ends) is its own. Timings on a shared
+child process of its own (the CLI's ``main()``), so that its peak RSS
+(os.wait4's rusage of that child) is its own. Timings on a shared
 machine are indicative.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -102,17 +102,22 @@ def fill(url: str, actions: int, log) -> Month:
 
 def run_child(*args: str) -> tuple[float, int, str]:
     """Runs the CLI in a child process: (seconds, its peak RSS in MB, its output)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "audit_capture.cli", *args], capture_output=True, text=True
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"audit-capture {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest of any child so far: a smaller one reads as 0
-    return seconds, (peak if peak > before else 0) // 1024, done.stdout + done.stderr
+    with tempfile.TemporaryFile("w+") as output:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from audit_capture.cli import main; main()", *args],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        _pid, status, usage = os.wait4(child.pid, 0)  # this child's own rusage
+        seconds = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        text = output.read()
+    if child.returncode != 0:
+        raise SystemExit(f"audit-capture {' '.join(args)} failed:\n{text}")
+    return seconds, usage.ru_maxrss // 1024, text
 
 
 def uncompressed_bytes(path: Path) -> int:
