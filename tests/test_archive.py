@@ -597,3 +597,22 @@ def test_files_are_the_owners_alone_and_a_planted_link_is_not_followed(
     created = tmp_path / "made" / "here"
     archive(conn, created, month.next())
     assert created.stat().st_mode & 0o077 == 0
+
+
+def test_without_pg_control_system_the_manifest_names_the_database_alone(
+    db_url, conn, past_log, make_role, tmp_path
+):
+    month = past_log
+    conn.execute("revoke execute on function pg_control_system() from public")
+    conn.commit()
+    reader = make_role("grant audit_reader to {role}")
+    assert (
+        run(reader, "archive", "--before", str(month.next()), "--to", str(tmp_path)).exit_code == 0
+    )
+    manifest = json.loads((tmp_path / manifests.manifest_name(month)).read_text())
+    assert manifest["source"]["system_identifier"] is None
+    assert manifest["source"]["database"] == conn.info.dbname
+    again = run(reader, "archive", "--before", str(month.next()), "--to", str(tmp_path))
+    assert "archived already, unchanged" in again.output
+    with psycopg.connect(reader) as session:
+        assert verify_month(tmp_path, month, session).ok
