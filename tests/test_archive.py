@@ -302,7 +302,7 @@ def test_open_and_malformed_months_and_bad_folders_are_one_line(db_url, conn, tm
         run(db_url, "archive", "--before", str(current.next()), "--to", str(tmp_path))
     )
     assert f"{current}, the current month (UTC), which is still open" in line
-    for bad in ("2025-13", "2025-1", "2025-01-15", "yesterday", "0000-01", ""):
+    for bad in ("2025-13", "2025-1", "2025-01-15", "yesterday", "0000-01", "9999-12", ""):
         line = error_line(run(db_url, "archive", "--before", bad, "--to", str(tmp_path)))
         assert f"--before is {bad!r}" in line
     blocker = tmp_path / "a-file"
@@ -616,3 +616,20 @@ def test_without_pg_control_system_the_manifest_names_the_database_alone(
     assert "archived already, unchanged" in again.output
     with psycopg.connect(reader) as session:
         assert verify_month(tmp_path, month, session).ok
+
+
+def test_an_audit_schema_before_partitioning_says_to_upgrade(empty_db_url, tmp_path):
+    migrate.upgrade(empty_db_url, "0002")
+    line = error_line(run(empty_db_url, "archive", "--before", "2001-01", "--to", str(tmp_path)))
+    assert "the audit schema is at revision 0002" in line and "migrate upgrade" in line
+    line = error_line(
+        run(
+            empty_db_url.replace("/empty_", "/none_"),
+            "archive",
+            "--before",
+            "2001-01",
+            "--to",
+            str(tmp_path),
+        )
+    )
+    assert "cannot connect" in line or "does not exist" in line

@@ -25,7 +25,11 @@ class Month:
         """``'2024-11'`` as a Month; anything else (``2024-1``, ``2024-13``, ``2024-11-05``,
         ``yesterday``) raises ArchiveError naming ``option`` and the value."""
         found = _MONTH.fullmatch(text.strip()) if isinstance(text, str) else None
-        if found is None or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1:
+        if (
+            found is None
+            or not 1 <= int(found.group(2)) <= 12
+            or not 1 <= int(found.group(1)) <= 9998  # its next month is a date too
+        ):
             raise ArchiveError(f"{option} is {text!r}; expected a month as YYYY-MM, e.g. 2025-01")
         return cls(int(found.group(1)), int(found.group(2)))
 

@@ -123,6 +123,18 @@ def archive(
 def _check_installed(conn: psycopg.Connection) -> None:
     if one_value(conn, "select to_regclass('audit.action_log') is null"):
         raise ArchiveError("the audit schema is not installed in this database")
+    chunk_time = one_value(
+        conn,
+        "select exists (select from pg_catalog.pg_attribute where attrelid ="
+        " 'audit.action_item_chunk'::regclass and attname = 'occurred_at' and not attisdropped)",
+    )
+    if not chunk_time:
+        from audit_capture.migrate import current_on
+
+        raise ArchiveError(
+            f"the audit schema is at revision {current_on(conn)}, before the log was"
+            " partitioned by month: run audit-capture migrate upgrade first"
+        )
 
 
 @contextmanager
