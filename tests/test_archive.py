@@ -422,6 +422,13 @@ def test_verify_month_against_the_database(db_url, conn, past_log, tmp_path):
     empty = months_back(conn, 6)
     assert verify_month(tmp_path, empty, conn).ok  # no action: nothing to archive
     assert "no archive of" in verify_month(tmp_path, empty).problem
+    path = tmp_path / manifests.manifest_name(month)
+    original = path.read_text()
+    path.write_text(original.replace(f'"database": "{conn.info.dbname}"', '"database": "crm2"'))
+    foreign = verify_month(tmp_path, month, conn)
+    assert not foreign.ok and "the archive of another database ('crm2'" in foreign.problem
+    assert verify_month(tmp_path, month).ok  # the files alone agree
+    path.write_text(original)
     conn.commit()
     insert_at(conn, month.start + timedelta(days=1), "Late arrival")
     late = verify_month(tmp_path, month, conn)
