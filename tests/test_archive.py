@@ -24,7 +24,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from audit_capture import migrate, record_action, set_context
-from audit_capture.archive import Month, archive, verify_dir, verify_month
+from audit_capture.archive import Month, archive, load, verify_dir, verify_month
 from audit_capture.archive import manifest as manifests
 from audit_capture.archive.writer import LOCK_NAME
 from audit_capture.cli import cli
@@ -640,3 +640,26 @@ def test_an_audit_schema_before_partitioning_says_to_upgrade(empty_db_url, tmp_p
         )
     )
     assert "cannot connect" in line or "does not exist" in line
+
+
+def test_legacy_chunks_of_an_upgraded_log_go_with_their_actions(db_url, conn, past_log, tmp_path):
+    """On a log upgraded from revision 0002 the chunks written before carry
+    '-infinity' (contract: found through their action's id); here the month's chunks
+    are made so by the superuser."""
+    month = past_log
+    conn.rollback()
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        moved = conn.execute(
+            "update audit.action_item_chunk c set occurred_at = '-infinity'"
+            " where c.occurred_at >= %s and c.occurred_at < %s",
+            (month.start, month.end),
+        ).rowcount
+    archive(conn, tmp_path, month.next())
+    manifest = json.loads((tmp_path / manifests.manifest_name(month)).read_text())
+    original = month_rows(conn, month)
+    assert manifest["chunks"] == len(original[1]) >= moved
+    assert manifest["items"] == sum(row[1] for row in original[1]) > 0
+    assert verify_month(tmp_path, month, conn).ok
+    load(conn, tmp_path / manifests.data_name(month))
+    assert month_rows(conn, month, "audit_archive") == original
