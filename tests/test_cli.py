@@ -477,3 +477,17 @@ def test_status_names_an_invalid_index_of_the_partitioned_log_and_how_to_attach(
         in result.output
         and "alter index audit.action_log_kind_idx attach partition <its index>" in result.output
     )
+
+
+def test_every_command_is_there_under_python_dash_m():
+    # `python -m audit_capture.cli` runs the module as a script: a command defined below
+    # its `if __name__ == "__main__"` was missing there
+    shown = subprocess.run(
+        [sys.executable, "-m", "audit_capture.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for name in cli.commands:
+        assert f"  {name} " in shown or f"  {name}\n" in shown, name

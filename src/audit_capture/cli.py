@@ -532,10 +532,6 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="audit-capture")
 
 
-if __name__ == "__main__":
-    main(sys.argv[1:])
-
-
 # -- demo --------------------------------------------------------------------------
 
 
@@ -784,16 +780,8 @@ def retention(ctx, keep_text: str, apply: bool, archive_dir: str | None, lock_wa
         keep_months = retention_module.parse_keep(keep_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--keep") from None
-    verify_month = None
-    if archive_dir is not None:
-        import importlib
+    from audit_capture.archive import verify_month
 
-        try:
-            verify_month = importlib.import_module("audit_capture.archive").verify_month
-        except (ImportError, AttributeError):
-            raise click.ClickException(
-                "--require-archive needs audit_capture.archive.verify_month, missing here"
-            ) from None
     with database.connect(database_url(ctx)) as conn:
         try:
             result = retention_module.run(
@@ -802,7 +790,7 @@ def retention(ctx, keep_text: str, apply: bool, archive_dir: str | None, lock_wa
                 apply=apply,
                 archive_dir=None if archive_dir is None else Path(archive_dir),
                 verify=None
-                if verify_month is None
+                if archive_dir is None
                 else retention_module.verifier(verify_month, conn),
                 lock_wait=lock_wait,
             )
@@ -902,3 +890,7 @@ def archive_load(ctx, file: str, schema: str) -> None:
         f"{outcome.month} loaded into schema {outcome.schema}: {outcome.actions:,} actions,"
         f" {outcome.chunks:,} chunks, {outcome.items:,} items"
     )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
