@@ -89,13 +89,6 @@ def _dump(url: str) -> tuple[list, list]:
 # -- the catalog, to compare an upgraded install with a fresh one -----------------------
 
 SCHEMA_FACTS = {
-    # every function by signature: what a downgrade must remove (a revision's function
-    # left behind would still run, on a schema it was not written for)
-    "functions": """
-        select p.oid::regprocedure::text, pg_get_function_result(p.oid), p.prosecdef,
-               p.proowner::regrole::text, p.proacl::text
-        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
-        where n.nspname = 'audit'""",
     "columns": """
         select c.relname, rank() over (partition by c.oid order by a.attnum), a.attname,
                format_type(a.atttypid, a.atttypmod),
