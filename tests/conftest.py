@@ -10,6 +10,8 @@
 - ``owning_app``         a connection as a role that owns the tracked table owned_notes
 - ``seeded``, ``reader_url``, ``app``, ``client``, ``user``: the viewer over a seeded log
   (viewer_data.py), a reader role, the Flask app, its test client, signed in as alice
+- ``primary_server``, ``subscriber_server``: two more servers, started for the module
+  that uses them (replication_servers.py: the primary with wal_level = logical)
 
 When pytest runs as root, the server runs as ``nobody`` (PostgreSQL refuses root).
 """
@@ -26,6 +28,7 @@ from pg_binaries import ENVVAR as PGBIN_ENVVAR
 from pg_binaries import bin_dir
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from replication_servers import primary_server, subscriber_server  # noqa: F401 - fixtures
 
 from audit_capture import migrate
 from audit_capture.embedded import EmbeddedPostgresql

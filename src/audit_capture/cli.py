@@ -318,14 +318,24 @@ def _parse_labels(labels_json: str | None):
     help="Print the SQL that captures TABLE as the database holds it (its audit triggers, "
     "those of its partitions and children, the functions they call) instead.",
 )
+@click.option(
+    "--wal-warning",
+    default="1GB",
+    show_default=True,
+    metavar="SIZE",
+    help="Warn (exit 1) when a replication slot of the log retains more WAL than SIZE.",
+)
 @click.pass_context
-def status(ctx, show_sql: str | None) -> None:
+def status(ctx, show_sql: str | None, wal_warning: str) -> None:
     """Compare the database with this version: migration, functions, triggers.
 
     Exits with 1 when anything is outdated, modified, disabled or missing, when a
     tracked table, a partition or an inheritance child of one lacks an audit trigger
     (renamed, replaced, dropped, switched off), or when an index of the audit schema is
-    INVALID (a concurrent build that did not finish).
+    INVALID (a concurrent build that did not finish). On a primary that replicates the
+    log (audit-capture replicate), or on its audit server, shows the replication state;
+    it exits with 1 when a slot retains more WAL than --wal-warning, lost WAL, or the
+    subscription is disabled or stopped.
 
     With --show-sql TABLE, prints the SQL that captures TABLE instead, to read or diff;
     exits with 1 when TABLE does not exist or is not tracked.
@@ -340,8 +350,14 @@ def status(ctx, show_sql: str | None) -> None:
                 raise click.ClickException(str(exc)) from None
         click.echo(printable(text), nl=False)
         return
+    from audit_capture.replication import parse_size
+
+    try:
+        wal_warning_bytes = parse_size(wal_warning)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wal-warning") from None
     with database.connect(database_url(ctx), autocommit=True) as conn:
-        result = read_status(conn)
+        result = read_status(conn, wal_warning_bytes)
     _print_status(result)
     if not result.ok:
         ctx.exit(1)
@@ -377,7 +393,63 @@ def _print_status(result) -> None:
         click.echo("tracked tables: none")
     for index in result.invalid_indexes:
         click.echo(f"index {index}")
+    if result.replication is not None:
+        _print_replication(result.replication)
     click.echo("status: ok" if result.ok else "status: NOT OK", err=not result.ok)
+
+
+def _print_replication(state) -> None:
+    from audit_capture.replication import format_size
+
+    publication, subscription = state.publication, state.subscription
+    if publication is not None:
+        tables = ", ".join(publication.tables) or "no table"
+        via = ", via the partition root" if publication.via_root else ""
+        click.echo(
+            f"replication (primary): publication {publication.name} ({tables};"
+            f" {publication.publishes or 'nothing'}{via}),"
+            f" max_slot_wal_keep_size = {publication.max_slot_wal_keep_size}"
+        )
+        if not publication.slots:
+            click.echo("  slots: none (no subscriber has subscribed yet)")
+        for slot in publication.slots:
+            if slot.lag_seconds is not None:
+                seconds = f"{slot.lag_seconds:.1f} s"
+            elif slot.lag_bytes == 0:
+                seconds = "0 s"
+            elif slot.lag_seconds_hidden:
+                seconds = "? s (grant pg_monitor to read it)"
+            else:
+                seconds = "? s"
+            lag = "?" if slot.lag_bytes is None else format_size(slot.lag_bytes)
+            retained = "?" if slot.retained_bytes is None else format_size(slot.retained_bytes)
+            click.echo(
+                f"  slot {slot.name}: {'active' if slot.active else 'INACTIVE'}, lag {lag}"
+                f" / {seconds}, WAL retained {retained} ({slot.wal_status or '?'})"
+            )
+    if subscription is not None:
+        worker = "applying" if subscription.worker_running else "NOT RUNNING"
+        enabled = "enabled" if subscription.enabled else "DISABLED"
+        click.echo(
+            f"replication (subscriber): subscription {subscription.name} ({enabled},"
+            f" {worker}, slot {subscription.slot or '-'})"
+        )
+        for table, table_state in subscription.tables:
+            click.echo(f"  {table}: {table_state}")
+        if subscription.last_message_seconds is not None:
+            click.echo(
+                f"  last message from the primary {subscription.last_message_seconds:.1f} s"
+                " ago (lag in bytes: audit-capture status on the primary)"
+            )
+        if subscription.apply_errors or subscription.sync_errors:
+            click.echo(
+                f"  errors: {subscription.apply_errors or 0} applying,"
+                f" {subscription.sync_errors or 0} copying (the server log says why)"
+            )
+        if subscription.own_id_range:
+            click.echo("  this server's own actions take ids from 1,000,000,000,000,000 up")
+    for warning in state.warnings:
+        click.echo(f"  WARNING: {warning}")
 
 
 # -- viewer ------------------------------------------------------------------------
@@ -890,6 +962,59 @@ def archive_load(ctx, file: str, schema: str) -> None:
         f"{outcome.month} loaded into schema {outcome.schema}: {outcome.actions:,} actions,"
         f" {outcome.chunks:,} chunks, {outcome.items:,} items"
     )
+
+
+# -- replicate ---------------------------------------------------------------------
+
+
+@cli.command("replicate")
+@database_url_option
+@click.option(
+    "--subscriber",
+    "subscriber_url",
+    required=True,
+    metavar="URL",
+    help="libpq URL of the audit server's database (a superuser there on PostgreSQL 15).",
+)
+@click.option(
+    "--primary-conninfo",
+    metavar="CONNINFO",
+    help="How the subscriber's server reaches the primary (libpq URL or key=value), when"
+    " not as --database-url; its user needs LOGIN, REPLICATION and audit_reader.",
+)
+@click.option(
+    "--slot-name",
+    metavar="NAME",
+    help="Replication slot on the primary (default: audit_capture_<subscriber database>).",
+)
+@click.pass_context
+def replicate(ctx, subscriber_url, primary_conninfo, slot_name) -> None:
+    """Replicate the log to an audit server (logical replication; inserts and updates
+    only: nothing deleted or dropped on this primary leaves the audit server).
+
+    \b
+    audit-capture --database-url postgresql://postgres@primary/crm replicate \\
+        --subscriber postgresql://postgres@audit/crm_audit \\
+        --primary-conninfo 'host=primary dbname=crm user=audit_replicator'
+
+    Run with the primary's URL: checks wal_level = logical, publishes audit.action_log
+    and audit.action_item_chunk, installs the audit schema on the subscriber at the
+    primary's revision, and subscribes (existing actions are copied). Running it again
+    checks and says it is set up.
+    """
+    from audit_capture.replication import ReplicationError
+    from audit_capture.replication import replicate as set_up
+
+    try:
+        set_up(
+            database_url(ctx),
+            subscriber_url,
+            primary_conninfo=primary_conninfo,
+            slot_name=slot_name,
+            say=click.echo,
+        )
+    except ReplicationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

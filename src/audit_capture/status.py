@@ -23,6 +23,11 @@ Pure data: ``read_status(conn)`` returns dataclasses; the CLI prints them.
 
 ``capture_sql(conn, table)`` is the SQL behind a tracked table's capture, as the database
 holds it (``audit.capture_sql(regclass)``): ``audit-capture status --show-sql TABLE``.
+
+- Replication (``replication.read_status``): on a primary that publishes the log, its
+  publication and slots (lag, WAL retained); on an audit server, its subscription. A
+  warning (WAL retained above ``wal_warning`` bytes, a lost slot, a disabled
+  subscription, the subscriber's own ids in the primary's range) makes the status not ok.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from audit_capture import migrate
+from audit_capture import migrate, replication
 from audit_capture.database import one_value
 from audit_capture.errors import AuditCaptureError
+from audit_capture.replication import ReplicationStatus
 
 STAMP = re.compile(r"audit_capture sha256:([0-9a-f]{64})\s*$")
 
@@ -157,6 +163,8 @@ class Status:
     # FAST when the ALTER TABLE event trigger is installed (capture functions generated
     # per table), GENERIC otherwise (installed without a superuser); None: no schema
     capture_mode: str | None = None
+    # None: the database neither publishes the log nor subscribes to it
+    replication: ReplicationStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -165,6 +173,7 @@ class Status:
             and all(f.ok for f in self.functions)
             and all(t.ok for t in self.tables)
             and not self.invalid_indexes
+            and (self.replication is None or self.replication.ok)
         )
 
 
@@ -176,8 +185,11 @@ def stamped_hash(comment: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def read_status(conn: psycopg.Connection) -> Status:
-    """The status of the audit schema in the database of ``conn`` (reads only)."""
+def read_status(
+    conn: psycopg.Connection, wal_warning: int = replication.DEFAULT_WAL_WARNING
+) -> Status:
+    """The status of the audit schema in the database of ``conn`` (reads only);
+    ``wal_warning``: the bytes of WAL a replication slot may retain before a warning."""
     migration = _migration_status(conn)
     if not _schema_exists(conn):
         return Status(migration=migration)
@@ -187,6 +199,7 @@ def read_status(conn: psycopg.Connection) -> Status:
         tables=tuple(_table_statuses(conn)),
         capture_mode=_capture_mode(conn),
         invalid_indexes=tuple(_invalid_indexes(conn)),
+        replication=replication.read_status(conn, wal_warning),
     )
 
 
