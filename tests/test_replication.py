@@ -451,14 +451,41 @@ def test_a_subscriber_that_cannot_reach_the_primary_leaves_nothing(fresh):
     )
     assert PASSWORD not in result.output and "***" in error
     assert publications(primary) == [] and slots(primary) == []
-    assert (
-        value(
-            subscriber,
-            "select count(*) from pg_subscription s join pg_database d on d.oid = s.subdbid"
-            " where d.datname = current_database()",
-        )
-        == 0
+    subscriptions = (
+        "select count(*) from pg_subscription s join pg_database d on d.oid = s.subdbid"
+        " where d.datname = current_database()"
     )
+    assert value(subscriber, subscriptions) == 0
+    # a rerun with the conninfo the subscriber can use finishes the job
+    result = run(
+        primary,
+        "replicate",
+        "--subscriber",
+        subscriber,
+        "--primary-conninfo",
+        replicator_conninfo(primary),
+    )
+    assert result.exit_code == 0, result.output
+    assert "subscription audit_capture created" in result.output
+    assert value(subscriber, subscriptions) == 1
+
+
+def test_a_bad_slot_name_is_one_line(fresh):
+    primary, subscriber = fresh
+    result = run(primary, "replicate", "--subscriber", subscriber, "--slot-name", "x'; drop")
+    assert_one_line_error(result, '--slot-name "x\'; drop": a slot name is 1 to 63')
+    assert publications(primary) == [] and migrate.current(subscriber) is None
+
+
+def test_a_slot_of_that_name_already_on_the_primary_is_refused(fresh):
+    primary, subscriber = fresh
+    value(primary, "select pg_create_logical_replication_slot('taken_slot', 'pgoutput')")
+    try:
+        result = run(primary, "replicate", "--subscriber", subscriber, "--slot-name", "taken_slot")
+        assert_one_line_error(result, "the replication slot 'taken_slot' already exists")
+        assert publications(primary) == []
+    finally:
+        value(primary, "select pg_drop_replication_slot('taken_slot')")
 
 
 def test_a_subscriber_on_an_older_revision_is_refused(fresh):

@@ -63,6 +63,7 @@ PUBLISH = "insert, update"
 SUBSCRIBER_FIRST_ID = 10**15
 #: Retained WAL above this makes ``audit-capture status`` warn (``--wal-warning``).
 DEFAULT_WAL_WARNING = 1024**3
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 #: The temporary slots of a subscription's initial table copies (pg_<subid>_sync_...).
 _SYNC_SLOT = re.compile(r"^pg_\d+_sync_\d+_\d+$")
 
@@ -118,6 +119,11 @@ def replicate(
     is how the subscriber's server reaches the primary (default: ``primary_url``).
     Raises ReplicationError (one line) when it cannot, leaving nothing it created on the
     primary."""
+    if slot_name is not None and not _SLOT_NAME.match(slot_name):
+        raise ReplicationError(
+            f"--slot-name {slot_name!r}: a slot name is 1 to 63 lower case letters, digits"
+            " and underscores"
+        )
     conninfo = database.libpq_url(primary_conninfo or primary_url)
     with database.connect(primary_url, autocommit=True) as pconn:
         primary = _check_primary(pconn)
