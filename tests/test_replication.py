@@ -580,3 +580,70 @@ def test_parse_size():
     for bad in ("", "1 GiB", "-1GB", "GB"):
         with pytest.raises(ValueError, match="is not a size"):
             replication.parse_size(bad)
+
+
+# -- the log's tables replaced under a subscription (a schema upgrade) ---------------
+
+
+def _replace_log_tables(url: str) -> None:
+    """What an upgrade that partitions the log does to a table, in short: the old one
+    renamed, a new one under the name."""
+    with psycopg.connect(url) as conn, conn.transaction():
+        for table in ("action_log", "action_item_chunk"):
+            conn.execute(f"alter table audit.{table} rename to {table}_old")
+            conn.execute(f"create table audit.{table} (like audit.{table}_old including all)")
+
+
+def _confirmed_past(primary: str, lsn: str) -> bool:
+    return value(
+        primary,
+        "select bool_and(confirmed_flush_lsn >= %s::pg_lsn) from pg_replication_slots"
+        " where slot_name not like 'pg\\_%%' and database = current_database()",
+        (lsn,),
+    )
+
+
+def test_a_log_table_replaced_on_the_subscriber_is_seen_and_subscribed_again(fresh):
+    primary, subscriber = fresh
+    result = run(
+        primary,
+        "replicate",
+        "--subscriber",
+        subscriber,
+        "--primary-conninfo",
+        replicator_conninfo(primary),
+    )
+    assert result.exit_code == 0, result.output
+    logged = "select id from audit.action_log where action = %s"
+    first = value(primary, "select audit.log_action('login', 'First login')")
+    wait_until("the first action arrives", lambda: value(subscriber, logged, ("First login",)))
+
+    _replace_log_tables(subscriber)
+    status = run(subscriber, "status")
+    assert status.exit_code == 1
+    assert (
+        "WARNING: subscription audit_capture does not apply to audit.action_log,"
+        " audit.action_item_chunk (replaced since it was made" in status.output
+    )
+    # PostgreSQL's own behaviour, the reason for the warning: the change is skipped
+    value(primary, "select audit.log_action('login', 'Skipped login')")
+    lsn = value(primary, "select pg_current_wal_lsn()::text")
+    wait_until("the subscriber confirms past the write", lambda: _confirmed_past(primary, lsn))
+    assert value(subscriber, logged, ("Skipped login",)) is None
+
+    result = run(primary, "replicate", "--subscriber", subscriber)
+    assert result.exit_code == 0, result.output
+    assert "subscriber: subscription audit_capture made again on audit.action_log," in (
+        result.output
+    )
+    value(primary, "select audit.log_action('login', 'Later login')")
+    wait_until("a later action arrives", lambda: value(subscriber, logged, ("Later login",)))
+    # resumed where it stopped: nothing applied twice
+    assert value(subscriber, "select count(*) from audit.action_log where id = %s", (first,)) == 0
+    assert (
+        value(
+            subscriber,
+            "select count(*) from pg_stat_subscription_stats where apply_error_count > 0",
+        )
+        == 0
+    )

@@ -45,6 +45,7 @@ Everything it reads is readable by any role but the lag in seconds, which needs
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -308,12 +309,85 @@ def _set_up(
         if created_publication:
             _drop_publication(pconn)
         raise
-    if existing is not None:
-        state = "enabled" if existing.enabled else "DISABLED (ALTER SUBSCRIPTION ... ENABLE)"
+    if existing is None:
+        return
+    if _unsubscribed(sconn, existing.oid):
+        _subscribe_again(sconn, existing, say)
+    elif not existing.enabled:
+        sconn.execute(sql.SQL("alter subscription {} enable").format(sql.Identifier(existing.name)))
+        say(f"subscriber: subscription {existing.name} was disabled: enabled again")
+    else:
         say(
             f"replication already set up: publication {PUBLICATION} on the primary,"
-            f" subscription {existing.name} on the subscriber ({state}, slot {existing.slot})"
+            f" subscription {existing.name} on the subscriber (enabled, slot {existing.slot})"
         )
+
+
+def _subscribe_again(
+    sconn: psycopg.Connection, existing: _Subscription, say: Callable[[str], object]
+) -> None:
+    """The subscription again, on the log's tables as they are now (an upgrade replaced
+    them: the apply worker maps the primary's tables to these by name, and skips, without
+    a word, the changes of a table missing from pg_subscription_rel). REFRESH PUBLICATION
+    would need the subscription enabled (skipping meanwhile): instead it is made again
+    on the same slot, without a copy, its replication origin advanced to where the old one
+    stopped, so that nothing is applied twice nor skipped."""
+    name = sql.Identifier(existing.name)
+    if existing.enabled:
+        sconn.execute(sql.SQL("alter subscription {} disable").format(name))
+        _wait_for_no_worker(sconn, existing.oid)
+    conninfo, applied = one_row(
+        sconn,
+        "select s.subconninfo, o.remote_lsn from pg_catalog.pg_subscription s"
+        " left join pg_catalog.pg_replication_origin_status o"
+        "   on o.external_id = 'pg_' || s.oid"
+        " where s.oid = %s",
+        (existing.oid,),
+    )
+    sconn.execute(sql.SQL("alter subscription {} set (slot_name = none)").format(name))
+    sconn.execute(sql.SQL("drop subscription {}").format(name))
+    sconn.execute(
+        sql.SQL(
+            "create subscription {} connection {} publication {}"
+            " with (create_slot = false, slot_name = {}, copy_data = false, enabled = false)"
+        ).format(
+            name, sql.Literal(conninfo), sql.Identifier(PUBLICATION), sql.Literal(existing.slot)
+        )
+    )
+    made = one_value(
+        sconn,
+        "select oid from pg_catalog.pg_subscription where subname = %s"
+        " and subdbid = (select oid from pg_catalog.pg_database"
+        " where datname = pg_catalog.current_database())",
+        (existing.name,),
+    )
+    if applied is not None:
+        sconn.execute(
+            "select pg_catalog.pg_replication_origin_advance('pg_' || %s, %s::pg_lsn)",
+            (made, str(applied)),
+        )
+    sconn.execute(sql.SQL("alter subscription {} enable").format(name))
+    say(
+        f"subscriber: subscription {existing.name} made again on"
+        f" {', '.join(PUBLISHED_TABLES)} as they are now (they were replaced since it was"
+        f" made): same slot {existing.slot}, no copy, it resumes where it stopped"
+    )
+
+
+def _wait_for_no_worker(sconn: psycopg.Connection, subscription_oid: int) -> None:
+    deadline = time.monotonic() + 60
+    while one_value(
+        sconn,
+        "select exists (select from pg_catalog.pg_stat_subscription"
+        " where subid = %s and pid is not null)",
+        (subscription_oid,),
+    ):
+        if time.monotonic() > deadline:
+            raise ReplicationError(
+                "the subscription's workers did not stop within 60 s of ALTER SUBSCRIPTION"
+                " ... DISABLE: run replicate again"
+            )
+        time.sleep(0.1)
 
 
 def _check_not_the_primary(pconn: psycopg.Connection, sconn: psycopg.Connection) -> None:
@@ -379,6 +453,7 @@ def _same_revision(subscriber: str, primary: str, subscriber_url: str) -> None:
 
 @dataclass(frozen=True)
 class _Subscription:
+    oid: int
     name: str
     enabled: bool
     slot: str
@@ -386,7 +461,7 @@ class _Subscription:
 
 def _subscription(sconn: psycopg.Connection) -> _Subscription | None:
     row = sconn.execute(
-        "select s.subname, s.subenabled, s.subslotname from pg_catalog.pg_subscription s"
+        "select s.oid, s.subname, s.subenabled, s.subslotname from pg_catalog.pg_subscription s"
         " join pg_catalog.pg_database d on d.oid = s.subdbid"
         " where d.datname = pg_catalog.current_database() and s.subname = %s",
         (SUBSCRIPTION,),
@@ -568,6 +643,9 @@ class SubscriptionStatus:
     apply_errors: int | None
     sync_errors: int | None
     own_id_range: bool
+    # the log's tables that the subscription does not apply to (a table replaced since
+    # the subscription was made: PostgreSQL skips its changes without a word)
+    unsubscribed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -662,6 +740,13 @@ def _publication_warnings(publication: PublicationStatus, wal_warning: int) -> l
             f" '{PUBLISH}' via the partition root (run audit-capture replicate again);"
             " a published delete or truncate reaches the audit server"
         )
+    if sorted(publication.tables) != sorted(PUBLISHED_TABLES):
+        warnings.append(
+            f"publication {publication.name} publishes"
+            f" {', '.join(publication.tables) or 'no table'}, not"
+            f" {', '.join(PUBLISHED_TABLES)}: rows of the log's tables as they are now do not"
+            " reach the audit server (run audit-capture replicate again)"
+        )
     unlimited = publication.max_slot_wal_keep_size in ("-1", "")
     for slot in publication.slots:
         if slot.wal_status == "lost":
@@ -722,7 +807,21 @@ def _subscription_status(conn: psycopg.Connection) -> SubscriptionStatus | None:
         apply_errors=apply_errors,
         sync_errors=sync_errors,
         own_id_range=own_id_range_ok(conn),
+        unsubscribed=tuple(_unsubscribed(conn, oid)),
     )
+
+
+def _unsubscribed(conn: psycopg.Connection, subscription_oid: int) -> list[str]:
+    """The log's tables (by their names now) missing from the subscription's tables."""
+    return [
+        table
+        for (table,) in conn.execute(
+            "select t from unnest(%s::text[]) t where not exists (select"
+            " from pg_catalog.pg_subscription_rel r where r.srsubid = %s"
+            " and r.srrelid = pg_catalog.to_regclass(t))",
+            (list(PUBLISHED_TABLES), subscription_oid),
+        )
+    ]
 
 
 def _subscription_warnings(subscription: SubscriptionStatus) -> list[str]:
@@ -737,6 +836,13 @@ def _subscription_warnings(subscription: SubscriptionStatus) -> list[str]:
         warnings.append(
             f"subscription {name} has no running apply worker: the primary is unreachable"
             " or applying fails (the subscriber's server log says why)"
+        )
+    if subscription.unsubscribed:
+        warnings.append(
+            f"subscription {name} does not apply to {', '.join(subscription.unsubscribed)}"
+            " (replaced since it was made, as a schema upgrade does): PostgreSQL skips their"
+            " changes without an error; disable it and run audit-capture replicate again"
+            " (README, Audit server: upgrades)"
         )
     if not subscription.own_id_range:
         warnings.append(
