@@ -13,6 +13,7 @@ import itertools
 import time
 from collections.abc import Callable
 from html import unescape
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ from replication_servers import create_database, drop_database
 
 from audit_capture import migrate, replication
 from audit_capture.cli import cli
+from audit_capture.resources import triggers_dir
 
 REPLICATOR = "audit_replicator"  # the least-privileged role the subscriber connects as
 PASSWORD = "s3cret-Pa55word"
@@ -592,6 +594,7 @@ def _replace_log_tables(url: str) -> None:
         for table in ("action_log", "action_item_chunk"):
             conn.execute(f"alter table audit.{table} rename to {table}_old")
             conn.execute(f"create table audit.{table} (like audit.{table}_old including all)")
+            conn.execute(f"alter table audit.{table} owner to audit_owner")
 
 
 def _confirmed_past(primary: str, lsn: str) -> bool:
@@ -647,3 +650,43 @@ def test_a_log_table_replaced_on_the_subscriber_is_seen_and_subscribed_again(fre
         )
         == 0
     )
+
+
+def test_an_upgrade_moves_the_publication_onto_the_new_tables(fresh):
+    """triggers/16_replication.sql, run by every upgrade and repair in its transaction:
+    the publication (audit_owner's) follows the names, and rows written after the
+    change reach the audit server."""
+    primary, subscriber = fresh
+    assert run(primary, "replicate", "--subscriber", subscriber).exit_code == 0
+    assert value(primary, "select pubowner::regrole::text from pg_publication") == "audit_owner"
+    # the primary's new tables: replaced in one transaction with the state file
+    with psycopg.connect(primary) as conn, conn.transaction():
+        for table in ("action_log", "action_item_chunk"):
+            conn.execute(f"alter table audit.{table} rename to {table}_old")
+            conn.execute(f"create table audit.{table} (like audit.{table}_old including all)")
+            conn.execute(f"alter table audit.{table} owner to audit_owner")
+        conn.execute("set local role audit_owner")
+        conn.execute((Path(triggers_dir()) / "16_replication.sql").read_text())
+    assert rows(primary, "select prrelid::regclass::text from pg_publication_rel order by 1") == [
+        ("audit.action_item_chunk",),
+        ("audit.action_log",),
+    ]
+    value(primary, "select audit.log_action('login', 'After the upgrade')")
+    logged = "select id from audit.action_log where action = 'After the upgrade'"
+    wait_until("the new table's row arrives", lambda: value(subscriber, logged))
+
+
+def test_an_upgrade_of_the_audit_server_under_an_enabled_subscription_is_refused(fresh):
+    primary, subscriber = fresh
+    assert run(primary, "replicate", "--subscriber", subscriber).exit_code == 0
+    _replace_log_tables(subscriber)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="would skip"):
+        migrate.repair(subscriber)
+    with psycopg.connect(subscriber, autocommit=True) as conn:
+        conn.execute("alter subscription audit_capture disable")
+    migrate.repair(subscriber)  # disabled: the repair (an upgrade) goes through
+    result = run(primary, "replicate", "--subscriber", subscriber)
+    assert "made again on audit.action_log" in result.output, result.output
+    value(primary, "select audit.log_action('login', 'After the upgrade')")
+    logged = "select id from audit.action_log where action = 'After the upgrade'"
+    wait_until("the row reaches the new table", lambda: value(subscriber, logged))

@@ -501,7 +501,7 @@ def _ensure_publication(pconn: psycopg.Connection, say: Callable[[str], object])
     row = pconn.execute(
         "select p.puballtables, p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate,"
         " p.pubviaroot, array(select r.prrelid::regclass::text from pg_catalog.pg_publication_rel r"
-        " where r.prpubid = p.oid order by 1)"
+        " where r.prpubid = p.oid order by 1), p.pubowner::regrole::text"
         " from pg_catalog.pg_publication p where p.pubname = %s",
         (PUBLICATION,),
     ).fetchone()
@@ -510,8 +510,13 @@ def _ensure_publication(pconn: psycopg.Connection, say: Callable[[str], object])
             sql.SQL("create publication {} for table {} with ({})").format(name, tables, options)
         )
         say(f"primary: {described} created")
+        _give_publication_to_audit_owner(pconn, say)
         return True
-    all_tables, insert, update, delete, truncate, via_root, published = row
+    all_tables, insert, update, delete, truncate, via_root, published, owner = row
+    if owner != "audit_owner" and one_value(
+        pconn, "select rolsuper from pg_catalog.pg_roles where rolname = current_user"
+    ):
+        _give_publication_to_audit_owner(pconn, say)
     if all_tables:
         raise ReplicationError(
             f"the primary's publication {PUBLICATION} publishes all tables: drop it (it is not"
@@ -525,6 +530,27 @@ def _ensure_publication(pconn: psycopg.Connection, say: Callable[[str], object])
             pconn.execute(sql.SQL("alter publication {} set ({})").format(name, options))
         say(f"primary: {described} put back as replicate makes it")
     return False
+
+
+def _give_publication_to_audit_owner(
+    pconn: psycopg.Connection, say: Callable[[str], object]
+) -> None:
+    """The publication belongs to audit_owner, like the tables it publishes, so that an
+    upgrade (triggers/16_replication.sql, run as audit_owner) can move it onto tables
+    that replace them, in the upgrade's own transaction."""
+    try:
+        with pconn.transaction():
+            pconn.execute(
+                sql.SQL("alter publication {} owner to audit_owner").format(
+                    sql.Identifier(PUBLICATION)
+                )
+            )
+    except psycopg.errors.InsufficientPrivilege:
+        say(
+            f"primary: note: the publication stays owned by {pconn.info.user!r}"
+            " (only a superuser may give it to audit_owner): run upgrades of the audit"
+            " schema as that role"
+        )
 
 
 def _drop_publication(pconn: psycopg.Connection) -> None:
