@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             script = Path(workdir) / "writes.sql"
             script.write_text(SCRIPT.format(rows=CLIENTS_ROWS))
             before = one(primary, "select count(*) from audit.action_log")
+            wal_start = one(primary, "select pg_current_wal_lsn()::text")
             command = [
                 pgbench_binary(), "-n", "-c", str(args.clients), "-j", str(args.clients),
                 "-T", str(args.seconds), "-f", str(script), "-h", "127.0.0.1",
@@ -198,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.25)
                 output = bench.communicate()[0]
                 written = one(primary, "select count(*) from audit.action_log") - before
+                wal_bytes = int(
+                    one(primary, f"select pg_wal_lsn_diff(pg_current_wal_lsn(), '{wal_start}')")
+                )
                 newest = one(primary, "select max(id) from audit.action_log")
                 catch_up = wait_until(
                     "the subscriber holds every action",
@@ -225,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 [s.newest_age_s for s in samples if s.newest_age_s is not None]
             ),
             "retained_wal_bytes_max": max(s.retained_bytes for s in samples),
+            "wal_bytes_per_action": wal_bytes / max(written, 1),
             "catch_up_after_stop_s": catch_up,
             "samples": len(samples),
         }
@@ -248,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     print(row("age of the subscriber's newest action", results["newest_action_age_s"], "ms", 0.001))
     print(
         f"\nWAL retained by the slot, at most: {results['retained_wal_bytes_max'] / 1024:,.0f} kB;"
-        f" the subscriber held every action {catch_up:.2f} s after pgbench stopped"
+        f" the subscriber held every action {catch_up:.2f} s after pgbench stopped;"
+        f" WAL written per action (the CRM's rows, their audit, the rest):"
+        f" {results['wal_bytes_per_action'] / 1024:,.1f} kB, what a slot keeps per action"
+        " while its subscriber is down"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
