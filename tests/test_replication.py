@@ -472,6 +472,15 @@ def test_a_subscriber_that_cannot_reach_the_primary_leaves_nothing(fresh):
     assert value(subscriber, subscriptions) == 1
 
 
+def test_a_conninfo_naming_another_database_is_refused(fresh):
+    primary, subscriber = fresh
+    elsewhere = make_conninfo(primary, dbname="postgres", password=PASSWORD)
+    result = run(primary, "replicate", "--subscriber", subscriber, "--primary-conninfo", elsewhere)
+    error = assert_one_line_error(result, "names database 'postgres', not the primary's")
+    assert PASSWORD not in error
+    assert publications(primary) == [] and migrate.current(subscriber) is None
+
+
 def test_a_bad_slot_name_is_one_line(fresh):
     primary, subscriber = fresh
     result = run(primary, "replicate", "--subscriber", subscriber, "--slot-name", "x'; drop")
