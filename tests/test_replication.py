@@ -327,17 +327,34 @@ def test_the_subscribers_own_actions_take_ids_of_their_own(pair):
 
 
 def test_rows_removed_on_the_primary_stay_on_the_subscriber(pair):
-    """Only inserts and updates are published: what retention drops on the primary (or
-    a superuser deletes behind the append-only triggers' back) stays."""
+    """Only inserts and updates are published: a month's partitions detached and
+    dropped on the primary (what retention does), or rows a superuser deletes behind
+    the append-only triggers' back on an unpartitioned log, stay on the subscriber."""
     pair.wait()
     before = rows(pair.subscriber, LOG)
+    chunks = value(pair.subscriber, "select count(*) from audit.action_item_chunk")
     with psycopg.connect(pair.primary, autocommit=True) as conn:
-        conn.execute("alter table audit.action_log disable trigger action_log_append_only")
-        conn.execute("alter table audit.action_item_chunk disable trigger user")
-        conn.execute("delete from audit.action_log where action = 'Client created'")
-        conn.execute("truncate audit.action_item_chunk")
-        conn.execute("alter table audit.action_log enable trigger action_log_append_only")
-        conn.execute("alter table audit.action_item_chunk enable trigger user")
+        if value(pair.primary, "select to_regclass('audit.log_partitions') is not null"):
+            months = conn.execute(
+                "select action_partition::text, chunk_partition::text from audit.log_partitions"
+                " where kind = 'month' and from_at <= now() and now() < to_at"
+            ).fetchall()
+            assert len(months) == 1
+            conn.execute("set role audit_owner")
+            for parent, partition in zip(
+                ("audit.action_log", "audit.action_item_chunk"), months[0], strict=True
+            ):
+                conn.execute(f"alter table {parent} detach partition {partition}")
+                conn.execute(f"drop table {partition}")
+            conn.execute("reset role")
+        else:
+            conn.execute("alter table audit.action_log disable trigger action_log_append_only")
+            conn.execute("alter table audit.action_item_chunk disable trigger user")
+            conn.execute("delete from audit.action_log")
+            conn.execute("truncate audit.action_item_chunk")
+            conn.execute("alter table audit.action_log enable trigger action_log_append_only")
+            conn.execute("alter table audit.action_item_chunk enable trigger user")
+        assert value(pair.primary, "select count(*) from audit.action_log") == 0
         marker = conn.execute(
             "select audit.log_action('logout', 'LawRuler logout', 'integration')"
         ).fetchone()[0]
@@ -349,8 +366,8 @@ def test_rows_removed_on_the_primary_stay_on_the_subscriber(pair):
         ),
     )
     after = rows(pair.subscriber, LOG)
-    assert after[:-1] == before
-    assert value(pair.subscriber, "select count(*) from audit.action_item_chunk") > 0
+    assert after[:-1] == before and after[-1][0] == marker
+    assert value(pair.subscriber, "select count(*) from audit.action_item_chunk") == chunks > 0
 
 
 def test_status_on_both_sides(pair):
