@@ -716,3 +716,59 @@ def test_an_upgrade_of_the_audit_server_under_an_enabled_subscription_is_refused
     value(primary, "select audit.log_action('login', 'After the upgrade')")
     logged = "select id from audit.action_log where action = 'After the upgrade'"
     wait_until("the row reaches the new table", lambda: value(subscriber, logged))
+
+
+def test_the_partitioning_upgrade_with_an_audit_server(primary_server, subscriber_server):
+    """Revision 0003 replaces both tables (the old ones become legacy partitions). The
+    README's order: the primary first (its publication follows in the upgrade's
+    transaction; the audit server applies what came before, then stops on the first
+    chunk with the new column), then the audit server with its subscription disabled,
+    then replicate again: every action on both sides, none twice."""
+    if "0003" not in migrate.revisions():
+        pytest.skip("no revision 0003 (the partitioned log) in this chain yet")
+    from audit_capture.sample import install_crm
+
+    number = next(_numbers)
+    primary = create_database(primary_server, f"upgrading_{number}")
+    subscriber = create_database(subscriber_server, f"upgrading_audit_{number}")
+    try:
+        migrate.upgrade(primary, "0002")
+        with psycopg.connect(primary) as conn, conn.transaction():
+            install_crm(conn)
+            conn.execute(
+                "insert into clients (name) select 'Old ' || g from generate_series(1, 5) g"
+            )
+        assert run(primary, "replicate", "--subscriber", subscriber).exit_code == 0
+        assert migrate.current(subscriber) == "0002"
+        both = Pair(primary, subscriber, "")
+        both.wait()
+
+        migrate.upgrade(primary, "head")
+        assert rows(
+            primary, "select prrelid::regclass::text from pg_publication_rel order by 1"
+        ) == [
+            ("audit.action_item_chunk",),
+            ("audit.action_log",),
+        ]
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute(
+                "insert into clients (name) select 'New ' || g from generate_series(1, 5) g"
+            )
+            conn.execute("select audit.log_action('login', 'Upgraded login')")
+        refused = run(subscriber, "migrate", "upgrade")
+        assert refused.exit_code != 0 and "would no longer apply" in refused.output, refused.output
+        with psycopg.connect(subscriber, autocommit=True) as conn:
+            conn.execute("alter subscription audit_capture disable")
+        migrate.upgrade(subscriber, "head")
+        result = run(primary, "replicate", "--subscriber", subscriber)
+        assert "made again on audit.action_log" in result.output, result.output
+        both.wait("every action, old and new, on the upgraded audit server")
+        actions = rows(subscriber, "select action, row_count from audit.action_log order by id")
+        assert actions[-2:] == [("Batch client creation", 5), ("Upgraded login", 0)]
+        assert len(actions) == len(rows(primary, "select id from audit.action_log"))
+        status = run(subscriber, "status")
+        assert status.exit_code == 0, status.output
+    finally:
+        _unsubscribe(subscriber)
+        drop_database(subscriber_server, f"upgrading_audit_{number}")
+        drop_database(primary_server, f"upgrading_{number}")
