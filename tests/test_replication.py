@@ -772,3 +772,37 @@ def test_the_partitioning_upgrade_with_an_audit_server(primary_server, subscribe
         _unsubscribe(subscriber)
         drop_database(subscriber_server, f"upgrading_audit_{number}")
         drop_database(primary_server, f"upgrading_{number}")
+
+
+def test_months_the_audit_server_has_not_prepared_land_in_its_default(fresh):
+    """Partitions are each side's own: a month the primary prepared and the audit
+    server did not arrives in the audit server's default partition, and its own
+    maintain (prepare_partitions here) moves it into a month of its own."""
+    if "0003" not in migrate.revisions():
+        pytest.skip("no partitioned log (revision 0003) in this chain yet")
+    from datetime import UTC, datetime
+
+    from viewer_data import old_action
+
+    primary, subscriber = fresh
+    when = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
+    with psycopg.connect(primary) as conn:
+        conn.execute("select audit.prepare_partitions('2025-03-01', '2025-03-01')")
+        conn.commit()
+        old = old_action(conn, when, action="Client updated in March 2025")
+    assert (
+        value(
+            primary, "select tableoid::regclass::text from audit.action_log where id = %s", (old,)
+        )
+        == "audit.action_log_p2025_03"
+    )
+    assert run(primary, "replicate", "--subscriber", subscriber).exit_code == 0
+    where = "select tableoid::regclass::text from audit.action_log where id = %s"
+    wait_until("the old action is copied", lambda: value(subscriber, where, (old,)) is not None)
+    assert value(subscriber, where, (old,)) == "audit.action_log_default"
+    value(subscriber, "select count(*) from audit.prepare_partitions('2025-03-01', '2025-03-01')")
+    assert value(subscriber, where, (old,)) == "audit.action_log_p2025_03"
+    # and replication goes on after the audit server's own partition change
+    value(primary, "select audit.log_action('login', 'After the move')")
+    logged = "select id from audit.action_log where action = 'After the move'"
+    wait_until("a later action arrives", lambda: value(subscriber, logged))
