@@ -2,6 +2,7 @@
 
     python3 -m uv run --frozen python bench/replication_lag.py              # 60 s, 4 clients
     python3 -m uv run --frozen python bench/replication_lag.py --seconds 20 --clients 2
+    ... --history 1000000     # first a million generated actions: times the initial copy
     ... --json results.json
 
 It starts two PostgreSQL servers of its own (the primary with wal_level = logical,
@@ -118,7 +119,12 @@ class Sample:
     retained_bytes: int
 
 
-def sample(primary: psycopg.Connection, subscriber: psycopg.Connection, started: float) -> Sample:
+def sample(
+    primary: psycopg.Connection, subscriber: psycopg.Connection, started: float, since
+) -> Sample:
+    """One look at both sides; the age of the subscriber's newest action counts only
+    actions written since pgbench started (``since``, the server's clock), not the
+    copy's."""
     lag, replay, retained = primary.execute(
         "select pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn),"
         " extract(epoch from r.replay_lag), pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)"
@@ -127,6 +133,8 @@ def sample(primary: psycopg.Connection, subscriber: psycopg.Connection, started:
     ).fetchone()
     age = subscriber.execute(
         "select extract(epoch from clock_timestamp() - max(occurred_at)) from audit.action_log"
+        " where occurred_at >= %s",
+        (since,),
     ).fetchone()[0]
     return Sample(
         at=time.monotonic() - started,
@@ -152,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=60, help="pgbench duration (default 60)")
     parser.add_argument("--clients", type=int, default=4, help="pgbench clients (default 4)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first add N generated actions (audit-capture demo --history's) to the primary,"
+        " to time the initial copy of a filled log (default 0)",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -162,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         primary = create_database(primary_server, DATABASE)
         subscriber = create_database(subscriber_server, AUDIT_DATABASE)
         prepare_primary(primary)
+        if args.history:
+            from audit_capture.demo.history import add_history, history_end
+
+            log(f"adding {args.history:,} history actions to the primary")
+            add_history(primary, args.history, end_at=history_end(1))
+        copied = one(primary, "select count(*) from audit.action_log")
+        log_bytes = one(
+            primary,
+            "select sum(pg_total_relation_size(c.oid)) from pg_class c"
+            " where c.relnamespace = 'audit'::regnamespace and c.relkind = 'r'",
+        )
         started = time.monotonic()
         replication.replicate(primary, subscriber, say=lambda line: log(f"  {line}"))
         copy = wait_until(
@@ -171,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 "select bool_and(srsubstate = 'r') and count(*) = 2 from pg_subscription_rel",
             ),
         )
-        log(f"replicate + initial copy: {time.monotonic() - started:.1f} s (copy {copy:.1f} s)")
+        setup_seconds = time.monotonic() - started
+        log(f"replicate + initial copy: {setup_seconds:.1f} s (copy {copy:.1f} s)")
 
         with tempfile.TemporaryDirectory() as workdir:
             script = Path(workdir) / "writes.sql"
@@ -190,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                 psycopg.connect(subscriber, autocommit=True) as sconn,
             ):
                 bench_started = time.monotonic()
+                since = pconn.execute("select clock_timestamp()").fetchone()[0]
                 bench = subprocess.Popen(
                     command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                     env=dict(os.environ, PGOPTIONS="-c synchronous_commit=on"),
                 )  # fmt: skip
                 while bench.poll() is None:
-                    samples.append(sample(pconn, sconn, bench_started))
+                    samples.append(sample(pconn, sconn, bench_started, since))
                     time.sleep(0.25)
                 output = bench.communicate()[0]
                 written = one(primary, "select count(*) from audit.action_log") - before
@@ -232,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
             "wal_bytes_per_action": wal_bytes / max(written, 1),
             "catch_up_after_stop_s": catch_up,
             "samples": len(samples),
+            "initial_copy": {
+                "actions": copied,
+                "audit_schema_bytes": int(log_bytes or 0),
+                "replicate_and_copy_s": setup_seconds,
+            },
         }
     finally:
         subscriber_server.stop()  # its apply worker first, then the primary it reads
@@ -243,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = " | ".join(f"{values[k] / scale:,.1f} {unit}" for k in ("p50", "p95", "max"))
         return f"| {name} | {cells} |"
 
+    print(
+        f"replicate and the initial copy of {copied:,} actions"
+        f" ({(log_bytes or 0) / 1024**2:,.0f} MB of audit tables): {setup_seconds:.1f} s\n"
+    )
     print(
         f"pgbench {args.clients} clients x {args.seconds} s: {results['tps']:,.0f} tps,"
         f" {written:,} actions ({results['actions_per_second']:,.0f}/s)\n"
