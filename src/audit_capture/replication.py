@@ -128,7 +128,7 @@ def replicate(
     conninfo = database.libpq_url(primary_conninfo or primary_url)
     with database.connect(primary_url, autocommit=True) as pconn:
         primary = _check_primary(pconn)
-        conninfo_params = _check_conninfo(pconn, conninfo, primary.dbname, say)
+        _check_conninfo(pconn, conninfo, primary.dbname, say)
         try:
             sconn = database.connect(subscriber_url, autocommit=True)
         except DatabaseUnavailable as exc:
@@ -136,7 +136,7 @@ def replicate(
                 f"the subscriber cannot be reached: {exc} (nothing was created on the primary)"
             ) from None
         with sconn:
-            _set_up(primary, sconn, subscriber_url, conninfo, conninfo_params, slot_name, say)
+            _set_up(primary, sconn, subscriber_url, conninfo, slot_name, say)
 
 
 def _check_primary(conn: psycopg.Connection) -> _Primary:
@@ -196,7 +196,7 @@ def _known_revision(revision: str, where: str) -> None:
 
 def _check_conninfo(
     conn: psycopg.Connection, conninfo: str, dbname: str, say: Callable[[str], object]
-) -> dict:
+) -> None:
     """The role the subscriber will connect as must exist on the primary, log in, have
     REPLICATION (or be a superuser) and read both tables (the initial copy)."""
     try:
@@ -205,9 +205,10 @@ def _check_conninfo(
         raise ReplicationError(f"--primary-conninfo: {exc}") from None
     named_db = params.get("dbname")
     if named_db != dbname:
+        names = f"database {named_db!r}" if named_db else "no database"
         raise ReplicationError(
-            f"the primary conninfo {database.describe_url(conninfo)!r} names database"
-            f" {named_db!r}, not the primary's {dbname!r}: add dbname={dbname}"
+            f"the primary conninfo {database.describe_url(conninfo)!r} names {names}, not"
+            f" the primary's {dbname!r}: add dbname={dbname}"
         )
     user = params.get("user")
     if not user:
@@ -215,7 +216,7 @@ def _check_conninfo(
             "primary: the conninfo names no user: the subscriber's server connects as its"
             " own default user (checked only when the subscription starts)"
         )
-        return params
+        return
     role = conn.execute(
         "select r.rolcanlogin, r.rolreplication or r.rolsuper, r.rolsuper,"
         " pg_catalog.has_table_privilege(r.oid, 'audit.action_log', 'select')"
@@ -249,7 +250,6 @@ def _check_conninfo(
             f"primary: note: the subscriber connects as superuser {user!r}; a role with"
             " LOGIN REPLICATION granted audit_reader is enough (--primary-conninfo)"
         )
-    return params
 
 
 def _publication_exists(conn: psycopg.Connection) -> bool:
@@ -269,7 +269,6 @@ def _set_up(
     sconn: psycopg.Connection,
     subscriber_url: str,
     conninfo: str,
-    conninfo_params: dict,
     slot_name: str | None,
     say: Callable[[str], object],
 ) -> None:
