@@ -12,7 +12,11 @@ ACCEPTED = {
     ("make_key_change_trigger", "security", "text type variable is not sanitized"),
 }
 
-TRIGGER_TABLES = {"refuse_change": "audit.action_log"}
+TRIGGER_TABLES = {
+    "refuse_change": "audit.action_log",
+    "skip_replicated_action": "audit.action_log",
+    "skip_replicated_chunk": "audit.action_item_chunk",
+}
 
 
 def test_plpgsql_functions_pass_plpgsql_check(conn):

@@ -195,6 +195,15 @@ def test_replicate_publishes_installs_and_subscribes(pair):
         " insert, update only, via the partition root) created",
         f"subscriber: audit schema installed at revision {migrate.head()}",
         "subscriber: its own actions take ids from 1,000,000,000,000,000 up",
+        *(
+            [
+                "subscriber: a replicated row it holds already is skipped, not an error"
+                " (audit.maintain() on the primary may send rows of its default partitions"
+                " again)"
+            ]
+            if "0003" in migrate.revisions()
+            else []
+        ),
         "subscriber: subscription audit_capture created (slot audit_capture_crm_audit on the"
         " primary); existing actions are being copied: audit-capture status on the"
         " subscriber shows when its tables are ready",
@@ -806,3 +815,50 @@ def test_months_the_audit_server_has_not_prepared_land_in_its_default(fresh):
     value(primary, "select audit.log_action('login', 'After the move')")
     logged = "select id from audit.action_log where action = 'After the move'"
     wait_until("a later action arrives", lambda: value(subscriber, logged))
+
+
+def test_rows_the_primarys_maintain_copies_again_do_not_stop_the_audit_server(fresh):
+    """audit.maintain() moving rows of several months out of the primary's default
+    partitions inserts them again; the audit server skips what it holds already
+    (its ENABLE ALWAYS guard) instead of stopping on a duplicate key."""
+    if "0003" not in migrate.revisions():
+        pytest.skip("no partitioned log (revision 0003) in this chain yet")
+    from datetime import UTC, datetime
+
+    from viewer_data import old_action
+
+    primary, subscriber = fresh
+    with psycopg.connect(primary) as conn:
+        olds = [
+            old_action(conn, datetime(2024, month, 10, tzinfo=UTC), action=f"Old {month}")
+            for month in (1, 2)
+        ]
+    where = "select tableoid::regclass::text from audit.action_log where id = %s"
+    assert value(primary, where, (olds[0],)) == "audit.action_log_default"
+    result = run(primary, "replicate", "--subscriber", subscriber)
+    assert "a replicated row it holds already is skipped" in result.output, result.output
+    assert rows(
+        subscriber,
+        "select c.relname::text, t.tgenabled::text from pg_trigger t join pg_class c"
+        " on c.oid = t.tgrelid where t.tgname = 'action_log_skip_replicated' order by 1",
+    ) == [
+        (name, "A")
+        for name in sorted(
+            value(
+                subscriber,
+                "select array_agg(c.relname::text) from pg_class c join pg_inherits i"
+                " on i.inhrelid = c.oid where i.inhparent = 'audit.action_log'::regclass",
+            )
+            + ["action_log"]
+        )
+    ]
+    wait_until("the old actions are copied", lambda: value(subscriber, where, (olds[1],)))
+    with psycopg.connect(primary, autocommit=True) as conn:
+        steps = conn.execute("select step, detail from audit.maintain()").fetchall()
+    assert value(primary, where, (olds[0],)) == "audit.action_log_p2024_01", steps
+    value(primary, "select audit.log_action('login', 'After maintain')")
+    logged = "select id from audit.action_log where action = 'After maintain'"
+    wait_until("replication goes on past the copied rows", lambda: value(subscriber, logged))
+    assert value(subscriber, "select count(*) from audit.action_log where action like 'Old %'") == 2
+    assert value(subscriber, "select sum(apply_error_count) from pg_stat_subscription_stats") == 0
+    assert run(subscriber, "status").exit_code == 0

@@ -302,6 +302,7 @@ def _set_up(
             migrate.upgrade(subscriber_url, primary.revision)
             say(f"subscriber: audit schema installed at revision {primary.revision}")
         _ensure_own_id_range(sconn, say)
+        _ensure_duplicate_guard(sconn, say)
         if existing is None:
             _create_subscription(pconn, sconn, conninfo, slot, say)
     except BaseException:
@@ -568,6 +569,55 @@ def _ensure_own_id_range(sconn: psycopg.Connection, say: Callable[[str], object]
     say(f"subscriber: its own actions take ids from {SUBSCRIBER_FIRST_ID:,} up")
 
 
+#: The audit server's triggers that skip a row it holds already (16_replication.sql)
+DUPLICATE_GUARDS = (
+    ("audit.action_log", "action_log_skip_replicated", "audit.skip_replicated_action"),
+    (
+        "audit.action_item_chunk",
+        "action_item_chunk_skip_replicated",
+        "audit.skip_replicated_chunk",
+    ),
+)
+
+
+def duplicate_guards_missing(conn: psycopg.Connection) -> list[str] | None:
+    """The log's tables without their ENABLE ALWAYS duplicate guard; None where the
+    installed revision has no such function (older than 16_replication.sql's)."""
+    if not one_value(conn, "select to_regprocedure('audit.skip_replicated_action()') is not null"):
+        return None
+    return [
+        table
+        for table, trigger, _ in DUPLICATE_GUARDS
+        if not one_value(
+            conn,
+            "select exists (select from pg_catalog.pg_trigger t"
+            " where t.tgrelid = pg_catalog.to_regclass(%s) and t.tgname = %s"
+            " and t.tgenabled = 'A')",
+            (table, trigger),
+        )
+    ]
+
+
+def _ensure_duplicate_guard(sconn: psycopg.Connection, say: Callable[[str], object]) -> None:
+    if not duplicate_guards_missing(sconn):
+        return
+    with sconn.transaction():
+        for table, trigger, function in DUPLICATE_GUARDS:
+            target = sql.Identifier(*table.split("."))
+            name = sql.Identifier(trigger)
+            sconn.execute(
+                sql.SQL(
+                    "create or replace trigger {} before insert on {}"
+                    " for each row execute function {}()"
+                ).format(name, target, sql.Identifier(*function.split(".")))
+            )
+            sconn.execute(sql.SQL("alter table {} enable always trigger {}").format(target, name))
+    say(
+        "subscriber: a replicated row it holds already is skipped, not an error"
+        " (audit.maintain() on the primary may send rows of its default partitions again)"
+    )
+
+
 def own_id_range_ok(conn: psycopg.Connection) -> bool:
     """True when the identity of audit.action_log starts at SUBSCRIBER_FIRST_ID or later."""
     minimum = one_value(
@@ -668,6 +718,8 @@ class SubscriptionStatus:
     apply_errors: int | None
     sync_errors: int | None
     own_id_range: bool
+    # the log's tables without the duplicate guard (None: not in this revision)
+    unguarded: tuple[str, ...] | None = None
     # the log's tables that the subscription does not apply to (a table replaced since
     # the subscription was made: PostgreSQL skips its changes without a word)
     unsubscribed: tuple[str, ...] = ()
@@ -814,6 +866,7 @@ def _subscription_status(conn: psycopg.Connection) -> SubscriptionStatus | None:
     if row is None:
         return None
     oid, name, enabled, slot, running, last_message, apply_errors, sync_errors = row
+    unguarded = duplicate_guards_missing(conn)
     tables = tuple(
         (str(table), _TABLE_STATES.get(state) or str(state))
         for table, state in conn.execute(
@@ -833,6 +886,7 @@ def _subscription_status(conn: psycopg.Connection) -> SubscriptionStatus | None:
         sync_errors=sync_errors,
         own_id_range=own_id_range_ok(conn),
         unsubscribed=tuple(_unsubscribed(conn, oid)),
+        unguarded=None if unguarded is None else tuple(unguarded),
     )
 
 
@@ -868,6 +922,12 @@ def _subscription_warnings(subscription: SubscriptionStatus) -> list[str]:
             " (replaced since it was made, as a schema upgrade does): PostgreSQL skips their"
             " changes without an error; disable it and run audit-capture replicate again"
             " (README, Audit server: upgrades)"
+        )
+    if subscription.unguarded:
+        warnings.append(
+            f"{', '.join(subscription.unguarded)} on this server would stop replication on a"
+            " row the primary sends again (audit.maintain() moving rows of several months):"
+            " run audit-capture replicate again (it adds the guard)"
         )
     if not subscription.own_id_range:
         warnings.append(

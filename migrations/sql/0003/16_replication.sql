@@ -54,3 +54,42 @@ begin
   end if;
 end
 $$;
+
+-- On an audit server, a row the primary sends again must not stop replication. The
+-- primary writes a row of the log once, but audit.maintain() moving rows of SEVERAL
+-- months out of its default partitions copies them (insert through the parents, drop
+-- the old default): logical replication sends those inserts, and the audit server, which
+-- holds the rows already, would stop on a duplicate key until someone skipped the whole
+-- transaction by hand. `audit-capture replicate` puts these two trigger functions on the
+-- audit server's parents, ENABLE ALWAYS (replicated rows are applied with
+-- session_replication_role = replica, where ordinary triggers do not fire): a row whose
+-- key is already there is skipped (the copy is the same row). Not used on a primary.
+create or replace function audit.skip_replicated_action() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select from audit.action_log l
+             where l.id = new.id and l.occurred_at = new.occurred_at) then
+    return null;
+  end if;
+  return new;
+end
+$$;
+comment on function audit.skip_replicated_action() is
+  'Trigger function of an audit server (audit-capture replicate): skips a replicated action whose key (id, occurred_at) it holds already (audit.maintain() on the primary copies rows of several months out of its default partitions, and logical replication sends them again).';
+
+create or replace function audit.skip_replicated_chunk() returns trigger
+language plpgsql security definer set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if exists (select from audit.action_item_chunk c
+             where c.action_id = new.action_id and c.first_item = new.first_item
+               and c.occurred_at = new.occurred_at) then
+    return null;
+  end if;
+  return new;
+end
+$$;
+comment on function audit.skip_replicated_chunk() is
+  'Trigger function of an audit server (audit-capture replicate): skips a replicated item chunk whose key it holds already (see audit.skip_replicated_action()).';
+revoke all on function audit.skip_replicated_action(), audit.skip_replicated_chunk() from public;
