@@ -33,6 +33,10 @@ drop function if exists audit.legacy_chunk_bound();
 drop function if exists audit.apply_retention(integer, boolean, jsonb, interval);
 drop function if exists audit.drop_retired_partitions(interval);
 drop function if exists audit.retention_floor_months();
+-- (16_replication.sql; CASCADE: on an audit server, the two BEFORE INSERT triggers
+-- `audit-capture replicate` made with them go too: revision 0002 has neither)
+drop function if exists audit.skip_replicated_action() cascade;
+drop function if exists audit.skip_replicated_chunk() cascade;
 -- (06_capture_queries.sql's revision 0003 signature; 0002's state files made its own again)
 drop function if exists audit.capture_query(regclass, text, text, text, text, text);
 
