@@ -733,8 +733,6 @@ def test_the_partitioning_upgrade_with_an_audit_server(primary_server, subscribe
     transaction; the audit server applies what came before, then stops on the first
     chunk with the new column), then the audit server with its subscription disabled,
     then replicate again: every action on both sides, none twice."""
-    if "0003" not in migrate.revisions():
-        pytest.skip("no revision 0003 (the partitioned log) in this chain yet")
     from audit_capture.sample import install_crm
 
     number = next(_numbers)
@@ -787,8 +785,6 @@ def test_months_the_audit_server_has_not_prepared_land_in_its_default(fresh):
     """Partitions are each side's own: a month the primary prepared and the audit
     server did not arrives in the audit server's default partition, and its own
     maintain (prepare_partitions here) moves it into a month of its own."""
-    if "0003" not in migrate.revisions():
-        pytest.skip("no partitioned log (revision 0003) in this chain yet")
     from datetime import UTC, datetime
 
     from viewer_data import old_action
@@ -821,8 +817,6 @@ def test_rows_the_primarys_maintain_copies_again_do_not_stop_the_audit_server(fr
     """audit.maintain() moving rows of several months out of the primary's default
     partitions inserts them again; the audit server skips what it holds already
     (its ENABLE ALWAYS guard) instead of stopping on a duplicate key."""
-    if "0003" not in migrate.revisions():
-        pytest.skip("no partitioned log (revision 0003) in this chain yet")
     from datetime import UTC, datetime
 
     from viewer_data import old_action
