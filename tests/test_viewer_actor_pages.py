@@ -18,6 +18,7 @@ import pytest
 from psycopg import sql
 
 from audit_capture.enums import Source
+from audit_capture.viewer import actor_search
 from audit_capture.viewer.actor_search import describe, load_directory
 from audit_capture.viewer.export import export_csv, export_json
 from audit_capture.viewer.filters import SOURCE_CHOICES, parse_filters
@@ -488,7 +489,10 @@ def test_each_actor_s_newest_row_names_it_whatever_its_source(conn, renamed):
 def test_the_newest_row_is_one_probe_per_source(conn, renamed, monkeypatch):
     # each probe reads one entry of the actor index: none reads or sorts the actor's
     # 10,000 rows (the null branch orders by the index's keys, source first)
-    (plan,) = plans_of(conn, monkeypatch, lambda: describe(conn, "id:busy"))
+    # (the busy actor has no row in the last two months: after the recent months' probe,
+    # the whole log's)
+    recent, plan = plans_of(conn, monkeypatch, lambda: describe(conn, "id:busy"))
+    assert all(n["Actual Rows"] == 0 for n in _nodes(recent) if "Relation Name" in n)
     nodes = list(_nodes(plan))
     home = data_partition(conn, "busy")
     scans = [n for n in nodes if n.get("Relation Name") == home]
@@ -496,6 +500,42 @@ def test_the_newest_row_is_one_probe_per_source(conn, renamed, monkeypatch):
     assert sum(n["Actual Loops"] for n in scans) == len(SOURCE_CHOICES)
     for node in nodes:
         assert node["Actual Rows"] <= len(SOURCE_CHOICES), node
+
+
+def test_an_actor_with_a_recent_row_is_named_from_the_recent_months_alone(
+    conn, renamed, monkeypatch
+):
+    # on a log partitioned by month, the newest row is looked for in the last two months
+    # first: one statement, reading no older month's partition
+    now = datetime.now(UTC)
+    insert(
+        conn,
+        [
+            {
+                "occurred_at": now,
+                "action": "Client updated",
+                "actor_id": "busy",
+                "actor_name": "Bea Today",
+                "source": "api",
+            }
+        ],
+    )
+    conn.commit()
+    (plan,) = plans_of(conn, monkeypatch, lambda: describe(conn, "id:busy"))
+    read = {n["Relation Name"] for n in _nodes(plan) if "Relation Name" in n}
+    since = actor_search.recent_months_start(now)
+    months = {
+        r[0]
+        for r in conn.execute(
+            "select action_partition::text from audit.log_partitions"
+            " where kind = 'default' or to_at > %s",
+            (since,),
+        )
+    }
+    assert read and read <= {m.removeprefix("audit.") for m in months}, read
+    assert describe(conn, "id:busy").name == "Bea Today"
+    # an actor without a recent row: the whole log
+    assert describe(conn, "id:gone").name == "Gus Gone"
 
 
 def test_a_walk_that_passed_every_row_of_an_actor_is_the_whole_answer(conn, actor_log, monkeypatch):

@@ -34,6 +34,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import psycopg
@@ -57,12 +58,12 @@ select n.actor_name, n.actor_type, n.source from (
   select b.* from unnest(%(sources)s::text[]) s(source)
   cross join lateral (
     select l.actor_name, l.actor_type, l.source, l.occurred_at, l.id from audit.action_log l
-    where l.actor_id = {actor} and l.source = s.source
+    where l.actor_id = {actor} and l.source = s.source{since}
     order by l.occurred_at desc, l.id desc limit 1
   ) b
   union all
   (select l.actor_name, l.actor_type, l.source, l.occurred_at, l.id from audit.action_log l
-   where l.actor_id = {actor} and l.source is null
+   where l.actor_id = {actor} and l.source is null{since}
    order by l.source, l.occurred_at desc, l.id desc limit 1)
 ) n order by n.occurred_at desc, n.id desc limit 1
 """
@@ -101,10 +102,18 @@ cross join lateral (
   order by l.occurred_at desc, l.id desc limit 1
 ) newest
 where names.actor_name is not null
-""".format(newest=NEWEST_BY_ID.format(actor="ids.actor_id"))
+""".format(newest=NEWEST_BY_ID.format(actor="ids.actor_id", since=""))
 
 # one actor's current name and type, for the filter sentence (a few index probes)
-DESCRIBE_BY_ID = NEWEST_BY_ID.format(actor="%(key)s")
+DESCRIBE_BY_ID = NEWEST_BY_ID.format(actor="%(key)s", since="")
+#: ... among its rows since %(since)s only. On a log partitioned by month, a probe of the
+#: whole log reads each month's partition, and where a month's statistics make the
+#: planner walk its time index instead of the actor index, every row of that month
+#: (86 ms for the busiest admin at 10M over 41 partitions): the last two months first
+#: (1 ms), the whole log only for an actor with no recent row.
+DESCRIBE_RECENT_BY_ID = NEWEST_BY_ID.format(
+    actor="%(key)s", since=" and l.occurred_at >= %(since)s"
+)
 DESCRIBE_BY_NAME = """
 select actor_name, actor_type, source from audit.action_log
 where actor_id is null and actor_name = %(key)s order by occurred_at desc, id desc limit 1
@@ -269,15 +278,28 @@ class DirectoryCache:
         return self._kept.get(lambda: load_directory(conn), background=background)
 
 
+def recent_months_start(now: datetime | None = None) -> datetime:
+    """The first moment of last month (UTC): with the current month, the newest two
+    partitions of a log partitioned by month."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    last_month = now.replace(day=1) - timedelta(days=1)
+    return datetime(last_month.year, last_month.month, 1, tzinfo=UTC)
+
+
 def describe(conn: psycopg.Connection, key: str) -> Actor | None:
     """The actor of an ``actor`` filter value ("id:7"), with its current name and type;
     None when the log has no such actor (or the value is not one)."""
     kind, sep, value = key.partition(":")
     if not sep or kind not in ("id", "name") or not value:
         return None
-    query = DESCRIBE_BY_ID if kind == "id" else DESCRIBE_BY_NAME
+    params = {"key": value, "sources": SOURCES, "since": recent_months_start()}
     with translate_errors(), conn.transaction():
-        row = conn.execute(query, {"key": value, "sources": SOURCES}).fetchone()
+        row = None
+        if kind == "id":
+            row = conn.execute(DESCRIBE_RECENT_BY_ID, params).fetchone()
+        if row is None:
+            query = DESCRIBE_BY_ID if kind == "id" else DESCRIBE_BY_NAME
+            row = conn.execute(query, params).fetchone()
     if row is None:
         return None
     name, actor_type, source = row
