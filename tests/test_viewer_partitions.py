@@ -162,3 +162,31 @@ def test_the_options_read_event_types_from_the_partitions_statistics(
         conn.rollback()
         conn.execute("reset role")
     assert "send" in offered
+
+
+def test_a_text_search_is_estimated_in_one_partition_and_scaled(conn, three_months, monkeypatch):
+    # each partition's estimate of a text search costs ~0.3 ms: the biggest partition
+    # alone is asked, and its count scaled by the log's size
+    asked = []
+    original = planner._explain_rows
+
+    def explain_rows(connection, query, params):
+        asked.append(query.as_string(connection))
+        return original(connection, query, params)
+
+    monkeypatch.setattr(planner, "_explain_rows", explain_rows)
+    text = parse_filters({"q": "updated"}, UTC)  # every action: "Client updated"
+    scaled = planner.estimate(conn, text)
+    assert len(asked) == 1 and '"audit"."action_log_p2025_' in asked[0], asked
+    where, params = text.where()
+    whole = original(
+        conn,
+        sql.SQL("explain (format json) select 1 from audit.action_log where {}").format(where),
+        params,
+    )
+    assert scaled == pytest.approx(whole, rel=0.2) and whole > 1000  # the months are alike
+    # with an actor or a time range, the months differ: the whole log is asked
+    for args in ({"q": "maria", "actor": "id:7"}, {"q": "maria", "from": "2025-02-01"}):
+        asked.clear()
+        planner.estimate(conn, parse_filters(args, UTC))
+        assert len(asked) == 1 and '"audit"."action_log" ' in asked[0], asked

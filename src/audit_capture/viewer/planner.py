@@ -53,18 +53,62 @@ def estimates_kept() -> Iterator[None]:
         _KEPT.reset(token)
 
 
+# The biggest partition of the log (its name and rows) and the whole log's rows: a
+# sample for the estimate of a text search (below). None on a log without partitions
+# (an unpartitioned log) or without rows counted yet.
+SAMPLE_PARTITION = """
+select n.nspname, c.relname, c.reltuples,
+       (select sum(greatest(r.reltuples, 0)) from pg_catalog.pg_inherits j
+        join pg_catalog.pg_class r on r.oid = j.inhrelid
+        where j.inhparent = 'audit.action_log'::regclass)
+from pg_catalog.pg_inherits i
+join pg_catalog.pg_class c on c.oid = i.inhrelid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where i.inhparent = 'audit.action_log'::regclass and c.reltuples > 0
+order by c.reltuples desc limit 1
+"""
+
+#: A partition holding less than this share of the log is no sample of it.
+SAMPLE_MIN_SHARE = 0.01
+
+
+def _sampled(filters: Filters) -> bool:
+    """Whether a month's matches, scaled, estimate the whole log's: a text search,
+    alone or with the filters on kinds of actions (which the months share alike); not
+    with a time range or an actor (an actor's rows may all be in other months)."""
+    return bool(filters.get("q")) and not any(filters.get(name) for name in ("actor", "from", "to"))
+
+
+def _explain_rows(conn: psycopg.Connection, query: sql.Composed, params: dict) -> float:
+    plan = one_row(conn.execute(query, params, prepare=False))[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
 def estimate(conn: psycopg.Connection, filters: Filters) -> float:
-    """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs)."""
+    """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs).
+
+    On a log partitioned by month the planner estimates each partition apart, and a text
+    search's estimate costs ~0.3 ms a partition (the words are looked up in each one's
+    statistics): 12 ms at 41. A text search is estimated in the biggest partition alone
+    (a month, or an upgraded install's legacy partition) and scaled by the log's size
+    (``_sampled`` says when that holds)."""
     where, params = filters.where()
     query = sql.SQL("explain (format json) select 1 from {} where {}").format(LOG, where)
     kept = _KEPT.get()
     key = (id(conn), query.as_string(conn), repr(sorted(params.items())))
     if kept is not None and key in kept:
         return kept[key]
-    plan = one_row(conn.execute(query, params, prepare=False))[0]
-    if isinstance(plan, str):
-        plan = json.loads(plan)
-    rows = float(plan[0]["Plan"]["Plan Rows"])
+    sample = conn.execute(SAMPLE_PARTITION).fetchone() if _sampled(filters) else None
+    if sample is not None and sample[2] >= SAMPLE_MIN_SHARE * float(sample[3]):
+        schema, partition, partition_rows, log_rows = sample
+        in_partition = sql.SQL("explain (format json) select 1 from {} where {}").format(
+            sql.Identifier(schema, partition), where
+        )
+        rows = _explain_rows(conn, in_partition, params) * float(log_rows) / partition_rows
+    else:
+        rows = _explain_rows(conn, query, params)
     if kept is not None:
         kept[key] = rows
     return rows
