@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -35,10 +36,9 @@ def log_size(conn: psycopg.Connection) -> float:
     return float(one_row(conn.execute(LOG_SIZE))[0])
 
 
-# the estimates of the block of estimates_kept(): (connection, query, parameters) -> rows
-_KEPT: ContextVar[dict[tuple[int, str, str], float] | None] = ContextVar(
-    "audit_capture_estimates", default=None
-)
+# what the block of estimates_kept() learned: each filter's estimate, by (connection,
+# query, parameters), and the sample partition, by connection
+_KEPT: ContextVar[dict[tuple, Any] | None] = ContextVar("audit_capture_estimates", default=None)
 
 
 @contextlib.contextmanager
@@ -53,14 +53,21 @@ def estimates_kept() -> Iterator[None]:
         _KEPT.reset(token)
 
 
-# The biggest partition of the log (its name and rows) and the whole log's rows: a
-# sample for the estimate of a text search (below). None on a log without partitions
-# (an unpartitioned log) or without rows counted yet.
+def _remembered(key: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per ``key`` within the block of estimates_kept()."""
+    kept = _KEPT.get()
+    if kept is None:
+        return compute()
+    if key not in kept:
+        kept[key] = compute()
+    return kept[key]
+
+
+# The biggest partition of the log (its schema, name and rows): a sample for the estimate
+# of a text search (below). None on a log without partitions (an unpartitioned log) or
+# without rows counted yet.
 SAMPLE_PARTITION = """
-select n.nspname, c.relname, c.reltuples,
-       (select sum(greatest(r.reltuples, 0)) from pg_catalog.pg_inherits j
-        join pg_catalog.pg_class r on r.oid = j.inhrelid
-        where j.inhparent = 'audit.action_log'::regclass)
+select n.nspname, c.relname, c.reltuples
 from pg_catalog.pg_inherits i
 join pg_catalog.pg_class c on c.oid = i.inhrelid
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
@@ -86,6 +93,27 @@ def _explain_rows(conn: psycopg.Connection, query: sql.Composed, params: dict) -
     return float(plan[0]["Plan"]["Plan Rows"])
 
 
+def _rows_in(conn: psycopg.Connection, relation: sql.Composable, filters: Filters) -> float:
+    """The planner's estimate of the rows of ``relation`` matching ``filters``."""
+    where, params = filters.where()
+    query = sql.SQL("explain (format json) select 1 from {} where {}").format(relation, where)
+    return _explain_rows(conn, query, params)
+
+
+def _estimate(conn: psycopg.Connection, filters: Filters) -> float:
+    if _sampled(filters):
+        sample = _remembered(
+            ("sample", id(conn)), lambda: conn.execute(SAMPLE_PARTITION).fetchone()
+        )
+        if sample is not None:
+            schema, partition, partition_rows = sample
+            total = log_size(conn)
+            if partition_rows >= SAMPLE_MIN_SHARE * total:
+                found = _rows_in(conn, sql.Identifier(schema, partition), filters)
+                return found * total / partition_rows
+    return _rows_in(conn, LOG, filters)
+
+
 def estimate(conn: psycopg.Connection, filters: Filters) -> float:
     """The planner's estimate of the rows matching ``filters`` (EXPLAIN, nothing runs).
 
@@ -95,23 +123,8 @@ def estimate(conn: psycopg.Connection, filters: Filters) -> float:
     (a month, or an upgraded install's legacy partition) and scaled by the log's size
     (``_sampled`` says when that holds)."""
     where, params = filters.where()
-    query = sql.SQL("explain (format json) select 1 from {} where {}").format(LOG, where)
-    kept = _KEPT.get()
-    key = (id(conn), query.as_string(conn), repr(sorted(params.items())))
-    if kept is not None and key in kept:
-        return kept[key]
-    sample = conn.execute(SAMPLE_PARTITION).fetchone() if _sampled(filters) else None
-    if sample is not None and sample[2] >= SAMPLE_MIN_SHARE * float(sample[3]):
-        schema, partition, partition_rows, log_rows = sample
-        in_partition = sql.SQL("explain (format json) select 1 from {} where {}").format(
-            sql.Identifier(schema, partition), where
-        )
-        rows = _explain_rows(conn, in_partition, params) * float(log_rows) / partition_rows
-    else:
-        rows = _explain_rows(conn, query, params)
-    if kept is not None:
-        kept[key] = rows
-    return rows
+    key = (id(conn), where.as_string(conn), repr(sorted(params.items())))
+    return _remembered(key, lambda: _estimate(conn, filters))
 
 
 @contextlib.contextmanager
