@@ -39,28 +39,6 @@ from audit_capture import migrate  # noqa: E402
 from audit_capture.archive import Month  # noqa: E402
 from audit_capture.archive import manifest as manifests  # noqa: E402
 
-# fill_items.sql's chunks, with the action's occurred_at (the partitioned log's key)
-CHUNKS = """
-insert into audit.action_item_chunk
-  (action_id, occurred_at, first_item, item_count, resource_type, operation,
-   changed_columns, items)
-select l.id, l.occurred_at, c.first_item, c.item_count, l.resource_type, l.operation,
-       case when l.operation = 'UPDATE' then '{status}'::text[] end,
-       (select '[' || string_agg(
-                 case l.operation
-                   when 'INSERT' then format('["%s",null,{"id":%s,"status":"open"}]', i, i)
-                   when 'DELETE' then format('["%s",{"id":%s,"status":"open"},null]', i, i)
-                   else format('["%s",{"status":"open"},{"status":"closed"}]', i)
-                 end, ',' order by i) || ']'
-        from generate_series(c.first_item, c.first_item + c.item_count - 1) i)
-from audit.action_log l
-cross join lateral (
-  select f as first_item, least(1000, l.row_count - f + 1) as item_count
-  from generate_series(1, l.row_count, 1000) f
-) c
-where l.row_count > 1 and l.operation in ('INSERT', 'UPDATE', 'DELETE')
-"""
-
 
 def month_before(month: Month) -> Month:
     return Month(month.year - (month.month == 1), (month.month - 2) % 12 + 1)
@@ -93,7 +71,7 @@ def fill(url: str, actions: int, log) -> Month:
             conn.execute("select setseed(0.42)")
             conn.execute("set local work_mem = '256MB'")
             conn.execute(_render("fill_log.sql", rows=rows, days=days))
-            chunks = conn.execute(CHUNKS).rowcount
+            chunks = conn.execute(_render("fill_items.sql", after_id=0)).rowcount
         log(f"  {rows:,} actions, {chunks:,} chunks in {time.perf_counter() - started:.0f} s")
         conn.execute("vacuum analyze audit.action_log")
         conn.execute("vacuum analyze audit.action_item_chunk")
