@@ -33,7 +33,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fill_log import _render  # noqa: E402 - bench/ is not a package
+from fill_log import _render, items_sql  # noqa: E402 - bench/ is not a package
 
 from audit_capture import migrate  # noqa: E402
 from audit_capture.archive import Month  # noqa: E402
@@ -71,7 +71,7 @@ def fill(url: str, actions: int, log) -> Month:
             conn.execute("select setseed(0.42)")
             conn.execute("set local work_mem = '256MB'")
             conn.execute(_render("fill_log.sql", rows=rows, days=days))
-            chunks = conn.execute(_render("fill_items.sql", after_id=0)).rowcount
+            chunks = conn.execute(items_sql(conn, 0)).rowcount
         log(f"  {rows:,} actions, {chunks:,} chunks in {time.perf_counter() - started:.0f} s")
         conn.execute("vacuum analyze audit.action_log")
         conn.execute("vacuum analyze audit.action_item_chunk")

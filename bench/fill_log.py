@@ -43,6 +43,22 @@ def _render(name: str, **values: int) -> str:
     return text
 
 
+def _partitioned(conn: psycopg.Connection) -> bool:
+    """Whether the log is partitioned by month (revision 0003 on): the benchmarks of
+    migrations fill the log of an older revision."""
+    return conn.execute(
+        "select to_regprocedure('audit.prepare_partitions(date, date)') is not null"
+    ).fetchone()[0]
+
+
+def items_sql(conn: psycopg.Connection, after_id: int) -> str:
+    """fill_items.sql for the log's revision: the chunks carry their action's occurred_at
+    on a partitioned log, which is the only one with that column."""
+    column, value = ("occurred_at, ", "l.occurred_at, ") if _partitioned(conn) else ("", "")
+    text = _render("fill_items.sql", after_id=after_id)
+    return text.replace("{time_column}", column).replace("{time_value}", value)
+
+
 def fill(
     conn: psycopg.Connection,
     rows: int,
@@ -55,13 +71,14 @@ def fill(
     timings = {}
     with conn.transaction():
         after_id = conn.execute("select coalesce(max(id), 0) from audit.action_log").fetchone()[0]
-        # the months the fill spans, each a partition of the log (beyond them, rows would
-        # land in the default partition)
-        conn.execute(
-            "select audit.prepare_partitions(date_trunc('month', now() - make_interval(days => %s))"
-            "::date, date_trunc('month', now())::date)",
-            (days,),
-        )
+        if _partitioned(conn):
+            # the months the fill spans, each a partition of the log (beyond them, rows
+            # would land in the default partition)
+            conn.execute(
+                "select audit.prepare_partitions(date_trunc('month', now()"
+                " - make_interval(days => %s))::date, date_trunc('month', now())::date)",
+                (days,),
+            )
         conn.execute("select setseed(%s)", (seed,))
         # the statement builds large sorts and hashes only for the items; give it room
         conn.execute("set local work_mem = '256MB'")
@@ -70,7 +87,7 @@ def fill(
         timings["actions"] = time.perf_counter() - started
         log(f"  {rows:,} actions in {timings['actions']:.1f} s")
         started = time.perf_counter()
-        chunks = conn.execute(_render("fill_items.sql", after_id=after_id)).rowcount
+        chunks = conn.execute(items_sql(conn, after_id)).rowcount
         timings["items"] = time.perf_counter() - started
         log(f"  {chunks:,} item chunks in {timings['items']:.1f} s")
     return timings

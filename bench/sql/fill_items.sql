@@ -2,10 +2,13 @@
 -- the storage format of audit.action_item_chunk (triggers/02_action_log.sql): chunks of
 -- up to 1,000 items, each chunk one JSON text array of [resource_id, old, new]. An
 -- INSERT's old and a DELETE's new are null; an UPDATE holds its changed column only. A
--- chunk carries its action's occurred_at (the partition key: its action's month).
+-- chunk carries its action's occurred_at (from revision 0003 on, the partition key: its
+-- action's month; bench/fill_log.py renders {time_column} and {time_value} as
+-- "occurred_at, " and "l.occurred_at, " there, as nothing before).
 insert into audit.action_item_chunk
-  (action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns, items)
-select l.id, l.occurred_at, c.first_item, c.item_count, l.resource_type, l.operation,
+  (action_id, {time_column}first_item, item_count, resource_type, operation, changed_columns,
+   items)
+select l.id, {time_value}c.first_item, c.item_count, l.resource_type, l.operation,
        case when l.operation = 'UPDATE' then '{status}'::text[] end,
        (select '[' || string_agg(
                  case l.operation
