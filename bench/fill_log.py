@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 DEFAULT_DAYS = 1096  # 36 months
@@ -91,6 +92,47 @@ def fill(
         timings["items"] = time.perf_counter() - started
         log(f"  {chunks:,} item chunks in {timings['items']:.1f} s")
     return timings
+
+
+def secondary_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
+    """(name, definition, comment) of the indexes of audit.action_log that back no
+    constraint: the viewer's and the time index (the primary key stays)."""
+    return conn.execute(
+        "select c.relname, pg_get_indexdef(c.oid), obj_description(c.oid, 'pg_class')"
+        " from pg_index i join pg_class c on c.oid = i.indexrelid"
+        " where i.indrelid = 'audit.action_log'::regclass"
+        " and not exists (select from pg_constraint k where k.conindid = c.oid)"
+        " order by 1"
+    ).fetchall()
+
+
+def fill_unindexed(
+    conn: psycopg.Connection, rows: int, *, log=lambda message: None
+) -> tuple[dict[str, float], float]:
+    """``fill()`` with the log's secondary indexes dropped first and built again over the
+    filled log after (inserting under the GIN index and the actor indexes is several
+    times slower than building them once); (fill()'s seconds, the build's seconds)."""
+    indexes = secondary_indexes(conn)
+    log(f"dropping {len(indexes)} indexes for the fill: {', '.join(i[0] for i in indexes)}")
+    for name, _definition, _comment in indexes:
+        conn.execute(sql.SQL("drop index audit.{}").format(sql.Identifier(name)))
+    log(f"filling the log with {rows:,} actions")
+    timings = fill(conn, rows, log=log)
+    log("building the indexes again over the filled log")
+    started = time.perf_counter()
+    for name, definition, comment in indexes:
+        # a partitioned index's definition reads ON ONLY (the parent alone, its
+        # partitions' indexes attached one by one): build it on every partition
+        conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
+        if comment is not None:
+            conn.execute(
+                sql.SQL("comment on index audit.{} is {}").format(
+                    sql.Identifier(name), sql.Literal(comment)
+                )
+            )
+    built = time.perf_counter() - started
+    log(f"  {len(indexes)} indexes built in {built:.1f} s")
+    return timings, built
 
 
 def main(argv: list[str] | None = None) -> int:

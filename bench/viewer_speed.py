@@ -192,18 +192,6 @@ class Case:
 # -- setup ------------------------------------------------------------------------------
 
 
-def viewer_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
-    """(name, definition, comment) of the indexes of audit.action_log that back no
-    constraint: the viewer's, and the time index (the primary key stays)."""
-    return conn.execute(
-        "select c.relname, pg_get_indexdef(c.oid), obj_description(c.oid, 'pg_class')"
-        " from pg_index i join pg_class c on c.oid = i.indexrelid"
-        " where i.indrelid = 'audit.action_log'::regclass"
-        " and not exists (select from pg_constraint k where k.conindid = c.oid)"
-        " order by 1"
-    ).fetchall()
-
-
 def index_sizes(conn: psycopg.Connection) -> dict[str, int]:
     """The bytes of each index of audit.action_log, by name: a partitioned index's are
     its partitions' (pg_partition_tree)."""
@@ -228,28 +216,7 @@ def prepare(server: EmbeddedPostgresql, rows: int) -> tuple[str, dict]:
     log("installing the audit schema at head")
     migrate.upgrade(url, "head")
     with psycopg.connect(url, autocommit=True) as conn:
-        # inserting under the GIN index and the actor indexes is several times slower
-        # than building them once over the filled log
-        indexes = viewer_indexes(conn)
-        log(f"dropping {len(indexes)} indexes for the fill: {', '.join(i[0] for i in indexes)}")
-        for name, _definition, _comment in indexes:
-            conn.execute(sql.SQL("drop index audit.{}").format(sql.Identifier(name)))
-        log(f"filling the log with {rows:,} actions")
-        facts["fill_s"] = fill_log.fill(conn, rows, log=log)
-        log("building the indexes again over the filled log")
-        started = time.perf_counter()
-        for name, definition, comment in indexes:
-            # a partitioned index's definition reads ON ONLY (the parent alone, its
-            # partitions' indexes attached one by one): build it on every partition
-            conn.execute(definition.replace(" ON ONLY ", " ON ", 1))
-            if comment is not None:
-                conn.execute(
-                    sql.SQL("comment on index audit.{} is {}").format(
-                        sql.Identifier(name), sql.Literal(comment)
-                    )
-                )
-        facts["index_build_s"] = time.perf_counter() - started
-        log(f"  indexes built in {facts['index_build_s']:.1f} s")
+        facts["fill_s"], facts["index_build_s"] = fill_log.fill_unindexed(conn, rows, log=log)
         log("vacuum analyze")
         conn.execute("vacuum analyze audit.action_log")
         conn.execute("vacuum analyze audit.action_item_chunk")
