@@ -440,10 +440,14 @@ def test_status_warns_when_the_subscriber_is_down_and_wal_piles_up(pair):
     pair.wait("the subscriber catches up once enabled again")
 
 
-def test_a_bad_wal_warning_is_one_line(pair):
-    result = run(pair.primary, "status", "--wal-warning", "lots")
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("lots", "'lots' is not a size"), ("9" * 400 + "GB", "is more than")],
+)
+def test_a_bad_wal_warning_is_one_line(pair, value, message):
+    result = run(pair.primary, "status", "--wal-warning", value)
     assert result.exit_code == 2
-    assert "'lots' is not a size" in result.output
+    assert message in result.output and "Traceback" not in result.output
 
 
 # -- faults: each one line, nothing left on the primary -----------------------------

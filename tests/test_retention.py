@@ -322,6 +322,10 @@ def test_the_floor_never_lets_the_current_month_or_the_three_before_it_go(conn, 
         ("24", ("'24' is not a number of months or years",)),
         ("soon", ("'soon' is not a number of months or years",)),
         ("0months", ("'0months' keeps nothing",)),
+        (
+            "99999999999999999999months",
+            ("'99999999999999999999months' is not a number of months or years",),
+        ),
     ],
 )
 def test_cli_refusals_are_one_line_and_change_nothing(old_log, admin_url, keep, fragments):

@@ -77,6 +77,7 @@ class ReplicationError(AuditCaptureError):
 # -- sizes -------------------------------------------------------------------------
 
 _UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+MAX_SIZE = 2**63 - 1  # bytes, as pg_size_bytes() takes them
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -86,7 +87,10 @@ def parse_size(text: str) -> int:
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS:
         raise ValueError(f"{text!r} is not a size: expected a number of bytes or e.g. 512MB, 1GB")
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = float(match.group(1)) * _UNITS[unit]
+    if not size < MAX_SIZE:  # also a number too long for a float (inf)
+        raise ValueError(f"{text!r} is more than any server's WAL (at most {MAX_SIZE:,} bytes)")
+    return int(size)
 
 
 def format_size(size: float) -> str:
