@@ -34,7 +34,6 @@ import time
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import psycopg
@@ -42,6 +41,7 @@ import psycopg
 from audit_capture.enums import ActorType, Source
 from audit_capture.viewer.errors import BadRequest, translate_errors
 from audit_capture.viewer.kept import Kept
+from audit_capture.viewer.recent import recent_months_start
 
 QUERY_MIN_LENGTH, QUERY_MAX_LENGTH = 1, 100
 DEFAULT_LIMIT, MAX_LIMIT = 20, 50
@@ -276,14 +276,6 @@ class DirectoryCache:
         self, conn: psycopg.Connection, background: Callable[[], Directory] | None = None
     ) -> Directory:
         return self._kept.get(lambda: load_directory(conn), background=background)
-
-
-def recent_months_start(now: datetime | None = None) -> datetime:
-    """The first moment of last month (UTC): with the current month, the newest two
-    partitions of a log partitioned by month."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
-    last_month = now.replace(day=1) - timedelta(days=1)
-    return datetime(last_month.year, last_month.month, 1, tzinfo=UTC)
 
 
 def describe(conn: psycopg.Connection, key: str) -> Actor | None:

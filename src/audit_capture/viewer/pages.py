@@ -50,6 +50,7 @@ from audit_capture.viewer.filters import (
 )
 from audit_capture.viewer.kind_probe import KIND_PROBE_LIMIT, kind_probe, rare_rows
 from audit_capture.viewer.planner import estimates_kept
+from audit_capture.viewer.recent import newest_first
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
@@ -106,8 +107,13 @@ def fetch_rows(
         # an actor among the other filters: text_search reads its rows per source too
         return text_rows(conn, cur, filters, position, direction, limit)
     if branches is not None:
-        query, params = actor_query(branches, keyset, keyset_params, direction, limit)
-        return cur.execute(query, params, prepare=False).fetchall()
+
+        def read(span: sql.Composable, span_params: dict, limit: int) -> list[LogRow]:
+            query, params = actor_query(branches, keyset, keyset_params, span, direction, limit)
+            return cur.execute(query, {**params, **span_params}, prepare=False).fetchall()
+
+        # bounded reads (index seeks, each branch its own limit): the newest months first
+        return newest_first(read, position, direction, limit)
     return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 
@@ -115,10 +121,12 @@ def actor_query(
     branches: list[Filters],
     keyset: sql.Composable,
     keyset_params: dict,
+    span: sql.Composable,
     direction: str,
     limit: int,
 ) -> tuple[sql.Composed, dict]:
-    """The statement of up to ``limit`` rows of an actor with an id, and its parameters:
+    """The statement of up to ``limit`` rows of an actor with an id within ``span`` (a
+    condition on occurred_at: ``recent``), and its parameters but the span's:
     each branch's (``rows.actor_branches``) first ``limit`` rows along
     action_log_actor_source_idx, merged in page order, in one statement. When the index
     answers every filter alone, the branches read ids (index-only), and the page's rows
@@ -126,17 +134,25 @@ def actor_query(
     combination it thinks common (a busy admin and a source they never use: every row
     of the log passed for none)."""
     ids_only = all(a.param in ACTOR_SOURCE_PARAMS for a in branches[0].active)
+    within = sql.SQL("{} and {}").format(keyset, span)
     if ids_only:
         ids, params = actor_rows(
-            branches, sql.SQL("occurred_at, id"), keyset, keyset_params, direction, limit
+            branches, sql.SQL("occurred_at, id"), within, keyset_params, direction, limit
         )
+        # the span again, so that the rows by id are looked up in its months only
         query = sql.SQL(
             "select {cols} from {log} where id = any(array(select id from ({ids}) page))"
-            " order by {order}"
-        ).format(cols=column_list(LIST_COLUMNS), log=LOG, ids=ids, order=order_by(direction))
+            " and {span} order by {order}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            log=LOG,
+            ids=ids,
+            span=span,
+            order=order_by(direction),
+        )
     else:
         query, params = actor_rows(
-            branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, limit
+            branches, column_list(LIST_COLUMNS), within, keyset_params, direction, limit
         )
     return query, params
 

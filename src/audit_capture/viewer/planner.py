@@ -2,6 +2,7 @@
 
 * ``estimate``: the planner's count of the rows a filter matches (EXPLAIN, no execution),
   asked once per filter within ``estimates_kept()`` (one page's reads);
+* ``estimate_within``: the same within a span of time (only its months planned);
 * ``log_size``: its count of the log's rows (pg_class.reltuples, no scan);
 * ``planner_settings``: planner settings for the statements of a block only.
 """
@@ -93,11 +94,20 @@ def _explain_rows(conn: psycopg.Connection, query: sql.Composed, params: dict) -
     return float(plan[0]["Plan"]["Plan Rows"])
 
 
-def _rows_in(conn: psycopg.Connection, relation: sql.Composable, filters: Filters) -> float:
-    """The planner's estimate of the rows of ``relation`` matching ``filters``."""
+def _rows_in(
+    conn: psycopg.Connection,
+    relation: sql.Composable,
+    filters: Filters,
+    span: tuple[sql.Composable, dict] = (sql.SQL("true"), {}),
+) -> float:
+    """The planner's estimate of the rows of ``relation`` matching ``filters`` within
+    ``span`` (a condition on occurred_at and its parameters)."""
     where, params = filters.where()
-    query = sql.SQL("explain (format json) select 1 from {} where {}").format(relation, where)
-    return _explain_rows(conn, query, params)
+    condition, span_params = span
+    query = sql.SQL("explain (format json) select 1 from {} where {} and {}").format(
+        relation, where, condition
+    )
+    return _explain_rows(conn, query, {**params, **span_params})
 
 
 def _estimate(conn: psycopg.Connection, filters: Filters) -> float:
@@ -125,6 +135,23 @@ def estimate(conn: psycopg.Connection, filters: Filters) -> float:
     where, params = filters.where()
     key = (id(conn), where.as_string(conn), repr(sorted(params.items())))
     return _remembered(key, lambda: _estimate(conn, filters))
+
+
+def estimate_within(
+    conn: psycopg.Connection, filters: Filters, span: tuple[sql.Composable, dict]
+) -> float:
+    """The planner's estimate of the rows matching ``filters`` within ``span``: a
+    condition on occurred_at (``recent``) that leaves out the months outside it, so
+    that only the span's partitions are planned."""
+    where, params = filters.where()
+    condition, span_params = span
+    key = (
+        id(conn),
+        where.as_string(conn),
+        condition.as_string(conn),
+        repr(sorted({**params, **span_params}.items())),
+    )
+    return _remembered(key, lambda: _rows_in(conn, LOG, filters, span))
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ before anything else: 150 ms and more for ``mar*`` at 10M).
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -27,7 +26,14 @@ import psycopg
 from psycopg import sql
 
 from audit_capture.viewer.filters import TEXT_LOWER, TEXT_PARAM, Filters, text_match
-from audit_capture.viewer.planner import estimate, log_size
+from audit_capture.viewer.planner import estimate, estimate_within, log_size
+from audit_capture.viewer.recent import (
+    ANY_TIME,
+    before,
+    recent_floor,
+    recent_months_start,
+    since,
+)
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
     LOG,
@@ -170,27 +176,42 @@ def _time_bound(
     ends first. Only a guess of the window's size: the window itself is a set of whole
     days, so the page is exact whatever the ids say."""
     if direction == "next":
-        query = sql.SQL("select occurred_at from {log} where id <= {edge} order by id desc limit 1")
+        query = sql.SQL(
+            "select occurred_at from {log} where id <= {edge} and {span} order by id desc limit 1"
+        )
     else:
-        query = sql.SQL("select occurred_at from {log} where id >= {edge} order by id limit 1")
+        query = sql.SQL(
+            "select occurred_at from {log} where id >= {edge} and {span} order by id limit 1"
+        )
     edge = anchor - rows if direction == "next" else anchor + rows
-    found = conn.execute(
-        query.format(log=LOG, edge=sql.Placeholder("edge")), {"edge": edge}, prepare=False
-    ).fetchone()
-    return found[0] if found else None
+    # in the newest two months first (``recent``: only their partitions planned), as a
+    # guess is enough; in the whole log when the edge lies before them
+    for span, params in (since(recent_months_start()), ANY_TIME):
+        found = conn.execute(
+            query.format(log=LOG, edge=sql.Placeholder("edge"), span=span),
+            {"edge": edge, **params},
+            prepare=False,
+        ).fetchone()
+        if found:
+            return found[0]
+    return None
 
 
 def _page_start(
     conn: psycopg.Connection, position: tuple[datetime, int] | None
 ) -> tuple[datetime, int] | None:
     """Where the page starts: the cursor's time and id, or for the first page the newest
-    time and the highest id (None: an empty log), read together."""
+    time and the highest id (None: an empty log), read together: in the newest two
+    months (``recent``; their two partitions planned and read, not every month's),
+    in the whole log when they hold no action."""
     if position is not None:
         return position
-    newest = one_row(
-        conn.execute(sql.SQL("select max(occurred_at), max(id) from {}").format(LOG), prepare=False)
-    )
-    return None if newest[0] is None else (newest[0], newest[1])
+    newest_sql = sql.SQL("select max(occurred_at), max(id) from {} where {}")
+    for span, params in (since(recent_months_start()), ANY_TIME):
+        newest = one_row(conn.execute(newest_sql.format(LOG, span), params, prepare=False))
+        if newest[0] is not None:
+            return newest[0], newest[1]
+    return None
 
 
 class _DaysBack:
@@ -297,6 +318,7 @@ def _text_windows(
     limit: int,
     total: float,
     recheck: Filters | None = None,
+    first: float | None = None,
 ) -> list[LogRow]:
     """Up to ``limit`` rows of a text search (whole words) from the full-text index, the
     newest days first.
@@ -318,6 +340,8 @@ def _text_windows(
     whole words of "mari* smith"): the windows work on ``filters``, and ``recheck``'s text
     search is tested on the rows they bring (its sieve first), sizing the windows by its
     estimate ("mar* zzz": 2 ms instead of 67 at 10M).
+
+    ``first``: at most this many rows in the first window (``_probe_in_days``).
     """
     test = (
         _text_test(conn, split_text(recheck)[1]) if recheck is not None else (sql.SQL("true"), {})
@@ -325,25 +349,31 @@ def _text_windows(
     days = _DaysBack(conn, position, direction)
     if days.empty:
         return []
-    size = min(2 * limit * total / max(estimate(conn, recheck or filters), 1.0), TEXT_FIRST_WINDOW)
+    planned = min(
+        2 * limit * total / max(estimate(conn, recheck or filters), 1.0), TEXT_FIRST_WINDOW
+    )
+    # the probe's days go first when they are fewer, then the windows as planned
+    sizes = [first, planned] if first is not None and first < planned else [planned]
+    windows_left = TEXT_WINDOW_TRIES - 2 + len(sizes)  # windows before the rest of the log
     found: list[LogRow] = []
-    for tries in itertools.count(1):
-        window = None if tries >= TEXT_WINDOW_TRIES or size >= total else days.take(size)
+    size = planned
+    while True:
+        # too few so far: the next window reaches further by the density found so far
+        size = sizes.pop(0) if sizes else size * max(2.0, 2.0 * limit / max(len(found), 1))
+        window = None if windows_left <= 0 or size >= total else days.take(size)
         if window is None:
             # the rest of the log: every match of the words older (newer) than the windows
             condition, params = days.rest()
             return found + _window_rows(
                 cur, filters, condition, params, position, direction, limit - len(found), test
             )
+        windows_left -= 1
         condition, params = window
         found += _window_rows(
             cur, filters, condition, params, position, direction, limit - len(found), test
         )
         if len(found) >= limit:
             return found
-        # too few: the next window reaches further by the density found so far
-        size *= max(2.0, 2.0 * limit / max(len(found), 1))
-    raise AssertionError("unreachable")
 
 
 def _newest_candidates(
@@ -369,6 +399,109 @@ def _newest_candidates(
     return actor_rows(branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, window)
 
 
+def _walk(
+    conn: psycopg.Connection,
+    cur: psycopg.Cursor[LogRow],
+    rest: Filters,
+    text: Filters,
+    position: tuple[datetime, int] | None,
+    direction: str,
+    window: int,
+    limit: int,
+) -> list[LogRow] | None:
+    """The page from a walk of the newest ``window`` candidates (the rows of the other
+    filters), or None when the walk did not find it.
+
+    When the planner expects at most twice the window of candidates (an actor with few
+    rows), every one is walked and counted in the same statement: fewer than the window
+    walked means the rows found are all there are. Otherwise the walk reads the newest
+    two months first (``recent``: a month's partition is planned and opened only when
+    read), and goes on into the older months only when the planner expects fewer than
+    the window's candidates in the newest two (a quiet log; a filter of old rows):
+    else the walk of them was the whole walk."""
+    keyset, keyset_params = keyset_condition(position, direction)
+    test, test_params = _text_test(conn, text)
+    if rest and estimate(conn, rest) <= 2 * window:
+        candidates, rest_params = _newest_candidates(rest, keyset, keyset_params, direction, window)
+        rows, walked = _counted_walk(
+            conn, candidates, {**rest_params, **test_params}, test, direction, limit
+        )
+        return rows if len(rows) >= limit or walked < window else None
+
+    def walk(span: sql.Composable, span_params: dict, limit: int) -> list[LogRow]:
+        within = sql.SQL("{} and {}").format(keyset, span)
+        candidates, rest_params = _newest_candidates(rest, within, keyset_params, direction, window)
+        query = sql.SQL(
+            "select {cols} from ({candidates}) w where {test} order by {order} limit {limit}"
+        ).format(
+            cols=column_list(LIST_COLUMNS),
+            candidates=candidates,
+            test=test,
+            order=order_by(direction),
+            limit=sql.Literal(limit),
+        )
+        params = {**rest_params, **span_params, **test_params}
+        return cur.execute(query, params, prepare=False).fetchall()
+
+    floor = recent_floor(position, direction)
+    if floor is None:
+        rows = walk(*ANY_TIME, limit)
+        return rows if len(rows) >= limit else None
+    rows = walk(*since(floor), limit)
+    if len(rows) < limit and estimate_within(conn, rest, since(floor)) < window:
+        rows += walk(*before(floor), limit - len(rows))
+    return rows if len(rows) >= limit else None
+
+
+def _counted_walk(
+    conn: psycopg.Connection,
+    candidates: sql.Composable,
+    params: dict,
+    test: sql.Composable,
+    direction: str,
+    limit: int,
+) -> tuple[list[LogRow], int]:
+    """The rows of ``candidates`` (all of them walked) that pass ``test``, up to
+    ``limit`` in page order, and how many candidates there were: one statement (an
+    actor's read is planned on every month)."""
+    query = sql.SQL(
+        "with walk as materialized ({candidates})"
+        " select {cols}, n.walked from (select count(*) as walked from walk) n"
+        " left join lateral (select {cols} from walk where {test} order by {order}"
+        " limit {limit}) r on true order by {order}"
+    ).format(
+        candidates=candidates,
+        cols=column_list(LIST_COLUMNS),
+        test=test,
+        order=order_by(direction),
+        limit=sql.Literal(limit),
+    )
+    found = conn.execute(query, params, prepare=False).fetchall()
+    walked = found[0][-1]
+    return [LogRow(*row[:-1]) for row in found if row[0] is not None], walked
+
+
+def _probe_in_days(
+    conn: psycopg.Connection, rest: Filters, index: Filters | None, window: int, total: float
+) -> float | None:
+    """The rows of the log the first window of days spans when it takes the place of
+    the probe walk (``_walk_window``), or None to walk.
+
+    A probe of a busy actor (more candidates than twice the window) walks its branches
+    in every month they are read in (``rows.actor_branches``): 15-25 ms at 10M for
+    ``TEXT_PROBE_WALK`` rows, most of it planning and opening them. The newest days
+    that hold the actor's probe rows (the probe's share of the actor's rows, of the
+    whole log) are the same test at the text index's cost, when the index answers the
+    search (``index``); and the windows after it are the ones the walk would have
+    fallen back to."""
+    if window != TEXT_PROBE_WALK or index is None or actor_branches(rest) is None:
+        return None
+    candidates = estimate(conn, rest)
+    if candidates <= 2 * window:
+        return None
+    return window * total / candidates
+
+
 def text_rows(
     conn: psycopg.Connection,
     cur: psycopg.Cursor[LogRow],
@@ -384,50 +517,24 @@ def text_rows(
     total = log_size(conn)
     words = estimate(conn, text)
     window = _walk_window(words, limit, total)
-    if window:
+    index = _index_terms(conn, text)
+    first = _probe_in_days(conn, rest, index, window, total)
+    if window and first is None:
         # a common word: walk the newest candidates (time or composite index) through a
         # bounded window; on those rows, the sieve first, then the words themselves
-        test, test_params = _text_test(conn, text)
-        candidates, rest_params = _newest_candidates(rest, keyset, keyset_params, direction, window)
-        query = sql.SQL(
-            "select {cols} from ({candidates}) w where {test} order by {order} limit {limit}"
-        ).format(
-            cols=column_list(LIST_COLUMNS),
-            candidates=candidates,
-            test=test,
-            order=order_by(direction),
-            limit=sql.Literal(limit),
-        )
-        rows = cur.execute(query, {**rest_params, **test_params}, prepare=False).fetchall()
-        if len(rows) >= limit:
-            return rows
-        # fewer candidates than the window: every one was walked (an actor with few
-        # rows), and the rows found are all there are. Counted only when the planner
-        # thinks it possible (a count of the walk costs 3-7 ms at 10M)
-        if (
-            rest
-            and estimate(conn, rest) <= 2 * window
-            and one_row(
-                conn.execute(
-                    sql.SQL("select count(*) from ({}) w").format(candidates),
-                    rest_params,
-                    prepare=False,
-                )
-            )[0]
-            < window
-        ):
+        rows = _walk(conn, cur, rest, text, position, direction, window, limit)
+        if rows is not None:
             return rows
         # the window held too few (chance, or the other filters thin the candidates)
-    index = _index_terms(conn, text)
     if index is text:
-        return _text_windows(conn, cur, filters, position, direction, limit, total)
+        return _text_windows(conn, cur, filters, position, direction, limit, total, first=first)
     if index is not None:
         # prefixes beside whole words or rare prefixes ("mari* smith", "zeb* smi*"): the
         # index gathers the cheap terms alone, in windows of days, and the whole search
         # is tested on their rows
         narrowed = Filters(rest.active + index.active)
         return _text_windows(
-            conn, cur, narrowed, position, direction, limit, total, recheck=filters
+            conn, cur, narrowed, position, direction, limit, total, recheck=filters, first=first
         )
     # common prefixes only, with few matches near the top: the planner's own plan. The
     # full-text index gathers every word a prefix starts into a bitmap before anything
