@@ -19,6 +19,10 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
   the index answers alone (actor, source, dates) take the page's ids from it alone
   (index-only, so no plan walks the time index instead), then those rows by id.
   A text search of an actor walks the same merged branches (``text_search``).
+* **The newest two months first** (``recent``). On the log partitioned by month, a
+  statement is planned and opened on every month it may read: an actor's page reads the
+  last two months (their partitions only) and the older ones only for the rows those
+  lack.
 * **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
   a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
 

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from psycopg import sql
 
-from audit_capture.viewer.rows import LogRow
-
-#: a read of up to ``limit`` rows of a page within a span of time (a condition on
-#: occurred_at and its parameters), in page order
-SpanRead = Callable[[sql.Composable, dict, int], list[LogRow]]
+Row = TypeVar("Row")
 
 ANY_TIME: tuple[sql.Composable, dict] = (sql.SQL("true"), {})
 
@@ -60,10 +57,15 @@ def before(moment: datetime) -> tuple[sql.Composable, dict]:
 
 
 def newest_first(
-    read: SpanRead, position: tuple[datetime, int] | None, direction: str, limit: int
-) -> list[LogRow]:
+    read: Callable[[sql.Composable, dict, int], list[Row]],
+    position: tuple[datetime, int] | None,
+    direction: str,
+    limit: int,
+) -> list[Row]:
     """Up to ``limit`` rows of ``read`` in page order: the recent months first, the
-    older ones only when those hold fewer than ``limit`` (``recent_floor``)."""
+    older ones only when those hold fewer than ``limit`` (``recent_floor``).
+    ``read(span, span_params, limit)`` reads up to ``limit`` rows of the page within a
+    span of time (a condition on occurred_at and its parameters), in page order."""
     floor = recent_floor(position, direction)
     if floor is None:
         return read(*ANY_TIME, limit)

@@ -13,6 +13,11 @@ the whole words that way and test the prefixes on the rows found; prefixes alone
 the walk keep the planner's own plan (the index gathers every word a prefix starts
 before anything else: 150 ms and more for ``mar*`` at 10M).
 
+On the log partitioned by month, the walk reads the newest two months first
+(``recent``), an actor with few rows is walked and counted in one statement, and a
+busy actor's probe is the newest days of the index rather than a walk of its branches
+in every month (``_walk``, ``_probe_in_days``).
+
 ``text_rows`` is the entry point (``pages.fetch_rows`` calls it for a ``q`` filter).
 """
 
