@@ -74,13 +74,7 @@ def prepare(server, rows: int) -> str:
         for table, function, _ in TRIGGERS:
             if function is None:  # untracked, or tracked by prepare_database()
                 continue
-            bench.run_file(
-                conn,
-                "create_table.sql",
-                table=table,
-                email_index=f"{table}_email_idx",
-                owner_index=f"{table}_owner_id_idx",
-            )
+            bench.create_table(conn, bench.CLIENTS, table)
             # the same transition tables as audit_capture's own triggers ask for
             conn.execute(
                 sql.SQL(
@@ -96,13 +90,7 @@ def prepare(server, rows: int) -> str:
             if function is None:
                 continue
             if table not in (t for t, _, _ in TRIGGERS):
-                bench.run_file(
-                    conn,
-                    "create_table.sql",
-                    table=table,
-                    email_index=f"{table}_email_idx",
-                    owner_index=f"{table}_owner_id_idx",
-                )
+                bench.create_table(conn, bench.CLIENTS, table)
                 bench.reset_table(conn, table, rows)
             conn.execute(
                 sql.SQL(
@@ -122,10 +110,11 @@ def measure(server, url: str, settings: bench.Settings) -> Tps:
         scripts = {}
         for workload in bench.PGBENCH_WORKLOADS:
             for table, _, _ in TRIGGERS:
-                path = Path(workdir) / f"{table}_{workload.script}"
+                script = bench.CLIENTS.script(workload.kind)
+                path = Path(workdir) / f"{table}_{workload.kind}.sql"
                 path.write_text(
                     bench.render(
-                        bench.PGBENCH_DIR / workload.script, table=table, rows=settings.rows
+                        bench.PGBENCH_DIR / script, table=table, rows=settings.rows
                     ).as_string(conn)
                 )
                 scripts[workload.name, table] = path
