@@ -82,7 +82,7 @@ UPDATE_DIFF = re.compile(
     re.S,
 )
 UPDATE_DIFF_CONSTANT = "cross join lateral (select 'update' as kind, '{}'::jsonb as changes) k\n"
-UPDATE_CHANGED = re.compile(r"and \(o\.id is distinct from n\.id or[^;]*\);")
+UPDATE_CHANGED = re.compile(r"and \(k\.changes <> '\{\}'::jsonb\);")
 
 
 @dataclass(frozen=True)

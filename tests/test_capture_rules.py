@@ -142,6 +142,8 @@ def test_update_of_ignored_columns_only_is_not_logged(conn):
     before = count_actions(conn)
     with conn.transaction():
         conn.execute("update clients set updated_at = now() + interval '1 day'")
+        # one row: the one-row path's own test of what changed
+        conn.execute("update clients set updated_at = now() + interval '2 days' where id = 2")
     assert count_actions(conn) == before
 
 
@@ -162,6 +164,7 @@ def test_noop_update_is_not_logged(conn):
     before = count_actions(conn)
     with conn.transaction():
         conn.execute("update clients set name = name, email = email")
+        conn.execute("update clients set name = name, email = email where id = 1")
         conn.execute("update clients set notes = 'x' where false")
         conn.execute("delete from clients where false")
     assert count_actions(conn) == before
