@@ -338,6 +338,21 @@ def test_maintain_keeps_the_asked_months_ahead(conn, admin_url):
     assert _maintain(admin_url, months_ahead=5)[0][0] == "ok"
 
 
+def test_every_partition_s_text_index_keeps_its_pending_list_small(conn, admin_url):
+    # the write that fills a GIN pending list merges it into the index: at PostgreSQL's
+    # 4 MB that write stalled 80-150 ms (13_viewer_indexes.sql)
+    _maintain(admin_url, months_ahead=5)
+    options = conn.execute(
+        "select c.relname, c.reloptions from pg_inherits i join pg_class c on c.oid = i.inhrelid"
+        " where i.inhparent = 'audit.action_log_text_time_idx'::regclass order by 1"
+    ).fetchall()
+    assert [name for name, _ in options] == sorted(
+        [f"action_log_p{_month(conn, n)}_text_time_idx" for n in range(6)]
+        + ["action_log_default_text_time_idx"]
+    )
+    assert {tuple(reloptions) for _, reloptions in options} == {("gin_pending_list_limit=256",)}
+
+
 def test_status_sees_no_drift_in_the_partitions_maintain_made(conn, admin_url):
     from audit_capture.status import read_status
 

@@ -79,15 +79,15 @@ select audit.bd_make_log('time', array['create index on %s (occurred_at desc, id
 select audit.bd_make_log('kind', array['create index on %s (actor_type, action_type, source, resource_type)']);
 select audit.bd_make_log('actor', array['create index on %s (actor_id, source, occurred_at desc, id desc) where actor_id is not null',
                                         'create index on %s (actor_name, occurred_at desc, id desc) where actor_id is null']);
-select audit.bd_make_log('text', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at))$i$]);
-select audit.bd_make_log('text_day', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), (array[2 * ((occurred_at at time zone 'UTC')::date - date '2000-01-01')]))$i$]);
-select audit.bd_make_log('text_words', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')))$i$]);
+select audit.bd_make_log('text', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at)) with (gin_pending_list_limit = 256)$i$]);
+select audit.bd_make_log('text_day', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), (array[2 * ((occurred_at at time zone 'UTC')::date - date '2000-01-01')])) with (gin_pending_list_limit = 256)$i$]);
+select audit.bd_make_log('text_words', array[$i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, ''))) with (gin_pending_list_limit = 256)$i$]);
 select audit.bd_make_log('all', array[
   'create index on %s (occurred_at desc, id desc)',
   'create index on %s (actor_type, action_type, source, resource_type)',
   'create index on %s (actor_id, source, occurred_at desc, id desc) where actor_id is not null',
   'create index on %s (actor_name, occurred_at desc, id desc) where actor_id is null',
-  $i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at))$i$]);
+  $i$create index on %s using gin (to_tsvector('simple', action || ' ' || coalesce(actor_name, '') || ' ' || coalesce(resource_label, '')), audit.time_buckets(occurred_at)) with (gin_pending_list_limit = 256)$i$]);
 
 create or replace function audit.bd_row_action_log() returns trigger
 language plpgsql security definer set search_path = pg_catalog, pg_temp set jit = off as $$

@@ -135,6 +135,9 @@ begin
       end if;
     end loop;
   end loop;
+  -- 0003 set the text index's pending list to 256 kB (13_viewer_indexes.sql); 0002 had
+  -- PostgreSQL's default
+  alter index if exists audit.action_log_text_time_idx reset (gin_pending_list_limit);
 
   -- revision 0002's keys
   alter table audit.action_item_chunk drop column occurred_at;  -- and the key that held it
