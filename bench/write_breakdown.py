@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import signal
 import statistics
 import sys
 from dataclasses import dataclass
@@ -364,20 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     except bench.UsageError as error:
         print(f"write_breakdown: {error}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server = bench.start_server(bin_dir)
-    try:
+
+    def body(server: bench.EmbeddedPostgresql) -> int:
         url = prepare(server, rows)
         samples = measure(url, rows, statements, rounds)
         print(report(samples, server.server_version(), statements, rounds), flush=True)
         return 0
-    except KeyboardInterrupt:
-        bench.log("interrupted")
-        return 130
-    finally:
-        bench.log("stopping PostgreSQL")
-        server.stop()
+
+    return bench.run_on_server("write_breakdown", bin_dir, body)
 
 
 if __name__ == "__main__":

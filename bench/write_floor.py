@@ -25,7 +25,6 @@ that turns them into JSON in chunks of 1,000 as audit_capture does but stores no
 from __future__ import annotations
 
 import argparse
-import signal
 import statistics
 import sys
 import tempfile
@@ -201,10 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             rows=100_000, pgbench_blocks=5, block_seconds=4, warmup_seconds=2, bulk_runs=3
         )
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    server = bench.start_server()
-    try:
+
+    def body(server: bench.EmbeddedPostgresql) -> int:
         url = prepare(server, settings.rows)
         tps = measure(server, url, settings)
         bench.log("bulk DELETE")
@@ -212,12 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report(tps, settings.clients), flush=True)
         print(report_delete(seconds, settings.rows), flush=True)
         return 0
-    except KeyboardInterrupt:
-        bench.log("interrupted")
-        return 130
-    finally:
-        bench.log("stopping PostgreSQL")
-        server.stop()
+
+    return bench.run_on_server("write_floor", None, body)
 
 
 if __name__ == "__main__":

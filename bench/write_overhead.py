@@ -1042,19 +1042,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = settings_from(args)
     shapes = tuple(SHAPES[name] for name in SHAPES if name in args.shapes)
-    # Ctrl-C and SIGTERM end the run through the finally below, so the server is always
-    # stopped (SIGINT too: a shell starting us in the background would have ignored it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        server = start_server(bin_dir)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(
-            f"write_overhead.py: PostgreSQL from {bin_dir} did not start: {first}", file=sys.stderr
-        )
-        return 1
-    try:
+
+    def body(server: EmbeddedPostgresql) -> int:
         version = server.server_version()
         rows, latencies = run(server, settings, shapes, args.working_triggers)
         print(
@@ -1084,6 +1073,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             wait_for_interrupt(server)
         return 1 if any(row.error for row in rows) else 0
+
+    return run_on_server("write_overhead.py", bin_dir, body)
+
+
+def run_on_server(
+    program: str, bin_dir: Path | None, body: Callable[[EmbeddedPostgresql], int]
+) -> int:
+    """Start a throwaway server, run body(server) and stop the server, whatever happens:
+    the exit status is body's, 1 when the server does not start, 130 on Ctrl-C."""
+    # Ctrl-C and SIGTERM end the run through the finally below, so the server is always
+    # stopped (SIGINT too: a shell starting us in the background would have ignored it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        server = start_server(bin_dir)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = f" from {bin_dir}" if bin_dir else ""
+        print(f"{program}: PostgreSQL{where} did not start: {first}", file=sys.stderr)
+        return 1
+    try:
+        return body(server)
     except KeyboardInterrupt:
         log("interrupted")
         return 130

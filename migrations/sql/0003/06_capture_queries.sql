@@ -289,20 +289,19 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   return audit.concat_ws_sql(array(
-    select case versions
-      when 'both' then case when c = any (redacted)
+    select case
+      when versions = 'both' and c = any (redacted)
         then format('case when %s then %L end', d, to_json(c)::text || ':{"old":"[redacted]","new":"[redacted]"}')
-        else format('case when %s then %L || pg_catalog.json_build_object(''old'', o.%I, ''new'', n.%I)::text end',
-                    d, to_json(c)::text || ':', c, c) end
-      else format('case when %s then %L || %s end', d, to_json(c)::text || ':',
-                  case versions when 'o' then v.o else v.n end)
+      when versions = 'both'
+        then format('case when %s then %L || pg_catalog.json_build_object(''old'', o.%I, ''new'', n.%I)::text end',
+                    d, to_json(c)::text || ':', c, c)
+      -- one version ('o' or 'n', the alias of its row in the query)
+      when c = any (redacted)
+        then format('case when %s then %L end', d, to_json(c)::text || ':"[redacted]"')
+      else format($s$case when %s then %L || coalesce(to_json(%s.%I)::text, 'null') end$s$,
+                  d, to_json(c)::text || ':', versions, c)
     end
     from unnest(columns, differs) with ordinality u(c, d, i)
-    cross join lateral (
-      select case when c = any (redacted) then $s$'"[redacted]"'$s$
-                  else format($s$coalesce(to_json(o.%I)::text, 'null')$s$, c) end as o,
-             case when c = any (redacted) then $s$'"[redacted]"'$s$
-                  else format($s$coalesce(to_json(n.%I)::text, 'null')$s$, c) end as n) v
     order by u.i));
 end
 $$;
