@@ -49,6 +49,10 @@ begin
       using errcode = 'invalid_parameter_value';
   end if;
 
+  -- the transaction id before the action's id: audit.seal() relies on every action's
+  -- transaction having one when it draws its id (17_seal.sql); an event may be the
+  -- first write of its transaction, and the INSERT below draws the id first
+  perform txid_current();
   insert into audit.action_log as l (
     action, action_type, resource_type, resource_id, resource_label, row_count,
     actor_id, actor_name, actor_type, source, changes, db_user, transaction_id,

@@ -34,7 +34,7 @@ drop view if exists audit.tracked_tables, audit.log_partitions;
 -- (the log's partitions go with their partitioned parents)
 drop table if exists audit.tracked_table, audit.action_item_chunk, audit.action_log,
   audit.pending_key_change, audit.pending_truncate,
-  audit.batch_action;
+  audit.batch_action, audit.seal_block, audit.seal_mark;
 drop function if exists audit.refuse_change();
 
 drop type if exists audit.context;
