@@ -138,10 +138,22 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     constants = {"action_types", "actor_types", "sources"}
     # ... nor into the capture queries (capped_label: 05_naming.sql says why)
     # ... nor into the text-search index's expression (time_buckets: 13_viewer_indexes.sql)
-    inlined = {"capped_label", "time_buckets"}
+    # ... nor into the seal's and verify's queries (17_seal.sql: SQL-standard bodies)
+    inlined = {
+        "capped_label",
+        "time_buckets",
+        "action_content",
+        "action_digest",
+        "block_content",
+        "block_hash",
+    }
+    # the seal chain's functions render timestamps in UTC whatever the session's zone
+    in_utc = {"seal", "verify_chain", "seal_retention"}
     for name, definer, config in rows:
         if name in constants | inlined:
             assert config is None and not definer
+        elif name in in_utc:
+            assert config == ["search_path=pg_catalog, pg_temp", "TimeZone=UTC"], name
         elif name == "capture" or re.fullmatch(r"capture_\d+", name):
             # capture functions also turn JIT off (07_capture.sql says why)
             assert config == ["search_path=pg_catalog, pg_temp", "jit=off"], name

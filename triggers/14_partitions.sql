@@ -426,7 +426,8 @@ comment on function audit.maintain(integer) is
 -- (12_privileges.sql ran before these existed)
 revoke all on function audit.guard_partition(regclass), audit.make_default_partitions(),
   audit.make_month_partitions(date), audit.move_default_rows(), audit.prepare_months(date, date),
-  audit.prepare_partitions(date, date), audit.maintain(integer)
+  audit.prepare_partitions(date, date), audit.maintain(integer),
+  audit.name_partition_indexes(regclass)
   from public;
 grant execute on function audit.prepare_partitions(date, date), audit.maintain(integer) to audit_admin;
 revoke all on audit.log_partitions from public;

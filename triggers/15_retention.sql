@@ -277,6 +277,8 @@ comment on function audit.apply_retention(integer, boolean, jsonb, interval) is
 
 revoke all on function audit.apply_retention(integer, boolean, jsonb, interval) from public;
 grant execute on function audit.apply_retention(integer, boolean, jsonb, interval) to audit_admin;
+-- (12_privileges.sql ran before it existed)
+revoke all on function audit.retention_floor_months() from public;
 grant execute on function audit.retention_floor_months() to audit_admin;
 
 -- The second step of retention, in a transaction of its own: drops the tables that

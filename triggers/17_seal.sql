@@ -14,15 +14,16 @@
 -- Never skipping an action that commits late. Ids are drawn before commit: a
 -- transaction holding id 100 may commit after one holding 101. So a seal goes only up
 -- to a MARK that every transaction is done with. A mark is the id sequence's last
--- value L, read BEFORE a snapshot whose xmax it keeps (audit.seal_mark). Whoever drew an
--- id <= L drew it before L was read, and had a transaction id by then (every path that
--- writes an action has one before it draws its id: a tracked table's change, or
--- audit.log_action()'s txid_current() first), so that transaction id is below the
--- snapshot's xmax. Once the oldest running transaction is at or past that xmax, every
--- id <= L is final: committed, or gone for good. Each seal leaves a mark and seals up
--- to the newest mark that is safe, its own when no older transaction is still running.
--- This needs the sequence's CACHE 1 (its default): a cached range would hand out ids
--- below L later.
+-- value L, read BEFORE the marking transaction takes its own transaction id X
+-- (audit.seal_mark). Whoever drew an id <= L drew it before L was read, and had a
+-- transaction id by then (every path that writes an action has one before it draws
+-- its id: a tracked table's change, or audit.log_action()'s txid_current() first), so
+-- below X. Once no transaction below X is in progress, every id <= L is final:
+-- committed, or gone for good. Each seal leaves a mark and seals up to the newest mark
+-- that is safe, its own when no older transaction is still running. (Not a snapshot's
+-- xmin and xmax: a snapshot does not list a running transaction whose id is at or past
+-- its xmax, the latest completed one's + 1.) This needs the sequence's CACHE 1 (its
+-- default): a cached range would hand out ids below L later.
 --
 -- Retention: a month dropped legitimately (audit.drop_retired_partitions()) appends a
 -- retention block naming the ids it dropped, so that verify accepts their absence; an
@@ -63,6 +64,7 @@ comment on column audit.seal_block.dropped_ids is 'Retention: the ids of the act
 comment on column audit.seal_block.detail is 'Retention: the retired table, its action count and id range.';
 comment on column audit.seal_block.prev_hash is 'The previous block''s block_hash (32 zero bytes for block 1).';
 comment on column audit.seal_block.block_hash is 'sha256(prev_hash || audit.block_content()).';
+comment on column audit.seal_block.sealed_at is 'When the block was appended.';
 comment on column audit.seal_block.sealed_by is 'The role that sealed it (session_user).';
 
 create or replace trigger seal_block_append_only
@@ -76,11 +78,15 @@ create or replace trigger seal_block_no_truncate
 -- seal has gone past it.
 create table if not exists audit.seal_mark (
   last_id    bigint not null,
-  snapshot_xmax xid8 not null,
+  mark_xid   xid8 not null,
   marked_at  timestamptz not null default pg_catalog.statement_timestamp()
 );
 comment on table audit.seal_mark is
-  'Internal: audit.seal()''s marks: the id sequence''s last value and the xmax of a snapshot taken after it. Every id up to last_id is final once no transaction older than xmax runs.';
+  'Internal: audit.seal()''s marks: the id sequence''s last value, and the transaction id its seal took just after reading it. Every id up to last_id is final once no transaction below mark_xid is in progress.';
+
+comment on column audit.seal_mark.last_id is 'The id sequence''s last value when the mark was made.';
+comment on column audit.seal_mark.mark_xid is 'The transaction id the marking seal took just after reading last_id.';
+comment on column audit.seal_mark.marked_at is 'When the mark was made.';
 
 -- What an action's digest is made of: the row's every column and its item chunks, as
 -- text that does not depend on the session (timestamps in UTC: the callers set the
@@ -88,48 +94,44 @@ comment on table audit.seal_mark is
 -- not change the digest of what was sealed before it.
 create or replace function audit.action_content(a audit.action_log) returns text
 language sql stable
-as $$
-  select pg_catalog.jsonb_build_array(
-           a.id, a.occurred_at, a.action, a.action_type, a.resource_type, a.resource_id,
-           a.resource_label, a.row_count, a.actor_id, a.actor_name, a.actor_type,
-           a.source, a.changes, a.db_user, a.transaction_id, a.request_id, a.context,
-           a.table_name, a.operation, a.application_name, a.client_addr)::text
-    -- the chunks live in the action's month (or the legacy partition: '-infinity');
-    -- one moved elsewhere is missing here, and the digest says so
-    || coalesce((select pg_catalog.string_agg(
-                          pg_catalog.jsonb_build_array(c.first_item, c.item_count,
-                            c.resource_type, c.operation, c.changed_columns, c.items,
-                            c.resource_ids)::text, ',' order by c.first_item)
-                 from audit.action_item_chunk c
-                 where c.action_id = a.id
-                   and c.occurred_at in (a.occurred_at, '-infinity'::timestamptz)), '')
-$$;
+-- a SQL-standard body (as audit.time_buckets()): bound here, so no search_path is
+-- consulted when it runs, and inlined into the seal's and verify's queries
+return pg_catalog.jsonb_build_array(
+         a.id, a.occurred_at, a.action, a.action_type, a.resource_type, a.resource_id,
+         a.resource_label, a.row_count, a.actor_id, a.actor_name, a.actor_type,
+         a.source, a.changes, a.db_user, a.transaction_id, a.request_id, a.context,
+         a.table_name, a.operation, a.application_name, a.client_addr)::text
+  -- the chunks live in the action's month (or the legacy partition: '-infinity');
+  -- one moved elsewhere is missing here, and the digest says so
+  || coalesce((select pg_catalog.string_agg(
+                        pg_catalog.jsonb_build_array(c.first_item, c.item_count,
+                          c.resource_type, c.operation, c.changed_columns, c.items,
+                          c.resource_ids)::text, ',' order by c.first_item)
+               from audit.action_item_chunk c
+               where c.action_id = a.id
+                 and c.occurred_at in (a.occurred_at, '-infinity'::timestamptz)), '');
 comment on function audit.action_content(audit.action_log) is
   'Internal: an action''s row and its item chunks as text, in UTC (the caller sets the time zone): what its seal digest hashes.';
 
 create or replace function audit.action_digest(a audit.action_log) returns bytea
 language sql stable
-as $$
-  select pg_catalog.substr(pg_catalog.sha256(pg_catalog.convert_to(audit.action_content(a), 'UTF8')), 1, 16)
-$$;
+return pg_catalog.substr(pg_catalog.sha256(pg_catalog.convert_to(audit.action_content(a), 'UTF8')), 1, 16);
 comment on function audit.action_digest(audit.action_log) is
   'Internal: the first 16 bytes of the sha256 of audit.action_content(): an action''s digest in a seal block.';
 
 create or replace function audit.block_content(b audit.seal_block) returns text
 language sql immutable
-as $$
-  select pg_catalog.jsonb_build_array(
-           b.block_no, b.kind, b.first_id, b.last_id, b.action_ids,
-           pg_catalog.encode(b.digests, 'hex'), b.dropped_ids::text, b.detail)::text
-$$;
+return pg_catalog.jsonb_build_array(
+         b.block_no, b.kind, b.first_id, b.last_id, b.action_ids,
+         pg_catalog.encode(b.digests, 'hex'), b.dropped_ids::text, b.detail)::text;
 comment on function audit.block_content(audit.seal_block) is
   'Internal: a seal block''s content as text: what its hash covers with the previous block''s hash.';
 
 create or replace function audit.block_hash(prev_hash bytea, b audit.seal_block) returns bytea
 language sql immutable
-as $$
-  select pg_catalog.sha256(prev_hash || pg_catalog.convert_to(audit.block_content(b), 'UTF8'))
-$$;
+return pg_catalog.sha256(prev_hash || pg_catalog.convert_to(audit.block_content(b), 'UTF8'));
+comment on function audit.block_hash(bytea, audit.seal_block) is
+  'Internal: a seal block''s hash: sha256 of the previous block''s hash and audit.block_content().';
 
 -- Appends one block: its number and previous hash are the chain's; its hash is made
 -- here. The caller holds the chain's lock (audit.lock_chain()).
@@ -144,21 +146,26 @@ begin
   b.block_no := coalesce(last.block_no, 0) + 1;
   b.prev_hash := coalesce(last.block_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea);
   b.sealed_at := statement_timestamp();
-  b.sealed_by := session_user;
+  b.sealed_by := session_user::text;
   b.block_hash := audit.block_hash(b.prev_hash, b);
   insert into audit.seal_block select b.*;
   return b;
 end
 $$;
+comment on function audit.append_block(audit.seal_block) is
+  'Internal: appends a block to the seal chain, numbering it, linking it to the last block and hashing it; the caller holds audit.lock_chain().';
 
 -- One writer of the chain at a time (seal, retention): a transaction-level advisory
 -- lock in a key space of audit_capture's own (two-key form: the class id of
 -- audit.seal_block and 1).
 create or replace function audit.lock_chain() returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   select pg_catalog.pg_advisory_xact_lock('audit.seal_block'::pg_catalog.regclass::oid::integer, 1)
 $$;
+comment on function audit.lock_chain() is
+  'Internal: the seal chain''s lock, held by its one writer until the transaction ends (audit.seal(), retention).';
 
 create or replace function audit.chain_head() returns text
 language sql stable security definer
@@ -188,6 +195,7 @@ declare
   digests_    bytea;
   upto        bigint;
   b           audit.seal_block;
+  snap        pg_snapshot;
 begin
   if max_actions is null or max_actions < 1 then
     raise exception 'max_actions is %; expected 1 or more', coalesce(max_actions::text, 'null')
@@ -201,14 +209,21 @@ begin
   end if;
   perform audit.lock_chain();
 
-  -- the mark: the sequence first, then the snapshot (statements apart, in this order)
+  -- the mark: the sequence first, then this transaction's id (statements apart, in
+  -- this order)
   select s.last_value, s.is_called into last_value_, called from audit.action_log_id_seq s;
   mark_id := case when called then last_value_ else last_value_ - 1 end;
-  insert into audit.seal_mark (last_id, snapshot_xmax)
-  values (mark_id, pg_snapshot_xmax(pg_current_snapshot()));
+  insert into audit.seal_mark (last_id, mark_xid) values (mark_id, pg_current_xact_id());
 
+  -- the newest safe mark: no transaction below its id in progress. Those are the
+  -- snapshot's running ones below its xmax, and any at or past its xmax (which it does
+  -- not list): asked one by one from its xmin up, stopping at the first that runs
+  snap := pg_current_snapshot();
   select max(m.last_id) into bound from audit.seal_mark m
-  where m.snapshot_xmax <= pg_snapshot_xmin(pg_current_snapshot());
+  where not exists (
+    select from generate_series(pg_snapshot_xmin(snap)::text::bigint,
+                                m.mark_xid::text::bigint - 1) x
+    where pg_xact_status(x::text::xid8) = 'in progress');
   select coalesce(max(s.last_id), 0) into sealed_to from audit.seal_block s where s.kind = 'actions';
 
   actions_sealed := 0;
@@ -270,9 +285,9 @@ comment on function audit.seal_retention(regclass) is
 
 -- One finding per problem, in chain order, at most max_findings; none when the chain
 -- and the log agree.
-create or replace function audit.verify_chain(expect_head text default null, max_findings integer default 100)
+create or replace function audit.verify_chain(expect_heads text[] default '{}', max_findings integer default 100)
 returns table (finding text, block_no bigint, action_id bigint, detail text)
-language plpgsql security definer
+language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 set timezone = 'UTC'
 as $$
@@ -280,20 +295,21 @@ declare
   blk          audit.seal_block;
   prev_hash    bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
   expected_no  bigint;
-  next_first   bigint := 1;
+  next_first   bigint := 1::bigint;
   found_count  integer := 0;
   f            record;
-  expect_no    bigint;
-  expect_hash  bytea;
+  head         text;
+  expect_nos   bigint[] := '{}'::bigint[];
+  expect_hashes bytea[] := '{}'::bytea[];
 begin
-  if expect_head is not null then
-    if expect_head !~ '^[0-9]{1,18}:[0-9a-f]{64}$' then
-      raise exception 'expected head %: not a chain head (block:sha256 hex, as audit.chain_head() gives)', expect_head
+  foreach head in array coalesce(expect_heads, '{}') loop
+    if head is null or head !~ '^[0-9]{1,18}:[0-9a-f]{64}$' then
+      raise exception 'expected head %: not a chain head (block:sha256 in hex, as audit.chain_head() gives)', coalesce(head, 'null')
         using errcode = 'invalid_parameter_value';
     end if;
-    expect_no := split_part(expect_head, ':', 1)::bigint;
-    expect_hash := decode(split_part(expect_head, ':', 2), 'hex');
-  end if;
+    expect_nos := expect_nos || split_part(head, ':', 1)::bigint;
+    expect_hashes := expect_hashes || decode(split_part(head, ':', 2), 'hex');
+  end loop;
 
   -- the chain: numbered from 1 without a gap, each block linked and hashed as stored
   expected_no := 1;
@@ -313,22 +329,26 @@ begin
       detail := format('block %s starts at action %s, not %s', blk.block_no, blk.first_id, next_first);
       return next; return;
     end if;
-    if blk.block_no = expect_no and blk.block_hash <> expect_hash then
-      finding := 'head_mismatch'; block_no := blk.block_no; action_id := null;
-      detail := format('block %s is %s, not the %s saved earlier: the chain was rewritten', blk.block_no, encode(blk.block_hash, 'hex'), encode(expect_hash, 'hex'));
-      return next; return;
-    end if;
+    for i in 1 .. coalesce(cardinality(expect_nos), 0) loop
+      if expect_nos[i] = blk.block_no and expect_hashes[i] <> blk.block_hash then
+        finding := 'head_mismatch'; block_no := blk.block_no; action_id := null;
+        detail := format('block %s is %s, not the %s saved earlier: the chain was rewritten', blk.block_no, encode(blk.block_hash, 'hex'), encode(expect_hashes[i], 'hex'));
+        return next; return;
+      end if;
+    end loop;
     prev_hash := blk.block_hash;
     expected_no := expected_no + 1;
     if blk.kind = 'actions' then
       next_first := blk.last_id + 1;
     end if;
   end loop;
-  if expect_no is not null and expect_no >= expected_no then
-    finding := 'head_mismatch'; block_no := expect_no; action_id := null;
-    detail := format('block %s, saved earlier, is no longer in the chain (it ends at block %s): the chain was cut', expect_no, expected_no - 1);
-    return next; return;
-  end if;
+  for i in 1 .. coalesce(cardinality(expect_nos), 0) loop
+    if expect_nos[i] >= expected_no then
+      finding := 'head_mismatch'; block_no := expect_nos[i]; action_id := null;
+      detail := format('block %s, saved earlier, is no longer in the chain (it ends at block %s): the chain was cut', expect_nos[i], expected_no - 1);
+      return next; return;
+    end if;
+  end loop;
 
   -- the actions, block by block, against their digests
   for blk in select * from audit.seal_block s where s.kind = 'actions' order by s.block_no loop
@@ -360,14 +380,14 @@ begin
   end loop;
 end
 $$;
-comment on function audit.verify_chain(text, integer) is
-  'Checks the seal chain and the log against it: returns one row per problem (chain_broken, head_mismatch, altered, removed, added), in chain order, at most max_findings; none when all agree. expect_head: a head saved earlier (audit.chain_head()), which must still be in the chain.';
+comment on function audit.verify_chain(text[], integer) is
+  'Checks the seal chain and the log against it: returns one row per problem (chain_broken, head_mismatch, altered, removed, added), in chain order, at most max_findings; none when all agree. expect_heads: heads saved earlier (audit.chain_head()), each of which must still be in the chain.';
 
-revoke all on function audit.seal(integer), audit.verify_chain(text, integer), audit.chain_head(),
+revoke all on function audit.seal(integer), audit.verify_chain(text[], integer), audit.chain_head(),
   audit.seal_retention(regclass), audit.append_block(audit.seal_block), audit.lock_chain(),
   audit.action_content(audit.action_log), audit.action_digest(audit.action_log),
   audit.block_content(audit.seal_block), audit.block_hash(bytea, audit.seal_block)
   from public;
 grant execute on function audit.seal(integer) to audit_admin;
-grant execute on function audit.verify_chain(text, integer), audit.chain_head() to audit_reader;
+grant execute on function audit.verify_chain(text[], integer), audit.chain_head() to audit_reader;
 grant select on audit.seal_block to audit_reader;

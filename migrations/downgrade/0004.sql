@@ -5,7 +5,7 @@
 set local role audit_owner;
 
 drop function if exists audit.seal(integer);
-drop function if exists audit.verify_chain(text, integer);
+drop function if exists audit.verify_chain(text[], integer);
 drop function if exists audit.chain_head();
 drop function if exists audit.seal_retention(regclass);
 drop function if exists audit.append_block(audit.seal_block);

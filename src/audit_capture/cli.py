@@ -872,6 +872,87 @@ def retention(ctx, keep_text: str, apply: bool, archive_dir: str | None, lock_wa
         click.echo(line)
 
 
+# -- seal and verify ---------------------------------------------------------------
+
+
+@cli.command("seal")
+@database_url_option
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0, max=3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for transactions older than the newest action to end.",
+)
+@click.option(
+    "--head-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Append the chain's new head to FILE (keep it outside the database).",
+)
+@click.pass_context
+def seal_command(ctx, wait_seconds: float, head_file: str | None) -> None:
+    """Seal the log: link every action so far, with its items, into the hash chain.
+
+    Run it every few minutes from cron, keeping the heads on another machine:
+
+    \b
+    */5 * * * * audit-capture --database-url postgresql://dba@db/crm \
+        seal --head-file /secure/heads.txt
+
+    Seals in id order up to the newest action that every transaction is done with: an
+    action whose transaction is still open waits for the next run. Needs audit_admin.
+    """
+    from pathlib import Path
+
+    from audit_capture import seal as seal_module
+
+    with database.connect(database_url(ctx)) as conn:
+        try:
+            result = seal_module.seal(conn, wait_seconds)
+        except seal_module.SealRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    if head_file and result.head:
+        seal_module.append_head(Path(head_file), result.head)
+    for line in seal_module.seal_lines(result):
+        click.echo(line)
+
+
+@cli.command("verify")
+@database_url_option
+@click.option(
+    "--expect",
+    "expect",
+    multiple=True,
+    metavar="HEAD|FILE",
+    help="A head saved earlier (17:3fa4...), or a file of them (seal --head-file) or an "
+    "archive manifest; it must still be in the chain. Repeatable.",
+)
+@click.pass_context
+def verify_command(ctx, expect: tuple[str, ...]) -> None:
+    """Check the log against its hash chain: exit 0 when intact, 1 when not.
+
+    Recomputes every sealed action's digest and the chain, and names the first action
+    altered, removed (and not by a recorded retention) or added out of place. A rewrite
+    of the whole chain is caught by --expect: heads kept outside the database. Needs
+    audit_reader.
+    """
+    from audit_capture import seal as seal_module
+
+    try:
+        heads = [head for value in expect for head in seal_module.expected_heads(value)]
+        with database.connect(database_url(ctx)) as conn:
+            result = seal_module.verify(conn, heads)
+    except seal_module.SealRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in seal_module.verify_lines(result):
+        click.echo(line)
+    if not result.intact:
+        ctx.exit(1)
+
+
 # -- archive -----------------------------------------------------------------------
 
 

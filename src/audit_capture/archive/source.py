@@ -150,3 +150,13 @@ def columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
             (table,),
         )
     ]
+
+
+def chain_head(conn: psycopg.Connection) -> str | None:
+    """The seal chain's head now (``audit.chain_head()``), for the manifest: a head kept
+    with the archive, outside the database, that ``audit-capture verify --expect
+    MANIFEST`` checks is still in the chain. None before the first seal, or on a
+    schema without the chain (revision 0003 and older)."""
+    if one_value(conn, "select to_regprocedure('audit.chain_head()') is null"):
+        return None
+    return one_value(conn, "select audit.chain_head()")

@@ -190,6 +190,9 @@ def _archive_month(
             raise ArchiveError(f"cannot write {partial}: {exc.strerror or exc}") from None
         action_columns = source.columns(conn, "audit.action_log")
         chunk_columns = source.columns(conn, "audit.action_item_chunk")
+        # the seal chain's head in the same snapshot: kept with the archive, outside the
+        # database, for `audit-capture verify --expect MANIFEST`
+        chain_head = source.chain_head(conn)
     mismatch = [
         f"{name} {getattr(written, name):,} written against {getattr(counts, name):,}"
         for name in ("actions", "chunks", "items")
@@ -225,6 +228,7 @@ def _archive_month(
         "written_at": datetime.now(UTC).isoformat(),
         "written_by": _writer(),
         "source": identity,
+        "chain_head": chain_head,
     }
     manifests.write_atomic(manifest_path, manifests.dumps(manifest))
     seconds = time.perf_counter() - started

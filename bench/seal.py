@@ -1,0 +1,161 @@
+"""Sealing and verifying the log: actions per second, and what audited writes feel
+while a seal runs beside them.
+
+    python3 -m uv run --frozen python bench/seal.py                  # 1M actions, ~3 minutes
+    python3 -m uv run --frozen python bench/seal.py --rows 100000    # quick
+
+It starts its own PostgreSQL (fsync on), installs head, fills the log with ``--rows``
+realistic actions over 36 months (bench/fill_log.py: one in ~20 a many-row action with
+its item chunks), then, as an audit_admin role:
+
+* ``seal``: ``audit_capture.seal.seal()``, what ``audit-capture seal`` runs (calls of
+  100,000 actions, one transaction each) over the whole backlog: actions per second;
+* ``verify``: ``audit_capture.seal.verify()`` over the sealed log: actions per second;
+* the write path: a writer records application events (``audit.log_action``,
+  autocommit, one at a time) for ``--write-seconds`` alone, then as long again while
+  a second session seals what it wrote meanwhile and verifies, in a loop. The ratio is
+  events per second during over alone, measured in the same run. The capture
+  functions do not change (a seal only reads the log): what the ratio shows is the two
+  sessions sharing the machine's CPUs and disk.
+
+Progress on stderr, the figures on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+import fill_log
+import psycopg
+
+from audit_capture import migrate
+from audit_capture import seal as sealing
+
+SERVER_ARGS = (
+    "-h 127.0.0.1 -c logging_collector=off -c max_connections=20 "
+    "-c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min"
+)
+ADMIN = "bench_seal_admin"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def admin_url(url: str) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"drop role if exists {ADMIN}")
+        conn.execute(f"create role {ADMIN} login; grant audit_admin to {ADMIN}")
+    return psycopg.conninfo.make_conninfo(url, user=ADMIN)
+
+
+def write_events(url: str, stop: threading.Event, times: list[float]) -> None:
+    """Record one application event after another until ``stop``; each one's end time."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.is_set():
+            conn.execute("select audit.log_action('login', 'LawRuler login', 'integration')")
+            times.append(time.perf_counter())
+
+
+def events_per_second(url: str, seconds: float, beside=None) -> float:
+    """Events per second over ``seconds`` (after a 1 s warm-up), with ``beside(stop)``
+    running in a thread of its own meanwhile when given."""
+    stop, times = threading.Event(), []
+    writer = threading.Thread(target=write_events, args=(url, stop, times))
+    other = beside and threading.Thread(target=beside, args=(stop,))
+    writer.start()
+    if other:
+        other.start()
+    time.sleep(1)
+    start_count, started = len(times), time.perf_counter()
+    time.sleep(seconds)
+    count, ended = len(times), time.perf_counter()
+    stop.set()
+    writer.join()
+    if other:
+        other.join()
+    return (count - start_count) / (ended - started)
+
+
+def seal_and_verify_loop(url: str):
+    def run(stop: threading.Event) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                sealing.seal(conn, wait_seconds=0)
+                sealing.verify(conn, [])
+
+    return run
+
+
+def bench(url: str, rows: int, write_seconds: float) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        log(f"filling the log with {rows:,} actions")
+        fill_log.fill_unindexed(conn, rows, log=log)
+        conn.execute("vacuum analyze audit.action_log, audit.action_item_chunk")
+        (chunks,) = conn.execute("select count(*) from audit.action_item_chunk").fetchone()
+    admin = admin_url(url)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        log("sealing the whole log")
+        started = time.perf_counter()
+        sealed = sealing.seal(conn, wait_seconds=10)
+        seal_seconds = time.perf_counter() - started
+        log(f"  {sealed.actions:,} actions in {sealed.blocks:,} blocks, {seal_seconds:.1f} s")
+        log("verifying it")
+        started = time.perf_counter()
+        verified = sealing.verify(conn, [sealed.head] if sealed.head else [])
+        verify_seconds = time.perf_counter() - started
+        if not verified.intact:
+            raise SystemExit(f"bench/seal.py: the fresh seal does not verify: {verified}")
+        log(f"  {verify_seconds:.1f} s")
+    log(f"audited writes alone, {write_seconds:.0f} s")
+    alone = events_per_second(url, write_seconds)
+    log(f"audited writes beside seal + verify in a loop, {write_seconds:.0f} s")
+    beside = events_per_second(url, write_seconds, seal_and_verify_loop(admin))
+    return {
+        "actions": sealed.actions,
+        "chunks": chunks,
+        "blocks": sealed.blocks,
+        "seal_seconds": seal_seconds,
+        "verify_seconds": verify_seconds,
+        "writes_alone": alone,
+        "writes_beside": beside,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--write-seconds", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    from audit_capture.embedded import EmbeddedPostgresql
+
+    log("starting PostgreSQL (fsync on)")
+    server = EmbeddedPostgresql(postgres_args=SERVER_ARGS, boot_timeout=60)
+    try:
+        url = server.url("postgres")
+        migrate.upgrade(url, "head")
+        f = bench(url, args.rows, args.write_seconds)
+        version = psycopg.connect(url).execute("show server_version").fetchone()[0]
+    finally:
+        server.stop()
+    print(f"seal and verify, {f['actions']:,} actions ({f['chunks']:,} item chunks), PG {version}")
+    print(
+        f"  seal:   {f['seal_seconds']:.1f} s, {f['actions'] / f['seal_seconds']:,.0f} actions/s"
+        f" ({f['blocks']:,} blocks)"
+    )
+    print(
+        f"  verify: {f['verify_seconds']:.1f} s,"
+        f" {f['actions'] / f['verify_seconds']:,.0f} actions/s"
+    )
+    print(
+        f"  audited events/s: alone {f['writes_alone']:,.0f}, beside seal + verify"
+        f" {f['writes_beside']:,.0f} (ratio {f['writes_beside'] / f['writes_alone']:.2f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
