@@ -13,8 +13,8 @@ its item chunks), then, as an audit_admin role:
 * ``verify``: ``audit_capture.seal.verify()`` over the sealed log: actions per second;
 * the write path: a writer records application events (``audit.log_action``,
   autocommit, one at a time) for ``--write-seconds`` alone, then as long again while
-  a second session seals what it wrote meanwhile and verifies, in a loop. The ratio is
-  events per second during over alone, measured in the same run. The capture
+  a second session seals what it writes, once a second (as cron would, more often).
+  The ratio is events per second beside over alone, in the same run. The capture
   functions do not change (a seal only reads the log): what the ratio shows is the two
   sessions sharing the machine's CPUs and disk.
 
@@ -80,12 +80,11 @@ def events_per_second(url: str, seconds: float, beside=None) -> float:
     return (count - start_count) / (ended - started)
 
 
-def seal_and_verify_loop(url: str):
+def seal_every_second(url: str):
     def run(stop: threading.Event) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
-            while not stop.is_set():
+            while not stop.wait(1.0):
                 sealing.seal(conn, wait_seconds=0)
-                sealing.verify(conn, [])
 
     return run
 
@@ -112,8 +111,8 @@ def bench(url: str, rows: int, write_seconds: float) -> dict[str, float]:
         log(f"  {verify_seconds:.1f} s")
     log(f"audited writes alone, {write_seconds:.0f} s")
     alone = events_per_second(url, write_seconds)
-    log(f"audited writes beside seal + verify in a loop, {write_seconds:.0f} s")
-    beside = events_per_second(url, write_seconds, seal_and_verify_loop(admin))
+    log(f"audited writes beside a seal every second, {write_seconds:.0f} s")
+    beside = events_per_second(url, write_seconds, seal_every_second(admin))
     return {
         "actions": sealed.actions,
         "chunks": chunks,
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {f['actions'] / f['verify_seconds']:,.0f} actions/s"
     )
     print(
-        f"  audited events/s: alone {f['writes_alone']:,.0f}, beside seal + verify"
+        f"  audited events/s: alone {f['writes_alone']:,.0f}, beside a seal every second"
         f" {f['writes_beside']:,.0f} (ratio {f['writes_beside'] / f['writes_alone']:.2f})"
     )
     return 0

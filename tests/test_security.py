@@ -142,8 +142,6 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     inlined = {
         "capped_label",
         "time_buckets",
-        "action_content",
-        "action_digest",
         "block_content",
         "block_hash",
     }

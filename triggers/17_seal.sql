@@ -3,7 +3,7 @@
 -- audit.seal() (audit-capture seal, or a scheduler) appends blocks to audit.seal_block.
 -- A block seals the actions of an id range, in id order: it keeps each action's id
 -- and a 16-byte digest of its content (the first half of the sha256 of the action's
--- row and item chunks, audit.action_digest()), and its own hash is the sha256 of the
+-- row and item chunks, audit.action_digests()), and its own hash is the sha256 of the
 -- previous block's hash and its content. audit.verify_chain() (audit-capture verify)
 -- recomputes everything and names the first action altered, removed or added out of
 -- place; audit.chain_head() is the last block's number and hash, "17:3fa4..", which the
@@ -59,7 +59,7 @@ comment on column audit.seal_block.kind is 'actions: a range of action ids seale
 comment on column audit.seal_block.first_id is 'Actions: the first action id the block covers (the previous action block''s last_id + 1).';
 comment on column audit.seal_block.last_id is 'Actions: the last action id the block covers; every id in between that exists is in action_ids.';
 comment on column audit.seal_block.action_ids is 'Actions: the ids of the actions sealed, ascending.';
-comment on column audit.seal_block.digests is 'Actions: 16 bytes per action, in action_ids'' order: the first half of sha256(audit.action_content()).';
+comment on column audit.seal_block.digests is 'Actions: 16 bytes per action, in action_ids'' order: the first half of the sha256 of its row and item chunks (audit.action_digests()).';
 comment on column audit.seal_block.dropped_ids is 'Retention: the ids of the actions the retention dropped.';
 comment on column audit.seal_block.detail is 'Retention: the retired table, its action count and id range.';
 comment on column audit.seal_block.prev_hash is 'The previous block''s block_hash (32 zero bytes for block 1).';
@@ -88,36 +88,48 @@ comment on column audit.seal_mark.last_id is 'The id sequence''s last value when
 comment on column audit.seal_mark.mark_xid is 'The transaction id the marking seal took just after reading last_id.';
 comment on column audit.seal_mark.marked_at is 'When the mark was made.';
 
--- What an action's digest is made of: the row's every column and its item chunks, as
--- text that does not depend on the session (timestamps in UTC: the callers set the
--- time zone). An explicit list, not to_jsonb(row): a column a later revision adds must
--- not change the digest of what was sealed before it.
-create or replace function audit.action_content(a audit.action_log) returns text
+-- The digests of the actions with ids from_id to to_id, in id order, at most
+-- max_actions: the first 16 bytes of the sha256 of each action's row, every column,
+-- and its item chunks, as text that does not depend on the session (timestamps in UTC:
+-- the callers set the time zone). An explicit column list, not to_jsonb(row): a column
+-- a later revision adds must not change the digest of what was sealed before it. One
+-- query per block, not a function call per action (a call per action cost 60 µs).
+create or replace function audit.action_digests(from_id bigint, to_id bigint, max_actions integer)
+returns table (id bigint, digest bytea)
 language sql stable
--- a SQL-standard body (as audit.time_buckets()): bound here, so no search_path is
--- consulted when it runs, and inlined into the seal's and verify's queries
-return pg_catalog.jsonb_build_array(
-         a.id, a.occurred_at, a.action, a.action_type, a.resource_type, a.resource_id,
-         a.resource_label, a.row_count, a.actor_id, a.actor_name, a.actor_type,
-         a.source, a.changes, a.db_user, a.transaction_id, a.request_id, a.context,
-         a.table_name, a.operation, a.application_name, a.client_addr)::text
-  -- the chunks live in the action's month (or the legacy partition: '-infinity');
-  -- one moved elsewhere is missing here, and the digest says so
-  || coalesce((select pg_catalog.string_agg(
-                        pg_catalog.jsonb_build_array(c.first_item, c.item_count,
-                          c.resource_type, c.operation, c.changed_columns, c.items,
-                          c.resource_ids)::text, ',' order by c.first_item)
-               from audit.action_item_chunk c
-               where c.action_id = a.id
-                 and c.occurred_at in (a.occurred_at, '-infinity'::timestamptz)), '');
-comment on function audit.action_content(audit.action_log) is
-  'Internal: an action''s row and its item chunks as text, in UTC (the caller sets the time zone): what its seal digest hashes.';
-
-create or replace function audit.action_digest(a audit.action_log) returns bytea
-language sql stable
-return pg_catalog.substr(pg_catalog.sha256(pg_catalog.convert_to(audit.action_content(a), 'UTF8')), 1, 16);
-comment on function audit.action_digest(audit.action_log) is
-  'Internal: the first 16 bytes of the sha256 of audit.action_content(): an action''s digest in a seal block.';
+set search_path = pg_catalog, pg_temp
+as $$
+  with a as (
+    select l.* from audit.action_log l
+    where l.id >= from_id and l.id <= to_id
+    order by l.id
+    limit max_actions),
+  -- the chunks of those actions, read as one range of the chunks' key (a probe per
+  -- action cost more than the rest of its digest). A chunk lives in its action's month
+  -- (or the legacy partition: '-infinity'); one moved elsewhere is missing here, and
+  -- the digest says so
+  ch as (
+    select a.id,
+           string_agg(jsonb_build_array(c.first_item, c.item_count, c.resource_type,
+                        c.operation, c.changed_columns, c.items, c.resource_ids)::text,
+                      ',' order by c.first_item) as chunks
+    from a join audit.action_item_chunk c
+      on c.action_id = a.id and c.occurred_at in (a.occurred_at, '-infinity'::timestamptz)
+    where c.action_id >= from_id and c.action_id <= (select max(x.id) from a x)
+    group by a.id)
+  select a.id,
+         substr(sha256(convert_to(
+           jsonb_build_array(
+             a.id, a.occurred_at, a.action, a.action_type, a.resource_type, a.resource_id,
+             a.resource_label, a.row_count, a.actor_id, a.actor_name, a.actor_type,
+             a.source, a.changes, a.db_user, a.transaction_id, a.request_id, a.context,
+             a.table_name, a.operation, a.application_name, a.client_addr)::text
+           || coalesce(ch.chunks, ''), 'UTF8')), 1, 16)
+  from a left join ch on ch.id = a.id
+  order by a.id
+$$;
+comment on function audit.action_digests(bigint, bigint, integer) is
+  'Internal: id and seal digest (the first 16 bytes of the sha256 of the action''s row and item chunks, in UTC: the caller sets the time zone) of the actions from_id to to_id, in id order, at most max_actions.';
 
 create or replace function audit.block_content(b audit.seal_block) returns text
 language sql immutable
@@ -231,9 +243,7 @@ begin
   while bound is not null and sealed_to < bound and actions_sealed < max_actions loop
     select array_agg(d.id order by d.id), string_agg(d.digest, ''::bytea order by d.id)
     into ids, digests_
-    from (select l.id, audit.action_digest(l) as digest from audit.action_log l
-          where l.id > sealed_to and l.id <= bound
-          order by l.id limit least(block_size, max_actions - actions_sealed)) d;
+    from audit.action_digests(sealed_to + 1, bound, least(block_size, max_actions - actions_sealed)::integer) d;
     -- a full block ends at its last action; the last one covers up to the mark, so
     -- that an id inserted later below it is "added out of place"
     upto := case when cardinality(ids) = least(block_size, max_actions - actions_sealed)
@@ -357,8 +367,9 @@ begin
              case when cur.id is null then 'removed' when st.id is null then 'added' else 'altered' end as what
       from (select u.id, substr(blk.digests, (u.ord::integer - 1) * 16 + 1, 16) as d
             from unnest(blk.action_ids) with ordinality u(id, ord)) st
-      full join (select l.id, audit.action_digest(l) as d from audit.action_log l
-                 where l.id between blk.first_id and blk.last_id) cur on cur.id = st.id
+      full join (select a.id, a.digest as d
+                 from audit.action_digests(blk.first_id, blk.last_id, 2147483647) a) cur
+        on cur.id = st.id
       where st.d is distinct from cur.d
         -- gone by a retention recorded in the chain after this block: as it should be
         and not (cur.id is null and exists (
@@ -385,7 +396,7 @@ comment on function audit.verify_chain(text[], integer) is
 
 revoke all on function audit.seal(integer), audit.verify_chain(text[], integer), audit.chain_head(),
   audit.seal_retention(regclass), audit.append_block(audit.seal_block), audit.lock_chain(),
-  audit.action_content(audit.action_log), audit.action_digest(audit.action_log),
+  audit.action_digests(bigint, bigint, integer),
   audit.block_content(audit.seal_block), audit.block_hash(bytea, audit.seal_block)
   from public;
 grant execute on function audit.seal(integer) to audit_admin;

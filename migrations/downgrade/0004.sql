@@ -12,8 +12,7 @@ drop function if exists audit.append_block(audit.seal_block);
 drop function if exists audit.lock_chain();
 drop function if exists audit.block_hash(bytea, audit.seal_block);
 drop function if exists audit.block_content(audit.seal_block);
-drop function if exists audit.action_digest(audit.action_log);
-drop function if exists audit.action_content(audit.action_log);
+drop function if exists audit.action_digests(bigint, bigint, integer);
 drop table if exists audit.seal_block, audit.seal_mark;
 
 reset role;
