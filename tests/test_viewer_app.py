@@ -174,6 +174,18 @@ def test_sign_in_needs_the_csrf_token(client, seeded):
     assert client.get("/").status_code == 302
 
 
+@pytest.mark.parametrize(
+    "token", ["é", "\u0080", "\ufffd" * 43, "x\x00"], ids=["accent", "c1", "long", "nul"]
+)
+def test_a_forged_token_of_any_characters_is_refused_like_any_other(user, token):
+    # hmac.compare_digest raises TypeError for str holding anything but ASCII (a 500 once)
+    for path in ("/sign-in", "/sign-out"):
+        response = user.post(path, data={"csrf_token": token, "username": "alice"})
+        assert response.status_code == 400, path
+        assert "security token" in response.text
+    assert user.get("/").status_code == 200  # still signed in
+
+
 def test_sign_out(user):
     token = csrf_token(user, "/")
     assert user.post("/sign-out", data={"csrf_token": token}).status_code == 302
