@@ -39,8 +39,9 @@ from psycopg import sql
 from audit_capture import importing
 from audit_capture.embedded import SERVER_SETTINGS, EmbeddedPostgresql
 
-CLIENTS = 100_000  # the bulk UPDATE's rows: a capture of ~1 s, long enough to be caught in
+CLIENTS = 100_000
 COMMITTED = 20_000  # the rows of the bulk DELETE committed before the crash
+# the bulk UPDATE's rows are the 80,000 left: its capture takes about a second
 DATABASE = "crm"
 # The test servers' settings, but commits wait for their WAL to be written: with
 # synchronous_commit off, a crash may lose the last commits (whole: never half an
