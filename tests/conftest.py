@@ -24,13 +24,13 @@ import subprocess
 
 import psycopg
 import pytest
+from audited_crm import install_audited_crm
 from pg_binaries import ENVVAR as PGBIN_ENVVAR
 from pg_binaries import bin_dir
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from replication_servers import primary_server, subscriber_server  # noqa: F401 - fixtures
 
-from audit_capture import migrate
 from audit_capture.embedded import EmbeddedPostgresql
 
 TEMPLATE_DB = "audit_template"
@@ -91,12 +91,8 @@ def _drop_database(pg_server, name: str) -> None:
 @pytest.fixture(scope="session")
 def template_db_url(pg_server) -> str:
     """``audit_template``: the audit schema at head plus the sample CRM, tracked."""
-    from audit_capture.sample import install_crm
-
     url = _create_database(pg_server, TEMPLATE_DB, "template0")
-    migrate.upgrade(url, "head")
-    with psycopg.connect(url) as conn, conn.transaction():
-        install_crm(conn)
+    install_audited_crm(url)
     return url
 
 

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -40,6 +40,7 @@ from viewer_data import (
 )
 
 from audit_capture.viewer import create_app, make_blueprint
+from audit_capture.viewer import cursor as cursors
 from audit_capture.viewer.config import ConfigError
 from audit_capture.viewer.present import instant
 
@@ -172,6 +173,18 @@ def test_sign_in_needs_the_csrf_token(client, seeded):
         assert response.status_code == 400
         assert "security token" in response.text
     assert client.get("/").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "token", ["é", "\u0080", "\ufffd" * 43, "x\x00"], ids=["accent", "c1", "long", "nul"]
+)
+def test_a_forged_token_of_any_characters_is_refused_like_any_other(user, token):
+    # hmac.compare_digest raises TypeError for str holding anything but ASCII (a 500 once)
+    for path in ("/sign-in", "/sign-out"):
+        response = user.post(path, data={"csrf_token": token, "username": "alice"})
+        assert response.status_code == 400, path
+        assert "security token" in response.text
+    assert user.get("/").status_code == 200  # still signed in
 
 
 def test_sign_out(user):
@@ -744,6 +757,18 @@ def test_a_forged_cursor_from_a_real_one(user):
     response = user.get(f"/?_size=10&_cursor={forged}")
     assert response.status_code == 400
     assert "_cursor is" in message(response)
+
+
+def test_a_text_search_from_a_cursor_at_the_ends_of_the_calendar(user):
+    # a well-formed cursor at 9999-12-31 made the text search's "day after" overflow (a 500)
+    last = cursors.encode(datetime(9999, 12, 31, 23, 59, tzinfo=UTC), 5)
+    response = user.get(f"/?q=lead&_cursor={last}")
+    assert response.status_code == 400
+    assert message(response).startswith("_cursor is")
+    for moment in (cursors.EARLIEST, cursors.LATEST - timedelta(microseconds=1)):
+        for direction in ("next", "prev"):
+            cursor = cursors.encode(moment, 5)
+            assert user.get(f"/?q=lead&_cursor={cursor}&_dir={direction}").status_code == 200
 
 
 def test_an_item_position_past_the_last_item(user, seeded):

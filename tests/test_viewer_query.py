@@ -338,6 +338,10 @@ def _tampered(cursor: str) -> str:
         _tampered(cursors.encode(T0, 42)),
         cursors.encode(T0, 42)[:-2],
         cursors.encode(T0, 42) + "AAAA",
+        # well-formed, at the ends of the calendar: a text search's day after was a 500
+        cursors.encode(datetime(9999, 12, 31, 23, 59, tzinfo=UTC), 42),
+        cursors.encode(datetime(9999, 1, 1, tzinfo=UTC), 42),
+        cursors.encode(datetime(1, 12, 31, 23, tzinfo=UTC), 42),
     ],
 )
 def test_forged_garbled_or_tampered_cursors_are_bad_requests(conn, bad):
@@ -345,6 +349,11 @@ def test_forged_garbled_or_tampered_cursors_are_bad_requests(conn, bad):
         if bad == "":
             cursors.decode(bad)
         list_page(conn, parse_filters({}, UTC), cursor=bad)
+
+
+def test_cursors_up_to_the_ends_of_the_calendar_the_viewer_computes_with():
+    for moment in (cursors.EARLIEST, cursors.LATEST - timedelta(microseconds=1)):
+        assert cursors.decode(cursors.encode(moment, 42)) == (moment, 42)
 
 
 def test_cursor_round_trip_keeps_microseconds():

@@ -13,6 +13,9 @@ What this subclass adds:
 * The server listens on 127.0.0.1 only, with its unix socket in the base directory
   (never /var/run/postgresql), and with durability turned off for speed.
 * Readiness is probed with psycopg instead of pg8000.
+* ``pg_ctl(...)`` runs pg_ctl on the data directory (as the server's user);
+  ``stop_immediately()`` stops every server process at once, as a crash would leave the
+  data directory, and ``restart()`` starts the server again on it (crash recovery first).
 """
 
 from __future__ import annotations
@@ -74,6 +77,9 @@ class EmbeddedPostgresql(testing.postgresql.Postgresql):
     Use as a context manager or call ``stop()``; ``url(database)`` gives a libpq URL
     for the superuser ``postgres`` (trust authentication, 127.0.0.1 only).
     """
+
+    #: the postmaster (testing.postgresql starts it; None when stopped)
+    child_process: subprocess.Popen[bytes] | None
 
     def __init__(self, run_as: str = UNPRIVILEGED_USER, bin_dir: Path | None = None, **kwargs):
         self._run_as = run_as
@@ -166,3 +172,42 @@ class EmbeddedPostgresql(testing.postgresql.Postgresql):
     def server_version(self) -> str:
         with psycopg.connect(self.url()) as conn:
             return one_value(conn, "show server_version")
+
+    # -- crashes and restarts -----------------------------------------------------
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``pg_ctl args`` on this server's data directory, from the folder of its
+        ``postgres`` and as the server's user (pg_ctl refuses root); raises
+        RuntimeError with pg_ctl's message when it fails."""
+        pg_ctl = os.path.join(os.path.dirname(self.postgres), "pg_ctl")
+        command = [*self._privilege_drop_prefix(), pg_ctl, *args, "-D", self.get_data_directory()]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"pg_ctl {' '.join(args)} failed (exit {result.returncode}): "
+                f"{(result.stderr or result.stdout).strip()}"
+            )
+        return result
+
+    def stop_immediately(self) -> None:
+        """``pg_ctl stop -m immediate``: every server process quits at once, without a
+        checkpoint or a goodbye to its clients, so the next start runs crash recovery.
+        The data directory is kept (``restart()``; ``stop()`` removes it)."""
+        self.pg_ctl("stop", "-m", "immediate", "-w")
+        if self.child_process is not None:
+            self.child_process.wait()  # the postmaster, this process's child: reaped
+            self.child_process = None
+
+    def restart(self) -> None:
+        """Start the server again on its data directory and port, after
+        ``stop_immediately()`` or a postmaster that died; returns once it accepts
+        connections (crash recovery done). The previous run's log is kept beside the
+        new one, as ``<name>.log.1``."""
+        if self.child_process is not None:
+            if self.child_process.poll() is None:
+                raise RuntimeError("the server is still running: stop it before restarting")
+            self.child_process = None
+        log = os.path.join(self.base_dir, f"{self.name}.log")
+        if os.path.exists(log):
+            os.replace(log, log + ".1")
+        self.start()

@@ -280,9 +280,11 @@ class DirectoryCache:
 
 def describe(conn: psycopg.Connection, key: str) -> Actor | None:
     """The actor of an ``actor`` filter value ("id:7"), with its current name and type;
-    None when the log has no such actor (or the value is not one)."""
+    None when the log has no such actor (or the value is not one: the form's hidden
+    field sends it unchecked, and a NUL, which no text in PostgreSQL holds, would fail
+    the query)."""
     kind, sep, value = key.partition(":")
-    if not sep or kind not in ("id", "name") or not value:
+    if not sep or kind not in ("id", "name") or not value or "\x00" in value:
         return None
     params = {"key": value, "sources": SOURCES, "since": recent_months_start()}
     with translate_errors(), conn.transaction():

@@ -29,7 +29,9 @@ def check() -> None:
     """Abort with 400 unless the POSTed form carries this session's token."""
     expected = session.get(SESSION_KEY)
     sent = request.form.get(FIELD, "")
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    # compared as bytes: compare_digest refuses str holding anything but ASCII (a
+    # TypeError), and a forged token may hold anything
+    if not expected or not sent or not hmac.compare_digest(expected.encode(), sent.encode()):
         abort(
             400,
             description=(

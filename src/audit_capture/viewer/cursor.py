@@ -8,7 +8,10 @@ same instant, so no row is lost or repeated at a page boundary.
 The string is base64url of 17 bytes: a version byte, occurred_at in microseconds since
 the Unix epoch (signed 64-bit), id (unsigned 64-bit), and a 6-byte BLAKE2b checksum of
 those. Decoding checks all of it: a garbled, truncated or hand-edited cursor is a
-BadRequest, never a database error. (The checksum has no secret: it catches mistakes
+BadRequest, never a database error; so is a position in the first or last year of
+Python's calendar (years 1 and 9999), where the pages' arithmetic of days and months
+around the position (text_search's windows of days: the day after, the month's last
+day) would run off it. (The checksum has no secret: it catches mistakes
 and edits, not a determined forger. A forged cursor is only a position, so it can show
 nothing that the filter does not already allow.)
 """
@@ -28,6 +31,9 @@ _PAYLOAD = struct.Struct(">BqQ")
 _CHECK_SIZE = 6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ID = 2**63 - 1
+#: the positions a cursor may name (module doc); no action is logged beyond them
+EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _check(payload: bytes) -> bytes:
@@ -67,4 +73,6 @@ def decode(cursor: str) -> tuple[datetime, int]:
         occurred_at = _EPOCH + timedelta(microseconds=micros)
     except OverflowError:
         raise bad from None
+    if not EARLIEST <= occurred_at < LATEST:
+        raise bad
     return occurred_at, action_id
