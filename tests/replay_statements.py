@@ -294,3 +294,5 @@ WRITES = {
     "delete": delete,
     "merge": merge,
 }
+# inside a batch or a savepoint, TRUNCATE too
+STEPS = {**WRITES, "truncate": truncate}

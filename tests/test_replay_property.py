@@ -82,6 +82,7 @@ contexts = st.none() | st.fixed_dictionaries(
     }
 )
 writes = st.sampled_from(sorted(replay_statements.WRITES))
+step_kinds = st.sampled_from(sorted(replay_statements.STEPS))
 tables = st.sampled_from(TABLES)
 _database_numbers = itertools.count(1)
 
@@ -147,7 +148,7 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
                 )
 
         def write(self, data, table: str, write: str) -> None:
-            replay_statements.WRITES[write](self.conn, data, self.tables[table])
+            replay_statements.STEPS[write](self.conn, data, self.tables[table])
 
         @rule(table=tables, write=writes, context=contexts, data=st.data())
         def statement(self, table, write, context, data):
@@ -156,7 +157,7 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
                 self.write(data, table, write)
 
         @rule(
-            steps=st.lists(st.tuples(tables, writes), min_size=2, max_size=4),
+            steps=st.lists(st.tuples(tables, step_kinds), min_size=2, max_size=4),
             label=st.sampled_from(["Nightly sync", "Ünïcödé 'batch'"]),
             context=contexts,
             data=st.data(),
@@ -179,9 +180,9 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
                 self.write(data, table, write)
 
         @rule(
-            kept=st.lists(st.tuples(tables, writes), max_size=2),
-            undone=st.lists(st.tuples(tables, writes), min_size=1, max_size=2),
-            after=st.lists(st.tuples(tables, writes), max_size=2),
+            kept=st.lists(st.tuples(tables, step_kinds), max_size=2),
+            undone=st.lists(st.tuples(tables, step_kinds), min_size=1, max_size=2),
+            after=st.lists(st.tuples(tables, step_kinds), max_size=2),
             batch=st.none() | st.just("Savepoint batch"),
             data=st.data(),
         )
