@@ -282,7 +282,12 @@ def merge(conn, data, table: Table) -> None:
 
 
 def truncate(conn, data, table: Table) -> None:
+    if table.deferrable:
+        # PostgreSQL refuses to truncate a table with pending deferred key checks
+        conn.execute("set constraints all immediate")
     conn.execute(sql.SQL("truncate {}").format(I(table.name)))
+    if table.deferrable:
+        conn.execute("set constraints all deferred")  # as the key is declared
 
 
 WRITES = {

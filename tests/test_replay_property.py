@@ -69,7 +69,21 @@ SETTINGS = settings(
 TABLES = [t.name for t in initial_tables()]
 # the names a column is renamed to or added under; some are words the capture queries
 # use themselves (aliases, template slots)
-COLUMN_NAMES = ["renamed", 'Ünï "q" col', "n", "o", "k", "audit.key", "{{label}}", "select"]
+COLUMN_NAMES = [
+    "renamed",
+    'Ünï "q" col',
+    "n",
+    "o",
+    "k",
+    "c",
+    "i",
+    "r",
+    "x",
+    "audit.key",
+    "changed 1",
+    "{{label}}",
+    "select",
+]
 ADDED_KINDS = ["text", "numeric", "jsonb", "int[]", "mood", "timestamptz", "bytea"]
 
 contexts = st.none() | st.fixed_dictionaries(
@@ -215,8 +229,12 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
                 ).fetchone()[0]
             self.ddls.append(Ddl(mark, table.resource_type, old, new, default))
 
-        def new_name(self, data) -> str:
-            return f"{data.draw(st.sampled_from(COLUMN_NAMES), label='name')} {next(self.names)}"
+        def new_name(self, data, table) -> str:
+            """One of COLUMN_NAMES, numbered when the table has a column of that name."""
+            name = data.draw(st.sampled_from(COLUMN_NAMES), label="name")
+            if any(c.name == name for c in table.columns):
+                return f"{name} {next(self.names)}"
+            return name
 
         @rule(
             table=tables,
@@ -226,7 +244,7 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
         )
         def add_column(self, table, kind, with_default, data):
             table = self.tables[table]
-            column = Column(self.new_name(data), kind)
+            column = Column(self.new_name(data, table), kind)
             type_sql = sql.SQL(SQL_TYPES[kind])
             default = data.draw(VALUES[kind], label="default") if with_default else None
             literal = sql.SQL("{}::{}").format(sql.Literal(default), type_sql)
@@ -259,7 +277,7 @@ def replay_machine(pg_server, template: str) -> type[RuleBasedStateMachine]:
         def rename_column(self, table, data):
             table = self.tables[table]
             column = data.draw(st.sampled_from(table.columns), label="renamed")
-            new = self.new_name(data)
+            new = self.new_name(data, table)
             query = sql.SQL("alter table {} rename column {} to {}").format(
                 sql.Identifier(table.name), sql.Identifier(column.name), sql.Identifier(new)
             )
