@@ -21,8 +21,9 @@ By default (CI) the run is bounded and derandomized. A long run on demand:
     AUDIT_CAPTURE_REPLAY_EXAMPLES=500 AUDIT_CAPTURE_REPLAY_STEPS=40 \\
         .venv/bin/python -m pytest tests/test_replay_property.py -q -s -p no:cacheprovider
 
-draws a random seed and prints it ("replay seed: N"); AUDIT_CAPTURE_REPLAY_SEED=N runs
-that seed again. A failure prints the shrunk program and a @reproduce_failure blob.
+draws a random seed and prints it ("replay seed: N"); AUDIT_CAPTURE_REPLAY_SEED=N (with
+the same counts) runs that seed again. A failure prints the shrunk program and a
+@reproduce_failure blob.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ from replay_schema import (
     track_sql,
 )
 
-LONG_RUN = bool(os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES"))
+# a long run, random (a seed given: that seed), on demand; CI's is derandomized
+LONG_RUN = bool(
+    os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES") or os.environ.get("AUDIT_CAPTURE_REPLAY_SEED")
+)
 SETTINGS = settings(
     max_examples=int(os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES") or 20),
     stateful_step_count=int(os.environ.get("AUDIT_CAPTURE_REPLAY_STEPS") or 12),
