@@ -62,8 +62,8 @@ LONG_RUN = bool(
     os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES") or os.environ.get("AUDIT_CAPTURE_REPLAY_SEED")
 )
 SETTINGS = settings(
-    max_examples=int(os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES") or 20),
-    stateful_step_count=int(os.environ.get("AUDIT_CAPTURE_REPLAY_STEPS") or 12),
+    max_examples=int(os.environ.get("AUDIT_CAPTURE_REPLAY_EXAMPLES") or 25),
+    stateful_step_count=int(os.environ.get("AUDIT_CAPTURE_REPLAY_STEPS") or 15),
     deadline=None,
     derandomize=not LONG_RUN,
     print_blob=True,
