@@ -82,6 +82,24 @@ def test_statements_after_a_batch_are_their_own_actions(conn):
     assert only_action(conn, action="Client deleted")["resource_id"] == "2"
 
 
+def test_a_truncate_inside_a_batch_ends_the_batch_action(conn):
+    """Rows written after a TRUNCATE go into an action after it (replayed in id order,
+    the log keeps them); found by tests/test_replay_property.py."""
+    with conn.transaction(), batch(conn, "Nightly reload"):
+        add_clients(conn, 1)
+        conn.execute("truncate clients cascade")
+        add_clients(conn, 1, start=2)
+    logged = [
+        (a["action"], [i["resource_id"] for i in items(conn, a["id"])])
+        for a in actions(conn, resource_type="client")
+    ]
+    assert logged == [
+        ("Nightly reload", ["1"]),
+        ("Clients table truncated", []),
+        ("Nightly reload", ["2"]),
+    ]
+
+
 @pytest.mark.parametrize(
     "statement, resource_id, label",
     [

@@ -107,6 +107,22 @@ def test_swapping_keys_between_rows_pairs_by_key_not_position(conn):
     assert conn.execute("select count(*) from audit.pending_key_change").fetchone()[0] == 0
 
 
+def test_a_column_named_like_the_pairing_key_does_not_fail_a_key_change(conn):
+    """The many-row key-change query once named its join key "audit.key" beside the
+    table's columns: a table with such a column could not change keys (found by
+    tests/test_replay_property.py)."""
+    with conn.transaction():
+        conn.execute('create table slots (id int primary key, "audit.key" text)')
+        conn.execute("select audit.track('slots', 'slot')")
+        conn.execute("insert into slots values (1, 'a'), (2, 'b')")
+        conn.execute('update slots set id = id + 10, "audit.key" = "audit.key" || \'!\'')
+    moved = items(conn, actions(conn, resource_type="slot")[-1]["id"])
+    assert sorted((i["old"]["id"], i["new"]["id"], i["new"]["audit.key"]) for i in moved) == [
+        (1, 11, "a!"),
+        (2, 12, "b!"),
+    ]
+
+
 def test_composite_and_text_primary_keys(conn):
     with conn.transaction():
         conn.execute(

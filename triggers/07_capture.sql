@@ -372,8 +372,15 @@ begin
     (select format('%I.%I', n.nspname, c.relname) from pg_class c
      join pg_namespace n on n.oid = c.relnamespace where c.oid = tracked),
     'TRUNCATE', nullif(current_setting('application_name'), ''), inet_client_addr());
+  -- Inside audit.batch, the batch action opened before the TRUNCATE is closed: the
+  -- batch's later statements open a new one, after this action. Growing the earlier one
+  -- would log rows written after the TRUNCATE in an action that comes before it, and
+  -- the log, read in id order, would empty the table of them.
+  if ctx.batch is not null then
+    perform set_config('audit.batch_action_id', '', true);
+  end if;
   return null;
 end
 $$;
 comment on function audit.capture_truncate() is
-  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated"), once per statement and tracked table.';
+  'Statement trigger of tracked tables: logs a TRUNCATE as one delete action ("Clients table truncated"), once per statement and tracked table; inside audit.batch, the batch''s later statements go into a new action after it.';

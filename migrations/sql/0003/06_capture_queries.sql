@@ -530,13 +530,15 @@ from chunks$q$,
       'new_values', audit.changed_json_sql(compared, differs, redacted, 'n'),
       'changed_flags', coalesce((select string_agg(format('%s as "changed %s"', d, i), ', ')
                                  from unnest(differs) with ordinality u(d, i)), 'false as "changed 0"'),
-      'pairs', case when variant = 'moved' then audit.fill($p$(select o.*, coalesce(m.new_key, {{old_key}}) as "audit.key"
-       from {{old_rows}}
+      -- (the keys are joined as expressions: a name given to them beside o.* and n.*
+      -- could be one of the table's columns, and the join, then ambiguous, failed the
+      -- application's UPDATE)
+      'pairs', case when variant = 'moved' then audit.fill($p${{old_rows}}
        left join audit.pending_key_change m
               on m.transaction_id = txid_current() and m.trigger_depth = pg_trigger_depth()
-             and m.relation = {{tracked}} and m.old_key = {{old_key}}) o
-      full join (select n.*, {{new_key}} as "audit.key" from {{new_rows}}) n
-              on o."audit.key" = n."audit.key"$p$,
+             and m.relation = {{tracked}} and m.old_key = {{old_key}}
+      full join {{new_rows}}
+              on coalesce(m.new_key, {{old_key}}) = {{new_key}}$p$,
         jsonb_build_object('old_key', audit.key_sql(target, 'o'), 'new_key', audit.key_sql(target, 'n'),
                            'tracked', root::oid::text,
                            'old_rows', audit.rows_sql(target, 'audit_old_rows', 'o'),
