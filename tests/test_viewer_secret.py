@@ -64,7 +64,9 @@ def test_a_missing_secret_key_says_how_to_make_one(key):
         create_app(settings(key))
 
 
-@pytest.mark.parametrize("key", STRONG_KEYS)
+# ids by kind: the random keys differ from one collection to the next (pytest-xdist's
+# workers must collect the same tests)
+@pytest.mark.parametrize("key", STRONG_KEYS, ids=["urlsafe", "hex", "suite", "base64"])
 def test_a_random_key_is_accepted(key):
     assert create_app(settings(key)).secret_key == key
 
