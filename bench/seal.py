@@ -33,14 +33,11 @@ import time
 
 import fill_log
 import psycopg
+from retention import SERVER_ARGS  # bench/retention.py's server: fsync on, 512 MB
 
 from audit_capture import migrate
 from audit_capture import seal as sealing
 
-SERVER_ARGS = (
-    "-h 127.0.0.1 -c logging_collector=off -c max_connections=20 "
-    "-c shared_buffers=512MB -c max_wal_size=8GB -c checkpoint_timeout=30min"
-)
 ADMIN = "bench_seal_admin"
 
 

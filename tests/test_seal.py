@@ -99,6 +99,17 @@ def behind_its_back(conn, statement: str, params=None) -> None:
     conn.commit()
 
 
+def forge_action(conn, action_id: int) -> None:
+    """A superuser writes an action of its own at ``action_id``."""
+    behind_its_back(
+        conn,
+        "insert into audit.action_log (id, action, action_type, actor_type, db_user,"
+        " transaction_id) overriding system value values (%s, 'Forged', 'login', 'admin',"
+        " 'x', 1)",
+        (action_id,),
+    )
+
+
 @pytest.fixture
 def sealed(conn, admin):
     """A log with activity, sealed; returns the head."""
@@ -255,13 +266,7 @@ def test_a_removed_action_is_named(conn, admin, sealed):
 def test_an_action_replaced_by_a_forged_one_at_its_id_is_altered(conn, admin, sealed):
     target = max(action_ids(conn)) - 1
     behind_its_back(conn, "delete from audit.action_log where id = %s", (target,))
-    behind_its_back(
-        conn,
-        "insert into audit.action_log (id, action, action_type, actor_type, db_user,"
-        " transaction_id) overriding system value values (%s, 'Forged', 'login', 'admin',"
-        " 'x', 1)",
-        (target,),
-    )
+    forge_action(conn, target)
     assert findings(admin) == [("altered", 1, target)]
 
 
@@ -276,13 +281,7 @@ def test_an_id_inserted_into_a_sealed_gap_is_added(conn, admin, db_url):
         "select min(id) - 1 from audit.action_log where action = 'Kept'"
     ).fetchone()
     conn.commit()
-    behind_its_back(
-        conn,
-        "insert into audit.action_log (id, action, action_type, actor_type, db_user,"
-        " transaction_id) overriding system value values (%s, 'Forged', 'login', 'admin',"
-        " 'x', 1)",
-        (gap,),
-    )
+    forge_action(conn, gap)
     assert findings(admin) == [("added", 1, gap)]
 
 
