@@ -127,6 +127,15 @@ begin
                    pg_catalog.obj_description(('audit.' || tbl)::regclass, 'pg_class'));
     execute format('drop table audit.%I', tbl);  -- its partitions with it
     execute format('alter table %s rename to %I', legacy, tbl);
+    -- PostgreSQL 18's named NOT NULL constraints: the upgrade renamed the chunks' to
+    -- action_item_chunk_legacy_*; they take their names back (none before 18)
+    for idx in select c.conname as name
+               from pg_catalog.pg_constraint c
+               where c.conrelid = ('audit.' || tbl)::regclass and c.contype = 'n'
+                 and c.conname like tbl || '\_legacy\_%\_not\_null' loop
+      execute format('alter table audit.%I rename constraint %I to %I', tbl, idx.name,
+                     tbl || '_' || substr(idx.name, length(tbl || '_legacy_') + 1));
+    end loop;
     for idx in select * from jsonb_to_recordset(indexes) as (name text, definition text, legacy text) loop
       if idx.legacy is not null then
         execute format('alter index audit.%I rename to %I', idx.legacy, idx.name);

@@ -143,6 +143,17 @@ begin
 
   alter table audit.action_log rename to action_log_legacy;
   alter table audit.action_item_chunk rename to action_item_chunk_legacy;
+  -- PostgreSQL 18 keeps NOT NULL constraints under names (action_item_chunk_items_not_null),
+  -- which the chunks' new parent would find taken and number (..._not_null1): the old
+  -- table's take their new name (none before 18: the loop finds nothing). The log's
+  -- parent copies its names from the old table (LIKE), so they stay as they are.
+  for idx in select c.conname
+             from pg_catalog.pg_constraint c
+             where c.conrelid = 'audit.action_item_chunk_legacy'::regclass and c.contype = 'n'
+               and c.conname ~ '^action_item_chunk_.*_not_null$' loop
+    execute format('alter table audit.action_item_chunk_legacy rename constraint %I to %I', idx.conname,
+                   regexp_replace(idx.conname, '^action_item_chunk_', 'action_item_chunk_legacy_'));
+  end loop;
 
   -- the parents: the very columns of the old tables (ATTACH requires them), keys and
   -- partitioning as 02_action_log.sql's (whose 'create table if not exists' then finds
