@@ -205,6 +205,7 @@ declare
   sealed_to   bigint;       -- the last id sealed so far
   ids         bigint[];
   digests_    bytea;
+  wanted      integer;      -- the actions this block may hold
   upto        bigint;
   b           audit.seal_block;
   snap        pg_snapshot;
@@ -241,13 +242,13 @@ begin
   actions_sealed := 0;
   blocks := 0;
   while bound is not null and sealed_to < bound and actions_sealed < max_actions loop
+    wanted := least(block_size, max_actions - actions_sealed)::integer;
     select array_agg(d.id order by d.id), string_agg(d.digest, ''::bytea order by d.id)
     into ids, digests_
-    from audit.action_digests(sealed_to + 1, bound, least(block_size, max_actions - actions_sealed)::integer) d;
+    from audit.action_digests(sealed_to + 1, bound, wanted) d;
     -- a full block ends at its last action; the last one covers up to the mark, so
     -- that an id inserted later below it is "added out of place"
-    upto := case when cardinality(ids) = least(block_size, max_actions - actions_sealed)
-                 then ids[cardinality(ids)] else bound end;
+    upto := case when cardinality(ids) = wanted then ids[cardinality(ids)] else bound end;
     b := null;
     b.kind := 'actions';
     b.first_id := sealed_to + 1;

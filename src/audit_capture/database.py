@@ -9,7 +9,7 @@ so that every failure to reach the database becomes one readable line.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -135,6 +135,30 @@ def one_value(
 ) -> Any:
     """The first column of ``one_row(conn, query, params)``."""
     return one_row(conn, query, params)[0]
+
+
+class FunctionAccess(NamedTuple):
+    """Whether a function of the audit schema is there for the current role."""
+
+    installed: bool  # the function exists (the schema is at a revision that has it)
+    allowed: bool  # the current role may EXECUTE it
+    role: str  # the current role, as it reads
+    quoted_role: str  # the same, quoted for a GRANT the message suggests
+
+
+def function_access(conn: psycopg.Connection, signature: str) -> FunctionAccess:
+    """``signature`` (``audit.seal(integer)``): installed, may the current role run it,
+    and that role, plain and quoted; what the commands that need a role check first."""
+    return FunctionAccess(
+        *one_row(
+            conn,
+            "select p.oid is not null,"
+            " coalesce(has_function_privilege(p.oid, 'execute'), false),"
+            " current_user, quote_ident(current_user)"
+            " from (select to_regprocedure(%s) as oid) p",
+            (signature,),
+        )
+    )
 
 
 def _first_line(text: str) -> str:

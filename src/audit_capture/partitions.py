@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import psycopg
 
+from audit_capture import database
 from audit_capture.errors import AuditCaptureError
 
 #: The cron line the README gives (any minute; every hour).
@@ -29,14 +30,6 @@ CRON_LINE = "17 * * * * audit-capture --database-url postgresql://dba@db/crm mai
 
 #: Exit status when the log stayed locked (sysexits.h EX_TEMPFAIL: try again later).
 EXIT_LOG_BUSY = 75
-
-#: One row: installed, may run audit.maintain, the role, the role quoted for a GRANT.
-ACCESS_SQL = """
-select p.oid is not null,
-       coalesce(has_function_privilege(p.oid, 'execute'), false),
-       current_user, quote_ident(current_user)
-from (select to_regprocedure('audit.maintain(integer)') as oid) p
-"""
 
 
 class NotAllowed(AuditCaptureError):
@@ -53,11 +46,8 @@ def maintain(conn: psycopg.Connection, months_ahead: int = 3) -> list[tuple[str,
     Raises NotAllowed (with the GRANT to run) before calling it when the role lacks
     audit_admin, LogBusy when the log stayed locked.
     """
-    installed, allowed, role, quoted_role = conn.execute(ACCESS_SQL).fetchone() or (
-        False,
-        False,
-        "",
-        "",
+    installed, allowed, role, quoted_role = database.function_access(
+        conn, "audit.maintain(integer)"
     )
     if not installed:
         raise NotAllowed(

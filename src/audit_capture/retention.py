@@ -122,14 +122,7 @@ Verifier = Callable[[Path, str], tuple[int, int]]
 def check_access(conn: psycopg.Connection) -> None:
     """Raise RetentionRefused saying what to do when retention cannot run here: the
     schema lacks it (an older revision), or the role is not granted audit_admin."""
-    row = database.one_row(
-        conn,
-        "select to_regprocedure(%s) is not null,"
-        " coalesce(has_function_privilege(to_regprocedure(%s), 'execute'), false),"
-        " current_user, quote_ident(current_user)",
-        (FUNCTION, FUNCTION),
-    )
-    installed, allowed, role, quoted = row
+    installed, allowed, role, quoted = database.function_access(conn, FUNCTION)
     if not installed:
         raise RetentionRefused(
             "this database's audit schema has no retention (audit.apply_retention): "

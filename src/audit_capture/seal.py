@@ -88,13 +88,7 @@ class Verified:
 
 def check_access(conn: psycopg.Connection, function: str, role: str, verb: str) -> None:
     """Raise SealRefused when the schema has no seal chain or the role may not use it."""
-    installed, allowed, user, quoted = database.one_row(
-        conn,
-        "select to_regprocedure(%s) is not null,"
-        " coalesce(has_function_privilege(to_regprocedure(%s), 'execute'), false),"
-        " current_user, quote_ident(current_user)",
-        (function, function),
-    )
+    installed, allowed, user, quoted = database.function_access(conn, function)
     if not installed:
         raise SealRefused(
             "this database's audit schema has no seal chain (audit.seal): "
