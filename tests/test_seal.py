@@ -405,6 +405,25 @@ def test_an_application_role_can_neither_seal_verify_nor_touch_the_chain(conn, m
                 app.execute(statement)
 
 
+def test_a_role_owning_tracked_tables_can_neither_seal_nor_touch_the_chain(
+    conn, owning_app, admin, sealed
+):
+    """Its own writes are sealed like anyone's; the chain and its functions stay out of
+    its reach, and a seal reads only the audit schema (no code of its runs)."""
+    owning_app.execute("insert into owned_notes values (1, 'mine')")
+    assert seal(admin)[0] == 1
+    for statement in (
+        "select * from audit.seal()",
+        "select * from audit.verify_chain()",
+        "update audit.seal_block set sealed_by = 'me'",
+        "delete from audit.seal_mark",
+        "select audit.append_block(null::audit.seal_block)",
+    ):
+        with pytest.raises(errors.InsufficientPrivilege):
+            owning_app.execute(statement)
+    assert findings(admin) == []
+
+
 def test_a_reader_verifies_but_may_not_seal(reader_role_url, sealed):
     with psycopg.connect(reader_role_url, autocommit=True) as reader:
         assert findings(reader, [sealed]) == []
