@@ -1,5 +1,9 @@
 """Shared by the browser tests: Debian's Chromium driven by Playwright, and a WSGI app
-served by waitress from a thread on 127.0.0.1."""
+served by waitress from a thread on 127.0.0.1.
+
+A test that opens a browser is marked ``@pytest.mark.browser`` (the version legs of
+scripts/test-versions leave those out with ``-m "not browser"``); ``chromium_page()``
+fails in a test without the mark, so none is forgotten."""
 
 from __future__ import annotations
 
@@ -58,9 +62,15 @@ def served(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
+#: whether the running test is marked browser (set by conftest.pytest_runtest_setup)
+running_test_marked_browser = False
+
+
 @contextmanager
 def chromium_page() -> Iterator[sync_api.Page]:
     """A Chromium tab; fails when the page reports a JavaScript or console error."""
+    if not running_test_marked_browser:
+        pytest.fail("a test that opens a browser is marked @pytest.mark.browser", pytrace=False)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(

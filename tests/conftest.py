@@ -13,7 +13,9 @@
 - ``primary_server``, ``subscriber_server``: two more servers, started for the module
   that uses them (replication_servers.py: the primary with wal_level = logical)
 
-When pytest runs as root, the server runs as ``nobody`` (PostgreSQL refuses root).
+When pytest runs as root, the server runs as ``nobody`` (PostgreSQL refuses root). The
+servers' data and the temporary files are in memory when the machine has room
+(scratch_dir.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import itertools
 import os
 import subprocess
+import sys
+import tempfile
 
 import psycopg
 import pytest
@@ -30,6 +34,7 @@ from pg_binaries import bin_dir
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from replication_servers import primary_server, subscriber_server  # noqa: F401 - fixtures
+from scratch_dir import use_for_this_session
 
 from audit_capture.embedded import EmbeddedPostgresql
 
@@ -39,6 +44,14 @@ _database_numbers = itertools.count(1)
 
 def pytest_configure(config):
     bin_dir()  # a wrong AUDIT_CAPTURE_TEST_PGBIN stops the run here, saying so
+    use_for_this_session()  # in memory when there is room (scratch_dir.py)
+
+
+def pytest_runtest_setup(item):
+    # browser.chromium_page() opens only in a test marked browser
+    browser = sys.modules.get("browser")
+    if browser is not None:
+        browser.running_test_marked_browser = item.get_closest_marker("browser") is not None
 
 
 def pytest_report_header(config):
@@ -50,7 +63,10 @@ def pytest_report_header(config):
     ).stdout.strip()
     runs_as = "nobody (pytest runs as root)" if os.geteuid() == 0 else "the current user"
     chosen = f" ({PGBIN_ENVVAR})" if os.environ.get(PGBIN_ENVVAR, "").strip() else ""
-    return f"postgresql: {version} from {folder}{chosen}, server runs as {runs_as}"
+    return [
+        f"postgresql: {version} from {folder}{chosen}, server runs as {runs_as}",
+        f"temporary files and servers' data: {tempfile.gettempdir()}",
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from test_demo import EVERY_EVENT
 
 from audit_capture.demo import runner
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def demo_url(empty_db_url):

@@ -129,7 +129,7 @@ def test_demo_serves_the_viewer_and_cleans_up(tmp_path):
 @pytest.fixture
 def reachable_dir():
     """A folder that the server's user ('nobody' under root) can reach, removed after."""
-    path = Path(tempfile.mkdtemp(prefix="audit-demo-", dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="audit-demo-", dir=tempfile.gettempdir()))
     os.chmod(path, 0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -212,7 +212,7 @@ def test_a_bad_history_count_is_clicks_clear_error(value, message):
 
 
 def test_keep_prepares_the_history_once_and_says_a_reuse_ignores_it():
-    keep = Path(tempfile.mkdtemp(prefix="audit-demo-", dir="/tmp"))
+    keep = Path(tempfile.mkdtemp(prefix="audit-demo-", dir=tempfile.gettempdir()))
     os.chmod(keep, 0o755)  # reachable by the server's user ('nobody' under root)
     env = {k: v for k, v in os.environ.items() if k != "AUDIT_CAPTURE_DATABASE_URL"}
     try:

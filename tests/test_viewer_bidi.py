@@ -206,6 +206,7 @@ def test_filter_sentences_and_chips_isolate_the_value(user, spoofed):
 # -- in a browser ----------------------------------------------------------------------
 
 
+@pytest.mark.browser
 def test_an_override_in_a_name_reverses_nothing_in_a_browser(spoofed, reader_url):
     from browser import chromium_page, served
     from test_viewer_browser import sign_in

@@ -17,6 +17,8 @@ from viewer_data import PASSWORD, app_config, drop_role, make_reader, old_action
 
 from audit_capture.viewer import create_app
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture
 def viewer_url(conn, db_url):
