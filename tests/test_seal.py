@@ -521,6 +521,29 @@ def test_cli_verify_refuses_a_bad_expect_in_one_line(admin_url, sealed, value, f
     assert_one_line_error(run(admin_url, "verify", "--expect", value), fragment)
 
 
+def test_cli_verify_refuses_a_folder_a_binary_file_and_a_huge_one_in_one_line(
+    admin_url, tmp_path
+):
+    assert_one_line_error(run(admin_url, "verify", "--expect", str(tmp_path)), "Is a directory")
+    binary = tmp_path / "heads.bin"
+    binary.write_bytes(b"1:" + bytes(range(128, 256)))
+    assert_one_line_error(run(admin_url, "verify", "--expect", str(binary)), "not UTF-8 text")
+    huge = tmp_path / "heads.txt"
+    with huge.open("wb") as file:  # sparse: 65 MiB that take no room
+        file.truncate(65 * 1024**2)
+    assert_one_line_error(
+        run(admin_url, "verify", "--expect", str(huge)), "68,157,440 bytes; a head file"
+    )
+
+
+def test_cli_verify_checks_a_head_saved_twice_once(conn, admin_url, tmp_path, sealed):
+    heads = tmp_path / "heads.txt"
+    heads.write_text(f"{sealed}  2026-01-01T00:00:00Z\n{sealed}  2026-01-01T00:05:00Z\n")
+    result = run(admin_url, "verify", "--expect", str(heads))
+    assert result.exit_code == 0, result.output
+    assert "1 saved head(s) found" in result.output
+
+
 def test_cli_verify_refuses_an_empty_head_file_and_a_manifest_without_one(admin_url, tmp_path):
     empty = tmp_path / "heads.txt"
     empty.write_text("# no head yet\n")

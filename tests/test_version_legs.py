@@ -86,3 +86,10 @@ def test_a_test_that_opens_a_browser_without_the_mark_fails_saying_so():
     ):
         opened = True
     assert not opened
+
+
+def test_bin_of_an_unknown_version_is_one_line():
+    run = run_script("--bin", "14")
+    assert run.returncode == 2
+    assert run.stderr.strip() == "scripts/test-versions: --bin takes one of 16 17 18"
+    assert run.stdout == ""

@@ -172,6 +172,25 @@ def test_the_wheel_without_extras_tracks_and_states_who_acts(core_bin, elsewhere
         ).fetchall()
     assert logged == [("Lead created", "7", "Alice", "admin", "api", "Ann")]
 
+    # tamper evidence from the installed wheel (its SQL came from the wheel's revisions)
+    heads = elsewhere / "heads.txt"
+    sealed = run([*cli, "seal", "--head-file", str(heads)], cwd=elsewhere, env=env).stdout
+    assert "sealed" in sealed and f"head: {heads.read_text().split()[0]}" in sealed
+    verified = run([*cli, "verify", "--expect", str(heads)], cwd=elsewhere, env=env).stdout
+    assert verified.startswith("intact: ") and "1 saved head(s) found" in verified
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("alter table audit.action_log disable trigger user")
+        conn.execute("update audit.action_log set actor_name = 'Mallory'")
+    tampered = subprocess.run(
+        [*cli, "verify", "--expect", str(heads)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("TAMPERED: action ")
+
 
 @pytest.mark.parametrize(
     ("command", "extra"),

@@ -140,6 +140,10 @@ def seal(
         sleep(POLL_SECONDS)
 
 
+#: a head file or manifest bigger than this is refused, not read into memory
+MAX_EXPECT_FILE_BYTES = 64 * 1024**2
+
+
 def append_head(path: Path, head: str) -> None:
     """Append ``head`` to the file the DBA keeps (one head per line, with the time)."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -156,7 +160,7 @@ def expected_heads(value: str) -> list[str]:
         if ":" in value and "/" not in value:
             return [value.strip()]
         raise SealRefused(f"--expect {value}: no such file, and not a chain head (block:sha256)")
-    text = path.read_text(encoding="utf-8")
+    text = _read_expect_file(path)
     if path.suffix == ".json":
         try:
             head = json.loads(text).get("chain_head")
@@ -172,7 +176,25 @@ def expected_heads(value: str) -> list[str]:
     ]
     if not heads:
         raise SealRefused(f"{path}: no chain head in it")
-    return heads
+    return list(dict.fromkeys(heads))  # each once, in the file's order
+
+
+def _read_expect_file(path: Path) -> str:
+    """The text of a head file or manifest; SealRefused, in one line, for a folder, an
+    unreadable or non-UTF-8 file, or one too big to be either."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_EXPECT_FILE_BYTES:
+            raise SealRefused(
+                f"{path}: {size:,} bytes; a head file or manifest is at most"
+                f" {MAX_EXPECT_FILE_BYTES // 1024**2} MiB (a head a minute for a year is"
+                " ~40 MiB): keep the recent heads in it"
+            )
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SealRefused(f"{path}: not UTF-8 text, so not a head file or manifest") from None
+    except OSError as exc:
+        raise SealRefused(f"{path}: {exc.strerror or exc}") from None
 
 
 def verify(conn: psycopg.Connection, heads: list[str], max_findings: int = 100) -> Verified:
