@@ -521,9 +521,7 @@ def test_cli_verify_refuses_a_bad_expect_in_one_line(admin_url, sealed, value, f
     assert_one_line_error(run(admin_url, "verify", "--expect", value), fragment)
 
 
-def test_cli_verify_refuses_a_folder_a_binary_file_and_a_huge_one_in_one_line(
-    admin_url, tmp_path
-):
+def test_cli_verify_refuses_a_folder_a_binary_file_and_a_huge_one_in_one_line(admin_url, tmp_path):
     assert_one_line_error(run(admin_url, "verify", "--expect", str(tmp_path)), "Is a directory")
     binary = tmp_path / "heads.bin"
     binary.write_bytes(b"1:" + bytes(range(128, 256)))
