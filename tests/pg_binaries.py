@@ -42,3 +42,25 @@ def tool(name: str) -> str:
     if os.environ.get(ENVVAR, "").strip():
         return str(bin_dir() / name)
     return shutil.which(name) or str(server_bin_dir() / name)
+
+
+def chosen() -> bool:
+    """Whether ``AUDIT_CAPTURE_TEST_PGBIN`` chose the server (the version legs do)."""
+    return bool(os.environ.get(ENVVAR, "").strip())
+
+
+def skip_without_extension(conn, name: str, needed_for: str) -> None:
+    """A skip that says why, when the server ``AUDIT_CAPTURE_TEST_PGBIN`` chose has no
+    extension ``name`` (the wheels of the version legs ship few or none of contrib's).
+    On the default server, nothing: a missing extension fails the test that needs it."""
+    available = conn.execute(
+        "select exists (select from pg_available_extensions where name = %s)", (name,)
+    ).fetchone()[0]
+    conn.rollback()
+    if available or not chosen():
+        return
+    version = conn.execute("show server_version").fetchone()[0]
+    conn.rollback()
+    pytest.skip(
+        f"PostgreSQL {version} from {bin_dir()} has no {name} extension, which {needed_for}"
+    )

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pg_binaries import skip_without_extension
 from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,9 @@ ROWS = 20
 @pytest.fixture
 def bench_conn(db_url):
     with bench.connect(db_url) as conn:
+        skip_without_extension(
+            conn, "hstore", "the classic trigger the benchmark compares with logs into"
+        )
         bench.run_file(conn, "classic_audit.sql")
         bench.create_seeds(conn, (bench.CLIENTS,), ROWS)
         conn.execute(breakdown.breakdown_sql())

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pg_binaries import skip_without_extension
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "write_overhead.py"
@@ -34,6 +35,9 @@ def bench_db(db_url):
     """The benchmark's tables, ROWS rows each, in a copy of the suite's template: every
     shape's untracked, audit_capture and classic table."""
     with bench.connect(db_url) as conn:
+        skip_without_extension(
+            conn, "hstore", "the classic trigger the benchmark compares with logs into"
+        )
         bench.run_file(conn, "classic_audit.sql")
         bench.create_seeds(conn, tuple(bench.SHAPES.values()), ROWS)
         for shape in bench.SHAPES.values():

@@ -6,7 +6,6 @@ the owner's functions)."""
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable
@@ -628,7 +627,7 @@ def load_auto_explain_or_skip(conn) -> None:
     try:
         conn.execute("load 'auto_explain'")
     except psycopg.errors.UndefinedFile:
-        if not os.environ.get(pg_binaries.ENVVAR, "").strip():
+        if not pg_binaries.chosen():
             raise
         conn.rollback()
         version = conn.execute("show server_version").fetchone()[0]

@@ -4,10 +4,8 @@ extra, performance and security warnings on."""
 from __future__ import annotations
 
 import json
-import os
 
-import pytest
-from pg_binaries import ENVVAR, bin_dir
+from pg_binaries import skip_without_extension
 
 # Warnings looked at and accepted, each with the reason.
 ACCEPTED = {
@@ -23,25 +21,9 @@ TRIGGER_TABLES = {
 }
 
 
-def skip_unless_this_server_has_plpgsql_check(conn) -> None:
-    """On a server chosen with AUDIT_CAPTURE_TEST_PGBIN (the version legs), a missing
-    plpgsql_check is a skip that says why; on the default server it is a failure
-    (scripts/test installs Debian's package for it)."""
-    available = conn.execute(
-        "select exists (select from pg_available_extensions where name = 'plpgsql_check')"
-    ).fetchone()[0]
-    conn.rollback()
-    if not available and os.environ.get(ENVVAR, "").strip():
-        version = conn.execute("show server_version").fetchone()[0]
-        pytest.skip(
-            "plpgsql_check is packaged for Debian's PostgreSQL only"
-            f" (postgresql-15-plpgsql-check); PostgreSQL {version} from {bin_dir()}"
-            " has no such extension"
-        )
-
-
 def test_plpgsql_functions_pass_plpgsql_check(conn):
-    skip_unless_this_server_has_plpgsql_check(conn)
+    # plpgsql_check is Debian's package for 15 only (postgresql-15-plpgsql-check)
+    skip_without_extension(conn, "plpgsql_check", "checks every PL/pgSQL function")
     conn.execute("create extension if not exists plpgsql_check")
     findings = conn.execute(
         """
