@@ -382,6 +382,20 @@ def test_rows_removed_on_the_primary_stay_on_the_subscriber(pair):
     assert value(pair.subscriber, "select count(*) from audit.action_item_chunk") == chunks > 0
 
 
+def test_seal_is_refused_on_the_audit_server_and_runs_on_the_primary(pair):
+    """Replicated actions arrive late and in any order: a seal of the audit server's copy
+    would cover ranges they still arrive into. The primary seals."""
+    assert_one_line_error(
+        run(pair.subscriber, "seal"),
+        "this database is an audit server: it receives the log from its primary by"
+        " replication, so seal the primary",
+    )
+    assert value(pair.subscriber, "select count(*) from audit.seal_block") == 0
+    sealed = run(pair.primary, "seal")
+    assert sealed.exit_code == 0, sealed.output
+    assert value(pair.primary, "select count(*) from audit.seal_block") > 0
+
+
 def test_status_on_both_sides(pair):
     pair.wait()
     primary = run(pair.primary, "status")

@@ -214,6 +214,18 @@ begin
     raise exception 'max_actions is %; expected 1 or more', coalesce(max_actions::text, 'null')
       using errcode = 'invalid_parameter_value';
   end if;
+  -- An audit server (audit-capture replicate) receives the primary's actions by logical
+  -- replication, late and in any order: a mark read from its own id sequence would
+  -- seal ranges that replicated actions still arrive into, and verify would call them
+  -- added. The primary seals its log.
+  if exists (select from pg_catalog.pg_subscription s
+             where s.subdbid = (select d.oid from pg_catalog.pg_database d
+                                where d.datname = pg_catalog.current_database())
+               and 'audit_capture' = any (s.subpublications)) then
+    raise exception 'this database is an audit server: it receives the log from its primary by replication, so seal the primary'
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = 'Run audit-capture seal (or audit.seal()) on the primary database; its actions arrive here late and in any order.';
+  end if;
   -- a snapshot older than the mark (repeatable read, serializable) would both miss
   -- transactions that drew ids and hide committed actions from the seal
   if current_setting('transaction_isolation') <> 'read committed' then
