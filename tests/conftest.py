@@ -3,7 +3,8 @@
 - ``pg_server``          the running server (``audit_capture.embedded.EmbeddedPostgresql``)
 - ``pg_superuser_url``   ``postgresql://postgres@127.0.0.1:<port>/postgres``
 - ``template_db_url``    ``audit_template``: migrated to head, sample CRM installed and tracked
-- ``db_url``             a fresh copy of ``audit_template`` per test, dropped afterwards
+- ``db_url``             a fresh copy of ``audit_template`` per test, dropped afterwards (or
+                         of a template a module's ``DB_TEMPLATES`` builds once)
 - ``empty_db_url``       a fresh empty database per test (for migration tests)
 - ``conn``               ``psycopg.connect(db_url)``, autocommit off, closed afterwards
 - ``make_role``          ``make_role(*grants)``: a LOGIN role for one test, its URL
@@ -128,6 +129,23 @@ from audit.tracked_table t;
 """
 
 
+def pytest_collection_modifyitems(items):
+    # A module's DB_TEMPLATES = {"fixture": build}: a test that uses the fixture gets a
+    # copy of a template that build(conn) made once per worker from audit_template,
+    # instead of running build in its own database (see db_url)
+    for item in items:
+        templates = getattr(item.module, "DB_TEMPLATES", {})
+        chosen = [name for name in templates if name in item.fixturenames]
+        if len(chosen) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: one of {chosen} per test (DB_TEMPLATES)")
+        for name in chosen:
+            item.add_marker(pytest.mark.db_template(name, templates[name]))
+
+
+def _generic_mode(conn) -> None:
+    conn.execute(GENERIC_MODE_SQL)
+
+
 def pytest_generate_tests(metafunc):
     modes = getattr(metafunc.module, "CAPTURE_MODES", None)
     if modes and "capture_mode" in metafunc.fixturenames:
@@ -139,15 +157,40 @@ def capture_mode() -> str:
     return "generated"
 
 
+_derived_templates: set[str] = set()
+
+
+def _derived_template(pg_server, name: str, build) -> str:
+    """``template_<name>``: audit_template with ``build(conn)`` run on it, made once per
+    worker (a fixture's state that takes a second to build, such as thirty months of
+    partitions, copies in a few milliseconds)."""
+    template = f"template_{name}"
+    if template not in _derived_templates:
+        url = _create_database(pg_server, template, TEMPLATE_DB)
+        with psycopg.connect(url) as conn:
+            build(conn)
+            conn.commit()
+        _derived_templates.add(template)
+    return template
+
+
 @pytest.fixture
-def db_url(pg_server, template_db_url, capture_mode):
-    """A fresh database copied from ``audit_template``; dropped after the test."""
+def db_url(request, pg_server, template_db_url, capture_mode):
+    """A fresh database copied from ``audit_template`` (or from a module's DB_TEMPLATES
+    template, for a test that uses one of its fixtures); dropped after the test."""
     name = f"test_{next(_database_numbers)}"
-    url = _create_database(pg_server, name, TEMPLATE_DB)
+    marker = request.node.get_closest_marker("db_template")
+    if marker is not None:
+        template = _derived_template(pg_server, *marker.args)
+    elif capture_mode == "generic":  # re-tracking every table: once, not per test
+        template = _derived_template(pg_server, "generic_capture", _generic_mode)
+    else:
+        template = TEMPLATE_DB
+    url = _create_database(pg_server, name, template)
     try:
-        if capture_mode == "generic":
+        if capture_mode == "generic" and marker is not None:
             with psycopg.connect(url) as conn:
-                conn.execute(GENERIC_MODE_SQL)
+                _generic_mode(conn)
         yield url
     finally:
         _drop_database(pg_server, name)

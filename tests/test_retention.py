@@ -109,8 +109,7 @@ def count_log(conn) -> tuple[int, int]:
     return row
 
 
-@pytest.fixture
-def old_log(conn):
+def build_old_log(conn) -> None:
     """Months 30 to 1 before the current one prepared; actions in five of them, with
     chunks; the month 25 back (wholly older than --keep 24months) and 24 back (kept)."""
     conn.execute(
@@ -122,6 +121,11 @@ def old_log(conn):
     write_month(conn, months_ago(conn, 25), 7, chunks_each=1)
     write_month(conn, months_ago(conn, 24), 3, chunks_each=1)
     write_month(conn, months_ago(conn, 2), 4)
+
+
+@pytest.fixture
+def old_log(conn):
+    """``conn`` on a copy of build_old_log's database (DB_TEMPLATES: built once)."""
     return conn
 
 
@@ -587,8 +591,7 @@ def test_require_archive_refuses_a_month_archived_before_more_rows_arrived(
 # -- the legacy partition (an install upgraded from 0002) ----------------------------------
 
 
-@pytest.fixture
-def legacy_log(conn):
+def build_legacy_log(conn) -> None:
     """The contract's legacy pair, made by hand as helper E's upgrade makes it: the old
     tables attached for (MINVALUE) to the first month boundary after the upgrade (here
     30 months back), legacy chunks at '-infinity'."""
@@ -623,7 +626,16 @@ def legacy_log(conn):
     conn.execute("select audit.prepare_partitions(%s, %s)", (boundary, months_ago(conn, 1)))
     conn.commit()
     write_month(conn, months_ago(conn, 29), 2)
+
+
+@pytest.fixture
+def legacy_log(conn):
+    """``conn`` on a copy of build_legacy_log's database (DB_TEMPLATES: built once)."""
     return conn
+
+
+# each built once per worker, copied for every test that uses its fixture (conftest.py)
+DB_TEMPLATES = {"old_log": build_old_log, "legacy_log": build_legacy_log}
 
 
 def test_the_legacy_partition_goes_once_its_whole_range_is_older(legacy_log, admin):
