@@ -21,6 +21,7 @@ servers' data and the temporary files are in memory when the machine has room
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import subprocess
@@ -157,7 +158,7 @@ def capture_mode() -> str:
     return "generated"
 
 
-_derived_templates: set[str] = set()
+_derived_templates: dict[str, object] = {}  # template -> what its build returned
 
 
 def _derived_template(pg_server, name: str, build) -> str:
@@ -168,10 +169,15 @@ def _derived_template(pg_server, name: str, build) -> str:
     if template not in _derived_templates:
         url = _create_database(pg_server, template, TEMPLATE_DB)
         with psycopg.connect(url) as conn:
-            build(conn)
+            _derived_templates[template] = build(conn)
             conn.commit()
-        _derived_templates.add(template)
     return template
+
+
+def _seed_viewer_log(conn):
+    from viewer_data import seed
+
+    return seed(conn)
 
 
 @pytest.fixture
@@ -184,8 +190,11 @@ def db_url(request, pg_server, template_db_url, capture_mode):
         template = _derived_template(pg_server, *marker.args)
     elif capture_mode == "generic":  # re-tracking every table: once, not per test
         template = _derived_template(pg_server, "generic_capture", _generic_mode)
+    elif "seeded" in request.fixturenames:  # the viewer tests' log: written once
+        template = _derived_template(pg_server, "seeded", _seed_viewer_log)
     else:
         template = TEMPLATE_DB
+    request.node.copied_template = template  # the seeded fixture reads it
     url = _create_database(pg_server, name, template)
     try:
         if capture_mode == "generic" and marker is not None:
@@ -261,8 +270,13 @@ def owning_app(make_role, conn):
 
 
 @pytest.fixture
-def seeded(conn):
-    """The viewer tests' log (viewer_data.seed)."""
+def seeded(request, conn):
+    """The viewer tests' log (viewer_data.seed): copied with the test's database from a
+    template seeded once, or written here when the test's database came from another
+    template (a module's DB_TEMPLATES)."""
+    template = getattr(request.node, "copied_template", None)
+    if template == "template_seeded":
+        return copy.deepcopy(_derived_templates[template])
     from viewer_data import seed
 
     return seed(conn)
