@@ -6,13 +6,17 @@ viewer's ``_format=ndjson``: every column of audit.action_log) to one OCSF event
 * create, update, delete, status_change: Entity Management (3004, category IAM 3),
   activity 1 Create, 3 Update, 4 Delete, 3 Update;
 * login, logout: Authentication (3002, IAM), activity 1 Logon, 2 Logoff;
-* import, export, send: Web Resources Activity (6001, Application Activity 6),
-  activity 6 Import, 7 Export, 99 Other named "Send" (OCSF has no sending activity).
+* import, export, send: API Activity (6003, Application Activity 6), activity
+  1 Create, 2 Read, 99 Other named "Send"; ``api.operation`` says which.
 
-Every event carries the base attributes (time, metadata, severity, status, actor) and
-the class's required ones (Entity Management: ``entity``; Authentication: ``user``;
-Web Resources Activity: ``web_resources``); what OCSF has no attribute for goes into
-``unmapped``. The README's "Streaming to a SIEM" has the table of each field's source;
+Web Resources Activity (6001) has Import and Export activities, but no ``actor``
+(only through the host profile): an audit event without its actor is worth little to a
+SIEM, so the three go to API Activity, which requires one.
+
+Every event carries the base attributes (time, metadata, severity, status, actor,
+src_endpoint) and the class's required ones (Entity Management: ``entity``;
+Authentication: ``user`` and a ``service``; API Activity: ``api``, with the resource in
+``resources``); what OCSF has no attribute for goes into ``unmapped``. The README's "Streaming to a SIEM" has the table of each field's source;
 tests/test_ocsf.py checks every class against the schema's required attributes.
 """
 
@@ -30,7 +34,7 @@ STATUS_SUCCESS = 1  # a logged action is one that committed
 
 ENTITY_MANAGEMENT = (3004, "Entity Management")
 AUTHENTICATION = (3002, "Authentication")
-WEB_RESOURCES_ACTIVITY = (6001, "Web Resources Activity")
+API_ACTIVITY = (6003, "API Activity")
 CATEGORIES = {3: "Identity & Access Management", 6: "Application Activity"}
 
 #: action_type -> (class_uid, class_name), activity_id, activity_name
@@ -41,9 +45,9 @@ CLASS_OF_ACTION: dict[str, tuple[tuple[int, str], int, str]] = {
     "status_change": (ENTITY_MANAGEMENT, 3, "Update"),
     "login": (AUTHENTICATION, 1, "Logon"),
     "logout": (AUTHENTICATION, 2, "Logoff"),
-    "import": (WEB_RESOURCES_ACTIVITY, 6, "Import"),
-    "export": (WEB_RESOURCES_ACTIVITY, 7, "Export"),
-    "send": (WEB_RESOURCES_ACTIVITY, 99, "Send"),  # 99: Other (no sending activity)
+    "import": (API_ACTIVITY, 1, "Create"),
+    "export": (API_ACTIVITY, 2, "Read"),
+    "send": (API_ACTIVITY, 99, "Send"),  # 99: Other (no sending activity)
 }
 
 #: actor_type -> OCSF user.type_id, user.type
@@ -145,23 +149,21 @@ def event(action: dict[str, Any]) -> dict[str, Any]:
         ),
         "actor": _compact({"user": user, "app_name": action.get("application_name")}),
     }
-    endpoint = _compact({"ip": action.get("client_addr"), "name": action.get("source")})
-    if endpoint:
-        result["src_endpoint"] = endpoint
+    # where it came from: the source (web, api, ai, mobile; "database" without context)
+    # and the database client's address
+    result["src_endpoint"] = _compact(
+        {"name": action.get("source") or "database", "ip": action.get("client_addr")}
+    )
     if class_uid == ENTITY_MANAGEMENT[0]:
         result["entity"] = _resource(action)
     elif class_uid == AUTHENTICATION[0]:
         result["user"] = user
-        service = _compact(
-            {
-                "uid": action.get("resource_id"),
-                "name": action.get("resource_label") or action.get("resource_id"),
-            }
-        )
-        if service:
-            result["service"] = service
+        # the system logged into (an integration): what the resource names
+        resource = _resource(action)
+        result["service"] = _compact({"uid": resource.get("uid"), "name": resource["name"]})
     else:
-        result["web_resources"] = [_resource(action)]
+        result["api"] = {"operation": action_type}
+        result["resources"] = [_resource(action)]
     result["unmapped"] = _compact(
         {
             "action_type": action_type,
