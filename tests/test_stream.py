@@ -267,6 +267,33 @@ def test_follow_in_ocsf_prints_events(conn, reader_role_url):
     )
 
 
+def test_a_reader_that_goes_away_ends_tail_quietly(conn, reader_role_url):
+    """``tail | head -n 1``: the pipe closes under it; no traceback, exit 0."""
+    conn.execute("select audit.log_action('login', 'Login ' || g) from generate_series(1, 3000) g")
+    conn.commit()
+    script = f"{audit_cli_executable()} --database-url '{reader_role_url}' tail | head -n 1"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["action"] == "Login 1"
+    assert done.stderr == ""
+
+
+def test_a_log_whose_ids_are_drawn_elsewhere_is_refused_in_one_line(conn, reader_role_url):
+    """An audit server fed by replication holds ids its own sequence never drew: marks
+    there would settle nothing, so tail says so rather than wait forever."""
+    conn.execute(
+        "insert into audit.action_log (id, action, action_type, actor_type, db_user,"
+        " transaction_id) overriding system value values (500, 'Replicated', 'login',"
+        " 'system', 'x', 1)"
+    )
+    conn.commit()
+    assert_one_line_error(
+        run(reader_role_url, "tail"), "holds action 500", "drawn ids only up to 0"
+    )
+
+
 # -- who may ------------------------------------------------------------------------------------
 
 

@@ -1016,6 +1016,7 @@ def tail_command(
     with stream.connect(database_url(ctx)) as conn:
         try:
             stream.check_access(conn)
+            stream.check_ids_drawn_here(conn)
         except stream.StreamRefused as exc:
             raise click.ClickException(str(exc)) from None
         tail = stream.Tail(conn, after)
@@ -1039,7 +1040,8 @@ def tail_command(
                         break
                     stop.wait(stream.POLL_SECONDS)
             except BrokenPipeError:  # the reader went away (| head): nothing more to say
-                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+                # what is still buffered goes nowhere, rather than failing again at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return
     if not follow and target is not None and tail.horizon.settled < target:
         click.echo(

@@ -16,8 +16,9 @@ SIEM, so the three go to API Activity, which requires one.
 Every event carries the base attributes (time, metadata, severity, status, actor,
 src_endpoint) and the class's required ones (Entity Management: ``entity``;
 Authentication: ``user`` and a ``service``; API Activity: ``api``, with the resource in
-``resources``); what OCSF has no attribute for goes into ``unmapped``. The README's "Streaming to a SIEM" has the table of each field's source;
-tests/test_ocsf.py checks every class against the schema's required attributes.
+``resources``); what OCSF has no attribute for goes into ``unmapped``. The README's
+"OCSF" section has the table of each field's source; tests/test_ocsf.py checks every
+class against the schema's required attributes.
 """
 
 from __future__ import annotations

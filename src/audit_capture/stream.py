@@ -150,6 +150,22 @@ def check_access(conn: psycopg.Connection) -> None:
         )
 
 
+def check_ids_drawn_here(conn: psycopg.Connection) -> None:
+    """Raise StreamRefused where the log's ids are not drawn from this database's
+    sequence (an audit server fed by replication, a restored copy whose sequence is
+    behind): marks there would settle nothing, and the stream would wait forever."""
+    last_id, newest = database.one_row(
+        conn,
+        "select m.last_id, (select max(l.id) from audit.action_log l) from audit.stream_mark() m",
+    )
+    if newest is not None and newest > last_id:
+        raise StreamRefused(
+            f"the log holds action {newest} but this database has drawn ids only up to"
+            f" {last_id}: its actions are written elsewhere (an audit server fed by"
+            " replication?); run tail against the database the application writes to"
+        )
+
+
 def read_after(conn: psycopg.Connection, after: int, upto: int) -> list[tuple[int, str]]:
     """Up to ``BATCH`` actions with ids after ``after`` and up to ``upto``, in id order:
     (id, JSON object)."""
