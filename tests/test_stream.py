@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import queue
+import random
 import signal
 import subprocess
 import threading
+import time
 
 import psycopg
 import pytest
@@ -192,6 +194,48 @@ def test_a_mark_is_the_sequence_then_the_open_writers(conn, db_url, reader_role_
             assert (last_id, writers) == (1, [vxid])
         ((last_id, writers),) = reader.execute("select * from audit.stream_mark()").fetchall()
         assert (last_id, writers) == (1, [])
+
+
+def test_many_writers_committing_in_any_order_are_all_printed_once_in_id_order(
+    conn, db_url, reader_role_url
+):
+    """Writers that draw ids, wait, then commit or roll back, in every order, while the
+    stream polls as fast as it can: it prints each committed action exactly once, in id
+    order, and nothing rolled back. A lower id skipped would be missing: it is never
+    printed after a higher one."""
+    rng = random.Random(16)
+    plans = [[(rng.random() / 200, rng.random() < 0.1) for _ in range(40)] for _ in range(4)]
+
+    def write(plan: list[tuple[float, bool]]) -> None:
+        with psycopg.connect(db_url) as writer:
+            for pause, roll_back in plan:
+                writer.execute("select audit.log_action('login', 'Concurrent')")
+                time.sleep(pause)
+                writer.rollback() if roll_back else writer.commit()
+
+    tail = tail_of(reader_role_url)
+    printed_ids: list[int] = []
+    writers = [threading.Thread(target=write, args=(plan,)) for plan in plans]
+    for thread in writers:
+        thread.start()
+    while any(thread.is_alive() for thread in writers):
+        printed_ids += ids_of(tail)
+    printed_ids += ids_of(tail) + ids_of(tail)  # the last marks settle after the last commit
+    assert printed_ids == action_ids(conn)
+    assert len(printed_ids) == sum(not roll_back for plan in plans for _, roll_back in plan)
+
+
+def test_marks_kept_while_a_transaction_stays_open_are_bounded():
+    """One mark a poll while a writer stays open: the oldest is kept (it settles first),
+    the list stays short, and once the writer is gone the newest settles."""
+    horizon = stream.Horizon()
+    for last_id in range(1, 5 * stream.MAX_MARKS):
+        assert horizon.add(stream.Mark(last_id, frozenset({"3/7"}))) == 0
+        assert len(horizon.marks) <= stream.MAX_MARKS + 1
+    assert horizon.marks[0].last_id == 1
+    assert horizon.add(stream.Mark(6000, frozenset({"4/2"}))) == 5 * stream.MAX_MARKS - 1
+    assert horizon.add(stream.Mark(6000, frozenset())) == 6000
+    assert horizon.marks == []
 
 
 # -- following ----------------------------------------------------------------------------------

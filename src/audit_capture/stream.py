@@ -121,10 +121,14 @@ class Horizon:
     marks: list[Mark] = field(default_factory=list)
 
     def advance(self, conn: psycopg.Connection) -> int:
+        """Take a mark (``audit.stream_mark()``); the settled horizon after it."""
         last_id, writers = database.one_row(
             conn, "select last_id, open_writers from audit.stream_mark()"
         )
-        now = Mark(int(last_id), frozenset(writers))
+        return self.add(Mark(int(last_id), frozenset(writers)))
+
+    def add(self, now: Mark) -> int:
+        """The settled horizon after the mark ``now``, the newest."""
         self.marks.append(now)
         settled = [m.last_id for m in self.marks if not (m.open_writers & now.open_writers)]
         if settled:
