@@ -622,7 +622,9 @@ def test_ocsf_export_is_one_event_a_line_for_the_same_actions(user):
     response = export(user, "", "ocsf")
     assert response.mimetype == "application/x-ndjson"
     assert response.headers["Content-Disposition"].endswith('.ocsf.ndjson"')
-    events = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    body = response.get_data(as_text=True)
+    assert "[redacted]" in body and "123-45-6789" not in body  # redacted, as in every export
+    events = [json.loads(line) for line in body.splitlines()]
     actions = json.loads(export(user, "", "json").get_data(as_text=True))
     assert [e["metadata"]["uid"] for e in events] == [str(a["id"]) for a in actions]
     assert {e["class_uid"] for e in events} >= {3004, 6003}
