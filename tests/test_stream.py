@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import queue
 import random
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
+from pg_binaries import bin_dir
 from psycopg import errors
 from test_cli import assert_one_line_error, audit_cli_executable, run
 
-from audit_capture import stream
+from audit_capture import migrate, stream
+from audit_capture.embedded import EmbeddedPostgresql
 
 # -- helpers ----------------------------------------------------------------------------
 
@@ -371,6 +376,32 @@ def test_stream_mark_is_security_definer_with_a_pinned_search_path_and_writes_no
     (xid,) = conn.execute("select pg_current_xact_id_if_assigned()").fetchone()
     assert xid is None  # and it took no transaction id
     conn.rollback()
+
+
+def test_a_standby_is_refused_in_one_line():
+    """A physical standby sees neither the primary's locks nor its sequence as drawn (the
+    sequence is logged ahead of what it handed out): a mark there could settle an id
+    an open transaction still holds. A server in recovery refuses to make one."""
+    base_dir = tempfile.mkdtemp(prefix="audit-standby-")  # kept by stop(): base_dir is ours
+    try:
+        primary = EmbeddedPostgresql(bin_dir=bin_dir(), base_dir=base_dir)
+        try:
+            migrate.upgrade(primary.url(), "head")
+        finally:
+            primary.stop()  # a clean shutdown: the copy is consistent at once
+        data_dir = Path(primary.get_data_directory())
+        (data_dir / "standby.signal").touch()  # no primary to follow: it stays in recovery
+        standby = EmbeddedPostgresql(bin_dir=bin_dir(), copy_data_from=str(data_dir))
+        try:
+            with psycopg.connect(standby.url(), autocommit=True) as conn:
+                assert conn.execute("select pg_is_in_recovery()").fetchone() == (True,)
+                with pytest.raises(errors.FeatureNotSupported, match="cannot run on a standby"):
+                    conn.execute("select * from audit.stream_mark()")
+            assert_one_line_error(run(standby.url(), "tail"), "cannot run on a standby")
+        finally:
+            standby.stop()
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
 
 
 # -- bad input ----------------------------------------------------------------------------------

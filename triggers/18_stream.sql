@@ -33,6 +33,13 @@ declare
   last_value_ bigint;
   called      boolean;
 begin
+  -- a standby sees neither the primary's locks nor its sequence as drawn (the sequence
+  -- is logged ahead): a mark there could settle ids a transaction still holds
+  if pg_is_in_recovery() then
+    raise exception 'audit.stream_mark() cannot run on a standby: it does not see the primary''s open transactions'
+      using errcode = 'feature_not_supported',
+            hint = 'Read the log as a stream from the primary.';
+  end if;
   -- the sequence first, then the holders of its lock (statements apart, in this order)
   select s.last_value, s.is_called into last_value_, called from audit.action_log_id_seq s;
   last_id := case when called then last_value_ else last_value_ - 1 end;
@@ -47,7 +54,7 @@ begin
 end
 $$;
 comment on function audit.stream_mark() is
-  'A mark for reading the log in id order without skipping a late commit (audit-capture tail): last_id, the id sequence''s last value, and open_writers, the virtual transaction ids (pg_locks) of the transactions that had drawn an action id and were still open just after. Every id up to last_id is final once none of open_writers is open: a later mark whose open_writers holds none of them. Writes nothing; audit_reader.';
+  'A mark for reading the log in id order without skipping a late commit (audit-capture tail): last_id, the id sequence''s last value, and open_writers, the virtual transaction ids (pg_locks) of the transactions that had drawn an action id and were still open just after. Every id up to last_id is final once none of open_writers is open: a later mark whose open_writers holds none of them. Writes nothing; refused on a standby; audit_reader.';
 
 revoke all on function audit.stream_mark() from public;
 grant execute on function audit.stream_mark() to audit_reader;
