@@ -378,6 +378,29 @@ def test_stream_mark_is_security_definer_with_a_pinned_search_path_and_writes_no
     conn.rollback()
 
 
+def test_an_audit_server_is_refused_in_one_line(conn, reader_role_url):
+    """A database subscribed to the log (audit-capture replicate) receives actions late
+    and in any order, with ids its own sequence never drew."""
+    conn.autocommit = True
+    conn.execute(
+        "create subscription audit_capture connection 'dbname=nowhere'"
+        " publication audit_capture"
+        " with (connect = false, enabled = false, create_slot = false, slot_name = none)"
+    )
+    try:
+        with (
+            psycopg.connect(reader_role_url, autocommit=True) as reader,
+            pytest.raises(errors.ObjectNotInPrerequisiteState, match="audit server"),
+        ):
+            reader.execute("select * from audit.stream_mark()")
+        assert_one_line_error(
+            run(reader_role_url, "tail"), "this database is an audit server", "from the primary"
+        )
+    finally:
+        conn.execute("drop subscription audit_capture")
+        conn.autocommit = False
+
+
 def test_a_standby_is_refused_in_one_line():
     """A physical standby sees neither the primary's locks nor its sequence as drawn (the
     sequence is logged ahead of what it handed out): a mark there could settle an id

@@ -40,6 +40,15 @@ begin
       using errcode = 'feature_not_supported',
             hint = 'Read the log as a stream from the primary.';
   end if;
+  -- an audit server (audit-capture replicate) receives the primary's actions late and
+  -- in any order, with ids its own sequence never drew: it cannot settle them
+  if exists (select from pg_subscription s
+             where s.subdbid = (select d.oid from pg_database d where d.datname = current_database())
+               and 'audit_capture' = any (s.subpublications)) then
+    raise exception 'this database is an audit server: it receives the log from its primary by replication, so read the stream from the primary'
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = 'Run audit-capture tail (or audit.stream_mark()) on the primary database.';
+  end if;
   -- the sequence first, then the holders of its lock (statements apart, in this order)
   select s.last_value, s.is_called into last_value_, called from audit.action_log_id_seq s;
   last_id := case when called then last_value_ else last_value_ - 1 end;
@@ -54,7 +63,7 @@ begin
 end
 $$;
 comment on function audit.stream_mark() is
-  'A mark for reading the log in id order without skipping a late commit (audit-capture tail): last_id, the id sequence''s last value, and open_writers, the virtual transaction ids (pg_locks) of the transactions that had drawn an action id and were still open just after. Every id up to last_id is final once none of open_writers is open: a later mark whose open_writers holds none of them. Writes nothing; refused on a standby; audit_reader.';
+  'A mark for reading the log in id order without skipping a late commit (audit-capture tail): last_id, the id sequence''s last value, and open_writers, the virtual transaction ids (pg_locks) of the transactions that had drawn an action id and were still open just after. Every id up to last_id is final once none of open_writers is open: a later mark whose open_writers holds none of them. Writes nothing; refused on a standby and on an audit server; audit_reader.';
 
 revoke all on function audit.stream_mark() from public;
 grant execute on function audit.stream_mark() to audit_reader;
