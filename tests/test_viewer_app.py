@@ -606,8 +606,37 @@ def test_json_export_has_the_page_s_rows(user, query):
     assert {"action", "actor_name", "source", "changes", "occurred_at"} <= set(data[0])
 
 
+@pytest.mark.parametrize("query", ["", "source=web&resource=client"])
+def test_ndjson_export_is_the_json_export_one_object_a_line(user, query):
+    response = export(user, query, "ndjson")
+    assert response.mimetype == "application/x-ndjson"
+    assert response.headers["Content-Disposition"].endswith('.ndjson"')
+    body = response.get_data(as_text=True)
+    assert body.endswith("\n") and "\n\n" not in body
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert lines == json.loads(export(user, query, "json").get_data(as_text=True))
+    assert "123-45-6789" not in body  # redacted, as in every export
+
+
+def test_ocsf_export_is_one_event_a_line_for_the_same_actions(user):
+    response = export(user, "", "ocsf")
+    assert response.mimetype == "application/x-ndjson"
+    assert response.headers["Content-Disposition"].endswith('.ocsf.ndjson"')
+    body = response.get_data(as_text=True)
+    assert "[redacted]" in body and "123-45-6789" not in body  # redacted, as in every export
+    events = [json.loads(line) for line in body.splitlines()]
+    actions = json.loads(export(user, "", "json").get_data(as_text=True))
+    assert [e["metadata"]["uid"] for e in events] == [str(a["id"]) for a in actions]
+    assert {e["class_uid"] for e in events} >= {3004, 6003}
+    for event, action in zip(events, actions, strict=True):
+        assert event["message"] == action["action"]
+        assert event["metadata"]["original_time"] == action["occurred_at"]
+
+
 def test_export_requires_sign_in(client, seeded):
     assert client.get("/?_format=csv").status_code == 302
+    for export_format in ("ndjson", "ocsf"):
+        assert client.get(f"/?_format={export_format}").status_code == 302
 
 
 # -- read-only ---------------------------------------------------------------------------
@@ -730,7 +759,7 @@ BAD_INPUTS = {
         400,
         "from is '٢٠٢٥-٠١-٠١'; expected a date as YYYY-MM-DD",
     ),
-    "/?_format=xml": (400, "_format is 'xml'; expected csv or json"),
+    "/?_format=xml": (400, "_format is 'xml'; expected one of csv, json, ndjson, ocsf"),
     "/actions/abc": (400, "the action id 'abc' is not a number"),
     "/actions/-1": (400, "is not a number"),
     "/actions/999999999": (404, "There is no action 999999999."),

@@ -1,7 +1,7 @@
 """Exports over HTTP, through the real server: ``audit-capture viewer`` (waitress) in a
 subprocess on 127.0.0.1, read by a plain HTTP client.
 
-- every row of a 100,000-row export arrives, in CSV and in JSON;
+- every row of a 100,000-row export arrives, in CSV, JSON, NDJSON and OCSF;
 - the server's memory does not grow with the size of the export (peak RSS after 100,000
   rows against after 10,000);
 - a failure mid-stream (the database connection killed) ends the chunked response
@@ -229,6 +229,20 @@ def json_ids(response: http.client.HTTPResponse) -> list[int]:
     return ids
 
 
+def ndjson_ids(response: http.client.HTTPResponse, key=lambda line: line["id"]) -> list[int]:
+    """The ids of an NDJSON export (one whole JSON object a line, the last line ended),
+    read as it streams; ``key`` finds the id in a line (an OCSF event's metadata.uid)."""
+    ids = []
+    for line in io.TextIOWrapper(response, encoding="utf-8"):
+        assert line.endswith("\n")
+        ids.append(int(key(json.loads(line))))
+    return ids
+
+
+def ocsf_ids(response: http.client.HTTPResponse) -> list[int]:
+    return ndjson_ids(response, key=lambda event: event["metadata"]["uid"])
+
+
 def sql_ids(conn: psycopg.Connection, where: str = "true") -> list[int]:
     return [
         r[0]
@@ -252,12 +266,16 @@ def test_exports_of_100k_rows_arrive_whole_and_memory_stays_flat(conn, reader, t
         # small one is the reference
         assert csv_ids(export(viewer, "resource=few&_format=csv")) == few
         assert json_ids(export(viewer, "resource=few&_format=json")) == few
+        assert ndjson_ids(export(viewer, "resource=few&_format=ndjson")) == few
+        assert ocsf_ids(export(viewer, "resource=few&_format=ocsf")) == few
         after_few = viewer.peak_rss()
 
         everything = sql_ids(conn)
         assert len(everything) >= ROWS
         assert csv_ids(export(viewer, "_format=csv"), pause=2) == everything
         assert json_ids(export(viewer, "_format=json")) == everything
+        assert ndjson_ids(export(viewer, "_format=ndjson")) == everything
+        assert ocsf_ids(export(viewer, "_format=ocsf")) == everything
         after_many = viewer.peak_rss()
         assert after_many - after_few < RSS_GROWTH_LIMIT, (after_few, after_many)
         assert viewer.process.poll() is None
@@ -286,7 +304,7 @@ def wait_for(condition, what: str, timeout: float = 30):
     return result
 
 
-@pytest.mark.parametrize("export_format", ["csv", "json"])
+@pytest.mark.parametrize("export_format", ["csv", "json", "ndjson", "ocsf"])
 def test_a_failure_mid_export_is_an_incomplete_response(conn, reader, tmp_path, export_format):
     fill(conn, BLOCKED_ROWS, "many")
     fill(conn, 100, "few")
@@ -318,7 +336,7 @@ def test_a_client_that_goes_away_gives_the_export_s_connection_back_to_the_pool(
     # a pool of one connection: the page after an export is served only if the export
     # gave its connection back
     with viewer_process(url, tmp_path, pool_max_size=1) as viewer:
-        for export_format in ("csv", "json"):
+        for export_format in ("csv", "json", "ndjson", "ocsf"):
             response = export(viewer, f"_format={export_format}")
             response.read(64 * 1024)
             (exporting,) = wait_for(lambda: export_backends(conn, role), "the export's session")

@@ -367,6 +367,7 @@ any_day = st.one_of(
     st.dates(),
 ).map(lambda d: d.isoformat())
 
+EXPORT_FORMATS = ["csv", "json", "ndjson", "ocsf"]
 VALID: dict[str, st.SearchStrategy[str]] = {
     "action_type": st.sampled_from([m.value for m in ActionType]),
     "actor": st.sampled_from(ACTORS),
@@ -379,7 +380,7 @@ VALID: dict[str, st.SearchStrategy[str]] = {
     "_cursor": pick(recent_cursor, edge_cursor, edge_cursor, valid_cursor),
     "_dir": st.sampled_from(["next", "prev"]),
     "_size": st.integers(10, 200).map(str),
-    "_format": st.sampled_from(["csv", "json"]),
+    "_format": st.sampled_from(EXPORT_FORMATS),
     # the filter form's actor text field: a few letters of a name, or a key
     "_actor": st.one_of(
         st.sampled_from(["ali", "Alice Admin", "jane", "law", "7", "svc", "post", "nobody"]),
@@ -572,11 +573,17 @@ def check(sent: Sent, *, viewer: bool = True) -> Sent:
 
 
 def check_export(sent: Sent) -> None:
-    """A whole file: CSV with its header line and every record complete, or a JSON array."""
+    """A whole file: CSV with its header line and every record complete, a JSON array,
+    or NDJSON (an export's or OCSF events): every line one whole JSON object."""
     if sent.mimetype == "text/csv":
         records = list(csv.reader(io.StringIO(sent.body)))
         assert records[0][:2] == ["id", "occurred_at"]
         assert {len(r) for r in records} == {len(records[0])}
+    elif sent.mimetype == "application/x-ndjson":
+        assert sent.body == "" or sent.body.endswith("\n")
+        for line in sent.body.splitlines():
+            obj = json.loads(line)
+            assert "id" in obj or obj["class_uid"] in (3002, 3004, 6003)
     else:
         assert sent.mimetype == "application/json"
         assert isinstance(json.loads(sent.body), list)
@@ -658,7 +665,7 @@ def test_the_list(fuzz_app, signed_in_cookie, run_name):
 def test_the_exports(fuzz_app, signed_in_cookie):
     client = session_client(fuzz_app, signed_in_cookie)
     filters = {k: v for k, v in VALID.items() if k != "_format"}
-    formats = st.sampled_from(["csv", "json"]).map(lambda f: [("_format", f)])
+    formats = st.sampled_from(EXPORT_FORMATS).map(lambda f: [("_format", f)])
     seen = run(
         40,
         st.tuples(formats, pick(valid_query(filters), query(filters, max_size=3))).map(

@@ -5,6 +5,7 @@ sets the context; the commands that need an extra say which; with [viewer] it se
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -171,6 +172,12 @@ def test_the_wheel_without_extras_tracks_and_states_who_acts(core_bin, elsewhere
             " from audit.action_log"
         ).fetchall()
     assert logged == [("Lead created", "7", "Alice", "admin", "api", "Ann")]
+
+    # the log as a stream, as JSON lines and as OCSF events (no extra needed)
+    line = run([*cli, "tail"], cwd=elsewhere, env=env).stdout
+    assert json.loads(line)["actor_name"] == "Alice"
+    event = run([*cli, "tail", "--format", "ocsf"], cwd=elsewhere, env=env).stdout
+    assert json.loads(event)["actor"]["user"]["name"] == "Alice"
 
     # tamper evidence from the installed wheel (its SQL came from the wheel's revisions)
     heads = elsewhere / "heads.txt"

@@ -953,6 +953,104 @@ def verify_command(ctx, expect: tuple[str, ...]) -> None:
         ctx.exit(1)
 
 
+# -- tail --------------------------------------------------------------------------
+
+
+@cli.command("tail")
+@database_url_option
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep reading: print new actions as they commit."
+)
+@click.option(
+    "--after",
+    type=click.IntRange(min=0, max=2**63 - 1),
+    default=0,
+    show_default=True,
+    metavar="ID",
+    help="Start after this action id (the last id printed before: resume).",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["ndjson", "ocsf"]),
+    default="ndjson",
+    show_default=True,
+    help="ndjson: the action's columns; ocsf: an OCSF 1.7.0 event.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05, max=3600),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --follow: how often to look for new actions.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=click.FloatRange(min=0, max=3600),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Without --follow: how long to wait for transactions holding lower ids to end.",
+)
+@click.pass_context
+def tail_command(
+    ctx, follow: bool, after: int, output_format: str, interval: float, wait_seconds: float
+) -> None:
+    """Print the log's actions in id order, one JSON object per line.
+
+    For a shipper (Vector, Fluent Bit, Filebeat) to send to a SIEM; resume with --after
+    and the last id it read. Never skips an action: an action whose transaction is still
+    open, and every id above it, waits until that transaction ends (ids are drawn before
+    commit). Stops cleanly on Ctrl-C or SIGTERM. Needs audit_reader.
+
+    \b
+    audit-capture tail --follow --after 41872 --format ocsf
+    """
+    import time
+
+    from audit_capture import stream
+
+    line_of = stream.formatter(output_format)
+    with stream.connect(database_url(ctx)) as conn:
+        try:
+            stream.check_access(conn)
+            stream.check_ids_drawn_here(conn)
+        except stream.StreamRefused as exc:
+            raise click.ClickException(str(exc)) from None
+        tail = stream.Tail(conn, after)
+        out = sys.stdout
+        deadline = time.monotonic() + wait_seconds
+        target: int | None = None
+        with stream.StopFlag() as stop:
+            try:
+                while not stop.stopped:
+                    for _action_id, text in tail.settled_lines():
+                        out.write(line_of(text) + "\n")
+                        if stop.stopped:
+                            break
+                    out.flush()
+                    if follow:
+                        stop.wait(interval)
+                        continue
+                    # once: everything drawn when it started, waiting for open transactions
+                    target = tail.newest() if target is None else target
+                    if tail.horizon.settled >= target or time.monotonic() >= deadline:
+                        break
+                    stop.wait(stream.POLL_SECONDS)
+            except BrokenPipeError:  # the reader went away (| head): nothing more to say
+                # what is still buffered goes nowhere, rather than failing again at exit
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
+    if not follow and target is not None and tail.horizon.settled < target:
+        click.echo(
+            f"tail: stopped after id {tail.after}: actions up to {target} wait for"
+            f" transactions still open; run again with --after {tail.after}",
+            err=True,
+        )
+
+
 # -- archive -----------------------------------------------------------------------
 
 

@@ -1,9 +1,10 @@
-"""Exports of the current filter: CSV and JSON, streamed in constant memory.
+"""Exports of the current filter: CSV, JSON, NDJSON and OCSF, streamed in constant memory.
 
-Both hold the same rows in the same order as the pages (newest first, by
-(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS``.
+All hold the same rows in the same order as the pages (newest first, by
+(occurred_at DESC, id DESC)) and every column of ``EXPORT_COLUMNS`` (OCSF: mapped by
+``audit_capture.ocsf``).
 
-Both are read in batches of ``ITERSIZE`` rows, each starting after the last row of the
+All are read in batches of ``ITERSIZE`` rows, each starting after the last row of the
 one before (keyset, along the (occurred_at, id) order), all in one REPEATABLE READ
 transaction (one snapshot). An actor with an id is read per source
 (``rows.actor_branches``: action_log_actor_source_idx holds an actor's rows in time
@@ -17,7 +18,9 @@ once (the time index would be walked to its end).
   led by an apostrophe (``_csv_value``). COPY takes no server-side parameters, so
   psycopg binds the filter's values client-side, with proper quoting.
 * JSON is an array of objects built by the server (``json_build_object(...)::text``),
-  one object a line.
+  one object a line. NDJSON is the same objects without the array: one a line, each
+  line whole JSON (what Vector, Fluent Bit and Filebeat read). OCSF is each object
+  mapped to its OCSF event, one a line.
 
 Each batch is a statement of its own, so the statement_timeout bounds the work of
 finding the next rows, never the time a client takes to download the file (one COPY
@@ -33,11 +36,13 @@ transaction only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Iterator
 
 import psycopg
 from psycopg import sql
 
+from audit_capture import ocsf
 from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import Filters
 from audit_capture.viewer.rows import LOG, actor_branches, actor_order, merged
@@ -218,6 +223,36 @@ def export_csv(
     return _gather(chunks())
 
 
+def _objects(
+    conn: psycopg.Connection, filters: Filters, statement_timeout: int | None
+) -> Iterator[str]:
+    """The rows of ``filters`` as JSON objects (text, keys EXPORT_COLUMNS), one by one,
+    read in batches of ``ITERSIZE`` in one snapshot: what the JSON, NDJSON and OCSF
+    exports are made of."""
+    pairs = sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS
+    )
+    # each object, and the keys of its row: where the next batch starts
+    columns = sql.SQL("json_build_object({})::text, action_log.occurred_at, action_log.id").format(
+        pairs
+    )
+    own_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with translate_errors(), conn.transaction():
+        if own_transaction:  # one snapshot for every batch, as the CSV's
+            conn.execute("set transaction isolation level repeatable read")
+        _set_timeout(conn, statement_timeout)
+        after = None
+        while True:
+            select, params = _batch(filters, columns, after)
+            rows = conn.execute(select, params, prepare=False).fetchall()
+            for obj, _at, _id in rows:
+                yield obj
+            if len(rows) < ITERSIZE:
+                break
+            _obj, occurred_at, action_id = rows[-1]
+            after = (occurred_at, action_id)
+
+
 def export_json(
     conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
 ) -> Generator[bytes, None, None]:
@@ -226,33 +261,40 @@ def export_json(
 
     Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
     """
-    pairs = sql.SQL(", ").join(
-        sql.SQL("{}, {}").format(sql.Literal(c), _value(c)) for c in EXPORT_COLUMNS
-    )
-    # each object, and the keys of its row: where the next batch starts
-    columns = sql.SQL("json_build_object({})::text, action_log.occurred_at, action_log.id").format(
-        pairs
-    )
 
     def chunks() -> Iterator[bytes]:
         yield b"["
         separator = b"\n"
-        own_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        with translate_errors(), conn.transaction():
-            if own_transaction:  # one snapshot for every batch, as the CSV's
-                conn.execute("set transaction isolation level repeatable read")
-            _set_timeout(conn, statement_timeout)
-            after = None
-            while True:
-                select, params = _batch(filters, columns, after)
-                rows = conn.execute(select, params, prepare=False).fetchall()
-                for obj, _at, _id in rows:
-                    yield separator + obj.encode("utf-8")
-                    separator = b",\n"
-                if len(rows) < ITERSIZE:
-                    break
-                _obj, occurred_at, action_id = rows[-1]
-                after = (occurred_at, action_id)
+        for obj in _objects(conn, filters, statement_timeout):
+            yield separator + obj.encode("utf-8")
+            separator = b",\n"
         yield b"\n]\n"
 
     return _gather(chunks())
+
+
+def export_ndjson(
+    conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
+) -> Generator[bytes, None, None]:
+    """The rows of ``filters`` as newline-delimited JSON: one object a line, the JSON
+    export's objects (keys EXPORT_COLUMNS, the same order); what a log shipper reads, and
+    what ``audit-capture tail`` prints (there in UTC).
+
+    Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
+    """
+    lines = (obj.encode("utf-8") + b"\n" for obj in _objects(conn, filters, statement_timeout))
+    return _gather(lines)
+
+
+def export_ocsf(
+    conn: psycopg.Connection, filters: Filters, *, statement_timeout: int | None = None
+) -> Generator[bytes, None, None]:
+    """The rows of ``filters`` as OCSF events (``audit_capture.ocsf``), one a line.
+
+    Raises TooBroad (while iterating) when the statement_timeout cancels a batch.
+    """
+    lines = (
+        json.dumps(ocsf.event(json.loads(obj)), ensure_ascii=False).encode("utf-8") + b"\n"
+        for obj in _objects(conn, filters, statement_timeout)
+    )
+    return _gather(lines)

@@ -2,7 +2,7 @@
 
 The URL is the API: the list's filters, cursor and page size are query parameters
 (``audit_capture.viewer.filters``), so a filtered view is a link one can send, and an
-export is the same URL plus ``_format=csv`` or ``_format=json``.
+export is the same URL plus ``_format=csv``, ``json``, ``ndjson`` or ``ocsf``.
 
 Each page says where its time went in a ``Server-Timing`` header (the browser's
 developer tools show it beside the request): ``db``, the query layer (the pool's
@@ -45,7 +45,7 @@ from audit_capture.viewer.actor_search import (
     search_text,
 )
 from audit_capture.viewer.errors import BadRequest, TooBroad
-from audit_capture.viewer.export import export_csv, export_json
+from audit_capture.viewer.export import export_csv, export_json, export_ndjson, export_ocsf
 from audit_capture.viewer.filters import ACTOR_PARAM, Filters, given_once, parse_filters
 from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
@@ -55,6 +55,8 @@ MAX_BIGINT = 2**63 - 1
 EXPORTS = {
     "csv": (export_csv, "text/csv", "csv"),  # Flask adds "; charset=utf-8" to text types
     "json": (export_json, "application/json", "json"),
+    "ndjson": (export_ndjson, "application/x-ndjson", "ndjson"),
+    "ocsf": (export_ocsf, "application/x-ndjson", "ocsf.ndjson"),
 }
 
 
@@ -200,7 +202,7 @@ def list_url(args: Mapping[str, str], **page_args: str) -> str:
 
 
 def export(filters: Filters, export_format: str) -> Response:
-    """The current filter's rows as a streamed CSV or JSON download.
+    """The current filter's rows as a streamed CSV, JSON, NDJSON or OCSF download.
 
     The stream has its own connection of the pool, not the request's: the request's is
     given back by the teardown as soon as this view returns, while the stream still has
@@ -212,7 +214,7 @@ def export(filters: Filters, export_format: str) -> Response:
     that looks whole).
     """
     if export_format not in EXPORTS:
-        raise BadRequest(f"_format is {export_format!r}; expected csv or json")
+        raise BadRequest(f"_format is {export_format!r}; expected one of {', '.join(EXPORTS)}")
     produce, mimetype, extension = EXPORTS[export_format]
     started = perf_counter()
     viewer_db = db.current_db()
