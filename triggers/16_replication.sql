@@ -55,6 +55,23 @@ begin
 end
 $$;
 
+-- Whether this database is an audit server: it subscribes to a primary's log
+-- (audit-capture replicate). Its actions arrive late and in any order, with ids its own
+-- sequence never drew, so what reads that sequence to decide which ids are final (the
+-- seal, the stream) refuses to run here.
+create or replace function audit.is_audit_server() returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (select from pg_catalog.pg_subscription s
+                 join pg_catalog.pg_database d on d.oid = s.subdbid
+                 where d.datname = pg_catalog.current_database()
+                   and 'audit_capture' = any (s.subpublications))
+$$;
+comment on function audit.is_audit_server() is
+  'Internal: true in a database that subscribes to a primary''s log (an audit server), where audit.seal() and audit.stream_mark() refuse to run.';
+revoke all on function audit.is_audit_server() from public;
+
 -- On an audit server, a row the primary sends again must not stop replication. The
 -- primary writes a row of the log once, but audit.maintain() moving rows of SEVERAL
 -- months out of its default partitions copies them (insert through the parents, drop

@@ -218,10 +218,7 @@ begin
   -- replication, late and in any order: a mark read from its own id sequence would
   -- seal ranges that replicated actions still arrive into, and verify would call them
   -- added. The primary seals its log.
-  if exists (select from pg_catalog.pg_subscription s
-             where s.subdbid = (select d.oid from pg_catalog.pg_database d
-                                where d.datname = pg_catalog.current_database())
-               and 'audit_capture' = any (s.subpublications)) then
+  if audit.is_audit_server() then
     raise exception 'this database is an audit server: it receives the log from its primary by replication, so seal the primary'
       using errcode = 'object_not_in_prerequisite_state',
             hint = 'Run audit-capture seal (or audit.seal()) on the primary database; its actions arrive here late and in any order.';

@@ -42,9 +42,7 @@ begin
   end if;
   -- an audit server (audit-capture replicate) receives the primary's actions late and
   -- in any order, with ids its own sequence never drew: it cannot settle them
-  if exists (select from pg_subscription s
-             where s.subdbid = (select d.oid from pg_database d where d.datname = current_database())
-               and 'audit_capture' = any (s.subpublications)) then
+  if audit.is_audit_server() then
     raise exception 'this database is an audit server: it receives the log from its primary by replication, so read the stream from the primary'
       using errcode = 'object_not_in_prerequisite_state',
             hint = 'Run audit-capture tail (or audit.stream_mark()) on the primary database.';
