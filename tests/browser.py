@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import running_test
 
 CHROMIUM = os.environ.get("AUDIT_CAPTURE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -62,14 +63,10 @@ def served(app) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-#: whether the running test is marked browser (set by conftest.pytest_runtest_setup)
-running_test_marked_browser = False
-
-
 @contextmanager
 def chromium_page() -> Iterator[sync_api.Page]:
     """A Chromium tab; fails when the page reports a JavaScript or console error."""
-    if not running_test_marked_browser:
+    if not running_test.marked_browser:
         pytest.fail("a test that opens a browser is marked @pytest.mark.browser", pytrace=False)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

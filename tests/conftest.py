@@ -30,6 +30,7 @@ import tempfile
 
 import psycopg
 import pytest
+import running_test
 from audited_crm import install_audited_crm
 from pg_binaries import ENVVAR as PGBIN_ENVVAR
 from pg_binaries import bin_dir
@@ -51,9 +52,7 @@ def pytest_configure(config):
 
 def pytest_runtest_setup(item):
     # browser.chromium_page() opens only in a test marked browser
-    browser = sys.modules.get("browser")
-    if browser is not None:
-        browser.running_test_marked_browser = item.get_closest_marker("browser") is not None
+    running_test.marked_browser = item.get_closest_marker("browser") is not None
 
 
 def pytest_report_header(config):
@@ -310,7 +309,6 @@ def app(seeded, reader_url):
 def _close_viewer_pools():
     """The connection pools of the viewers a test made are closed after it (a pool keeps
     its connections open, and a worker thread, until closed)."""
-    import sys
 
     yield
     viewer_db = sys.modules.get("audit_capture.viewer.db")
