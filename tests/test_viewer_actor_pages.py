@@ -605,7 +605,6 @@ def test_several_actors_and_sources_read_the_actor_index_in_order(
     sources = [v for k, v in args if k == "source"]
     where = "actor_id = any(%(actors)s)"
     if sources:
-        named = [s for s in sources if s != "database"]
         where += " and (source = any(%(named)s)" + (
             " or source is null)" if "database" in sources else ")"
         )

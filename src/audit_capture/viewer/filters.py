@@ -29,6 +29,13 @@ Parameters (all optional):
                  name and the resource label (full-text index, ``'simple'``
                  configuration: no stemming, case-insensitive); ``word*`` is a prefix
 
+Several values: ``action_type``, ``actor``, ``actor_type``, ``source`` and ``resource``
+(``SEVERAL_PARAMS``) may be repeated, and match any of their values
+(``?source=web&source=api``: "Source is Web or API"), at most ``MAX_VALUES`` each
+(``ACTOR_MAX_VALUES`` actors). A comma separates nothing: in the closed vocabularies it
+makes a bad value (whose message says to repeat the parameter), in an actor it is part
+of the id or name, which may hold commas. Every other parameter is given once.
+
 Parameters starting with ``_`` (``_cursor``, ``_dir``, ``_size``, ``_format``) belong to
 the page, not to the filter, and are ignored here (``page_size()`` and ``direction()``
 check the two that the query layer takes). Any other parameter is a BadRequest: a typo
