@@ -331,6 +331,15 @@ def test_the_actor_field_adds_an_actor_to_several(viewer):
         ("actor", "id:8"),
         ("actor", "id:svc-1"),
     ]
+    # a suggestion chosen (viewer.js puts its key in the form beside the others): that
+    # actor, whatever else the text matches
+    response = client.get("/?actor=id:7&actor=id:8&actor=id:svc-1&_actor=Name 4")
+    assert response.status_code == 302
+    assert sorted(parse_qsl(urlsplit(response.location).query)) == [
+        ("actor", "id:7"),
+        ("actor", "id:8"),
+        ("actor", "id:svc-1"),
+    ]
     # an empty field keeps them (without JavaScript the form sends it)
     response = client.get("/?actor=id:7&actor=id:8&_actor=&source=web&source=api")
     assert response.status_code == 302

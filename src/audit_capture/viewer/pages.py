@@ -141,7 +141,13 @@ def actor_query(
     within = sql.SQL("{} and {}").format(keyset, span)
     if ids_only:
         ids, params = actor_rows(
-            branches, sql.SQL("occurred_at, id"), within, keyset_params, direction, limit
+            branches,
+            sql.SQL("occurred_at, id"),
+            within,
+            keyset_params,
+            direction,
+            limit,
+            gather=True,
         )
         # the span again, so that the rows by id are looked up in its months only
         query = sql.SQL(
@@ -156,7 +162,13 @@ def actor_query(
         )
     else:
         query, params = actor_rows(
-            branches, column_list(LIST_COLUMNS), within, keyset_params, direction, limit
+            branches,
+            column_list(LIST_COLUMNS),
+            within,
+            keyset_params,
+            direction,
+            limit,
+            gather=True,
         )
     return query, params
 

@@ -170,10 +170,11 @@ def choose_actor(typed: str):
         return redirect(list_url(with_actor(text)))  # a filter value, as in a URL
     with querying():
         conn = db.get_conn()
-        if current and not several:
-            actor = describe(conn, current)
-            if text == (actor.shown if actor is not None else current):
-                return redirect(list_url(with_actor(current)))  # the field was left as shown
+        # the field left as shown, or (several) naming the actor a suggestion just chose
+        for key in kept if several else [current] if current else []:
+            actor = describe(conn, key)
+            if text == (actor.shown if actor is not None else key):
+                return redirect(list_url(with_actor(key)))
         matches = actor_directory(conn).find(search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
     one = matches.chosen()
     if one is not None:
