@@ -288,8 +288,9 @@ def actor_rows(
     actor's ``actor_branches``, each branch read in ``branch_order`` with its own
     LIMIT, merged in page order (``merged``), and its parameters.
 
-    ``gather`` (a page: ``limit`` is at most 201): the branches of several actors with
-    an id are read one statement part per source, not per actor and source
+    ``gather`` (a page's ids, index-only: ``limit`` is at most 201 entries): the
+    branches of several actors with an id are read one statement part per source, not
+    per actor and source
     (``_gathered``): for each id, LATERAL, that actor's ``limit`` rows of the source
     along action_log_actor_source_idx, in its order; the merge then sorts at most
     actors x sources x ``limit`` rows. On a log partitioned by month every part is
