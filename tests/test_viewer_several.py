@@ -224,6 +224,11 @@ BAD = {
     ),
     "action_type=create, delete": "repeat the parameter: action_type=create&action_type=delete",
     "resource=client,case": "repeat the parameter: resource=client&resource=case",
+    # the hint never shows the user's characters but inside repr()
+    "source=%E2%80%AEweb,api": (
+        r"source is '\u202eweb,api'; expected one of web, api, ai, mobile, database"
+        " (for several values, repeat the parameter: source=...&source=...)"
+    ),
     # a NUL in the second value
     "actor=id:7&actor=id:a%00b": "actor holds a NUL character",
     # the other parameters are still given once

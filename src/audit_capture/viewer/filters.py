@@ -221,15 +221,19 @@ def _ph(fdef: FilterDef, suffix: str = "") -> tuple[str, sql.Placeholder]:
     return name, sql.Placeholder(name)
 
 
+_PLAIN_WORD = re.compile(r"[a-z0-9_]{1,20}")
+
+
 def _several_hint(param: str, value: str) -> str:
-    """For a value holding a comma: how to ask for several values instead."""
+    """For a value holding a comma: how to ask for several values instead, with its
+    first two words when they are plain (never the user's other characters, which the
+    message shows only inside repr())."""
     if "," not in value:
         return ""
-    first, _, second = value.partition(",")
-    return (
-        f" (for several values, repeat the parameter: "
-        f"{param}={first.strip()[:20]}&{param}={second.split(',')[0].strip()[:20]})"
-    )
+    first, second = (word.strip() for word in value.split(",")[:2])
+    if not (_PLAIN_WORD.fullmatch(first) and _PLAIN_WORD.fullmatch(second)):
+        first, second = "...", "..."
+    return f" (for several values, repeat the parameter: {param}={first}&{param}={second})"
 
 
 def _choices(param: str, value: str, allowed: list[str]) -> str:
