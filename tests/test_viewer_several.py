@@ -26,6 +26,7 @@ from viewer_data import app_config, drop_role, make_reader, sign_in
 from werkzeug.datastructures import MultiDict
 
 from audit_capture.viewer import create_app
+from audit_capture.viewer.actor_search import describe, describe_many
 from audit_capture.viewer.app import close
 from audit_capture.viewer.errors import BadRequest
 from audit_capture.viewer.export import export_csv, export_json
@@ -250,6 +251,31 @@ def test_bad_values_among_good_ones_are_named(query):
     with pytest.raises(BadRequest) as raised:
         parse_filters(MultiDict(parse_qsl(query, keep_blank_values=True)), UTC)
     assert BAD[query] in str(raised.value)
+
+
+def test_several_actors_are_named_as_each_alone(several_log, conn):
+    """The sentence's names of several actors (``describe_many``: the ids in one
+    statement or two) are ``describe``'s of each, in the URL's order; an actor with no
+    recent row is found in the older months; an unknown one is None."""
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
+        " actor_id, actor_name, actor_type, db_user, transaction_id)"
+        " values (now() - interval '400 days', 'Client updated', 'update', 'client',"
+        " 'gone', 'Gus Gone', 'admin', 'crm_app', 1)"
+    )
+    conn.commit()
+    keys = ["id:svc-1", "name:postgres", "id:nobody", "id:q'uote", "id:gone", "id:a,b", "x"]
+    many = describe_many(several_log, keys)
+    assert many == [describe(several_log, key) for key in keys]
+    assert [a.name if a else None for a in many] == [
+        "Name 4",
+        "postgres",
+        None,
+        "Name 3",
+        "Gus Gone",
+        "Name 2",
+        None,
+    ]
 
 
 def test_a_comma_in_an_actor_is_part_of_its_id():

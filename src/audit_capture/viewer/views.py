@@ -40,6 +40,7 @@ from audit_capture.viewer.actions import change_rows, get_action, items_page
 from audit_capture.viewer.actor_search import (
     DirectoryCache,
     describe,
+    describe_many,
     load_directory,
     result_limit,
     search_text,
@@ -92,7 +93,8 @@ def actions():
         chosen = filters.get(ACTOR_PARAM)
         if chosen is not None:
             # the sentence names each actor: "Actor is Maria Smith (Admin)"
-            actors = [describe(conn, key) for key in chosen.values]
+            keys = list(chosen.values)
+            actors = describe_many(conn, keys) if chosen.several else [describe(conn, keys[0])]
             filters = filters.shown_as(
                 ACTOR_PARAM,
                 [a.shown if a else shown for a, shown in zip(actors, chosen.displays, strict=True)],
