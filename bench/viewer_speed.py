@@ -80,6 +80,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fill_log  # noqa: E402
+from werkzeug.datastructures import MultiDict  # noqa: E402
 
 from audit_capture import migrate  # noqa: E402
 from audit_capture.embedded import EmbeddedPostgresql  # noqa: E402
@@ -311,7 +312,8 @@ class Viewer:
         return response.status, data, response
 
     def get(self, params: dict) -> tuple[int, bytes]:
-        status, data, _response = self.request("GET", "/?" + urlencode(params))
+        # a filter of several values is a list: the parameter repeated (source=web&source=api)
+        status, data, _response = self.request("GET", "/?" + urlencode(params, doseq=True))
         return status, data
 
     def sign_in(self, password: str) -> None:
@@ -533,6 +535,56 @@ def page_cases() -> list[Case]:
             {"actor": "id:departed-1", "q": "smith"},
         ),
     ]
+    # several values per filter (issue 16): any of them, the parameter repeated
+    cases += [
+        Case("several: source=web or api", {"source": ["web", "api"]}),
+        Case("several: source=mobile or database", {"source": ["mobile", "database"]}),
+        Case(
+            "several: action_type=import or export or send",
+            {"action_type": ["import", "export", "send"]},
+        ),
+        Case("several: resource=case or case_task", {"resource": ["case", "case_task"]}),
+        Case(
+            "several: actor_type=client or system + source=mobile or database (rare)",
+            {"actor_type": ["client", "system"], "source": ["mobile", "database"]},
+        ),
+        Case(
+            "several: 3 admins (busiest, admin-7, admin-20)",
+            {"actor": ["id:admin-0", "id:admin-7", "id:admin-20"]},
+        ),
+        Case(
+            "several: 3 admins + source=web or api",
+            {"actor": ["id:admin-0", "id:admin-7", "id:admin-20"], "source": ["web", "api"]},
+        ),
+        Case(
+            "several: busiest admin + database role postgres",
+            {"actor": ["id:admin-0", "name:postgres"]},
+        ),
+        Case(
+            "several: 2 departed admins (old rows)",
+            {"actor": ["id:departed-1", "id:departed-2"]},
+        ),
+        Case(
+            "several: 2 admins + resource=case or client + action_type=update or delete",
+            {
+                "actor": ["id:admin-0", "id:admin-7"],
+                "resource": ["case", "client"],
+                "action_type": ["update", "delete"],
+            },
+        ),
+        Case(
+            "several, matches nothing: admin-0 or admin-20 + source=database",
+            {"actor": ["id:admin-0", "id:admin-20"], "source": "database"},
+        ),
+        Case(
+            "several + text: 3 admins + q=smith",
+            {"actor": ["id:admin-0", "id:admin-7", "id:admin-20"], "q": "smith"},
+        ),
+        Case(
+            "several + text: source=web or api + q=maria smith",
+            {"source": ["web", "api"], "q": "maria smith"},
+        ),
+    ]
     return cases
 
 
@@ -552,7 +604,9 @@ def start_cursor(conn: psycopg.Connection, case: Case) -> str | None:
     cursor = case.cursor
     filters, size = split_params(case.params)
     for _ in range(case.page - 1):
-        cursor = list_page(conn, parse_filters(filters, TZ), cursor=cursor, size=size).next_cursor
+        cursor = list_page(
+            conn, parse_filters(MultiDict(filters), TZ), cursor=cursor, size=size
+        ).next_cursor
         if cursor is None:
             raise TooSmall(f"the log is too small: the filter has fewer than {case.page} pages")
     return cursor
@@ -567,7 +621,7 @@ def time_query_page(conn, case: Case, cursor: str | None, runs: int, result: Res
     try:
         for run in range(runs + 1):
             started = time.perf_counter()
-            filters = parse_filters(filters_args, TZ)
+            filters = parse_filters(MultiDict(filters_args), TZ)
             page = list_page(conn, filters, cursor=cursor, size=size)
             elapsed = (time.perf_counter() - started) * 1000
             if run:  # the first run warms up
@@ -669,7 +723,7 @@ def time_query_csv(conn, args: dict, runs: int, result: Result) -> list[int]:
     """Times the export at the query layer; the ids it exported."""
     timing = Timing()
     result.query.append(timing)
-    filters = parse_filters(args, TZ)
+    filters = parse_filters(MultiDict(args), TZ)
     data = b""
     try:
         for run in range(runs + 1):
@@ -773,7 +827,7 @@ def whole_run(conn, viewer: Viewer, results: dict[str, Result], args, facts: dic
         )
     if wanted("CSV export"):
         export_args = csv_filter(conn, min(CSV_ROWS, args.rows))
-        name = f"CSV export, {parse_filters(export_args, TZ).sentence()}"
+        name = f"CSV export, {parse_filters(MultiDict(export_args), TZ).sentence()}"
         result = results.setdefault(name, Result(name, "csv"))
         ids = time_query_csv(conn, export_args, args.runs, result)
         time_http_csv(viewer, export_args, args.runs, result, ids, facts)

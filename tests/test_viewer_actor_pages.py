@@ -579,3 +579,91 @@ def test_a_walk_that_passed_every_row_of_an_actor_is_the_whole_answer(conn, acto
     expected = plain_ids(conn, "actor_id = 'gone'")
     page = list_page(conn, parse_filters({"actor": "id:gone", "q": "client"}, UTC), size=50)
     assert ids(page) == expected and page.next_cursor is None
+
+
+# -- several values (issue 16): the same indexes, one branch per actor and source --------
+
+
+@pytest.mark.parametrize(
+    ("args", "parts", "loops"),
+    [
+        # two actors: one part per source, each read once per actor (LATERAL)
+        ([("actor", "id:busy"), ("actor", "id:mixed")], len(SOURCE_CHOICES), 2),
+        # one actor, two sources: a branch each
+        ([("actor", "id:busy"), ("source", "web"), ("source", "database")], 2, 1),
+        ([("actor", "id:busy"), ("actor", "id:mixed"), ("source", "api")], 1, 2),
+    ],
+)
+@pytest.mark.parametrize("direction", ["next", "prev"])
+def test_several_actors_and_sources_read_the_actor_index_in_order(
+    conn, actor_log, args, parts, loops, direction, monkeypatch
+):
+    """Each source value is a part along action_log_actor_source_idx, read in order
+    once per actor (``rows.actor_rows``, gathered): no read returns more than a page,
+    nothing sorts more than a page per actor and source, and the page is plain SQL's."""
+    from werkzeug.datastructures import MultiDict
+
+    filters = parse_filters(MultiDict(args), UTC)
+    actors = [v.removeprefix("id:") for k, v in args if k == "actor"]
+    sources = [v for k, v in args if k == "source"]
+    where = "actor_id = any(%(actors)s)"
+    if sources:
+        where += " and (source = any(%(named)s)" + (
+            " or source is null)" if "database" in sources else ")"
+        )
+    params = {"actors": actors, "named": [s for s in sources if s != "database"]}
+    expected = plain_ids(conn, where, params)
+    middle = conn.execute(
+        f"select occurred_at, id from audit.action_log where {where}"
+        " order by occurred_at desc, id desc offset 2000 limit 1",
+        params,
+    ).fetchone()
+    for position in (None, tuple(middle)):
+        if position is None and direction == "prev":
+            continue
+        plans = plans_of(
+            conn, monkeypatch, lambda p=position: fetch_rows(conn, filters, p, direction, 51)
+        )
+        home = data_partition(conn, "busy")
+        indexes = [
+            log_index(n)
+            for plan in plans
+            if plan["Actual Rows"]
+            for n in _nodes(plan)
+            if n.get("Index Name", "").startswith(home + "_")
+        ]
+        assert set(indexes) == {"action_log_actor_source_idx", "action_log_pkey"}, indexes
+        assert indexes.count("action_log_actor_source_idx") == parts
+        for plan in plans:
+            for node in _nodes(plan):
+                if node.get("Index Name", "").startswith(home + "_actor_source"):
+                    assert plan["Actual Rows"] == 0 or node["Actual Loops"] == loops, node
+                # a read: a page at most each time; in all, a page per actor and source
+                if "Scan" in node["Node Type"] or node["Node Type"] == "Limit":
+                    assert node["Actual Rows"] <= 51, node
+                assert node["Actual Rows"] * node["Actual Loops"] <= 51 * loops * parts, node
+                assert node.get("Rows Removed by Filter", 0) == 0, node
+    first = list_page(conn, filters, size=50)
+    second = list_page(conn, filters, cursor=first.next_cursor, size=50)
+    assert ids(first) + ids(second) == expected[:100]
+
+
+def test_several_sources_are_probed_on_the_kind_index_alone(conn, actor_log, monkeypatch):
+    """web or database (none) with an actor type: a descent per value on
+    action_log_kind_idx, index-only, as one value is."""
+    from werkzeug.datastructures import MultiDict
+
+    from audit_capture.viewer.kind_probe import kind_probe
+
+    conn.execute("set enable_bitmapscan = off")  # as the probe runs (planner_settings)
+    conn.commit()
+    for args in (
+        [("source", "web"), ("source", "database"), ("actor_type", "admin")],
+        [("action_type", "update"), ("action_type", "send"), ("source", "api")],
+        [("source", "web"), ("actor_type", "admin")],  # one value: the same plan
+    ):
+        filters = parse_filters(MultiDict(args), UTC)
+        plans = plans_of(conn, monkeypatch, lambda f=filters: kind_probe(conn, f))
+        scans = [n for plan in plans for n in _nodes(plan) if "Index Name" in n]
+        assert scans and {log_index(n) for n in scans} == {"action_log_kind_idx"}, scans
+        assert {n["Node Type"] for n in scans} == {"Index Only Scan"}

@@ -284,3 +284,33 @@ def test_every_row_badge_draws_its_icon_under_the_csp(page, viewer_url):
     # the size .badge svg gives (12 px), as the inline icons had
     assert {round(width) for *_, width in drawn} == {12}
     assert not refused, refused
+
+
+def test_two_sources_picked_in_the_form(page, viewer_url, artifacts):
+    """Issue 16: the Source list's "Several…" box picks Web and API; Apply lists both
+    (the sentence "Source is Web or API", a chip each), a chip's × keeps the other, and
+    picking one value in the list is that value alone again."""
+    sign_in(page, viewer_url)
+    page.click("#f-source-several summary")
+    page.check("#f-source-several input[value=web]")
+    page.check("#f-source-several input[value=api]")
+    assert page.url == viewer_url + "/"  # checking boxes applies nothing yet
+    page.click("button[type=submit]:has-text('Apply')")
+    page.wait_for_url("**/?source=web&source=api")
+    assert page.locator(".active-filters .sentence").inner_text() == "Source is Web or API"
+    sources = page.locator("table.log td[data-label=Source]").all_inner_texts()
+    assert {s.strip() for s in sources} == {"Web", "API"}
+    assert page.locator("#f-source option:checked").inner_text() == "2 sources"
+    assert page.locator("#f-source-several input:checked").count() == 2
+    page.click("#f-source-several summary")
+    page.screenshot(path=str(artifacts / "viewer-several-sources.png"), full_page=False)
+    page.click("#f-source-several summary")
+    # one chip per value: removing Web keeps API
+    page.click("a[aria-label='Clear Source: Web']")
+    page.wait_for_url("**/?source=api")
+    assert page.locator(".active-filters .sentence").inner_text() == "Source is API"
+    # back to both, then one picked in the list: that one alone
+    page.goto(viewer_url + "/?source=web&source=api")
+    page.select_option("#f-source", "ai")
+    page.wait_for_url("**/?source=ai")
+    assert page.locator(".active-filters .sentence").inner_text() == "Source is AI"

@@ -62,7 +62,7 @@ from audit_capture.viewer import cursor as cursors
 from audit_capture.viewer import db as viewer_db
 from audit_capture.viewer import errors as viewer_errors
 from audit_capture.viewer.app import close
-from audit_capture.viewer.filters import FILTER_PARAMS
+from audit_capture.viewer.filters import FILTER_PARAMS, MAX_VALUES, SEVERAL_PARAMS
 
 EXAMPLES_ENVVAR = "AUDIT_CAPTURE_FUZZ_EXAMPLES"
 DATABASE = "viewer_fuzz"
@@ -388,6 +388,7 @@ VALID: dict[str, st.SearchStrategy[str]] = {
     ),
 }
 LIST_PARAMS = tuple(VALID)
+
 ITEM_PARAMS = {"items_after": st.integers(0, 120).map(str)}
 ACTORS_PARAMS = {
     "q": st.sampled_from(["a", "ali", "Alice", "jane roe", "7", "svc-", "law", "post", "zz"]),
@@ -441,6 +442,27 @@ def any_value(valid: st.SearchStrategy[str]) -> st.SearchStrategy[Value]:
 def valid_query(params: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[Query]:
     """Some of the route's parameters, each once, each valid: the pages that answer."""
     return st.fixed_dictionaries({}, optional=params).map(lambda d: list(d.items()))
+
+
+def repeated(name: str, values: st.SearchStrategy[Value], most: int) -> st.SearchStrategy[Query]:
+    """``name`` given 1 to ``most`` times, each with one of ``values``."""
+    return st.lists(values, min_size=1, max_size=most).map(lambda vs: [(name, v) for v in vs])
+
+
+#: The filters of several values (issue 16: ``source=web&source=api``), each repeated:
+#: valid values (pages that answer), one odd or hostile value among valid ones, or
+#: more values than a filter takes (a 400 at once, however many).
+SEVERAL: dict[str, st.SearchStrategy[Query]] = {
+    name: pick(
+        repeated(name, VALID[name], 5),
+        repeated(name, VALID[name], 5),
+        st.tuples(repeated(name, VALID[name], 4), any_value(VALID[name])).map(
+            lambda t, n=name: [*t[0], (n, t[1])]
+        ),
+        st.integers(MAX_VALUES + 1, 3_000).map(lambda k, n=name: [(n, "web")] * k),
+    )
+    for name in SEVERAL_PARAMS
+}
 
 
 def encode(value: Value) -> str:
@@ -630,6 +652,7 @@ def test_the_fuzzer_knows_every_route(fuzz_app, host_app):
     mounted = {r.rule for r in host_app.url_map.iter_rules() if r.rule.startswith(PREFIX)}
     assert mounted == {PREFIX + r for r in STANDALONE_ROUTES if not r.startswith("/sign")}
     assert set(FILTER_PARAMS) <= set(VALID)
+    assert set(SEVERAL_PARAMS) <= set(SEVERAL)  # a filter of several values: repeat it too
 
 
 # Parameters in every request of a run (the rest drawn as ever), and how many requests:
@@ -660,6 +683,25 @@ def test_the_list(fuzz_app, signed_in_cookie, run_name):
     assert seen[200] and seen[400], seen
     if "_cursor" not in pinned:
         assert seen[302], seen  # _actor redirects to the filter of the actor it names
+
+
+def test_the_list_with_several_values(fuzz_app, signed_in_cookie):
+    """Filters of several values (issue 16), alone and with any other parameters: the
+    repeated ones give pages (200), bad values among good ones and too many values 400s,
+    never a 5xx; exports of several values too."""
+    client = session_client(fuzz_app, signed_in_cookie)
+    several = st.lists(
+        st.sampled_from(sorted(SEVERAL)).flatmap(lambda name: SEVERAL[name]),
+        min_size=1,
+        max_size=3,
+    ).map(lambda groups: [pair for group in groups for pair in group])
+    rest = pick(st.just([]), valid_query(VALID), query(VALID, max_size=3))
+    seen = run(
+        80,
+        st.tuples(several, rest).map(lambda t: t[0] + t[1]),
+        lambda pairs: check(send(client, "GET", "/", pairs)),
+    )
+    assert seen[200] and seen[400], seen
 
 
 def test_the_exports(fuzz_app, signed_in_cookie):

@@ -1,7 +1,9 @@
 // audit_capture viewer: optional niceties; every page works without this file.
 // - the filter form sends only the filters that are set (no "?source=&actor=&..." noise);
 // - choosing a value in a filter list with the pointer applies it at once; stepping
-//   through a list with the arrow keys (a change at each step) waits for Enter;
+//   through a list with the arrow keys (a change at each step) waits for Enter; a value
+//   picked in the list is that value alone (its "Several…" checkboxes are cleared; they
+//   add values to the list's, sent by Apply: source=web&source=api);
 // - the Actor field suggests matching actors as one types (GET /actors?q=, an ARIA
 //   combobox: arrows move, Enter chooses, Escape closes); without this file the typed
 //   text goes to the server, which filters by the actor it names or lists the choices.
@@ -29,6 +31,11 @@
         if (event.key === "Enter") { event.preventDefault(); apply(); }
       });
       select.addEventListener("change", function () {
+        // a value picked from the list is that value alone: its "Several" boxes cleared
+        Array.prototype.forEach.call(
+          form.querySelectorAll("input[type=checkbox][name='" + select.name + "']"),
+          function (box) { box.checked = false; }
+        );
         if (!keyed) { apply(); }
       });
     });

@@ -114,6 +114,21 @@ DESCRIBE_BY_ID = NEWEST_BY_ID.format(actor="%(key)s", since="")
 DESCRIBE_RECENT_BY_ID = NEWEST_BY_ID.format(
     actor="%(key)s", since=" and l.occurred_at >= %(since)s"
 )
+#: ... of every actor whose id is in %(keys)s at once (several actors in the ``actor``
+#: filter): the same probes, LATERAL, planned once however many actors (on a log
+#: partitioned by month each statement is planned on every month it reads: one
+#: statement per actor made ten departed actors ten plannings of 41 months)
+DESCRIBE_MANY_BY_ID = """
+select k.actor_id, d.actor_name, d.actor_type, d.source
+from unnest(%(keys)s::text[]) k(actor_id)
+cross join lateral ({newest}) d
+"""
+DESCRIBE_MANY_RECENT_BY_ID = DESCRIBE_MANY_BY_ID.format(
+    newest=NEWEST_BY_ID.format(actor="k.actor_id", since=" and l.occurred_at >= %(since)s")
+)
+DESCRIBE_MANY_BY_ID = DESCRIBE_MANY_BY_ID.format(
+    newest=NEWEST_BY_ID.format(actor="k.actor_id", since="")
+)
 DESCRIBE_BY_NAME = """
 select actor_name, actor_type, source from audit.action_log
 where actor_id is null and actor_name = %(key)s order by occurred_at desc, id desc limit 1
@@ -304,3 +319,35 @@ def describe(conn: psycopg.Connection, key: str) -> Actor | None:
         actor_type,
         database_role=kind == "name" and source is None,
     )
+
+
+def describe_many(conn: psycopg.Connection, keys: list[str]) -> list[Actor | None]:
+    """``describe`` of each of ``keys``, in their order: the actors with an id in two
+    statements at most (the recent months for all, then the whole log for those not
+    found there), an actor by name with ``describe``."""
+    ids = [
+        value
+        for kind, sep, value in (key.partition(":") for key in keys)
+        if sep and kind == "id" and value and "\x00" not in value
+    ]
+    found: dict[str, tuple] = {}
+    if ids:
+        params = {"keys": ids, "sources": SOURCES, "since": recent_months_start()}
+        with translate_errors(), conn.transaction():
+            for query in (DESCRIBE_MANY_RECENT_BY_ID, DESCRIBE_MANY_BY_ID):
+                missing = [i for i in ids if i not in found]
+                if not missing:
+                    break
+                rows = conn.execute(query, {**params, "keys": missing}).fetchall()
+                found.update({row[0]: row[1:] for row in rows})
+    described: list[Actor | None] = []
+    for key in keys:
+        kind, _, value = key.partition(":")
+        if kind != "id":
+            described.append(describe(conn, key))
+        elif value in found:
+            name, actor_type, _source = found[value]
+            described.append(Actor(key, value, name, actor_type))
+        else:
+            described.append(None)
+    return described

@@ -45,7 +45,7 @@ from psycopg import sql
 from audit_capture import ocsf
 from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import Filters
-from audit_capture.viewer.rows import LOG, actor_branches, actor_order, merged
+from audit_capture.viewer.rows import LOG, actor_branches, branch_order, merged
 
 CHUNK_BYTES = 64 * 1024
 ITERSIZE = 2_000
@@ -154,7 +154,7 @@ def _batch(
         params.update(branch_params)  # the same names and values in every branch
         selects.append(
             sql.SQL("select * from {} where ({}) and {} order by {} limit {}").format(
-                LOG, branch_where, after_condition, actor_order("next"), limit
+                LOG, branch_where, after_condition, branch_order(branch, "next"), limit
             )
         )
     return merged(selects, columns, KEYS, ITERSIZE), params

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.rows import class_row
 
 from audit_capture.enums import ActionType, ActorType, Source
-from audit_capture.viewer.filters import ACTOR_PARAM, TEXT_PARAM, Filters
+from audit_capture.viewer.filters import ACTOR_PARAM, DATABASE_SOURCE, TEXT_PARAM, Filters
 from audit_capture.viewer.planner import planner_settings
 from audit_capture.viewer.rows import (
     LIST_COLUMNS,
@@ -52,7 +52,9 @@ def _kind_branches(filters: Filters) -> list[sql.Composable]:
     action_log_kind_idx: every key column up to the last filtered one gets a condition
     (an unfiltered one: any value of its vocabulary), so each branch is a few exact
     descents into the index. An unfiltered source before a filtered resource_type
-    needs two branches (a value, or null). [] when no such filter is set."""
+    needs two branches (a value, or null), and so does a source filter of several
+    values among which ``database``. A filter of several values is ``column =
+    any(values)``: one descent per value. [] when no such filter is set."""
     kind = {KIND_PARAMS[a.param]: a for a in filters.active if a.param in KIND_PARAMS}
     if not kind:
         return []
@@ -60,7 +62,17 @@ def _kind_branches(filters: Filters) -> list[sql.Composable]:
     branches: list[list[sql.Composable]] = [[]]
     for column in KIND_COLUMNS[: last + 1]:
         if column in kind:
-            branches = [b + [kind[column].condition] for b in branches]
+            given = kind[column]
+            if column == "source" and given.several and DATABASE_SOURCE in given.values:
+                # web or api or none: two exact descents each, not an OR the index
+                # cannot descend by (the values are the closed vocabulary's: literals)
+                others = [v for v in given.values if v != DATABASE_SOURCE]
+                named = sql.SQL("source = any({}::text[])").format(sql.Literal(others))
+                branches = [b + [named] for b in branches] + [
+                    b + [sql.SQL("source is null")] for b in branches
+                ]
+            else:
+                branches = [b + [given.condition] for b in branches]
             continue
         any_value = sql.SQL("{} = any({}::text[])").format(
             sql.Identifier(column), sql.Literal(_VOCABULARY[column])

@@ -136,12 +136,20 @@ def actor_query(
     answers every filter alone, the branches read ids (index-only), and the page's rows
     are fetched by id: the planner then never prefers a walk of the time index for a
     combination it thinks common (a busy admin and a source they never use: every row
-    of the log passed for none)."""
+    of the log passed for none). Those ids of several actors are read one part per
+    source, each actor's LATERAL (``rows.actor_rows``, ``gather``): a page of index
+    entries per actor and source, and as few parts to plan as for one actor."""
     ids_only = all(a.param in ACTOR_SOURCE_PARAMS for a in branches[0].active)
     within = sql.SQL("{} and {}").format(keyset, span)
     if ids_only:
         ids, params = actor_rows(
-            branches, sql.SQL("occurred_at, id"), within, keyset_params, direction, limit
+            branches,
+            sql.SQL("occurred_at, id"),
+            within,
+            keyset_params,
+            direction,
+            limit,
+            gather=True,
         )
         # the span again, so that the rows by id are looked up in its months only
         query = sql.SQL(
@@ -155,6 +163,8 @@ def actor_query(
             order=order_by(direction),
         )
     else:
+        # a branch each: gathered, each actor's part would read a page of matches per
+        # source (heap rows, filtered) where the merge reads a page in all
         query, params = actor_rows(
             branches, column_list(LIST_COLUMNS), within, keyset_params, direction, limit
         )

@@ -214,7 +214,15 @@ def user_text(value: Any) -> Markup:
 
 
 def filter_phrase(active) -> Markup:
-    """An active filter's part of the sentence ("Actor is Alice"), its value isolated."""
+    """An active filter's part of the sentence ("Actor is Alice"), its value isolated;
+    each value of a filter of several ("Source is Web or API", "Actor is Alice Admin
+    (Admin) or postgres (Database role)")."""
+    if active.several:
+        notes = active.notes or ("",) * len(active.displays)
+        return escape(f"{active.label} is ") + Markup(" or ").join(
+            user_text(shown) + escape(note)
+            for shown, note in zip(active.displays, notes, strict=True)
+        )
     phrase, shown = active.phrase, active.display
     # "Actor is Admin (Admin)": the value follows "<label> is ", whatever comes after it
     lead = f"{active.label} is "

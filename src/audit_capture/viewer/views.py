@@ -40,13 +40,20 @@ from audit_capture.viewer.actions import change_rows, get_action, items_page
 from audit_capture.viewer.actor_search import (
     DirectoryCache,
     describe,
+    describe_many,
     load_directory,
     result_limit,
     search_text,
 )
 from audit_capture.viewer.errors import BadRequest, TooBroad
 from audit_capture.viewer.export import export_csv, export_json, export_ndjson, export_ocsf
-from audit_capture.viewer.filters import ACTOR_PARAM, Filters, given_once, parse_filters
+from audit_capture.viewer.filters import (
+    ACTOR_PARAM,
+    SEVERAL_PARAMS,
+    Filters,
+    given_once,
+    parse_filters,
+)
 from audit_capture.viewer.pages import list_page
 from audit_capture.viewer.present import plural
 
@@ -87,10 +94,17 @@ def actions():
         actor_text = ""
         chosen = filters.get(ACTOR_PARAM)
         if chosen is not None:
-            actor = describe(conn, chosen.value)
-            if actor is not None:  # the sentence names the actor: "Actor is Maria Smith (Admin)"
-                filters = filters.shown_as(ACTOR_PARAM, actor.shown, f" ({actor.kind})")
-            actor_text = actor.shown if actor is not None else chosen.value
+            # the sentence names each actor: "Actor is Maria Smith (Admin)"
+            keys = list(chosen.values)
+            actors = describe_many(conn, keys) if chosen.several else [describe(conn, keys[0])]
+            filters = filters.shown_as(
+                ACTOR_PARAM,
+                [a.shown if a else shown for a, shown in zip(actors, chosen.displays, strict=True)],
+                [f" ({a.kind})" if a is not None else "" for a in actors],
+            )
+            # the field shows the one actor; with several, the chips show them
+            if not chosen.several:
+                actor_text = actors[0].shown if actors[0] is not None else chosen.value
 
     base = dict(filters.query_args())
     if size != settings.page_size:
@@ -104,13 +118,20 @@ def actions():
         options=options,
         resource_labels=dict(options.resources),
         selected={f.param: f.value for f in filters.active},
+        # every value of each filter: the form's checkboxes, the hidden fields of actors
+        chosen={f.param: f.values for f in filters.active},
         actor_text=actor_text,
         size=size,
         default_size=settings.page_size,
         next_url=page.next_cursor and list_url(base, _cursor=page.next_cursor, _dir="next"),
         prev_url=page.prev_cursor and list_url(base, _cursor=page.prev_cursor, _dir="prev"),
         first_url=list_url(base) if cursor else None,
-        clear_urls={f.param: list_url(filters.without(f.param)) for f in filters.active},
+        # one chip per value: removing one keeps the others
+        clear_urls={
+            (f.param, value): list_url(filters.without(f.param, value))
+            for f in filters.active
+            for value in f.values
+        },
         clear_all_url=url_for(".actions"),
         csv_url=list_url(filters.query_args(), _format="csv"),
         json_url=list_url(filters.query_args(), _format="json"),
@@ -127,35 +148,47 @@ ACTOR_KEY = re.compile(r"(id|name):.+", re.DOTALL)
 def choose_actor(typed: str):
     """The filter form sent the actor text field: a redirect to the list filtered by the
     one actor it names (or by every actor when it is empty), else a page listing the
-    actors it matches, or saying that none does. Works without JavaScript."""
-    given_once(request.args)
+    actors it matches, or saying that none does. With several actors (their hidden
+    fields), the one it names is added to them, and an empty field keeps them. Works
+    without JavaScript."""
+    given_once(request.args, SEVERAL_PARAMS)
     current = request.args.get(ACTOR_PARAM) or ""
-    args = {
-        k: v
-        for k, v in request.args.items()
-        if k not in (ACTOR_TEXT, ACTOR_PARAM, "_cursor", "_dir") and v != ""
-    }
+    grouped: dict[str, list[str]] = {}  # every value of a filter of several
+    for k, v in request.args.items(multi=True):
+        if k not in (ACTOR_TEXT, ACTOR_PARAM, "_cursor", "_dir") and v != "":
+            grouped.setdefault(k, []).append(v)
+    args: dict[str, str | list[str]] = {k: v for k, v in grouped.items()}
+    # several actors (hidden fields; the text field is empty): the text adds one to them
+    kept = [key for key in dict.fromkeys(request.args.getlist(ACTOR_PARAM)) if key]
+    several = len(kept) > 1
+
+    def with_actor(key: str | None = None) -> dict[str, str | list[str]]:
+        actors = (kept if several else []) + ([key] if key else [])
+        chosen = list(dict.fromkeys(actors))
+        return {**args, ACTOR_PARAM: chosen} if chosen else dict(args)
+
     text = " ".join(typed.split())
     if not text:
-        return redirect(list_url(args))  # the field was cleared: every actor
+        return redirect(list_url(with_actor()))  # cleared: every actor (but several kept)
     if ACTOR_KEY.fullmatch(text):
-        return redirect(list_url(args, actor=text))  # a filter value, as in a URL
+        return redirect(list_url(with_actor(text)))  # a filter value, as in a URL
     with querying():
         conn = db.get_conn()
-        if current:
-            actor = describe(conn, current)
-            if text == (actor.shown if actor is not None else current):
-                return redirect(list_url(args, actor=current))  # the field was left as shown
+        # the field left as shown, or (several) naming the actor a suggestion just chose
+        for key in kept if several else [current] if current else []:
+            actor = describe(conn, key)
+            if text == (actor.shown if actor is not None else key):
+                return redirect(list_url(with_actor(key)))
         matches = actor_directory(conn).find(search_text(typed, ACTOR_TEXT), limit=ACTOR_CHOICES)
     one = matches.chosen()
     if one is not None:
-        return redirect(list_url(args, actor=one.key))
+        return redirect(list_url(with_actor(one.key)))
     return timed_page(
         "audit_viewer/actor_choice.html",
         typed=text,
         matches=matches,
-        choices=[(a, list_url(args, actor=a.key)) for a in matches.actors],
-        back_url=list_url(args),
+        choices=[(a, list_url(with_actor(a.key))) for a in matches.actors],
+        back_url=list_url(with_actor()),
     )
 
 
@@ -193,8 +226,9 @@ def actors_json():
     )
 
 
-def list_url(args: Mapping[str, str], **page_args: str) -> str:
-    """The list's URL with the query parameters ``args`` and ``page_args``."""
+def list_url(args: Mapping[str, str | list[str]], **page_args: str) -> str:
+    """The list's URL with the query parameters ``args`` and ``page_args`` (a list of
+    values: the parameter repeated, ``source=web&source=api``)."""
     # url_for's own keyword arguments (_external: a bool...) are typed, the URL's values
     # are not: a dict[str, Any] is what it takes
     values: dict[str, Any] = {**args, **page_args}
