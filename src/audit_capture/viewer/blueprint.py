@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 
 from audit_capture.database import DatabaseUnavailable
 from audit_capture.resources import viewer_dir
-from audit_capture.viewer import config, db, present, security, views
+from audit_capture.viewer import config, db, live, present, security, views
 from audit_capture.viewer.errors import BadRequest, TooBroad
 
 DEFAULT_NAME = "audit_viewer"
@@ -115,6 +115,7 @@ def make_blueprint(
     bp.add_url_rule("/", "actions", views.actions)
     bp.add_url_rule("/actions/<action_id>", "action", views.action)
     bp.add_url_rule("/actors", "actors", views.actors_json)
+    live.register(bp)  # /live and /live/poll
 
     register_error_pages(bp)
     return bp
