@@ -25,8 +25,8 @@
       statusText.textContent = text;
       status.className = "live-status" + (kind ? " " + kind : "");
     }
-    function clock() {
-      return new Date().toLocaleTimeString();
+    function clock() {  // this computer's clock, which the rows' zone may not be
+      return new Date().toLocaleTimeString() + " your time";
     }
     function schedule(ms) {
       clearTimeout(timer);
