@@ -134,6 +134,7 @@ def test_signed_out_the_poll_is_sent_to_sign_in(user):
 def test_the_poll_brings_actions_committed_since_in_id_order(user, conn):
     feed = Feed.open(user)
     assert feed.poll() == []
+    log_event(conn, "<script>alert(3)</script>")  # the rows' markup is escaped
     log_event(conn, "LawRuler login")
     log_event(conn, "LawRuler logout")
     conn.commit()
@@ -141,7 +142,8 @@ def test_the_poll_brings_actions_committed_since_in_id_order(user, conn):
     response = user.get("/live/poll", query_string=feed.args())
     body = response.get_json()
     assert "LawRuler logout" in body["html"] and 'href="/actions/' in body["html"]
-    assert body["after"] == newest and body["count"] == 2 and body["more"] is False
+    assert "<script" not in body["html"] and "&lt;script&gt;alert(3)" in body["html"]
+    assert body["after"] == newest and body["count"] == 3 and body["more"] is False
     assert body["mark"] is None or body["mark"].startswith(f"{newest}:")
     feed.after, feed.mark = str(body["after"]), body["mark"] or ""
     assert feed.poll() == []

@@ -57,8 +57,9 @@ def make_blueprint(
     pool_max_size: int = config.DEFAULTS["POOL_MAX_SIZE"],
     options_cache_seconds: int = config.DEFAULTS["OPTIONS_CACHE_SECONDS"],
 ) -> Blueprint:
-    """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``, and
-    ``/actors?q=`` (the actor search behind the Actor field, JSON).
+    """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``,
+    ``/actors?q=`` (the actor search behind the Actor field, JSON), and ``/live`` with
+    ``/live/poll`` (the Live view and its feed, ``live.py``).
 
     - ``authorize()``: True lets the request in. None: nobody is let in (403).
     - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
