@@ -1,7 +1,8 @@
 """A request fuzzer over every route of the viewer (Hypothesis).
 
 Every route the standalone app serves (``/``, its CSV and JSON exports, ``/actions/<id>``
-and its items paging, ``/actors``, ``/static/<file>``, ``/sign-in``, ``/sign-out``) and the
+and its items paging, ``/actors``, ``/live`` and ``/live/poll``, ``/static/<file>``,
+``/sign-in``, ``/sign-out``) and the
 blueprint mounted in a host application (``/admin/audit/...``, its own time zone), signed
 in and anonymous, gets requests built from the parameters it reads: valid values (so
 that the pages that answer 200 are fuzzed too), values mixed with invalid ones, repeated
@@ -394,6 +395,19 @@ ACTORS_PARAMS = {
     "q": st.sampled_from(["a", "ali", "Alice", "jane roe", "7", "svc-", "law", "post", "zz"]),
     "limit": st.integers(1, 50).map(str),
 }
+# the Live view's poll: the last id shown and a mark as /live/poll hands them out
+# ("41:3/7,5/12"; the seeded log's ids are below 60), well-formed or near it
+virtual_transaction = st.builds(
+    lambda proc, local: f"{proc}/{local}", st.integers(-1, 200), st.integers(0, 2**32 - 1)
+)
+LIVE_PARAMS = {
+    "after": st.one_of(st.integers(0, 60), st.sampled_from([2**31, 2**63 - 1])).map(str),
+    "mark": st.builds(
+        lambda last, writers: f"{last}:{','.join(writers)}",
+        st.one_of(st.integers(0, 60), st.sampled_from([2**63 - 1, 2**63])),
+        st.lists(virtual_transaction, unique=True, max_size=4),
+    ),
+}
 
 Value = str | bytes
 Query = list[tuple[Value, Value]]
@@ -641,6 +655,8 @@ STANDALONE_ROUTES = {
     "/": "audit_viewer.actions",
     "/actions/<action_id>": "audit_viewer.action",
     "/actors": "audit_viewer.actors",
+    "/live": "audit_viewer.live",
+    "/live/poll": "audit_viewer.live_poll",
     "/static/<path:filename>": "audit_viewer.static",
     "/sign-in": "audit_viewer_auth.sign_in",
     "/sign-out": "audit_viewer_auth.sign_out",
@@ -739,6 +755,20 @@ def test_the_actor_search(fuzz_app, signed_in_cookie):
         60,
         pick(query(ACTORS_PARAMS), valid_query(ACTORS_PARAMS)),
         lambda pairs: check(send(client, "GET", "/actors", pairs)),
+    )
+    assert seen[200] and seen[400], seen
+
+
+def test_the_live_view(fuzz_app, signed_in_cookie):
+    """The Live page (it takes no parameter) and its poll (``after``, ``mark``)."""
+    client = session_client(fuzz_app, signed_in_cookie)
+    seen = run(
+        80,
+        pick(
+            st.tuples(st.just("/live"), pick(st.just([]), query({}, max_size=2))),
+            st.tuples(st.just("/live/poll"), pick(query(LIVE_PARAMS), valid_query(LIVE_PARAMS))),
+        ),
+        lambda t: check(send(client, "GET", t[0], t[1])),
     )
     assert seen[200] and seen[400], seen
 
@@ -868,6 +898,7 @@ ANY_ROUTE = st.one_of(
     st.tuples(st.integers(1, 40).map(lambda n: f"/actions/{n}"), query(ITEM_PARAMS, max_size=2)),
     st.tuples(action_id.map(lambda a: "/actions/" + encode(a)), st.just([])),
     st.tuples(st.just("/actors"), query(ACTORS_PARAMS)),
+    st.tuples(st.sampled_from(["/live", "/live/poll"]), query(LIVE_PARAMS, max_size=3)),
     st.tuples(st.sampled_from(["/sign-in", "/sign-out", "/nowhere", "/actions/"]), query({})),
 )
 
@@ -878,7 +909,7 @@ def test_anonymous_requests_are_sent_to_sign_in(fuzz_app, fuzz_log):
     def step(drawn) -> Sent:
         method, (path, pairs) = drawn
         sent = check(send(client, method, path, pairs))
-        if path in ("/", "/actors") and method in ("GET", "HEAD"):
+        if path in ("/", "/actors", "/live", "/live/poll") and method in ("GET", "HEAD"):
             assert sent.status == 302 and sent.headers["Location"].startswith("/sign-in")
         assert "Alice Admin" not in sent.body  # nothing of the log
         return sent

@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 
 from audit_capture.database import DatabaseUnavailable
 from audit_capture.resources import viewer_dir
-from audit_capture.viewer import config, db, present, security, views
+from audit_capture.viewer import config, db, live, present, security, views
 from audit_capture.viewer.errors import BadRequest, TooBroad
 
 DEFAULT_NAME = "audit_viewer"
@@ -57,8 +57,9 @@ def make_blueprint(
     pool_max_size: int = config.DEFAULTS["POOL_MAX_SIZE"],
     options_cache_seconds: int = config.DEFAULTS["OPTIONS_CACHE_SECONDS"],
 ) -> Blueprint:
-    """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``, and
-    ``/actors?q=`` (the actor search behind the Actor field, JSON).
+    """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``,
+    ``/actors?q=`` (the actor search behind the Actor field, JSON), and ``/live`` with
+    ``/live/poll`` (the Live view and its feed, ``live.py``).
 
     - ``authorize()``: True lets the request in. None: nobody is let in (403).
     - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
@@ -115,6 +116,7 @@ def make_blueprint(
     bp.add_url_rule("/", "actions", views.actions)
     bp.add_url_rule("/actions/<action_id>", "action", views.action)
     bp.add_url_rule("/actors", "actors", views.actors_json)
+    live.register(bp)  # /live and /live/poll
 
     register_error_pages(bp)
     return bp
