@@ -100,3 +100,28 @@ def test_a_deleted_client_comes_back_as_it_was(conn, admin):
     assert action["resource_id"] == str(client_id)
     assert action["context"] == {"restores": deleted["id"]}
     assert action["row_count"] == 1
+
+
+def test_cli_restores_an_update_as_one_update_action_by_the_named_admin(conn, admin_url):
+    client_id = new_client(conn, "Grace", status="new", notes="first")
+    conn.execute(
+        "update clients set status = 'contacted', notes = null, email = 'g@x.org' where id = %s",
+        (client_id,),
+    )
+    conn.commit()
+    updated = last_action(conn)
+    assert updated["action_type"] == "status_change"
+    result = run(
+        admin_url, "restore", str(updated["id"]), "--actor-id", "7", "--actor-name", "Dana"
+    )
+    assert result.exit_code == 0, result.output
+    action = last_action(conn)
+    assert f"restored action {updated['id']}: action {action['id']}" in result.output
+    assert (action["action"], action["action_type"]) == ("Client restored", "update")
+    assert (action["actor_id"], action["actor_name"], action["actor_type"]) == ("7", "Dana", "admin")
+    now = client(conn, client_id)
+    assert (now["status"], now["notes"], now["email"]) == ("new", "first", None)
+    (item,) = conn.execute("select to_jsonb(i) from audit.action_items(%s) i", (action["id"],)).fetchone()
+    conn.commit()
+    assert item["old"] == {"status": "contacted", "notes": None, "email": "g@x.org"}
+    assert item["new"] == {"status": "new", "notes": "first", "email": None}

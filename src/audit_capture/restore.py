@@ -46,10 +46,12 @@ def restore(
     item: int | None = None,
     all_items: bool = False,
     force: bool = False,
+    actor_id: str | None = None,
+    actor_name: str | None = None,
 ) -> Restored:
-    """Restore action ``action_id`` (one item, or all) in one transaction, committed on
-    success and rolled back on any refusal. The actor is whatever context ``conn``'s
-    transaction states (none: the database role)."""
+    """Restore action ``action_id`` (one item, or all) in one transaction of its own,
+    committed on success and rolled back on any refusal. With ``actor_id`` or
+    ``actor_name`` the restore's actor is that admin; else the database role."""
     installed, allowed, user, quoted = database.function_access(conn, RESTORE_FUNCTION)
     conn.rollback()
     if not installed:
@@ -64,10 +66,21 @@ def restore(
         )
     try:
         with conn.transaction():
+            if actor_id or actor_name:
+                conn.execute(
+                    "select audit.set_context(actor_id => %s, actor_name => %s,"
+                    " actor_type => 'admin')",
+                    (actor_id, actor_name),
+                )
+            (new_id,) = database.one_row(
+                conn,
+                "select audit.restore(%s, %s, %s, %s)",
+                (action_id, item, all_items, force),
+            )
             row = conn.execute(
                 "select a.id, a.action::text, a.action_type::text, a.row_count"
-                " from audit.action_log a where a.id = audit.restore(%s, %s, %s, %s)",
-                (action_id, item, all_items, force),
+                " from audit.action_log a where a.id = %s",
+                (new_id,),
             ).fetchone()
     except psycopg.DatabaseError as exc:
         if exc.diag.sqlstate is None or exc.diag.message_primary is None:

@@ -226,7 +226,7 @@ begin
       using errcode = 'no_data_found',
             hint = 'Restore the action that deleted it first.';
   end if;
-  select string_agg(format('%I (now %s, the action left %s)', k, left(current ->> k, 40), left(new ->> k, 40)), ', ')
+  select string_agg(format('%I (now %s, the action left %s)', k, left((current -> k)::text, 40), left((new -> k)::text, 40)), ', ')
   into differs
   from jsonb_object_keys(vals) k where current -> k is distinct from new -> k;
   if later is not null and (not force or differs is not null) then
