@@ -422,5 +422,5 @@ grant execute on function
   audit.restore_key_condition(regclass),
   audit.restore_later_actions(bigint, timestamptz, text, text[]),
   -- (what the helpers call: rendering a key and values as capture does)
-  audit.key_sql(regclass, text)
+  audit.key_sql(regclass, text), audit.loggable_json(json)
   to audit_admin;
