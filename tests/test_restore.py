@@ -237,3 +237,183 @@ def test_an_update_of_every_type_is_put_back_row_by_row(conn, admin, typed_table
         assert conn.execute("select distinct secret from r_accounts").fetchall() == [("new",)]
         assert set(action["context"]["not_restored"]) == {"1", "2", "3"}
         conn.commit()
+
+
+# -- refusals: each one names the reason, and nothing is restored -------------------
+
+
+def count_actions(conn) -> int:
+    (n,) = conn.execute("select count(*) from audit.action_log").fetchone()
+    conn.commit()
+    return n
+
+
+def deleted_client(conn, name="Ada", **values) -> tuple[int, int]:
+    """A client created then deleted: (its id, the delete's action id)."""
+    client_id = new_client(conn, name, **values)
+    conn.execute("delete from clients where id = %s", (client_id,))
+    conn.commit()
+    return client_id, last_action(conn)["id"]
+
+
+def test_unknown_action_and_item_and_ambiguous_many_rows_are_refused(conn, admin, admin_url):
+    refused(admin, 987654, "no action 987654")
+    conn.execute("insert into clients (name) select 'c' || g from generate_series(1, 3) g")
+    conn.commit()
+    conn.execute("delete from clients where name like 'c_'")
+    conn.commit()
+    bulk = last_action(conn)["id"]
+    refused(admin, bulk, f"action {bulk} has no item 4: its items are 1 to 3", item=4)
+    refused(admin, bulk, "covers 3 rows", "--item N", "--all-items")
+    refused(admin, bulk, "not both", item=1, all_items=True)
+    assert_one_line_error(run(admin_url, "restore", "987654"), "no action 987654")
+    assert_one_line_error(run(admin_url, "restore", str(bulk), "--item", "9"), "has no item 9")
+    bad = run(admin_url, "restore", "x")
+    assert bad.exit_code == 2 and "Invalid value for 'ACTION_ID'" in bad.output
+    assert_one_line_error(
+        run(admin_url, "restore", str(bulk), "--item", "1", "--all-items"), "not both"
+    )
+    # one item of the bulk delete: its own restore, naming the item in the context
+    action = restore(admin, bulk, item=2)
+    assert action["context"] == {"restores": bulk, "restores_item": 2}
+    assert action["action"] == "Client restored"
+
+
+def test_events_creates_and_truncates_have_nothing_to_restore(conn, admin):
+    conn.execute("select audit.log_action('login', 'LawRuler login', 'integration', '1')")
+    conn.commit()
+    refused(admin, last_action(conn)["id"], "application event")
+    new_client(conn)
+    refused(admin, last_action(conn)["id"], "deleted or changed nothing")
+    conn.execute("truncate case_tasks")
+    conn.commit()
+    refused(admin, last_action(conn)["id"], "TRUNCATE", "were not logged")
+
+
+def test_a_row_that_exists_again_is_refused(conn, admin, admin_url):
+    client_id, deleted = deleted_client(conn, "Ada")
+    conn.execute(
+        "insert into clients (id, name) overriding system value values (%s, 'Other')", (client_id,)
+    )
+    conn.commit()
+    refused(admin, deleted, f"client {client_id} exists again")
+    assert_one_line_error(
+        run(admin_url, "restore", str(deleted)), f"client {client_id} exists again"
+    )
+    assert client(conn, client_id)["name"] == "Other"
+
+
+def test_a_later_change_is_named_and_force_only_where_nothing_is_lost(conn, admin):
+    client_id, deleted = deleted_client(conn, "Ada")
+    first = restore(admin, deleted)
+    # restoring it twice: the row is there again
+    refused(admin, deleted, "exists again")
+    conn.execute("delete from clients where id = %s", (client_id,))
+    conn.commit()
+    again = last_action(conn)["id"]
+    # the row is absent, but a later restore and delete touched it since: named
+    text = refused(admin, deleted, "was touched since", f"action {first['id']} (Client restored)",
+                   "which restored it already", f"action {again} (Client deleted)", "--force")
+    assert "Client deleted" in text
+    restore(admin, deleted, force=True)
+    assert client(conn, client_id)["name"] == "Ada"
+
+    # an update whose columns a later action left alone: --force puts them back
+    conn.execute("update clients set phone = '1' where id = %s", (client_id,))
+    conn.commit()
+    phoned = last_action(conn)["id"]
+    conn.execute("update clients set email = 'a@b.c' where id = %s", (client_id,))
+    conn.commit()
+    emailed = last_action(conn)["id"]
+    refused(admin, phoned, "was changed since", f"action {emailed} (Client updated)",
+            "--force (force => true) puts them back")
+    restore(admin, phoned, force=True)
+    assert (client(conn, client_id)["phone"], client(conn, client_id)["email"]) == (None, "a@b.c")
+
+    # a later change of the same column: no force can help
+    conn.execute("update clients set email = 'b@b.c' where id = %s", (client_id,))
+    conn.commit()
+    refused(admin, emailed, "was changed since", "--force cannot help", "email (now \"b@b.c\"",
+            force=True)
+    assert client(conn, client_id)["email"] == "b@b.c"
+
+
+def test_a_deleted_row_that_no_longer_exists_for_an_update_is_refused(conn, admin):
+    client_id = new_client(conn, "Ada")
+    conn.execute("update clients set phone = '1' where id = %s", (client_id,))
+    conn.commit()
+    phoned = last_action(conn)["id"]
+    conn.execute("delete from clients where id = %s", (client_id,))
+    conn.commit()
+    refused(admin, phoned, f"client {client_id} no longer exists", "Client deleted", force=True)
+
+
+def test_unlogged_not_null_columns_dropped_columns_and_changed_types_are_named(conn, admin):
+    client_id, deleted = deleted_client(conn, "Ada", ssn="123", phone="call me")
+    # the redacted ssn was never logged: fine while it may be null ...
+    conn.execute("alter table clients alter column ssn set not null")
+    conn.commit()
+    refused(admin, deleted, "ssn (redacted: its value was never logged)", "NOT NULL without a default")
+    conn.execute("alter table clients alter column ssn drop not null")
+    # ... a column whose type no longer holds the logged value
+    conn.execute("alter table clients alter column phone type integer using null")
+    conn.commit()
+    refused(admin, deleted, "phone", "no longer fits column phone (integer)")
+    # ... and a logged column the table no longer has
+    conn.execute("alter table clients drop column phone")
+    conn.commit()
+    refused(admin, deleted, "column phone", "no longer has")
+    assert client(conn, client_id) is None
+
+
+def test_a_refusal_in_the_middle_of_a_batch_restores_nothing(conn, admin, admin_url):
+    conn.execute("insert into clients (name) select 'c' || g from generate_series(1, 3) g")
+    conn.commit()
+    ids = [r[0] for r in conn.execute("select id from clients where name like 'c_' order by id")]
+    conn.execute("delete from clients where id = any (%s)", (ids,))
+    conn.commit()
+    bulk = last_action(conn)["id"]
+    conn.execute(
+        "insert into clients (id, name) overriding system value values (%s, 'back')", (ids[1],)
+    )
+    conn.commit()
+    actions = count_actions(conn)
+    refused(admin, bulk, f"client {ids[1]} (item", "exists again", all_items=True)
+    assert_one_line_error(
+        run(admin_url, "restore", str(bulk), "--all-items"), f"client {ids[1]} (item"
+    )
+    assert client(conn, ids[0]) is None and client(conn, ids[2]) is None
+    assert count_actions(conn) == actions
+
+
+def test_restore_refuses_inside_a_batch_and_puts_the_callers_settings_back(conn, admin):
+    first, deleted = deleted_client(conn, "Ada")
+    second, deleted_too = deleted_client(conn, "Bob")
+    with admin.transaction():
+        admin.execute("select set_config('audit.batch', 'Cleanup', true)")
+        with pytest.raises(psycopg.errors.ActiveSqlTransaction):
+            admin.execute("select audit.restore(%s)", (deleted,))
+    with admin.transaction():
+        admin.execute(
+            "select audit.set_context(actor_name => 'Dana', actor_type => 'admin',"
+            " context => '{\"ticket\": 9}')"
+        )
+        admin.execute("select set_config('audit.action_type', 'import', true)")
+        (one,) = admin.execute("select audit.restore(%s)", (deleted,)).fetchone()
+        (two,) = admin.execute("select audit.restore(%s)", (deleted_too,)).fetchone()
+        settings = admin.execute(
+            "select current_setting('audit.batch'), current_setting('audit.action_type'),"
+            " current_setting('audit.context')"
+        ).fetchone()
+    assert settings == ("", "import", '{"ticket": 9}')
+    # two restores in one transaction: two actions, each by the caller, with its context
+    rows = conn.execute(
+        "select id, resource_id, actor_name, context from audit.action_log"
+        " where id in (%s, %s) order by id",
+        (one, two),
+    ).fetchall()
+    conn.commit()
+    assert rows == [
+        (one, str(first), "Dana", {"ticket": 9, "restores": deleted}),
+        (two, str(second), "Dana", {"ticket": 9, "restores": deleted_too}),
+    ]

@@ -1094,7 +1094,7 @@ def restore_command(
     from audit_capture import restore as restore_module
 
     if item is not None and all_items:
-        raise click.UsageError("give --item N or --all-items, not both")
+        raise click.ClickException("give --item N or --all-items, not both")
     with database.connect(database_url(ctx)) as conn:
         try:
             result = restore_module.restore(
