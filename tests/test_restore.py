@@ -417,3 +417,78 @@ def test_restore_refuses_inside_a_batch_and_puts_the_callers_settings_back(conn,
         (one, str(first), "Dana", {"ticket": 9, "restores": deleted}),
         (two, str(second), "Dana", {"ticket": 9, "restores": deleted_too}),
     ]
+
+
+# -- hostile: who may restore, and as whom it runs -----------------------------------
+
+
+def test_an_application_role_and_a_reader_may_not_restore(conn, make_role):
+    _, deleted = deleted_client(conn, "Ada")
+    app = make_role("grant select, insert, update, delete on all tables in schema public to {role}")
+    reader = make_role("grant audit_reader to {role}")
+    for url in (app, reader):
+        with psycopg.connect(url) as other:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                other.execute("select audit.restore(%s)", (deleted,))
+        assert_one_line_error(run(url, "restore", str(deleted)), "may not restore", "audit_admin")
+    (n,) = conn.execute("select count(*) from clients where name = 'Ada'").fetchone()
+    conn.commit()
+    assert n == 0
+
+
+def test_an_admin_without_the_tables_privileges_is_refused_by_postgresql(conn, make_role):
+    client_id, deleted = deleted_client(conn, "Ada")
+    admin_only = make_role("grant audit_admin to {role}")
+    with psycopg.connect(admin_only) as other:
+        refused(other, deleted, "may not insert into public.clients", "needs INSERT")
+    assert_one_line_error(
+        run(admin_only, "restore", str(deleted)), "may not insert into public.clients"
+    )
+    # INSERT but no UPDATE: an update's columns are not put back either
+    updater = make_role("grant audit_admin to {role}", "grant select, insert on clients to {role}")
+    with psycopg.connect(updater) as other:
+        restore(other, deleted)  # INSERT is enough for a deleted row
+    conn.execute("update clients set phone = '3' where id = %s", (client_id,))
+    conn.commit()
+    with psycopg.connect(updater) as other:
+        refused(other, last_action(conn)["id"], "may not update public.clients")
+    assert client(conn, client_id)["phone"] == "3"
+
+
+def test_a_table_owners_code_runs_as_the_restoring_role_never_as_audit_owner(
+    conn, admin_url, owning_app
+):
+    """The owner's trigger and its domain's check (a function it wrote) run during the
+    restore: as the admin who restores, never as audit_owner."""
+    owner = owning_app
+    owner.execute(
+        """
+        create table seen (who text, what text);
+        grant insert on seen to public;
+        create function note(what text) returns boolean language sql as
+          $$ insert into seen values (current_user, what) returning true $$;
+        create domain noted as text check (note(value));
+        create table pets (id int primary key, name noted);
+        create function pets_trigger() returns trigger language plpgsql as
+          $$ begin perform note('trigger'); return new; end $$;
+        create trigger pets_seen before insert or update on pets
+          for each row execute function pets_trigger();
+        grant select, insert, update on pets to public;
+        insert into pets values (1, 'Rex');
+        """
+    )
+    conn.execute("select audit.track('pets', 'pet')")
+    conn.commit()
+    owner.execute("delete from pets")
+    owner.execute("delete from seen")
+    (deleted,) = conn.execute("select max(id) from audit.action_log").fetchone()
+    conn.commit()
+    result = run(admin_url, "restore", str(deleted))
+    assert result.exit_code == 0, result.output
+    who = conn.execute("select distinct who from seen").fetchall()
+    (admin,) = conn.execute(
+        "select actor_name from audit.action_log order by id desc limit 1"
+    ).fetchone()
+    conn.commit()
+    assert who == [(admin,)]
+    assert admin != "audit_owner"

@@ -94,6 +94,23 @@ $$;
 comment on function audit.restore_key_condition(regclass) is
   'Internal (audit.restore()): SQL telling whether row t of the table has the primary key given as resource_id text in $1.';
 
+-- The table's own code (its triggers, defaults, domain checks) runs during a restore
+-- as it runs for the application: with the role's default search_path (the session's
+-- reset value), not the pinned one of these functions, so a trigger that names its
+-- tables without a schema still works. Only the statements that run that code switch
+-- to it, and every name they hold is schema-qualified (regclass, pg_catalog.*). It is
+-- the caller's own code path: nothing here runs as audit_owner.
+-- (A function cannot set it for its caller: the SET clause of its own would put the
+-- value back when it returns. The callers switch with set_config().)
+create or replace function audit.restore_search_path() returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.reset_val from pg_catalog.pg_settings s where s.name = 'search_path'
+$$;
+comment on function audit.restore_search_path() is
+  'Internal (audit.restore()): the role''s default search_path (the session''s reset value), which the statements running a table''s own code switch to.';
+
 -- Checks one logged row (or an update's old columns) against the table as it is now,
 -- and returns it ready for jsonb_populate_record(): unlogged values ("[redacted]")
 -- taken out. Raises naming the column when a column is gone or a value does not fit.
@@ -118,8 +135,10 @@ begin
     end if;
     continue when value = '"[redacted]"' or att.attgenerated <> '';
     begin
+      perform set_config('search_path', audit.restore_search_path(), true);
       execute format('select pg_catalog.jsonb_populate_record(null::%s, $1)', target)
         using jsonb_build_object(col, value);
+      perform set_config('search_path', 'pg_catalog, pg_temp', true);
     exception when others then
       raise exception '% cannot be restored: its logged % % no longer fits column % (%): %', what,
           quote_ident(col), left(value::text, 80), quote_ident(col), format_type(att.atttypid, att.atttypmod), sqlerrm
@@ -188,9 +207,11 @@ begin
     end if;
     select string_agg(quote_ident(k), ', ') into columns from jsonb_object_keys(vals) k;
     begin
+      perform set_config('search_path', audit.restore_search_path(), true);
       execute format('insert into %s (%s) overriding system value select %s from pg_catalog.jsonb_populate_record(null::%s, $1)',
                      target, columns, columns, target)
         using vals;
+      perform set_config('search_path', 'pg_catalog, pg_temp', true);
     exception
       when unique_violation then
         raise exception '% cannot be restored: %', what, sqlerrm
@@ -238,9 +259,11 @@ begin
   end if;
   select string_agg(format('%1$I = r.%1$I', k), ', ') into columns from jsonb_object_keys(vals) k;
   begin
+    perform set_config('search_path', audit.restore_search_path(), true);
     execute format('update %s t set %s from pg_catalog.jsonb_populate_record(null::%s, $2) r where %s',
                    target, columns, target, cond)
       using resource_id, vals;
+    perform set_config('search_path', 'pg_catalog, pg_temp', true);
   exception
     when unique_violation then
       raise exception '% cannot be restored: %', what, sqlerrm
@@ -409,6 +432,7 @@ comment on function audit.restore(bigint, integer, boolean, boolean) is
   'Restores what an action deleted (the rows, inserted again) or changed (the old values of the columns it updated), as the caller (SECURITY INVOKER: the caller''s table privileges apply). item_no picks one item of a many-row action, all_items takes them all (one transaction, one action); force restores although a later action touched the row, where that overwrites nothing. The restore is one action ("Client restored", create or update) whose context is {"restores": action_id}; returns its id. Refuses, changing nothing: a row that exists again, a later change, an unlogged NOT NULL column, a column dropped or no longer of its type.';
 
 revoke all on function
+  audit.restore_search_path(),
   audit.restore(bigint, integer, boolean, boolean),
   audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean),
   audit.restore_values(regclass, jsonb, text),
@@ -416,6 +440,7 @@ revoke all on function
   audit.restore_later_actions(bigint, timestamptz, text, text[])
   from public;
 grant execute on function
+  audit.restore_search_path(),
   audit.restore(bigint, integer, boolean, boolean),
   audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean),
   audit.restore_values(regclass, jsonb, text),
