@@ -123,7 +123,7 @@ declare
   col    text;
   value  jsonb;
   att    pg_attribute;
-  result jsonb := '{}';
+  result jsonb := '{}'::jsonb;
 begin
   for col, value in select e.key, e.value from jsonb_each(logged) e loop
     select * into att from pg_attribute a
@@ -162,16 +162,12 @@ language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  reg      audit.tracked_table;
-  cond     text := audit.restore_key_condition(target);
   vals     jsonb;
-  columns  text;
   missing  text;
   present  boolean;
   current  jsonb;
   differs  text;
 begin
-  select * into reg from audit.tracked_table t where t.relation = coalesce(audit.tracked_root(target), target);
   if new is null then
     -- ---- a deleted row: insert it again ------------------------------------------
     if not has_any_column_privilege(target, 'INSERT') then
@@ -194,7 +190,8 @@ begin
         using errcode = 'not_null_violation',
               hint = 'Give the column a default (ALTER TABLE ... SET DEFAULT) and restore again.';
     end if;
-    execute format('select exists (select from %s t where %s)', target, cond) into present using resource_id;
+    execute format('select exists (select from %s t where %s)', target, audit.restore_key_condition(target))
+      into present using resource_id;
     if present then
       raise exception '% exists again', what
         using errcode = 'unique_violation',
@@ -205,11 +202,10 @@ begin
         using errcode = 'object_not_in_prerequisite_state',
               hint = 'The row is absent now, so --force (force => true) brings back the version this action deleted.';
     end if;
-    select string_agg(quote_ident(k), ', ') into columns from jsonb_object_keys(vals) k;
     begin
       perform set_config('search_path', audit.restore_search_path(), true);
-      execute format('insert into %s (%s) overriding system value select %s from pg_catalog.jsonb_populate_record(null::%s, $1)',
-                     target, columns, columns, target)
+      execute format('insert into %1$s (%2$s) overriding system value select %2$s from pg_catalog.jsonb_populate_record(null::%1$s, $1)',
+                     target, (select string_agg(quote_ident(k), ', ') from jsonb_object_keys(vals) k))
         using vals;
       perform set_config('search_path', 'pg_catalog, pg_temp', true);
     exception
@@ -223,7 +219,7 @@ begin
         raise exception '% cannot be restored: %', what, sqlerrm
           using errcode = 'foreign_key_violation', hint = 'A row it refers to is gone: restore that one first.';
     end;
-    return '{}';
+    return '{}'::text[];
   end if;
 
   -- ---- an update: put back the columns it changed ------------------------------
@@ -240,7 +236,7 @@ begin
   execute format('select jsonb_build_object(%s) from %s t where %s for update', (
       select string_agg(format('%L, %s', a.attname, audit.rendered_sql(a.atttypid, format('t.%I', a.attname))), ', ')
       from jsonb_object_keys(vals) k join pg_attribute a on a.attrelid = target and a.attname = k),
-    target, cond)
+    target, audit.restore_key_condition(target))
     into current using resource_id;
   if current is null then
     raise exception '% no longer exists%', what, coalesce(': ' || later, '')
@@ -257,11 +253,11 @@ begin
                         then 'The columns this action changed still hold what it wrote, so --force (force => true) puts them back without losing a later change.'
                         else format('--force cannot help: a later change would be lost: %s.', differs) end;
   end if;
-  select string_agg(format('%1$I = r.%1$I', k), ', ') into columns from jsonb_object_keys(vals) k;
   begin
     perform set_config('search_path', audit.restore_search_path(), true);
     execute format('update %s t set %s from pg_catalog.jsonb_populate_record(null::%s, $2) r where %s',
-                   target, columns, target, cond)
+                   target, (select string_agg(format('%1$I = r.%1$I', k), ', ') from jsonb_object_keys(vals) k),
+                   target, audit.restore_key_condition(target))
       using resource_id, vals;
     perform set_config('search_path', 'pg_catalog, pg_temp', true);
   exception
@@ -297,11 +293,10 @@ declare
   rel         regclass;
   reg         audit.tracked_table;
   types       text[];
-  later       jsonb := '{}';   -- {"<type> <id>": "action 57 (Client updated), ..."}
+  later       jsonb := '{}'::jsonb;   -- {"<type> <id>": "action 57 (Client updated), ..."}
   dup         text;
   label       text;
-  skipped     text[] := '{}';
-  not_restored jsonb := '{}';
+  not_restored jsonb := '{}'::jsonb;
   what        text;
   saved       jsonb;
   new_id      bigint;
@@ -327,7 +322,7 @@ begin
     raise exception 'name one item or all items, not both'
       using errcode = 'invalid_parameter_value';
   end if;
-  item_total := l.row_count;
+  item_total := l.row_count::bigint;
   if item_no is not null and (item_no < 1 or item_no > item_total) then
     raise exception 'action % has no item %: its items are 1 to %', l.id, item_no, item_total
       using errcode = 'invalid_parameter_value';
@@ -340,7 +335,6 @@ begin
   select jsonb_agg(to_jsonb(i) order by i.item_no) into items
   from audit.action_items(l.id, coalesce(item_no, 1), case when item_no is null then 2147483647 else 1 end) i;
   -- a create has nothing to bring back (undoing it would be a delete)
-  select array_agg((e ->> 'item_no')) into skipped from jsonb_array_elements(items) e where e -> 'old' = 'null';
   items := (select coalesce(jsonb_agg(e), '[]') from jsonb_array_elements(items) e where e -> 'old' <> 'null');
   if jsonb_array_length(items) = 0 then
     raise exception 'action % (%) created % row(s): it deleted or changed nothing, so there is nothing to restore', l.id, l.action, l.row_count
