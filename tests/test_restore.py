@@ -51,11 +51,8 @@ def restore(conn, action_id, item=None, all_items=False, force=False) -> dict:
 
 def refused(conn, action_id, *fragments, item=None, all_items=False, force=False) -> str:
     """audit.restore() raises; the message holds each fragment; nothing changed."""
-    with pytest.raises(psycopg.DatabaseError) as caught:
-        with conn.transaction():
-            conn.execute(
-                "select audit.restore(%s, %s, %s, %s)", (action_id, item, all_items, force)
-            )
+    with pytest.raises(psycopg.DatabaseError) as caught, conn.transaction():
+        conn.execute("select audit.restore(%s, %s, %s, %s)", (action_id, item, all_items, force))
     message = caught.value.diag.message_primary or ""
     text = f"{message} {caught.value.diag.message_hint or ''}"
     for fragment in fragments:
@@ -88,7 +85,7 @@ def new_client(conn, name="Ada", **values) -> int:
 
 
 def test_a_deleted_client_comes_back_as_it_was(conn, admin):
-    client_id = new_client(conn, "Ada O'Neil", email="ada@example.com", notes="ünï \"q\"")
+    client_id = new_client(conn, "Ada O'Neil", email="ada@example.com", notes='ünï "q"')
     before = client(conn, client_id)
     conn.execute("delete from clients where id = %s", (client_id,))
     conn.commit()
@@ -118,10 +115,16 @@ def test_cli_restores_an_update_as_one_update_action_by_the_named_admin(conn, ad
     action = last_action(conn)
     assert f"restored action {updated['id']}: action {action['id']}" in result.output
     assert (action["action"], action["action_type"]) == ("Client restored", "update")
-    assert (action["actor_id"], action["actor_name"], action["actor_type"]) == ("7", "Dana", "admin")
+    assert (action["actor_id"], action["actor_name"], action["actor_type"]) == (
+        "7",
+        "Dana",
+        "admin",
+    )
     now = client(conn, client_id)
     assert (now["status"], now["notes"], now["email"]) == ("new", "first", None)
-    (item,) = conn.execute("select to_jsonb(i) from audit.action_items(%s) i", (action["id"],)).fetchone()
+    (item,) = conn.execute(
+        "select to_jsonb(i) from audit.action_items(%s) i", (action["id"],)
+    ).fetchone()
     conn.commit()
     assert item["old"] == {"status": "contacted", "notes": None, "email": "g@x.org"}
     assert item["new"] == {"status": "new", "notes": "first", "email": None}
@@ -312,8 +315,15 @@ def test_a_later_change_is_named_and_force_only_where_nothing_is_lost(conn, admi
     conn.commit()
     again = last_action(conn)["id"]
     # the row is absent, but a later restore and delete touched it since: named
-    text = refused(admin, deleted, "was touched since", f"action {first['id']} (Client restored)",
-                   "which restored it already", f"action {again} (Client deleted)", "--force")
+    text = refused(
+        admin,
+        deleted,
+        "was touched since",
+        f"action {first['id']} (Client restored)",
+        "which restored it already",
+        f"action {again} (Client deleted)",
+        "--force",
+    )
     assert "Client deleted" in text
     restore(admin, deleted, force=True)
     assert client(conn, client_id)["name"] == "Ada"
@@ -325,16 +335,22 @@ def test_a_later_change_is_named_and_force_only_where_nothing_is_lost(conn, admi
     conn.execute("update clients set email = 'a@b.c' where id = %s", (client_id,))
     conn.commit()
     emailed = last_action(conn)["id"]
-    refused(admin, phoned, "was changed since", f"action {emailed} (Client updated)",
-            "--force (force => true) puts them back")
+    refused(
+        admin,
+        phoned,
+        "was changed since",
+        f"action {emailed} (Client updated)",
+        "--force (force => true) puts them back",
+    )
     restore(admin, phoned, force=True)
     assert (client(conn, client_id)["phone"], client(conn, client_id)["email"]) == (None, "a@b.c")
 
     # a later change of the same column: no force can help
     conn.execute("update clients set email = 'b@b.c' where id = %s", (client_id,))
     conn.commit()
-    refused(admin, emailed, "was changed since", "--force cannot help", "email (now \"b@b.c\"",
-            force=True)
+    refused(
+        admin, emailed, "was changed since", "--force cannot help", 'email (now "b@b.c"', force=True
+    )
     assert client(conn, client_id)["email"] == "b@b.c"
 
 
@@ -353,7 +369,9 @@ def test_unlogged_not_null_columns_dropped_columns_and_changed_types_are_named(c
     # the redacted ssn was never logged: fine while it may be null ...
     conn.execute("alter table clients alter column ssn set not null")
     conn.commit()
-    refused(admin, deleted, "ssn (redacted: its value was never logged)", "NOT NULL without a default")
+    refused(
+        admin, deleted, "ssn (redacted: its value was never logged)", "NOT NULL without a default"
+    )
     conn.execute("alter table clients alter column ssn drop not null")
     # ... a column whose type no longer holds the logged value
     conn.execute("alter table clients alter column phone type integer using null")
@@ -427,9 +445,14 @@ def test_an_application_role_and_a_reader_may_not_restore(conn, make_role):
     app = make_role("grant select, insert, update, delete on all tables in schema public to {role}")
     reader = make_role("grant audit_reader to {role}")
     for url in (app, reader):
-        with psycopg.connect(url) as other:
-            with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                other.execute("select audit.restore(%s)", (deleted,))
+        with (
+            psycopg.connect(url) as other,
+            pytest.raises(psycopg.errors.InsufficientPrivilege),
+        ):
+            other.execute("select audit.restore(%s)", (deleted,))
+        with psycopg.connect(url) as other, pytest.raises(restore_module.RestoreRefused) as caught:
+            restore_module.restore(other, deleted)
+        assert "may not restore" in str(caught.value)
         assert_one_line_error(run(url, "restore", str(deleted)), "may not restore", "audit_admin")
     (n,) = conn.execute("select count(*) from clients where name = 'Ada'").fetchone()
     conn.commit()
@@ -492,3 +515,18 @@ def test_a_table_owners_code_runs_as_the_restoring_role_never_as_audit_owner(
     conn.commit()
     assert who == [(admin,)]
     assert admin != "audit_owner"
+
+
+def test_the_python_api_restores_and_refuses_in_one_transaction_each(conn, admin):
+    client_id, deleted = deleted_client(conn, "Ada")
+    result = restore_module.restore(admin, deleted, actor_name="Dana")
+    assert (result.action, result.action_type, result.row_count) == ("Client restored", "create", 1)
+    assert result.restores == deleted
+    assert restore_module.report_line(result) == (
+        f'restored action {deleted}: action {result.action_id} "Client restored" (create, 1 row)'
+    )
+    assert admin.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # committed
+    assert client(conn, client_id)["name"] == "Ada"
+    with pytest.raises(restore_module.RestoreRefused, match="exists again"):
+        restore_module.restore(admin, deleted)
+    assert admin.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
