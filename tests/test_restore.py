@@ -530,3 +530,47 @@ def test_the_python_api_restores_and_refuses_in_one_transaction_each(conn, admin
     with pytest.raises(restore_module.RestoreRefused, match="exists again"):
         restore_module.restore(admin, deleted)
     assert admin.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_a_batch_of_updates_and_deletes_is_restored_as_one_update_action(conn, admin):
+    ada, bob = new_client(conn, "Ada", phone="1"), new_client(conn, "Bob")
+    with conn.transaction():
+        conn.execute("select set_config('audit.batch', 'Cleanup', true)")
+        conn.execute("update clients set phone = '2' where id = %s", (ada,))
+        conn.execute("delete from clients where id = %s", (bob,))
+    batch = last_action(conn)
+    assert (batch["action"], batch["row_count"]) == ("Cleanup", 2)
+    action = restore(admin, batch["id"], all_items=True)
+    assert (action["action"], action["action_type"], action["row_count"]) == (
+        "Clients restored",
+        "update",
+        2,
+    )
+    assert client(conn, ada)["phone"] == "1"
+    assert client(conn, bob)["name"] == "Bob"
+    # a batch that changed one row twice: which version is meant? one item at a time
+    with conn.transaction():
+        conn.execute("select set_config('audit.batch', 'Twice', true)")
+        conn.execute("update clients set phone = '3' where id = %s", (ada,))
+        conn.execute("delete from clients where id = %s", (ada,))
+    twice = last_action(conn)["id"]
+    refused(admin, twice, "more than once", f"client {ada} is in items 1 and 2", all_items=True)
+    restore(admin, twice, item=2)
+    assert client(conn, ada)["phone"] == "3"
+
+
+def test_identity_always_and_generated_columns(conn, admin):
+    conn.execute(
+        "create table gadgets (id int generated always as identity primary key, name text,"
+        " twice int generated always as (length(name) * 2) stored);"
+        "select audit.track('gadgets', 'gadget');"
+        "grant select, insert, update on gadgets to audit_admin;"
+        "insert into gadgets (name) values ('abc'), ('de')"
+    )
+    conn.commit()
+    conn.execute("delete from gadgets where name = 'abc'")
+    conn.commit()
+    restore(admin, last_action(conn)["id"])
+    rows = conn.execute("select id, name, twice from gadgets order by id").fetchall()
+    conn.commit()
+    assert rows == [(1, "abc", 6), (2, "de", 4)]
