@@ -11,6 +11,9 @@ from test_cli import assert_one_line_error, run
 
 from audit_capture import restore as restore_module
 
+# every test runs in both capture modes: the restore's writes are captured like any
+CAPTURE_MODES = ("generated", "generic")
+
 # -- helpers ----------------------------------------------------------------------------
 
 
