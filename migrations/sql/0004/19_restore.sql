@@ -98,8 +98,8 @@ comment on function audit.restore_key_condition(regclass) is
 -- as it runs for the application: with the role's default search_path (the session's
 -- reset value), not the pinned one of these functions, so a trigger that names its
 -- tables without a schema still works. Only the statements that run that code switch
--- to it, and every name they hold is schema-qualified (regclass, pg_catalog.*). It is
--- the caller's own code path: nothing here runs as audit_owner.
+-- to it; the table in them is a regclass and their functions are pg_catalog's (always
+-- searched first). It is the caller's own code path: nothing here runs as audit_owner.
 -- (A function cannot set it for its caller: the SET clause of its own would put the
 -- value back when it returns. The callers switch with set_config().)
 create or replace function audit.restore_search_path() returns text
@@ -116,7 +116,7 @@ comment on function audit.restore_search_path() is
 -- taken out. Raises naming the column when a column is gone or a value does not fit.
 create or replace function audit.restore_values(target regclass, logged jsonb, what text)
 returns jsonb
-language plpgsql stable
+language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
 declare
