@@ -134,30 +134,45 @@ begin
               hint = 'Add the column back, or restore by hand: the logged value is in audit.action_items().';
     end if;
     continue when value = '"[redacted]"' or att.attgenerated <> '';
-    begin
-      perform set_config('search_path', audit.restore_search_path(), true);
-      execute format('select pg_catalog.jsonb_populate_record(null::%s, $1)', target)
-        using jsonb_build_object(col, value);
-      perform set_config('search_path', 'pg_catalog, pg_temp', true);
-    exception when others then
-      raise exception '% cannot be restored: its logged % % no longer fits column % (%): %', what,
-          quote_ident(col), left(value::text, 80), quote_ident(col), format_type(att.atttypid, att.atttypmod), sqlerrm
-        using errcode = 'datatype_mismatch',
-              hint = 'The column''s type changed since the action. Restore it by hand.';
-    end;
     result := result || jsonb_build_object(col, value);
   end loop;
+  -- every value at once (one subtransaction); only when that fails, column by column
+  -- to name the one that no longer fits
+  begin
+    perform set_config('search_path', audit.restore_search_path(), true);
+    execute format('select pg_catalog.jsonb_populate_record(null::%s, $1)', target) using result;
+    perform set_config('search_path', 'pg_catalog, pg_temp', true);
+  exception when others then
+    for col, value in select e.key, e.value from jsonb_each(result) e loop
+      select * into att from pg_attribute a
+      where a.attrelid = target and a.attname = col and a.attnum > 0 and not a.attisdropped;
+      begin
+        perform set_config('search_path', audit.restore_search_path(), true);
+        execute format('select pg_catalog.jsonb_populate_record(null::%s, $1)', target)
+          using jsonb_build_object(col, value);
+        perform set_config('search_path', 'pg_catalog, pg_temp', true);
+      exception when others then
+        raise exception '% cannot be restored: its logged % % no longer fits column % (%): %', what,
+            quote_ident(col), left(value::text, 80), quote_ident(col), format_type(att.atttypid, att.atttypmod), sqlerrm
+          using errcode = 'datatype_mismatch',
+                hint = 'The column''s type changed since the action. Restore it by hand.';
+      end;
+    end loop;
+    raise;  -- (not one column alone: the row as a whole)
+  end;
   return result;
 end
 $$;
 comment on function audit.restore_values(regclass, jsonb, text) is
   'Internal (audit.restore()): a logged row or set of columns checked against the table now (every column still there, every value still of its type), without its unlogged ("[redacted]") and generated columns.';
 
--- One item: a deleted row inserted again, or an update's columns put back (not its
--- redacted ones: their old values were never logged). Returns those it left.
+-- One item: a deleted row checked, to be inserted again (returned, ready for
+-- audit.restore_rows(): one INSERT per table for all of them, where one statement per
+-- row grew the batch's action row once per row), or an update's columns put back (not
+-- its redacted ones: their old values were never logged; returns null).
 create or replace function audit.restore_item(
   target regclass, what text, resource_id text, old jsonb, new jsonb, later text, force boolean
-) returns text[]
+) returns jsonb
 language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
@@ -202,24 +217,8 @@ begin
         using errcode = 'object_not_in_prerequisite_state',
               hint = 'The row is absent now, so --force (force => true) brings back the version this action deleted.';
     end if;
-    begin
-      perform set_config('search_path', audit.restore_search_path(), true);
-      execute format('insert into %1$s (%2$s) overriding system value select %2$s from pg_catalog.jsonb_populate_record(null::%1$s, $1)',
-                     target, (select string_agg(quote_ident(k), ', ') from jsonb_object_keys(vals) k))
-        using vals;
-      perform set_config('search_path', 'pg_catalog, pg_temp', true);
-    exception
-      when unique_violation then
-        raise exception '% cannot be restored: %', what, sqlerrm
-          using errcode = 'unique_violation', hint = 'Another row holds one of its unique values now.';
-      when insufficient_privilege then
-        raise exception 'role % may not restore % into %: %', current_user, what, target, sqlerrm
-          using errcode = 'insufficient_privilege', hint = 'Restoring writes the table with your own privileges.';
-      when foreign_key_violation then
-        raise exception '% cannot be restored: %', what, sqlerrm
-          using errcode = 'foreign_key_violation', hint = 'A row it refers to is gone: restore that one first.';
-    end;
-    return '{}'::text[];
+    -- (inserted by audit.restore_rows(), with the action's other rows of the table)
+    return vals;
   end if;
 
   -- ---- an update: put back the columns it changed ------------------------------
@@ -271,11 +270,52 @@ begin
       raise exception 'role % may not restore % into %: %', current_user, what, target, sqlerrm
         using errcode = 'insufficient_privilege', hint = 'Restoring writes the table with your own privileges.';
   end;
-  return array(select k from jsonb_object_keys(old) k where old -> k = '"[redacted]"' order by k);
+  return null;
 end
 $$;
 comment on function audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean) is
-  'Internal (audit.restore()): restores one item, with the caller''s rights: inserts a deleted row again (new null) or puts back an update''s old columns; raises on a refusal; returns the redacted columns it could not put back.';
+  'Internal (audit.restore()): one item, with the caller''s rights: checks a deleted row (new null) and returns it for audit.restore_rows(), or puts back an update''s old columns (returns null); raises on a refusal.';
+
+-- The deleted rows of one table, checked by audit.restore_item(), inserted again: one
+-- INSERT per set of columns (rows logged with the same columns: all of them, unless
+-- the table changed between statements of a batch).
+create or replace function audit.restore_rows(target regclass, what text, rows_ jsonb)
+returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  batch   jsonb;
+  detail  text;
+begin
+  for batch in
+    select jsonb_agg(r order by o) from jsonb_array_elements(rows_) with ordinality e(r, o)
+    group by (select array_agg(k order by k) from jsonb_object_keys(r) k)
+  loop
+    begin
+      perform set_config('search_path', audit.restore_search_path(), true);
+      execute format('insert into %1$s (%2$s) overriding system value select %2$s from pg_catalog.jsonb_populate_recordset(null::%1$s, $1)',
+                     target, (select string_agg(quote_ident(k), ', ') from jsonb_object_keys(batch -> 0) k))
+        using batch;
+      perform set_config('search_path', 'pg_catalog, pg_temp', true);
+    exception
+      when unique_violation then
+        get stacked diagnostics detail = pg_exception_detail;
+        raise exception '% cannot be restored: % (%)', what, sqlerrm, detail
+          using errcode = 'unique_violation', hint = 'Another row holds one of its unique values now.';
+      when insufficient_privilege then
+        raise exception 'role % may not restore % into %: %', current_user, what, target, sqlerrm
+          using errcode = 'insufficient_privilege', hint = 'Restoring writes the table with your own privileges.';
+      when foreign_key_violation then
+        get stacked diagnostics detail = pg_exception_detail;
+        raise exception '% cannot be restored: % (%)', what, sqlerrm, detail
+          using errcode = 'foreign_key_violation', hint = 'A row it refers to is gone: restore that one first.';
+    end;
+  end loop;
+end
+$$;
+comment on function audit.restore_rows(regclass, text, jsonb) is
+  'Internal (audit.restore()): inserts the checked deleted rows of one table again, with the caller''s rights, one INSERT per set of logged columns.';
 
 create or replace function audit.restore(
   action_id bigint, item_no integer default null, all_items boolean default false,
@@ -300,6 +340,10 @@ declare
   what        text;
   saved       jsonb;
   new_id      bigint;
+  checked     jsonb;
+  pending_rels oid[] := '{}'::oid[];     -- the deleted rows to insert: their tables ...
+  pending_rows jsonb[] := '{}'::jsonb[]; -- ... and the rows, checked
+  pending_rel  oid;
 begin
   if ctx.batch is not null then
     raise exception 'audit.restore() cannot run inside audit.batch (%): the restore is an action of its own', quote_literal(ctx.batch)
@@ -405,9 +449,25 @@ begin
     what := format('%s %s', it ->> 'resource_type', it ->> 'resource_id')
             || case when item_total > 1 then format(' (item %s of action %s)', it ->> 'item_no', l.id) else '' end;
     perform set_config('audit.action_type', case when it -> 'new' = 'null' then 'create' else 'update' end, true);
-    perform audit.restore_item(rel, what, it ->> 'resource_id', it -> 'old',
-                                   case when it -> 'new' = 'null' then null else it -> 'new' end,
-                                   later ->> ((it ->> 'resource_type') || ' ' || (it ->> 'resource_id')), force);
+    checked := audit.restore_item(rel, what, it ->> 'resource_id', it -> 'old',
+                                  case when it -> 'new' = 'null' then null else it -> 'new' end,
+                                  later ->> ((it ->> 'resource_type') || ' ' || (it ->> 'resource_id')), force);
+    if checked is not null then
+      -- (appended in place: arrays, where a growing jsonb was copied at every row)
+      pending_rels := array_append(pending_rels, rel::oid);
+      pending_rows := array_append(pending_rows, checked);
+    end if;
+  end loop;
+  -- the deleted rows, table by table
+  perform set_config('audit.action_type', 'create', true);
+  for pending_rel, checked in
+    select p.rel, jsonb_agg(p.r order by p.o) from unnest(pending_rels, pending_rows) with ordinality p(rel, r, o)
+    group by p.rel order by min(p.o)
+  loop
+    perform audit.restore_rows(pending_rel::regclass,
+      case when item_total > 1 then format('%s rows of action %s', (select t.resource_type from audit.tracked_table t where t.relation = pending_rel), l.id)
+           else what end,
+      checked);
   end loop;
 
   new_id := nullif(current_setting('audit.batch_action_id', true), '')::bigint;
@@ -426,6 +486,7 @@ comment on function audit.restore(bigint, integer, boolean, boolean) is
   'Restores what an action deleted (the rows, inserted again) or changed (the old values of the columns it updated), as the caller (SECURITY INVOKER: the caller''s table privileges apply). item_no picks one item of a many-row action, all_items takes them all (one transaction, one action); force restores although a later action touched the row, where that overwrites nothing. The restore is one action ("Client restored", create or update) whose context is {"restores": action_id}; returns its id. Refuses, changing nothing: a row that exists again, a later change, an unlogged NOT NULL column, a column dropped or no longer of its type.';
 
 revoke all on function
+  audit.restore_rows(regclass, text, jsonb),
   audit.restore_search_path(),
   audit.restore(bigint, integer, boolean, boolean),
   audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean),
@@ -434,6 +495,7 @@ revoke all on function
   audit.restore_later_actions(bigint, timestamptz, text, text[])
   from public;
 grant execute on function
+  audit.restore_rows(regclass, text, jsonb),
   audit.restore_search_path(),
   audit.restore(bigint, integer, boolean, boolean),
   audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean),
