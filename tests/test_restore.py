@@ -577,3 +577,27 @@ def test_identity_always_and_generated_columns(conn, admin):
     rows = conn.execute("select id, name, twice from gadgets order by id").fetchall()
     conn.commit()
     assert rows == [(1, "abc", 6), (2, "de", 4)]
+
+
+def test_another_unique_value_and_a_missing_parent_are_refused_naming_them(conn, admin):
+    conn.execute("create unique index clients_email_key on clients (email)")
+    conn.commit()
+    client_id, deleted = deleted_client(conn, "Ada", email="ada@example.com")
+    new_client(conn, "Other", email="ada@example.com")
+    refused(
+        admin,
+        deleted,
+        f"client {client_id} cannot be restored",
+        "clients_email_key",
+        "(email)=(ada@example.com)",
+    )
+    # a case whose client is gone: restore the client first
+    parent = new_client(conn, "Bob")
+    conn.execute("insert into cases (client_id, title) values (%s, 'Bob v. Acme')", (parent,))
+    conn.commit()
+    conn.execute("delete from cases where client_id = %s", (parent,))
+    conn.commit()
+    case_deleted = last_action(conn)["id"]
+    conn.execute("delete from clients where id = %s", (parent,))
+    conn.commit()
+    refused(admin, case_deleted, "cannot be restored", "foreign key", "restore that one first")
