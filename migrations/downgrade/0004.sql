@@ -1,4 +1,6 @@
--- Revision 0004 back to 0003: the seal chain goes (17_seal.sql). Revision 0003's state
+-- Revision 0004 back to 0003: the seal chain goes (17_seal.sql), with the stream's marks
+-- (18_stream.sql), restore (19_restore.sql) and audit.is_audit_server()
+-- (16_replication.sql). Revision 0003's state
 -- files have just run (audit.log_action() and audit.drop_retired_partitions() without
 -- the chain again). The chain's blocks go with it: a database downgraded and upgraded
 -- again starts a new chain, and heads saved before no longer verify.
@@ -14,5 +16,15 @@ drop function if exists audit.block_hash(bytea, audit.seal_block);
 drop function if exists audit.block_content(audit.seal_block);
 drop function if exists audit.action_digests(bigint, bigint, integer);
 drop table if exists audit.seal_block, audit.seal_mark;
+drop function if exists audit.stream_mark();
+drop function if exists audit.restore(bigint, integer, boolean, boolean);
+drop function if exists audit.restore_rows(regclass, text, jsonb);
+drop function if exists audit.restore_item(regclass, text, text, jsonb, jsonb, text, boolean);
+drop function if exists audit.restore_values(regclass, jsonb, text);
+drop function if exists audit.restore_search_path();
+drop function if exists audit.restore_key_condition(regclass);
+drop function if exists audit.restore_later_actions(bigint, timestamptz, text, text[]);
+drop function if exists audit.is_audit_server();
+revoke execute on function audit.key_sql(regclass, text), audit.loggable_json(json) from audit_admin;
 
 reset role;

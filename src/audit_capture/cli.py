@@ -1051,6 +1051,66 @@ def tail_command(
         )
 
 
+# -- restore -----------------------------------------------------------------------
+
+
+@cli.command("restore")
+@database_url_option
+@click.argument("action_id", type=click.IntRange(min=1, max=2**63 - 1), metavar="ACTION_ID")
+@click.option(
+    "--item",
+    type=click.IntRange(min=1, max=2**31 - 1),
+    metavar="N",
+    help="The item (row) of a many-row action to restore.",
+)
+@click.option(
+    "--all-items", is_flag=True, help="Restore every row of the action (one transaction)."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Restore although a later action touched the row, where that overwrites nothing.",
+)
+@click.option("--actor-id", metavar="ID", help="audit.actor_id of the restore (an admin).")
+@click.option("--actor-name", metavar="NAME", help="audit.actor_name of the restore.")
+@click.pass_context
+def restore_command(
+    ctx,
+    action_id: int,
+    item: int | None,
+    all_items: bool,
+    force: bool,
+    actor_id: str | None,
+    actor_name: str | None,
+) -> None:
+    """Bring back the rows ACTION_ID deleted, or put back the columns it updated.
+
+    The restore is an action of its own ("Client restored", create or update) whose
+    context is {"restores": ACTION_ID}, by --actor-id/--actor-name as an admin (else the
+    database role). It writes with your role's privileges on the table and needs
+    audit_admin. Refused, changing nothing, when the row exists again, a later action
+    changed it (--force where nothing later is lost), or a value cannot be put back.
+    """
+    from audit_capture import restore as restore_module
+
+    if item is not None and all_items:
+        raise click.ClickException("give --item N or --all-items, not both")
+    with database.connect(database_url(ctx)) as conn:
+        try:
+            result = restore_module.restore(
+                conn,
+                action_id,
+                item=item,
+                all_items=all_items,
+                force=force,
+                actor_id=actor_id,
+                actor_name=actor_name,
+            )
+        except restore_module.RestoreRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(restore_module.report_line(result))
+
+
 # -- archive -----------------------------------------------------------------------
 
 
