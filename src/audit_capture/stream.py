@@ -34,7 +34,7 @@ from audit_capture.errors import AuditCaptureError
 MARK_FUNCTION = "audit.stream_mark()"
 
 #: The keys of each line of ``--format ndjson``, in order: every column of
-#: audit.action_log (the viewer's JSON export's columns).
+#: audit.action_log (the viewer's exports take the same list).
 ACTION_COLUMNS: tuple[str, ...] = (
     "id",
     "occurred_at",

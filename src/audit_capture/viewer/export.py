@@ -42,7 +42,7 @@ from collections.abc import Generator, Iterator
 import psycopg
 from psycopg import sql
 
-from audit_capture import ocsf
+from audit_capture import ocsf, stream
 from audit_capture.viewer.errors import translate_errors
 from audit_capture.viewer.filters import Filters
 from audit_capture.viewer.rows import LOG, actor_branches, branch_order, merged
@@ -50,30 +50,9 @@ from audit_capture.viewer.rows import LOG, actor_branches, branch_order, merged
 CHUNK_BYTES = 64 * 1024
 ITERSIZE = 2_000
 
-#: The exported columns, in file order: every column of audit.action_log.
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "id",
-    "occurred_at",
-    "action",
-    "action_type",
-    "resource_type",
-    "resource_id",
-    "resource_label",
-    "row_count",
-    "actor_id",
-    "actor_name",
-    "actor_type",
-    "source",
-    "changes",
-    "db_user",
-    "transaction_id",
-    "request_id",
-    "context",
-    "table_name",
-    "operation",
-    "application_name",
-    "client_addr",
-)
+#: The exported columns, in file order: every column of audit.action_log, as tail
+#: prints them (one list for both).
+EXPORT_COLUMNS: tuple[str, ...] = stream.ACTION_COLUMNS
 
 # qualified: in ORDER BY a bare name is first an output column, and the CSV's output
 # columns named occurred_at and id are text (sorted as text, and by a full sort rather
