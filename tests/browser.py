@@ -64,6 +64,22 @@ def served(app) -> Iterator[str]:
 
 
 @contextmanager
+def viewer_served_to_a_reader(conn, db_url: str, **settings) -> Iterator[str]:
+    """The standalone viewer over ``db_url``, connecting as a new audit_reader role (as in
+    production), served by waitress; its base URL. The role is dropped afterwards."""
+    from viewer_data import app_config, drop_role, make_reader
+
+    from audit_capture.viewer import create_app
+
+    role, url = make_reader(conn, db_url)
+    try:
+        with served(create_app(app_config(url, **settings))) as base:
+            yield base
+    finally:
+        drop_role(conn, role)
+
+
+@contextmanager
 def chromium_page() -> Iterator[sync_api.Page]:
     """A Chromium tab; fails when the page reports a JavaScript or console error."""
     if not running_test.marked_browser:

@@ -12,10 +12,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from browser import artifacts_dir, chromium_page, served
-from viewer_data import PASSWORD, app_config, drop_role, make_reader, old_action, seed
-
-from audit_capture.viewer import create_app
+from browser import artifacts_dir, chromium_page, viewer_served_to_a_reader
+from viewer_data import PASSWORD, old_action, seed
 
 pytestmark = pytest.mark.browser
 
@@ -44,13 +42,8 @@ def viewer_url(conn, db_url):
             source=source,
             actor_type="system" if source in ("ai", "api") else "admin",
         )
-    role, url = make_reader(conn, db_url)
-    app = create_app(app_config(url, TIMEZONE="Europe/Paris"))
-    try:
-        with served(app) as base:
-            yield base
-    finally:
-        drop_role(conn, role)
+    with viewer_served_to_a_reader(conn, db_url, TIMEZONE="Europe/Paris") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

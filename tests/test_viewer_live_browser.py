@@ -7,10 +7,8 @@ reports no console error (a CSP violation is one)."""
 from __future__ import annotations
 
 import pytest
-from browser import artifacts_dir, chromium_page, served
-from viewer_data import PASSWORD, app_config, drop_role, make_reader, seed
-
-from audit_capture.viewer import create_app
+from browser import artifacts_dir, chromium_page, viewer_served_to_a_reader
+from viewer_data import PASSWORD, seed
 
 pytestmark = pytest.mark.browser
 
@@ -18,13 +16,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def viewer_url(conn, db_url):
     seed(conn, xss=False)
-    role, url = make_reader(conn, db_url)
-    app = create_app(app_config(url, TIMEZONE="Europe/Paris"))
-    try:
-        with served(app) as base:
-            yield base
-    finally:
-        drop_role(conn, role)
+    with viewer_served_to_a_reader(conn, db_url, TIMEZONE="Europe/Paris") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
