@@ -179,6 +179,21 @@ def test_the_wheel_without_extras_tracks_and_states_who_acts(core_bin, elsewhere
     event = run([*cli, "tail", "--format", "ocsf"], cwd=elsewhere, env=env).stdout
     assert json.loads(event)["actor"]["user"]["name"] == "Alice"
 
+    # restore from the installed wheel: a deleted lead comes back as one action
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("delete from leads")
+        (deleted,) = conn.execute(
+            "select id from audit.action_log where action = 'Lead deleted'"
+        ).fetchone()
+    restored = run([*cli, "restore", str(deleted)], cwd=elsewhere, env=env)
+    assert restored.stdout.strip(), restored.stderr
+    with psycopg.connect(empty_db_url) as conn:
+        assert conn.execute("select name from leads").fetchall() == [("Ann",)]
+        (context,) = conn.execute(
+            "select context from audit.action_log where action = 'Lead restored'"
+        ).fetchone()
+    assert context["restores"] == deleted
+
     # tamper evidence from the installed wheel (its SQL came from the wheel's revisions)
     heads = elsewhere / "heads.txt"
     sealed = run([*cli, "seal", "--head-file", str(heads)], cwd=elsewhere, env=env).stdout
