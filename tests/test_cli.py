@@ -491,3 +491,31 @@ def test_every_command_is_there_under_python_dash_m():
     ).stdout
     for name in cli.commands:
         assert f"  {name} " in shown or f"  {name}\n" in shown, name
+
+
+def test_commands_that_do_not_migrate_start_without_alembic(db_url):
+    """Alembic, SQLAlchemy and Mako take most of a second to import: a command that does
+    not migrate (tail here, which a log shipper may start often) never loads them, and
+    a migrate command still does."""
+    probe = (
+        "import sys\n"
+        "from audit_capture.cli import cli\n"
+        "try:\n"
+        "    cli.main(sys.argv[1:], standalone_mode=False)\n"
+        "finally:\n"
+        "    print('loaded:', sorted({m for m in ('alembic', 'sqlalchemy', 'mako')"
+        " if m in sys.modules}))\n"
+    )
+
+    def loaded(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "--database-url", db_url, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()[-1]
+
+    assert loaded("tail") == "loaded: []"
+    assert loaded("migrate", "current") == "loaded: ['alembic', 'mako', 'sqlalchemy']"

@@ -73,15 +73,20 @@ class AuditCaptureGroup(click.Group):
 
 
 def _known_failure(exc: Exception) -> str | None:
-    from alembic.util import CommandError
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(exc, DBAPIError):
-        return one_line(exc)
-    if isinstance(exc, CommandError):
-        return one_line(exc)
     if isinstance(exc, FileNotFoundError):
         return one_line(exc)
+    # Alembic and SQLAlchemy are imported only by the commands that run them (slow to
+    # import): when they are not loaded, the failure cannot be theirs
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(exc, DBAPIError):
+            return one_line(exc)
+    if "alembic" in sys.modules:
+        from alembic.util import CommandError
+
+        if isinstance(exc, CommandError):
+            return one_line(exc)
     return None
 
 

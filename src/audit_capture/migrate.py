@@ -13,14 +13,20 @@ No alembic.ini is needed: the configuration is built here, pointing Alembic at t
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
+from typing import TYPE_CHECKING
+
 from psycopg import sql
 
 from audit_capture import database, resources, sqlfiles
 from audit_capture.errors import AuditCaptureError
 from audit_capture.revisions import Chain
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic is imported where it runs, not here: importing it (and SQLAlchemy, Mako) takes
+# most of a second, and every audit-capture command imports this module, while only the
+# migrate commands, status and replicate use it.
 
 VERSION_SCHEMA = "audit"
 VERSION_TABLE = "alembic_version"
@@ -28,6 +34,8 @@ VERSION_TABLE = "alembic_version"
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic ``Config`` for the package's chain, connecting to ``url``."""
+    from alembic.config import Config
+
     config = Config()
     # ConfigParser interpolates '%': escape it in the path.
     config.set_main_option("script_location", str(resources.migrations_dir()).replace("%", "%%"))
@@ -37,11 +45,15 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Upgrade (or install) the audit schema to ``revision`` (default: this package's head)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
     """Downgrade the audit schema to ``revision``; ``"base"`` removes it entirely."""
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
 
 
@@ -72,6 +84,8 @@ def repair(url: str) -> str:
 
 def upgrade_sql(revision: str = "head", from_revision: str | None = None) -> None:
     """Print the SQL of an upgrade instead of running it (Alembic offline mode)."""
+    from alembic import command
+
     target = f"{from_revision}:{revision}" if from_revision else revision
     command.upgrade(alembic_config(None), target, sql=True)
 
@@ -102,6 +116,8 @@ def current_on(conn) -> str | None:
 
 def head() -> str:
     """This package's newest revision."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError(f"no revision in {resources.migrations_dir() / 'versions'}")
@@ -110,5 +126,7 @@ def head() -> str:
 
 def revisions() -> list[str]:
     """This package's revisions, oldest first."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
