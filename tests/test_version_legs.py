@@ -93,3 +93,30 @@ def test_bin_of_an_unknown_version_is_one_line():
     assert run.returncode == 2
     assert run.stderr.strip() == "scripts/test-versions: --bin takes one of 16 17 18"
     assert run.stdout == ""
+
+
+def leg(name: str) -> list[str]:
+    """The files of a leg, as the script lists them (a leg may name another's first)."""
+    body = re.search(rf"^{name}=\(\n(.*?)^\)", SCRIPT.read_text(), re.MULTILINE | re.DOTALL)
+    assert body, name
+    files = re.findall(r"tests/test_\w+\.py", body.group(1))
+    included = re.findall(r'"\$\{(\w+)\[@\]\}"', body.group(1))
+    return [path for other in included for path in leg(other)] + files
+
+
+def test_the_legs_name_test_files_that_exist_and_the_core_is_in_the_leg():
+    core, full_leg = leg("CORE_TESTS"), leg("LEG_TESTS")
+    for path in full_leg:
+        assert (REPO_ROOT / path).is_file(), path
+    assert len(set(full_leg)) == len(full_leg)  # no file twice
+    assert set(core) < set(full_leg)
+    # the versions' legs: the newest runs the leg, the ones between 15 and it the core
+    assert re.search(
+        r"^declare -A LEG=\(\[16\]=core \[17\]=core \[18\]=leg\)$", SCRIPT.read_text(), re.MULTILINE
+    )
+
+
+def test_full_with_no_version_chosen_runs_nothing():
+    run = run_script("--full", AUDIT_CAPTURE_TEST_VERSIONS="")
+    assert run.returncode == 0, run.stderr
+    assert "PostgreSQL" not in run.stdout + run.stderr
