@@ -2,6 +2,7 @@
 becomes one of them.
 
 * ``BadRequest``: a bad input from the URL (a 400 page saying what was wrong);
+* ``NotFound``: the URL names something the log cannot have (a 404 page saying what);
 * ``TooBroad``: a query cancelled by the connection's statement_timeout (a page asking
   to narrow the filter);
 * ``translate_errors()``: the block inside which a statement_timeout cancellation
@@ -23,6 +24,11 @@ class BadRequest(Exception):
     """A bad input from the URL. ``str(exc)`` is one sentence for a person, naming the
     bad value and what was expected: "source is 'webb'; expected one of web, api, ai,
     mobile, database". The app shows it on a 400 page."""
+
+
+class NotFound(Exception):
+    """The URL names something that cannot exist: a resource type nothing tracks.
+    ``str(exc)`` is one sentence for a person; the app shows it on a 404 page."""
 
 
 class TooBroad(Exception):
