@@ -37,7 +37,8 @@ ID_PARAM = "id"
 
 def register(bp: Blueprint) -> None:
     """Add the history page's route to the viewer blueprint ``bp``."""
-    bp.add_url_rule("/history/<resource_type>", "history", history)
+    # path: a type with a slash reaches the page, which says there is no such type
+    bp.add_url_rule("/history/<path:resource_type>", "history", history)
 
 
 def history_url(resource_type: str, resource_id: str, **args: str) -> str:
