@@ -139,9 +139,11 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     # ... nor into the capture queries (capped_label: 05_naming.sql says why)
     # ... nor into the text-search index's expression (time_buckets: 13_viewer_indexes.sql)
     # ... nor into the seal's and verify's queries (17_seal.sql: SQL-standard bodies)
+    # ... nor into the chunks' resource-id index's expression (item_ids: 20_history.sql)
     inlined = {
         "capped_label",
         "time_buckets",
+        "item_ids",
         "block_content",
         "block_hash",
     }
@@ -170,6 +172,8 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     } <= definers
     # tracking runs with the caller's rights: creating triggers is the table owner's call
     assert {"track", "untrack", "drop_triggers"}.isdisjoint(definers)
+    # a record's history reads with the reader's rights (20_history.sql)
+    assert {"history", "item_ids"}.isdisjoint(definers)
 
 
 def test_db_user_is_the_set_role_not_the_function_owner(make_role, conn):

@@ -1,5 +1,5 @@
 -- Revision 0004 back to 0003: the seal chain goes (17_seal.sql), with the stream's marks
--- (18_stream.sql), restore (19_restore.sql) and audit.is_audit_server()
+-- (18_stream.sql), restore (19_restore.sql), a record's history (20_history.sql) and audit.is_audit_server()
 -- (16_replication.sql). Revision 0003's state
 -- files have just run (audit.log_action() and audit.drop_retired_partitions() without
 -- the chain again). The chain's blocks go with it: a database downgraded and upgraded
@@ -25,6 +25,9 @@ drop function if exists audit.restore_search_path();
 drop function if exists audit.restore_key_condition(regclass);
 drop function if exists audit.restore_later_actions(bigint, timestamptz, text, text[]);
 drop function if exists audit.is_audit_server();
+drop function if exists audit.history(regclass, text, timestamptz, bigint, integer);
+drop function if exists audit.history(text, text, timestamptz, bigint, integer);
+drop function if exists audit.item_ids(text);
 revoke execute on function audit.key_sql(regclass, text), audit.loggable_json(json) from audit_admin;
 
 reset role;
