@@ -272,7 +272,10 @@ def test_an_application_events_resource_has_a_history(user, conn, seeded):
     """The LawRuler login (an event about integration 1) is in that row's history."""
     page = user.get(url("integration", "1"))
     assert page.status_code == 200
-    assert seeded["login"] in [e["id"] for e in entries(page)]
+    login = next(e for e in entries(page) if e["id"] == seeded["login"])
+    assert login["Action"].startswith("LawRuler login")
+    sentence = "An application event about this integration: no row was changed."
+    assert sentence in flat(login["html"])
     assert title(page) == "History of Integration LawRuler #1"
 
 
