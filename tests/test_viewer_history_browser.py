@@ -134,3 +134,12 @@ def test_from_a_bulk_actions_item_to_its_rows_history_and_back_to_the_item(page,
     assert page.url.split("?")[0] == bulk_url.split("?")[0]
     target = page.url.rsplit("#", 1)[1]
     assert "#35" in page.locator(f"tr#{target}").inner_text()
+
+
+def test_the_history_fits_a_small_screen(page, viewer_url, artifacts):
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, viewer_url)
+    page.goto(viewer_url + "/history/client?id=1")
+    assert page.locator("table.history tbody tr").first.is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(artifacts / "viewer-history-mobile.png"), full_page=False)
