@@ -32,10 +32,9 @@ searches of issue 12: ``mari* smith``, ``mar*``, ``maria smith``, ``portal login
 ``smith`` and its page 21, ``lawruler`` + login, ``garcia`` + client + case), a busy
 admin with source=database (no match), a page of 200 rows; keyset pages 100,000 and
 5,000,000 rows deep (the cursor of the row at that depth is read once, untimed); a
-record's history (issue 16, ``/history/client?id=``: a client with single-row actions
-only, one in a few hundred bulk actions too, the one in every bulk client action, and
-that one's ``Older`` link 1,000 actions deep; ``history_cases``; the HTTP check reads
-each row's action link); and a
+record's history (issue 16, ``/history/client?id=``: a row with single-row actions
+only, a client in bulk actions too, and that client's deepest ``Older`` link at 10 a
+page; ``history_cases``; the HTTP check reads each row's action link); and a
 CSV export of 100,000 rows or more (from the day of the 100,000th newest row): its time
 at both layers, the rows compared, and memory (the bench's own peak traced Python
 allocation and peak RSS growth; the viewer process's VmHWM and VmRSS,
@@ -119,7 +118,7 @@ ACTION_LINK = re.compile(r'href="/actions/([0-9]+)"')
 # bulk action's link opens it at the row's item: /actions/<id>?items_after=...)
 HISTORY_ACTION_LINK = re.compile(r'class="action-name" href="/actions/([0-9]+)[?"]')
 HISTORY_PATH = "/history/"
-#: how deep the deep history case goes: its page (50 actions a page)
+#: how deep the deep history case goes at most: its page
 HISTORY_DEEP_PAGE = 21
 # a part of the viewer's Server-Timing header: "db;dur=2.41"
 SERVER_TIMING_PART = re.compile(r"([A-Za-z0-9_-]+);dur=([0-9]+(?:\.[0-9]+)?)")
@@ -609,47 +608,71 @@ def page_cases() -> list[Case]:
     return cases
 
 
-#: the newest single-row action of a client outside the bulk actions' rows (fill_items.sql
-#: numbers a many-row action's items' resource ids 1, 2, ... up to its row count, at
-#: most 2,001): a row whose history holds single-row actions only
-SINGLE_ROW_CLIENT = """
+#: the rows of the newest single-row actions of a resource type (candidates for a row
+#: whose history holds single-row actions only)
+NEWEST_SINGLE_ROWS = """
 select resource_id from audit.action_log
-where resource_type = 'client' and row_count = 1 and operation is not null
-  and length(resource_id) > 4
-order by occurred_at desc, id desc limit 1
+where resource_type = %s and row_count = 1 and operation is not null
+order by occurred_at desc, id desc limit 20
 """
+#: the first row of the newest bulk update of clients: a row in bulk actions (in a
+#: several of them on a log of a million actions)
+NEWEST_BULK_ROW = """
+select i.resource_id
+from (select id from audit.action_log
+      where resource_type = 'client' and row_count > 1 and operation = 'UPDATE'
+      order by occurred_at desc, id desc limit 1) a
+cross join lateral audit.action_items(a.id, 1, 1) i
+"""
+#: a small page, so that the busy row's history has many
+HISTORY_DEEP_SIZE = 10
+
+
+def single_row_resource(conn: psycopg.Connection) -> tuple[str, str] | None:
+    """(type, id) of a row whose whole history is single-row actions: among the rows of
+    the newest single-row actions of clients, then of integrations (the rarest type in
+    bulk actions, bench/sql/fill_log.sql), the first whose history (read as the viewer
+    reads it, untimed) holds no bulk action and fits one page."""
+    for resource_type in ("client", "integration", "campaign"):
+        for (resource_id,) in conn.execute(NEWEST_SINGLE_ROWS, (resource_type,)).fetchall():
+            page = history_page(conn, find_resource(conn, resource_type, resource_id))
+            if page.next_cursor is None and all(e.row_count == 1 for e in page.entries):
+                return resource_type, resource_id
+    return None
 
 
 def history_cases(conn: psycopg.Connection) -> list[Case]:
     """The record's history pages (issue 16), their rows picked from the filled log the
-    same way every time: a client whose actions are all single-row ones (the newest
-    such action's), a client in a few hundred bulk actions too (#1500: one in twenty of
-    the bulk client actions reaches its row at 10 million), the client in every bulk
-    client action (#1: items are numbered from 1), and that busy row's ``Older`` link
-    ``HISTORY_DEEP_PAGE`` pages down (or its last page, on a log too small for it)."""
-    found = conn.execute(SINGLE_ROW_CLIENT).fetchone()
-    path = HISTORY_PATH + "client"
+    same way every time: a row whose actions are all single-row ones
+    (``single_row_resource``), the first row of the newest bulk update of clients
+    (``NEWEST_BULK_ROW``: a row in bulk actions too), and that row's deepest ``Older``
+    link at ``HISTORY_DEEP_SIZE`` a page, at most ``HISTORY_DEEP_PAGE`` pages down."""
     cases = []
-    if found is not None:
+    single = single_row_resource(conn)
+    if single is not None:
+        resource_type, resource_id = single
         cases.append(
             Case(
-                f"history: client #{found[0]} (single-row actions only)",
-                {"id": found[0]},
-                path=path,
+                f"history: {resource_type} #{resource_id} (single-row actions only)",
+                {"id": resource_id},
+                path=HISTORY_PATH + resource_type,
             )
         )
-    deep = HISTORY_DEEP_PAGE
-    return cases + [
-        Case("history: client #1500 (single-row and bulk actions)", {"id": "1500"}, path=path),
-        Case("history: client #1 (in every bulk client action)", {"id": "1"}, path=path),
-        Case(
-            f"history: client #1, its Older link {(deep - 1) * 50:,} actions deep",
-            {"id": "1"},
-            page=deep,
-            path=path,
-            deepest=True,
-        ),
-    ]
+    found = conn.execute(NEWEST_BULK_ROW).fetchone()
+    if found is not None:
+        path, busy = HISTORY_PATH + "client", found[0]
+        cases += [
+            Case(f"history: client #{busy} (in bulk actions too)", {"id": busy}, path=path),
+            Case(
+                f"history: client #{busy}, its deepest Older link ({HISTORY_DEEP_SIZE} a page,"
+                f" page {HISTORY_DEEP_PAGE} at most)",
+                {"id": busy, "_size": str(HISTORY_DEEP_SIZE)},
+                page=HISTORY_DEEP_PAGE,
+                path=path,
+                deepest=True,
+            ),
+        ]
+    return cases
 
 
 class TooSmall(Exception):
