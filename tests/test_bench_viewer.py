@@ -139,7 +139,7 @@ def test_a_page_showing_other_rows_is_a_failed_case():
         def __init__(self, body: bytes):
             self.body = body
 
-        def get(self, params):
+        def get(self, params, path="/"):
             return 200, self.body
 
     def page(*ids: int) -> bytes:
@@ -162,7 +162,7 @@ def test_a_page_showing_other_rows_is_a_failed_case():
 
 def test_an_error_page_is_a_failed_case():
     class Server:
-        def get(self, params):
+        def get(self, params, path="/"):
             return 400, b'<p class="message">q is too long</p>'
 
     result = viewer_speed.Result("c", "page")
