@@ -27,7 +27,28 @@ drop function if exists audit.restore_later_actions(bigint, timestamptz, text, t
 drop function if exists audit.is_audit_server();
 drop function if exists audit.history(regclass, text, timestamptz, bigint, integer);
 drop function if exists audit.history(text, text, timestamptz, bigint, integer);
+drop index if exists audit.action_item_chunk_resource_idx;
+drop index if exists audit.action_log_resource_idx;
 drop function if exists audit.item_ids(text);
+-- Revision 0003's audit.action_items() reads a chunk with resource_ids as rows: the
+-- UPDATE chunks written since 0004 (triples, their ids in resource_ids too) lose their
+-- ids again, which their items hold. The one change to committed chunks the log allows,
+-- and only here: the append-only triggers of each partition are off for this UPDATE
+-- (in this transaction, under its lock: no other write sees them off).
+do $$
+declare
+  part regclass;
+begin
+  for part in select r.relid from pg_catalog.pg_partition_tree('audit.action_item_chunk') r where r.isleaf loop
+    execute format('alter table %s disable trigger action_item_chunk_append_only', part);
+  end loop;
+  update audit.action_item_chunk set resource_ids = null
+  where operation = 'UPDATE' and resource_ids is not null;
+  for part in select r.relid from pg_catalog.pg_partition_tree('audit.action_item_chunk') r where r.isleaf loop
+    execute format('alter table %s enable trigger action_item_chunk_append_only', part);
+  end loop;
+end
+$$;
 revoke execute on function audit.key_sql(regclass, text), audit.loggable_json(json) from audit_admin;
 
 reset role;

@@ -8,7 +8,7 @@
 --   - a many-row action (a bulk statement, a batch) names its rows in its chunks
 --     (audit.action_item_chunk): resource_ids, or, in the chunks whose resource_ids is
 --     null (the [resource_id, old, new] triples of an UPDATE written before revision
---     0004), the first element of each item: audit.item_ids() reads them;
+--     0004), the first element of each item: audit.item_ids() (09_action_items.sql) reads them;
 --   - a TRUNCATE of the row's table names no row: it touched every row the table held,
 --     so it belongs to the history of a row that was in the log before it (its oldest
 --     action is older than the TRUNCATE); one that came before the row existed does not.
@@ -19,16 +19,54 @@
 -- functions only. No code a table's owner wrote runs in it, and nothing runs as
 -- audit_owner. EXECUTE is audit_reader's (and so audit_admin's).
 
--- The resource ids of a chunk written as [resource_id, old, new] triples, in item order.
--- A SQL-standard body: parsed once, here, so no search_path is ever consulted.
-create or replace function audit.item_ids(items text) returns text[]
-language sql immutable parallel safe
-return array(select e.item ->> 0
-             from pg_catalog.json_array_elements(items::json) with ordinality e(item, i)
-             order by e.i);
-comment on function audit.item_ids(text) is
-  'Internal: the resource ids of the items of a chunk written as [resource_id, old, new] triples (audit.action_item_chunk.items whose resource_ids is null), in item order.';
+-- The ways in. Both are read for a page by one seek each (per month's partition); both
+-- are written in the statement that writes the action or the chunk, as entries of the
+-- partition's own index: nothing else is written, no trigger.
+--
+-- Both compare ids byte by byte (collate "C": equality is the same in every
+-- deterministic collation, and a locale's comparison would cost every entry written a
+-- strcoll() call or more); the queries ask with the same collation, or the planner
+-- cannot use them.
+--
+-- Single-row actions: a btree in page order. Its entries are a per-action cost of every
+-- single-row write (bench/write_overhead.py, docs/performance.md); the actions of many
+-- rows and the events naming none take no entry.
+create index if not exists action_log_resource_idx on audit.action_log (resource_type collate "C", resource_id collate "C", occurred_at desc, id desc) where resource_id is not null;
+comment on index audit.action_log_resource_idx is
+  'History of a row (audit.history()): the actions naming it, in page order.';
 
+-- The TRUNCATEs, which name no row: a few entries in all, and an index of their own (in
+-- the one above, a condition "resource_id is null" was estimated as common as the
+-- log's many-row actions, and a plan kept for the session walked the time index).
+create index if not exists action_log_truncate_idx on audit.action_log (resource_type collate "C", occurred_at desc, id desc) where operation = 'TRUNCATE';
+comment on index audit.action_log_truncate_idx is
+  'History of a row (audit.history()): the TRUNCATEs of each resource type, in page order.';
+
+-- Many-row actions: a GIN index over each chunk's ids. A chunk written since revision
+-- 0004 has them in resource_ids (the capture queries write them with the items, in the
+-- same INSERT ... SELECT), and coalesce() takes them as they are: no parse. An UPDATE
+-- chunk written before has none (chunks are append-only: they cannot be filled in), and
+-- its ids are read out of its items (audit.item_ids()) when the index is built, once.
+-- Both sides of coalesce() are what audit.history() must write, character for
+-- character, for the planner to use the index. The resource type is not in it (a GIN
+-- index holds the array's elements only): a chunk of another type with the same id is
+-- fetched and left out by its resource_type, a column of the row itself.
+-- gin_pending_list_limit: as the text index's (13_viewer_indexes.sql), so that the
+-- write that fills the pending list merges a small one.
+create index if not exists action_item_chunk_resource_idx on audit.action_item_chunk using gin (coalesce(resource_ids, audit.item_ids(items)) collate "C") with (gin_pending_list_limit = 256);
+comment on index audit.action_item_chunk_resource_idx is
+  'History of a row (audit.history()): the chunks holding each resource id (resource_ids, or the ids of an older UPDATE chunk''s items).';
+
+-- How a page is read: a few small statements rather than one query. Every query that
+-- names the partitioned log without a constant month is planned for each of its
+-- partitions (one query joining the log five times took 30 ms to plan at 36 months);
+-- these are planned once per session (PL/pgSQL keeps their plans), and each reads
+-- through one index: the page's newest actions naming the row, every chunk holding it
+-- (before the page's bound), then the page's actions by their key (id, occurred_at:
+-- one partition each, pruned when the plan runs) and their chunks holding the row by
+-- theirs, in one statement (a plan kept for the session locks every partition it names
+-- at each run: one statement per action was 20 times that). Only the chunks of the page's actions are parsed, and only as json (the
+-- element is taken without building the others).
 create or replace function audit.history(
   resource_type text, resource_id text,
   before_occurred_at timestamptz default null, before_id bigint default null,
@@ -41,11 +79,22 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   -- the keyset: strictly before (at, id); no bound on the first page
-  at_bound  timestamptz := coalesce(history.before_occurred_at, 'infinity'::timestamptz);
-  id_bound  bigint := case when history.before_occurred_at is null then 9223372036854775807
-                           else coalesce(history.before_id, 9223372036854775807) end;
-  rtype     text := history.resource_type;
-  rid       text := history.resource_id;
+  at_bound   timestamptz := coalesce(history.before_occurred_at, 'infinity'::timestamptz);
+  id_bound   bigint := case when history.before_occurred_at is null then 9223372036854775807
+                            else coalesce(history.before_id, 9223372036854775807) end;
+  rtype      text := history.resource_type;
+  rid        text := history.resource_id;
+  legacy     timestamptz := audit.legacy_chunk_bound();
+  -- the chunks holding the row: their action (id, time), key (first_item) and the
+  -- row's places in them (item_no - first_item + 1)
+  hit_ids    bigint[];
+  hit_ats    timestamptz[];
+  hit_chunk_ats timestamptz[];
+  hit_firsts integer[];
+  hit_pos    integer[];
+  first_at   timestamptz;
+  page_ids   bigint[];
+  page_ats   timestamptz[];
 begin
   if history.page_size is null or history.page_size not between 1 and 1000 then
     raise exception 'audit.history(): page_size is %; expected 1 to 1000', coalesce(history.page_size::text, 'null')
@@ -59,7 +108,7 @@ begin
   -- a type that a tracked table has, or that the log names rows of (a table untracked since)
   if not exists (select from audit.tracked_table t where t.resource_type = rtype)
      and not exists (select from audit.action_log a
-                     where a.resource_type = rtype and a.resource_id is not null) then
+                     where a.resource_type = rtype collate "C" and a.resource_id is not null) then
     raise exception 'audit.history(): unknown resource type %: no tracked table has it and the log names no row of it', quote_literal(rtype)
       using errcode = 'invalid_parameter_value',
             hint = coalesce('The tracked resource types: '
@@ -68,97 +117,106 @@ begin
                             'No table is tracked.');
   end if;
 
+  -- the chunks holding the row (action_item_chunk_resource_idx: only this id's
+  -- entries), up to the page's bound. A chunk carries its action's time, but
+  -- '-infinity' in the legacy partition of an upgraded install: its action is found by
+  -- id in the legacy months.
+  select coalesce(array_agg(h.action_id order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.chunk_at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.first_item order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.pos order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}')
+  into hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos
+  from (select c.action_id, c.occurred_at as chunk_at, c.first_item, p.pos,
+               case when c.occurred_at > '-infinity'::timestamptz then c.occurred_at
+                    else (select a.occurred_at from audit.action_log a
+                          where a.id = c.action_id and a.occurred_at < legacy) end as at
+        from audit.action_item_chunk c
+        cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
+        where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" @> array[rid]
+          and c.resource_type = rtype
+          and c.occurred_at <= at_bound) h
+  where h.at is not null;
+
+  -- the row's oldest action: a TRUNCATE after it touched the row (the oldest chunk
+  -- before the bound is the oldest of all, if there is one: a TRUNCATE newer than the
+  -- bound is no page's concern)
+  first_at := least(
+    (select a.occurred_at from audit.action_log a
+     where a.resource_type = rtype collate "C" and a.resource_id = rid collate "C"
+     order by a.occurred_at, a.id limit 1),
+    hit_ats[cardinality(hit_ats)]);
+
+  -- the page: the newest of the actions naming the row (action_log_resource_idx, in
+  -- page order: the page at most), the chunks' actions and the TRUNCATEs since
+  select coalesce(array_agg(x.id order by x.at desc, x.id desc), '{}'),
+         coalesce(array_agg(x.at order by x.at desc, x.id desc), '{}')
+  into page_ids, page_ats
+  from (select u.id, u.at
+        from (select n.id, n.occurred_at as at
+              from (select a.id, a.occurred_at from audit.action_log a
+                    where a.resource_type = rtype collate "C" and a.resource_id = rid collate "C"
+                      and (a.occurred_at, a.id) < (at_bound, id_bound)
+                    order by a.occurred_at desc, a.id desc
+                    limit history.page_size) n
+              union
+              select h.id, h.at from unnest(hit_ids, hit_ats) h(id, at)
+              where (h.at, h.id) < (at_bound, id_bound)
+              union
+              select t.id, t.occurred_at
+              from (select a.id, a.occurred_at from audit.action_log a
+                    where a.resource_type = rtype collate "C" and a.operation = 'TRUNCATE'
+                      and a.occurred_at > first_at
+                      and (a.occurred_at, a.id) < (at_bound, id_bound)
+                    order by a.occurred_at desc, a.id desc
+                    limit history.page_size) t) u
+        order by u.at desc, u.id desc
+        limit history.page_size) x;
+
+  -- each action of the page by its key, each chunk holding the row by its key (LATERAL
+  -- ... LIMIT 1: a nested loop whatever the estimates, each lookup pruned to one month)
   return query
-  with
-  -- the actions naming the row (newest first: the page at most)
-  named as (
-    select a.id as hit_id, a.occurred_at as hit_at
-    from audit.action_log a
-    where a.resource_type = rtype and a.resource_id = rid
-      and (a.occurred_at, a.id) < (at_bound, id_bound)
-    order by a.occurred_at desc, a.id desc
-    limit history.page_size),
-  -- the chunks holding the row, every one of them (the oldest decides which TRUNCATEs
-  -- count). A chunk carries its action's time, but '-infinity' in the legacy partition
-  -- of an upgraded install: those are matched to their action by id.
-  chunk_hits as (
-    select c.action_id as chunk_action, c.occurred_at as chunk_at, c.first_item,
-           c.operation as chunk_operation, c.resource_ids, c.items as chunk_items,
-           p.pos
-    from audit.action_item_chunk c
-    cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
-    where c.resource_type = rtype
-      and coalesce(c.resource_ids, audit.item_ids(c.items)) @> array[rid]),
-  chunk_actions as (
-    select distinct a.id as hit_id, a.occurred_at as hit_at
-    from chunk_hits h
-    join audit.action_log a on a.id = h.chunk_action and a.occurred_at = h.chunk_at
-    union
-    select a.id, a.occurred_at
-    from chunk_hits h
-    join audit.action_log a on a.id = h.chunk_action
-    where h.chunk_at = '-infinity'::timestamptz),
-  -- the row's oldest action: a TRUNCATE after it touched the row
-  oldest as (
-    select least((select min(n.occurred_at) from audit.action_log n
-                  where n.resource_type = rtype and n.resource_id = rid),
-                 (select min(ca.hit_at) from chunk_actions ca)) as first_at),
-  truncated as (
-    select a.id as hit_id, a.occurred_at as hit_at
-    from audit.action_log a, oldest o
-    where a.resource_type = rtype and a.operation = 'TRUNCATE' and a.resource_id is null
-      and a.occurred_at > o.first_at
-      and (a.occurred_at, a.id) < (at_bound, id_bound)
-    order by a.occurred_at desc, a.id desc
-    limit history.page_size),
-  page as (
-    select x.hit_id, x.hit_at
-    from (select n.hit_id, n.hit_at from named n
-          union
-          select ca.hit_id, ca.hit_at from chunk_actions ca
-          where (ca.hit_at, ca.hit_id) < (at_bound, id_bound)
-          union
-          select t.hit_id, t.hit_at from truncated t) x
-    order by x.hit_at desc, x.hit_id desc
-    limit history.page_size)
-  select a.id, a.occurred_at, a.action::text, a.action_type::text,
-         a.actor_id, a.actor_name, a.actor_type::text, a.source::text,
-         a.row_count::integer, a.operation::text,
+  select l.id, l.occurred_at, l.action::text, l.action_type::text,
+         l.actor_id, l.actor_name, l.actor_type::text, l.source::text,
+         l.row_count::integer, l.operation::text,
          coalesce(
            -- the row's items in the action's chunks (usually one; a batch may hold two)
-           (select jsonb_agg(jsonb_build_object('item_no', i.item_no, 'old', i.old_row, 'new', i.new_row)
-                             order by i.item_no)
-            from (select h.first_item + h.pos - 1 as item_no,
-                         case when h.chunk_operation = 'INSERT' then null
-                              when h.resource_ids is null or h.chunk_operation = 'UPDATE'
-                                then (h.chunk_items::json -> (h.pos - 1) -> 1)::jsonb
-                              else (h.chunk_items::json -> (h.pos - 1))::jsonb end as old_row,
-                         case when h.chunk_operation = 'DELETE' then null
-                              when h.resource_ids is null or h.chunk_operation = 'UPDATE'
-                                then (h.chunk_items::json -> (h.pos - 1) -> 2)::jsonb
-                              else (h.chunk_items::json -> (h.pos - 1))::jsonb end as new_row
-                  from chunk_hits h
-                  where h.chunk_action = a.id
-                    and (h.chunk_at = a.occurred_at or h.chunk_at = '-infinity'::timestamptz)) i),
+           (select jsonb_agg(jsonb_build_object(
+                     'item_no', k.first_item + h.pos - 1,
+                     'old', case when k.chunk_operation = 'INSERT' then null
+                                 when k.triple then (k.item -> 1)::jsonb else k.item::jsonb end,
+                     'new', case when k.chunk_operation = 'DELETE' then null
+                                 when k.triple then (k.item -> 2)::jsonb else k.item::jsonb end)
+                   order by k.first_item + h.pos - 1)
+            from unnest(hit_ids, hit_chunk_ats, hit_firsts, hit_pos) h(id, chunk_at, first_item, pos)
+            cross join lateral (
+              select c.first_item, c.operation as chunk_operation,
+                     c.resource_ids is null or c.operation = 'UPDATE' as triple,
+                     c.items::json -> (h.pos - 1) as item
+              from audit.action_item_chunk c
+              where c.action_id = h.id and c.first_item = h.first_item and c.occurred_at = h.chunk_at
+              limit 1) k
+            where h.id = l.id),
            -- a single-row action stores no item: its one item is its changes (as
            -- audit.action_items() gives it)
-           case when a.row_count = 1 and a.operation in ('INSERT', 'UPDATE', 'DELETE') then
+           case when l.row_count = 1 and l.operation in ('INSERT', 'UPDATE', 'DELETE') then
              jsonb_build_array(jsonb_build_object(
                'item_no', 1,
-               'old', case a.operation
-                        when 'DELETE' then a.changes
-                        when 'UPDATE' then (select jsonb_object_agg(x.key, x.value -> 'old') from jsonb_each(a.changes) x)
+               'old', case l.operation
+                        when 'DELETE' then l.changes
+                        when 'UPDATE' then (select jsonb_object_agg(x.key, x.value -> 'old') from jsonb_each(l.changes) x)
                       end,
-               'new', case a.operation
-                        when 'INSERT' then a.changes
-                        when 'UPDATE' then (select jsonb_object_agg(x.key, x.value -> 'new') from jsonb_each(a.changes) x)
+               'new', case l.operation
+                        when 'INSERT' then l.changes
+                        when 'UPDATE' then (select jsonb_object_agg(x.key, x.value -> 'new') from jsonb_each(l.changes) x)
                       end))
            end,
            -- a TRUNCATE (its rows were not logged), an application event
            '[]'::jsonb)
-  from page p
-  join audit.action_log a on a.id = p.hit_id and a.occurred_at = p.hit_at
-  order by a.occurred_at desc, a.id desc;
+  from unnest(page_ids, page_ats) with ordinality p(id, at, n)
+  cross join lateral (
+    select a.* from audit.action_log a where a.id = p.id and a.occurred_at = p.at limit 1) l
+  order by p.n;
 end
 $$;
 comment on function audit.history(text, text, timestamptz, bigint, integer) is
@@ -194,13 +252,11 @@ comment on function audit.history(regclass, text, timestamptz, bigint, integer) 
   'audit.history(resource_type, ...) of a tracked table''s rows: the table''s resource type (a partition''s or inheritance child''s is its tracked table''s). Raises when the table is not tracked.';
 
 revoke all on function
-  audit.item_ids(text),
   audit.history(text, text, timestamptz, bigint, integer),
   audit.history(regclass, text, timestamptz, bigint, integer)
   from public;
 -- (audit_admin is granted audit_reader: 00_roles.sql)
 grant execute on function
-  audit.item_ids(text),
   audit.history(text, text, timestamptz, bigint, integer),
   audit.history(regclass, text, timestamptz, bigint, integer)
   to audit_reader;
