@@ -487,3 +487,25 @@ def test_a_truncate_of_the_table_is_in_its_rows_history(user, conn, seeded):
     )
     assert "The table was truncated: its rows were not copied." in shown[0]["What changed"]
     assert title(page) == f"History of Case task Upload ID #{task}"
+
+
+def test_the_rows_name_is_read_along_the_history_index(conn, seeded):
+    """The title's label is one seek of action_log_resource_idx, which compares byte by
+    byte (collate "C"): the query asks in that collation, or no plan could use it."""
+    from audit_capture.viewer.resource_history import RESOURCE
+
+    conn.rollback()
+    conn.execute("set enable_seqscan = off")
+    plan = "\n".join(
+        row[0]
+        for row in conn.execute(
+            "explain " + RESOURCE, {"type": "client", "id": str(seeded["client_id"])}
+        )
+    )
+    conn.rollback()
+    # each month's partition of the index (named after its columns) seeks the row
+    assert re.search(
+        r"Index Scan using \S*resource_type_resource_id\S* on action_log_p[^\n]*\n\s+"
+        r"Index Cond: \(\(resource_type = 'client'::text COLLATE \"C\"\) AND \(resource_id = ",
+        plan,
+    ), plan

@@ -33,13 +33,15 @@ from audit_capture.viewer.rows import one_row
 MAX_RESOURCE_ID = 2000
 
 #: the resource type's singular word ("Client") from the registry (none for an event's
-#: type), and the row's name: the newest label its actions gave it (along the index on
-#: (resource_type, resource_id, occurred_at desc, id desc), newest first)
+#: type), and the row's name: the newest label its actions gave it, along
+#: action_log_resource_idx (resource_type, resource_id, occurred_at desc, id desc),
+#: newest first. That index compares byte by byte (collate "C"): asked in another
+#: collation, the planner could not use it (and would walk the log's time index).
 RESOURCE = """
 select (select min(t.label) from audit.tracked_table t where t.resource_type = %(type)s),
        (select l.resource_label from audit.action_log l
-        where l.resource_type = %(type)s and l.resource_id = %(id)s
-          and l.resource_label is not null
+        where l.resource_type = %(type)s collate "C" and l.resource_id = %(id)s collate "C"
+          and l.resource_id is not null and l.resource_label is not null
         order by l.occurred_at desc, l.id desc limit 1)
 """
 
