@@ -518,3 +518,58 @@ def test_a_table_owner_s_code_never_runs_in_it(conn, owner, make_role):
         == []
     )
     conn.commit()
+
+
+# -- chunks of every format -------------------------------------------------------------
+
+
+def test_update_chunks_written_before_0004_are_found_and_a_downgrade_reads_newer_ones(db_url, conn):
+    from audit_capture import migrate
+
+    ids = new_clients(conn, 5)
+    run(conn, f"update clients set status = 'contacted' where id <= {ids[2]}")  # at head
+    conn.close()
+    migrate.downgrade(db_url, "0003")
+    with psycopg.connect(db_url) as old:
+        # revision 0003 reads the chunk written at 0004 (its resource_ids went)
+        (action,) = old.execute(
+            "select id from audit.action_log where action = 'Bulk client status update'"
+        ).fetchone()
+        assert old.execute(
+            "select resource_id, old, new from audit.action_items(%s) order by item_no", (action,)
+        ).fetchall() == [(str(i), {"status": "new"}, {"status": "contacted"}) for i in ids[:3]]
+        with old.transaction():  # written at 0003: no resource_ids
+            old.execute(f"update clients set status = 'qualified' where id >= {ids[1]}")
+        assert old.execute(
+            "select count(*) from audit.action_item_chunk"
+            " where operation = 'UPDATE' and resource_ids is not null"
+        ).fetchone() == (0,)
+    migrate.upgrade(db_url, "head")
+    with psycopg.connect(db_url) as new:
+        with new.transaction():
+            new.execute(f"update clients set status = 'closed' where id in ({ids[1]}, {ids[4]})")
+        rows = history(new, "client", str(ids[1]))
+        assert [r["action"] for r in rows] == [
+            "Bulk client status update",
+            "Bulk client status update",
+            "Bulk client status update",
+            "Batch client creation",
+        ]
+        assert [r["items"][0]["new"] for r in rows[:3]] == [
+            {"status": "closed"},
+            {"status": "qualified"},
+            {"status": "contacted"},
+        ]
+        check_items(new, rows, "client", str(ids[1]))
+        # ... through the index: the 0003 chunk by its items' ids
+        new.execute("set enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in new.execute(
+                "explain select action_id from audit.action_item_chunk c"
+                ' where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C"'
+                " @> array[%s]",
+                (str(ids[1]),),
+            ).fetchall()
+        )
+        assert "action_item_chunk_resource_idx" in plan or "_coalesce_idx" in plan, plan
