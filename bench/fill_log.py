@@ -121,7 +121,7 @@ def secondary_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str | No
 
 
 def fill_unindexed(
-    conn: psycopg.Connection, rows: int, *, log=lambda message: None
+    conn: psycopg.Connection, rows: int, *, days: int = DEFAULT_DAYS, log=lambda message: None
 ) -> tuple[dict[str, float], float]:
     """``fill()`` with the log's secondary indexes dropped first and built again over the
     filled log after (inserting under the GIN indexes and the actor indexes is several
@@ -131,7 +131,7 @@ def fill_unindexed(
     for name, _definition, _comment in indexes:
         conn.execute(sql.SQL("drop index audit.{}").format(sql.Identifier(name)))
     log(f"filling the log with {rows:,} actions")
-    timings = fill(conn, rows, log=log)
+    timings = fill(conn, rows, days=days, log=log)
     log("building the indexes again over the filled log")
     started = time.perf_counter()
     for name, definition, comment in indexes:

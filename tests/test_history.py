@@ -5,6 +5,10 @@ and many-row alike, newest first, keyset-paged, each with that row's items
 from __future__ import annotations
 
 import itertools
+import re
+import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -518,3 +522,181 @@ def test_a_table_owner_s_code_never_runs_in_it(conn, owner, make_role):
         == []
     )
     conn.commit()
+
+
+# -- chunks of every format -------------------------------------------------------------
+
+
+def test_update_chunks_written_before_0004_are_found_and_a_downgrade_reads_newer_ones(db_url, conn):
+    from audit_capture import migrate
+
+    ids = new_clients(conn, 5)
+    run(conn, f"update clients set status = 'contacted' where id <= {ids[2]}")  # at head
+    conn.close()
+    migrate.downgrade(db_url, "0003")
+    with psycopg.connect(db_url) as old:
+        # revision 0003 reads the chunk written at 0004 (its resource_ids went)
+        (action,) = old.execute(
+            "select id from audit.action_log where action = 'Bulk client status update'"
+        ).fetchone()
+        assert old.execute(
+            "select resource_id, old, new from audit.action_items(%s) order by item_no", (action,)
+        ).fetchall() == [(str(i), {"status": "new"}, {"status": "contacted"}) for i in ids[:3]]
+        with old.transaction():  # written at 0003: no resource_ids
+            old.execute(f"update clients set status = 'qualified' where id >= {ids[1]}")
+        assert old.execute(
+            "select count(*) from audit.action_item_chunk"
+            " where operation = 'UPDATE' and resource_ids is not null"
+        ).fetchone() == (0,)
+    migrate.upgrade(db_url, "head")
+    with psycopg.connect(db_url) as new:
+        with new.transaction():
+            new.execute(f"update clients set status = 'closed' where id in ({ids[1]}, {ids[4]})")
+        rows = history(new, "client", str(ids[1]))
+        assert [r["action"] for r in rows] == [
+            "Bulk client status update",
+            "Bulk client status update",
+            "Bulk client status update",
+            "Batch client creation",
+        ]
+        assert [r["items"][0]["new"] for r in rows[:3]] == [
+            {"status": "closed"},
+            {"status": "qualified"},
+            {"status": "contacted"},
+        ]
+        check_items(new, rows, "client", str(ids[1]))
+        # ... through the index: the 0003 chunk by its items' ids
+        new.execute("set enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in new.execute(
+                "explain select action_id from audit.action_item_chunk c"
+                ' where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C"'
+                " @> array[%s]",
+                (str(ids[1]),),
+            ).fetchall()
+        )
+        assert "action_item_chunk_resource_idx" in plan or "_coalesce_idx" in plan, plan
+
+
+# -- the ways in ------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _filled(conn) -> None:
+    """60,000 actions over 60 days (bench/fill_log.py: single-row actions and bulk ones
+    whose items include ids of single-row actions; months of 20,000 actions and a few
+    hundred chunks), indexes built over them, analyzed."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import fill_log
+
+    conn.execute("set maintenance_work_mem = '64MB'")
+    fill_log.fill_unindexed(conn, 60_000, days=60)
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("vacuum analyze audit.action_log")
+    conn.execute("vacuum analyze audit.action_item_chunk")
+    conn.autocommit = False
+
+
+DB_TEMPLATES = {"filled": _filled}
+
+
+@pytest.fixture
+def filled():
+    """The test's database is a copy of the filled template (DB_TEMPLATES)."""
+
+
+def _mixed_row(conn) -> tuple[str, str]:
+    """A resource with both single-row actions and items in bulk actions."""
+    row = conn.execute(
+        "select c.resource_type, r from audit.action_item_chunk c, unnest(c.resource_ids) r"
+        " where exists (select from audit.action_log a where a.resource_type = c.resource_type"
+        "               and a.resource_id = r)"
+        " group by 1, 2 order by count(*) desc, 1, 2 limit 1"
+    ).fetchone()
+    conn.commit()
+    return row
+
+
+def test_a_history_page_reads_the_indexes_by_resource_not_the_months(conn, filled):
+    resource_type, resource_id = _mixed_row(conn)
+    whole = history(conn, resource_type, resource_id, page_size=1000)
+    kinds = {r["row_count"] > 1 for r in whole}
+    assert kinds == {True, False}, whole  # single-row and bulk actions mixed
+    # every page, in one transaction: no partition holding more than a few rows was
+    # scanned whole (the statistics of the queries above flushed first: the view shows
+    # what the backend has not flushed yet)
+    conn.execute("select pg_stat_force_next_flush()")
+    conn.commit()
+    time.sleep(0.1)
+    with conn.transaction():
+        pages: list[dict] = []
+        before = None
+        for _ in range(20):  # the first calls plan with the values, the later ones reuse
+            page = history_in(conn, resource_type, resource_id, before, 2)
+            pages.extend(page)
+            if len(page) < 2:
+                break
+            before = (page[-1]["occurred_at"], page[-1]["action_id"])
+        scanned = conn.execute(
+            "select s.relname, s.seq_scan from pg_stat_xact_user_tables s"
+            " join pg_class c on c.oid = s.relid"
+            " where s.schemaname = 'audit' and c.reltuples > 100 and s.seq_scan > 0"
+            " and (s.relname like 'action_log_%%' or s.relname like 'action_item_chunk_%%')"
+        ).fetchall()
+    assert scanned == []
+    assert pages == whole
+    check_items(conn, whole, resource_type, resource_id)
+    # the queries as the function writes them use the indexes (the expressions and their
+    # collation must match the indexes' character for character)
+    for query, index in (
+        (
+            "select action_id from audit.action_item_chunk c where coalesce(c.resource_ids,"
+            ' audit.item_ids(c.items)) collate "C" @> array[%s] and c.resource_type = %s',
+            "_coalesce_idx",
+        ),
+        (
+            'select id from audit.action_log a where a.resource_type = %s collate "C"'
+            ' and a.resource_id = %s collate "C" order by a.occurred_at desc, a.id desc limit 50',
+            "_resource_type_resource_id_occurred_at",
+        ),
+    ):
+        params = (resource_id, resource_type) if "chunk" in query else (resource_type, resource_id)
+        plan = "\n".join(r[0] for r in conn.execute("explain " + query, params).fetchall())
+        conn.commit()
+        assert index in plan and not _scanned_whole(conn, plan), plan
+    plan = "\n".join(
+        r[0]
+        for r in conn.execute(
+            'explain select id from audit.action_log a where a.resource_type = %s collate "C"'
+            " and a.operation = 'TRUNCATE' order by a.occurred_at desc, a.id desc limit 50",
+            (resource_type,),
+        ).fetchall()
+    )
+    assert "_resource_type_occurred_at_id_idx" in plan and not _scanned_whole(conn, plan), plan
+
+
+def _scanned_whole(conn, plan: str) -> list[str]:
+    """The partitions holding more than a few rows that a plan reads whole (an empty
+    month's partition is: nothing to seek in)."""
+    names = re.findall(r"Seq Scan on (\w+)", plan)
+    rows = conn.execute(
+        "select relname from pg_class where relnamespace = 'audit'::regnamespace"
+        " and relname = any (%s) and reltuples > 100",
+        (names,),
+    ).fetchall()
+    conn.commit()
+    return [r[0] for r in rows]
+
+
+def history_in(conn, resource, resource_id, before, page_size) -> list[dict]:
+    """audit.history() in the caller's transaction."""
+    before_at, before_id = before or (None, None)
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "select * from audit.history(%s, %s, %s, %s, %s)",
+            (resource, resource_id, before_at, before_id, page_size),
+        )
+        return cur.fetchall()

@@ -29,6 +29,7 @@ drop function if exists audit.history(regclass, text, timestamptz, bigint, integ
 drop function if exists audit.history(text, text, timestamptz, bigint, integer);
 drop index if exists audit.action_item_chunk_resource_idx;
 drop index if exists audit.action_log_resource_idx;
+drop index if exists audit.action_log_truncate_idx;
 drop function if exists audit.item_ids(text);
 -- Revision 0003's audit.action_items() reads a chunk with resource_ids as rows: the
 -- UPDATE chunks written since 0004 (triples, their ids in resource_ids too) lose their
