@@ -449,6 +449,32 @@ def test_a_tampered_cursor_is_a_400(user, conn, seeded):
     assert "not a page position of this viewer" in message(page)
 
 
+def test_a_history_cut_short_by_the_statement_timeout_is_a_page_saying_so(conn, reader_url, seeded):
+    """The log locked (a DBA's maintenance): the viewer's statement_timeout cancels the
+    read, and the page says so (400), never a traceback."""
+    from viewer_data import app_config, sign_in
+
+    from audit_capture.viewer import create_app
+    from audit_capture.viewer.app import close
+
+    app = create_app(app_config(reader_url, STATEMENT_TIMEOUT_MS=300))
+    try:
+        client = app.test_client()
+        sign_in(client)
+        conn.rollback()
+        conn.execute("lock table audit.action_log in access exclusive mode")
+        try:
+            page = client.get(url("client", str(seeded["client_id"])))
+        finally:
+            conn.rollback()
+        assert page.status_code == 400
+        assert message(page) == "Reading this row's history took too long; try again in a moment."
+        assert "Traceback" not in page.text
+        assert client.get(url("client", str(seeded["client_id"]))).status_code == 200
+    finally:
+        close(app)
+
+
 def test_the_longest_id_is_taken(user, seeded):
     page = user.get(url("client", "9" * 2000))
     assert page.status_code == 200

@@ -161,7 +161,7 @@ def register_error_pages(bp: Blueprint) -> None:
 
     @bp.errorhandler(TooBroad)
     def too_broad(exc: TooBroad):
-        return error_page(400, "Filter too broad", TooBroad.MESSAGE)
+        return error_page(400, exc.title, str(exc))
 
     @bp.errorhandler(db.ViewerBusy)
     def busy(exc: db.ViewerBusy):

@@ -32,12 +32,15 @@ class NotFound(Exception):
 
 
 class TooBroad(Exception):
-    """A query hit the connection's statement_timeout. The app shows a 400 page."""
+    """A query hit the connection's statement_timeout. The app shows a 400 page titled
+    ``title``, saying ``str(exc)``."""
 
     MESSAGE = "This filter took too long; narrow it (a date range or an actor) and try again."
+    TITLE = "Filter too broad"
 
-    def __init__(self, message: str = MESSAGE):
+    def __init__(self, message: str = MESSAGE, title: str = TITLE):
         super().__init__(message)
+        self.title = title
 
 
 @contextlib.contextmanager

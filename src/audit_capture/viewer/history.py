@@ -22,6 +22,7 @@ from flask import Blueprint, request, url_for
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
+from audit_capture.viewer.errors import TooBroad
 from audit_capture.viewer.filters import given_once
 from audit_capture.viewer.present import resource_type_label
 from audit_capture.viewer.resource_history import (
@@ -33,6 +34,7 @@ from audit_capture.viewer.resource_history import (
 from audit_capture.viewer.views import querying, timed_page
 
 ID_PARAM = "id"
+TOO_LONG = "Reading this row's history took too long; try again in a moment."
 
 
 def register(bp: Blueprint) -> None:
@@ -60,8 +62,11 @@ def history(resource_type: str):
 
     with querying():
         conn = db.get_conn()
-        resource = find_resource(conn, resource_type, resource_id)
-        page = history_page(conn, resource, cursor=cursor, size=size)
+        try:
+            resource = find_resource(conn, resource_type, resource_id)
+            page = history_page(conn, resource, cursor=cursor, size=size)
+        except TooBroad as exc:  # no filter to narrow: the database was busy, or locked
+            raise TooBroad(TOO_LONG, "The history took too long") from exc
 
     kept = {"_size": str(size)} if size != settings.page_size else {}
     return timed_page(
