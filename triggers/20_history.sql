@@ -19,11 +19,11 @@
 -- functions only. No code a table's owner wrote runs in it, and nothing runs as
 -- audit_owner. EXECUTE is audit_reader's (and so audit_admin's).
 
--- The ways in. Both are read for a page by one seek each (per month's partition); both
--- are written in the statement that writes the action or the chunk, as entries of the
--- partition's own index: nothing else is written, no trigger.
+-- The ways in: three indexes, each read by one seek per month's partition, each written
+-- by the statement that writes the action or the chunk (an entry of the partition's own
+-- index: nothing else is written, no trigger).
 --
--- Both compare ids byte by byte (collate "C": equality is the same in every
+-- They compare ids byte by byte (collate "C": equality is the same in every
 -- deterministic collation, and a locale's comparison would cost every entry written a
 -- strcoll() call or more); the queries ask with the same collation, or the planner
 -- cannot use them.
@@ -57,16 +57,18 @@ create index if not exists action_item_chunk_resource_idx on audit.action_item_c
 comment on index audit.action_item_chunk_resource_idx is
   'History of a row (audit.history()): the chunks holding each resource id (resource_ids, or the ids of an older UPDATE chunk''s items).';
 
--- How a page is read: a few small statements rather than one query. Every query that
--- names the partitioned log without a constant month is planned for each of its
--- partitions (one query joining the log five times took 30 ms to plan at 36 months);
--- these are planned once per session (PL/pgSQL keeps their plans), and each reads
--- through one index: the page's newest actions naming the row, every chunk holding it
--- (before the page's bound), then the page's actions by their key (id, occurred_at:
--- one partition each, pruned when the plan runs) and their chunks holding the row by
--- theirs, in one statement (a plan kept for the session locks every partition it names
--- at each run: one statement per action was 20 times that). Only the chunks of the page's actions are parsed, and only as json (the
--- element is taken without building the others).
+-- How a page is read: a few small statements rather than one query. A query naming the
+-- partitioned log without a constant month is planned for each of its partitions (one
+-- query joining the log five times took 30 ms to plan over 36 months); PL/pgSQL keeps a
+-- statement's plan for the session once a generic plan is not costlier than the ones
+-- made for the values. Each statement reads one index: the page's newest actions naming
+-- the row, every chunk holding it (before the page's bound), the TRUNCATEs since its
+-- oldest action; then, in one statement, the page's actions by their key (id,
+-- occurred_at: one partition each, pruned when the plan runs) and their chunks holding
+-- the row by theirs (LATERAL ... LIMIT 1: a nested loop whatever the estimates). A plan
+-- kept for the session locks every partition it names at each run, so that is one
+-- statement for the page, not one per action. Only the chunks of the page's actions
+-- are parsed, as json (the element is taken without building the others).
 create or replace function audit.history(
   resource_type text, resource_id text,
   before_occurred_at timestamptz default null, before_id bigint default null,
