@@ -59,9 +59,9 @@ comment on index audit.action_item_chunk_resource_idx is
 
 -- How a page is read: a few small statements rather than one query. A query naming the
 -- partitioned log without a constant month is planned for each of its partitions (one
--- query joining the log five times took 30 ms to plan over 36 months); PL/pgSQL keeps a
--- statement's plan for the session once a generic plan is not costlier than the ones
--- made for the values. Each statement reads one index: the page's newest actions naming
+-- query joining the log five times took 30 ms to plan over 36 months); these are
+-- planned once per session, generic (plan_cache_mode below), and stay good for any
+-- value because each reads one index, seeking its leading columns: the page's newest actions naming
 -- the row, every chunk holding it (before the page's bound), the TRUNCATEs since its
 -- oldest action; then, in one statement, the page's actions by their key (id,
 -- occurred_at: one partition each, pruned when the plan runs) and their chunks holding
@@ -78,6 +78,10 @@ create or replace function audit.history(
                  row_count integer, operation text, items jsonb)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+-- the statements' plans made once per session for any row (see above), from the first
+-- call: a plan made for the values is planned over every partition at each call (80 ms
+-- at 36 months, 2 cores), and PL/pgSQL makes five of those before it tries a generic one
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   -- the keyset: strictly before (at, id); no bound on the first page
@@ -120,25 +124,41 @@ begin
   end if;
 
   -- the chunks holding the row (action_item_chunk_resource_idx: only this id's
-  -- entries), up to the page's bound. A chunk carries its action's time, but
-  -- '-infinity' in the legacy partition of an upgraded install: its action is found by
-  -- id in the legacy months.
-  select coalesce(array_agg(h.action_id order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.chunk_at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.first_item order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.pos order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}')
-  into hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos
-  from (select c.action_id, c.occurred_at as chunk_at, c.first_item, p.pos,
-               case when c.occurred_at > '-infinity'::timestamptz then c.occurred_at
-                    else (select a.occurred_at from audit.action_log a
-                          where a.id = c.action_id and a.occurred_at < legacy) end as at
+  -- entries), up to the page's bound, newest first. A chunk carries its action's time
+  -- ...
+  select coalesce(array_agg(h.action_id order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.occurred_at order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.first_item order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.pos order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}')
+  into hit_ids, hit_ats, hit_firsts, hit_pos
+  from (select c.action_id, c.occurred_at, c.first_item, p.pos
         from audit.action_item_chunk c
         cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
         where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" @> array[rid]
           and c.resource_type = rtype
-          and c.occurred_at <= at_bound) h
-  where h.at is not null;
+          and c.occurred_at <= at_bound and c.occurred_at > '-infinity'::timestamptz) h;
+  hit_chunk_ats := hit_ats;
+  -- ... but '-infinity' in the legacy partition of an upgraded install (older than the
+  -- legacy bound): their actions are found by id in the legacy months, and take their
+  -- places by their time
+  if legacy > '-infinity'::timestamptz then
+    select coalesce(array_agg(h.action_id order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.chunk_at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.first_item order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.pos order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}')
+    into hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos
+    from (select u.action_id, u.at, u.chunk_at, u.first_item, u.pos
+          from unnest(hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos) u(action_id, at, chunk_at, first_item, pos)
+          union all
+          select c.action_id, a.occurred_at, c.occurred_at, c.first_item, p.pos
+          from audit.action_item_chunk c
+          cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
+          join audit.action_log a on a.id = c.action_id and a.occurred_at < legacy
+          where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" @> array[rid]
+            and c.resource_type = rtype
+            and c.occurred_at = '-infinity'::timestamptz and a.occurred_at <= at_bound) h;
+  end if;
 
   -- the row's oldest action: a TRUNCATE after it touched the row (the oldest chunk
   -- before the bound is the oldest of all, if there is one: a TRUNCATE newer than the
