@@ -700,3 +700,42 @@ def history_in(conn, resource, resource_id, before, page_size) -> list[dict]:
             (resource, resource_id, before_at, before_id, page_size),
         )
         return cur.fetchall()
+
+
+def test_chunks_of_an_upgraded_install_s_legacy_partition_are_found(empty_db_url):
+    from audit_capture import migrate
+
+    migrate.upgrade(empty_db_url, "0002")  # one table: chunks without occurred_at
+    with psycopg.connect(empty_db_url) as old:
+        with old.transaction():
+            old.execute("create table notes (id int primary key, body text)")
+            old.execute("select audit.track('notes', 'note')")
+            old.execute("insert into notes select i, 'a' from generate_series(1, 3) i")
+            old.execute("update notes set body = 'b'")
+        with old.transaction():
+            old.execute("update notes set body = 'c' where id = 2")
+    migrate.upgrade(empty_db_url, "head")
+    with psycopg.connect(empty_db_url) as new:
+        assert new.execute(
+            "select count(*) from audit.action_item_chunk where occurred_at = '-infinity'"
+        ).fetchone() == (2,)
+        with new.transaction():
+            new.execute("update notes set body = 'd' where id <= 2")
+        rows = history(new, "note", "2")
+        assert [r["action"] for r in rows] == [
+            "Bulk note body update",
+            "Note updated",
+            "Bulk note body update",
+            "Batch note creation",
+        ]
+        assert [r["items"] for r in rows] == [
+            [{"item_no": 2, "old": {"body": "c"}, "new": {"body": "d"}}],
+            [{"item_no": 1, "old": {"body": "b"}, "new": {"body": "c"}}],
+            [{"item_no": 2, "old": {"body": "a"}, "new": {"body": "b"}}],
+            [{"item_no": 2, "old": None, "new": {"id": 2, "body": "a"}}],
+        ]
+        check_items(new, rows, "note", "2")
+        # paged across the legacy months
+        page = history(new, "note", "2", page_size=2)
+        rest = history(new, "note", "2", (page[-1]["occurred_at"], page[-1]["action_id"]), 2)
+        assert page + rest == rows

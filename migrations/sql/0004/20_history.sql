@@ -19,11 +19,11 @@
 -- functions only. No code a table's owner wrote runs in it, and nothing runs as
 -- audit_owner. EXECUTE is audit_reader's (and so audit_admin's).
 
--- The ways in. Both are read for a page by one seek each (per month's partition); both
--- are written in the statement that writes the action or the chunk, as entries of the
--- partition's own index: nothing else is written, no trigger.
+-- The ways in: three indexes, each read by one seek per month's partition, each written
+-- by the statement that writes the action or the chunk (an entry of the partition's own
+-- index: nothing else is written, no trigger).
 --
--- Both compare ids byte by byte (collate "C": equality is the same in every
+-- They compare ids byte by byte (collate "C": equality is the same in every
 -- deterministic collation, and a locale's comparison would cost every entry written a
 -- strcoll() call or more); the queries ask with the same collation, or the planner
 -- cannot use them.
@@ -57,16 +57,18 @@ create index if not exists action_item_chunk_resource_idx on audit.action_item_c
 comment on index audit.action_item_chunk_resource_idx is
   'History of a row (audit.history()): the chunks holding each resource id (resource_ids, or the ids of an older UPDATE chunk''s items).';
 
--- How a page is read: a few small statements rather than one query. Every query that
--- names the partitioned log without a constant month is planned for each of its
--- partitions (one query joining the log five times took 30 ms to plan at 36 months);
--- these are planned once per session (PL/pgSQL keeps their plans), and each reads
--- through one index: the page's newest actions naming the row, every chunk holding it
--- (before the page's bound), then the page's actions by their key (id, occurred_at:
--- one partition each, pruned when the plan runs) and their chunks holding the row by
--- theirs, in one statement (a plan kept for the session locks every partition it names
--- at each run: one statement per action was 20 times that). Only the chunks of the page's actions are parsed, and only as json (the
--- element is taken without building the others).
+-- How a page is read: a few small statements rather than one query. A query naming the
+-- partitioned log without a constant month is planned for each of its partitions (one
+-- query joining the log five times took 30 ms to plan over 36 months); these are
+-- planned once per session, generic (plan_cache_mode below), and stay good for any
+-- value because each reads one index, seeking its leading columns: the page's newest actions naming
+-- the row, every chunk holding it (before the page's bound), the TRUNCATEs since its
+-- oldest action; then, in one statement, the page's actions by their key (id,
+-- occurred_at: one partition each, pruned when the plan runs) and their chunks holding
+-- the row by theirs (LATERAL ... LIMIT 1: a nested loop whatever the estimates). A plan
+-- kept for the session locks every partition it names at each run, so that is one
+-- statement for the page, not one per action. Only the chunks of the page's actions
+-- are parsed, as json (the element is taken without building the others).
 create or replace function audit.history(
   resource_type text, resource_id text,
   before_occurred_at timestamptz default null, before_id bigint default null,
@@ -76,6 +78,10 @@ create or replace function audit.history(
                  row_count integer, operation text, items jsonb)
 language plpgsql stable
 set search_path = pg_catalog, pg_temp
+-- the statements' plans made once per session for any row (see above), from the first
+-- call: a plan made for the values is planned over every partition at each call (80 ms
+-- at 36 months, 2 cores), and PL/pgSQL makes five of those before it tries a generic one
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   -- the keyset: strictly before (at, id); no bound on the first page
@@ -118,25 +124,41 @@ begin
   end if;
 
   -- the chunks holding the row (action_item_chunk_resource_idx: only this id's
-  -- entries), up to the page's bound. A chunk carries its action's time, but
-  -- '-infinity' in the legacy partition of an upgraded install: its action is found by
-  -- id in the legacy months.
-  select coalesce(array_agg(h.action_id order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.chunk_at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.first_item order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
-         coalesce(array_agg(h.pos order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}')
-  into hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos
-  from (select c.action_id, c.occurred_at as chunk_at, c.first_item, p.pos,
-               case when c.occurred_at > '-infinity'::timestamptz then c.occurred_at
-                    else (select a.occurred_at from audit.action_log a
-                          where a.id = c.action_id and a.occurred_at < legacy) end as at
+  -- entries), up to the page's bound, newest first. A chunk carries its action's time
+  -- ...
+  select coalesce(array_agg(h.action_id order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.occurred_at order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.first_item order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+         coalesce(array_agg(h.pos order by h.occurred_at desc, h.action_id desc, h.first_item, h.pos), '{}')
+  into hit_ids, hit_ats, hit_firsts, hit_pos
+  from (select c.action_id, c.occurred_at, c.first_item, p.pos
         from audit.action_item_chunk c
         cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
         where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" @> array[rid]
           and c.resource_type = rtype
-          and c.occurred_at <= at_bound) h
-  where h.at is not null;
+          and c.occurred_at <= at_bound and c.occurred_at > '-infinity'::timestamptz) h;
+  hit_chunk_ats := hit_ats;
+  -- ... but '-infinity' in the legacy partition of an upgraded install (older than the
+  -- legacy bound): their actions are found by id in the legacy months, and take their
+  -- places by their time
+  if legacy > '-infinity'::timestamptz then
+    select coalesce(array_agg(h.action_id order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.chunk_at order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.first_item order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}'),
+           coalesce(array_agg(h.pos order by h.at desc, h.action_id desc, h.first_item, h.pos), '{}')
+    into hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos
+    from (select u.action_id, u.at, u.chunk_at, u.first_item, u.pos
+          from unnest(hit_ids, hit_ats, hit_chunk_ats, hit_firsts, hit_pos) u(action_id, at, chunk_at, first_item, pos)
+          union all
+          select c.action_id, a.occurred_at, c.occurred_at, c.first_item, p.pos
+          from audit.action_item_chunk c
+          cross join lateral unnest(array_positions(coalesce(c.resource_ids, audit.item_ids(c.items)), rid)) p(pos)
+          join audit.action_log a on a.id = c.action_id and a.occurred_at < legacy
+          where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" @> array[rid]
+            and c.resource_type = rtype
+            and c.occurred_at = '-infinity'::timestamptz and a.occurred_at <= at_bound) h;
+  end if;
 
   -- the row's oldest action: a TRUNCATE after it touched the row (the oldest chunk
   -- before the bound is the oldest of all, if there is one: a TRUNCATE newer than the
