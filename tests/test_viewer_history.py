@@ -535,3 +535,25 @@ def test_the_rows_name_is_read_along_the_history_index(conn, seeded):
         r"Index Cond: \(\(resource_type = 'client'::text COLLATE \"C\"\) AND \(resource_id = ",
         plan,
     ), plan
+
+
+def test_the_lists_link_of_an_odd_id_goes_to_that_rows_history(user, conn, seeded):
+    """The list builds its links itself (one prefix, the id quoted): an id holding a
+    slash, a space, an ampersand, quotes and a hash lands on its own history."""
+    odd = 'a/b c&d="e"#f?g'
+    conn.rollback()
+    with conn.transaction():
+        set_context(conn, **ALICE)
+        event = record_action(
+            conn, "export", "Call export to file", resource_type="call", resource_id=odd
+        )
+    conn.commit()
+    page = user.get("/")
+    row = re.search(
+        rf'<tr>\s*(<td data-label="Action">.*?href="/actions/{event}".*?)</tr>', page.text, re.S
+    ).group(1)
+    link = unescape(re.search(r'class="history-link" href="([^"]+)"', row).group(1))
+    assert link == f"/history/call?id={quote(odd, safe='')}"
+    history = user.get(link)
+    assert [e["id"] for e in entries(history)] == [event]
+    assert title(history) == f"History of Call #{odd}"
