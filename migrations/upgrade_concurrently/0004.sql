@@ -28,4 +28,4 @@ create index concurrently if not exists action_log_resource_idx on audit.action_
 
 create index concurrently if not exists action_log_truncate_idx on audit.action_log (resource_type collate "C", occurred_at desc, id desc) where operation = 'TRUNCATE';
 
-create index concurrently if not exists action_item_chunk_resource_idx on audit.action_item_chunk using gin (coalesce(resource_ids, audit.item_ids(items)) collate "C") with (gin_pending_list_limit = 256);
+create index concurrently if not exists action_item_chunk_resource_idx on audit.action_item_chunk using gin (coalesce(resource_ids, audit.item_ids(items)) collate "C") with (fastupdate = off);
