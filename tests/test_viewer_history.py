@@ -475,6 +475,19 @@ def test_a_history_cut_short_by_the_statement_timeout_is_a_page_saying_so(conn, 
         close(app)
 
 
+def test_a_database_without_audit_history_says_to_upgrade(user, conn, seeded):
+    """A log whose audit schema predates audit.history() (a viewer newer than the
+    database's revision): the page says what to do, never a 500."""
+    conn.rollback()
+    conn.execute("drop function audit.history(regclass, text, timestamptz, bigint, integer)")
+    conn.execute("drop function audit.history(text, text, timestamptz, bigint, integer)")
+    conn.commit()
+    page = user.get(url("client", str(seeded["client_id"])))
+    assert page.status_code == 503
+    assert "audit-capture migrate upgrade" in message(page)
+    assert "Traceback" not in page.text
+
+
 def test_the_longest_id_is_taken(user, seeded):
     page = user.get(url("client", "9" * 2000))
     assert page.status_code == 200

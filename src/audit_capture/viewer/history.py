@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from audit_capture.viewer import db
 from audit_capture.viewer import filters as filter_args
@@ -26,6 +26,7 @@ from audit_capture.viewer.errors import TooBroad
 from audit_capture.viewer.filters import given_once
 from audit_capture.viewer.present import resource_type_label
 from audit_capture.viewer.resource_history import (
+    HistoryUnavailable,
     find_resource,
     history_page,
     parse_resource_id,
@@ -41,6 +42,16 @@ def register(bp: Blueprint) -> None:
     """Add the history page's route to the viewer blueprint ``bp``."""
     # path: a type with a slash reaches the page, which says there is no such type
     bp.add_url_rule("/history/<path:resource_type>", "history", history)
+
+    @bp.errorhandler(HistoryUnavailable)
+    def unavailable(exc: HistoryUnavailable):
+        current_app.logger.error("audit viewer: %s", exc)
+        return render_template(
+            "audit_viewer/error.html",
+            status=503,
+            title="The history is not available here",
+            message=str(exc),
+        ), 503
 
 
 def history_url(resource_type: str, resource_id: str, **args: str) -> str:

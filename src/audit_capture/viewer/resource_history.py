@@ -52,6 +52,16 @@ from audit.history(%(type)s, %(id)s, %(before_at)s, %(before_id)s, %(size)s)
 """
 
 
+class HistoryUnavailable(Exception):
+    """The database has no audit.history(): its audit schema is older than this viewer's
+    (revision 0004). ``str(exc)`` says what to do."""
+
+    MESSAGE = (
+        "This database's audit schema has no audit.history() yet: a DBA upgrades it with "
+        "audit-capture migrate upgrade, and the history pages work at once."
+    )
+
+
 @dataclass
 class Resource:
     """One row of a tracked table, as its history names it."""
@@ -212,6 +222,8 @@ def history_page(
     except psycopg.errors.InvalidParameterValue as exc:
         # the one such error of a valid page size: a type no table has and no row names
         raise NotFound(unknown_type(resource.resource_type)) from exc
+    except psycopg.errors.UndefinedFunction as exc:
+        raise HistoryUnavailable(HistoryUnavailable.MESSAGE) from exc
     entries = [_entry(row) for row in rows[:size]]
     more = len(rows) > size
     return HistoryPage(entries, entries[-1].cursor if more and entries else None)
