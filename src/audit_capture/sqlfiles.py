@@ -244,10 +244,10 @@ def _per_partition(
     index on each of its leaf partitions, one at a time, under the name PostgreSQL gives
     a partition's index when it creates the partitioned one (``_partition_index_name()``:
     an upgraded log's partitions then have the indexes, names included, of a fresh
-    install's). The state file's ``create index if not exists <name> on <table>`` finds
-    them, valid and of the same definition, and attaches them to the partitioned index
-    instead of building (under its lock: the catalog only). A partition created
-    meanwhile gets its index from the partitioned one.
+    install's; ``_index_column_names()``). The state file's ``create index if not exists
+    <name> on <table>`` finds them, valid and of the same definition, and attaches them
+    to the partitioned index instead of building (under its lock: the catalog only). A
+    partition created meanwhile gets its index from the partitioned one.
     """
     assert statement.index is not None
     name, table = statement.index
@@ -283,26 +283,34 @@ def _per_partition(
     return builds
 
 
+# An empty temporary table with the columns of the table: the probe's index is made on
+# it, so that the log itself is only read (no lock that a write waits for)
+_PROBE_TABLE = "create temporary table audit_capture_probe_table (like {table})"
+
+
 def _index_column_names(
     conn: psycopg.Connection, target: re.Pattern[str], text: str, table: str
 ) -> list[str]:
     """The names PostgreSQL gives the columns of the index that ``text`` creates (a
-    column's own, an expression's from its function: "coalesce"), read from the index
-    itself made ON ONLY the partitioned table (no partition is touched) in a
+    column's own, an expression's from its function: "coalesce"), read from the same
+    index made on an empty temporary table with the table's columns (CREATE TABLE ...
+    LIKE reads the log's definition under ACCESS SHARE: no write waits for it), in a
     transaction rolled back at once."""
     probe = target.sub(
         lambda match: (
-            f"create {match.group(1) or ''}index audit_capture_name_probe on only {table}"
+            f"create {match.group(1) or ''}index audit_capture_name_probe"
+            " on pg_temp.audit_capture_probe_table"
         ),
         text,
         count=1,
     )
     with conn.transaction(force_rollback=True):
+        conn.execute(_PROBE_TABLE.format(table=table), prepare=False)
         conn.execute(probe, prepare=False)
         rows = conn.execute(
             "select a.attname from pg_catalog.pg_attribute a"
-            " where a.attrelid = pg_catalog.to_regclass(%s) order by a.attnum",
-            (table.split(".", 1)[0] + ".audit_capture_name_probe",),
+            " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
+            " order by a.attnum"
         ).fetchall()
     return [r[0] for r in rows]
 
@@ -412,18 +420,20 @@ def _print_per_partition(output, statement: ConcurrentStatement, code: str) -> N
     """A CREATE INDEX CONCURRENTLY for psql: as written on a plain table, and on a
     partitioned one the same index on each leaf partition under the name PostgreSQL
     would give it (``_per_partition()``, ``_partition_index_name()``, in SQL: the index's
-    column names read from a probe made ON ONLY the table and rolled back), which psql's
+    column names read from a probe on an empty copy, rolled back), which psql's
     \\if chooses when the script runs."""
     assert statement.index is not None
     name, table = statement.index
-    schema = table.split(".", 1)[0]
     target = re.compile(
         rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
         rf" on (?:only )?{re.escape(table)}\b",
         re.IGNORECASE,
     )
     probe = target.sub(
-        lambda m: f"create {m.group(1) or ''}index audit_capture_name_probe on only {table}",
+        lambda m: (
+            f"create {m.group(1) or ''}index audit_capture_name_probe"
+            " on pg_temp.audit_capture_probe_table"
+        ),
         code,
         count=1,
     )
@@ -474,10 +484,10 @@ def _print_per_partition(output, statement: ConcurrentStatement, code: str) -> N
         " as audit_partitioned \\gset\n"
         "\\if :audit_partitioned\n"
         "begin;\n"
+        f"{_PROBE_TABLE.format(table=table)};\n"
         f"{probe}\n"
         "select pg_catalog.array_to_string(array(select a.attname from pg_catalog.pg_attribute a"
-        " where a.attrelid = pg_catalog.to_regclass("
-        f"{sql.Literal(schema + '.audit_capture_name_probe').as_string()})"
+        " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
         " order by a.attnum), '_') as audit_index_columns \\gset\n"
         "rollback;\n"
         f"{leaves.as_string()}\n"
