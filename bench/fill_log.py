@@ -52,12 +52,25 @@ def _partitioned(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
+def _update_chunks_name_their_ids(conn: psycopg.Connection) -> bool:
+    """Whether UPDATE chunks carry resource_ids (revision 0004 on, with audit.history()):
+    an older revision's audit.action_items() reads an UPDATE chunk with resource_ids as
+    rows, not [resource_id, old, new] triples."""
+    return conn.execute("select to_regprocedure('audit.item_ids(text)') is not null").fetchone()[0]
+
+
 def items_sql(conn: psycopg.Connection, after_id: int) -> str:
     """fill_items.sql for the log's revision: the chunks carry their action's occurred_at
-    on a partitioned log, which is the only one with that column."""
+    on a partitioned log, which is the only one with that column; UPDATE chunks their
+    ids from revision 0004 on."""
     column, value = ("occurred_at, ", "l.occurred_at, ") if _partitioned(conn) else ("", "")
     text = _render("fill_items.sql", after_id=after_id)
-    return text.replace("{time_column}", column).replace("{time_value}", value)
+    update_ids = "k.ids" if _update_chunks_name_their_ids(conn) else "null"
+    return (
+        text.replace("{time_column}", column)
+        .replace("{time_value}", value)
+        .replace("{update_ids}", update_ids)
+    )
 
 
 def fill(
@@ -95,29 +108,30 @@ def fill(
 
 
 def secondary_indexes(conn: psycopg.Connection) -> list[tuple[str, str, str | None]]:
-    """(name, definition, comment) of the indexes of audit.action_log that back no
-    constraint: the viewer's and the time index (the primary key stays)."""
+    """(name, definition, comment) of the indexes of audit.action_log and
+    audit.action_item_chunk that back no constraint: the viewer's, the time index and
+    the history's (the primary keys stay)."""
     return conn.execute(
         "select c.relname, pg_get_indexdef(c.oid), obj_description(c.oid, 'pg_class')"
         " from pg_index i join pg_class c on c.oid = i.indexrelid"
-        " where i.indrelid = 'audit.action_log'::regclass"
+        " where i.indrelid in ('audit.action_log'::regclass, 'audit.action_item_chunk'::regclass)"
         " and not exists (select from pg_constraint k where k.conindid = c.oid)"
         " order by 1"
     ).fetchall()
 
 
 def fill_unindexed(
-    conn: psycopg.Connection, rows: int, *, log=lambda message: None
+    conn: psycopg.Connection, rows: int, *, days: int = DEFAULT_DAYS, log=lambda message: None
 ) -> tuple[dict[str, float], float]:
     """``fill()`` with the log's secondary indexes dropped first and built again over the
-    filled log after (inserting under the GIN index and the actor indexes is several
+    filled log after (inserting under the GIN indexes and the actor indexes is several
     times slower than building them once); (fill()'s seconds, the build's seconds)."""
     indexes = secondary_indexes(conn)
     log(f"dropping {len(indexes)} indexes for the fill: {', '.join(i[0] for i in indexes)}")
     for name, _definition, _comment in indexes:
         conn.execute(sql.SQL("drop index audit.{}").format(sql.Identifier(name)))
     log(f"filling the log with {rows:,} actions")
-    timings = fill(conn, rows, log=log)
+    timings = fill(conn, rows, days=days, log=log)
     log("building the indexes again over the filled log")
     started = time.perf_counter()
     for name, definition, comment in indexes:

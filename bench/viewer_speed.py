@@ -31,7 +31,10 @@ departed admin (rare and old), of combinations that match nothing, of text searc
 searches of issue 12: ``mari* smith``, ``mar*``, ``maria smith``, ``portal login``,
 ``smith`` and its page 21, ``lawruler`` + login, ``garcia`` + client + case), a busy
 admin with source=database (no match), a page of 200 rows; keyset pages 100,000 and
-5,000,000 rows deep (the cursor of the row at that depth is read once, untimed); and a
+5,000,000 rows deep (the cursor of the row at that depth is read once, untimed); a
+record's history (issue 16, ``/history/client?id=``: a row with single-row actions
+only, a client in bulk actions too, and that client's deepest ``Older`` link at 10 a
+page; ``history_cases``; the HTTP check reads each row's action link); and a
 CSV export of 100,000 rows or more (from the day of the 100,000th newest row): its time
 at both layers, the rows compared, and memory (the bench's own peak traced Python
 allocation and peak RSS growth; the viewer process's VmHWM and VmRSS,
@@ -90,6 +93,7 @@ from audit_capture.viewer.export import export_csv  # noqa: E402
 from audit_capture.viewer.filters import parse_filters  # noqa: E402
 from audit_capture.viewer.pages import list_page  # noqa: E402
 from audit_capture.viewer.present import count_text  # noqa: E402
+from audit_capture.viewer.resource_history import find_resource, history_page  # noqa: E402
 
 DATABASE = "viewer_bench"
 VIEWER_ROLE = "viewer_bench"
@@ -110,6 +114,12 @@ SERVER_ARGS = (
 )
 # the ids of the rows of a list page, in order: each row links its action twice
 ACTION_LINK = re.compile(r'href="/actions/([0-9]+)"')
+# the ids of the rows of a history page, in order: each row links its action once (a
+# bulk action's link opens it at the row's item: /actions/<id>?items_after=...)
+HISTORY_ACTION_LINK = re.compile(r'class="action-name" href="/actions/([0-9]+)[?"]')
+HISTORY_PATH = "/history/"
+#: how deep the deep history case goes at most: its page
+HISTORY_DEEP_PAGE = 21
 # a part of the viewer's Server-Timing header: "db;dur=2.41"
 SERVER_TIMING_PART = re.compile(r"([A-Za-z0-9_-]+);dur=([0-9]+(?:\.[0-9]+)?)")
 
@@ -182,12 +192,21 @@ class Result:
 @dataclass
 class Case:
     """A timed page: its URL parameters (filters, and ``_size``), and the number of pages
-    to go down first (by their next cursors, untimed), or a cursor to start from."""
+    to go down first (by their next cursors, untimed), or a cursor to start from.
+    ``path``: the list (``/``), or a record's history (``/history/<type>``, its
+    ``params`` the row's ``id``); ``deepest``: go down as many of the ``page - 1`` pages
+    as the history has (a small log's has fewer), rather than skip the case."""
 
     name: str
     params: dict
     page: int = 1
     cursor: str | None = None
+    path: str = "/"
+    deepest: bool = False
+
+    @property
+    def history(self) -> bool:
+        return self.path.startswith(HISTORY_PATH)
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -311,9 +330,9 @@ class Viewer:
         self.server_timing = server_timing(response.getheader("Server-Timing"))
         return response.status, data, response
 
-    def get(self, params: dict) -> tuple[int, bytes]:
+    def get(self, params: dict, path: str = "/") -> tuple[int, bytes]:
         # a filter of several values is a list: the parameter repeated (source=web&source=api)
-        status, data, _response = self.request("GET", "/?" + urlencode(params, doseq=True))
+        status, data, _response = self.request("GET", f"{path}?" + urlencode(params, doseq=True))
         return status, data
 
     def sign_in(self, password: str) -> None:
@@ -419,10 +438,11 @@ def server_timing(header: str | None) -> dict[str, float]:
     return {name: float(ms) for name, ms in SERVER_TIMING_PART.findall(header or "")}
 
 
-def page_ids(body: bytes) -> list[int]:
-    """The action ids a list page shows, in order."""
+def page_ids(body: bytes, link: re.Pattern = ACTION_LINK) -> list[int]:
+    """The action ids a list page (or, with ``HISTORY_ACTION_LINK``, a history page)
+    shows, in order."""
     ids: list[int] = []
-    for found in ACTION_LINK.findall(body.decode()):
+    for found in link.findall(body.decode()):
         if not ids or ids[-1] != int(found):
             ids.append(int(found))
     return ids
@@ -588,6 +608,73 @@ def page_cases() -> list[Case]:
     return cases
 
 
+#: the rows of the newest single-row actions of a resource type (candidates for a row
+#: whose history holds single-row actions only)
+NEWEST_SINGLE_ROWS = """
+select resource_id from audit.action_log
+where resource_type = %s and row_count = 1 and operation is not null
+order by occurred_at desc, id desc limit 20
+"""
+#: the first row of the newest bulk update of clients: a row in bulk actions (in a
+#: several of them on a log of a million actions)
+NEWEST_BULK_ROW = """
+select i.resource_id
+from (select id from audit.action_log
+      where resource_type = 'client' and row_count > 1 and operation = 'UPDATE'
+      order by occurred_at desc, id desc limit 1) a
+cross join lateral audit.action_items(a.id, 1, 1) i
+"""
+#: a small page, so that the busy row's history has many
+HISTORY_DEEP_SIZE = 10
+
+
+def single_row_resource(conn: psycopg.Connection) -> tuple[str, str] | None:
+    """(type, id) of a row whose whole history is single-row actions: among the rows of
+    the newest single-row actions of clients, then of integrations (the rarest type in
+    bulk actions, bench/sql/fill_log.sql), the first whose history (read as the viewer
+    reads it, untimed) holds no bulk action and fits one page."""
+    for resource_type in ("client", "integration", "campaign"):
+        for (resource_id,) in conn.execute(NEWEST_SINGLE_ROWS, (resource_type,)).fetchall():
+            page = history_page(conn, find_resource(conn, resource_type, resource_id))
+            if page.next_cursor is None and all(e.row_count == 1 for e in page.entries):
+                return resource_type, resource_id
+    return None
+
+
+def history_cases(conn: psycopg.Connection) -> list[Case]:
+    """The record's history pages (issue 16), their rows picked from the filled log the
+    same way every time: a row whose actions are all single-row ones
+    (``single_row_resource``), the first row of the newest bulk update of clients
+    (``NEWEST_BULK_ROW``: a row in bulk actions too), and that row's deepest ``Older``
+    link at ``HISTORY_DEEP_SIZE`` a page, at most ``HISTORY_DEEP_PAGE`` pages down."""
+    cases = []
+    single = single_row_resource(conn)
+    if single is not None:
+        resource_type, resource_id = single
+        cases.append(
+            Case(
+                f"history: {resource_type} #{resource_id} (single-row actions only)",
+                {"id": resource_id},
+                path=HISTORY_PATH + resource_type,
+            )
+        )
+    found = conn.execute(NEWEST_BULK_ROW).fetchone()
+    if found is not None:
+        path, busy = HISTORY_PATH + "client", found[0]
+        cases += [
+            Case(f"history: client #{busy} (in bulk actions too)", {"id": busy}, path=path),
+            Case(
+                f"history: client #{busy}, its deepest Older link ({HISTORY_DEEP_SIZE} a page,"
+                f" page {HISTORY_DEEP_PAGE} at most)",
+                {"id": busy, "_size": str(HISTORY_DEEP_SIZE)},
+                page=HISTORY_DEEP_PAGE,
+                path=path,
+                deepest=True,
+            ),
+        ]
+    return cases
+
+
 class TooSmall(Exception):
     """The case needs a bigger log."""
 
@@ -596,6 +683,29 @@ def split_params(params: dict) -> tuple[dict, int]:
     """(the filters, the page size) of a case's URL parameters."""
     filters = {k: v for k, v in params.items() if k != "_size"}
     return filters, int(params.get("_size", 50))
+
+
+def history_rows(conn: psycopg.Connection, case: Case, cursor: str | None, size: int):
+    """A history case's page at the query layer, as the viewer reads it (its row named,
+    then its page of actions)."""
+    resource = find_resource(conn, case.path.removeprefix(HISTORY_PATH), case.params["id"])
+    return history_page(conn, resource, cursor=cursor, size=size)
+
+
+def history_start(conn: psycopg.Connection, case: Case) -> tuple[str | None, int]:
+    """A history case's start: (the cursor reached by following ``case.page - 1`` Older
+    links, untimed; the page it opens). TooSmall when the history has fewer pages, but
+    for a ``deepest`` case, which stops at its last page."""
+    cursor = case.cursor
+    _args, size = split_params(case.params)
+    for page in range(1, case.page):
+        older = history_rows(conn, case, cursor, size).next_cursor
+        if older is None:
+            if case.deepest:
+                return cursor, page
+            raise TooSmall(f"the log is too small: the history has fewer than {case.page} pages")
+        cursor = older
+    return cursor, case.page
 
 
 def start_cursor(conn: psycopg.Connection, case: Case) -> str | None:
@@ -619,6 +729,8 @@ def time_query_page(conn, case: Case, cursor: str | None, runs: int, result: Res
     filters_args, size = split_params(case.params)
     ids: list[int] = []
     try:
+        if case.history:
+            return time_query_history(conn, case, cursor, runs, result, timing)
         for run in range(runs + 1):
             started = time.perf_counter()
             filters = parse_filters(MultiDict(filters_args), TZ)
@@ -634,6 +746,26 @@ def time_query_page(conn, case: Case, cursor: str | None, runs: int, result: Res
     return ids
 
 
+def time_query_history(
+    conn, case: Case, cursor: str | None, runs: int, result: Result, timing: Timing
+) -> list[int]:
+    """Times a history page at the query layer (``history_rows``); its action ids."""
+    _args, size = split_params(case.params)
+    for run in range(runs + 1):
+        started = time.perf_counter()
+        page = history_rows(conn, case, cursor, size)
+        elapsed = (time.perf_counter() - started) * 1000
+        if run:
+            timing.samples_ms.append(elapsed)
+    result.rows = len(page.entries)
+    items = sum(len(e.items) for e in page.entries)
+    bulk = sum(e.row_count > 1 for e in page.entries)
+    result.note = f"{bulk} of them bulk, {items} items; " + (
+        "an older page follows" if page.next_cursor else "the last page"
+    )
+    return [e.action_id for e in page.entries]
+
+
 def time_http_page(
     viewer: Viewer, case: Case, cursor: str | None, runs: int, result: Result, ids: list[int]
 ) -> None:
@@ -642,15 +774,17 @@ def time_http_page(
     result.http.append(timing)
     params = dict(case.params)
     if cursor:
-        params.update(_cursor=cursor, _dir="next")
+        params["_cursor"] = cursor
+        if not case.history:  # a history page has only older pages
+            params["_dir"] = "next"
     for run in range(runs + 1):
         started = time.perf_counter()
-        status, body = viewer.get(params)
+        status, body = viewer.get(params, path=case.path)
         elapsed = (time.perf_counter() - started) * 1000
         if status != 200:
             timing.error = f"HTTP {status}: {page_message(body)}"
             return
-        shown = page_ids(body)
+        shown = page_ids(body, HISTORY_ACTION_LINK if case.history else ACTION_LINK)
         if shown != ids:
             timing.error = (
                 f"HTTP page shows other rows than the query layer: {len(shown)} ids "
@@ -807,17 +941,23 @@ def whole_run(conn, viewer: Viewer, results: dict[str, Result], args, facts: dic
     cases = page_cases()
     for depth in sorted({min(depth, args.rows - 200) for depth in (100_000, 5_000_000)}):
         cases.append(Case(f"keyset page {depth:,} rows deep", {}, cursor=deep_cursor(conn, depth)))
+    cases += history_cases(conn)
     for case in cases:
         if not wanted(case.name):
             continue
         result = results.setdefault(case.name, Result(case.name, "page"))
         try:
-            cursor = start_cursor(conn, case)
+            if case.history:
+                cursor, reached = history_start(conn, case)
+            else:
+                cursor, reached = start_cursor(conn, case), case.page
         except TooSmall as exc:
             result.skipped = str(exc)
             log(f"  {case.name}: skipped, {exc}")
             continue
         ids = time_query_page(conn, case, cursor, args.runs, result)
+        if case.history and case.page > 1:
+            result.note = f"page {reached}; {result.note}"
         time_http_page(viewer, case, cursor, args.runs, result, ids)
         q, h = result.query[-1], result.http[-1]
         log(

@@ -57,6 +57,17 @@ def test_the_bench_runs_over_http_and_at_the_query_layer_side_by_side(tmp_path):
     ):
         assert name in cases, (name, done.stdout)
     assert any(name.startswith("CSV export") for name in cases), done.stdout
+    # a record's history (issue 16), its rows picked from the log: one of single-row
+    # actions only, a client in bulk actions too and its deepest Older link (every
+    # page's ids were checked against the query layer's)
+    history = {n: cells for n, cells in cases.items() if n.startswith("history: ")}
+    single = [n for n in history if n.endswith("(single-row actions only)")]
+    bulk = [n for n in history if n.endswith("(in bulk actions too)")]
+    deep = [n for n in history if "its deepest Older link" in n]
+    assert len(single) == len(bulk) == len(deep) == 1, done.stdout
+    assert history[single[0]][1] != "0" and "0 of them bulk" in history[single[0]][-1]
+    assert history[bulk[0]][1] != "0" and "0 of them bulk" not in history[bulk[0]][-1]
+    assert re.search(r"page [0-9]+;", history[deep[0]][-1]), history[deep[0]]
     # every page showed the query layer's rows, the export all of them; only a case the
     # tiny log cannot hold (page 21 of a search) is skipped, and says so
     assert "ERROR" not in done.stdout, done.stdout
@@ -128,7 +139,7 @@ def test_a_page_showing_other_rows_is_a_failed_case():
         def __init__(self, body: bytes):
             self.body = body
 
-        def get(self, params):
+        def get(self, params, path="/"):
             return 200, self.body
 
     def page(*ids: int) -> bytes:
@@ -151,7 +162,7 @@ def test_a_page_showing_other_rows_is_a_failed_case():
 
 def test_an_error_page_is_a_failed_case():
     class Server:
-        def get(self, params):
+        def get(self, params, path="/"):
             return 400, b'<p class="message">q is too long</p>'
 
     result = viewer_speed.Result("c", "page")

@@ -139,9 +139,11 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     # ... nor into the capture queries (capped_label: 05_naming.sql says why)
     # ... nor into the text-search index's expression (time_buckets: 13_viewer_indexes.sql)
     # ... nor into the seal's and verify's queries (17_seal.sql: SQL-standard bodies)
+    # ... nor into the chunks' resource-id index's expression (item_ids: 20_history.sql)
     inlined = {
         "capped_label",
         "time_buckets",
+        "item_ids",
         "block_content",
         "block_hash",
     }
@@ -152,6 +154,12 @@ def test_functions_pin_their_search_path_and_define_security(conn):
             assert config is None and not definer
         elif name in in_utc:
             assert config == ["search_path=pg_catalog, pg_temp", "TimeZone=UTC"], name
+        elif name == "history" and config != ["search_path=pg_catalog, pg_temp"]:
+            # its statements are planned once per session (20_history.sql says why)
+            assert config == [
+                "search_path=pg_catalog, pg_temp",
+                "plan_cache_mode=force_generic_plan",
+            ], name
         elif name == "capture" or re.fullmatch(r"capture_\d+", name):
             # capture functions also turn JIT off (07_capture.sql says why)
             assert config == ["search_path=pg_catalog, pg_temp", "jit=off"], name
@@ -170,6 +178,8 @@ def test_functions_pin_their_search_path_and_define_security(conn):
     } <= definers
     # tracking runs with the caller's rights: creating triggers is the table owner's call
     assert {"track", "untrack", "drop_triggers"}.isdisjoint(definers)
+    # a record's history reads with the reader's rights (20_history.sql)
+    assert {"history", "item_ids"}.isdisjoint(definers)
 
 
 def test_db_user_is_the_set_role_not_the_function_owner(make_role, conn):

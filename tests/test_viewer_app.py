@@ -559,7 +559,11 @@ def test_items_are_named_by_their_label_column(user, seeded):
     # a status change's items hold the changed columns only: no name, the type and id
     bulk = flat(user.get(f"/actions/{seeded['bulk']}").text)
     assert 'class="item-label"' not in bulk
-    assert re.search(r"Client <code>#\d+</code>\s*<div class=\"subtle\">updated</div>", bulk)
+    assert re.search(
+        r"Client <code>#\d+</code>\s*<div class=\"subtle\">updated · "
+        r'<a class="history-link" href="/history/client\?id=\d+">History</a></div>',
+        bulk,
+    )
 
 
 # -- exports --------------------------------------------------------------------------

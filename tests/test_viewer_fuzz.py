@@ -1,8 +1,8 @@
 """A request fuzzer over every route of the viewer (Hypothesis).
 
 Every route the standalone app serves (``/``, its CSV and JSON exports, ``/actions/<id>``
-and its items paging, ``/actors``, ``/live`` and ``/live/poll``, ``/static/<file>``,
-``/sign-in``, ``/sign-out``) and the
+and its items paging, ``/actors``, ``/live`` and ``/live/poll``, a record's history
+``/history/<type>?id=``, ``/static/<file>``, ``/sign-in``, ``/sign-out``) and the
 blueprint mounted in a host application (``/admin/audit/...``, its own time zone), signed
 in and anonymous, gets requests built from the parameters it reads: valid values (so
 that the pages that answer 200 are fuzzed too), values mixed with invalid ones, repeated
@@ -391,6 +391,17 @@ VALID: dict[str, st.SearchStrategy[str]] = {
 LIST_PARAMS = tuple(VALID)
 
 ITEM_PARAMS = {"items_after": st.integers(0, 120).map(str)}
+# a record's history: the seeded rows' ids (clients 1..61, campaign 1, integration 1, ...)
+# and ids that are none of them, a page position and size
+HISTORY_PARAMS = {
+    "id": st.one_of(st.integers(0, 70).map(str), st.sampled_from(["1 ", "01", '(1,"a b")'])),
+    "_cursor": VALID["_cursor"],
+    "_size": VALID["_size"],
+}
+HISTORY_TYPES = st.one_of(
+    st.sampled_from(RESOURCES),
+    st.sampled_from(["nothing_tracked", "Client", "client/1", "", "client_"]),
+)
 ACTORS_PARAMS = {
     "q": st.sampled_from(["a", "ali", "Alice", "jane roe", "7", "svc-", "law", "post", "zz"]),
     "limit": st.integers(1, 50).map(str),
@@ -657,6 +668,7 @@ STANDALONE_ROUTES = {
     "/actors": "audit_viewer.actors",
     "/live": "audit_viewer.live",
     "/live/poll": "audit_viewer.live_poll",
+    "/history/<path:resource_type>": "audit_viewer.history",
     "/static/<path:filename>": "audit_viewer.static",
     "/sign-in": "audit_viewer_auth.sign_in",
     "/sign-out": "audit_viewer_auth.sign_out",
@@ -771,6 +783,21 @@ def test_the_live_view(fuzz_app, signed_in_cookie):
         lambda t: check(send(client, "GET", t[0], t[1])),
     )
     assert seen[200] and seen[400], seen
+
+
+def test_a_records_history(fuzz_app, signed_in_cookie):
+    """``/history/<type>?id=&_cursor=&_size=``: any type (a tracked one, an event's, none,
+    hostile), any id, position and size."""
+    client = session_client(fuzz_app, signed_in_cookie)
+    seen = run(
+        80,
+        st.tuples(
+            any_value(HISTORY_TYPES),
+            pick(query(HISTORY_PARAMS, max_size=4), valid_query(HISTORY_PARAMS)),
+        ),
+        lambda t: check(send(client, "GET", "/history/" + encode(t[0]), t[1])),
+    )
+    assert seen[200] and seen[400] and seen[404], seen
 
 
 def test_the_static_files(fuzz_app):
@@ -899,6 +926,7 @@ ANY_ROUTE = st.one_of(
     st.tuples(action_id.map(lambda a: "/actions/" + encode(a)), st.just([])),
     st.tuples(st.just("/actors"), query(ACTORS_PARAMS)),
     st.tuples(st.sampled_from(["/live", "/live/poll"]), query(LIVE_PARAMS, max_size=3)),
+    st.tuples(st.sampled_from(["/history/client", "/history/call"]), query(HISTORY_PARAMS)),
     st.tuples(st.sampled_from(["/sign-in", "/sign-out", "/nowhere", "/actions/"]), query({})),
 )
 
@@ -909,7 +937,9 @@ def test_anonymous_requests_are_sent_to_sign_in(fuzz_app, fuzz_log):
     def step(drawn) -> Sent:
         method, (path, pairs) = drawn
         sent = check(send(client, method, path, pairs))
-        if path in ("/", "/actors", "/live", "/live/poll") and method in ("GET", "HEAD"):
+        if (
+            path in ("/", "/actors", "/live", "/live/poll") or path.startswith("/history/")
+        ) and method in ("GET", "HEAD"):
             assert sent.status == 302 and sent.headers["Location"].startswith("/sign-in")
         assert "Alice Admin" not in sent.body  # nothing of the log
         return sent

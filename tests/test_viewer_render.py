@@ -125,7 +125,8 @@ def test_the_blueprint_in_a_host_sends_it_too(reader_url, seeded):
 
 # The list's row markup as it was before the rows were prepared in Python
 # (present.list_rows) and their icons drawn once: the reference the page must still
-# match, text for text, link for link, icon for icon.
+# match, text for text, link for link, icon for icon. (Since: a row's id links to its
+# history, issue 16.)
 REFERENCE_ROWS = """
 {%- from "audit_viewer/_icons.html" import actor_badge, source_badge with context -%}
 {% for row in page.rows %}
@@ -157,7 +158,8 @@ REFERENCE_ROWS = """
     <a href="{{ detail }}">{% if row.resource_label %}{{ user_text(row.resource_label) }}{% elif row.row_count > 1 %}{{ plural(row.row_count, "row") }}{% else %}View details{% endif %}</a>
     <div class="subtle">
       {%- if row.resource_type %}{{ user_text(resource_labels.get(row.resource_type, row.resource_type)) }}{% endif -%}
-      {%- if row.resource_id %} · #{{ user_text(row.resource_id) }}{% endif -%}
+      {%- if row.resource_id and has_history(row.resource_type, row.resource_id) %} · <a class="history-link" href="{{ url_for('.history', resource_type=row.resource_type, id=row.resource_id) }}" title="History">#{{ user_text(row.resource_id) }}</a>
+      {%- elif row.resource_id %} · #{{ user_text(row.resource_id) }}{% endif -%}
       {%- if row.row_count > 1 and row.resource_label %} · {{ plural(row.row_count, "row") }}{% endif -%}
     </div>
   </td>

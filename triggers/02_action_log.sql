@@ -72,7 +72,9 @@ create index if not exists action_log_occurred_at_idx
 -- Bulk INSERT and DELETE chunks keep their rows as json_agg() writes them and the rows'
 -- ids beside them (resource_ids), rather than pasting each row into a [resource_id, old,
 -- new] triple: building the chunks of 100,000 rows took 25% less time (the whole
--- DELETE, about 5%). No foreign key to action_log on purpose: the capture function
+-- DELETE, about 5%). UPDATE chunks keep [resource_id, old, new] triples, and (from
+-- revision 0004 on) the ids in resource_ids as well: every chunk names its rows there,
+-- which the index by resource of 20_history.sql reads (audit.history()). No foreign key to action_log on purpose: the capture function
 -- writes both in one trigger call, and both tables are append-only, so nothing can
 -- orphan a chunk.
 create table if not exists audit.action_item_chunk (
@@ -109,8 +111,8 @@ comment on column audit.action_item_chunk.item_count is 'How many items the chun
 comment on column audit.action_item_chunk.resource_type is 'Resource type of the rows'' table.';
 comment on column audit.action_item_chunk.operation is 'INSERT, UPDATE or DELETE: the statement that affected the rows.';
 comment on column audit.action_item_chunk.changed_columns is 'For an UPDATE: the columns its items changed.';
-comment on column audit.action_item_chunk.items is 'JSON text (written without being parsed): [[resource_id, old, new], ...]; old is null for an INSERT, new for a DELETE; an UPDATE''s old and new hold the changed columns only; redacted values read "[redacted]". With resource_ids set: [row, ...], the new rows of an INSERT or the old rows of a DELETE.';
-comment on column audit.action_item_chunk.resource_ids is 'For a bulk INSERT or DELETE: the resource_id of each row of items, in the same order; null (every UPDATE) where items holds [resource_id, old, new] triples.';
+comment on column audit.action_item_chunk.items is 'JSON text (written without being parsed): an UPDATE''s [[resource_id, old, new], ...], old and new holding the changed columns only; a bulk INSERT''s or DELETE''s [row, ...], the new rows of an INSERT or the old rows of a DELETE. A chunk without resource_ids (an UPDATE''s before revision 0004) holds triples. Redacted values read "[redacted]".';
+comment on column audit.action_item_chunk.resource_ids is 'The resource_id of each item, in the same order (null in an UPDATE chunk written before revision 0004: its ids are the triples'' first elements, audit.item_ids(items)). The chunks'' index by resource (20_history.sql) finds a row''s many-row actions through it.';
 
 -- Refused to everyone, the owner included. The one UPDATE allowed is audit.batch growing
 -- its action statement by statement: committed history never changes. The row triggers

@@ -507,18 +507,22 @@ select coalesce(sum(item_count), 0)::integer, null::text[] from chunks$q$,
   -- be found (a row moved across partitions) as an item of its own rather than losing
   -- it. An item keeps the changed columns only; "changed <i>" tells whether the i-th
   -- compared column changed. When keys moved, an old version's key is first turned
-  -- into its new one through the notes of audit.capture_key_change().
+  -- into its new one through the notes of audit.capture_key_change(). The items' ids
+  -- go into resource_ids too (array_agg() beside string_agg(), the same order), as a
+  -- bulk INSERT's and DELETE's do: what the chunks' index by resource finds a row's
+  -- history with (audit.history(), 20_history.sql) without parsing the items.
   return audit.fill($q$with d as (
   select row_number() over () - 1 as i, x.*
   from (select '[' || to_json(coalesce({{new_key}}, {{old_key}}))::text
                || ',{' || {{old_values}} || '},{' || {{new_values}} || '}]' as item,
+               coalesce({{new_key}}, {{old_key}}) as k,
                {{changed_flags}}
         from {{pairs}}) x
   where {{any_changed}}),
 chunks as (
-  insert into audit.action_item_chunk (action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns, items)
+  insert into audit.action_item_chunk (action_id, occurred_at, first_item, item_count, resource_type, operation, changed_columns, resource_ids, items)
   select {{action_id}}, {{occurred_at}}, {{items_before}} + (i / 1000)::integer * 1000 + 1, count(*), {{resource_type}}, 'UPDATE',
-         array_remove(array[{{changed_columns}}]::text[], null), '[' || string_agg(item, ',') || ']'
+         array_remove(array[{{changed_columns}}]::text[], null), array_agg(k), '[' || string_agg(item, ',') || ']'
   from d group by i / 1000
   returning item_count, changed_columns)
 select coalesce(sum(item_count), 0)::integer,

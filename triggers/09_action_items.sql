@@ -54,15 +54,17 @@ begin
     where 1 between action_items.first_item and last_item;
     return;
   end if;
-  -- a many-row action (or a batch): its chunks, in order. A chunk holds [resource_id,
-  -- old, new] triples, or (resource_ids set: bulk INSERT, DELETE) the rows alone.
+  -- a many-row action (or a batch): its chunks, in order. An UPDATE's chunk holds
+  -- [resource_id, old, new] triples (and, from revision 0004 on, their ids in
+  -- resource_ids too); a bulk INSERT's or DELETE's the rows alone, their ids in
+  -- resource_ids. A chunk without resource_ids holds triples, whatever its operation.
   return query
   select c.first_item + (e.i - 1)::integer, c.resource_type,
-         case when c.resource_ids is null then e.item ->> 0 else c.resource_ids[e.i] end,
+         case when c.resource_ids is null or c.operation = 'UPDATE' then e.item ->> 0 else c.resource_ids[e.i] end,
          case when c.operation = 'INSERT' then null
-              when c.resource_ids is null then e.item -> 1 else e.item end,
+              when c.resource_ids is null or c.operation = 'UPDATE' then e.item -> 1 else e.item end,
          case when c.operation = 'DELETE' then null
-              when c.resource_ids is null then e.item -> 2 else e.item end
+              when c.resource_ids is null or c.operation = 'UPDATE' then e.item -> 2 else e.item end
   from audit.action_item_chunk c
   cross join lateral jsonb_array_elements(c.items::jsonb) with ordinality as e(item, i)
   where c.action_id = l.id
@@ -85,3 +87,15 @@ as $$
 $$;
 comment on function audit.action_items(bigint) is
   'The rows an action affected, one per row, in order: item_no, resource_type, resource_id, old (null for a create) and new (null for a delete). An update''s old and new hold its changed columns. Redacted columns read "[redacted]".';
+
+-- The resource ids of a chunk written as [resource_id, old, new] triples, in item order:
+-- the ids of an UPDATE chunk written before revision 0004, which has no resource_ids (the
+-- chunks' index by resource reads them, 20_history.sql).
+-- A SQL-standard body: parsed once, here, so no search_path is ever consulted.
+create or replace function audit.item_ids(items text) returns text[]
+language sql immutable parallel safe
+return array(select e.item ->> 0
+             from pg_catalog.json_array_elements(items::json) with ordinality e(item, i)
+             order by e.i);
+comment on function audit.item_ids(text) is
+  'Internal: the resource ids of the items of a chunk written as [resource_id, old, new] triples (audit.action_item_chunk.items whose resource_ids is null), in item order.';

@@ -46,6 +46,10 @@ grant select on audit.action_log, audit.action_item_chunk, audit.tracked_table, 
   to audit_reader;
 grant execute on function audit.action_items(bigint), audit.action_items(bigint, integer, integer)
   to audit_reader;
+-- ... and what audit.history() (SECURITY INVOKER: the reader's rights, 20_history.sql)
+-- calls: the ids of an older UPDATE chunk, read as the chunks' index by resource is
+-- defined, and where an upgraded install's legacy chunks are
+grant execute on function audit.item_ids(text), audit.legacy_chunk_bound() to audit_reader;
 -- ... and what audit-capture status compares (a monitoring login granted audit_reader)
 grant execute on function audit.function_fingerprint(oid), audit.capture_sql(regclass)
   to audit_reader;

@@ -34,43 +34,54 @@
 -- A redacted column of an update cannot be put back (its old value was never logged):
 -- it is left as it is, and the restore's context lists it ("not_restored").
 --
--- Cost. "Touched since" is found by scanning the log from the action's month on: the
--- actions naming the resource, and the chunks of many-row actions (an UPDATE chunk is
--- parsed as JSON). Issue 16 part 1's index by resource will make it an index lookup;
--- until then a restore of an old action reads every month after it, once per resource
--- type restored (not once per row).
+-- Cost. "Touched since" is found through the indexes by resource of 20_history.sql, as
+-- audit.history() finds a row's history: the single-row actions naming the rows and the
+-- TRUNCATEs of their type (action_log_resource_idx, action_log_truncate_idx), and the chunks holding any of them
+-- (action_item_chunk_resource_idx, GIN: only those chunks are read, and only their ids
+-- are compared); one query per resource type restored (not one per row), whatever the
+-- number of months since the action.
 
 -- The later actions (id above action_id, from its month on) that touched any of the
--- given rows of a resource type; a TRUNCATE of the type touches them all.
+-- given rows of a resource type; a TRUNCATE of the type touches them all. Each branch
+-- writes its condition as the index it reads is defined (collate "C", coalesce()).
 create or replace function audit.restore_later_actions(
   action_id bigint, since timestamptz, resource_type text, resource_ids text[]
 ) returns table (id bigint, action text, resource_id text, restores text)
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  -- single-row actions (and batches of one row) name their row; TRUNCATE names none
-  select a.id, a.action::text, coalesce(a.resource_id, '*'), a.context ->> 'restores'
+  -- single-row actions (and batches of one row) name their row
+  select a.id, a.action::text, a.resource_id, a.context ->> 'restores'
   from audit.action_log a
-  where a.occurred_at >= restore_later_actions.since and a.id > restore_later_actions.action_id
-    and a.resource_type = restore_later_actions.resource_type
-    and (a.resource_id = any (restore_later_actions.resource_ids) or a.operation = 'TRUNCATE')
+  where a.resource_type = restore_later_actions.resource_type collate "C"
+    and a.resource_id = any (restore_later_actions.resource_ids collate "C")
+    and a.occurred_at >= restore_later_actions.since and a.id > restore_later_actions.action_id
   union
-  -- many-row actions: their chunks (a chunk carries its action's time)
+  -- a TRUNCATE names none: it touched every row
+  select a.id, a.action::text, '*', a.context ->> 'restores'
+  from audit.action_log a
+  where a.resource_type = restore_later_actions.resource_type collate "C"
+    and a.operation = 'TRUNCATE'
+    and a.occurred_at >= restore_later_actions.since and a.id > restore_later_actions.action_id
+  union
+  -- many-row actions: the chunks holding any of the rows (a chunk carries its action's
+  -- time; '-infinity' in an upgraded install's legacy partition, matched by id)
   select a.id, a.action::text, k.rid, a.context ->> 'restores'
   from audit.action_item_chunk c
   cross join lateral (
-    select r as rid from unnest(c.resource_ids) r
-    where r = any (restore_later_actions.resource_ids)
-    union all
-    select e.item ->> 0 from jsonb_array_elements(case when c.resource_ids is null then c.items::jsonb else '[]' end) e(item)
-    where e.item ->> 0 = any (restore_later_actions.resource_ids)) k
-  join audit.action_log a on a.id = c.action_id and a.occurred_at = c.occurred_at
-  where c.occurred_at >= restore_later_actions.since and c.action_id > restore_later_actions.action_id
+    select r as rid from unnest(coalesce(c.resource_ids, audit.item_ids(c.items))) r
+    where r = any (restore_later_actions.resource_ids)) k
+  join audit.action_log a
+    on a.id = c.action_id and (a.occurred_at = c.occurred_at or c.occurred_at = '-infinity'::timestamptz)
+  where coalesce(c.resource_ids, audit.item_ids(c.items)) collate "C" && restore_later_actions.resource_ids
     and c.resource_type = restore_later_actions.resource_type
+    and (c.occurred_at >= restore_later_actions.since or c.occurred_at = '-infinity'::timestamptz)
+    and c.action_id > restore_later_actions.action_id
+    and a.occurred_at >= restore_later_actions.since
   order by 1
 $$;
 comment on function audit.restore_later_actions(bigint, timestamptz, text, text[]) is
-  'Internal (audit.restore()): the actions after action_id (from its month on) that touched any of the given rows of a resource type, one row per action and row (resource_id ''*'' for a TRUNCATE); restores is the action''s context ->> ''restores''. Scans every month from since on.';
+  'Internal (audit.restore()): the actions after action_id (from its month on) that touched any of the given rows of a resource type, one row per action and row (resource_id ''*'' for a TRUNCATE); restores is the action''s context ->> ''restores''. Reads the indexes by resource (20_history.sql).';
 
 -- SQL matching a row of target (alias t) to a resource_id ($1): a one-column key through
 -- its type's input (an index can serve it), a composite key as its rendered row literal

@@ -20,6 +20,7 @@ They never go through SQLAlchemy ``text()``, which would read ``:name`` as a bin
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -195,7 +196,8 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> str |
         conn.execute(sql.SQL("set local role {}").format(sql.Identifier(SCHEMA_OWNER)))
         for statement in statements:
             if statement.index:
-                _drop_invalid_index(conn, *statement.index, concurrently=False)
+                for index, table, _text in _per_partition(conn, statement):
+                    _drop_invalid_index(conn, index, table, concurrently=False)
         restore_role(conn)
         return None
     with migration.autocommit_block(), _warnings_logged(_driver_connection()):
@@ -204,16 +206,155 @@ def run_concurrently(chain: Chain, revision: str, direction: Direction) -> str |
         conn.execute(sql.SQL("set role {}").format(sql.Identifier(SCHEMA_OWNER)))
         try:
             for statement in statements:
-                if statement.index:
-                    _drop_invalid_index(conn, *statement.index, concurrently=True)
-                try:
-                    conn.execute(statement.text.strip(), prepare=False)
-                except psycopg.Error as exc:
-                    exc.add_note(f"while running {path}, line {statement.line}")
-                    raise
+                builds = (
+                    _per_partition(conn, statement)
+                    if statement.index
+                    else [("", "", statement.text.strip())]
+                )
+                for index, table, text in builds:
+                    if index:
+                        _drop_invalid_index(conn, index, table, concurrently=True)
+                    try:
+                        conn.execute(text, prepare=False)
+                    except psycopg.Error as exc:
+                        exc.add_note(f"while running {path}, line {statement.line}")
+                        raise
         finally:
             conn.execute("reset role")
     return name
+
+
+# The leaf partitions of a partitioned table (none for another table)
+_LEAVES = """
+select n.nspname, c.relname
+from pg_catalog.pg_partition_tree(pg_catalog.to_regclass(%s)) t
+join pg_catalog.pg_class c on c.oid = t.relid
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where t.isleaf and c.relkind = 'r'
+order by c.relname
+"""
+
+
+def _per_partition(
+    conn: psycopg.Connection, statement: ConcurrentStatement
+) -> list[tuple[str, str, str]]:
+    """(index name, schema-qualified table, statement) of each build that a ``create
+    index concurrently if not exists <name> on <schema>.<table> ...`` makes: itself, or
+    on a PARTITIONED table (whose index CREATE INDEX CONCURRENTLY cannot build) the same
+    index on each of its leaf partitions, one at a time, under the name PostgreSQL gives
+    a partition's index when it creates the partitioned one (``_partition_index_name()``:
+    an upgraded log's partitions then have the indexes, names included, of a fresh
+    install's; ``_index_column_names()``). The state file's ``create index if not exists
+    <name> on <table>`` finds them, valid and of the same definition, and attaches them
+    to the partitioned index instead of building (under its lock: the catalog only). A
+    partition created meanwhile gets its index from the partitioned one.
+    """
+    assert statement.index is not None
+    name, table = statement.index
+    text = statement.text.strip()
+    row = conn.execute(
+        "select c.relkind from pg_catalog.pg_class c where c.oid = pg_catalog.to_regclass(%s)",
+        (table,),
+    ).fetchone()
+    if row is None or row[0] != "p":
+        return [(name, table, text)]
+    target = re.compile(
+        rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
+        rf" on (?:only )?{re.escape(table)}\b",
+        re.IGNORECASE,
+    )
+    try:
+        columns = _index_column_names(conn, target, text, table)
+    except psycopg.errors.UndefinedFunction:
+        # what the index computes is made by a statement before it, which has not run (a
+        # caller's transaction skips the file): no earlier run built any of it either
+        return [(name, table, text)]
+    builds = []
+    for schema, leaf in conn.execute(_LEAVES, (table,)).fetchall():
+        index = _partition_index_name(conn, schema, leaf, columns)
+        create = sql.SQL("create {}index concurrently if not exists {} on {}")
+
+        def on(match: re.Match[str], create=create, index=index, schema=schema, leaf=leaf) -> str:
+            return create.format(
+                sql.SQL(match.group(1) or ""), sql.Identifier(index), sql.Identifier(schema, leaf)
+            ).as_string(conn)
+
+        builds.append((index, f"{schema}.{leaf}", target.sub(on, text, count=1)))
+    return builds
+
+
+# An empty temporary table with the columns of the table: the probe's index is made on
+# it, so that the log itself is only read (no lock that a write waits for)
+_PROBE_TABLE = "create temporary table audit_capture_probe_table (like {table})"
+
+
+def _index_column_names(
+    conn: psycopg.Connection, target: re.Pattern[str], text: str, table: str
+) -> list[str]:
+    """The names PostgreSQL gives the columns of the index that ``text`` creates (a
+    column's own, an expression's from its function: "coalesce"), read from the same
+    index made on an empty temporary table with the table's columns (CREATE TABLE ...
+    LIKE reads the log's definition under ACCESS SHARE: no write waits for it), in a
+    transaction rolled back at once."""
+    probe = target.sub(
+        lambda match: (
+            f"create {match.group(1) or ''}index audit_capture_name_probe"
+            " on pg_temp.audit_capture_probe_table"
+        ),
+        text,
+        count=1,
+    )
+    with conn.transaction(force_rollback=True):
+        conn.execute(_PROBE_TABLE.format(table=table), prepare=False)
+        conn.execute(probe, prepare=False)
+        rows = conn.execute(
+            "select a.attname from pg_catalog.pg_attribute a"
+            " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
+            " order by a.attnum"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+_NAMEDATALEN = 64
+
+
+def _partition_index_name(
+    conn: psycopg.Connection, schema: str, leaf: str, columns: list[str]
+) -> str:
+    """The name CREATE INDEX on a partitioned table gives the index it makes on the
+    partition ``leaf`` (PostgreSQL's ChooseIndexName(): the partition's name and the
+    index's column names joined by "_", each shortened in turn, longer first, to fit
+    63 bytes with "_idx"; "_idx1", "_idx2"... while another relation of the schema has
+    the name). An index of that name on ``leaf`` itself is this one (a run before)."""
+    addition = ""
+    for column in columns:  # ChooseIndexNameAddition()
+        addition = f"{addition}_{column}" if addition else column
+        if len(addition.encode()) >= _NAMEDATALEN:
+            break
+    label, attempt = "idx", 0
+    while True:
+        overhead = 1 + 1 + len(label)  # makeObjectName(): "_" name2, "_" label
+        first, second = len(leaf.encode()), len(addition.encode())
+        while first + second > _NAMEDATALEN - 1 - overhead:
+            if first > second:
+                first -= 1
+            else:
+                second -= 1
+        name = f"{leaf.encode()[:first].decode()}_{addition.encode()[:second].decode()}_{label}"
+        row = conn.execute(
+            "select coalesce(i.indrelid = pg_catalog.to_regclass(%s), false)"
+            " from pg_catalog.pg_class c left join pg_catalog.pg_index i on i.indexrelid = c.oid"
+            " where c.relname = %s and c.relnamespace = pg_catalog.to_regnamespace(%s)",
+            (
+                sql.Identifier(schema, leaf).as_string(conn),
+                name,
+                sql.Identifier(schema).as_string(conn),
+            ),
+        ).fetchone()
+        if row is None or row[0]:
+            return name
+        attempt += 1
+        label = f"idx{attempt}"
 
 
 _INVALID_INDEX = """
@@ -269,8 +410,91 @@ def _print_concurrently(output, name: str, statements: list[ConcurrentStatement]
                 "select format('drop index concurrently if exists %I.%I', nspname, relname)"
                 f" from ({query.as_string().strip()}\n) as invalid \\gexec"
             )
+            _print_per_partition(output, statement, "\n".join(lines[comments:]))
+            continue
         output("\n".join(lines[comments:]))
     output("reset role;")
+
+
+def _print_per_partition(output, statement: ConcurrentStatement, code: str) -> None:
+    """A CREATE INDEX CONCURRENTLY for psql: as written on a plain table, and on a
+    partitioned one the same index on each leaf partition under the name PostgreSQL
+    would give it (``_per_partition()``, ``_partition_index_name()``, in SQL: the index's
+    column names read from a probe on an empty copy, rolled back), which psql's
+    \\if chooses when the script runs."""
+    assert statement.index is not None
+    name, table = statement.index
+    target = re.compile(
+        rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
+        rf" on (?:only )?{re.escape(table)}\b",
+        re.IGNORECASE,
+    )
+    probe = target.sub(
+        lambda m: (
+            f"create {m.group(1) or ''}index audit_capture_name_probe"
+            " on pg_temp.audit_capture_probe_table"
+        ),
+        code,
+        count=1,
+    )
+    template = target.sub(
+        lambda m: f"create {m.group(1) or ''}index concurrently if not exists %I on %I.%I",
+        code.replace("%", "%%"),
+        count=1,
+    )
+    leaves = sql.SQL(
+        "select (select format('drop index concurrently if exists %I.%I', n.nspname, x.relname)"
+        "\n        from pg_catalog.pg_class x join pg_catalog.pg_index i on i.indexrelid = x.oid"
+        "\n        where x.relname = k.name and x.relnamespace = c.relnamespace"
+        " and not i.indisvalid),"
+        "\n       format({template}, k.name, n.nspname, c.relname)"
+        "\nfrom pg_catalog.pg_partition_tree(pg_catalog.to_regclass({table})) t"
+        "\njoin pg_catalog.pg_class c on c.oid = t.relid"
+        "\njoin pg_catalog.pg_namespace n on n.oid = c.relnamespace"
+        "\ncross join lateral ("
+        "\n  select left(c.relname, w.f) || '_' || left(w.a, w.s) || '_' || w.label as name"
+        "\n  from generate_series(0, 99) g"
+        "\n  cross join lateral (select case when g = 0 then 'idx' else 'idx' || g end as label,"
+        "\n                             :'audit_index_columns'::text as a) l"
+        "\n  cross join lateral (select length(c.relname) as f0, length(l.a) as s0,"
+        "\n                             63 - 2 - length(l.label) as m) z"
+        "\n  cross join lateral (select l.label, l.a,"
+        "\n    case when z.f0 + z.s0 <= z.m then z.f0 when z.f0 > z.s0 and 2 * z.s0 <= z.m"
+        " then z.m - z.s0"
+        "\n         when z.s0 >= z.f0 and 2 * z.f0 <= z.m then z.f0 else (z.m + 1) / 2 end as f,"
+        "\n    case when z.f0 + z.s0 <= z.m then z.s0 when z.f0 > z.s0 and 2 * z.s0 <= z.m"
+        " then z.s0"
+        "\n         when z.s0 >= z.f0 and 2 * z.f0 <= z.m then z.m - z.f0 else z.m / 2 end as s) w"
+        "\n  where not exists (select from pg_catalog.pg_class o"
+        "\n                    left join pg_catalog.pg_index oi on oi.indexrelid = o.oid"
+        "\n                    where o.relnamespace = c.relnamespace"
+        "\n                      and o.relname = left(c.relname, w.f) || '_' || left(w.a, w.s)"
+        " || '_' || w.label"
+        "\n                      and oi.indrelid is distinct from c.oid)"
+        "\n  order by g limit 1) k"
+        "\nwhere t.isleaf and c.relkind = 'r' order by c.relname \\gexec"
+    ).format(template=sql.Literal(template), table=sql.Literal(table))
+    output(
+        "-- CREATE INDEX CONCURRENTLY cannot build a partitioned table's index: there, the\n"
+        "-- same index on each of its partitions, one at a time, named as PostgreSQL names\n"
+        "-- a partition's index (an INVALID one a failed build left dropped first); the\n"
+        "-- transaction's CREATE INDEX then attaches them\n"
+        "select coalesce((select c.relkind = 'p' from pg_catalog.pg_class c where c.oid ="
+        f" pg_catalog.to_regclass({sql.Literal(table).as_string()})), false)"
+        " as audit_partitioned \\gset\n"
+        "\\if :audit_partitioned\n"
+        "begin;\n"
+        f"{_PROBE_TABLE.format(table=table)};\n"
+        f"{probe}\n"
+        "select pg_catalog.array_to_string(array(select a.attname from pg_catalog.pg_attribute a"
+        " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
+        " order by a.attnum), '_') as audit_index_columns \\gset\n"
+        "rollback;\n"
+        f"{leaves.as_string()}\n"
+        "\\else\n"
+        f"{code}\n"
+        "\\endif"
+    )
 
 
 def _run_in_migration(paths: list[Path], chain: Chain) -> None:

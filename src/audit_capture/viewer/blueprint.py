@@ -33,8 +33,8 @@ from werkzeug.exceptions import HTTPException
 
 from audit_capture.database import DatabaseUnavailable
 from audit_capture.resources import viewer_dir
-from audit_capture.viewer import config, db, live, present, security, views
-from audit_capture.viewer.errors import BadRequest, TooBroad
+from audit_capture.viewer import config, db, history, live, present, security, views
+from audit_capture.viewer.errors import BadRequest, NotFound, TooBroad
 
 DEFAULT_NAME = "audit_viewer"
 
@@ -58,8 +58,9 @@ def make_blueprint(
     options_cache_seconds: int = config.DEFAULTS["OPTIONS_CACHE_SECONDS"],
 ) -> Blueprint:
     """A viewer blueprint: ``/`` (the list and its exports), ``/actions/<id>``,
-    ``/actors?q=`` (the actor search behind the Actor field, JSON), and ``/live`` with
-    ``/live/poll`` (the Live view and its feed, ``live.py``).
+    ``/actors?q=`` (the actor search behind the Actor field, JSON), ``/live`` with
+    ``/live/poll`` (the Live view and its feed, ``live.py``), and
+    ``/history/<resource_type>?id=<resource_id>`` (a record's history, ``history.py``).
 
     - ``authorize()``: True lets the request in. None: nobody is let in (403).
     - ``unauthorized()``: the response when ``authorize()`` says no (default: 403 page).
@@ -117,6 +118,7 @@ def make_blueprint(
     bp.add_url_rule("/actions/<action_id>", "action", views.action)
     bp.add_url_rule("/actors", "actors", views.actors_json)
     live.register(bp)  # /live and /live/poll
+    history.register(bp)  # /history/<resource_type>?id=<resource_id>
 
     register_error_pages(bp)
     return bp
@@ -133,6 +135,10 @@ def template_helpers(endpoint_prefix: str, settings: config.ViewerSettings) -> d
         "timezone_name": settings.timezone,
         "viewer_static": lambda filename: url_for(f"{endpoint_prefix}static", filename=filename),
         "viewer_home": lambda: url_for(f"{endpoint_prefix}actions"),
+        # a record's history page (history.py)
+        "history_url": lambda resource_type, resource_id: url_for(
+            f"{endpoint_prefix}history", resource_type=resource_type, id=resource_id
+        ),
     }
 
 
@@ -149,9 +155,13 @@ def register_error_pages(bp: Blueprint) -> None:
     def bad_request(exc: BadRequest):
         return error_page(400, "This request cannot be shown", str(exc))
 
+    @bp.errorhandler(NotFound)
+    def not_found(exc: NotFound):
+        return error_page(404, "Not found", str(exc))
+
     @bp.errorhandler(TooBroad)
     def too_broad(exc: TooBroad):
-        return error_page(400, "Filter too broad", TooBroad.MESSAGE)
+        return error_page(400, exc.title, str(exc))
 
     @bp.errorhandler(db.ViewerBusy)
     def busy(exc: db.ViewerBusy):

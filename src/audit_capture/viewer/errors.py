@@ -2,6 +2,7 @@
 becomes one of them.
 
 * ``BadRequest``: a bad input from the URL (a 400 page saying what was wrong);
+* ``NotFound``: the URL names something the log cannot have (a 404 page saying what);
 * ``TooBroad``: a query cancelled by the connection's statement_timeout (a page asking
   to narrow the filter);
 * ``translate_errors()``: the block inside which a statement_timeout cancellation
@@ -25,13 +26,21 @@ class BadRequest(Exception):
     mobile, database". The app shows it on a 400 page."""
 
 
+class NotFound(Exception):
+    """The URL names something that cannot exist: a resource type nothing tracks.
+    ``str(exc)`` is one sentence for a person; the app shows it on a 404 page."""
+
+
 class TooBroad(Exception):
-    """A query hit the connection's statement_timeout. The app shows a 400 page."""
+    """A query hit the connection's statement_timeout. The app shows a 400 page titled
+    ``title``, saying ``str(exc)``."""
 
     MESSAGE = "This filter took too long; narrow it (a date range or an actor) and try again."
+    TITLE = "Filter too broad"
 
-    def __init__(self, message: str = MESSAGE):
+    def __init__(self, message: str = MESSAGE, title: str = TITLE):
         super().__init__(message)
+        self.title = title
 
 
 @contextlib.contextmanager

@@ -88,7 +88,9 @@ def row_values() -> dict[str, Any]:
 def shown_rows(step: live_feed.FeedStep) -> list:
     conn = db.get_conn()
     labels = dict(db.filter_options(conn).resources) if step.rows else {}
-    return list_rows(step.rows, db.current_settings().zone, labels)
+    # each row's id links its history, as on the list (views.actions)
+    history_url = url_for(".history", resource_type="x").removesuffix("x")
+    return list_rows(step.rows, db.current_settings().zone, labels, history_url)
 
 
 def no_parameters(route: str) -> None:

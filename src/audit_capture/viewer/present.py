@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
@@ -25,6 +26,7 @@ from markupsafe import Markup, escape
 from audit_capture.enums import ActionType, ActorType, Source
 from audit_capture.viewer.counts import Count
 from audit_capture.viewer.filters import DATABASE_SOURCE
+from audit_capture.viewer.resource_history import has_history
 from audit_capture.viewer.rows import REDACTED, LogRow
 
 
@@ -285,14 +287,19 @@ class ListRow:
     source_key: str  # CSS class and icon of the source's badge
     source_label: str  # "Mobile App", "Database"
     resource: Markup | str  # the resource link's text: its label, "60 rows", "View details"
-    resource_detail: Markup  # "Clients · #12 · 60 rows"
+    resource_detail: Markup  # "Clients · #12 · 60 rows", the id linking to its history
 
 
 def list_rows(
-    rows: Iterable[LogRow], zone: ZoneInfo, resource_labels: Mapping[str, str]
+    rows: Iterable[LogRow],
+    zone: ZoneInfo,
+    resource_labels: Mapping[str, str],
+    history_url: str | None = None,
 ) -> list[ListRow]:
     """The Single Actions table's lines (``ListRow``) for ``rows``, their times in
     ``zone``, each resource type named by ``resource_labels`` (else by itself).
+    ``history_url``: the history page's URL but the type and id (``/history/``): a
+    row's ``#12`` links to ``/history/client?id=12``.
 
     The same text as the helpers above give one value at a time (``user_text``,
     ``date_text``, ``action_type_label``...), each computed once per distinct value of
@@ -323,7 +330,13 @@ def list_rows(
                 user_text(resource_labels.get(row.resource_type, row.resource_type)),
             )
         if row.resource_id:
-            detail = f"{detail} · #{user_text(row.resource_id)}"
+            shown_id = f"#{user_text(row.resource_id)}"
+            if history_url is not None and has_history(row.resource_type, row.resource_id):
+                url = escape(
+                    f"{history_url}{row.resource_type}?id={quote(row.resource_id, safe='')}"
+                )
+                shown_id = f'<a class="history-link" href="{url}" title="History">{shown_id}</a>'
+            detail = f"{detail} · {shown_id}"
         if many and row.resource_label:
             detail = f"{detail} · {escape(plural(row.row_count, 'row'))}"
         lines.append(
@@ -381,4 +394,5 @@ HELPERS = {
     "filter_phrase": filter_phrase,
     "list_rows": list_rows,
     "row_icons": row_icons,
+    "has_history": has_history,
 }

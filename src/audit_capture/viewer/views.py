@@ -117,6 +117,8 @@ def actions():
         filters=filters,
         options=options,
         resource_labels=dict(options.resources),
+        # a row's history is this plus its type, "?id=" and its id (present.list_rows)
+        history_url=url_for(".history", resource_type="x").removesuffix("x"),
         selected={f.param: f.value for f in filters.active},
         # every value of each filter: the form's checkboxes, the hidden fields of actors
         chosen={f.param: f.values for f in filters.active},
