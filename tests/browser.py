@@ -79,6 +79,19 @@ def viewer_served_to_a_reader(conn, db_url: str, **settings) -> Iterator[str]:
         drop_role(conn, role)
 
 
+def sign_in(page: sync_api.Page, base: str) -> None:
+    """Sign in as the viewer's user (viewer_data.app_config's) through the sign-in form
+    the viewer redirects an anonymous visitor to."""
+    from viewer_data import PASSWORD
+
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/sign-in")
+    page.fill("#username", "alice")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+
 @contextmanager
 def chromium_page() -> Iterator[sync_api.Page]:
     """A Chromium tab; fails when the page reports a JavaScript or console error."""

@@ -12,8 +12,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from browser import artifacts_dir, chromium_page, viewer_served_to_a_reader
-from viewer_data import PASSWORD, old_action, seed
+from browser import artifacts_dir, chromium_page, sign_in, viewer_served_to_a_reader
+from viewer_data import old_action, seed
 
 pytestmark = pytest.mark.browser
 
@@ -56,15 +56,6 @@ def page(viewer_url):
     """A Chromium tab, closed before the server stops."""
     with chromium_page() as tab:
         yield tab
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(base + "/")
-    assert page.url.startswith(base + "/sign-in")
-    page.fill("#username", "alice")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
 
 
 def test_sign_in_filter_open_an_action_and_export(page, viewer_url, artifacts):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import artifacts_dir, chromium_page, viewer_served_to_a_reader
-from viewer_data import PASSWORD, seed
+from browser import artifacts_dir, chromium_page, sign_in, viewer_served_to_a_reader
+from viewer_data import seed
 
 from audit_capture import set_context
 
@@ -55,14 +55,6 @@ def artifacts(tmp_path_factory):
 def page(viewer_url):
     with chromium_page() as tab:
         yield tab
-
-
-def sign_in(page, base: str) -> None:
-    page.goto(base + "/")
-    page.fill("#username", "alice")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
 
 
 def test_from_an_action_to_its_rows_history_and_back(page, viewer_url, artifacts):

@@ -7,8 +7,8 @@ reports no console error (a CSP violation is one)."""
 from __future__ import annotations
 
 import pytest
-from browser import artifacts_dir, chromium_page, viewer_served_to_a_reader
-from viewer_data import PASSWORD, seed
+from browser import artifacts_dir, chromium_page, sign_in, viewer_served_to_a_reader
+from viewer_data import seed
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +31,7 @@ def log_event(conn, label: str) -> None:
 
 
 def open_live(page, base: str) -> None:
-    page.goto(base + "/")
-    page.fill("#username", "alice")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
+    sign_in(page, base)
     page.click("a.live-link")
     page.wait_for_url(base + "/live")
     page.locator(".live-status.on").wait_for()  # the script runs
