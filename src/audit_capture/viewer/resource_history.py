@@ -136,13 +136,14 @@ def parse_resource_id(value: str | None) -> str:
 def has_history(resource_type: str | None, resource_id: str | None) -> bool:
     """Whether a history page can be linked for this row: it has an id, and its type and
     id fit in the page's URL (``parse_resource_type``, ``parse_resource_id``)."""
-    return (
-        resource_type is not None
-        and resource_id is not None
-        and RESOURCE_TYPE.fullmatch(resource_type) is not None
-        and 0 < len(resource_id) <= MAX_RESOURCE_ID
-        and "\x00" not in resource_id
-    )
+    if resource_type is None or resource_id is None:
+        return False
+    try:
+        parse_resource_type(resource_type)
+        parse_resource_id(resource_id)
+    except (NotFound, BadRequest):
+        return False
+    return True
 
 
 def find_resource(conn: psycopg.Connection, resource_type: str, resource_id: str) -> Resource:
