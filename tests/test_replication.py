@@ -289,6 +289,20 @@ def test_writes_on_the_primary_reach_the_subscriber(pair, primary_writes):
     assert value(pair.subscriber, "select count(*) from audit.action_item_chunk") >= 2
 
 
+def test_a_row_s_history_reads_the_same_on_the_subscriber(pair, primary_writes):
+    """The chunks' ids (resource_ids, UPDATE chunks too) and the indexes by resource are
+    on the audit server as well: audit.history() there answers as on the primary."""
+    client = value(pair.primary, "select id::text from clients where name = 'Client 2'")
+    # by resource type: the audit server has no clients table to name as a regclass
+    history = "select action_id, action, row_count, items from audit.history('client', %s)"
+    on_primary = rows(pair.primary, history, (client,))
+    assert [action for _, action, _, _ in on_primary] == [
+        "Quarterly cleanup",  # a batch of 12 rows: items in chunks
+        "Batch client creation",  # a bulk INSERT of 40
+    ]
+    assert rows(pair.subscriber, history, (client,)) == on_primary
+
+
 def test_the_viewer_reads_the_log_on_the_subscriber_with_a_read_only_role(
     pair, primary_writes, subscriber_server
 ):
