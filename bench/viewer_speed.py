@@ -88,6 +88,7 @@ from werkzeug.datastructures import MultiDict  # noqa: E402
 from audit_capture import migrate  # noqa: E402
 from audit_capture.embedded import EmbeddedPostgresql  # noqa: E402
 from audit_capture.viewer import cursor as cursors  # noqa: E402
+from audit_capture.viewer.db import configure_session  # noqa: E402
 from audit_capture.viewer.errors import BadRequest, TooBroad  # noqa: E402
 from audit_capture.viewer.export import export_csv  # noqa: E402
 from audit_capture.viewer.filters import parse_filters  # noqa: E402
@@ -261,13 +262,11 @@ def viewer_url(server: EmbeddedPostgresql) -> str:
 
 
 def viewer_connection(server: EmbeddedPostgresql) -> psycopg.Connection:
-    """Like the viewer's: its own LOGIN role (audit_reader), read-only, with a timeout."""
-    return psycopg.connect(
-        viewer_url(server),
-        autocommit=True,
-        options=f"-c default_transaction_read_only=on -c statement_timeout={STATEMENT_TIMEOUT_MS}",
-        application_name="viewer_speed",
-    )
+    """Like the viewer's: its own LOGIN role (audit_reader), its session made as the
+    viewer makes its own (``configure_session``: read-only, a timeout, no JIT)."""
+    conn = psycopg.connect(viewer_url(server), autocommit=True, application_name="viewer_speed")
+    configure_session(conn, STATEMENT_TIMEOUT_MS)
+    return conn
 
 
 # -- the viewer over HTTP -------------------------------------------------------------------

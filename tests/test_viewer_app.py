@@ -661,6 +661,8 @@ def test_the_viewer_s_connection_cannot_write(app, seeded):
             conn = db.get_conn()
             assert conn.execute("show default_transaction_read_only").fetchone()[0] == "on"
             assert conn.execute("show statement_timeout").fetchone()[0] == "1234ms"
+            # no JIT: a read costed over every month compiled before its first row
+            assert conn.execute("show jit").fetchone()[0] == "off"
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 conn.execute("create temporary table t (x int)")
             conn.rollback()
@@ -1221,5 +1223,6 @@ def test_a_host_s_own_connection_is_made_read_only(db_url, seeded):
     )
     with db.connect(settings) as conn:
         assert conn.execute("show statement_timeout").fetchone()[0] == "2500ms"
+        assert conn.execute("show jit").fetchone()[0] == "off"
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("update clients set notes = 'via the viewer'")

@@ -216,6 +216,7 @@ def test_every_route_leaves_the_pooled_session_as_it_found_it(
         state = db.session_state(pooled)
     assert dict(eval_pairs(state[0])) == {
         "default_transaction_read_only": "on",
+        "jit": "off",
         "statement_timeout": "5000",
     }
     assert state[1] == state[2] == role_of(reader_url) and state[3] == 0

@@ -226,8 +226,11 @@ def test_an_actor_page_the_recent_months_fill_reads_only_their_partitions(
     assert [r.id for r in page.rows] == expected_ids(conn, "actor_id = 'busy'")[:SIZE]
     reads = [s for s in statements.reading_the_log(conn) if "count(" not in s[0]]
     statements.seen.clear()
-    assert len(reads) == 1  # the older months were never asked
-    assert relations_read(conn, *reads[0]) <= recent_partitions(conn, split_log)
+    # the page's keys, then its rows by key (pages.ROWS_BY_KEY): the older months were
+    # never asked
+    assert len(reads) == 2 and "occurred_at = any(" in reads[1][0]
+    for read in reads:
+        assert relations_read(conn, *read) <= recent_partitions(conn, split_log)
 
 
 def test_an_actor_without_recent_rows_reads_the_older_months_after_the_recent_ones(
@@ -237,8 +240,17 @@ def test_an_actor_without_recent_rows_reads_the_older_months_after_the_recent_on
     assert [r.id for r in page.rows] == expected_ids(conn, "actor_id = 'gone'")[:SIZE]
     reads = [s for s in statements.reading_the_log(conn) if "count(" not in s[0]]
     statements.seen.clear()
-    assert len(reads) == 2
-    first, second = (relations_read(conn, *read) for read in reads)
+    # the recent months' keys (none), the older months' keys, the rows by key
+    assert len(reads) == 3 and "occurred_at = any(" in reads[2][0]
+    first, second, rows = (relations_read(conn, *read) for read in reads)
+    # the rows by key: in their own months alone
+    assert rows == {
+        r[0].removeprefix("audit.")
+        for r in conn.execute(
+            "select distinct tableoid::regclass::text from audit.action_log where id = any(%s)",
+            ([r.id for r in page.rows],),
+        )
+    }
     assert first <= recent_partitions(conn, split_log)
     assert not second & (recent_partitions(conn, split_log) - {"action_log_default"})
 

@@ -42,6 +42,7 @@ from audit_capture.viewer.actor_search import (
     describe,
     describe_many,
     load_directory,
+    newest_on_page,
     result_limit,
     search_text,
 )
@@ -96,7 +97,13 @@ def actions():
         if chosen is not None:
             # the sentence names each actor: "Actor is Maria Smith (Admin)"
             keys = list(chosen.values)
-            actors = describe_many(conn, keys) if chosen.several else [describe(conn, keys[0])]
+            # a first page of the actors alone holds each one's newest row
+            alone = cursor is None and len(filters.active) == 1
+            known = newest_on_page(keys, page.rows) if alone else {}
+            rest = [k for k in keys if k not in known]
+            read = describe_many(conn, rest) if len(rest) > 1 else [describe(conn, k) for k in rest]
+            described = dict(zip(rest, read, strict=True))
+            actors = [known[k] if k in known else described[k] for k in keys]
             filters = filters.shown_as(
                 ACTOR_PARAM,
                 [a.shown if a else shown for a, shown in zip(actors, chosen.displays, strict=True)],
