@@ -388,3 +388,85 @@ def test_a_busy_actors_probe_is_the_newest_days_of_the_text_index(conn, split_lo
     firsts.clear()
     every_page(conn, {"actor": "id:gone", "q": "maria smith"})
     assert firsts and all(f is None for f in firsts)
+
+
+# -- the months ahead ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "end"),
+    [
+        (datetime(2026, 1, 31, 23, 59, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)),
+        (datetime(2026, 2, 28, 12, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)),
+        (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)),
+        # a moment of another zone is taken in UTC
+        (
+            datetime(2026, 6, 30, 23, 30, tzinfo=UTC) + timedelta(hours=1),
+            datetime(2026, 8, 1, tzinfo=UTC),
+        ),
+    ],
+)
+def test_the_recent_months_end_where_this_month_does(now, end):
+    assert recent.recent_months_end(now) == end
+
+
+def month_partitions(conn, start: datetime, end: datetime) -> set[str]:
+    """The month partitions of [start, end)."""
+    return {
+        r[0].removeprefix("audit.")
+        for r in conn.execute(
+            "select action_partition::text from audit.log_partitions"
+            " where kind <> 'default' and from_at >= %s and to_at <= %s",
+            (start, end),
+        )
+    }
+
+
+def test_the_recent_read_leaves_out_the_months_ahead_when_they_hold_nothing(
+    conn, split_log, statements
+):
+    """The months ahead (made before they start) and the default partition are not
+    planned: the recent read is last month's and this month's partitions alone."""
+    end = recent.recent_months_end()
+    conn.execute(
+        "select audit.prepare_partitions(%s, %s)", (end.date(), months_back(end, -1).date())
+    )
+    conn.commit()
+    ahead = {
+        r[0].removeprefix("audit.")
+        for r in conn.execute(
+            "select action_partition::text from audit.log_partitions where from_at >= %s", (end,)
+        )
+    }
+    assert ahead  # months ahead, to be left out
+    page = list_page(conn, parse_filters({"actor": "id:busy"}, UTC), size=SIZE)
+    assert [r.id for r in page.rows] == expected_ids(conn, "actor_id = 'busy'")[:SIZE]
+    (keys, _rows) = [s for s in statements.reading_the_log(conn) if "count(" not in s[0]]
+    statements.seen.clear()
+    read = relations_read(conn, *keys)
+    assert read <= month_partitions(conn, split_log, end), read
+    assert not read & ahead
+
+
+def test_a_row_dated_in_a_month_ahead_opens_the_recent_read_and_comes_first(
+    conn, split_log, statements
+):
+    """A server clock set back leaves rows dated later than this month: the probe of
+    the months ahead finds one, and the page starts with it, as one read of the whole
+    log would."""
+    end = recent.recent_months_end()
+    conn.execute("select audit.prepare_partitions(%s, %s)", (end.date(), end.date()))
+    put(conn, "busy", [end + timedelta(days=2)], "Maria Smith")
+    conn.commit()
+    for args, where in (
+        ({"actor": "id:busy"}, "actor_id = 'busy'"),
+        (
+            {"actor": "id:busy", "q": "maria"},
+            "actor_id = 'busy' and resource_label = 'Maria Smith'",
+        ),
+    ):
+        page = list_page(conn, parse_filters(args, UTC), size=SIZE)
+        expected = expected_ids(conn, where)
+        assert [r.id for r in page.rows] == expected[:SIZE]
+        assert page.rows[0].occurred_at == end + timedelta(days=2)
+    statements.seen.clear()

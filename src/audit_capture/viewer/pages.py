@@ -118,7 +118,7 @@ def fetch_rows(
             return actor_page(cur, branches, within, params, direction, limit)
 
         # bounded reads (index seeks, each branch its own limit): the newest months first
-        return newest_first(read, position, direction, limit)
+        return newest_first(conn, read, position, direction, limit)
     return planned_rows(cur, filters, keyset, keyset_params, direction, limit)
 
 

@@ -37,6 +37,7 @@ from audit_capture.viewer.recent import (
     before,
     recent_floor,
     recent_months_start,
+    recent_span,
     since,
 )
 from audit_capture.viewer.rows import (
@@ -452,8 +453,9 @@ def _walk(
     if floor is None:
         rows = walk(*ANY_TIME, limit)
         return rows if len(rows) >= limit else None
-    rows = walk(*since(floor), limit)
-    if len(rows) < limit and estimate_within(conn, rest, since(floor)) < window:
+    recent = recent_span(conn, floor)
+    rows = walk(*recent, limit)
+    if len(rows) < limit and estimate_within(conn, rest, recent) < window:
         rows += walk(*before(floor), limit - len(rows))
     return rows if len(rows) >= limit else None
 
