@@ -5,12 +5,16 @@ sets the context; the commands that need an extra say which; with [viewer] it se
 
 from __future__ import annotations
 
+import html
+import http.cookiejar
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -194,6 +198,15 @@ def test_the_wheel_without_extras_tracks_and_states_who_acts(core_bin, elsewhere
         ).fetchone()
     assert context["restores"] == deleted
 
+    # a row's history from the installed wheel's schema: every action on the lead,
+    # newest first
+    with psycopg.connect(empty_db_url) as conn:
+        (lead,) = conn.execute("select id::text from leads").fetchone()
+        history = conn.execute(
+            "select action from audit.history('leads'::regclass, %s)", (lead,)
+        ).fetchall()
+    assert history == [("Lead restored",), ("Lead deleted",), ("Lead created",)]
+
     # tamper evidence from the installed wheel (its SQL came from the wheel's revisions)
     heads = elsewhere / "heads.txt"
     sealed = run([*cli, "seal", "--head-file", str(heads)], cwd=elsewhere, env=env).stdout
@@ -237,8 +250,10 @@ def test_the_wheel_without_extras_says_which_extra_a_command_needs(
     assert line.endswith(f"pip install 'audit-capture[{extra}]'")
 
 
-def test_the_wheel_with_the_viewer_extra_serves(wheel, tmp_path, elsewhere, conn, db_url):
-    from viewer_data import SECRET_KEY, app_config, drop_role, make_reader
+def test_the_wheel_with_the_viewer_extra_serves(wheel, tmp_path, elsewhere, conn, db_url, seeded):
+    """Served from the installed wheel's templates and static files: the sign-in page,
+    then signed in (a browser's cookie and CSRF token), the list and a row's history."""
+    from viewer_data import PASSWORD, SECRET_KEY, app_config, drop_role, make_reader
 
     viewer_bin = make_venv(tmp_path / "venv", f"audit-capture[viewer] @ {wheel.as_uri()}")
     settings = elsewhere / "viewer.toml"
@@ -262,9 +277,25 @@ def test_the_wheel_with_the_viewer_extra_serves(wheel, tmp_path, elsewhere, conn
     try:
         # printed once it listens (after checking its settings and the database)
         assert first_line(viewer).startswith("audit-capture viewer: serving"), viewer.stderr.read()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sign-in") as page:
+        base = f"http://127.0.0.1:{port}"
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        with browser.open(f"{base}/sign-in") as page:
             assert page.status == 200
-            assert 'name="csrf_token"' in page.read().decode()
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page.read().decode())
+        assert token is not None
+        form = urllib.parse.urlencode(
+            {"csrf_token": html.unescape(token.group(1)), "username": "alice"}
+            | {"password": PASSWORD, "next": "/"}
+        )
+        with browser.open(f"{base}/sign-in", data=form.encode()) as page:
+            assert page.url == f"{base}/" and "<h1>Single actions</h1>" in page.read().decode()
+        client = seeded["client_id"]
+        with browser.open(f"{base}/history/client?id={client}") as page:
+            text = page.read().decode()
+        assert f"History of Client Jane Roe #{client}" in text
+        assert f'href="/actions/{seeded["client_created"]}"' in text
     finally:
         viewer.terminate()
         viewer.communicate(timeout=30)
