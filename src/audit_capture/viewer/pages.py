@@ -16,13 +16,17 @@ in bench/viewer_speed.py and the indexes of triggers/13_viewer_indexes.sql):
   never use finds none at once), an actor alone is one seek per source value (web,
   api, ai, mobile, none), the branches' ordered reads merged in page order in the same
   statement (Merge Append; nothing sorted but a branch's own ``limit`` rows). Filters
-  the index answers alone (actor, source, dates) take the page's ids from it alone
-  (index-only, so no plan walks the time index instead), then those rows by id.
+  the index answers alone (actor, source, dates) take the page's keys from it alone
+  (index-only, so no plan walks the time index instead: ``actor_page``), in two
+  statement parts for any number of actors and sources (each part planned on every
+  month it may read), then those rows by key, in their own months only.
   A text search of an actor walks the same merged branches (``text_search``).
 * **The newest two months first** (``recent``). On the log partitioned by month, a
   statement is planned and opened on every month it may read: an actor's page reads the
-  last two months (their partitions only) and the older ones only for the rows those
-  lack.
+  last two months (their partitions only, not the empty months made ahead) and the
+  older ones only for the rows those lack.
+* **No JIT** (``db.configure_session``): a read of every month can be costed high
+  enough for PostgreSQL to compile it before its first row.
 * **A timeout is the backstop.** The viewer's connection has a ``statement_timeout``;
   a cancelled query becomes ``TooBroad`` (a page asking to narrow the filter).
 

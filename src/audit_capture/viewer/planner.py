@@ -33,12 +33,12 @@ where t.isleaf
 
 def log_size(conn: psycopg.Connection) -> float:
     """The planner's count of the log's rows (pg_class.reltuples of its partitions: no
-    scan)."""
-    return float(one_row(conn.execute(LOG_SIZE))[0])
+    scan), read once within ``estimates_kept()``."""
+    return _remembered(("size", id(conn)), lambda: float(one_row(conn.execute(LOG_SIZE))[0]))
 
 
 # what the block of estimates_kept() learned: each filter's estimate, by (connection,
-# query, parameters), and the sample partition, by connection
+# query, parameters), the log's size and the sample partition, by connection
 _KEPT: ContextVar[dict[tuple, Any] | None] = ContextVar("audit_capture_estimates", default=None)
 
 

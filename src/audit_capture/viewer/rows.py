@@ -8,7 +8,9 @@ starts after a keyset position (``keyset_condition``), never at an OFFSET.
 An actor filter (``actor=id:X``) without a source filter reads one branch per source
 (``actor_branches``): action_log_actor_source_idx keys each actor's rows by (source,
 time), so only an actor AND a source are in page order in it; the branches' ordered
-reads are merged in page order (``merged``, a Merge Append).
+reads are merged in page order (``merged``, a Merge Append). A page's keys alone
+(index-only, a page at most per actor and source) are read in two parts for any
+number of actors and sources (``actor_rows``, ``gather``).
 
 Statements are not prepared (``prepare=False``): a generic plan, chosen once for all
 values, is exactly what fails on a skewed log (a rare actor planned like a common one).
