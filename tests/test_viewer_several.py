@@ -26,7 +26,7 @@ from viewer_data import app_config, drop_role, make_reader, sign_in
 from werkzeug.datastructures import MultiDict
 
 from audit_capture.viewer import create_app
-from audit_capture.viewer.actor_search import describe, describe_many
+from audit_capture.viewer.actor_search import describe, describe_many, newest_on_page
 from audit_capture.viewer.app import close
 from audit_capture.viewer.errors import BadRequest
 from audit_capture.viewer.export import export_csv, export_json
@@ -38,7 +38,7 @@ from audit_capture.viewer.filters import (
     parse_filters,
 )
 from audit_capture.viewer.pages import list_page
-from audit_capture.viewer.rows import actor_branches
+from audit_capture.viewer.rows import LogRow, actor_branches
 
 UTC = ZoneInfo("UTC")
 ROWS = 3_000
@@ -276,6 +276,54 @@ def test_several_actors_are_named_as_each_alone(several_log, conn):
         "Name 2",
         None,
     ]
+
+
+def _row(actor_id, actor_name, actor_type="admin", source="web") -> LogRow:
+    return LogRow(1, None, "Action", "update", None, None, None, 1, actor_id, actor_name,
+                  actor_type, source)  # fmt: skip
+
+
+def test_a_first_page_names_each_actor_by_its_first_row():
+    """``newest_on_page``: each wanted actor's first row on the page (its newest, on the
+    first page of a filter by the actors alone); a role's row without source is a
+    database role's; an actor without a row on the page is left to ``describe``."""
+    rows = [
+        _row("7", "Nora New", "client"),
+        _row(None, "postgres", "system", None),
+        _row("7", "Old Name"),
+        _row("8", "Not Asked"),
+    ]
+    found = newest_on_page(["id:7", "name:postgres", "id:9"], rows)
+    assert set(found) == {"id:7", "name:postgres"}
+    assert (found["id:7"].name, found["id:7"].kind) == ("Nora New", "Client")
+    assert found["name:postgres"].database_role and found["name:postgres"].kind == "Database role"
+
+
+def test_the_sentence_names_each_actor_by_its_newest_row_on_any_page(viewer, conn):
+    """An actor renamed in its newest action is named so on every page: taken from the
+    rows on the first page of the actors alone, from ``describe`` on a later page and
+    beside another filter (whose newest match still has the old name); an actor with no
+    row on the first page is found in the older months."""
+    conn.execute(
+        "insert into audit.action_log (occurred_at, action, action_type, resource_type,"
+        " actor_id, actor_name, actor_type, source, db_user, transaction_id) values"
+        " (now(), 'Portal login', 'login', 'client', '7', 'Nora New', 'client', 'web',"
+        "  'crm_app', 1),"
+        " (now() - interval '400 days', 'Client updated', 'update', 'client', 'gone',"
+        "  'Gus Gone', 'admin', 'web', 'crm_app', 1)"
+    )
+    conn.commit()
+    client = viewer.test_client()
+    sign_in(client)
+    sentence = "Actor is <bdi>Nora New</bdi> (Client) or <bdi>Gus Gone</bdi> (Admin)"
+    first = client.get("/?actor=id:7&actor=id:gone&_size=10")
+    assert first.status_code == 200 and sentence in first.text
+    later = re.search(r'href="(/\?[^"]*_cursor=[^"]*)"', first.text)
+    assert later is not None
+    assert sentence in client.get(unescape(later.group(1))).text
+    updates = client.get("/?actor=id:7&actor=id:gone&action_type=update")
+    assert updates.status_code == 200
+    assert "Actor is <bdi>Nora New</bdi> (Client) or <bdi>Gus Gone</bdi> (Admin)" in updates.text
 
 
 def test_a_comma_in_an_actor_is_part_of_its_id():

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import sql
 
 from audit_capture.viewer.filters import TEXT_LOWER, TEXT_PARAM, Filters, text_match
-from audit_capture.viewer.planner import estimate, estimate_within, log_size
+from audit_capture.viewer.planner import estimate, estimate_within, log_size, planner_settings
 from audit_capture.viewer.recent import (
     ANY_TIME,
     before,
@@ -383,12 +383,20 @@ def _text_windows(
 
 
 def _newest_candidates(
-    rest: Filters, keyset: sql.Composable, keyset_params: dict, direction: str, window: int
+    rest: Filters,
+    keyset: sql.Composable,
+    keyset_params: dict,
+    direction: str,
+    window: int,
+    *,
+    gather: bool = False,
 ) -> tuple[sql.Composed, dict]:
     """The statement of the newest ``window`` rows of the other filters, in page order,
     for the walk. An actor with an id is read along action_log_actor_source_idx, one
     branch per source merged in page order (``rows.actor_branches``): ordered by time
-    alone, PostgreSQL would sort every one of a busy actor's rows."""
+    alone, PostgreSQL would sort every one of a busy actor's rows. ``gather``: the
+    branches in two parts (``rows.actor_rows``), for a walk that reads every candidate
+    anyway (``_counted_walk``)."""
     branches = actor_branches(rest)
     if branches is None:
         where, params = rest.where()
@@ -402,7 +410,9 @@ def _newest_candidates(
             order=order_by(direction),
             window=sql.Literal(window),
         ), {**params, **keyset_params}
-    return actor_rows(branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, window)
+    return actor_rows(
+        branches, column_list(LIST_COLUMNS), keyset, keyset_params, direction, window, gather=gather
+    )
 
 
 def _walk(
@@ -428,10 +438,15 @@ def _walk(
     keyset, keyset_params = keyset_condition(position, direction)
     test, test_params = _text_test(conn, text)
     if rest and estimate(conn, rest) <= 2 * window:
-        candidates, rest_params = _newest_candidates(rest, keyset, keyset_params, direction, window)
-        rows, walked = _counted_walk(
-            conn, candidates, {**rest_params, **test_params}, test, direction, limit
+        # every candidate is read: in two parts (each planned on every month), each
+        # actor and source in index order (``pages.actor_page`` says why not sorted)
+        candidates, rest_params = _newest_candidates(
+            rest, keyset, keyset_params, direction, window, gather=True
         )
+        with planner_settings(conn, enable_sort="off"):
+            rows, walked = _counted_walk(
+                conn, candidates, {**rest_params, **test_params}, test, direction, limit
+            )
         return rows if len(rows) >= limit or walked < window else None
 
     def walk(span: sql.Composable, span_params: dict, limit: int) -> list[LogRow]:
