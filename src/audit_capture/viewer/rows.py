@@ -311,8 +311,8 @@ def _gathered(branches: Sequence[Filters]) -> list[_Part]:
 
 
 def _each(name: str, param: str, select: sql.Composable) -> sql.Composable:
-    """``select`` (which names ``name``.``name``'s column) for each value of the
-    parameter ``param``, LATERAL."""
+    """``select`` for each value of the array parameter ``param``, LATERAL: ``select``
+    names the value ``each_actor.actor_id`` or ``each_source.source`` (``name``)."""
     column = {"each_actor": "actor_id", "each_source": "source"}[name]
     return sql.SQL("select b.* from unnest({}::text[]) {}({}) cross join lateral ({}) b").format(
         sql.Placeholder(param), sql.Identifier(name), sql.Identifier(column), select
@@ -333,7 +333,8 @@ def actor_rows(
     actor's ``actor_branches``, each branch read in ``branch_order`` with its own
     LIMIT, merged in page order (``merged``), and its parameters.
 
-    ``gather`` (a page's ids, index-only: ``limit`` is at most 201 entries): the
+    ``gather`` (a page's keys, index-only: ``limit`` is at most 201 entries; or every
+    candidate of an actor with few rows, ``text_search._walk``'s counted walk): the
     branches of actors with an id are read in two statement parts at most
     (``_gathered``): for each id and each source value, LATERAL, that actor's
     ``limit`` rows of the source along action_log_actor_source_idx, in its order; and
@@ -341,8 +342,9 @@ def actor_rows(
     sources x ``limit`` rows. On a log partitioned by month every part is planned on
     every month it may read (~0.1 ms a part and month at 41 months: five parts, one per
     source, took 13-19 ms to plan where two take 4-7), so several actors and sources
-    cost what one actor and source do. Not for the text search's walk, whose ``limit``
-    is thousands of rows (each actor's would be read whole before the merge)."""
+    cost what one actor and source do. Not for the text search's walk of a busy
+    actor, whose ``limit`` is thousands of rows of which it reads only what the page
+    needs (each actor's and source's would be read whole before the merge)."""
     params = dict(keyset_params)
     selects = []
     parts = _gathered(branches) if gather else [_Part(branch) for branch in branches]
