@@ -160,6 +160,8 @@ def test_bulk_actions_are_in_a_rows_history_with_what_they_changed_on_it(user, c
     lead = conn.execute("select id from clients where name = 'Lead 17'").fetchone()[0]
     conn.commit()
     page = user.get(url("client", str(lead)))
+    # named by its import's item, no single-row action having named it
+    assert title(page) == f"History of Client Lead 17 #{lead}"
     shown = entries(page)
     assert [e["id"] for e in shown] == [seeded["bulk"], seeded["import"]]
     assert [e["id"] for e in shown] == history_ids(conn, "client", str(lead))
@@ -176,6 +178,47 @@ def test_bulk_actions_are_in_a_rows_history_with_what_they_changed_on_it(user, c
     assert detail.status_code == 200
     item_row = re.search(rf'<tr id="item-{item_no}">(.*?)</tr>', detail.text, re.S).group(1)
     assert f"#<bdi>{lead}</bdi></code>" in item_row
+
+
+def test_a_row_changed_only_in_bulk_is_named_alike_on_every_page(user, conn, seeded):
+    """A row no single-row action named is named by the items of its newest actions
+    (``NAMING_ENTRIES``): a bulk rename's item holds the new name, the bulk changes of
+    other columns after it do not. Its Older page, whose own actions are older (the
+    import's item holds the old name), is named the same."""
+    from audit_capture.viewer.resource_history import NAMING_ENTRIES
+
+    lead, other = (
+        r[0]
+        for r in conn.execute(
+            "select id from clients where name in ('Lead 17', 'Lead 18') order by name"
+        )
+    )
+    conn.commit()
+    write(
+        conn,
+        "update clients set name = case when id = %s then 'Lena Bulk' else 'Leo Bulk' end"
+        " where id in (%s, %s)",
+        (lead, lead, other),
+        **ALICE,
+    )
+    for n in range(NAMING_ENTRIES - 1):
+        write(
+            conn,
+            "update clients set notes = %s where id in (%s, %s)",
+            (f"call {n}", lead, other),
+            **BOB,
+        )
+    first = user.get(url("client", str(lead), _size=str(NAMING_ENTRIES)))
+    shown = entries(first)
+    assert len(shown) == NAMING_ENTRIES and shown[-1]["Action"].startswith("Bulk client")
+    assert "name Lead 17 → Lena Bulk" in shown[-1]["What changed"]
+    older = older_link(first)
+    assert older is not None
+    second = user.get(older)
+    assert [e["id"] for e in entries(second)] == [seeded["bulk"], seeded["import"]]
+    for page in (first, second):
+        assert title(page) == f"History of Client Lena Bulk #{lead}"
+        assert heading(page) == f"History of Client Lena Bulk #{lead}"
 
 
 def test_the_500_row_batch_deletion_and_a_bulk_status_update_are_in_the_history(user, conn, seeded):

@@ -29,6 +29,7 @@ from audit_capture.viewer.resource_history import (
     HistoryUnavailable,
     find_resource,
     history_page,
+    named_by_items,
     parse_resource_id,
     parse_resource_type,
 )
@@ -76,6 +77,7 @@ def history(resource_type: str):
         try:
             resource = find_resource(conn, resource_type, resource_id)
             page = history_page(conn, resource, cursor=cursor, size=size)
+            resource = named_by_items(conn, resource, None if cursor else page)
         except TooBroad as exc:  # no filter to narrow: the database was busy, or locked
             raise TooBroad(TOO_LONG, "The history took too long") from exc
 

@@ -17,14 +17,14 @@ they work in autocommit mode and in a caller's transaction alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from audit_capture.viewer import cursor as cursors
-from audit_capture.viewer.actions import Item
+from audit_capture.viewer.actions import Item, item_label
 from audit_capture.viewer.errors import BadRequest, NotFound, translate_errors
 from audit_capture.viewer.filters import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE, RESOURCE_TYPE
 from audit_capture.viewer.rows import one_row
@@ -32,18 +32,24 @@ from audit_capture.viewer.rows import one_row
 #: the longest resource id a URL may name (a composite key's row literal fits easily)
 MAX_RESOURCE_ID = 2000
 
-#: the resource type's singular word ("Client") from the registry (none for an event's
-#: type), and the row's name: the newest label its actions gave it, along
-#: action_log_resource_idx (resource_type, resource_id, occurred_at desc, id desc),
-#: newest first. That index compares byte by byte (collate "C"): asked in another
-#: collation, the planner could not use it (and would walk the log's time index).
+#: the resource type's singular word ("Client") and label column ("name") from the
+#: registry (none for an event's type), and the row's name: the newest label its
+#: single-row actions gave it, along action_log_resource_idx (resource_type,
+#: resource_id, occurred_at desc, id desc), newest first. That index compares byte by
+#: byte (collate "C"): asked in another collation, the planner could not use it (and
+#: would walk the log's time index).
 RESOURCE = """
-select (select min(t.label) from audit.tracked_table t where t.resource_type = %(type)s),
+select t.label, t.label_column,
        (select l.resource_label from audit.action_log l
         where l.resource_type = %(type)s collate "C" and l.resource_id = %(id)s collate "C"
           and l.resource_id is not null and l.resource_label is not null
         order by l.occurred_at desc, l.id desc limit 1)
+from (select min(label) as label, min(label_column) as label_column
+      from audit.tracked_table where resource_type = %(type)s) t
 """
+
+#: the newest actions whose items may name a row no single-row action named
+NAMING_ENTRIES = 10
 
 HISTORY = """
 select action_id, occurred_at, action, action_type, actor_id, actor_name, actor_type,
@@ -70,6 +76,7 @@ class Resource:
     resource_id: str
     type_label: str | None  # the registry's singular word, "Client" (None: an event's type)
     label: str | None  # the newest label its actions gave it: "Maria Lopez"
+    label_column: str | None = None  # the registry's label column of the type: "name"
 
 
 @dataclass
@@ -157,8 +164,33 @@ def find_resource(conn: psycopg.Connection, resource_type: str, resource_id: str
         # once PostgreSQL keeps it (after five runs on a connection of the pool) it is no
         # longer planned over every month at each page: 0.4 ms, not 5 to 9, at 1M
         cur = conn.execute(RESOURCE, {"type": resource_type, "id": resource_id}, prepare=True)
-        type_label, label = one_row(cur)
-    return Resource(resource_type, resource_id, type_label, label)
+        type_label, label_column, label = one_row(cur)
+    return Resource(resource_type, resource_id, type_label, label, label_column)
+
+
+def named_by_items(
+    conn: psycopg.Connection, resource: Resource, first_page: HistoryPage | None = None
+) -> Resource:
+    """``resource``, named by its items when no single-row action named it (a row
+    created in bulk and only ever changed in bulk): the label column's value in the
+    first item that holds it among its ``NAMING_ENTRIES`` newest actions (a created or
+    deleted row holds it; an update's item only when it changed). ``first_page``: the
+    history's first page, when the caller has read it (its actions are those, when
+    it holds them all or enough); otherwise they are read. Every page of a history is
+    named alike."""
+    if resource.label is not None or resource.label_column is None:
+        return resource
+    if first_page is not None and (
+        len(first_page.entries) >= NAMING_ENTRIES or first_page.next_cursor is None
+    ):
+        newest = first_page.entries[:NAMING_ENTRIES]
+    else:
+        newest = history_page(conn, resource, size=NAMING_ENTRIES).entries
+    for entry in newest:
+        for item in entry.items:
+            if (label := item_label(item, resource.label_column)) is not None:
+                return replace(resource, label=label)
+    return resource
 
 
 def _items(value: Any) -> list[Item]:
