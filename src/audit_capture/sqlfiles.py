@@ -258,11 +258,7 @@ def _per_partition(
     ).fetchone()
     if row is None or row[0] != "p":
         return [(name, table, text)]
-    target = re.compile(
-        rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
-        rf" on (?:only )?{re.escape(table)}\b",
-        re.IGNORECASE,
-    )
+    target = _index_target(name, table)
     try:
         columns = _index_column_names(conn, target, text, table)
     except psycopg.errors.UndefinedFunction:
@@ -283,9 +279,36 @@ def _per_partition(
     return builds
 
 
+def _index_target(name: str, table: str) -> re.Pattern[str]:
+    """The head of ``create [unique] index concurrently if not exists <name> on [only]
+    <table>`` in a statement, to be replaced (``_per_partition``, its psql twin)."""
+    return re.compile(
+        rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
+        rf" on (?:only )?{re.escape(table)}\b",
+        re.IGNORECASE,
+    )
+
+
 # An empty temporary table with the columns of the table: the probe's index is made on
 # it, so that the log itself is only read (no lock that a write waits for)
 _PROBE_TABLE = "create temporary table audit_capture_probe_table (like {table})"
+# the probe index's column names, in order
+_PROBE_COLUMNS = (
+    "select a.attname from pg_catalog.pg_attribute a"
+    " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass order by a.attnum"
+)
+
+
+def _probe_index(target: re.Pattern[str], text: str) -> str:
+    """``text``'s index (its ``target`` head) made as the probe, on the empty copy."""
+    return target.sub(
+        lambda match: (
+            f"create {match.group(1) or ''}index audit_capture_name_probe"
+            " on pg_temp.audit_capture_probe_table"
+        ),
+        text,
+        count=1,
+    )
 
 
 def _index_column_names(
@@ -296,22 +319,11 @@ def _index_column_names(
     index made on an empty temporary table with the table's columns (CREATE TABLE ...
     LIKE reads the log's definition under ACCESS SHARE: no write waits for it), in a
     transaction rolled back at once."""
-    probe = target.sub(
-        lambda match: (
-            f"create {match.group(1) or ''}index audit_capture_name_probe"
-            " on pg_temp.audit_capture_probe_table"
-        ),
-        text,
-        count=1,
-    )
+    probe = _probe_index(target, text)
     with conn.transaction(force_rollback=True):
         conn.execute(_PROBE_TABLE.format(table=table), prepare=False)
         conn.execute(probe, prepare=False)
-        rows = conn.execute(
-            "select a.attname from pg_catalog.pg_attribute a"
-            " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
-            " order by a.attnum"
-        ).fetchall()
+        rows = conn.execute(_PROBE_COLUMNS).fetchall()
     return [r[0] for r in rows]
 
 
@@ -424,19 +436,8 @@ def _print_per_partition(output, statement: ConcurrentStatement, code: str) -> N
     \\if chooses when the script runs."""
     assert statement.index is not None
     name, table = statement.index
-    target = re.compile(
-        rf"\bcreate (unique )?index concurrently if not exists {re.escape(name)}"
-        rf" on (?:only )?{re.escape(table)}\b",
-        re.IGNORECASE,
-    )
-    probe = target.sub(
-        lambda m: (
-            f"create {m.group(1) or ''}index audit_capture_name_probe"
-            " on pg_temp.audit_capture_probe_table"
-        ),
-        code,
-        count=1,
-    )
+    target = _index_target(name, table)
+    probe = _probe_index(target, code)
     template = target.sub(
         lambda m: f"create {m.group(1) or ''}index concurrently if not exists %I on %I.%I",
         code.replace("%", "%%"),
@@ -486,9 +487,8 @@ def _print_per_partition(output, statement: ConcurrentStatement, code: str) -> N
         "begin;\n"
         f"{_PROBE_TABLE.format(table=table)};\n"
         f"{probe}\n"
-        "select pg_catalog.array_to_string(array(select a.attname from pg_catalog.pg_attribute a"
-        " where a.attrelid = 'pg_temp.audit_capture_name_probe'::regclass"
-        " order by a.attnum), '_') as audit_index_columns \\gset\n"
+        f"select pg_catalog.array_to_string(array({_PROBE_COLUMNS}), '_')"
+        " as audit_index_columns \\gset\n"
         "rollback;\n"
         f"{leaves.as_string()}\n"
         "\\else\n"
