@@ -432,12 +432,7 @@ def test_the_recent_read_leaves_out_the_months_ahead_when_they_hold_nothing(
         "select audit.prepare_partitions(%s, %s)", (end.date(), months_back(end, -1).date())
     )
     conn.commit()
-    ahead = {
-        r[0].removeprefix("audit.")
-        for r in conn.execute(
-            "select action_partition::text from audit.log_partitions where from_at >= %s", (end,)
-        )
-    }
+    ahead = month_partitions(conn, end, datetime(9999, 1, 1, tzinfo=UTC))
     assert ahead  # months ahead, to be left out
     page = list_page(conn, parse_filters({"actor": "id:busy"}, UTC), size=SIZE)
     assert [r.id for r in page.rows] == expected_ids(conn, "actor_id = 'busy'")[:SIZE]

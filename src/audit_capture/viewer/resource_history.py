@@ -75,7 +75,8 @@ class Resource:
     resource_type: str
     resource_id: str
     type_label: str | None  # the registry's singular word, "Client" (None: an event's type)
-    label: str | None  # the newest label its actions gave it: "Maria Lopez"
+    # the newest label its single-row actions gave it, else its items' (named_by_items)
+    label: str | None  # "Maria Lopez"
     label_column: str | None = None  # the registry's label column of the type: "name"
 
 
