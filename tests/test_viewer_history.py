@@ -547,6 +547,26 @@ def test_a_signed_out_visitor_is_sent_to_sign_in(client, seeded):
     assert "Jane Roe" not in page.text
 
 
+def test_a_name_taken_from_items_is_text_never_markup(user, conn, seeded):
+    """A name that a table's writer chose, read from a bulk insert's items (no
+    single-row action names the row), is shown as text in the title and the heading."""
+    hostile = '<script>alert(1)</script><img src=x onerror=alert(2)>"\u202e'
+    write(
+        conn,
+        "insert into clients (name, email)"
+        " values (%s, 'x1@example.com'), ('Other', 'x2@example.com')",
+        (hostile,),
+        **ALICE,
+    )
+    (row,) = conn.execute("select id from clients where email = 'x1@example.com'").fetchone()
+    conn.commit()
+    page = user.get(url("client", str(row)))
+    assert page.status_code == 200
+    assert title(page).startswith("History of Client <script>alert(1)</script>")
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
+    assert re.search(r"<[^>]+\son[a-z]+=", page.text) is None
+
+
 def test_the_page_has_the_viewers_security_headers_and_no_inline_script(user, seeded):
     page = user.get(url("client", str(seeded["client_id"])))
     csp = page.headers["Content-Security-Policy"]
